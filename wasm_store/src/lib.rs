@@ -1,0 +1,1 @@
+//! wasm_store
