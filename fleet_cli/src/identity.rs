@@ -109,7 +109,9 @@ impl Identity {
             message,
         };
         let text = std::str::from_utf8(bytes).map_err(|_| unsupported("not PEM text".into()))?;
-        if text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") || text.contains("Proc-Type: 4,ENCRYPTED") {
+        if text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----")
+            || text.contains("Proc-Type: 4,ENCRYPTED")
+        {
             return Err(IdentityError::Encrypted {
                 path: path.to_string(),
             });
@@ -126,7 +128,9 @@ impl Identity {
                 return Ok(Self::from_secp256k1(key));
             }
             let basic = BasicIdentity::from_pem(bytes).map_err(|e| {
-                unsupported(format!("neither an Ed25519 nor a secp256k1 PKCS#8 key ({e})"))
+                unsupported(format!(
+                    "neither an Ed25519 nor a secp256k1 PKCS#8 key ({e})"
+                ))
             })?;
             let der = ic_agent::Identity::public_key(&basic)
                 .ok_or_else(|| unsupported("the Ed25519 key has no public key".into()))?;
@@ -209,7 +213,10 @@ MC4CAQAwBQYDK2VwBCIEINjdFAoVI72rUQ0CnlCYUhkTqmidCs+c4yoY3HMJke3K
         assert_eq!(id.kind(), KeyKind::Secp256k1);
         assert_eq!(id.principal(), expected(SECP256K1_DER));
         assert_eq!(id.signer().sender().unwrap(), id.principal());
-        assert_eq!(id.signer().public_key().unwrap(), hex::decode(SECP256K1_DER).unwrap());
+        assert_eq!(
+            id.signer().public_key().unwrap(),
+            hex::decode(SECP256K1_DER).unwrap()
+        );
     }
 
     #[test]
@@ -241,20 +248,33 @@ MC4CAQAwBQYDK2VwBCIEINjdFAoVI72rUQ0CnlCYUhkTqmidCs+c4yoY3HMJke3K
     #[test]
     fn bad_pem_inputs_are_clear_errors() {
         let garbage = Identity::from_pem(b"hello", "x.pem").unwrap_err();
-        assert!(matches!(garbage, IdentityError::Unsupported { .. }), "{garbage}");
+        assert!(
+            matches!(garbage, IdentityError::Unsupported { .. }),
+            "{garbage}"
+        );
         let encrypted = Identity::from_pem(
             b"-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n",
             "x.pem",
         )
         .unwrap_err();
-        assert!(matches!(encrypted, IdentityError::Encrypted { .. }), "{encrypted}");
+        assert!(
+            matches!(encrypted, IdentityError::Encrypted { .. }),
+            "{encrypted}"
+        );
         // A P-256 key is not a secp256k1 key.
-        let p256 = "-----BEGIN EC PARAMETERS-----\nBggqhkjOPQMBBw==\n-----END EC PARAMETERS-----\n".to_string()
+        let p256 = "-----BEGIN EC PARAMETERS-----\nBggqhkjOPQMBBw==\n-----END EC PARAMETERS-----\n"
+            .to_string()
             + SECP256K1_SEC1;
         let wrong_curve = Identity::from_pem(p256.as_bytes(), "x.pem").unwrap_err();
-        assert!(matches!(wrong_curve, IdentityError::Unsupported { .. }), "{wrong_curve}");
+        assert!(
+            matches!(wrong_curve, IdentityError::Unsupported { .. }),
+            "{wrong_curve}"
+        );
         let truncated = Identity::from_pem(&SECP256K1_SEC1.as_bytes()[..80], "x.pem").unwrap_err();
-        assert!(matches!(truncated, IdentityError::Unsupported { .. }), "{truncated}");
+        assert!(
+            matches!(truncated, IdentityError::Unsupported { .. }),
+            "{truncated}"
+        );
         let missing = Identity::from_pem_file(Path::new("/nonexistent/fleet.pem")).unwrap_err();
         assert!(matches!(missing, IdentityError::Read { .. }), "{missing}");
     }

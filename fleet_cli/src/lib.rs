@@ -2,5 +2,6 @@
 //! phrase, with or without the fleet manager, against the IC (ic-agent) or the embedded
 //! simulator (`ic_sim`).
 
+pub mod backend;
 pub mod identity;
 pub mod phrase;

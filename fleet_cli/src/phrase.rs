@@ -45,7 +45,9 @@ pub enum PhraseError {
         source_name: String,
         message: String,
     },
-    #[error("no recovery phrase given: use --phrase-file FILE, --phrase-stdin or set {PHRASE_ENV}")]
+    #[error(
+        "no recovery phrase given: use --phrase-file FILE, --phrase-stdin or set {PHRASE_ENV}"
+    )]
     Missing,
     #[error("deriving the key from the recovery phrase failed: {0}")]
     Derivation(String),
@@ -174,9 +176,11 @@ pub fn derive_secp256k1(seed: &[u8], path: &str) -> Result<k256::SecretKey, Phra
     let path: DerivationPath = path
         .parse()
         .map_err(|e| PhraseError::Derivation(format!("derivation path {path}: {e}")))?;
-    let xprv = XPrv::derive_from_path(seed, &path)
-        .map_err(|e| PhraseError::Derivation(e.to_string()))?;
-    Ok(k256::SecretKey::from(xprv.private_key().as_nonzero_scalar()))
+    let xprv =
+        XPrv::derive_from_path(seed, &path).map_err(|e| PhraseError::Derivation(e.to_string()))?;
+    Ok(k256::SecretKey::from(
+        xprv.private_key().as_nonzero_scalar(),
+    ))
 }
 
 /// Self-authenticating principal of a secp256k1 public key: the key is DER-encoded as an
@@ -210,7 +214,10 @@ fn read_limited_file(path: &Path) -> Result<Zeroizing<String>, PhraseError> {
     read_limited(file, &source)
 }
 
-fn read_limited(reader: impl Read, source: &PhraseSource) -> Result<Zeroizing<String>, PhraseError> {
+fn read_limited(
+    reader: impl Read,
+    source: &PhraseSource,
+) -> Result<Zeroizing<String>, PhraseError> {
     let mut bytes = Zeroizing::new(Vec::new());
     reader
         .take(MAX_PHRASE_INPUT + 1)
@@ -299,7 +306,11 @@ mod tests {
             let derived = parsed.seed("TREZOR");
             assert_eq!(hex::encode(derived.as_ref()), *seed, "seed of {words}");
             let xprv = XPrv::new(derived.as_ref()).unwrap();
-            assert_eq!(xprv.to_string(Prefix::XPRV).as_str(), *root, "root of {words}");
+            assert_eq!(
+                xprv.to_string(Prefix::XPRV).as_str(),
+                *root,
+                "root of {words}"
+            );
         }
     }
 
@@ -378,7 +389,10 @@ mod tests {
         assert_eq!(fifteen.unwrap_err(), PhraseError::WordCount(15));
         let err = RecoveryPhrase::parse("abandon abandon abandon").unwrap_err();
         assert_eq!(err, PhraseError::WordCount(3));
-        assert_eq!(RecoveryPhrase::parse("").unwrap_err(), PhraseError::WordCount(0));
+        assert_eq!(
+            RecoveryPhrase::parse("").unwrap_err(),
+            PhraseError::WordCount(0)
+        );
     }
 
     #[test]

@@ -1,0 +1,134 @@
+//! The one seam between command logic and an IC: [`Ic`], with typed management-canister
+//! helpers ([`Management`]) built on it.
+//!
+//! Two implementations: [`agent::AgentIc`] talks to a real network through ic-agent; the
+//! embedded simulator backend (`ic_sim`) plugs in behind the same trait, so every command runs
+//! unchanged on both.
+
+pub mod agent;
+pub mod mgmt;
+
+use candid::Principal;
+use serde::Serialize;
+
+pub use mgmt::Management;
+
+/// A call that did not produce a reply.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum CallError {
+    /// The IC or the canister rejected the call (IC interface spec, "Reject codes").
+    #[error("rejected (reject code {code}{}): {message}", error_code.as_deref().map(|c| format!(", {c}")).unwrap_or_default())]
+    Reject {
+        /// 1 SYS_FATAL, 2 SYS_TRANSIENT, 3 DESTINATION_INVALID, 4 CANISTER_REJECT,
+        /// 5 CANISTER_ERROR, 6 SYS_UNKNOWN.
+        code: u64,
+        message: String,
+        /// The IC's error code such as `IC0512`, when given.
+        error_code: Option<String>,
+    },
+    /// The network could not be reached or answered something that is not a reply.
+    #[error("cannot reach the network: {0}")]
+    Transport(String),
+    /// A reply came back but is not what the method's candid type says.
+    #[error("unexpected reply from {method}: {message}")]
+    Decode { method: String, message: String },
+}
+
+impl CallError {
+    /// True when the rejection says the caller lacks permission (e.g. is not a controller):
+    /// CANISTER_REJECT or CANISTER_ERROR whose error code is IC0512 ("not authorized"), or a
+    /// message saying so (older replicas omit error codes).
+    pub fn is_not_authorized(&self) -> bool {
+        match self {
+            CallError::Reject {
+                code,
+                message,
+                error_code,
+            } => {
+                error_code.as_deref() == Some("IC0512")
+                    || ((*code == 4 || *code == 5)
+                        && (message.contains("controller") || message.contains("authoriz")))
+            }
+            _ => false,
+        }
+    }
+}
+
+/// A connection to an IC as one sender.
+///
+/// `canister` may be the management canister (`aaaaa-aa`): the implementation then finds the
+/// effective canister id in the argument (IC interface spec, "Effective canister id": the
+/// `canister_id` field of the argument record, or `target_canister` for
+/// `install_chunked_code`).
+pub trait Ic {
+    /// An update call; returns the candid-encoded reply.
+    fn update(&self, canister: Principal, method: &str, arg: Vec<u8>)
+        -> Result<Vec<u8>, CallError>;
+    /// A query call; returns the candid-encoded reply.
+    fn query(&self, canister: Principal, method: &str, arg: Vec<u8>) -> Result<Vec<u8>, CallError>;
+    /// The principal calls are sent as.
+    fn sender(&self) -> Principal;
+}
+
+/// Effective canister id of a management-canister call: the `canister_id` (or, for
+/// `install_chunked_code`, `target_canister`) field of the candid argument record.
+pub fn effective_canister_id(arg: &[u8]) -> Option<Principal> {
+    #[derive(candid::Deserialize, candid::CandidType)]
+    struct WithCanisterId {
+        canister_id: Principal,
+    }
+    #[derive(candid::Deserialize, candid::CandidType)]
+    struct WithTarget {
+        target_canister: Principal,
+    }
+    if let Ok(r) = candid::decode_one::<WithCanisterId>(arg) {
+        return Some(r.canister_id);
+    }
+    candid::decode_one::<WithTarget>(arg)
+        .ok()
+        .map(|r| r.target_canister)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn effective_canister_id_is_read_from_the_argument() {
+        let c = Principal::from_text("rrkah-fqaaa-aaaaa-aaaaq-cai").unwrap();
+        let status = candid::encode_one(mgmt::CanisterIdRecord { canister_id: c }).unwrap();
+        assert_eq!(effective_canister_id(&status), Some(c));
+        let install = candid::encode_one(mgmt::InstallChunkedCodeArgs {
+            mode: mgmt::InstallMode::Upgrade(None),
+            target_canister: c,
+            store_canister: Some(c),
+            chunk_hashes_list: vec![],
+            wasm_module_hash: serde_bytes::ByteBuf::from(vec![0; 32]),
+            arg: serde_bytes::ByteBuf::new(),
+            sender_canister_version: None,
+        })
+        .unwrap();
+        assert_eq!(effective_canister_id(&install), Some(c));
+        assert_eq!(
+            effective_canister_id(&candid::encode_one(7u8).unwrap()),
+            None
+        );
+    }
+
+    #[test]
+    fn not_authorized_is_recognised() {
+        let e = CallError::Reject {
+            code: 5,
+            message: "Only controllers of canister x can call ic00 method canister_status".into(),
+            error_code: Some("IC0512".into()),
+        };
+        assert!(e.is_not_authorized());
+        let other = CallError::Reject {
+            code: 5,
+            message: "trapped".into(),
+            error_code: Some("IC0503".into()),
+        };
+        assert!(!other.is_not_authorized());
+    }
+}
