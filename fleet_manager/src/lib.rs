@@ -1,1 +1,367 @@
-//! fleet_manager
+//! The fleet manager canister: releases of the user canister's wasm, a registry of user
+//! canisters, and provisioning of a canister per user whose controllers are exactly the manager
+//! and the user's recovery principal.
+//!
+//! Endpoints here are thin: they read the caller, check its role and hand over to the modules,
+//! which keep the logic natively testable. Every update refuses the anonymous principal.
+
+pub mod access;
+pub mod chunk_store;
+pub mod memory;
+pub mod mgmt;
+pub mod provisioning;
+pub mod rate_limit;
+pub mod registry;
+pub mod releases;
+pub mod state;
+
+use access::Caller;
+use candid::Principal;
+use fleet_api::manager::*;
+use ic_cdk::{init, post_upgrade, query, update};
+
+fn caller() -> Caller {
+    let principal = ic_cdk::api::msg_caller();
+    Caller {
+        principal,
+        is_controller: ic_cdk::api::is_controller(&principal),
+    }
+}
+
+fn has_role(caller: Caller, role: Role) -> bool {
+    state::with(|s| s.operators.has_role(caller, role))
+}
+
+#[init]
+fn init(arg: Option<ManagerInitArg>) {
+    let arg = arg.unwrap_or_default();
+    if let Some(limit) = arg.creation_limit {
+        if !rate_limit::TokenBucket::valid(limit) {
+            ic_cdk::trap("creation_limit needs capacity >= 1 and refill_period_secs >= 1");
+        }
+    }
+    if arg
+        .admins
+        .iter()
+        .flatten()
+        .any(|a| *a == Principal::anonymous())
+    {
+        ic_cdk::trap("the anonymous principal cannot be an admin");
+    }
+    state::with_mut(|s| s.initialize(arg, ic_cdk::api::time()));
+}
+
+#[post_upgrade]
+fn post_upgrade() {
+    // Trapping keeps the previous module and its state (interface spec, "IC method
+    // `install_code`": a failed upgrade is rolled back).
+    if let Err(e) = state::with(|s| s.check_layout()) {
+        ic_cdk::trap(e);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Settings and operators
+// ---------------------------------------------------------------------------------------------
+
+#[query]
+fn get_settings() -> Settings {
+    state::with(|s| s.settings())
+}
+
+#[update]
+fn update_settings(update: SettingsUpdate) -> Result<Settings, UpdateSettingsError> {
+    if !has_role(caller(), Role::Admin) {
+        return Err(UpdateSettingsError::NotAuthorized);
+    }
+    if update
+        .creation_limit
+        .is_some_and(|l| !rate_limit::TokenBucket::valid(l))
+    {
+        return Err(UpdateSettingsError::InvalidRateLimit);
+    }
+    Ok(state::with_mut(|s| {
+        let mut settings = s.settings();
+        if let Some(cycles) = update.user_canister_cycles {
+            settings.user_canister_cycles = cycles;
+        }
+        if let Some(limit) = update.creation_limit {
+            settings.creation_limit = limit;
+        }
+        s.set_settings(settings.clone());
+        settings
+    }))
+}
+
+#[update]
+fn set_operator(operator: Operator) -> Result<(), OperatorError> {
+    if !has_role(caller(), Role::Admin) {
+        return Err(OperatorError::NotAuthorized);
+    }
+    if operator.principal == Principal::anonymous() {
+        return Err(OperatorError::AnonymousOperator);
+    }
+    if operator.roles.is_empty() {
+        return Err(OperatorError::NoRoles);
+    }
+    state::with_mut(|s| s.operators.set(operator.principal, &operator.roles));
+    Ok(())
+}
+
+#[update]
+fn remove_operator(principal: Principal) -> Result<(), OperatorError> {
+    if !has_role(caller(), Role::Admin) {
+        return Err(OperatorError::NotAuthorized);
+    }
+    if state::with_mut(|s| s.operators.remove(&principal)) {
+        Ok(())
+    } else {
+        Err(OperatorError::UnknownOperator)
+    }
+}
+
+#[query]
+fn list_operators() -> Result<Vec<Operator>, QueryError> {
+    let caller = caller();
+    state::with(|s| {
+        if s.operators.is_operator(caller) {
+            Ok(s.operators.list())
+        } else {
+            Err(QueryError::NotAuthorized)
+        }
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Releases
+// ---------------------------------------------------------------------------------------------
+
+#[update]
+fn begin_release(req: BeginUpload) -> Result<UploadStatus, BeginReleaseError> {
+    let caller = caller();
+    if !has_role(caller, Role::Releaser) {
+        return Err(BeginReleaseError::NotAuthorized);
+    }
+    releases::begin(req, caller.principal, ic_cdk::api::time()).map_err(BeginReleaseError::Store)
+}
+
+#[update]
+fn upload_release_chunk(arg: UploadReleaseChunkArg) -> Result<(), UploadReleaseChunkError> {
+    if !has_role(caller(), Role::Releaser) {
+        return Err(UploadReleaseChunkError::NotAuthorized);
+    }
+    state::with_mut(|s| s.store.put_chunk(&arg.version, arg.index, arg.bytes))
+        .map_err(UploadReleaseChunkError::Store)
+}
+
+#[update]
+fn abort_release_upload(version: String) -> Result<(), AbortReleaseUploadError> {
+    if !has_role(caller(), Role::Releaser) {
+        return Err(AbortReleaseUploadError::NotAuthorized);
+    }
+    state::with_mut(|s| s.store.abort_upload(&version)).map_err(AbortReleaseUploadError::Store)
+}
+
+#[query]
+fn release_upload_status(version: String) -> Result<UploadStatus, StoreError> {
+    state::with(|s| s.store.upload_status(&version))
+}
+
+#[update]
+async fn finalize_release(version: String) -> Result<FinalizedRelease, FinalizeReleaseError> {
+    if !has_role(caller(), Role::Releaser) {
+        return Err(FinalizeReleaseError::NotAuthorized);
+    }
+    releases::finalize(&mgmt::Ic, &version).await
+}
+
+#[update]
+async fn mirror_release(version: String) -> Result<ChunkStoreStatus, MirrorError> {
+    if !has_role(caller(), Role::Releaser) {
+        return Err(MirrorError::NotAuthorized);
+    }
+    chunk_store::ensure_mirrored(&mgmt::Ic, &version).await?;
+    Ok(chunk_store::status())
+}
+
+#[update]
+fn delete_release(version: String) -> Result<ReleaseMeta, DeleteReleaseError> {
+    if !has_role(caller(), Role::Releaser) {
+        return Err(DeleteReleaseError::NotAuthorized);
+    }
+    releases::delete(&version)
+}
+
+#[update]
+async fn set_default_release(version: String) -> Result<Settings, SetDefaultReleaseError> {
+    if !has_role(caller(), Role::Admin) {
+        return Err(SetDefaultReleaseError::NotAuthorized);
+    }
+    releases::set_default(&mgmt::Ic, &version).await
+}
+
+#[query]
+fn list_releases(arg: ListReleasesArg) -> Result<Vec<ReleaseMeta>, StoreError> {
+    state::with(|s| {
+        s.store.list(
+            arg.start_after.as_deref(),
+            arg.limit.unwrap_or(wasm_store::MAX_PAGE),
+        )
+    })
+}
+
+#[query]
+fn get_release(version: String) -> Option<ReleaseMeta> {
+    state::with(|s| s.store.get(&version))
+}
+
+/// One chunk of a finalized release. Public, so that an end user can fetch a release and
+/// install it through the recovery principal without the manager's help.
+#[query]
+fn release_chunk(arg: ReleaseChunkArg) -> Result<serde_bytes::ByteBuf, StoreError> {
+    state::with(|s| s.store.chunk(&arg.version, arg.index)).map(serde_bytes::ByteBuf::from)
+}
+
+#[query]
+fn store_usage() -> StoreUsage {
+    state::with(|s| s.store.usage())
+}
+
+#[query]
+fn chunk_store_status() -> ChunkStoreStatus {
+    chunk_store::status()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Provisioning
+// ---------------------------------------------------------------------------------------------
+
+#[update]
+async fn create_user_canister(
+    arg: CreateUserCanisterArg,
+) -> Result<UserCanister, CreateUserCanisterError> {
+    provisioning::create_user_canister(&mgmt::Ic, caller().principal, arg).await
+}
+
+#[update]
+async fn adopt_canister(arg: AdoptCanisterArg) -> Result<UserCanister, AdoptCanisterError> {
+    let caller = caller();
+    let privileged = has_role(caller, Role::Admin) || has_role(caller, Role::Deployer);
+    provisioning::adopt_canister(&mgmt::Ic, caller, privileged, arg).await
+}
+
+// ---------------------------------------------------------------------------------------------
+// Registry
+// ---------------------------------------------------------------------------------------------
+
+/// The caller's own canister, if any.
+#[query]
+fn my_user_canister() -> Option<UserCanister> {
+    let caller = ic_cdk::api::msg_caller();
+    if caller == Principal::anonymous() {
+        return None;
+    }
+    state::with(|s| s.registry.by_owner(&caller))
+}
+
+#[query]
+fn get_user_canister(canister_id: Principal) -> Result<UserCanister, GetUserCanisterError> {
+    let caller = caller();
+    state::with(|s| {
+        let record = s.registry.get(&canister_id);
+        let allowed = s.operators.is_operator(caller)
+            || record.as_ref().is_some_and(|r| {
+                caller.principal != Principal::anonymous()
+                    && (r.owner == caller.principal || r.recovery_principal == caller.principal)
+            });
+        match (allowed, record) {
+            (false, _) => Err(GetUserCanisterError::NotAuthorized),
+            (true, None) => Err(GetUserCanisterError::NotFound),
+            (true, Some(r)) => Ok(r),
+        }
+    })
+}
+
+#[query]
+fn list_user_canisters(
+    arg: ListUserCanistersArg,
+) -> Result<UserCanisterPage, ListUserCanistersError> {
+    let caller = caller();
+    state::with(|s| {
+        if !s.operators.is_operator(caller) {
+            return Err(ListUserCanistersError::NotAuthorized);
+        }
+        let filter = match arg.filter {
+            CanisterFilter::All => registry::Filter::All,
+            CanisterFilter::Owner(owner) => registry::Filter::Owner(owner),
+            CanisterFilter::Status(status) => registry::Filter::Status(status),
+            CanisterFilter::Release(version) => {
+                let meta = s
+                    .store
+                    .get(&version)
+                    .ok_or(ListUserCanistersError::UnknownRelease)?;
+                let sha: [u8; 32] = meta
+                    .sha256
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| ListUserCanistersError::UnknownRelease)?;
+                registry::Filter::Release(sha)
+            }
+        };
+        Ok(s.registry.page(&filter, arg.start_after, arg.limit))
+    })
+}
+
+#[query]
+fn user_canister_count() -> u64 {
+    state::with(|s| s.registry.len())
+}
+
+#[update]
+fn set_upgrade_policy(arg: SetUpgradePolicyArg) -> Result<UserCanister, SetUpgradePolicyError> {
+    let caller = caller();
+    let deployer = has_role(caller, Role::Deployer);
+    state::with_mut(|s| {
+        let mut record = s
+            .registry
+            .get(&arg.canister_id)
+            .ok_or(SetUpgradePolicyError::NotFound)?;
+        let is_owner =
+            caller.principal != Principal::anonymous() && record.owner == caller.principal;
+        if !deployer && !is_owner {
+            return Err(SetUpgradePolicyError::NotAuthorized);
+        }
+        if let UpgradePolicy::Pinned(version) = &arg.policy {
+            if s.store.get(version).is_none() {
+                return Err(SetUpgradePolicyError::UnknownRelease);
+            }
+        }
+        record.policy = arg.policy;
+        record.updated_at_ns = ic_cdk::api::time();
+        s.registry.put(record.clone());
+        Ok(record)
+    })
+}
+
+ic_cdk::export_candid!();
+
+#[cfg(test)]
+mod candid_tests {
+    /// The checked-in `fleet_manager.did` is the contract clients are built against: fail when
+    /// the interface the code exports differs from it. `UPDATE_DID=1 cargo test` rewrites it.
+    #[test]
+    fn did_file_matches_exported_interface() {
+        let exported = super::__export_service();
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fleet_manager.did");
+        if std::env::var_os("UPDATE_DID").is_some() {
+            std::fs::write(path, &exported).expect("writing fleet_manager.did");
+        }
+        let checked_in = std::fs::read_to_string(path).expect("reading fleet_manager.did");
+        assert!(
+            checked_in == exported,
+            "fleet_manager.did differs from the exported interface; run \
+             `UPDATE_DID=1 cargo test -p fleet_manager did_file` and review the diff.\n\
+             exported:\n{exported}"
+        );
+    }
+}

@@ -1,0 +1,451 @@
+//! The fleet manager's interface: argument, record and error types of its endpoints.
+//!
+//! Every update endpoint returns `Result<_, E>` with one error enum per endpoint (a candid
+//! variant), so that callers can match on what went wrong; bad input changes nothing.
+
+use candid::{CandidType, Principal};
+use serde::{Deserialize, Serialize};
+
+/// Most records one page of a paginated query returns; larger `limit`s are clamped to it.
+pub const MAX_PAGE_SIZE: u32 = 500;
+
+/// Capacity of a canister's IC chunk store (interface spec, "IC method `upload_chunk`").
+pub const CHUNK_STORE_CAPACITY: u32 = 100;
+
+/// Largest chunk the IC chunk store accepts: 1 MiB (interface spec, "IC method `upload_chunk`").
+pub const IC_CHUNK_SIZE: u64 = 1024 * 1024;
+
+/// Upgrade events kept per user canister; older ones are dropped first.
+pub const MAX_HISTORY: usize = 10;
+
+// ---------------------------------------------------------------------------------------------
+// Init and settings
+// ---------------------------------------------------------------------------------------------
+
+/// Argument of the manager's `init`. Every field has a default, so `null` installs a working
+/// manager whose only administrators are its controllers.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct ManagerInitArg {
+    /// Operators granted the `Admin` role at install.
+    pub admins: Option<Vec<Principal>>,
+    /// Cycles each new user canister receives on top of the creation fee.
+    pub user_canister_cycles: Option<u128>,
+    /// Token bucket limiting `create_user_canister`.
+    pub creation_limit: Option<RateLimit>,
+}
+
+/// A token bucket: at most `capacity` creations at once, one more token every
+/// `refill_period_secs` seconds.
+#[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    pub capacity: u32,
+    pub refill_period_secs: u64,
+}
+
+/// The manager's settings, readable by everyone.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    pub user_canister_cycles: u128,
+    pub creation_limit: RateLimit,
+    /// Release installed into newly created user canisters.
+    pub default_release: Option<ReleaseRef>,
+}
+
+/// Partial update of [`Settings`]; `None` keeps a value.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct SettingsUpdate {
+    pub user_canister_cycles: Option<u128>,
+    pub creation_limit: Option<RateLimit>,
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum UpdateSettingsError {
+    NotAuthorized,
+    /// A rate limit needs a capacity of at least one and a refill period of at least one second.
+    InvalidRateLimit,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Operators
+// ---------------------------------------------------------------------------------------------
+
+/// What an operator may do. The canister's controllers hold every role.
+#[derive(
+    CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash,
+)]
+pub enum Role {
+    /// Manages operators and settings, sets the default release.
+    Admin,
+    /// Publishes releases.
+    Releaser,
+    /// Runs rollouts and manages user canisters' upgrade policies.
+    Deployer,
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Operator {
+    pub principal: Principal,
+    pub roles: Vec<Role>,
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum OperatorError {
+    NotAuthorized,
+    /// The anonymous principal cannot be an operator.
+    AnonymousOperator,
+    /// An operator needs at least one role; use `remove_operator` to revoke all.
+    NoRoles,
+    UnknownOperator,
+}
+
+/// Refusal of a query restricted to operators.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum QueryError {
+    NotAuthorized,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Releases
+// ---------------------------------------------------------------------------------------------
+
+/// A release as registry records and settings refer to it.
+#[derive(
+    CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash,
+)]
+pub struct ReleaseRef {
+    pub version: String,
+    #[serde(with = "serde_bytes")]
+    pub sha256: Vec<u8>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// IC chunk store mirror
+// ---------------------------------------------------------------------------------------------
+
+/// A release mirrored into the manager's IC chunk store.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct MirroredRelease {
+    pub release: ReleaseRef,
+    /// sha256 of each ≤ 1 MiB slice of the module, in order: the `chunk_hashes_list` of
+    /// `install_chunked_code`.
+    pub chunk_hashes: Vec<Vec<u8>>,
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ChunkStoreStatus {
+    pub capacity: u32,
+    /// Distinct chunks stored (the IC store deduplicates equal chunks).
+    pub used: u32,
+    pub releases: Vec<MirroredRelease>,
+    /// True while a mirroring operation runs; other mirroring requests are refused meanwhile.
+    pub busy: bool,
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum MirrorError {
+    NotAuthorized,
+    UnknownRelease,
+    /// Another mirroring operation is running; retry later.
+    Busy,
+    /// Even after clearing the store, the releases still needed (default release, rollout
+    /// targets) plus this one need more chunks than the store holds.
+    DoesNotFit {
+        needed: u32,
+        capacity: u32,
+    },
+    /// A management canister call failed; the mirror records only what was confirmed.
+    CallFailed {
+        method: String,
+        message: String,
+    },
+}
+
+// ---------------------------------------------------------------------------------------------
+// Registry
+// ---------------------------------------------------------------------------------------------
+
+/// Lifecycle of a user canister in the registry.
+#[derive(
+    CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash,
+)]
+pub enum CanisterStatus {
+    /// Created, code not yet installed; `create_user_canister` by the owner resumes it.
+    Provisioning,
+    /// Running a release recorded in `current_release`.
+    Active,
+    /// An upgrade is in progress.
+    Upgrading,
+    /// The last operation failed; see `last_error`.
+    Failed,
+    /// The last upgrade failed its health check and was rolled back to the snapshot.
+    RolledBack,
+    /// The manager no longer manages the canister (for example the owner removed it as a
+    /// controller).
+    Detached,
+}
+
+impl CanisterStatus {
+    pub const ALL: [CanisterStatus; 6] = [
+        CanisterStatus::Provisioning,
+        CanisterStatus::Active,
+        CanisterStatus::Upgrading,
+        CanisterStatus::Failed,
+        CanisterStatus::RolledBack,
+        CanisterStatus::Detached,
+    ];
+}
+
+/// How rollouts treat a user canister.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub enum UpgradePolicy {
+    /// Included in every rollout.
+    #[default]
+    Auto,
+    /// Upgraded only when its owner asks.
+    Manual,
+    /// Kept on this version.
+    Pinned(String),
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum UpgradeOutcome {
+    /// First install by `create_user_canister`.
+    Installed,
+    /// Registered by `adopt_canister` with the module it already ran.
+    Adopted,
+    Upgraded,
+    Failed(String),
+    RolledBack(String),
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct UpgradeEvent {
+    pub at_ns: u64,
+    pub from: Option<ReleaseRef>,
+    pub to: ReleaseRef,
+    pub outcome: UpgradeOutcome,
+}
+
+/// One registry record.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct UserCanister {
+    pub canister_id: Principal,
+    pub owner: Principal,
+    pub recovery_principal: Principal,
+    pub current_release: Option<ReleaseRef>,
+    pub policy: UpgradePolicy,
+    pub status: CanisterStatus,
+    pub last_error: Option<String>,
+    /// The last [`MAX_HISTORY`] upgrade events, oldest first.
+    pub history: Vec<UpgradeEvent>,
+    pub created_at_ns: u64,
+    pub updated_at_ns: u64,
+}
+
+/// Which records `list_user_canisters` pages through.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum CanisterFilter {
+    All,
+    Owner(Principal),
+    /// Canisters whose current release has this version.
+    Release(String),
+    Status(CanisterStatus),
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ListUserCanistersArg {
+    pub filter: CanisterFilter,
+    /// Canister id of the last record of the previous page.
+    pub start_after: Option<Principal>,
+    /// At most [`MAX_PAGE_SIZE`]; default 100.
+    pub limit: Option<u32>,
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct UserCanisterPage {
+    pub canisters: Vec<UserCanister>,
+    /// Pass as `start_after` to get the next page; `None` on the last page.
+    pub next: Option<Principal>,
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum GetUserCanisterError {
+    /// Only operators, the owner and the recovery principal may read a record.
+    NotAuthorized,
+    NotFound,
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SetUpgradePolicyArg {
+    pub canister_id: Principal,
+    pub policy: UpgradePolicy,
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum SetUpgradePolicyError {
+    /// Only the owner and deployers may change the policy.
+    NotAuthorized,
+    NotFound,
+    /// `Pinned` names a version that is not a finalized release.
+    UnknownRelease,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Provisioning
+// ---------------------------------------------------------------------------------------------
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct CreateUserCanisterArg {
+    /// Second controller of the new canister, derived from the owner's recovery phrase.
+    pub recovery_principal: Principal,
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum CreateUserCanisterError {
+    AnonymousCaller,
+    /// The recovery principal is anonymous, the manager or the management canister.
+    InvalidRecoveryPrincipal,
+    /// The caller already has a canister, recovered by another principal.
+    RecoveryPrincipalMismatch {
+        existing: Principal,
+    },
+    /// Another `create_user_canister` call of this owner is running.
+    InProgress,
+    /// The creation rate limit is exhausted; a token is available after this many seconds.
+    RateLimited {
+        retry_after_secs: u64,
+    },
+    NoDefaultRelease,
+    /// The manager cannot pay creation fee plus the user canister's cycles.
+    InsufficientCycles {
+        available: u128,
+        needed: u128,
+    },
+    /// The default release could not be put into the manager's chunk store.
+    Mirror(MirrorError),
+    /// `create_canister` failed; nothing was recorded.
+    CreateFailed(String),
+    /// The canister exists and is recorded as `Provisioning`; calling again resumes.
+    InstallFailed {
+        canister_id: Principal,
+        message: String,
+    },
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct AdoptCanisterArg {
+    pub canister_id: Principal,
+    /// The owner to record; default: the caller.
+    pub owner: Option<Principal>,
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum AdoptCanisterError {
+    AnonymousCaller,
+    /// Only admins, deployers and the canister's recovery principal (a controller, so it proves
+    /// control) may adopt a canister.
+    NotAuthorized,
+    /// The owner is anonymous, the manager or the management canister.
+    InvalidOwner,
+    /// Another creation or adoption for this owner is running.
+    InProgress,
+    AlreadyRegistered,
+    OwnerHasCanister {
+        canister_id: Principal,
+    },
+    /// `canister_status` failed, usually because the manager is not a controller.
+    StatusFailed(String),
+    /// Controllers must be exactly the manager and one recovery principal.
+    InvalidControllers {
+        controllers: Vec<Principal>,
+    },
+    /// The installed module is not a finalized release (or there is no module).
+    UnknownModule {
+        module_hash: Option<Vec<u8>>,
+    },
+}
+
+// ---------------------------------------------------------------------------------------------
+// Release endpoints (the release types themselves are the wasm store's, re-exported here)
+// ---------------------------------------------------------------------------------------------
+
+pub use wasm_store::{
+    BeginUpload, Limits as StoreLimits, ReleaseMeta, StoreError, StoreUsage, UploadStatus,
+};
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct UploadReleaseChunkArg {
+    pub version: String,
+    pub index: u32,
+    #[serde(with = "serde_bytes")]
+    pub bytes: Vec<u8>,
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ReleaseChunkArg {
+    pub version: String,
+    pub index: u32,
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct ListReleasesArg {
+    /// Version of the last release of the previous page.
+    pub start_after: Option<String>,
+    /// At most 100; default 100.
+    pub limit: Option<u32>,
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum BeginReleaseError {
+    NotAuthorized,
+    Store(StoreError),
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum UploadReleaseChunkError {
+    NotAuthorized,
+    Store(StoreError),
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum AbortReleaseUploadError {
+    NotAuthorized,
+    Store(StoreError),
+}
+
+/// A finalized release and whether it could be mirrored into the chunk store right away.
+/// A release that is not mirrored is mirrored again when it is needed (`mirror_release`,
+/// `set_default_release`, provisioning).
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct FinalizedRelease {
+    pub release: ReleaseMeta,
+    pub mirror_error: Option<MirrorError>,
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum FinalizeReleaseError {
+    NotAuthorized,
+    Store(StoreError),
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum DeleteReleaseError {
+    NotAuthorized,
+    /// Deleting the release the chunk store is being filled with would corrupt the mirror.
+    Busy,
+    Store(StoreError),
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum SetDefaultReleaseError {
+    NotAuthorized,
+    UnknownRelease,
+    /// The release could not be put into the chunk store; the default is unchanged.
+    Mirror(MirrorError),
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum ListUserCanistersError {
+    NotAuthorized,
+    UnknownRelease,
+}

@@ -1,0 +1,138 @@
+//! Who may do what: the canister's controllers hold every role; operators hold the roles an
+//! admin granted them. The anonymous principal holds none, whatever is stored.
+
+use candid::Principal;
+use fleet_api::manager::{Operator, Role};
+use ic_stable_structures::{Memory, StableBTreeMap};
+
+fn bit(role: Role) -> u8 {
+    match role {
+        Role::Admin => 1,
+        Role::Releaser => 2,
+        Role::Deployer => 4,
+    }
+}
+
+const ALL_ROLES: [Role; 3] = [Role::Admin, Role::Releaser, Role::Deployer];
+
+pub fn roles_from_bits(bits: u8) -> Vec<Role> {
+    ALL_ROLES
+        .into_iter()
+        .filter(|r| bits & bit(*r) != 0)
+        .collect()
+}
+
+pub fn bits_from_roles(roles: &[Role]) -> u8 {
+    roles.iter().fold(0, |acc, r| acc | bit(*r))
+}
+
+/// The caller as the checks see it: its principal and whether it controls this canister
+/// (`ic0.is_controller`, interface spec "Controller check").
+#[derive(Clone, Copy, Debug)]
+pub struct Caller {
+    pub principal: Principal,
+    pub is_controller: bool,
+}
+
+pub struct Operators<M: Memory> {
+    map: StableBTreeMap<Principal, u8, M>,
+}
+
+impl<M: Memory> Operators<M> {
+    pub fn init(memory: M) -> Self {
+        Operators {
+            map: StableBTreeMap::init(memory),
+        }
+    }
+
+    pub fn has_role(&self, caller: Caller, role: Role) -> bool {
+        if caller.principal == Principal::anonymous() {
+            return false;
+        }
+        caller.is_controller
+            || self
+                .map
+                .get(&caller.principal)
+                .is_some_and(|bits| bits & bit(role) != 0)
+    }
+
+    /// Whether the caller holds any role: may read operator-only queries.
+    pub fn is_operator(&self, caller: Caller) -> bool {
+        ALL_ROLES.into_iter().any(|r| self.has_role(caller, r))
+    }
+
+    /// Replaces the roles of `principal`. The caller's authority is checked by the endpoint.
+    pub fn set(&mut self, principal: Principal, roles: &[Role]) {
+        self.map.insert(principal, bits_from_roles(roles));
+    }
+
+    pub fn remove(&mut self, principal: &Principal) -> bool {
+        self.map.remove(principal).is_some()
+    }
+
+    pub fn list(&self) -> Vec<Operator> {
+        self.map
+            .iter()
+            .map(|e| Operator {
+                principal: *e.key(),
+                roles: roles_from_bits(e.value()),
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ic_stable_structures::VectorMemory;
+
+    fn p(n: u8) -> Principal {
+        Principal::from_slice(&[n; 10])
+    }
+
+    fn caller(principal: Principal, is_controller: bool) -> Caller {
+        Caller {
+            principal,
+            is_controller,
+        }
+    }
+
+    #[test]
+    fn operators_hold_exactly_their_roles_and_controllers_hold_all() {
+        let mut ops = Operators::init(VectorMemory::default());
+        ops.set(p(1), &[Role::Releaser]);
+        assert!(ops.has_role(caller(p(1), false), Role::Releaser));
+        assert!(!ops.has_role(caller(p(1), false), Role::Admin));
+        assert!(!ops.has_role(caller(p(1), false), Role::Deployer));
+        assert!(!ops.has_role(caller(p(2), false), Role::Releaser));
+        assert!(ops.has_role(caller(p(2), true), Role::Admin));
+        assert!(ops.is_operator(caller(p(1), false)));
+        assert!(!ops.is_operator(caller(p(2), false)));
+    }
+
+    #[test]
+    fn anonymous_holds_no_role_even_if_stored_or_controller() {
+        let mut ops = Operators::init(VectorMemory::default());
+        ops.set(Principal::anonymous(), &[Role::Admin]);
+        assert!(!ops.has_role(caller(Principal::anonymous(), true), Role::Admin));
+        assert!(!ops.is_operator(caller(Principal::anonymous(), false)));
+    }
+
+    #[test]
+    fn set_replaces_roles_and_remove_revokes() {
+        let mut ops = Operators::init(VectorMemory::default());
+        ops.set(p(1), &[Role::Admin, Role::Deployer]);
+        assert_eq!(
+            ops.list(),
+            vec![Operator {
+                principal: p(1),
+                roles: vec![Role::Admin, Role::Deployer]
+            }]
+        );
+        ops.set(p(1), &[Role::Releaser]);
+        assert!(!ops.has_role(caller(p(1), false), Role::Admin));
+        assert!(ops.remove(&p(1)));
+        assert!(!ops.remove(&p(1)));
+        assert!(!ops.is_operator(caller(p(1), false)));
+    }
+}

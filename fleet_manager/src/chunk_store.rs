@@ -1,0 +1,284 @@
+//! Mirror of releases into the manager's own IC chunk store.
+//!
+//! Installing with `install_chunked_code` and `store_canister = manager` sends 32-byte hashes
+//! instead of the module (interface spec, "IC method `install_chunked_code`"), so each release
+//! is uploaded into the store once (`upload_chunk` on the manager itself) and reused for every
+//! install and upgrade.
+//!
+//! Policy, as the store holds at most 100 chunks of 1 MiB (interface spec, "IC method
+//! `upload_chunk`"):
+//! 1. A release already mirrored needs nothing.
+//! 2. If its chunks fit next to what is stored, only the chunks not stored yet are uploaded
+//!    (the store deduplicates by hash, so equal chunks are shared between releases).
+//! 3. Otherwise the store is cleared and refilled with the releases still needed (the default
+//!    release and, once rollouts exist, their targets) plus the requested one; every other
+//!    release is evicted and mirrored again when it is needed.
+//! 4. If even those do not fit, the request is refused with `DoesNotFit` and nothing changes.
+//!
+//! Each confirmed upload is recorded at once, so that a failure halfway leaves a record of what
+//! the store really holds.
+
+use crate::mgmt::Runtime;
+use crate::state::{self, MirrorGuard};
+use candid::CandidType;
+use fleet_api::manager::{
+    ChunkStoreStatus, MirrorError, MirroredRelease, ReleaseRef, CHUNK_STORE_CAPACITY,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use wasm_store::ReleaseMeta;
+
+/// What the manager's IC chunk store holds.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct MirrorState {
+    /// Hashes of every chunk confirmed by `upload_chunk` since the last clear.
+    pub stored: Vec<Vec<u8>>,
+    /// Releases all of whose chunks are stored.
+    pub releases: Vec<MirroredRelease>,
+}
+
+impl MirrorState {
+    pub fn get(&self, sha256: &[u8]) -> Option<&MirroredRelease> {
+        self.releases.iter().find(|r| r.release.sha256 == sha256)
+    }
+
+    pub fn status(&self, busy: bool) -> ChunkStoreStatus {
+        ChunkStoreStatus {
+            capacity: CHUNK_STORE_CAPACITY,
+            used: self.stored.len() as u32,
+            releases: self.releases.clone(),
+            busy,
+        }
+    }
+}
+
+/// A release and its chunk hashes, as the wasm store describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Wanted {
+    pub release: ReleaseRef,
+    pub chunk_hashes: Vec<Vec<u8>>,
+}
+
+impl From<&ReleaseMeta> for Wanted {
+    fn from(meta: &ReleaseMeta) -> Self {
+        Wanted {
+            release: ReleaseRef {
+                version: meta.version.clone(),
+                sha256: meta.sha256.clone(),
+            },
+            chunk_hashes: meta.chunk_hashes.iter().map(|h| h.to_vec()).collect(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Plan {
+    Ready,
+    /// Upload the target's missing chunks next to what is stored.
+    Upload,
+    /// Clear the store, then mirror these releases (the ones still needed, target last).
+    ClearAndMirror(Vec<Wanted>),
+}
+
+fn distinct<'a>(hashes: impl IntoIterator<Item = &'a Vec<u8>>) -> usize {
+    hashes.into_iter().collect::<BTreeSet<_>>().len()
+}
+
+/// Decides how to get `target` into the store; `keep` are the releases still needed.
+pub fn plan(
+    state: &MirrorState,
+    target: &Wanted,
+    keep: &[Wanted],
+    capacity: u32,
+) -> Result<Plan, MirrorError> {
+    if state.get(&target.release.sha256).is_some() {
+        return Ok(Plan::Ready);
+    }
+    if distinct(state.stored.iter().chain(&target.chunk_hashes)) <= capacity as usize {
+        return Ok(Plan::Upload);
+    }
+    let mut releases: Vec<Wanted> = Vec::new();
+    for w in keep.iter().chain(std::iter::once(target)) {
+        if !releases
+            .iter()
+            .any(|r| r.release.sha256 == w.release.sha256)
+        {
+            releases.push(w.clone());
+        }
+    }
+    let needed = distinct(releases.iter().flat_map(|w| &w.chunk_hashes));
+    if needed > capacity as usize {
+        return Err(MirrorError::DoesNotFit {
+            needed: needed as u32,
+            capacity,
+        });
+    }
+    Ok(Plan::ClearAndMirror(releases))
+}
+
+/// Releases that must stay in the store: the default release (and rollout targets, once the
+/// rollout engine exists).
+fn releases_to_keep() -> Vec<Wanted> {
+    state::with(|s| {
+        s.settings()
+            .default_release
+            .and_then(|r| s.store.get(&r.version))
+            .map(|meta| vec![Wanted::from(&meta)])
+            .unwrap_or_default()
+    })
+}
+
+fn call_failed(e: crate::mgmt::CallError) -> MirrorError {
+    MirrorError::CallFailed {
+        method: e.method.to_string(),
+        message: e.message,
+    }
+}
+
+/// Mirrors the finalized release `version` into the chunk store according to the policy above
+/// and returns its chunk hashes.
+pub async fn ensure_mirrored<R: Runtime>(
+    rt: &R,
+    version: &str,
+) -> Result<MirroredRelease, MirrorError> {
+    let target = state::with(|s| s.store.get(version))
+        .map(|meta| Wanted::from(&meta))
+        .ok_or(MirrorError::UnknownRelease)?;
+    if let Some(done) = state::with(|s| s.mirror_state().get(&target.release.sha256).cloned()) {
+        return Ok(done);
+    }
+    let _guard = MirrorGuard::acquire().ok_or(MirrorError::Busy)?;
+    let keep = releases_to_keep();
+    let current = state::with(|s| s.mirror_state());
+    match plan(&current, &target, &keep, CHUNK_STORE_CAPACITY)? {
+        Plan::Ready => {}
+        Plan::Upload => upload_release(rt, &target).await?,
+        Plan::ClearAndMirror(releases) => {
+            rt.clear_chunk_store().await.map_err(call_failed)?;
+            state::with_mut(|s| s.set_mirror_state(MirrorState::default()));
+            for wanted in &releases {
+                upload_release(rt, wanted).await?;
+            }
+        }
+    }
+    state::with(|s| s.mirror_state().get(&target.release.sha256).cloned())
+        .ok_or(MirrorError::UnknownRelease)
+}
+
+async fn upload_release<R: Runtime>(rt: &R, wanted: &Wanted) -> Result<(), MirrorError> {
+    for (index, hash) in wanted.chunk_hashes.iter().enumerate() {
+        if state::with(|s| s.mirror_state().stored.contains(hash)) {
+            continue;
+        }
+        let bytes = state::with(|s| s.store.chunk(&wanted.release.version, index as u32))
+            .map_err(|_| MirrorError::UnknownRelease)?;
+        let returned = rt.upload_chunk(bytes).await.map_err(call_failed)?;
+        if &returned != hash {
+            return Err(MirrorError::CallFailed {
+                method: "upload_chunk".to_string(),
+                message: format!(
+                    "chunk {index} of {} stored under hash {}, expected {}",
+                    wanted.release.version,
+                    hex::encode(&returned),
+                    hex::encode(hash)
+                ),
+            });
+        }
+        state::with_mut(|s| {
+            let mut m = s.mirror_state();
+            if !m.stored.contains(&returned) {
+                m.stored.push(returned);
+            }
+            s.set_mirror_state(m);
+        });
+    }
+    state::with_mut(|s| {
+        let mut m = s.mirror_state();
+        if m.get(&wanted.release.sha256).is_none() {
+            m.releases.push(MirroredRelease {
+                release: wanted.release.clone(),
+                chunk_hashes: wanted.chunk_hashes.clone(),
+            });
+        }
+        s.set_mirror_state(m);
+    });
+    Ok(())
+}
+
+pub fn status() -> ChunkStoreStatus {
+    state::with(|s| s.mirror_state().status(MirrorGuard::busy()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wanted(n: u8, chunks: &[u8]) -> Wanted {
+        Wanted {
+            release: ReleaseRef {
+                version: format!("1.0.{n}"),
+                sha256: vec![n; 32],
+            },
+            chunk_hashes: chunks.iter().map(|c| vec![*c; 32]).collect(),
+        }
+    }
+
+    fn mirrored(w: &Wanted) -> MirrorState {
+        MirrorState {
+            stored: w.chunk_hashes.clone(),
+            releases: vec![MirroredRelease {
+                release: w.release.clone(),
+                chunk_hashes: w.chunk_hashes.clone(),
+            }],
+        }
+    }
+
+    #[test]
+    fn a_mirrored_release_needs_nothing() {
+        let a = wanted(1, &[1, 2]);
+        assert_eq!(plan(&mirrored(&a), &a, &[], 3), Ok(Plan::Ready));
+    }
+
+    #[test]
+    fn a_release_that_fits_beside_the_stored_ones_is_uploaded_and_shared_chunks_count_once() {
+        let a = wanted(1, &[1, 2]);
+        let b = wanted(2, &[2, 3]);
+        assert_eq!(plan(&mirrored(&a), &b, &[a.clone()], 3), Ok(Plan::Upload));
+    }
+
+    #[test]
+    fn when_full_the_store_is_cleared_and_only_needed_releases_come_back() {
+        let default = wanted(1, &[1, 2]);
+        let old = wanted(2, &[3, 4]);
+        let mut state = mirrored(&default);
+        state.stored.extend(old.chunk_hashes.clone());
+        let new = wanted(3, &[5, 6]);
+        assert_eq!(
+            plan(&state, &new, &[default.clone()], 4),
+            Ok(Plan::ClearAndMirror(vec![default, new]))
+        );
+    }
+
+    #[test]
+    fn refuses_when_needed_releases_and_target_exceed_capacity() {
+        let default = wanted(1, &[1, 2, 3]);
+        let new = wanted(3, &[5, 6]);
+        assert_eq!(
+            plan(&mirrored(&default), &new, &[default.clone()], 4),
+            Err(MirrorError::DoesNotFit {
+                needed: 5,
+                capacity: 4
+            })
+        );
+    }
+
+    #[test]
+    fn the_target_is_not_mirrored_twice_when_it_is_also_needed() {
+        let default = wanted(1, &[1, 2, 3]);
+        let other = wanted(2, &[4, 5]);
+        assert_eq!(
+            plan(&mirrored(&other), &default, &[default.clone()], 4),
+            Ok(Plan::ClearAndMirror(vec![default]))
+        );
+    }
+}

@@ -1,0 +1,79 @@
+//! Stable memory layout of the manager.
+//!
+//! Every structure that must survive an upgrade lives in its own virtual memory of one
+//! `MemoryManager`. A `MemoryId` is never reused for something else, even after the structure
+//! that held it is gone: an old layout would be read as a new one. The header cell records the
+//! layout version so that a future version can migrate, and an older module refuses a newer
+//! layout instead of misreading it.
+
+use candid::{CandidType, Decode, Encode};
+use ic_stable_structures::memory_manager::{MemoryId, MemoryManager, VirtualMemory};
+use ic_stable_structures::storable::Bound;
+use ic_stable_structures::{DefaultMemoryImpl, Storable};
+use serde::de::DeserializeOwned;
+use std::borrow::Cow;
+use std::cell::RefCell;
+
+pub type Memory = VirtualMemory<DefaultMemoryImpl>;
+
+/// Version of the layout below; bump it with a migration when the meaning of a memory changes.
+pub const LAYOUT_VERSION: u32 = 1;
+
+/// `StableCell<u32>`: the layout version (0 before the first `init`).
+pub const HEADER: MemoryId = MemoryId::new(0);
+/// `StableCell<Candid<Settings>>`.
+pub const SETTINGS: MemoryId = MemoryId::new(1);
+/// `StableBTreeMap<Principal, u8>`: operator → role bit set.
+pub const OPERATORS: MemoryId = MemoryId::new(2);
+/// `StableCell<TokenBucket>`: state of the creation rate limit.
+pub const CREATION_BUCKET: MemoryId = MemoryId::new(3);
+/// `StableBTreeMap<Principal, Candid<UserCanister>>`: registry records by canister id.
+pub const REGISTRY: MemoryId = MemoryId::new(4);
+/// `StableBTreeMap<Principal, Principal>`: owner → canister id.
+pub const BY_OWNER: MemoryId = MemoryId::new(5);
+/// `StableBTreeMap<([u8; 32], Principal), ()>`: (release sha256, canister id).
+pub const BY_RELEASE: MemoryId = MemoryId::new(6);
+/// `StableBTreeMap<(u8, Principal), ()>`: (status, canister id).
+pub const BY_STATUS: MemoryId = MemoryId::new(7);
+/// `StableCell<Candid<MirrorState>>`: what the IC chunk store holds.
+pub const CHUNK_MIRROR: MemoryId = MemoryId::new(8);
+/// First of the memories handed to `wasm_store` (it takes consecutive ids from here).
+pub const WASM_STORE_BASE: u8 = 16;
+
+thread_local! {
+    static MEMORY_MANAGER: RefCell<MemoryManager<DefaultMemoryImpl>> =
+        RefCell::new(MemoryManager::init(DefaultMemoryImpl::default()));
+}
+
+pub fn get(id: MemoryId) -> Memory {
+    MEMORY_MANAGER.with(|m| m.borrow().get(id))
+}
+
+/// A value stored as its candid encoding. Candid lets a record gain `opt` fields later while
+/// old bytes still decode, which is what an upgrade of the manager needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Candid<T>(pub T);
+
+impl<T: CandidType + DeserializeOwned> Storable for Candid<T> {
+    fn to_bytes(&self) -> Cow<'_, [u8]> {
+        Cow::Owned(self.encode())
+    }
+
+    fn into_bytes(self) -> Vec<u8> {
+        self.encode()
+    }
+
+    fn from_bytes(bytes: Cow<[u8]>) -> Self {
+        // Only bytes this canister wrote are ever decoded; failing here means the layout was
+        // broken, and trapping keeps the old state instead of working on garbage.
+        Candid(Decode!(bytes.as_ref(), T).expect("stable value is not valid candid"))
+    }
+
+    const BOUND: Bound = Bound::Unbounded;
+}
+
+impl<T: CandidType> Candid<T> {
+    fn encode(&self) -> Vec<u8> {
+        Encode!(&self.0).expect("candid encoding of a stable value")
+    }
+}

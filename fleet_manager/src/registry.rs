@@ -1,0 +1,342 @@
+//! Registry of user canisters: one primary map keyed by canister id plus index maps, so that a
+//! lookup by owner and a page by release or status read only the entries they return, whatever
+//! the size of the fleet (designed for 100k records).
+
+use crate::memory::Candid;
+use candid::Principal;
+use fleet_api::manager::{
+    CanisterStatus, ReleaseRef, UpgradeEvent, UserCanister, UserCanisterPage, MAX_HISTORY,
+    MAX_PAGE_SIZE,
+};
+use ic_stable_structures::{Memory, StableBTreeMap};
+use std::ops::Bound::{Excluded, Included, Unbounded};
+
+pub const DEFAULT_PAGE_SIZE: u32 = 100;
+
+/// Which index a page is read from; a release is named by its sha256.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Filter {
+    All,
+    Owner(Principal),
+    Release([u8; 32]),
+    Status(CanisterStatus),
+}
+
+fn status_key(status: CanisterStatus) -> u8 {
+    match status {
+        CanisterStatus::Provisioning => 0,
+        CanisterStatus::Active => 1,
+        CanisterStatus::Upgrading => 2,
+        CanisterStatus::Failed => 3,
+        CanisterStatus::RolledBack => 4,
+        CanisterStatus::Detached => 5,
+    }
+}
+
+/// The index key of a release: its sha256. Releases come from the wasm store, whose hashes are
+/// always 32 bytes.
+pub fn release_key(release: &ReleaseRef) -> Option<[u8; 32]> {
+    release.sha256.as_slice().try_into().ok()
+}
+
+/// Appends an event, dropping the oldest beyond [`MAX_HISTORY`].
+pub fn push_history(record: &mut UserCanister, event: UpgradeEvent) {
+    record.history.push(event);
+    let excess = record.history.len().saturating_sub(MAX_HISTORY);
+    record.history.drain(..excess);
+}
+
+pub struct Registry<M: Memory> {
+    records: StableBTreeMap<Principal, Candid<UserCanister>, M>,
+    by_owner: StableBTreeMap<Principal, Principal, M>,
+    by_release: StableBTreeMap<([u8; 32], Principal), (), M>,
+    by_status: StableBTreeMap<(u8, Principal), (), M>,
+}
+
+impl<M: Memory> Registry<M> {
+    pub fn init(records: M, by_owner: M, by_release: M, by_status: M) -> Self {
+        Registry {
+            records: StableBTreeMap::init(records),
+            by_owner: StableBTreeMap::init(by_owner),
+            by_release: StableBTreeMap::init(by_release),
+            by_status: StableBTreeMap::init(by_status),
+        }
+    }
+
+    pub fn len(&self) -> u64 {
+        self.records.len()
+    }
+
+    pub fn get(&self, canister_id: &Principal) -> Option<UserCanister> {
+        self.records.get(canister_id).map(|c| c.0)
+    }
+
+    pub fn by_owner(&self, owner: &Principal) -> Option<UserCanister> {
+        self.by_owner.get(owner).and_then(|id| self.get(&id))
+    }
+
+    pub fn has_canister_on_release(&self, sha256: [u8; 32]) -> bool {
+        self.by_release
+            .range((sha256, Principal::management_canister())..)
+            .next()
+            .is_some_and(|e| e.key().0 == sha256)
+    }
+
+    /// Inserts or replaces a record and moves its index entries. The caller guarantees that an
+    /// owner has one canister: the owner index would otherwise point at the newest only.
+    pub fn put(&mut self, record: UserCanister) {
+        let id = record.canister_id;
+        if let Some(old) = self.get(&id) {
+            if old.owner != record.owner {
+                self.by_owner.remove(&old.owner);
+            }
+            if let Some(key) = old.current_release.as_ref().and_then(release_key) {
+                self.by_release.remove(&(key, id));
+            }
+            self.by_status.remove(&(status_key(old.status), id));
+        }
+        self.by_owner.insert(record.owner, id);
+        if let Some(key) = record.current_release.as_ref().and_then(release_key) {
+            self.by_release.insert((key, id), ());
+        }
+        self.by_status.insert((status_key(record.status), id), ());
+        self.records.insert(id, Candid(record));
+    }
+
+    /// One page of records matching `filter`, in canister-id order (by bytes), after
+    /// `start_after`.
+    pub fn page(
+        &self,
+        filter: &Filter,
+        start_after: Option<Principal>,
+        limit: Option<u32>,
+    ) -> UserCanisterPage {
+        let limit = limit.unwrap_or(DEFAULT_PAGE_SIZE).clamp(1, MAX_PAGE_SIZE) as usize;
+        // One more than the page, to know whether there is a next one.
+        let ids: Vec<Principal> = match filter {
+            Filter::All => {
+                let lower = start_after.map_or(Unbounded, Excluded);
+                self.records
+                    .keys_range((lower, Unbounded))
+                    .take(limit + 1)
+                    .collect()
+            }
+            Filter::Owner(owner) => self
+                .by_owner
+                .get(owner)
+                .filter(|id| start_after.is_none_or(|after| after.as_slice() < id.as_slice()))
+                .into_iter()
+                .collect(),
+            Filter::Release(sha) => {
+                let lower = match start_after {
+                    Some(after) => Excluded((*sha, after)),
+                    None => Included((*sha, Principal::management_canister())),
+                };
+                self.by_release
+                    .keys_range((lower, Unbounded))
+                    .take_while(|(key, _)| key == sha)
+                    .map(|(_, id)| id)
+                    .take(limit + 1)
+                    .collect()
+            }
+            Filter::Status(status) => {
+                let s = status_key(*status);
+                let lower = match start_after {
+                    Some(after) => Excluded((s, after)),
+                    None => Included((s, Principal::management_canister())),
+                };
+                self.by_status
+                    .keys_range((lower, Unbounded))
+                    .take_while(|(key, _)| *key == s)
+                    .map(|(_, id)| id)
+                    .take(limit + 1)
+                    .collect()
+            }
+        };
+        let more = ids.len() > limit;
+        let canisters: Vec<UserCanister> = ids
+            .into_iter()
+            .take(limit)
+            .filter_map(|id| self.get(&id))
+            .collect();
+        let next = if more {
+            canisters.last().map(|c| c.canister_id)
+        } else {
+            None
+        };
+        UserCanisterPage { canisters, next }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fleet_api::manager::{UpgradeOutcome, UpgradePolicy};
+    use ic_stable_structures::VectorMemory;
+
+    fn registry() -> Registry<VectorMemory> {
+        Registry::init(
+            VectorMemory::default(),
+            VectorMemory::default(),
+            VectorMemory::default(),
+            VectorMemory::default(),
+        )
+    }
+
+    fn id(n: u32) -> Principal {
+        let mut bytes = [0u8; 10];
+        bytes[..4].copy_from_slice(&n.to_be_bytes());
+        bytes[9] = 1;
+        Principal::from_slice(&bytes)
+    }
+
+    fn owner(n: u32) -> Principal {
+        let mut bytes = [7u8; 29];
+        bytes[..4].copy_from_slice(&n.to_be_bytes());
+        Principal::from_slice(&bytes)
+    }
+
+    fn release(n: u8) -> ReleaseRef {
+        ReleaseRef {
+            version: format!("1.0.{n}"),
+            sha256: vec![n; 32],
+        }
+    }
+
+    fn record(n: u32, status: CanisterStatus, rel: Option<u8>) -> UserCanister {
+        UserCanister {
+            canister_id: id(n),
+            owner: owner(n),
+            recovery_principal: owner(n + 1_000_000),
+            current_release: rel.map(release),
+            policy: UpgradePolicy::Auto,
+            status,
+            last_error: None,
+            history: vec![],
+            created_at_ns: 1,
+            updated_at_ns: 1,
+        }
+    }
+
+    fn ids(page: &UserCanisterPage) -> Vec<Principal> {
+        page.canisters.iter().map(|c| c.canister_id).collect()
+    }
+
+    #[test]
+    fn lookups_by_id_and_owner() {
+        let mut r = registry();
+        r.put(record(1, CanisterStatus::Active, Some(1)));
+        r.put(record(2, CanisterStatus::Provisioning, None));
+        assert_eq!(r.len(), 2);
+        assert_eq!(r.get(&id(2)).unwrap().owner, owner(2));
+        assert_eq!(r.by_owner(&owner(1)).unwrap().canister_id, id(1));
+        assert!(r.by_owner(&owner(3)).is_none());
+        let page = r.page(&Filter::Owner(owner(2)), None, None);
+        assert_eq!(ids(&page), vec![id(2)]);
+        assert_eq!(
+            r.page(&Filter::Owner(owner(2)), Some(id(2)), None)
+                .canisters,
+            vec![]
+        );
+    }
+
+    #[test]
+    fn updating_a_record_moves_its_index_entries() {
+        let mut r = registry();
+        r.put(record(1, CanisterStatus::Provisioning, None));
+        let mut rec = r.get(&id(1)).unwrap();
+        rec.status = CanisterStatus::Active;
+        rec.current_release = Some(release(5));
+        r.put(rec);
+        let status = |s| ids(&r.page(&Filter::Status(s), None, None));
+        assert_eq!(status(CanisterStatus::Provisioning), vec![]);
+        assert_eq!(status(CanisterStatus::Active), vec![id(1)]);
+        assert!(r.has_canister_on_release([5; 32]));
+        let mut rec = r.get(&id(1)).unwrap();
+        rec.current_release = Some(release(6));
+        r.put(rec);
+        assert!(!r.has_canister_on_release([5; 32]));
+        assert_eq!(
+            ids(&r.page(&Filter::Release([6; 32]), None, None)),
+            vec![id(1)]
+        );
+    }
+
+    #[test]
+    fn pages_by_status_and_release_return_only_matches_and_resume_after_cursor() {
+        let mut r = registry();
+        for n in 0..250u32 {
+            let status = if n % 2 == 0 {
+                CanisterStatus::Active
+            } else {
+                CanisterStatus::Failed
+            };
+            r.put(record(n, status, Some((n % 3) as u8)));
+        }
+        for (filter, expected) in [
+            (Filter::All, 250),
+            (Filter::Status(CanisterStatus::Active), 125),
+            (Filter::Status(CanisterStatus::Failed), 125),
+            (Filter::Status(CanisterStatus::Detached), 0),
+            (Filter::Release([1; 32]), 83),
+            (Filter::Release([9; 32]), 0),
+        ] {
+            let mut seen = Vec::new();
+            let mut cursor = None;
+            loop {
+                let page = r.page(&filter, cursor, Some(40));
+                assert!(page.canisters.len() <= 40);
+                for c in &page.canisters {
+                    match &filter {
+                        Filter::Status(s) => assert_eq!(c.status, *s),
+                        Filter::Release(sha) => {
+                            assert_eq!(c.current_release.as_ref().unwrap().sha256, sha.to_vec())
+                        }
+                        _ => {}
+                    }
+                }
+                seen.extend(ids(&page));
+                match page.next {
+                    Some(next) => cursor = Some(next),
+                    None => break,
+                }
+            }
+            let mut dedup = seen.clone();
+            dedup.sort();
+            dedup.dedup();
+            assert_eq!(dedup.len(), seen.len(), "{filter:?} repeated a record");
+            assert_eq!(seen.len(), expected, "{filter:?}");
+        }
+    }
+
+    #[test]
+    fn page_size_is_clamped() {
+        let mut r = registry();
+        for n in 0..(MAX_PAGE_SIZE + 5) {
+            r.put(record(n, CanisterStatus::Active, None));
+        }
+        let page = r.page(&Filter::All, None, Some(u32::MAX));
+        assert_eq!(page.canisters.len(), MAX_PAGE_SIZE as usize);
+        assert!(page.next.is_some());
+        assert_eq!(r.page(&Filter::All, None, Some(0)).canisters.len(), 1);
+    }
+
+    #[test]
+    fn history_is_bounded_and_keeps_the_newest() {
+        let mut rec = record(1, CanisterStatus::Active, Some(1));
+        for n in 0..(MAX_HISTORY as u64 + 3) {
+            push_history(
+                &mut rec,
+                UpgradeEvent {
+                    at_ns: n,
+                    from: None,
+                    to: release(1),
+                    outcome: UpgradeOutcome::Upgraded,
+                },
+            );
+        }
+        assert_eq!(rec.history.len(), MAX_HISTORY);
+        assert_eq!(rec.history.first().unwrap().at_ns, 3);
+        assert_eq!(rec.history.last().unwrap().at_ns, MAX_HISTORY as u64 + 2);
+    }
+}

@@ -1,0 +1,94 @@
+//! Releases of the user canister's wasm: the wasm store plus what the manager adds around it
+//! (mirroring after finalize, the default release, refusing to delete releases in use).
+
+use crate::chunk_store::ensure_mirrored;
+use crate::mgmt::Runtime;
+use crate::registry::release_key;
+use crate::state::{self, MirrorGuard};
+use candid::Principal;
+use fleet_api::manager::{
+    BeginUpload, DeleteReleaseError, FinalizeReleaseError, FinalizedRelease, ReleaseMeta,
+    ReleaseRef, SetDefaultReleaseError, Settings, StoreError, UploadStatus,
+};
+
+pub fn begin(
+    req: BeginUpload,
+    uploader: Principal,
+    now_ns: u64,
+) -> Result<UploadStatus, StoreError> {
+    let version = req.version.clone();
+    state::with_mut(|s| {
+        s.store.begin_upload(req, uploader, now_ns)?;
+        s.store.upload_status(&version)
+    })
+}
+
+/// Finalizes the upload, then mirrors the release into the chunk store. A mirroring failure
+/// does not undo the finalize: the release is valid, and it is mirrored again when needed.
+pub async fn finalize<R: Runtime>(
+    rt: &R,
+    version: &str,
+) -> Result<FinalizedRelease, FinalizeReleaseError> {
+    let now = rt.now_ns();
+    let release =
+        state::with_mut(|s| s.store.finalize(version, now)).map_err(FinalizeReleaseError::Store)?;
+    let mirror_error = ensure_mirrored(rt, &release.version).await.err();
+    Ok(FinalizedRelease {
+        release,
+        mirror_error,
+    })
+}
+
+/// Deletes a release unless it is the default release or installed on a user canister.
+pub fn delete(version: &str) -> Result<ReleaseMeta, DeleteReleaseError> {
+    if MirrorGuard::busy() {
+        return Err(DeleteReleaseError::Busy);
+    }
+    state::with_mut(|s| {
+        let meta = s
+            .store
+            .get(version)
+            .ok_or_else(|| StoreError::NotFound {
+                version: version.to_string(),
+            })
+            .map_err(DeleteReleaseError::Store)?;
+        let release = ReleaseRef {
+            version: meta.version.clone(),
+            sha256: meta.sha256.clone(),
+        };
+        let is_default = s.settings().default_release.as_ref() == Some(&release);
+        let deployed = release_key(&release).is_some_and(|k| s.registry.has_canister_on_release(k));
+        let deleted = s
+            .store
+            .delete(version, is_default || deployed)
+            .map_err(DeleteReleaseError::Store)?;
+        // Its chunks stay in the IC store until the next clear; forget that it is installable.
+        let mut mirror = s.mirror_state();
+        mirror
+            .releases
+            .retain(|r| r.release.sha256 != deleted.sha256);
+        s.set_mirror_state(mirror);
+        Ok(deleted)
+    })
+}
+
+/// Makes `version` the release new user canisters get, once it is in the chunk store.
+pub async fn set_default<R: Runtime>(
+    rt: &R,
+    version: &str,
+) -> Result<Settings, SetDefaultReleaseError> {
+    let meta =
+        state::with(|s| s.store.get(version)).ok_or(SetDefaultReleaseError::UnknownRelease)?;
+    ensure_mirrored(rt, &meta.version)
+        .await
+        .map_err(SetDefaultReleaseError::Mirror)?;
+    Ok(state::with_mut(|s| {
+        let mut settings = s.settings();
+        settings.default_release = Some(ReleaseRef {
+            version: meta.version,
+            sha256: meta.sha256,
+        });
+        s.set_settings(settings.clone());
+        settings
+    }))
+}

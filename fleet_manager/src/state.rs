@@ -1,0 +1,184 @@
+//! The manager's state: every structure opened on its own stable memory (see `memory.rs`).
+//! Nothing lives only on the heap except in-flight guards, which an upgrade may drop because
+//! the IC only upgrades a stopped canister, whose calls have all completed.
+
+use crate::access::Operators;
+use crate::chunk_store::MirrorState;
+use crate::memory::{self, Candid, Memory};
+use crate::rate_limit::TokenBucket;
+use crate::registry::Registry;
+use fleet_api::manager::{ManagerInitArg, RateLimit, Settings};
+use ic_stable_structures::memory_manager::MemoryId;
+use ic_stable_structures::StableCell;
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use wasm_store::{Limits, StoreMemories, WasmStore};
+
+/// Cycles a new user canister gets unless the init arg says otherwise: enough for a small app
+/// to run for months and to pay for its upgrades (interface spec, "Cycles cost").
+pub const DEFAULT_USER_CANISTER_CYCLES: u128 = 1_000_000_000_000;
+
+/// Default creation limit: bursts of 10, then one canister every 6 seconds (600 an hour).
+pub const DEFAULT_CREATION_LIMIT: RateLimit = RateLimit {
+    capacity: 10,
+    refill_period_secs: 6,
+};
+
+pub struct State {
+    pub header: StableCell<u32, Memory>,
+    pub settings: StableCell<Candid<Settings>, Memory>,
+    pub operators: Operators<Memory>,
+    pub creation_bucket: StableCell<TokenBucket, Memory>,
+    pub registry: Registry<Memory>,
+    pub mirror: StableCell<Candid<MirrorState>, Memory>,
+    pub store: WasmStore<Memory>,
+}
+
+fn default_settings() -> Settings {
+    Settings {
+        user_canister_cycles: DEFAULT_USER_CANISTER_CYCLES,
+        creation_limit: DEFAULT_CREATION_LIMIT,
+        default_release: None,
+    }
+}
+
+impl State {
+    fn open() -> Self {
+        let store_memory =
+            |offset: u8| memory::get(MemoryId::new(memory::WASM_STORE_BASE + offset));
+        State {
+            header: StableCell::init(memory::get(memory::HEADER), 0),
+            settings: StableCell::init(memory::get(memory::SETTINGS), Candid(default_settings())),
+            operators: Operators::init(memory::get(memory::OPERATORS)),
+            creation_bucket: StableCell::init(
+                memory::get(memory::CREATION_BUCKET),
+                TokenBucket::full(DEFAULT_CREATION_LIMIT, 0),
+            ),
+            registry: Registry::init(
+                memory::get(memory::REGISTRY),
+                memory::get(memory::BY_OWNER),
+                memory::get(memory::BY_RELEASE),
+                memory::get(memory::BY_STATUS),
+            ),
+            mirror: StableCell::init(
+                memory::get(memory::CHUNK_MIRROR),
+                Candid(MirrorState::default()),
+            ),
+            store: WasmStore::init(
+                StoreMemories {
+                    releases: store_memory(0),
+                    uploads: store_memory(1),
+                    chunks: store_memory(2),
+                    by_sha256: store_memory(3),
+                },
+                Limits::default(),
+            ),
+        }
+    }
+
+    pub fn settings(&self) -> Settings {
+        self.settings.get().0.clone()
+    }
+
+    pub fn set_settings(&mut self, settings: Settings) {
+        self.settings.set(Candid(settings));
+    }
+
+    pub fn mirror_state(&self) -> MirrorState {
+        self.mirror.get().0.clone()
+    }
+
+    pub fn set_mirror_state(&mut self, mirror: MirrorState) {
+        self.mirror.set(Candid(mirror));
+    }
+
+    /// First install: writes the layout version and applies the init arg.
+    pub fn initialize(&mut self, arg: ManagerInitArg, now_ns: u64) {
+        self.header.set(memory::LAYOUT_VERSION);
+        let mut settings = self.settings();
+        if let Some(cycles) = arg.user_canister_cycles {
+            settings.user_canister_cycles = cycles;
+        }
+        if let Some(limit) = arg.creation_limit {
+            settings.creation_limit = limit;
+        }
+        self.creation_bucket
+            .set(TokenBucket::full(settings.creation_limit, now_ns));
+        self.set_settings(settings);
+        for admin in arg.admins.unwrap_or_default() {
+            self.operators
+                .set(admin, &[fleet_api::manager::Role::Admin]);
+        }
+    }
+
+    /// After an upgrade: checks that the stored layout is one this module understands.
+    pub fn check_layout(&self) -> Result<(), String> {
+        match *self.header.get() {
+            memory::LAYOUT_VERSION => Ok(()),
+            other => Err(format!(
+                "stable memory layout version {other}, this module reads version {}",
+                memory::LAYOUT_VERSION
+            )),
+        }
+    }
+}
+
+thread_local! {
+    static STATE: RefCell<State> = RefCell::new(State::open());
+    /// Owners whose `create_user_canister` call is awaiting the IC.
+    static CREATING: RefCell<BTreeSet<candid::Principal>> = const { RefCell::new(BTreeSet::new()) };
+    /// Set while the chunk store is being changed.
+    static MIRRORING: RefCell<bool> = const { RefCell::new(false) };
+}
+
+pub fn with<R>(f: impl FnOnce(&State) -> R) -> R {
+    STATE.with(|s| f(&s.borrow()))
+}
+
+pub fn with_mut<R>(f: impl FnOnce(&mut State) -> R) -> R {
+    STATE.with(|s| f(&mut s.borrow_mut()))
+}
+
+/// Marks an owner's creation as running until dropped. Dropping also happens when a callback
+/// traps: ic-cdk runs the future's destructors in the cleanup callback, so the marker never
+/// outlives the call (interface spec, "Callbacks": `on_cleanup`).
+pub struct CreationGuard(candid::Principal);
+
+impl CreationGuard {
+    pub fn acquire(owner: candid::Principal) -> Option<Self> {
+        CREATING.with(|c| c.borrow_mut().insert(owner).then_some(CreationGuard(owner)))
+    }
+}
+
+impl Drop for CreationGuard {
+    fn drop(&mut self) {
+        CREATING.with(|c| c.borrow_mut().remove(&self.0));
+    }
+}
+
+/// Exclusive right to change the chunk store until dropped.
+pub struct MirrorGuard(());
+
+impl MirrorGuard {
+    pub fn acquire() -> Option<Self> {
+        MIRRORING.with(|m| {
+            let mut busy = m.borrow_mut();
+            if *busy {
+                None
+            } else {
+                *busy = true;
+                Some(MirrorGuard(()))
+            }
+        })
+    }
+
+    pub fn busy() -> bool {
+        MIRRORING.with(|m| *m.borrow())
+    }
+}
+
+impl Drop for MirrorGuard {
+    fn drop(&mut self) {
+        MIRRORING.with(|m| *m.borrow_mut() = false);
+    }
+}
