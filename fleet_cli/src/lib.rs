@@ -3,5 +3,8 @@
 //! simulator (`ic_sim`).
 
 pub mod backend;
+pub mod error;
 pub mod identity;
 pub mod phrase;
+pub mod recovery;
+pub mod wasm;
