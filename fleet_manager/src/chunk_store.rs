@@ -243,7 +243,7 @@ mod tests {
     fn a_release_that_fits_beside_the_stored_ones_is_uploaded_and_shared_chunks_count_once() {
         let a = wanted(1, &[1, 2]);
         let b = wanted(2, &[2, 3]);
-        assert_eq!(plan(&mirrored(&a), &b, &[a.clone()], 3), Ok(Plan::Upload));
+        assert_eq!(plan(&mirrored(&a), &b, std::slice::from_ref(&a), 3), Ok(Plan::Upload));
     }
 
     #[test]
@@ -254,7 +254,7 @@ mod tests {
         state.stored.extend(old.chunk_hashes.clone());
         let new = wanted(3, &[5, 6]);
         assert_eq!(
-            plan(&state, &new, &[default.clone()], 4),
+            plan(&state, &new, std::slice::from_ref(&default), 4),
             Ok(Plan::ClearAndMirror(vec![default, new]))
         );
     }
@@ -264,7 +264,7 @@ mod tests {
         let default = wanted(1, &[1, 2, 3]);
         let new = wanted(3, &[5, 6]);
         assert_eq!(
-            plan(&mirrored(&default), &new, &[default.clone()], 4),
+            plan(&mirrored(&default), &new, std::slice::from_ref(&default), 4),
             Err(MirrorError::DoesNotFit {
                 needed: 5,
                 capacity: 4
@@ -277,7 +277,7 @@ mod tests {
         let default = wanted(1, &[1, 2, 3]);
         let other = wanted(2, &[4, 5]);
         assert_eq!(
-            plan(&mirrored(&other), &default, &[default.clone()], 4),
+            plan(&mirrored(&other), &default, std::slice::from_ref(&default), 4),
             Ok(Plan::ClearAndMirror(vec![default]))
         );
     }

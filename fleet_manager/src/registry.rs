@@ -67,6 +67,10 @@ impl<M: Memory> Registry<M> {
         self.records.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
     pub fn get(&self, canister_id: &Principal) -> Option<UserCanister> {
         self.records.get(canister_id).map(|c| c.0)
     }
