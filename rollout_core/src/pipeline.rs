@@ -1,0 +1,637 @@
+//! The upgrade pipeline of one canister as a state machine.
+//!
+//! Every step is a persisted [`Step`]; each result of a call moves the record to the next step
+//! and names the one call to make next, so a canister never has two operations at once and a
+//! manager that restarts mid-way resumes from the record. Whatever fails after the canister was
+//! stopped, the next call is `start_canister`: a stopped canister is always started again.
+
+use candid::{CandidType, Principal};
+use serde::{Deserialize, Serialize};
+
+use crate::plan::{CyclesPolicy, Release, RetryPolicy};
+use crate::store::QueueKey;
+use crate::{Nanos, SnapshotId};
+
+/// A call the shell makes on behalf of the rollout.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Action {
+    pub canister: Principal,
+    pub op: Op,
+}
+
+/// The calls of the pipeline, all to the management canister except `HealthCheck`.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// `canister_status`; answer with [`ActionResult::Status`].
+    CanisterStatus,
+    /// `deposit_cycles` from the manager's balance; answer with [`ActionResult::ToppedUp`].
+    TopUp { cycles: u128 },
+    /// `stop_canister`, under the shell's deadline; answer `Stopped` or `StopTimedOut`.
+    Stop,
+    /// `start_canister`; answer `Started`.
+    Start,
+    /// `take_canister_snapshot` with `replace_snapshot`; answer `SnapshotTaken`.
+    TakeSnapshot { replace: Option<SnapshotId> },
+    /// `install_chunked_code` in upgrade mode from the manager's chunk store, with the release
+    /// whose module hash this is; answer `Installed` or `InstallFailed`.
+    InstallChunked { module_hash: Vec<u8> },
+    /// The user canister's `fleet_health` query; answer `Health`.
+    HealthCheck,
+    /// `load_canister_snapshot`; answer `SnapshotLoaded`.
+    LoadSnapshot { snapshot: SnapshotId },
+    /// `delete_canister_snapshot` once the snapshot's retention is over; answer `SnapshotDeleted`.
+    DeleteSnapshot { snapshot: SnapshotId },
+}
+
+impl Op {
+    pub fn kind(&self) -> OpKind {
+        match self {
+            Op::CanisterStatus => OpKind::CanisterStatus,
+            Op::TopUp { .. } => OpKind::TopUp,
+            Op::Stop => OpKind::Stop,
+            Op::Start => OpKind::Start,
+            Op::TakeSnapshot { .. } => OpKind::TakeSnapshot,
+            Op::InstallChunked { .. } => OpKind::InstallChunked,
+            Op::HealthCheck => OpKind::HealthCheck,
+            Op::LoadSnapshot { .. } => OpKind::LoadSnapshot,
+            Op::DeleteSnapshot { .. } => OpKind::DeleteSnapshot,
+        }
+    }
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpKind {
+    CanisterStatus,
+    TopUp,
+    Stop,
+    Start,
+    TakeSnapshot,
+    InstallChunked,
+    HealthCheck,
+    LoadSnapshot,
+    DeleteSnapshot,
+}
+
+/// A rejected call, as the IC reports it.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct CallError {
+    pub reject_code: u32,
+    pub message: String,
+}
+
+/// The outcome of an [`Op`], fed back by the shell.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum ActionResult {
+    Status {
+        controllers: Vec<Principal>,
+        module_hash: Option<Vec<u8>>,
+        cycles: u128,
+    },
+    ToppedUp,
+    Stopped,
+    /// The canister did not reach `stopped` before the deadline (or the IC's own timeout).
+    StopTimedOut,
+    SnapshotTaken {
+        snapshot: SnapshotId,
+    },
+    Installed,
+    /// The IC refused or trapped the upgrade; it kept the old module.
+    InstallFailed(CallError),
+    Started,
+    Health {
+        ok: bool,
+        version: String,
+        message: Option<String>,
+    },
+    SnapshotLoaded,
+    SnapshotDeleted,
+    /// Any other reject of the call.
+    CallFailed(CallError),
+}
+
+/// What kind of work a record does.
+#[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Job {
+    /// Precheck, stop, snapshot, install, start, health check.
+    Upgrade,
+    /// Precheck (controllers), stop, load the fleet snapshot, start.
+    Restore,
+}
+
+/// Where a canister is in its pipeline. Steps named after a call mean that call is the
+/// current one (outstanding, or waiting to be issued again after a backoff).
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Queued; nothing done yet.
+    Pending,
+    Precheck,
+    ToppingUp {
+        cycles: u128,
+    },
+    Stopping,
+    Snapshotting,
+    Installing,
+    /// Starting the canister again; `then` says where the pipeline goes once it runs.
+    Starting {
+        then: AfterStart,
+    },
+    HealthCheck,
+    /// Health check failed: stopping to restore the snapshot.
+    RestoringStop,
+    RestoringLoad,
+    /// Would not stop; it runs again and the pipeline restarts after a backoff.
+    Busy,
+    Finished(Outcome),
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AfterStart {
+    HealthCheck,
+    Busy,
+    Fail,
+    RolledBack,
+    Cancel,
+    /// The restore's stop timed out; try the restore again after a backoff.
+    RetryRestore,
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// Upgraded and healthy.
+    Done,
+    /// A restore job loaded the snapshot.
+    Restored,
+    /// Unhealthy after upgrade; the snapshot was restored.
+    RolledBack,
+    Failed,
+    /// Left untouched: precheck found a reason not to upgrade.
+    Skipped,
+    /// Dropped by an abort before anything changed (or after it was undone).
+    Cancelled,
+}
+
+impl Outcome {
+    /// Counts toward the failure thresholds.
+    pub fn is_failure(self) -> bool {
+        matches!(self, Outcome::Failed | Outcome::RolledBack)
+    }
+}
+
+/// Why a canister was skipped, failed or rolled back.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum Failure {
+    ManagerNotController,
+    RecoveryControllerMissing,
+    ModuleHashMismatch {
+        expected: Option<Vec<u8>>,
+        found: Option<Vec<u8>>,
+    },
+    AlreadyOnTarget,
+    /// Below the minimum and the rollout's top-up budget cannot cover it.
+    LowCycles {
+        balance: u128,
+        needed: u128,
+    },
+    CallFailed {
+        op: OpKind,
+        error: CallError,
+    },
+    StopTimedOut {
+        attempts: u32,
+    },
+    InstallFailed(CallError),
+    Unhealthy {
+        version: Option<String>,
+        message: Option<String>,
+    },
+    /// Unhealthy, and no snapshot of this pipeline exists to restore.
+    UnhealthyNoSnapshot {
+        version: Option<String>,
+        message: Option<String>,
+    },
+    RestoreFailed {
+        op: OpKind,
+        error: Option<CallError>,
+    },
+}
+
+/// The persisted state of one canister in a rollout.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct CanisterRecord {
+    pub job: Job,
+    /// Index of the wave, or [`crate::rollout::REQUEST_WAVE`] for owner requests.
+    pub wave: u32,
+    pub step: Step,
+    /// A call was issued and its result has not come back: its entry in the outstanding
+    /// index, keyed by the time it was issued.
+    pub outstanding: Option<QueueKey>,
+    pub recovery: Principal,
+    pub expected_module_hash: Option<Vec<u8>>,
+    /// The fleet snapshot of this canister (replaced by this pipeline's snapshot).
+    pub snapshot: Option<SnapshotId>,
+    /// A snapshot was taken by this pipeline, so restoring it loses no data.
+    pub snapshot_fresh: bool,
+    pub stop_attempts: u32,
+    pub start_failures: u32,
+    pub topped_up: u128,
+    pub failure: Option<Failure>,
+    /// The most recent rejected call, including retried ones.
+    pub last_error: Option<CallError>,
+    pub started_at: Option<Nanos>,
+    pub finished_at: Option<Nanos>,
+    pub ticket: Option<u64>,
+    /// The queue entry that refers to this record, so it can be removed without a scan.
+    pub queued: Option<QueueKey>,
+}
+
+impl CanisterRecord {
+    pub fn new(job: Job, wave: u32, recovery: Principal) -> Self {
+        CanisterRecord {
+            job,
+            wave,
+            step: Step::Pending,
+            outstanding: None,
+            recovery,
+            expected_module_hash: None,
+            snapshot: None,
+            snapshot_fresh: false,
+            stop_attempts: 0,
+            start_failures: 0,
+            topped_up: 0,
+            failure: None,
+            last_error: None,
+            started_at: None,
+            finished_at: None,
+            ticket: None,
+            queued: None,
+        }
+    }
+
+    pub fn outcome(&self) -> Option<Outcome> {
+        match self.step {
+            Step::Finished(o) => Some(o),
+            _ => None,
+        }
+    }
+
+    /// Holds an in-flight slot: started, not finished, not waiting as busy.
+    pub fn in_flight(&self) -> bool {
+        !matches!(self.step, Step::Pending | Step::Busy | Step::Finished(_))
+    }
+}
+
+/// What the pipeline needs from the rollout to take a step.
+#[derive(Clone, Copy, Debug)]
+pub struct Ctx<'a> {
+    pub manager: Principal,
+    pub target: &'a Release,
+    pub take_snapshot: bool,
+    pub cycles: &'a CyclesPolicy,
+    /// Cycles still available for top-ups.
+    pub budget_left: u128,
+    pub retry: &'a RetryPolicy,
+    /// The rollout is being aborted: stop at the next point where nothing is left changed.
+    pub aborting: bool,
+}
+
+/// What to do after a step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Make this call now.
+    Call(Op),
+    /// Make the current step's call again at this time; the canister stays in flight.
+    CallAt(Nanos),
+    /// Busy: restart the pipeline at this time, when the limits allow.
+    RetryAt(Nanos),
+    /// The record reached [`Step::Finished`].
+    Finished,
+}
+
+/// A result that does not belong to the record's step; the record is left unchanged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mismatch;
+
+/// Begins (or restarts after busy) the pipeline: the first call is always `canister_status`.
+pub fn begin(rec: &mut CanisterRecord, now: Nanos) -> Op {
+    rec.step = Step::Precheck;
+    if rec.started_at.is_none() {
+        rec.started_at = Some(now);
+    }
+    Op::CanisterStatus
+}
+
+/// The call that the record's step stands for, if any.
+pub fn current_op(rec: &CanisterRecord, target: &Release) -> Option<Op> {
+    Some(match &rec.step {
+        Step::Pending | Step::Busy | Step::Finished(_) => return None,
+        Step::Precheck => Op::CanisterStatus,
+        Step::ToppingUp { cycles } => Op::TopUp { cycles: *cycles },
+        Step::Stopping | Step::RestoringStop => Op::Stop,
+        Step::Snapshotting => Op::TakeSnapshot {
+            replace: rec.snapshot.clone(),
+        },
+        Step::Installing => Op::InstallChunked {
+            module_hash: target.module_hash.clone(),
+        },
+        Step::Starting { .. } => Op::Start,
+        Step::HealthCheck => Op::HealthCheck,
+        Step::RestoringLoad => Op::LoadSnapshot {
+            snapshot: rec.snapshot.clone()?,
+        },
+    })
+}
+
+/// Applies the result of the record's current call. On [`Mismatch`] the record is unchanged.
+pub fn on_result(
+    rec: &mut CanisterRecord,
+    result: ActionResult,
+    ctx: &Ctx,
+    now: Nanos,
+) -> Result<Next, Mismatch> {
+    use ActionResult as R;
+    let mut r = rec.clone();
+    let next = match (&rec.step, result) {
+        (
+            Step::Precheck,
+            R::Status {
+                controllers,
+                module_hash,
+                cycles,
+            },
+        ) => precheck(&mut r, ctx, &controllers, module_hash, cycles),
+        (Step::Precheck, R::CallFailed(e)) => fail(&mut r, OpKind::CanisterStatus, e),
+        (Step::ToppingUp { cycles }, R::ToppedUp) => {
+            r.topped_up += cycles;
+            after_precheck(&mut r, ctx)
+        }
+        (Step::ToppingUp { .. }, R::CallFailed(e)) => fail(&mut r, OpKind::TopUp, e),
+        (Step::Stopping, R::Stopped) => {
+            if ctx.aborting {
+                restart(&mut r, AfterStart::Cancel)
+            } else if r.job == Job::Restore {
+                r.step = Step::RestoringLoad;
+                load(&r)
+            } else if ctx.take_snapshot {
+                r.step = Step::Snapshotting;
+                Next::Call(Op::TakeSnapshot {
+                    replace: r.snapshot.clone(),
+                })
+            } else {
+                install(&mut r, ctx)
+            }
+        }
+        (Step::Stopping, R::StopTimedOut) => {
+            r.stop_attempts += 1;
+            restart(&mut r, AfterStart::Busy)
+        }
+        (Step::Stopping, R::CallFailed(e)) => {
+            r.failure = Some(Failure::CallFailed {
+                op: OpKind::Stop,
+                error: e.clone(),
+            });
+            r.last_error = Some(e);
+            restart(&mut r, AfterStart::Fail)
+        }
+        (Step::Snapshotting, R::SnapshotTaken { snapshot }) => {
+            r.snapshot = Some(snapshot);
+            r.snapshot_fresh = true;
+            if ctx.aborting {
+                restart(&mut r, AfterStart::Cancel)
+            } else {
+                install(&mut r, ctx)
+            }
+        }
+        (Step::Snapshotting, R::CallFailed(e)) => {
+            r.failure = Some(Failure::CallFailed {
+                op: OpKind::TakeSnapshot,
+                error: e.clone(),
+            });
+            r.last_error = Some(e);
+            restart(&mut r, AfterStart::Fail)
+        }
+        (Step::Installing, R::Installed) => restart(&mut r, AfterStart::HealthCheck),
+        (Step::Installing, R::InstallFailed(e) | R::CallFailed(e)) => {
+            r.failure = Some(Failure::InstallFailed(e.clone()));
+            r.last_error = Some(e);
+            restart(&mut r, AfterStart::Fail)
+        }
+        (Step::Starting { then }, R::Started) => {
+            r.start_failures = 0;
+            started(&mut r, *then, ctx, now)
+        }
+        (Step::Starting { .. }, R::CallFailed(e)) => {
+            // Never give up on starting a canister the rollout stopped.
+            r.start_failures += 1;
+            r.last_error = Some(e);
+            Next::CallAt(now.saturating_add(ctx.retry.backoff(r.start_failures)))
+        }
+        (
+            Step::HealthCheck,
+            R::Health {
+                ok,
+                version,
+                message,
+            },
+        ) => {
+            let healthy = ok && version == ctx.target.version;
+            if healthy {
+                let outcome = match r.job {
+                    Job::Upgrade => Outcome::Done,
+                    Job::Restore => Outcome::Restored,
+                };
+                finish(&mut r, outcome)
+            } else {
+                let message = match (ok, message) {
+                    (false, m) => m,
+                    (true, m) => m.or_else(|| Some("unexpected version".to_string())),
+                };
+                unhealthy(&mut r, Some(version), message)
+            }
+        }
+        (Step::HealthCheck, R::CallFailed(e)) => {
+            let message = Some(e.message.clone());
+            r.last_error = Some(e);
+            unhealthy(&mut r, None, message)
+        }
+        (Step::RestoringStop, R::Stopped) => {
+            r.step = Step::RestoringLoad;
+            load(&r)
+        }
+        (Step::RestoringStop, R::StopTimedOut) => {
+            r.stop_attempts += 1;
+            restart(&mut r, AfterStart::RetryRestore)
+        }
+        (Step::RestoringStop, R::CallFailed(e)) => restore_failed(&mut r, OpKind::Stop, e),
+        (Step::RestoringLoad, R::SnapshotLoaded) => {
+            let then = match r.job {
+                Job::Restore => AfterStart::HealthCheck,
+                Job::Upgrade => AfterStart::RolledBack,
+            };
+            restart(&mut r, then)
+        }
+        (Step::RestoringLoad, R::CallFailed(e)) => restore_failed(&mut r, OpKind::LoadSnapshot, e),
+        _ => return Err(Mismatch),
+    };
+    if matches!(next, Next::Finished) {
+        r.finished_at = Some(now);
+    }
+    *rec = r;
+    Ok(next)
+}
+
+fn precheck(
+    r: &mut CanisterRecord,
+    ctx: &Ctx,
+    controllers: &[Principal],
+    module_hash: Option<Vec<u8>>,
+    cycles: u128,
+) -> Next {
+    if ctx.aborting {
+        return finish(r, Outcome::Cancelled);
+    }
+    if !controllers.contains(&ctx.manager) {
+        return skip(r, Failure::ManagerNotController);
+    }
+    if !controllers.contains(&r.recovery) {
+        return skip(r, Failure::RecoveryControllerMissing);
+    }
+    if r.job == Job::Upgrade {
+        if module_hash.as_ref() == Some(&ctx.target.module_hash) {
+            return skip(r, Failure::AlreadyOnTarget);
+        }
+        if module_hash != r.expected_module_hash {
+            return skip(
+                r,
+                Failure::ModuleHashMismatch {
+                    expected: r.expected_module_hash.clone(),
+                    found: module_hash,
+                },
+            );
+        }
+    }
+    if cycles < ctx.cycles.min_cycles {
+        let needed = ctx.cycles.top_up_to - cycles;
+        if needed > ctx.budget_left {
+            return skip(
+                r,
+                Failure::LowCycles {
+                    balance: cycles,
+                    needed,
+                },
+            );
+        }
+        r.step = Step::ToppingUp { cycles: needed };
+        return Next::Call(Op::TopUp { cycles: needed });
+    }
+    after_precheck(r, ctx)
+}
+
+fn after_precheck(r: &mut CanisterRecord, ctx: &Ctx) -> Next {
+    if ctx.aborting {
+        return finish(r, Outcome::Cancelled);
+    }
+    r.step = Step::Stopping;
+    Next::Call(Op::Stop)
+}
+
+fn install(r: &mut CanisterRecord, ctx: &Ctx) -> Next {
+    r.step = Step::Installing;
+    Next::Call(Op::InstallChunked {
+        module_hash: ctx.target.module_hash.clone(),
+    })
+}
+
+fn load(r: &CanisterRecord) -> Next {
+    match &r.snapshot {
+        Some(s) => Next::Call(Op::LoadSnapshot {
+            snapshot: s.clone(),
+        }),
+        // Restore records are only created with a snapshot, and upgrades only restore a
+        // fresh one; keep the canister running if that ever does not hold.
+        None => Next::Call(Op::Start),
+    }
+}
+
+fn restart(r: &mut CanisterRecord, then: AfterStart) -> Next {
+    r.step = Step::Starting { then };
+    Next::Call(Op::Start)
+}
+
+fn started(r: &mut CanisterRecord, then: AfterStart, ctx: &Ctx, now: Nanos) -> Next {
+    match then {
+        AfterStart::HealthCheck => {
+            r.step = Step::HealthCheck;
+            Next::Call(Op::HealthCheck)
+        }
+        AfterStart::Busy if ctx.aborting => finish(r, Outcome::Cancelled),
+        AfterStart::Busy if r.stop_attempts >= ctx.retry.stop_attempts => {
+            r.failure = Some(Failure::StopTimedOut {
+                attempts: r.stop_attempts,
+            });
+            finish(r, Outcome::Failed)
+        }
+        AfterStart::Busy => {
+            r.step = Step::Busy;
+            Next::RetryAt(now.saturating_add(ctx.retry.backoff(r.stop_attempts)))
+        }
+        AfterStart::Fail => finish(r, Outcome::Failed),
+        AfterStart::RolledBack => finish(r, Outcome::RolledBack),
+        AfterStart::Cancel => finish(r, Outcome::Cancelled),
+        AfterStart::RetryRestore if r.stop_attempts >= ctx.retry.stop_attempts => {
+            r.failure = Some(Failure::RestoreFailed {
+                op: OpKind::Stop,
+                error: None,
+            });
+            finish(r, Outcome::Failed)
+        }
+        AfterStart::RetryRestore => {
+            r.step = Step::RestoringStop;
+            Next::CallAt(now.saturating_add(ctx.retry.backoff(r.stop_attempts)))
+        }
+    }
+}
+
+fn unhealthy(r: &mut CanisterRecord, version: Option<String>, message: Option<String>) -> Next {
+    if r.job == Job::Restore {
+        // The restored state itself is unhealthy; there is nothing older to go back to.
+        r.failure = Some(Failure::Unhealthy { version, message });
+        return finish(r, Outcome::Failed);
+    }
+    if r.snapshot_fresh && r.snapshot.is_some() {
+        r.failure = Some(Failure::Unhealthy { version, message });
+        r.stop_attempts = 0;
+        r.step = Step::RestoringStop;
+        Next::Call(Op::Stop)
+    } else {
+        r.failure = Some(Failure::UnhealthyNoSnapshot { version, message });
+        finish(r, Outcome::Failed)
+    }
+}
+
+fn restore_failed(r: &mut CanisterRecord, op: OpKind, e: CallError) -> Next {
+    r.failure = Some(Failure::RestoreFailed {
+        op,
+        error: Some(e.clone()),
+    });
+    r.last_error = Some(e);
+    restart(r, AfterStart::Fail)
+}
+
+fn fail(r: &mut CanisterRecord, op: OpKind, e: CallError) -> Next {
+    r.failure = Some(Failure::CallFailed {
+        op,
+        error: e.clone(),
+    });
+    r.last_error = Some(e);
+    finish(r, Outcome::Failed)
+}
+
+fn skip(r: &mut CanisterRecord, why: Failure) -> Next {
+    r.failure = Some(why);
+    finish(r, Outcome::Skipped)
+}
+
+fn finish(r: &mut CanisterRecord, outcome: Outcome) -> Next {
+    r.step = Step::Finished(outcome);
+    Next::Finished
+}

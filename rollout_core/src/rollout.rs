@@ -1,0 +1,1103 @@
+//! The driver of one rollout: starts pipelines under the limits, routes call results to the
+//! pipeline, halts on failures, and keeps counters so that status is O(waves).
+//!
+//! The small header ([`RolloutState`]) is one value the shell persists after every call (a
+//! stable cell); everything that grows with the fleet is in the [`RolloutStore`], touched only
+//! for the canisters being worked on.
+
+use candid::{CandidType, Principal};
+use serde::{Deserialize, Serialize};
+
+use crate::limiter::TokenBucket;
+use crate::pipeline::{self, Action, ActionResult, CallError, CanisterRecord, Ctx, Job, Next};
+use crate::pipeline::{Failure, Op, Outcome, Step};
+use crate::plan::{
+    CohortMember, CyclesPolicy, FailurePolicy, Limits, PlanError, Release, RetryPolicy,
+    RolloutPlan, SnapshotPolicy, WaveLabel,
+};
+use crate::store::{QueueKey, QueueKind, RolloutStore};
+use crate::{Cohort, Nanos, MINUTE};
+
+/// The wave number of canisters that joined through an owner's request.
+pub const REQUEST_WAVE: u32 = u32::MAX;
+/// Events kept in the log; older ones are dropped.
+pub const DEFAULT_EVENT_CAPACITY: u32 = 1_000;
+/// Queue entries an aborting rollout cancels per tick, which bounds a tick's cost.
+pub const CANCEL_PER_TICK: u32 = 2_000;
+/// Snapshot deletions issued per tick.
+pub const CLEANUPS_PER_TICK: u32 = 100;
+const RATE_SAMPLE_EVERY: Nanos = 30 * crate::SECOND;
+const RATE_SAMPLES: usize = 16;
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum Phase {
+    Running,
+    /// By the operator: no new starts; in-flight pipelines finish.
+    Paused,
+    /// By the failure policy: like paused until the operator resumes or aborts.
+    Halted(HaltReason),
+    /// Pending canisters are being dropped; in-flight ones are brought back to running.
+    Aborting,
+    Aborted,
+    Completed,
+}
+
+impl Phase {
+    pub fn is_finished(&self) -> bool {
+        matches!(self, Phase::Aborted | Phase::Completed)
+    }
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum HaltReason {
+    WaveFailureThreshold { wave: u32, failed: u64, size: u64 },
+    ConsecutiveFailures { count: u32 },
+}
+
+/// Counts of canisters by state; they always add up to the number of records.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct StateCounts {
+    pub pending: u64,
+    pub in_flight: u64,
+    pub busy: u64,
+    pub done: u64,
+    pub restored: u64,
+    pub rolled_back: u64,
+    pub failed: u64,
+    pub skipped: u64,
+    pub cancelled: u64,
+}
+
+impl StateCounts {
+    pub fn total(&self) -> u64 {
+        self.pending + self.in_flight + self.busy + self.finished()
+    }
+
+    pub fn finished(&self) -> u64 {
+        self.done + self.restored + self.rolled_back + self.failed + self.skipped + self.cancelled
+    }
+
+    fn add_outcome(&mut self, outcome: Outcome) {
+        *match outcome {
+            Outcome::Done => &mut self.done,
+            Outcome::Restored => &mut self.restored,
+            Outcome::RolledBack => &mut self.rolled_back,
+            Outcome::Failed => &mut self.failed,
+            Outcome::Skipped => &mut self.skipped,
+            Outcome::Cancelled => &mut self.cancelled,
+        } += 1;
+    }
+}
+
+/// Progress of one stage (or of the owner-request lane).
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct WaveProgress {
+    pub label: WaveLabel,
+    pub size: u64,
+    pub started: u64,
+    pub outcomes: StateCounts,
+    pub opened_at: Option<Nanos>,
+    pub completed_at: Option<Nanos>,
+}
+
+impl WaveProgress {
+    fn new(label: WaveLabel, size: u64) -> Self {
+        WaveProgress {
+            label,
+            size,
+            started: 0,
+            outcomes: StateCounts::default(),
+            opened_at: None,
+            completed_at: None,
+        }
+    }
+
+    pub fn failures(&self) -> u64 {
+        self.outcomes.failed + self.outcomes.rolled_back
+    }
+}
+
+/// An owner's request, answered at once; its progress is the canister's record.
+#[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ticket {
+    pub rollout: u64,
+    pub number: u64,
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    pub at: Nanos,
+    pub kind: EventKind,
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    Started {
+        canisters: u64,
+    },
+    WaveOpened {
+        wave: u32,
+        label: WaveLabel,
+        size: u64,
+    },
+    WaveCompleted {
+        wave: u32,
+        failures: u64,
+    },
+    Paused,
+    Resumed,
+    Halted(HaltReason),
+    AbortRequested,
+    Aborted,
+    Completed,
+    /// A canister ended other than done (failed, rolled back, skipped, cancelled by abort
+    /// after it had started).
+    CanisterFinished {
+        canister: Principal,
+        outcome: Outcome,
+        failure: Option<Failure>,
+    },
+    /// Starting a stopped canister failed; it is retried until it runs.
+    StartRetrying {
+        canister: Principal,
+        error: CallError,
+    },
+    Requested {
+        canister: Principal,
+        ticket: u64,
+    },
+    SnapshotDeleteFailed {
+        canister: Principal,
+        error: CallError,
+    },
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum ControlError {
+    /// The operation does not apply in this phase.
+    InvalidPhase { phase: Phase },
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum ResultError {
+    UnknownCanister,
+    /// No call is outstanding for the canister (a duplicate or stale result).
+    NoCallOutstanding,
+    /// The result does not answer the canister's current call.
+    Mismatch {
+        step: Step,
+    },
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum RequestError {
+    NotAccepting {
+        phase: Phase,
+    },
+    /// A restore rollout does not take upgrade requests.
+    NotAnUpgrade,
+    AlreadyFinished {
+        outcome: Outcome,
+    },
+    /// The canister is not part of the rollout and no registry entry was given.
+    NotInCohort,
+}
+
+/// The persisted header of a rollout: configuration, phase, counters. Small and O(waves).
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct RolloutState {
+    pub id: u64,
+    pub manager: Principal,
+    pub job: Job,
+    /// The release installed; for a restore, the release the snapshots hold.
+    pub target: Release,
+    pub bake_ns: Nanos,
+    pub limits: Limits,
+    pub failure: FailurePolicy,
+    pub snapshot: SnapshotPolicy,
+    pub cycles: CyclesPolicy,
+    pub retry: RetryPolicy,
+    pub phase: Phase,
+    pub created_at: Nanos,
+    pub finished_at: Option<Nanos>,
+    pub waves: Vec<WaveProgress>,
+    pub requests: WaveProgress,
+    pub current_wave: u32,
+    pub bucket: TokenBucket,
+    pub counts: StateCounts,
+    pub consecutive_failures: u32,
+    pub budget_left: u128,
+    pub seq: u64,
+    pub next_ticket: u64,
+    pub event_capacity: u32,
+    pub events_first: u64,
+    pub events_next: u64,
+    /// (time, finished count) samples for the measured rate.
+    pub rate_samples: Vec<(Nanos, u64)>,
+}
+
+/// Status for operators; computed from the header alone.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct RolloutStatus {
+    pub id: u64,
+    pub job: Job,
+    pub phase: Phase,
+    pub target: Release,
+    pub counts: StateCounts,
+    pub waves: Vec<WaveProgress>,
+    pub requests: WaveProgress,
+    pub current_wave: u32,
+    /// When the next stage may open, if it waits for its bake time.
+    pub next_wave_at: Option<Nanos>,
+    /// Canisters finished per minute over the last few minutes.
+    pub rate_per_minute: f64,
+    /// Estimated time left, including bake times, at the measured rate.
+    pub eta_ns: Option<Nanos>,
+    pub top_up_spent: u128,
+    pub created_at: Nanos,
+    pub finished_at: Option<Nanos>,
+}
+
+/// A canister to restore from its fleet snapshot.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct RestorePlan {
+    /// The release the snapshots were taken on; the health check after restore expects it.
+    pub release: Release,
+    pub canisters: Vec<CohortMember>,
+    pub limits: Limits,
+    pub failure: FailurePolicy,
+    pub retry: RetryPolicy,
+}
+
+/// One rollout: its header and its store.
+pub struct Rollout<S> {
+    state: RolloutState,
+    store: S,
+}
+
+impl<S: RolloutStore> Rollout<S> {
+    /// Starts an upgrade rollout of `cohort` (from [`crate::CohortBuilder`] over `plan`).
+    /// The store is cleared first; a refused plan leaves it untouched.
+    pub fn start(
+        id: u64,
+        manager: Principal,
+        plan: &RolloutPlan,
+        cohort: Cohort,
+        store: S,
+        now: Nanos,
+    ) -> Result<Self, PlanError> {
+        plan.validate()?;
+        let state = RolloutState {
+            id,
+            manager,
+            job: Job::Upgrade,
+            target: plan.target.clone(),
+            bake_ns: plan.bake_ns,
+            limits: plan.limits.clone(),
+            failure: plan.failure.clone(),
+            snapshot: plan.snapshot.clone(),
+            cycles: plan.cycles.clone(),
+            retry: plan.retry.clone(),
+            phase: Phase::Running,
+            created_at: now,
+            finished_at: None,
+            waves: Vec::new(),
+            requests: WaveProgress::new(WaveLabel::Canary, 0),
+            current_wave: 0,
+            bucket: TokenBucket::new(plan.limits.starts_per_minute, plan.limits.burst),
+            counts: StateCounts::default(),
+            consecutive_failures: 0,
+            budget_left: plan.cycles.budget,
+            seq: 0,
+            next_ticket: 0,
+            event_capacity: DEFAULT_EVENT_CAPACITY,
+            events_first: 0,
+            events_next: 0,
+            rate_samples: Vec::new(),
+        };
+        Self::load(state, cohort, store, now)
+    }
+
+    /// Starts a rollout that restores each canister's fleet snapshot, then health-checks it
+    /// against `plan.release`.
+    pub fn start_restore(
+        id: u64,
+        manager: Principal,
+        plan: RestorePlan,
+        store: S,
+        now: Nanos,
+    ) -> Result<Self, PlanError> {
+        let mut check = RolloutPlan::new(plan.release.clone());
+        check.limits = plan.limits.clone();
+        check.failure = plan.failure.clone();
+        check.retry = plan.retry.clone();
+        check.validate()?;
+        if let Some(m) = plan.canisters.iter().find(|m| m.snapshot.is_none()) {
+            return Err(PlanError::NoSnapshot { canister: m.id });
+        }
+        let cohort = Cohort {
+            waves: vec![crate::plan::WavePlan {
+                label: WaveLabel::Percent(100),
+                members: plan.canisters,
+            }],
+            summary: Default::default(),
+        };
+        let mut rollout = Self::start(id, manager, &check, cohort, store, now)?;
+        rollout.state.job = Job::Restore;
+        rollout.state.snapshot = SnapshotPolicy {
+            take: false,
+            keep_ns: None,
+        };
+        Ok(rollout)
+    }
+
+    fn load(
+        mut state: RolloutState,
+        cohort: Cohort,
+        mut store: S,
+        now: Nanos,
+    ) -> Result<Self, PlanError> {
+        let mut ids: Vec<Principal> = cohort
+            .waves
+            .iter()
+            .flat_map(|w| w.members.iter().map(|m| m.id))
+            .collect();
+        if ids.is_empty() {
+            return Err(PlanError::EmptyCohort);
+        }
+        ids.sort_unstable();
+        if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
+            return Err(PlanError::DuplicateCanister { canister: w[0] });
+        }
+        drop(ids);
+        store.clear();
+        let job = state.job;
+        for (w, wave) in cohort.waves.into_iter().enumerate() {
+            let w = w as u32;
+            state
+                .waves
+                .push(WaveProgress::new(wave.label, wave.members.len() as u64));
+            for (pos, m) in wave.members.into_iter().enumerate() {
+                let key = QueueKey::new(QueueKind::Pending, w as u64, pos as u64);
+                let mut rec = CanisterRecord::new(job, w, m.recovery);
+                rec.expected_module_hash = m.expected_module_hash;
+                rec.snapshot = m.snapshot;
+                rec.queued = Some(key);
+                store.put(m.id, rec);
+                store.enqueue(key, m.id);
+                state.counts.pending += 1;
+            }
+        }
+        let mut rollout = Rollout { state, store };
+        rollout.log(
+            now,
+            EventKind::Started {
+                canisters: rollout.state.counts.pending,
+            },
+        );
+        rollout.open_wave(0, now);
+        Ok(rollout)
+    }
+
+    /// Rebuilds the driver from its persisted parts.
+    pub fn from_parts(state: RolloutState, store: S) -> Self {
+        Rollout { state, store }
+    }
+
+    pub fn into_parts(self) -> (RolloutState, S) {
+        (self.state, self.store)
+    }
+
+    pub fn state(&self) -> &RolloutState {
+        &self.state
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Sets how many events the log keeps (at least 1).
+    pub fn set_event_capacity(&mut self, capacity: u32) {
+        self.state.event_capacity = capacity.max(1);
+        self.trim_events();
+    }
+
+    /// The calls to make now: repeated calls whose backoff is over, due snapshot deletions,
+    /// and as many new pipeline starts as the in-flight limit, the token bucket and the
+    /// per-tick cap allow. Cost: O(returned actions + cancellations), independent of the fleet.
+    pub fn tick(&mut self, now: Nanos) -> Vec<Action> {
+        let mut actions = Vec::new();
+        self.wake_due(now, &mut actions);
+        self.cleanups_due(now, &mut actions);
+        if self.state.phase == Phase::Aborting {
+            self.cancel_queued(now);
+        }
+        if self.state.phase == Phase::Running {
+            self.advance_waves(now);
+            self.start_pipelines(now, &mut actions);
+        }
+        self.maybe_finish(now);
+        self.sample_rate(now);
+        actions
+    }
+
+    /// Feeds back the result of the canister's outstanding call; returns the canister's next
+    /// call, if any. A result that does not fit changes nothing.
+    pub fn on_result(
+        &mut self,
+        canister: Principal,
+        result: ActionResult,
+        now: Nanos,
+    ) -> Result<Option<Action>, ResultError> {
+        let mut rec = self
+            .store
+            .get(&canister)
+            .ok_or(ResultError::UnknownCanister)?;
+        let Some(issued) = rec.outstanding else {
+            return Err(ResultError::NoCallOutstanding);
+        };
+        if let Step::Finished(_) = rec.step {
+            // Only snapshot deletions are issued for finished records.
+            match result {
+                ActionResult::SnapshotDeleted => rec.snapshot = None,
+                ActionResult::CallFailed(error) => {
+                    self.log(now, EventKind::SnapshotDeleteFailed { canister, error })
+                }
+                _ => return Err(ResultError::Mismatch { step: rec.step }),
+            }
+            self.store.dequeue(&issued);
+            rec.outstanding = None;
+            self.store.put(canister, rec);
+            return Ok(None);
+        }
+        let refund = match (&rec.step, &result) {
+            (Step::ToppingUp { .. }, ActionResult::ToppedUp) => 0,
+            (Step::ToppingUp { cycles }, _) => *cycles,
+            _ => 0,
+        };
+        let start_error = match (&rec.step, &result, rec.start_failures) {
+            (Step::Starting { .. }, ActionResult::CallFailed(e), 0) => Some(e.clone()),
+            _ => None,
+        };
+        let ctx = self.ctx();
+        let Ok(next) = pipeline::on_result(&mut rec, result, &ctx, now) else {
+            return Err(ResultError::Mismatch { step: rec.step });
+        };
+        self.state.budget_left += refund;
+        self.store.dequeue(&issued);
+        rec.outstanding = None;
+        if let Some(error) = start_error {
+            self.log(now, EventKind::StartRetrying { canister, error });
+        }
+        let action = match next {
+            Next::Call(op) => {
+                if let Op::TopUp { cycles } = op {
+                    self.state.budget_left -= cycles;
+                }
+                Some(self.issue(canister, &mut rec, op, now))
+            }
+            Next::CallAt(at) => {
+                let key = self.key(QueueKind::Wake, at);
+                rec.queued = Some(key);
+                self.store.enqueue(key, canister);
+                None
+            }
+            Next::RetryAt(at) => {
+                self.state.counts.in_flight -= 1;
+                self.state.counts.busy += 1;
+                let key = self.key(QueueKind::Retry, at);
+                rec.queued = Some(key);
+                self.store.enqueue(key, canister);
+                None
+            }
+            Next::Finished => {
+                self.state.counts.in_flight -= 1;
+                self.finished(canister, &mut rec, now);
+                None
+            }
+        };
+        self.store.put(canister, rec);
+        if action.is_none() {
+            self.maybe_finish(now);
+        }
+        Ok(action)
+    }
+
+    /// Stops new starts; in-flight pipelines finish.
+    pub fn pause(&mut self, now: Nanos) -> Result<(), ControlError> {
+        if self.state.phase != Phase::Running {
+            return Err(self.invalid());
+        }
+        self.state.phase = Phase::Paused;
+        self.log(now, EventKind::Paused);
+        Ok(())
+    }
+
+    /// Continues after a pause or a halt; the consecutive-failure count starts again.
+    pub fn resume(&mut self, now: Nanos) -> Result<(), ControlError> {
+        if !matches!(self.state.phase, Phase::Paused | Phase::Halted(_)) {
+            return Err(self.invalid());
+        }
+        self.state.phase = Phase::Running;
+        self.state.consecutive_failures = 0;
+        self.log(now, EventKind::Resumed);
+        Ok(())
+    }
+
+    /// Drops pending canisters (over the next ticks, a bounded number each) and brings every
+    /// in-flight one back to running: those not yet installed are started and cancelled, those
+    /// already installed finish their health check (and restore, if unhealthy).
+    pub fn abort(&mut self, now: Nanos) -> Result<(), ControlError> {
+        if !matches!(
+            self.state.phase,
+            Phase::Running | Phase::Paused | Phase::Halted(_)
+        ) {
+            return Err(self.invalid());
+        }
+        self.state.phase = Phase::Aborting;
+        self.log(now, EventKind::AbortRequested);
+        Ok(())
+    }
+
+    /// An owner asks for their canister to be upgraded now. `member` is the registry's entry,
+    /// needed when the canister is not in the cohort. The pipeline runs from the next ticks,
+    /// ahead of the waves but under the same limits.
+    pub fn request(
+        &mut self,
+        canister: Principal,
+        member: Option<CohortMember>,
+        now: Nanos,
+    ) -> Result<Ticket, RequestError> {
+        if !matches!(
+            self.state.phase,
+            Phase::Running | Phase::Paused | Phase::Halted(_)
+        ) {
+            return Err(RequestError::NotAccepting {
+                phase: self.state.phase.clone(),
+            });
+        }
+        if self.state.job != Job::Upgrade {
+            return Err(RequestError::NotAnUpgrade);
+        }
+        let number = match self.store.get(&canister) {
+            Some(rec) => match (&rec.step, rec.ticket) {
+                (Step::Finished(outcome), _) => {
+                    return Err(RequestError::AlreadyFinished { outcome: *outcome })
+                }
+                (_, Some(number)) => number,
+                (Step::Pending, None) => {
+                    let mut rec = rec;
+                    let number = self.new_ticket();
+                    if let Some(key) = rec.queued.take() {
+                        self.store.dequeue(&key);
+                    }
+                    let key = QueueKey::new(QueueKind::Request, number, 0);
+                    rec.queued = Some(key);
+                    rec.ticket = Some(number);
+                    self.store.enqueue(key, canister);
+                    self.store.put(canister, rec);
+                    self.log(
+                        now,
+                        EventKind::Requested {
+                            canister,
+                            ticket: number,
+                        },
+                    );
+                    number
+                }
+                (_, None) => {
+                    // Already running: the ticket follows the running pipeline.
+                    let mut rec = rec;
+                    let number = self.new_ticket();
+                    rec.ticket = Some(number);
+                    self.store.put(canister, rec);
+                    number
+                }
+            },
+            None => {
+                let m = member.ok_or(RequestError::NotInCohort)?;
+                let number = self.new_ticket();
+                let key = QueueKey::new(QueueKind::Request, number, 0);
+                let mut rec = CanisterRecord::new(Job::Upgrade, REQUEST_WAVE, m.recovery);
+                rec.expected_module_hash = m.expected_module_hash;
+                rec.snapshot = m.snapshot;
+                rec.ticket = Some(number);
+                rec.queued = Some(key);
+                self.store.put(canister, rec);
+                self.store.enqueue(key, canister);
+                self.state.requests.size += 1;
+                self.state.counts.pending += 1;
+                self.log(
+                    now,
+                    EventKind::Requested {
+                        canister,
+                        ticket: number,
+                    },
+                );
+                number
+            }
+        };
+        Ok(Ticket {
+            rollout: self.state.id,
+            number,
+        })
+    }
+
+    /// A canister's record: its step, outcome and errors.
+    pub fn record(&self, canister: &Principal) -> Option<CanisterRecord> {
+        self.store.get(canister)
+    }
+
+    /// Records in id order, for paging through per-canister results.
+    pub fn records(
+        &self,
+        after: Option<Principal>,
+        limit: usize,
+    ) -> Vec<(Principal, CanisterRecord)> {
+        self.store.page(after, limit)
+    }
+
+    /// Events with sequence number at least `from`, oldest first.
+    pub fn events(&self, from: u64, limit: usize) -> Vec<(u64, Event)> {
+        self.store.events(from.max(self.state.events_first), limit)
+    }
+
+    /// The call a canister is waiting on, to perform it again when its callback was lost.
+    pub fn current_action(&self, canister: &Principal) -> Option<Action> {
+        let rec = self.store.get(canister)?;
+        rec.outstanding?;
+        let op = match (&rec.step, &rec.snapshot) {
+            (Step::Finished(_), Some(snapshot)) => Op::DeleteSnapshot {
+                snapshot: snapshot.clone(),
+            },
+            _ => pipeline::current_op(&rec, &self.state.target)?,
+        };
+        Some(Action {
+            canister: *canister,
+            op,
+        })
+    }
+
+    /// After a manager upgrade lost the callbacks of calls in flight: up to `limit` of those
+    /// calls, issued before `issued_before`, to perform again (every pipeline call is safe to
+    /// repeat). Call it until it returns nothing; it must not be used while the original
+    /// calls may still answer.
+    pub fn reissue_outstanding(
+        &mut self,
+        issued_before: Nanos,
+        now: Nanos,
+        limit: usize,
+    ) -> Vec<Action> {
+        let mut actions = Vec::new();
+        let from = QueueKey::new(QueueKind::Outstanding, 0, 0);
+        let to = QueueKey::new(QueueKind::Outstanding, issued_before, 0);
+        while actions.len() < limit {
+            let Some((key, canister)) = self.store.first_in(from, to) else {
+                break;
+            };
+            self.store.dequeue(&key);
+            let Some(action) = self.current_action(&canister) else {
+                continue;
+            };
+            if let Some(mut rec) = self.store.get(&canister) {
+                let key = self.key(QueueKind::Outstanding, now);
+                rec.outstanding = Some(key);
+                self.store.enqueue(key, canister);
+                self.store.put(canister, rec);
+            }
+            actions.push(action);
+        }
+        actions
+    }
+
+    /// Whether ticks still have work: a running rollout, calls in flight, or queued entries.
+    pub fn has_work(&self) -> bool {
+        !self.state.phase.is_finished()
+            || self.state.counts.in_flight > 0
+            || self.first(QueueKind::Cleanup).is_some()
+            || self.first(QueueKind::Outstanding).is_some()
+    }
+
+    pub fn status(&self, now: Nanos) -> RolloutStatus {
+        let s = &self.state;
+        let rate = self.rate_per_minute(now);
+        let cw = s.current_wave as usize;
+        let next_wave_at = s
+            .waves
+            .get(cw)
+            .and_then(|w| w.completed_at)
+            .filter(|_| cw + 1 < s.waves.len())
+            .map(|t| t.saturating_add(s.bake_ns));
+        let remaining = s.counts.pending + s.counts.in_flight + s.counts.busy;
+        let bakes_left = s.waves.iter().skip(cw + 1).count() as u64;
+        let eta_ns = if s.phase.is_finished() || remaining == 0 {
+            Some(0)
+        } else if rate > 0.0 {
+            let work = (remaining as f64 / rate * MINUTE as f64) as u64;
+            let bake_wait = next_wave_at.map_or(0, |t| t.saturating_sub(now));
+            Some(
+                work.saturating_add(bake_wait)
+                    .saturating_add(s.bake_ns.saturating_mul(bakes_left.saturating_sub(1))),
+            )
+        } else {
+            None
+        };
+        RolloutStatus {
+            id: s.id,
+            job: s.job,
+            phase: s.phase.clone(),
+            target: s.target.clone(),
+            counts: s.counts.clone(),
+            waves: s.waves.clone(),
+            requests: s.requests.clone(),
+            current_wave: s.current_wave,
+            next_wave_at,
+            rate_per_minute: rate,
+            eta_ns,
+            top_up_spent: s.cycles.budget.saturating_sub(s.budget_left),
+            created_at: s.created_at,
+            finished_at: s.finished_at,
+        }
+    }
+
+    // ----- internals -----
+
+    fn ctx(&self) -> Ctx<'_> {
+        let s = &self.state;
+        Ctx {
+            manager: s.manager,
+            target: &s.target,
+            take_snapshot: s.snapshot.take,
+            cycles: &s.cycles,
+            budget_left: s.budget_left,
+            retry: &s.retry,
+            aborting: matches!(s.phase, Phase::Aborting | Phase::Aborted),
+        }
+    }
+
+    fn invalid(&self) -> ControlError {
+        ControlError::InvalidPhase {
+            phase: self.state.phase.clone(),
+        }
+    }
+
+    fn key(&mut self, queue: QueueKind, at: Nanos) -> QueueKey {
+        self.state.seq += 1;
+        QueueKey::new(queue, at, self.state.seq)
+    }
+
+    fn new_ticket(&mut self) -> u64 {
+        self.state.next_ticket += 1;
+        self.state.next_ticket
+    }
+
+    fn first(&self, queue: QueueKind) -> Option<(QueueKey, Principal)> {
+        self.store.first_in(
+            QueueKey::new(queue, 0, 0),
+            QueueKey::new(queue, u64::MAX, u64::MAX),
+        )
+    }
+
+    fn first_due(&self, queue: QueueKind, now: Nanos) -> Option<(QueueKey, Principal)> {
+        self.store.first_in(
+            QueueKey::new(queue, 0, 0),
+            QueueKey::new(queue, now, u64::MAX),
+        )
+    }
+
+    /// Records the call as outstanding and returns it.
+    fn issue(
+        &mut self,
+        canister: Principal,
+        rec: &mut CanisterRecord,
+        op: Op,
+        now: Nanos,
+    ) -> Action {
+        let key = self.key(QueueKind::Outstanding, now);
+        rec.outstanding = Some(key);
+        self.store.enqueue(key, canister);
+        Action { canister, op }
+    }
+
+    fn wake_due(&mut self, now: Nanos, actions: &mut Vec<Action>) {
+        while let Some((key, canister)) = self.first_due(QueueKind::Wake, now) {
+            self.store.dequeue(&key);
+            let Some(mut rec) = self.store.get(&canister) else {
+                continue;
+            };
+            if rec.queued != Some(key) || rec.outstanding.is_some() {
+                continue;
+            }
+            rec.queued = None;
+            if let Some(op) = pipeline::current_op(&rec, &self.state.target) {
+                actions.push(self.issue(canister, &mut rec, op, now));
+            }
+            self.store.put(canister, rec);
+        }
+    }
+
+    fn cleanups_due(&mut self, now: Nanos, actions: &mut Vec<Action>) {
+        for _ in 0..CLEANUPS_PER_TICK {
+            let Some((key, canister)) = self.first_due(QueueKind::Cleanup, now) else {
+                break;
+            };
+            self.store.dequeue(&key);
+            let Some(mut rec) = self.store.get(&canister) else {
+                continue;
+            };
+            if rec.queued != Some(key) || rec.outstanding.is_some() {
+                continue;
+            }
+            rec.queued = None;
+            if let Some(snapshot) = rec.snapshot.clone() {
+                actions.push(self.issue(canister, &mut rec, Op::DeleteSnapshot { snapshot }, now));
+            }
+            self.store.put(canister, rec);
+        }
+    }
+
+    fn cancel_queued(&mut self, now: Nanos) {
+        let mut budget = CANCEL_PER_TICK;
+        for queue in [QueueKind::Request, QueueKind::Pending, QueueKind::Retry] {
+            while budget > 0 {
+                let Some((key, canister)) = self.first(queue) else {
+                    break;
+                };
+                budget -= 1;
+                self.store.dequeue(&key);
+                let Some(mut rec) = self.store.get(&canister) else {
+                    continue;
+                };
+                rec.queued = None;
+                match rec.step {
+                    Step::Pending => self.state.counts.pending -= 1,
+                    Step::Busy => self.state.counts.busy -= 1,
+                    _ => continue,
+                }
+                rec.step = Step::Finished(Outcome::Cancelled);
+                rec.finished_at = Some(now);
+                self.finished(canister, &mut rec, now);
+                self.store.put(canister, rec);
+            }
+        }
+    }
+
+    fn open_wave(&mut self, wave: u32, now: Nanos) {
+        self.state.current_wave = wave;
+        let w = &mut self.state.waves[wave as usize];
+        w.opened_at = Some(now);
+        let (label, size) = (w.label, w.size);
+        self.log(now, EventKind::WaveOpened { wave, label, size });
+        self.check_wave_complete(wave, now);
+    }
+
+    fn advance_waves(&mut self, now: Nanos) {
+        loop {
+            let cw = self.state.current_wave as usize;
+            let Some(done_at) = self.state.waves[cw].completed_at else {
+                return;
+            };
+            if cw + 1 >= self.state.waves.len() || now < done_at.saturating_add(self.state.bake_ns)
+            {
+                return;
+            }
+            self.open_wave(cw as u32 + 1, now);
+        }
+    }
+
+    fn start_pipelines(&mut self, now: Nanos, actions: &mut Vec<Action>) {
+        let limits = &self.state.limits;
+        let room = (limits.max_in_flight as u64).saturating_sub(self.state.counts.in_flight);
+        let mut allowed = room.min(limits.max_starts_per_tick as u64);
+        while allowed > 0 && self.state.bucket.available(now) {
+            let Some((key, canister, from_busy)) = self.next_to_start(now) else {
+                break;
+            };
+            self.store.dequeue(&key);
+            let Some(mut rec) = self.store.get(&canister) else {
+                continue;
+            };
+            if rec.queued != Some(key) || !matches!(rec.step, Step::Pending | Step::Busy) {
+                continue;
+            }
+            self.state.bucket.try_take(now);
+            allowed -= 1;
+            rec.queued = None;
+            if from_busy {
+                self.state.counts.busy -= 1;
+            } else {
+                self.state.counts.pending -= 1;
+                self.wave_mut(rec.wave).started += 1;
+            }
+            self.state.counts.in_flight += 1;
+            let op = pipeline::begin(&mut rec, now);
+            actions.push(self.issue(canister, &mut rec, op, now));
+            self.store.put(canister, rec);
+        }
+    }
+
+    fn next_to_start(&self, now: Nanos) -> Option<(QueueKey, Principal, bool)> {
+        if let Some((k, c)) = self.first(QueueKind::Request) {
+            return Some((k, c, false));
+        }
+        if let Some((k, c)) = self.first_due(QueueKind::Retry, now) {
+            return Some((k, c, true));
+        }
+        let cw = self.state.current_wave as u64;
+        self.state.waves[cw as usize].opened_at?;
+        self.store
+            .first_in(
+                QueueKey::new(QueueKind::Pending, cw, 0),
+                QueueKey::new(QueueKind::Pending, cw + 1, 0),
+            )
+            .map(|(k, c)| (k, c, false))
+    }
+
+    fn wave_mut(&mut self, wave: u32) -> &mut WaveProgress {
+        if wave == REQUEST_WAVE {
+            &mut self.state.requests
+        } else {
+            &mut self.state.waves[wave as usize]
+        }
+    }
+
+    /// Bookkeeping for a record that just reached `Finished`.
+    fn finished(&mut self, canister: Principal, rec: &mut CanisterRecord, now: Nanos) {
+        let Some(outcome) = rec.outcome() else {
+            return;
+        };
+        self.state.counts.add_outcome(outcome);
+        let wave = rec.wave;
+        let w = self.wave_mut(wave);
+        w.outcomes.add_outcome(outcome);
+        let (failures, size) = (w.failures(), w.size);
+        match outcome {
+            Outcome::Done | Outcome::Restored => self.state.consecutive_failures = 0,
+            o if o.is_failure() => self.state.consecutive_failures += 1,
+            _ => {}
+        }
+        if outcome != Outcome::Done && outcome != Outcome::Restored {
+            let quiet_cancel = outcome == Outcome::Cancelled && rec.started_at.is_none();
+            if !quiet_cancel {
+                self.log(
+                    now,
+                    EventKind::CanisterFinished {
+                        canister,
+                        outcome,
+                        failure: rec.failure.clone(),
+                    },
+                );
+            }
+        }
+        if outcome == Outcome::Done && rec.snapshot_fresh {
+            if let Some(keep) = self.state.snapshot.keep_ns {
+                let key = self.key(QueueKind::Cleanup, now.saturating_add(keep));
+                rec.queued = Some(key);
+                self.store.enqueue(key, canister);
+            }
+        }
+        if outcome.is_failure() {
+            self.check_halt(wave, failures, size, now);
+        }
+        if wave != REQUEST_WAVE {
+            self.check_wave_complete(wave, now);
+        }
+    }
+
+    fn check_halt(&mut self, wave: u32, failures: u64, size: u64, now: Nanos) {
+        if !matches!(self.state.phase, Phase::Running | Phase::Paused) {
+            return;
+        }
+        let f = &self.state.failure;
+        let reason = if wave != REQUEST_WAVE && failures * 100 > f.max_failed_percent as u64 * size
+        {
+            Some(HaltReason::WaveFailureThreshold {
+                wave,
+                failed: failures,
+                size,
+            })
+        } else if f.max_consecutive_failures > 0
+            && self.state.consecutive_failures >= f.max_consecutive_failures
+        {
+            Some(HaltReason::ConsecutiveFailures {
+                count: self.state.consecutive_failures,
+            })
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            self.state.phase = Phase::Halted(reason.clone());
+            self.log(now, EventKind::Halted(reason));
+        }
+    }
+
+    fn check_wave_complete(&mut self, wave: u32, now: Nanos) {
+        let w = &mut self.state.waves[wave as usize];
+        if w.completed_at.is_none() && w.outcomes.finished() == w.size {
+            w.completed_at = Some(now);
+            let failures = w.failures();
+            self.log(now, EventKind::WaveCompleted { wave, failures });
+        }
+    }
+
+    fn maybe_finish(&mut self, now: Nanos) {
+        let c = &self.state.counts;
+        if c.in_flight > 0 || c.busy > 0 || c.pending > 0 {
+            return;
+        }
+        let kind = match self.state.phase {
+            Phase::Aborting => {
+                self.state.phase = Phase::Aborted;
+                EventKind::Aborted
+            }
+            Phase::Running if self.state.waves.iter().all(|w| w.completed_at.is_some()) => {
+                self.state.phase = Phase::Completed;
+                EventKind::Completed
+            }
+            _ => return,
+        };
+        self.state.finished_at = Some(now);
+        self.log(now, kind);
+    }
+
+    fn sample_rate(&mut self, now: Nanos) {
+        let finished = self.state.counts.finished();
+        let samples = &mut self.state.rate_samples;
+        if samples
+            .last()
+            .is_some_and(|&(t, _)| now < t.saturating_add(RATE_SAMPLE_EVERY))
+        {
+            return;
+        }
+        samples.push((now, finished));
+        if samples.len() > RATE_SAMPLES {
+            samples.remove(0);
+        }
+    }
+
+    fn rate_per_minute(&self, now: Nanos) -> f64 {
+        let Some(&(t0, f0)) = self.state.rate_samples.first() else {
+            return 0.0;
+        };
+        let elapsed = now.saturating_sub(t0);
+        if elapsed == 0 {
+            return 0.0;
+        }
+        let finished = self.state.counts.finished().saturating_sub(f0);
+        finished as f64 * MINUTE as f64 / elapsed as f64
+    }
+
+    fn log(&mut self, at: Nanos, kind: EventKind) {
+        let seq = self.state.events_next;
+        self.state.events_next += 1;
+        self.store.push_event(seq, Event { at, kind });
+        self.trim_events();
+    }
+
+    fn trim_events(&mut self) {
+        while self.state.events_next - self.state.events_first > self.state.event_capacity as u64 {
+            self.store.drop_event(self.state.events_first);
+            self.state.events_first += 1;
+        }
+    }
+}

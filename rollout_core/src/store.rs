@@ -1,0 +1,178 @@
+//! The storage a rollout needs, shaped so that every operation maps onto an ordered map: the
+//! manager keeps it in stable memory (`StableStore` in the stable module), tests keep it in
+//! [`MemStore`]. The driver touches only the entries of the canisters it works on, so a tick
+//! costs O(actions · log fleet), never a scan.
+
+use std::collections::BTreeMap;
+
+use candid::{CandidType, Principal};
+use serde::{Deserialize, Serialize};
+
+use crate::pipeline::CanisterRecord;
+use crate::rollout::Event;
+
+/// The queues of a rollout, all in one ordered key space.
+#[derive(
+    CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash,
+)]
+pub enum QueueKind {
+    /// Owner requests, first come first served: `(ticket, 0)`.
+    Request,
+    /// Canisters not started yet: `(wave, position)`.
+    Pending,
+    /// Busy canisters waiting to restart their pipeline: `(time, sequence)`.
+    Retry,
+    /// In-flight canisters waiting to repeat a call after a backoff: `(time, sequence)`.
+    Wake,
+    /// Done canisters whose snapshot is due for deletion: `(time, sequence)`.
+    Cleanup,
+    /// Calls issued and not answered yet: `(time issued, sequence)`.
+    Outstanding,
+}
+
+impl QueueKind {
+    pub fn tag(self) -> u8 {
+        match self {
+            QueueKind::Request => 0,
+            QueueKind::Pending => 1,
+            QueueKind::Retry => 2,
+            QueueKind::Wake => 3,
+            QueueKind::Cleanup => 4,
+            QueueKind::Outstanding => 5,
+        }
+    }
+
+    pub fn from_tag(tag: u8) -> Option<Self> {
+        Some(match tag {
+            0 => QueueKind::Request,
+            1 => QueueKind::Pending,
+            2 => QueueKind::Retry,
+            3 => QueueKind::Wake,
+            4 => QueueKind::Cleanup,
+            5 => QueueKind::Outstanding,
+            _ => return None,
+        })
+    }
+}
+
+/// Position in a queue; ordered by queue, then `a`, then `b`.
+#[derive(
+    CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash,
+)]
+pub struct QueueKey {
+    pub queue: QueueKind,
+    pub a: u64,
+    pub b: u64,
+}
+
+impl QueueKey {
+    pub fn new(queue: QueueKind, a: u64, b: u64) -> Self {
+        QueueKey { queue, a, b }
+    }
+}
+
+/// Storage of one rollout's per-canister records, queues and event log.
+pub trait RolloutStore {
+    fn get(&self, id: &Principal) -> Option<CanisterRecord>;
+    fn put(&mut self, id: Principal, record: CanisterRecord);
+    /// Number of records.
+    fn len(&self) -> u64;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Up to `limit` records in id order, starting after `after`.
+    fn page(&self, after: Option<Principal>, limit: usize) -> Vec<(Principal, CanisterRecord)>;
+
+    fn enqueue(&mut self, key: QueueKey, id: Principal);
+    fn dequeue(&mut self, key: &QueueKey) -> Option<Principal>;
+    /// The first entry with `from <= key < to`.
+    fn first_in(&self, from: QueueKey, to: QueueKey) -> Option<(QueueKey, Principal)>;
+
+    fn push_event(&mut self, seq: u64, event: Event);
+    fn drop_event(&mut self, seq: u64);
+    /// Up to `limit` events with sequence number at least `from`, oldest first.
+    fn events(&self, from: u64, limit: usize) -> Vec<(u64, Event)>;
+
+    /// Removes everything, to reuse the storage for the next rollout.
+    fn clear(&mut self);
+}
+
+/// In-memory [`RolloutStore`] over `BTreeMap`s.
+#[derive(Clone, Debug, Default)]
+pub struct MemStore {
+    records: BTreeMap<Principal, CanisterRecord>,
+    queues: BTreeMap<QueueKey, Principal>,
+    events: BTreeMap<u64, Event>,
+}
+
+impl MemStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of queue entries of one kind (a scan; for tests and diagnostics).
+    pub fn queue_len(&self, queue: QueueKind) -> usize {
+        self.queues.keys().filter(|k| k.queue == queue).count()
+    }
+}
+
+impl RolloutStore for MemStore {
+    fn get(&self, id: &Principal) -> Option<CanisterRecord> {
+        self.records.get(id).cloned()
+    }
+
+    fn put(&mut self, id: Principal, record: CanisterRecord) {
+        self.records.insert(id, record);
+    }
+
+    fn len(&self) -> u64 {
+        self.records.len() as u64
+    }
+
+    fn page(&self, after: Option<Principal>, limit: usize) -> Vec<(Principal, CanisterRecord)> {
+        use std::ops::Bound;
+        let lower = match after {
+            Some(a) => Bound::Excluded(a),
+            None => Bound::Unbounded,
+        };
+        self.records
+            .range((lower, Bound::Unbounded))
+            .take(limit)
+            .map(|(k, v)| (*k, v.clone()))
+            .collect()
+    }
+
+    fn enqueue(&mut self, key: QueueKey, id: Principal) {
+        self.queues.insert(key, id);
+    }
+
+    fn dequeue(&mut self, key: &QueueKey) -> Option<Principal> {
+        self.queues.remove(key)
+    }
+
+    fn first_in(&self, from: QueueKey, to: QueueKey) -> Option<(QueueKey, Principal)> {
+        self.queues.range(from..to).next().map(|(k, v)| (*k, *v))
+    }
+
+    fn push_event(&mut self, seq: u64, event: Event) {
+        self.events.insert(seq, event);
+    }
+
+    fn drop_event(&mut self, seq: u64) {
+        self.events.remove(&seq);
+    }
+
+    fn events(&self, from: u64, limit: usize) -> Vec<(u64, Event)> {
+        self.events
+            .range(from..)
+            .take(limit)
+            .map(|(k, v)| (*k, v.clone()))
+            .collect()
+    }
+
+    fn clear(&mut self) {
+        self.records.clear();
+        self.queues.clear();
+        self.events.clear();
+    }
+}
