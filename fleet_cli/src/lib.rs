@@ -3,6 +3,7 @@
 //! simulator (`ic_sim`).
 
 pub mod backend;
+pub mod cli;
 pub mod error;
 pub mod identity;
 pub mod phrase;
