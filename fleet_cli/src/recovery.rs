@@ -453,3 +453,339 @@ pub fn apply_detach(ic: &dyn Ic, plan: &DetachPlan) -> Result<Vec<Principal>, Cl
     .map_err(call("update_settings"))?;
     Ok(status_of(ic, plan.canister)?.settings.controllers)
 }
+
+#[cfg(test)]
+mod tests {
+    //! The pipeline's ordering and failure handling, against an in-memory model of the
+    //! management canister. End-to-end runs on ic_sim with the real user canister belong in
+    //! integration tests.
+    use super::*;
+    use candid::{encode_one, Nat};
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+
+    use crate::backend::mgmt::{
+        CanisterIdRecord, LoadSnapshotArgs, StatusSettings, TakeSnapshotArgs, UpdateSettingsArgs,
+        UploadChunkArgs,
+    };
+
+    const OLD: [u8; 32] = [1; 32];
+
+    struct Model {
+        controllers: Vec<Principal>,
+        running: bool,
+        module: Vec<u8>,
+        snapshots: Vec<(Vec<u8>, Vec<u8>)>,
+        store: HashMap<Vec<u8>, Vec<u8>>,
+        healthy: HashMap<Vec<u8>, bool>,
+        fail_install: bool,
+        log: Vec<String>,
+    }
+
+    struct Fake {
+        me: Principal,
+        m: RefCell<Model>,
+    }
+
+    fn denied() -> CallError {
+        CallError::Reject {
+            code: 5,
+            message: "Only controllers can call".into(),
+            error_code: Some("IC0512".into()),
+        }
+    }
+
+    impl Ic for Fake {
+        fn update(&self, _c: Principal, method: &str, arg: Vec<u8>) -> Result<Vec<u8>, CallError> {
+            let mut m = self.m.borrow_mut();
+            if !m.controllers.contains(&self.me) {
+                return Err(denied());
+            }
+            m.log.push(method.to_string());
+            let unit = || Ok(candid::encode_args(()).unwrap());
+            match method {
+                "canister_status" => {
+                    let _: CanisterIdRecord = candid::decode_one(&arg).unwrap();
+                    Ok(encode_one(CanisterStatus {
+                        status: if m.running {
+                            RunStatus::Running
+                        } else {
+                            RunStatus::Stopped
+                        },
+                        settings: StatusSettings {
+                            controllers: m.controllers.clone(),
+                        },
+                        module_hash: Some(ByteBuf::from(m.module.clone())),
+                        cycles: Nat::from(5u32),
+                    })
+                    .unwrap())
+                }
+                "upload_chunk" => {
+                    let a: UploadChunkArgs = candid::decode_one(&arg).unwrap();
+                    let h = Sha256::digest(&a.chunk).to_vec();
+                    m.store.insert(h.clone(), a.chunk.into_vec());
+                    Ok(encode_one(ChunkHash {
+                        hash: ByteBuf::from(h),
+                    })
+                    .unwrap())
+                }
+                "clear_chunk_store" => {
+                    m.store.clear();
+                    unit()
+                }
+                "stop_canister" => {
+                    m.running = false;
+                    unit()
+                }
+                "start_canister" => {
+                    m.running = true;
+                    unit()
+                }
+                "take_canister_snapshot" => {
+                    let _: TakeSnapshotArgs = candid::decode_one(&arg).unwrap();
+                    let id = vec![m.snapshots.len() as u8];
+                    let module = m.module.clone();
+                    m.snapshots.push((id.clone(), module));
+                    let ts = m.snapshots.len() as u64;
+                    Ok(encode_one(Snapshot {
+                        id: ByteBuf::from(id),
+                        taken_at_timestamp: ts,
+                        total_size: 1,
+                    })
+                    .unwrap())
+                }
+                "list_canister_snapshots" => Ok(encode_one(
+                    m.snapshots
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (id, _))| Snapshot {
+                            id: ByteBuf::from(id.clone()),
+                            taken_at_timestamp: i as u64 + 1,
+                            total_size: 1,
+                        })
+                        .collect::<Vec<_>>(),
+                )
+                .unwrap()),
+                "load_canister_snapshot" => {
+                    let a: LoadSnapshotArgs = candid::decode_one(&arg).unwrap();
+                    assert!(!m.running, "snapshots load only into a stopped canister");
+                    let module = m
+                        .snapshots
+                        .iter()
+                        .find(|(id, _)| id[..] == a.snapshot_id[..])
+                        .unwrap()
+                        .1
+                        .clone();
+                    m.module = module;
+                    unit()
+                }
+                "install_chunked_code" => {
+                    let a: InstallChunkedCodeArgs = candid::decode_one(&arg).unwrap();
+                    assert!(!m.running, "installs happen on a stopped canister");
+                    if m.fail_install {
+                        return Err(CallError::Reject {
+                            code: 5,
+                            message: "post_upgrade trapped".into(),
+                            error_code: Some("IC0503".into()),
+                        });
+                    }
+                    let mut wasm = Vec::new();
+                    for h in &a.chunk_hashes_list {
+                        wasm.extend_from_slice(&m.store[&h.hash.to_vec()]);
+                    }
+                    assert_eq!(Sha256::digest(&wasm).to_vec(), a.wasm_module_hash.to_vec());
+                    let decoded: UserCanisterArg = candid::decode_one(&a.arg).unwrap();
+                    assert_eq!(
+                        decoded,
+                        UserCanisterArg::Upgrade(UserUpgradeArg {
+                            release_sha256: a.wasm_module_hash.to_vec()
+                        })
+                    );
+                    m.module = a.wasm_module_hash.into_vec();
+                    unit()
+                }
+                "update_settings" => {
+                    let a: UpdateSettingsArgs = candid::decode_one(&arg).unwrap();
+                    m.controllers = a.settings.controllers.unwrap();
+                    unit()
+                }
+                other => panic!("unexpected {other}"),
+            }
+        }
+
+        fn query(&self, _c: Principal, method: &str, _arg: Vec<u8>) -> Result<Vec<u8>, CallError> {
+            let m = self.m.borrow();
+            let ok = *m.healthy.get(&m.module).unwrap_or(&true);
+            let version = if m.module == OLD { "1.0.0" } else { "2.0.0" }.to_string();
+            match method {
+                "version" => Ok(encode_one(version).unwrap()),
+                "fleet_health" => Ok(encode_one(FleetHealth {
+                    ok,
+                    version,
+                    schema_version: 1,
+                    records: 3,
+                    checksum: vec![],
+                    message: None,
+                })
+                .unwrap()),
+                other => panic!("unexpected {other}"),
+            }
+        }
+
+        fn sender(&self) -> Principal {
+            self.me
+        }
+    }
+
+    fn me() -> Principal {
+        Principal::from_slice(&[7; 29])
+    }
+    fn manager() -> Principal {
+        Principal::from_text("rrkah-fqaaa-aaaaa-aaaaq-cai").unwrap()
+    }
+    fn canister() -> Principal {
+        Principal::from_text("ryjl3-tyaaa-aaaaa-aaaba-cai").unwrap()
+    }
+
+    fn fake() -> Fake {
+        Fake {
+            me: me(),
+            m: RefCell::new(Model {
+                controllers: vec![manager(), me()],
+                running: true,
+                module: OLD.to_vec(),
+                snapshots: vec![],
+                store: HashMap::new(),
+                healthy: HashMap::new(),
+                fail_install: false,
+                log: vec![],
+            }),
+        }
+    }
+
+    fn v2() -> WasmModule {
+        let mut bytes = b"\0asm\x01\0\0\0".to_vec();
+        bytes.resize(crate::backend::mgmt::MAX_CHUNK_SIZE + 10, 9);
+        WasmModule::from_bytes(bytes, "v2.wasm", None).unwrap()
+    }
+
+    #[test]
+    fn upgrade_uploads_then_stops_snapshots_installs_starts_and_checks_health() {
+        let ic = fake();
+        let r = upgrade(&ic, canister(), &v2(), Some("2.0.0"), &mut Silent).unwrap();
+        assert_eq!(r.chunks, 2);
+        let m = ic.m.borrow();
+        assert_eq!(m.module, v2().sha256.to_vec());
+        assert!(m.running);
+        assert!(m.store.is_empty(), "chunk store cleared after install");
+        let order: Vec<&str> = m
+            .log
+            .iter()
+            .map(String::as_str)
+            .filter(|s| *s != "canister_status")
+            .collect();
+        assert_eq!(
+            order,
+            [
+                "upload_chunk",
+                "upload_chunk",
+                "stop_canister",
+                "take_canister_snapshot",
+                "install_chunked_code",
+                "clear_chunk_store",
+                "start_canister"
+            ]
+        );
+    }
+
+    #[test]
+    fn failed_health_check_restores_the_snapshot_and_starts_again() {
+        let ic = fake();
+        ic.m.borrow_mut()
+            .healthy
+            .insert(v2().sha256.to_vec(), false);
+        let err = upgrade(&ic, canister(), &v2(), None, &mut Silent).unwrap_err();
+        assert!(matches!(err, CliError::RolledBack { .. }), "{err}");
+        assert_eq!(err.exit_code(), 6);
+        let m = ic.m.borrow();
+        assert_eq!(m.module, OLD.to_vec());
+        assert!(m.running);
+    }
+
+    #[test]
+    fn unexpected_version_counts_as_unhealthy() {
+        let ic = fake();
+        let err = upgrade(&ic, canister(), &v2(), Some("3.0.0"), &mut Silent).unwrap_err();
+        assert!(matches!(err, CliError::RolledBack { .. }), "{err}");
+        assert_eq!(ic.m.borrow().module, OLD.to_vec());
+    }
+
+    #[test]
+    fn refused_install_keeps_the_old_module_and_starts_again() {
+        let ic = fake();
+        ic.m.borrow_mut().fail_install = true;
+        let err = upgrade(&ic, canister(), &v2(), None, &mut Silent).unwrap_err();
+        assert!(matches!(err, CliError::InstallFailed { .. }), "{err}");
+        let m = ic.m.borrow();
+        assert_eq!(m.module, OLD.to_vec());
+        assert!(m.running);
+        assert!(m.store.is_empty());
+    }
+
+    #[test]
+    fn a_caller_that_is_not_a_controller_changes_nothing() {
+        let ic = fake();
+        ic.m.borrow_mut().controllers = vec![manager()];
+        let err = upgrade(&ic, canister(), &v2(), None, &mut Silent).unwrap_err();
+        assert!(matches!(err, CliError::NotController { .. }), "{err}");
+        assert_eq!(err.exit_code(), 3);
+        let m = ic.m.borrow();
+        assert!(m.log.is_empty() && m.running && m.module == OLD.to_vec());
+    }
+
+    #[test]
+    fn rollback_loads_the_latest_snapshot() {
+        let ic = fake();
+        upgrade(&ic, canister(), &v2(), None, &mut Silent).unwrap();
+        let r = rollback(&ic, canister(), &mut Silent).unwrap();
+        assert_eq!(r.module_hash, Some(hex::encode(OLD)));
+        assert_eq!(r.version.as_deref(), Some("1.0.0"));
+        assert!(ic.m.borrow().running);
+        let empty = fake();
+        assert!(matches!(
+            rollback(&empty, canister(), &mut Silent).unwrap_err(),
+            CliError::NoSnapshot { .. }
+        ));
+    }
+
+    #[test]
+    fn detach_removes_the_manager_and_keeps_the_recovery_principal() {
+        let ic = fake();
+        let plan = plan_detach(&ic, canister(), Some(manager())).unwrap();
+        assert_eq!(plan.controllers_after, vec![me()]);
+        assert_eq!(apply_detach(&ic, &plan).unwrap(), vec![me()]);
+        // Nothing left to remove now.
+        assert!(matches!(
+            plan_detach(&ic, canister(), None).unwrap_err(),
+            CliError::Refused(_)
+        ));
+        // Naming the recovery principal as the manager is refused before anything is written.
+        let ic = fake();
+        assert!(matches!(
+            plan_detach(&ic, canister(), Some(me())).unwrap_err(),
+            CliError::Refused(_)
+        ));
+        assert_eq!(ic.m.borrow().controllers, vec![manager(), me()]);
+        // A plan without the caller is never written.
+        let bad = DetachPlan {
+            canister: canister(),
+            controllers_before: vec![manager(), me()],
+            controllers_after: vec![manager()],
+        };
+        assert!(matches!(
+            apply_detach(&ic, &bad).unwrap_err(),
+            CliError::Refused(_)
+        ));
+        assert_eq!(ic.m.borrow().controllers, vec![manager(), me()]);
+    }
+}
