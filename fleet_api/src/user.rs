@@ -49,3 +49,93 @@ pub struct FleetHealth {
     /// Why `ok` is false, when it is.
     pub message: Option<String>,
 }
+
+/// Longest note key, in bytes. Keys are stable B-tree keys and must be bounded.
+pub const MAX_KEY_LEN: usize = 128;
+/// Longest note text, in bytes.
+pub const MAX_TEXT_LEN: usize = 4096;
+/// Most notes per canister. It bounds the stable memory a user holds (about 4.2 MiB of content)
+/// and the work of a schema migration in `post_upgrade` and of the `fleet_health` checksum.
+pub const MAX_NOTES: u64 = 10_000;
+/// Most notes returned by one `list` call.
+pub const MAX_NOTES_PAGE: u32 = 100;
+
+/// A stored note.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Note {
+    pub text: String,
+    /// When the note was created (ns since the epoch); `None` where the running schema does not
+    /// record it (schema 1). Notes migrated to schema 2 carry the time of the migration.
+    pub created_at: Option<u64>,
+    /// When the note was last written (ns since the epoch), as for `created_at`.
+    pub updated_at: Option<u64>,
+}
+
+/// One item of `list`.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct NoteEntry {
+    pub key: String,
+    pub note: Note,
+}
+
+/// Why a notes request was refused; a refused request changes nothing.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum NoteError {
+    /// Only the owner reads and writes notes (the anonymous principal never owns a canister).
+    NotOwner {
+        caller: Principal,
+    },
+    EmptyKey,
+    KeyTooLong {
+        len: u64,
+        max: u64,
+    },
+    TextTooLong {
+        len: u64,
+        max: u64,
+    },
+    /// The canister holds [`MAX_NOTES`] notes already.
+    TooManyNotes {
+        max: u64,
+    },
+    NotFound {
+        key: String,
+    },
+}
+
+/// Reply of `info`: who owns, recovers and manages the canister, and what runs in it.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct UserCanisterInfo {
+    pub owner: Principal,
+    pub recovery_principal: Principal,
+    pub manager: Principal,
+    /// As given by the last install or upgrade argument; empty when an upgrade gave none.
+    #[serde(with = "serde_bytes")]
+    pub release_sha256: Vec<u8>,
+    pub version: String,
+    pub schema_version: u32,
+    pub installed_at: u64,
+    pub upgraded_at: Option<u64>,
+}
+
+/// The manager's acceptance of an upgrade request: it will upgrade the canister from a timer.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct UpgradeTicket {
+    pub ticket: u64,
+    pub canister_id: Principal,
+    pub target_version: String,
+}
+
+/// Why the user canister's `request_upgrade` failed.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum RequestUpgradeViaManagerError {
+    /// Only the owner may ask for an upgrade.
+    NotOwner { caller: Principal },
+    /// The call to the manager failed or was rejected (interface spec, "Responses and reject
+    /// codes").
+    CallFailed { reject_code: u32, message: String },
+    /// The manager answered `Err`; its error rendered as candid text.
+    Refused { error: String },
+    /// The manager's reply did not decode as `variant { Ok: UpgradeTicket; Err: _ }`.
+    BadReply { message: String },
+}

@@ -1,1 +1,225 @@
-//! user_canister
+//! The per-user app canister: a small notes store in stable memory, owned by one end user.
+//!
+//! Its controllers are the fleet manager and the owner's recovery principal; it never upgrades
+//! itself. An owner who wants a newer release asks the manager ([`request_upgrade`]), which
+//! answers at once and upgrades the canister later from a timer, so no call of this canister is
+//! outstanding on the manager while the manager stops it.
+//!
+//! Builds (cargo features): default = release 1.0.0, schema 1; `v2` = release 2.0.0, schema 2,
+//! whose `post_upgrade` migrates schema-1 notes. Fault variants for tests of the upgrade
+//! pipeline: `fault_post_upgrade_trap`, `fault_stall`, `fault_health`.
+//!
+//! State lives in stable structures only (see [`memory`]); there is no `pre_upgrade`, so an
+//! upgrade costs nothing before the new module runs.
+
+pub mod memory;
+pub mod notes;
+pub mod state;
+
+use candid::Principal;
+use fleet_api::user::{
+    FleetHealth, Note, NoteEntry, NoteError, RequestUpgradeViaManagerError, UpgradeTicket,
+    UserCanisterArg, UserCanisterInfo,
+};
+use ic_cdk::call::{Call, CallFailed};
+
+fn trap_on_err(result: Result<(), String>) {
+    if let Err(message) = result {
+        ic_cdk::trap(message);
+    }
+}
+
+/// Install: requires `Init`. A bad argument traps, so the install fails and nothing is kept.
+#[ic_cdk::init]
+fn init(arg: UserCanisterArg) {
+    match arg {
+        UserCanisterArg::Init(init) => trap_on_err(state::install(init, ic_cdk::api::time())),
+        UserCanisterArg::Upgrade(_) => ic_cdk::trap("install needs an Init argument"),
+    }
+}
+
+/// Upgrade: `Upgrade` or no argument at all (then the release sha256 is recorded as unknown,
+/// since a canister cannot read its own module hash). `Init` is refused: an upgrade never
+/// changes who owns the canister. A trap here makes the IC keep the previous module and state
+/// (interface spec, "IC method `install_code`", upgrade mode).
+#[ic_cdk::post_upgrade]
+fn post_upgrade(arg: Option<UserCanisterArg>) {
+    let upgrade = match arg {
+        None => None,
+        Some(UserCanisterArg::Upgrade(upgrade)) => Some(upgrade),
+        Some(UserCanisterArg::Init(_)) => ic_cdk::trap("upgrade takes an Upgrade argument"),
+    };
+    trap_on_err(state::upgrade(upgrade, ic_cdk::api::time()));
+    #[cfg(feature = "fault_post_upgrade_trap")]
+    ic_cdk::trap("fault_post_upgrade_trap: post_upgrade fails after migrating");
+}
+
+fn owner_only() -> Result<(), Principal> {
+    let caller = ic_cdk::api::msg_caller();
+    // The owner is never anonymous (checked at install), so this also refuses anonymous calls.
+    if state::with(|s| s.config().owner == caller) {
+        Ok(())
+    } else {
+        Err(caller)
+    }
+}
+
+fn notes_owner_only() -> Result<(), NoteError> {
+    owner_only().map_err(|caller| NoteError::NotOwner { caller })
+}
+
+/// Creates or replaces a note. Owner only.
+#[ic_cdk::update]
+fn put(key: String, text: String) -> Result<(), NoteError> {
+    notes_owner_only()?;
+    let now = ic_cdk::api::time();
+    state::with_mut(|s| s.notes.put(key, text, now))
+}
+
+/// Deletes a note. Owner only.
+#[ic_cdk::update]
+fn delete(key: String) -> Result<(), NoteError> {
+    notes_owner_only()?;
+    state::with_mut(|s| s.notes.delete(key))
+}
+
+/// Reads a note. Owner only: notes are private.
+#[ic_cdk::query]
+fn get(key: String) -> Result<Option<Note>, NoteError> {
+    notes_owner_only()?;
+    state::with(|s| s.notes.get(key))
+}
+
+/// Notes in key order after `start_after`, at most 100 per page. Owner only.
+#[ic_cdk::query]
+fn list(start_after: Option<String>, limit: u32) -> Result<Vec<NoteEntry>, NoteError> {
+    notes_owner_only()?;
+    Ok(state::with(|s| s.notes.list(start_after, limit)))
+}
+
+/// The app version compiled into the running module.
+#[ic_cdk::query]
+fn version() -> String {
+    state::APP_VERSION.to_string()
+}
+
+/// sha256 of the running release as given by the last install or upgrade (empty if unknown).
+#[ic_cdk::query]
+fn release_sha256() -> serde_bytes::ByteBuf {
+    serde_bytes::ByteBuf::from(state::with(|s| s.config().release_sha256.clone()))
+}
+
+#[ic_cdk::query]
+fn owner() -> Principal {
+    state::with(|s| s.config().owner)
+}
+
+#[ic_cdk::query]
+fn info() -> UserCanisterInfo {
+    state::with(|s| {
+        let config = s.config();
+        UserCanisterInfo {
+            owner: config.owner,
+            recovery_principal: config.recovery_principal,
+            manager: config.manager,
+            release_sha256: config.release_sha256.clone(),
+            version: state::APP_VERSION.to_string(),
+            schema_version: s.header().schema_version,
+            installed_at: config.installed_at,
+            upgraded_at: config.upgraded_at,
+        }
+    })
+}
+
+/// The manager's post-upgrade check: the running version, and that the state is readable under
+/// this build's schema (record count and a checksum over the notes' logical content).
+#[ic_cdk::query]
+fn fleet_health() -> FleetHealth {
+    state::with(|s| {
+        let header = s.header();
+        let mut problems = Vec::new();
+        if header.schema_version != state::SCHEMA_VERSION {
+            problems.push(format!(
+                "stable schema {} but this release writes {}",
+                header.schema_version,
+                state::SCHEMA_VERSION
+            ));
+        }
+        if header.layout_version != state::LAYOUT_VERSION {
+            problems.push(format!("stable layout {}", header.layout_version));
+        }
+        if cfg!(feature = "fault_health") {
+            problems.push("fault_health: this build reports itself unhealthy".to_string());
+        }
+        FleetHealth {
+            ok: problems.is_empty(),
+            version: state::APP_VERSION.to_string(),
+            schema_version: header.schema_version,
+            records: s.notes.len(),
+            checksum: s.notes.checksum(),
+            message: (!problems.is_empty()).then(|| problems.join("; ")),
+        }
+    })
+}
+
+/// Asks the manager to upgrade this canister (to `target_version`, or to the manager's current
+/// release). Owner only. The manager's `request_upgrade(opt principal, opt text)` answers at
+/// once with `variant { Ok: UpgradeTicket; Err: _ }`; the `Err` side is the manager's own error
+/// type, rendered here as candid text so this canister does not depend on it.
+#[ic_cdk::update]
+async fn request_upgrade(
+    target_version: Option<String>,
+) -> Result<UpgradeTicket, RequestUpgradeViaManagerError> {
+    owner_only().map_err(|caller| RequestUpgradeViaManagerError::NotOwner { caller })?;
+    let manager = state::with(|s| s.config().manager);
+    // `None` canister id: the manager takes the caller, i.e. this canister.
+    let args: (Option<Principal>, Option<String>) = (None, target_version);
+    let reply = Call::unbounded_wait(manager, "request_upgrade")
+        .with_args(&args)
+        .await
+        .map_err(|e| match e {
+            CallFailed::CallRejected(rejected) => RequestUpgradeViaManagerError::CallFailed {
+                reject_code: rejected.raw_reject_code(),
+                message: rejected.reject_message().to_string(),
+            },
+            other => RequestUpgradeViaManagerError::CallFailed {
+                reject_code: 0,
+                message: other.to_string(),
+            },
+        })?;
+    decode_manager_reply(&reply.into_bytes())
+}
+
+/// Decodes `variant { Ok: UpgradeTicket; Err: <any> }`.
+pub fn decode_manager_reply(bytes: &[u8]) -> Result<UpgradeTicket, RequestUpgradeViaManagerError> {
+    let bad = |message: String| RequestUpgradeViaManagerError::BadReply { message };
+    let typed = candid::decode_one::<Result<UpgradeTicket, candid::Reserved>>(bytes)
+        .map_err(|e| bad(e.to_string()))?;
+    match typed {
+        Ok(ticket) => Ok(ticket),
+        Err(_) => {
+            let args = candid::IDLArgs::from_bytes(bytes).map_err(|e| bad(e.to_string()))?;
+            let error = match args.args.first() {
+                Some(candid::IDLValue::Variant(variant)) => variant.0.val.to_string(),
+                other => return Err(bad(format!("unexpected reply {other:?}"))),
+            };
+            Err(RequestUpgradeViaManagerError::Refused { error })
+        }
+    }
+}
+
+/// Fault variant: never replies while the canister runs, so `stop_canister` cannot complete
+/// (it waits for open call contexts; interface spec, "IC method `stop_canister`"). It keeps an
+/// outgoing call pending at all times: calls to the management canister's `raw_rand` go on even
+/// while the canister is stopping, when calls to itself would be rejected.
+#[cfg(feature = "fault_stall")]
+#[ic_cdk::update]
+async fn stall() {
+    owner_only().unwrap_or_else(|caller| ic_cdk::trap(format!("{caller} is not the owner")));
+    loop {
+        let _ = Call::unbounded_wait(Principal::management_canister(), "raw_rand").await;
+    }
+}
+
+#[cfg(test)]
+mod tests;
