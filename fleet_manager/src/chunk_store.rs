@@ -243,7 +243,10 @@ mod tests {
     fn a_release_that_fits_beside_the_stored_ones_is_uploaded_and_shared_chunks_count_once() {
         let a = wanted(1, &[1, 2]);
         let b = wanted(2, &[2, 3]);
-        assert_eq!(plan(&mirrored(&a), &b, std::slice::from_ref(&a), 3), Ok(Plan::Upload));
+        assert_eq!(
+            plan(&mirrored(&a), &b, std::slice::from_ref(&a), 3),
+            Ok(Plan::Upload)
+        );
     }
 
     #[test]
@@ -277,7 +280,12 @@ mod tests {
         let default = wanted(1, &[1, 2, 3]);
         let other = wanted(2, &[4, 5]);
         assert_eq!(
-            plan(&mirrored(&other), &default, std::slice::from_ref(&default), 4),
+            plan(
+                &mirrored(&other),
+                &default,
+                std::slice::from_ref(&default),
+                4
+            ),
             Ok(Plan::ClearAndMirror(vec![default]))
         );
     }

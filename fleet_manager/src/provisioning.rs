@@ -281,3 +281,297 @@ pub async fn adopt_canister<R: Runtime>(
     state::with_mut(|s| s.registry.put(record.clone()));
     Ok(record)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mgmt::{CallError, CallResult, StatusInfo};
+    use candid::Decode;
+    use fleet_api::manager::{BeginUpload, Settings};
+    use sha2::{Digest, Sha256};
+    use std::cell::RefCell;
+    use std::collections::BTreeMap;
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+
+    const MANAGER: Principal = Principal::from_slice(&[9, 9, 9, 9, 9, 9, 9, 9, 1, 1]);
+    const FEE: u128 = 500_000_000_000;
+
+    fn p(n: u8) -> Principal {
+        Principal::from_slice(&[n; 29])
+    }
+
+    /// The fake's futures never wait, so one poll completes them.
+    fn block_on<F: Future>(f: F) -> F::Output {
+        let mut f = std::pin::pin!(f);
+        match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(out) => out,
+            Poll::Pending => panic!("fake runtime futures are always ready"),
+        }
+    }
+
+    #[derive(Default)]
+    struct Fake {
+        balance: RefCell<u128>,
+        next_id: RefCell<u8>,
+        chunk_store: RefCell<Vec<Vec<u8>>>,
+        controllers: RefCell<BTreeMap<Principal, Vec<Principal>>>,
+        /// canister → (module hash, init arg)
+        installed: RefCell<BTreeMap<Principal, (Vec<u8>, Vec<u8>)>>,
+        fail_installs: RefCell<u32>,
+        creates: RefCell<u32>,
+    }
+
+    impl Runtime for Fake {
+        fn now_ns(&self) -> u64 {
+            1_000
+        }
+        fn self_id(&self) -> Principal {
+            MANAGER
+        }
+        fn cycles_balance(&self) -> u128 {
+            *self.balance.borrow()
+        }
+        fn create_canister_fee(&self) -> u128 {
+            FEE
+        }
+        async fn create_canister(
+            &self,
+            controllers: Vec<Principal>,
+            cycles: u128,
+        ) -> CallResult<Principal> {
+            *self.balance.borrow_mut() -= FEE + cycles;
+            *self.creates.borrow_mut() += 1;
+            let mut n = self.next_id.borrow_mut();
+            *n += 1;
+            let id = Principal::from_slice(&[*n, 0, 0, 0, 0, 0, 0, 0, 1, 1]);
+            self.controllers.borrow_mut().insert(id, controllers);
+            Ok(id)
+        }
+        async fn install_chunked(
+            &self,
+            target: Principal,
+            chunk_hashes: Vec<Vec<u8>>,
+            wasm_module_hash: Vec<u8>,
+            arg: Vec<u8>,
+        ) -> CallResult<()> {
+            let mut fail = self.fail_installs.borrow_mut();
+            if *fail > 0 {
+                *fail -= 1;
+                return Err(CallError {
+                    method: "install_chunked_code",
+                    message: "out of cycles".into(),
+                });
+            }
+            let store = self.chunk_store.borrow();
+            assert!(chunk_hashes.iter().all(|h| store.contains(h)));
+            self.installed
+                .borrow_mut()
+                .insert(target, (wasm_module_hash, arg));
+            Ok(())
+        }
+        async fn upload_chunk(&self, chunk: Vec<u8>) -> CallResult<Vec<u8>> {
+            let hash = Sha256::digest(&chunk).to_vec();
+            self.chunk_store.borrow_mut().push(hash.clone());
+            Ok(hash)
+        }
+        async fn clear_chunk_store(&self) -> CallResult<()> {
+            self.chunk_store.borrow_mut().clear();
+            Ok(())
+        }
+        async fn canister_status(&self, canister: Principal) -> CallResult<StatusInfo> {
+            let controllers =
+                self.controllers
+                    .borrow()
+                    .get(&canister)
+                    .cloned()
+                    .ok_or(CallError {
+                        method: "canister_status",
+                        message: "not a controller".into(),
+                    })?;
+            Ok(StatusInfo {
+                controllers,
+                module_hash: self.installed.borrow().get(&canister).map(|i| i.0.clone()),
+            })
+        }
+    }
+
+    fn fake() -> Fake {
+        let f = Fake::default();
+        *f.balance.borrow_mut() = 100 * FEE;
+        f
+    }
+
+    /// Publishes a minimal module and makes it the default release; returns its sha256.
+    fn publish_default(rt: &Fake) -> Vec<u8> {
+        let module = b"\0asm\x01\0\0\0".to_vec();
+        let sha = Sha256::digest(&module).to_vec();
+        state::with_mut(|s| {
+            s.store
+                .begin_upload(
+                    BeginUpload {
+                        version: "1.0.0".into(),
+                        total_size: module.len() as u64,
+                        sha256: sha.clone(),
+                        notes: String::new(),
+                    },
+                    p(200),
+                    0,
+                )
+                .unwrap();
+            s.store.put_chunk("1.0.0", 0, module).unwrap();
+            s.store.finalize("1.0.0", 0).unwrap();
+        });
+        let settings: Settings = block_on(crate::releases::set_default(rt, "1.0.0")).unwrap();
+        assert!(settings.default_release.is_some());
+        sha
+    }
+
+    fn arg(recovery: Principal) -> CreateUserCanisterArg {
+        CreateUserCanisterArg {
+            recovery_principal: recovery,
+        }
+    }
+
+    #[test]
+    fn creation_sets_controllers_installs_with_init_arg_and_records() {
+        let rt = fake();
+        let sha = publish_default(&rt);
+        let rec = block_on(create_user_canister(&rt, p(1), arg(p(2)))).unwrap();
+        assert_eq!(rec.status, CanisterStatus::Active);
+        assert_eq!(
+            rt.controllers.borrow()[&rec.canister_id],
+            vec![MANAGER, p(2)]
+        );
+        let (hash, init) = rt.installed.borrow()[&rec.canister_id].clone();
+        assert_eq!(hash, sha);
+        assert_eq!(
+            Decode!(&init, UserCanisterArg).unwrap(),
+            UserCanisterArg::Init(UserInitArg {
+                owner: p(1),
+                recovery_principal: p(2),
+                manager: MANAGER,
+                release_sha256: sha,
+            })
+        );
+        assert_eq!(state::with(|s| s.registry.by_owner(&p(1))), Some(rec));
+    }
+
+    #[test]
+    fn a_failed_install_is_recorded_and_the_retry_resumes_the_same_canister() {
+        let rt = fake();
+        publish_default(&rt);
+        *rt.fail_installs.borrow_mut() = 1;
+        let err = block_on(create_user_canister(&rt, p(1), arg(p(2)))).unwrap_err();
+        let CreateUserCanisterError::InstallFailed { canister_id, .. } = err else {
+            panic!("expected InstallFailed, got {err:?}");
+        };
+        let rec = state::with(|s| s.registry.get(&canister_id)).unwrap();
+        assert_eq!(rec.status, CanisterStatus::Provisioning);
+        assert!(rec.last_error.is_some());
+
+        let rec = block_on(create_user_canister(&rt, p(1), arg(p(2)))).unwrap();
+        assert_eq!(rec.canister_id, canister_id);
+        assert_eq!(rec.status, CanisterStatus::Active);
+        assert_eq!(rec.last_error, None);
+        assert_eq!(*rt.creates.borrow(), 1, "no second canister was created");
+    }
+
+    #[test]
+    fn insufficient_cycles_refuses_before_creating_and_keeps_the_token() {
+        let rt = fake();
+        publish_default(&rt);
+        *rt.balance.borrow_mut() = FEE;
+        let tokens_before = state::with(|s| s.creation_bucket.get().tokens);
+        let err = block_on(create_user_canister(&rt, p(1), arg(p(2)))).unwrap_err();
+        assert!(matches!(
+            err,
+            CreateUserCanisterError::InsufficientCycles { .. }
+        ));
+        assert_eq!(*rt.creates.borrow(), 0);
+        assert!(state::with(|s| s.registry.is_empty()));
+        assert_eq!(
+            state::with(|s| s.creation_bucket.get().tokens),
+            tokens_before
+        );
+    }
+
+    #[test]
+    fn a_concurrent_call_of_the_same_owner_is_refused() {
+        let rt = fake();
+        publish_default(&rt);
+        let _running = CreationGuard::acquire(p(1)).unwrap();
+        assert_eq!(
+            block_on(create_user_canister(&rt, p(1), arg(p(2)))),
+            Err(CreateUserCanisterError::InProgress)
+        );
+        assert!(state::with(|s| s.registry.is_empty()));
+    }
+
+    fn adopt(
+        rt: &Fake,
+        caller: Principal,
+        deployer: bool,
+        id: Principal,
+    ) -> Result<UserCanister, AdoptCanisterError> {
+        block_on(adopt_canister(
+            rt,
+            Caller {
+                principal: caller,
+                is_controller: false,
+            },
+            deployer,
+            AdoptCanisterArg {
+                canister_id: id,
+                owner: None,
+            },
+        ))
+    }
+
+    #[test]
+    fn adoption_checks_controllers_caller_and_module() {
+        let rt = fake();
+        let sha = publish_default(&rt);
+        let good = Principal::from_slice(&[50; 10]);
+        let extra = Principal::from_slice(&[51; 10]);
+        let unknown_module = Principal::from_slice(&[52; 10]);
+        rt.controllers
+            .borrow_mut()
+            .insert(good, vec![p(2), MANAGER]);
+        rt.controllers
+            .borrow_mut()
+            .insert(extra, vec![MANAGER, p(2), p(3)]);
+        rt.controllers
+            .borrow_mut()
+            .insert(unknown_module, vec![MANAGER, p(2)]);
+        rt.installed
+            .borrow_mut()
+            .insert(good, (sha.clone(), vec![]));
+        rt.installed
+            .borrow_mut()
+            .insert(unknown_module, (vec![7; 32], vec![]));
+
+        assert!(matches!(
+            adopt(&rt, p(2), false, extra),
+            Err(AdoptCanisterError::InvalidControllers { .. })
+        ));
+        assert_eq!(
+            adopt(&rt, p(9), false, good),
+            Err(AdoptCanisterError::NotAuthorized)
+        );
+        assert!(matches!(
+            adopt(&rt, p(2), false, unknown_module),
+            Err(AdoptCanisterError::UnknownModule { .. })
+        ));
+        assert!(state::with(|s| s.registry.is_empty()));
+
+        let rec = adopt(&rt, p(2), false, good).unwrap();
+        assert_eq!(rec.owner, p(2));
+        assert_eq!(rec.recovery_principal, p(2));
+        assert_eq!(rec.current_release.unwrap().sha256, sha);
+        assert_eq!(
+            adopt(&rt, p(2), true, good),
+            Err(AdoptCanisterError::AlreadyRegistered)
+        );
+    }
+}

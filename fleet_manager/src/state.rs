@@ -141,12 +141,15 @@ pub fn with_mut<R>(f: impl FnOnce(&mut State) -> R) -> R {
 
 /// Marks an owner's creation as running until dropped. Dropping also happens when a callback
 /// traps: ic-cdk runs the future's destructors in the cleanup callback, so the marker never
-/// outlives the call (interface spec, "Callbacks": `on_cleanup`).
+/// outlives the call (interface spec, `ic0.call_on_cleanup`).
 pub struct CreationGuard(candid::Principal);
 
 impl CreationGuard {
     pub fn acquire(owner: candid::Principal) -> Option<Self> {
-        CREATING.with(|c| c.borrow_mut().insert(owner).then_some(CreationGuard(owner)))
+        // Decide before building the guard: a guard dropped while the set is borrowed would
+        // borrow it again.
+        let inserted = CREATING.with(|c| c.borrow_mut().insert(owner));
+        inserted.then(|| CreationGuard(owner))
     }
 }
 
