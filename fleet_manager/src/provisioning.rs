@@ -310,14 +310,16 @@ mod tests {
         }
     }
 
+    /// Module hash and init arg of an installed canister.
+    type Installed = BTreeMap<Principal, (Vec<u8>, Vec<u8>)>;
+
     #[derive(Default)]
     struct Fake {
         balance: RefCell<u128>,
         next_id: RefCell<u8>,
         chunk_store: RefCell<Vec<Vec<u8>>>,
         controllers: RefCell<BTreeMap<Principal, Vec<Principal>>>,
-        /// canister → (module hash, init arg)
-        installed: RefCell<BTreeMap<Principal, (Vec<u8>, Vec<u8>)>>,
+        installed: RefCell<Installed>,
         fail_installs: RefCell<u32>,
         creates: RefCell<u32>,
     }
