@@ -1,0 +1,295 @@
+//! Provisioning user canisters: controllers, installed module and data as seen from outside,
+//! the registry's queries, and every refused input leaving the registry unchanged.
+
+use candid::{decode_one, encode_args, Principal};
+use fleet_api::manager::*;
+use fleet_api::user::FleetHealth;
+use fleet_tests::{user, user_wasm, Fleet};
+
+type Created = Result<UserCanister, CreateUserCanisterError>;
+
+fn create(fleet: &Fleet, owner: Principal, recovery: Principal) -> Created {
+    fleet.call(
+        owner,
+        "create_user_canister",
+        CreateUserCanisterArg {
+            recovery_principal: recovery,
+        },
+    )
+}
+
+fn list(fleet: &Fleet, filter: CanisterFilter) -> Vec<UserCanister> {
+    let page: Result<UserCanisterPage, ListUserCanistersError> = fleet.read(
+        fleet.controller,
+        "list_user_canisters",
+        ListUserCanistersArg {
+            filter,
+            start_after: None,
+            limit: None,
+        },
+    );
+    let page = page.expect("list_user_canisters");
+    assert_eq!(page.next, None);
+    page.canisters
+}
+
+fn query_user<R: for<'a> candid::Deserialize<'a> + candid::CandidType>(
+    fleet: &Fleet,
+    canister: Principal,
+    method: &str,
+) -> R {
+    let reply = fleet
+        .sim
+        .query_call(
+            canister,
+            Principal::anonymous(),
+            method,
+            encode_args(()).unwrap(),
+        )
+        .unwrap_or_else(|e| panic!("{method}: {e:?}"));
+    decode_one(&reply).unwrap()
+}
+
+#[test]
+fn each_owner_gets_one_canister_controlled_by_manager_and_recovery_running_the_default_release() {
+    let fleet = Fleet::unlimited();
+    let meta = fleet.publish_default("1.0.0", &user_wasm(false));
+    let owners: Vec<(Principal, Principal)> = (1..=3).map(|n| (user(n), user(100 + n))).collect();
+
+    let mut ids = Vec::new();
+    for (owner, recovery) in &owners {
+        let record = create(&fleet, *owner, *recovery).expect("create_user_canister");
+        assert_eq!(record.owner, *owner);
+        assert_eq!(record.recovery_principal, *recovery);
+        assert_eq!(record.status, CanisterStatus::Active);
+        assert_eq!(
+            record.current_release,
+            Some(ReleaseRef {
+                version: "1.0.0".into(),
+                sha256: meta.sha256.clone()
+            })
+        );
+        assert_eq!(record.history.len(), 1);
+        assert_eq!(record.history[0].outcome, UpgradeOutcome::Installed);
+        ids.push(record.canister_id);
+
+        // From the outside: the IC's view of controllers and module, and the app's own view.
+        let status = fleet
+            .sim
+            .canister_status(record.canister_id, Some(*recovery))
+            .expect("the recovery principal is a controller");
+        let mut controllers = status.settings.controllers.clone();
+        controllers.sort();
+        let mut expected = vec![fleet.manager, *recovery];
+        expected.sort();
+        assert_eq!(controllers, expected);
+        assert_eq!(status.module_hash, Some(meta.sha256.clone()));
+
+        let app_owner: Principal = query_user(&fleet, record.canister_id, "owner");
+        assert_eq!(app_owner, *owner);
+        let sha: Vec<u8> = query_user(&fleet, record.canister_id, "release_sha256");
+        assert_eq!(sha, meta.sha256);
+        let health: FleetHealth = query_user(&fleet, record.canister_id, "fleet_health");
+        assert!(health.ok, "{health:?}");
+        assert_eq!(health.records, 0);
+
+        // The owner, and only the owner, writes data.
+        let put = |sender: Principal| {
+            let reply = fleet
+                .sim
+                .update_call(
+                    record.canister_id,
+                    sender,
+                    "put",
+                    encode_args(("greeting".to_string(), format!("hello from {owner}"))).unwrap(),
+                )
+                .unwrap();
+            decode_one::<Result<(), fleet_api::user::NoteError>>(&reply).unwrap()
+        };
+        assert!(put(*owner).is_ok());
+        assert!(put(user(77)).is_err());
+        let health: FleetHealth = query_user(&fleet, record.canister_id, "fleet_health");
+        assert_eq!(health.records, 1);
+    }
+    let mut sorted = ids.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), 3, "three distinct canisters");
+
+    // A retried call returns the same canister and creates nothing.
+    let again = create(&fleet, owners[0].0, owners[0].1).unwrap();
+    assert_eq!(again.canister_id, ids[0]);
+    assert_eq!(fleet.user_canister_count(), 3);
+
+    // The registry answers by owner, by release, by status, and for the caller.
+    assert_eq!(list(&fleet, CanisterFilter::All).len(), 3);
+    assert_eq!(
+        list(&fleet, CanisterFilter::Release("1.0.0".into())).len(),
+        3
+    );
+    assert_eq!(
+        list(&fleet, CanisterFilter::Status(CanisterStatus::Active)).len(),
+        3
+    );
+    assert!(list(&fleet, CanisterFilter::Status(CanisterStatus::Provisioning)).is_empty());
+    let by_owner = list(&fleet, CanisterFilter::Owner(owners[1].0));
+    assert_eq!(by_owner.len(), 1);
+    assert_eq!(by_owner[0].canister_id, ids[1]);
+    let mine: Option<UserCanister> = fleet.read(owners[2].0, "my_user_canister", ());
+    assert_eq!(mine.unwrap().canister_id, ids[2]);
+    let got: Result<UserCanister, GetUserCanisterError> =
+        fleet.read(owners[2].1, "get_user_canister", ids[2]);
+    assert_eq!(
+        got.unwrap().owner,
+        owners[2].0,
+        "the recovery principal reads the record"
+    );
+
+    // Pagination: pages of two cover all three.
+    let page: Result<UserCanisterPage, ListUserCanistersError> = fleet.read(
+        fleet.controller,
+        "list_user_canisters",
+        ListUserCanistersArg {
+            filter: CanisterFilter::All,
+            start_after: None,
+            limit: Some(2),
+        },
+    );
+    let page = page.unwrap();
+    assert_eq!(page.canisters.len(), 2);
+    let rest: Result<UserCanisterPage, ListUserCanistersError> = fleet.read(
+        fleet.controller,
+        "list_user_canisters",
+        ListUserCanistersArg {
+            filter: CanisterFilter::All,
+            start_after: page.next,
+            limit: Some(2),
+        },
+    );
+    let rest = rest.unwrap();
+    assert_eq!(rest.canisters.len(), 1);
+    assert_eq!(rest.next, None);
+}
+
+#[test]
+fn bad_creation_requests_are_refused_with_typed_errors_and_create_nothing() {
+    let fleet = Fleet::with_arg(Some(ManagerInitArg {
+        creation_limit: Some(RateLimit {
+            capacity: 2,
+            refill_period_secs: 3600,
+        }),
+        ..Default::default()
+    }));
+
+    // No default release yet.
+    assert_eq!(
+        create(&fleet, user(1), user(101)),
+        Err(CreateUserCanisterError::NoDefaultRelease)
+    );
+    fleet.publish_default("1.0.0", &user_wasm(false));
+
+    assert_eq!(
+        create(&fleet, Principal::anonymous(), user(101)),
+        Err(CreateUserCanisterError::AnonymousCaller)
+    );
+    for recovery in [
+        Principal::anonymous(),
+        fleet.manager,
+        Principal::management_canister(),
+    ] {
+        assert_eq!(
+            create(&fleet, user(1), recovery),
+            Err(CreateUserCanisterError::InvalidRecoveryPrincipal)
+        );
+    }
+    assert_eq!(fleet.user_canister_count(), 0);
+
+    let first = create(&fleet, user(1), user(101)).unwrap();
+    // Same owner, other recovery principal: refused, the existing canister is untouched.
+    assert_eq!(
+        create(&fleet, user(1), user(102)),
+        Err(CreateUserCanisterError::RecoveryPrincipalMismatch {
+            existing: user(101)
+        })
+    );
+    let status = fleet
+        .sim
+        .canister_status(first.canister_id, Some(user(101)))
+        .unwrap();
+    assert!(status.settings.controllers.contains(&user(101)));
+    assert!(!status.settings.controllers.contains(&user(102)));
+
+    // Capacity 2: the third creation within the hour is rate limited.
+    create(&fleet, user(2), user(102)).unwrap();
+    match create(&fleet, user(3), user(103)) {
+        Err(CreateUserCanisterError::RateLimited { retry_after_secs }) => {
+            assert!(retry_after_secs > 0 && retry_after_secs <= 3600)
+        }
+        other => panic!("expected RateLimited, got {other:?}"),
+    }
+    assert_eq!(fleet.user_canister_count(), 2);
+    let none: Option<UserCanister> = fleet.read(user(3), "my_user_canister", ());
+    assert_eq!(none, None);
+}
+
+#[test]
+fn the_registry_is_private_to_operators_owners_and_recovery_principals() {
+    let fleet = Fleet::unlimited();
+    fleet.publish_default("1.0.0", &user_wasm(false));
+    let record = create(&fleet, user(1), user(101)).unwrap();
+
+    for stranger in [Principal::anonymous(), user(50)] {
+        let page: Result<UserCanisterPage, ListUserCanistersError> = fleet.read(
+            stranger,
+            "list_user_canisters",
+            ListUserCanistersArg {
+                filter: CanisterFilter::All,
+                start_after: None,
+                limit: None,
+            },
+        );
+        assert_eq!(page, Err(ListUserCanistersError::NotAuthorized));
+        let got: Result<UserCanister, GetUserCanisterError> =
+            fleet.read(stranger, "get_user_canister", record.canister_id);
+        assert_eq!(got, Err(GetUserCanisterError::NotAuthorized));
+    }
+    let unknown: Result<UserCanisterPage, ListUserCanistersError> = fleet.read(
+        fleet.controller,
+        "list_user_canisters",
+        ListUserCanistersArg {
+            filter: CanisterFilter::Release("7.7.7".into()),
+            start_after: None,
+            limit: None,
+        },
+    );
+    assert_eq!(unknown, Err(ListUserCanistersError::UnknownRelease));
+
+    // Upgrade policy: the owner may change it, strangers may not, pins need a real release.
+    let set =
+        |sender: Principal, policy: UpgradePolicy| -> Result<UserCanister, SetUpgradePolicyError> {
+            fleet.call(
+                sender,
+                "set_upgrade_policy",
+                SetUpgradePolicyArg {
+                    canister_id: record.canister_id,
+                    policy,
+                },
+            )
+        };
+    assert_eq!(
+        set(user(50), UpgradePolicy::Manual),
+        Err(SetUpgradePolicyError::NotAuthorized)
+    );
+    assert_eq!(
+        set(user(1), UpgradePolicy::Pinned("3.0.0".into())),
+        Err(SetUpgradePolicyError::UnknownRelease)
+    );
+    assert_eq!(
+        set(user(1), UpgradePolicy::Pinned("1.0.0".into()))
+            .unwrap()
+            .policy,
+        UpgradePolicy::Pinned("1.0.0".into())
+    );
+    let mine: Option<UserCanister> = fleet.read(user(1), "my_user_canister", ());
+    assert_eq!(mine.unwrap().policy, UpgradePolicy::Pinned("1.0.0".into()));
+}
