@@ -287,10 +287,25 @@ impl<S: RolloutStore> Rollout<S> {
         now: Nanos,
     ) -> Result<Self, PlanError> {
         plan.validate()?;
-        let state = RolloutState {
+        Self::load(
+            Self::new_state(id, manager, plan, Job::Upgrade, now),
+            cohort,
+            store,
+            now,
+        )
+    }
+
+    fn new_state(
+        id: u64,
+        manager: Principal,
+        plan: &RolloutPlan,
+        job: Job,
+        now: Nanos,
+    ) -> RolloutState {
+        RolloutState {
             id,
             manager,
-            job: Job::Upgrade,
+            job,
             target: plan.target.clone(),
             bake_ns: plan.bake_ns,
             limits: plan.limits.clone(),
@@ -314,8 +329,7 @@ impl<S: RolloutStore> Rollout<S> {
             events_first: 0,
             events_next: 0,
             rate_samples: Vec::new(),
-        };
-        Self::load(state, cohort, store, now)
+        }
     }
 
     /// Starts a rollout that restores each canister's fleet snapshot, then health-checks it
@@ -342,13 +356,16 @@ impl<S: RolloutStore> Rollout<S> {
             }],
             summary: Default::default(),
         };
-        let mut rollout = Self::start(id, manager, &check, cohort, store, now)?;
-        rollout.state.job = Job::Restore;
-        rollout.state.snapshot = SnapshotPolicy {
+        check.snapshot = SnapshotPolicy {
             take: false,
             keep_ns: None,
         };
-        Ok(rollout)
+        Self::load(
+            Self::new_state(id, manager, &check, Job::Restore, now),
+            cohort,
+            store,
+            now,
+        )
     }
 
     fn load(

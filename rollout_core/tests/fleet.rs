@@ -1,0 +1,444 @@
+//! Rollouts driven end to end on a fake IC, with invariants checked after every event:
+//! in-flight limit, per-tick cap, token bucket, one operation per canister, none left stopped.
+
+mod common;
+
+use std::time::Instant;
+
+use common::*;
+use rollout_core::*;
+
+const T0: Nanos = 1_700_000_000 * SECOND;
+
+fn fast_plan() -> RolloutPlan {
+    let mut p = RolloutPlan::new(release(NEW));
+    p.from_release = Some(hash(OLD));
+    p.canary = Canary::Count(100);
+    p.bake_ns = MINUTE;
+    p.limits = Limits {
+        max_in_flight: 2_000,
+        starts_per_minute: 60_000,
+        burst: 1_000,
+        max_starts_per_tick: 1_000,
+    };
+    p.failure = FailurePolicy {
+        max_failed_percent: 5,
+        max_consecutive_failures: 0,
+    };
+    p.snapshot.keep_ns = Some(10 * MINUTE);
+    p.retry.backoff_base_ns = 10 * SECOND;
+    p
+}
+
+#[test]
+fn upgrades_100k_canisters_within_limits() {
+    let n = 100_000;
+    let fleet = fleet(n);
+    let plan = fast_plan();
+    let t = Instant::now();
+    let mut sim = Sim::new(&fleet, &plan, T0);
+    let planned = t.elapsed();
+    sim.run(T0 + 24 * 60 * MINUTE);
+    let total = t.elapsed();
+
+    let status = sim.rollout.status(sim.now);
+    assert_eq!(status.phase, Phase::Completed);
+    assert_eq!(status.counts.done, n);
+    assert_eq!(status.waves.len(), 5, "canary + 4 waves");
+    assert!(sim
+        .ic
+        .canisters
+        .values()
+        .all(|k| k.module == hash(NEW) && k.snapshots.is_empty()));
+    sim.assert_none_stopped();
+    sim.assert_rate_respected();
+    assert_eq!(sim.max_in_flight_seen, plan.limits.max_in_flight as u64);
+    // Each wave opened only after the previous one completed and baked.
+    for w in status.waves.windows(2) {
+        assert!(w[1].opened_at.unwrap() >= w[0].completed_at.unwrap() + plan.bake_ns);
+    }
+    println!(
+        "100k rollout: plan+load {planned:?}, drive {:?} ({} ticks, {} results, {} calls), \
+         simulated {:.1} min",
+        total - planned,
+        sim.ticks,
+        sim.results,
+        sim.ic.ops,
+        (sim.now - T0) as f64 / MINUTE as f64
+    );
+}
+
+#[test]
+fn faults_on_100k_end_in_the_right_states() {
+    let n = 100_000u64;
+    let fleet = fleet(n);
+    let mut plan = fast_plan();
+    plan.failure.max_failed_percent = 50;
+    let mut sim = Sim::new(&fleet, &plan, T0);
+    // Spread faults over the id space; the canary (first 100 ids) stays clean.
+    let pick = |k: u64| (1..n / 1000).map(move |i| pid(i * 1000 + k));
+    sim.ic.faults.install_fails.extend(pick(1));
+    sim.ic.faults.unhealthy.extend(pick(2));
+    sim.ic.faults.stop_timeouts.extend(pick(3).map(|c| (c, 2)));
+    sim.ic
+        .faults
+        .stop_timeouts
+        .extend(pick(4).map(|c| (c, 100)));
+    sim.ic.faults.start_failures.extend(pick(5).map(|c| (c, 3)));
+    sim.run(T0 + 24 * 60 * MINUTE);
+
+    let faulty = n / 1000 - 1;
+    let status = sim.rollout.status(sim.now);
+    assert_eq!(status.phase, Phase::Completed);
+    assert_eq!(status.counts.rolled_back, faulty);
+    assert_eq!(status.counts.failed, 2 * faulty);
+    assert_eq!(status.counts.done, n - 3 * faulty);
+    sim.assert_none_stopped();
+    sim.assert_rate_respected();
+
+    let rec = |c| sim.rollout.record(&c).unwrap();
+    for c in pick(1) {
+        let r = rec(c);
+        assert_eq!(r.outcome(), Some(Outcome::Failed));
+        assert!(matches!(r.failure, Some(Failure::InstallFailed(_))));
+        assert_eq!(
+            sim.ic.canisters[&c].module,
+            hash(OLD),
+            "IC kept the old code"
+        );
+    }
+    for c in pick(2) {
+        let r = rec(c);
+        assert_eq!(r.outcome(), Some(Outcome::RolledBack));
+        assert!(matches!(r.failure, Some(Failure::Unhealthy { .. })));
+        assert_eq!(sim.ic.canisters[&c].module, hash(OLD), "snapshot restored");
+    }
+    for c in pick(3) {
+        let r = rec(c);
+        assert_eq!(
+            r.outcome(),
+            Some(Outcome::Done),
+            "done after two busy retries"
+        );
+        assert_eq!(r.stop_attempts, 2);
+    }
+    for c in pick(4) {
+        let r = rec(c);
+        assert_eq!(r.outcome(), Some(Outcome::Failed));
+        assert_eq!(
+            r.failure,
+            Some(Failure::StopTimedOut {
+                attempts: plan.retry.stop_attempts
+            })
+        );
+    }
+    for c in pick(5) {
+        assert_eq!(
+            rec(c).outcome(),
+            Some(Outcome::Done),
+            "start retried until it ran"
+        );
+    }
+}
+
+#[test]
+fn busy_canister_is_retried_after_backoff() {
+    let fleet = fleet(3);
+    let mut plan = fast_plan();
+    plan.canary = Canary::None;
+    plan.snapshot.keep_ns = None;
+    let mut sim = Sim::new(&fleet, &plan, T0);
+    let c = pid(1);
+    sim.ic.faults.stop_timeouts.insert(c, 2);
+    sim.run_until(
+        |s| s.rollout.record(&c).unwrap().step == Step::Busy,
+        T0 + MINUTE * 60,
+    );
+    let first_busy = sim.now;
+    assert!(
+        sim.ic.canisters[&c].state == RunState::Running,
+        "started again"
+    );
+    assert_eq!(sim.rollout.status(sim.now).counts.busy, 1);
+    // Not restarted before the backoff.
+    sim.run_until(
+        |s| s.rollout.record(&c).unwrap().step != Step::Busy,
+        T0 + MINUTE * 60,
+    );
+    assert!(sim.now >= first_busy + plan.retry.backoff(1));
+    sim.run_until(
+        |s| {
+            s.rollout.record(&c).unwrap().step == Step::Busy
+                && s.rollout.record(&c).unwrap().stop_attempts == 2
+        },
+        T0 + MINUTE * 60,
+    );
+    let second_busy = sim.now;
+    sim.run_until(
+        |s| s.rollout.record(&c).unwrap().step != Step::Busy,
+        T0 + MINUTE * 60,
+    );
+    assert!(
+        sim.now >= second_busy + plan.retry.backoff(2),
+        "backoff doubles"
+    );
+    sim.run(T0 + MINUTE * 60);
+    assert_eq!(
+        sim.rollout.record(&c).unwrap().outcome(),
+        Some(Outcome::Done)
+    );
+}
+
+fn slow_plan() -> RolloutPlan {
+    let mut p = fast_plan();
+    p.limits = Limits {
+        max_in_flight: 20,
+        starts_per_minute: 600,
+        burst: 10,
+        max_starts_per_tick: 10,
+    };
+    p
+}
+
+#[test]
+fn rate_and_tick_caps_bound_starts() {
+    let fleet = fleet(5_000);
+    let mut plan = slow_plan();
+    plan.limits.max_in_flight = 1_000;
+    plan.canary = Canary::None;
+    plan.waves_percent = vec![100];
+    let mut sim = Sim::new(&fleet, &plan, T0);
+    sim.run(T0 + 24 * 60 * MINUTE);
+    sim.assert_rate_respected();
+    assert_eq!(sim.max_starts_per_tick_seen, 10);
+    // The bucket is the binding limit: 5000 starts at 600/min take at least 8 minutes.
+    let span = sim.starts.last().unwrap() - sim.starts[0];
+    assert!(span >= (5_000 - 10) * MINUTE / 600, "span {span}");
+}
+
+#[test]
+fn halts_when_wave_failure_threshold_is_passed() {
+    let fleet = fleet(2_000);
+    let mut plan = slow_plan();
+    plan.canary = Canary::Count(20);
+    plan.failure.max_failed_percent = 10;
+    let mut sim = Sim::new(&fleet, &plan, T0);
+    // 3 of 20 canaries unhealthy: 15% > 10%.
+    for i in [2, 7, 11] {
+        sim.ic.faults.unhealthy.insert(pid(i));
+    }
+    sim.run_until(
+        |s| matches!(s.rollout.state().phase, Phase::Halted(_)),
+        T0 + 60 * MINUTE,
+    );
+    assert_eq!(
+        sim.rollout.state().phase,
+        Phase::Halted(HaltReason::WaveFailureThreshold {
+            wave: 0,
+            failed: 3,
+            size: 20
+        })
+    );
+    // In-flight pipelines finish, nothing new starts, wave 1 never opens.
+    let starts = sim.starts.len();
+    let deadline = sim.now + 30 * MINUTE;
+    while sim.now < deadline {
+        sim.step();
+    }
+    assert_eq!(sim.starts.len(), starts);
+    let status = sim.rollout.status(sim.now);
+    assert_eq!(status.counts.in_flight, 0);
+    assert_eq!(status.waves[1].started, 0);
+    sim.assert_none_stopped();
+    // The operator resumes: the rollout completes.
+    sim.rollout.resume(sim.now).unwrap();
+    sim.run(T0 + 24 * 60 * MINUTE);
+    assert_eq!(sim.rollout.state().phase, Phase::Completed);
+}
+
+#[test]
+fn halts_after_consecutive_failures() {
+    let fleet = fleet(500);
+    let mut plan = slow_plan();
+    plan.canary = Canary::None;
+    plan.failure = FailurePolicy {
+        max_failed_percent: 100,
+        max_consecutive_failures: 4,
+    };
+    plan.limits.max_in_flight = 1;
+    let mut sim = Sim::new(&fleet, &plan, T0);
+    for i in 0..500 {
+        sim.ic.faults.install_fails.insert(pid(i));
+    }
+    sim.run_until(
+        |s| matches!(s.rollout.state().phase, Phase::Halted(_)),
+        T0 + 60 * MINUTE,
+    );
+    assert_eq!(
+        sim.rollout.state().phase,
+        Phase::Halted(HaltReason::ConsecutiveFailures { count: 4 })
+    );
+    assert_eq!(sim.rollout.status(sim.now).counts.failed, 4);
+    sim.assert_none_stopped();
+}
+
+#[test]
+fn pause_lets_in_flight_finish_and_resume_continues() {
+    let fleet = fleet(1_000);
+    let mut plan = slow_plan();
+    plan.canary = Canary::None;
+    plan.waves_percent = vec![100];
+    let mut sim = Sim::new(&fleet, &plan, T0);
+    sim.run_until(|s| s.rollout.state().counts.in_flight == 20, T0 + MINUTE);
+    sim.rollout.pause(sim.now).unwrap();
+    assert!(sim.rollout.pause(sim.now).is_err(), "already paused");
+    let starts = sim.starts.len();
+    let until = sim.now + 10 * MINUTE;
+    while sim.now < until {
+        sim.step();
+    }
+    assert_eq!(sim.starts.len(), starts, "no new starts while paused");
+    let c = sim.rollout.status(sim.now).counts;
+    assert_eq!(
+        (c.in_flight, c.done),
+        (0, starts as u64),
+        "in-flight ones finished"
+    );
+    sim.rollout.resume(sim.now).unwrap();
+    sim.run(T0 + 24 * 60 * MINUTE);
+    assert_eq!(sim.rollout.state().phase, Phase::Completed);
+    assert_eq!(sim.rollout.status(sim.now).counts.done, 1_000);
+}
+
+#[test]
+fn abort_drops_pending_and_leaves_none_stopped() {
+    let fleet = fleet(10_000);
+    let mut plan = slow_plan();
+    plan.canary = Canary::None;
+    plan.limits.max_in_flight = 200;
+    plan.limits.burst = 200;
+    plan.limits.max_starts_per_tick = 200;
+    let mut sim = Sim::new(&fleet, &plan, T0);
+    // Abort while canisters are stopped or being snapshotted.
+    sim.run_until(
+        |s| {
+            s.ic.canisters
+                .values()
+                .filter(|k| k.state == RunState::Stopped)
+                .count()
+                > 50
+        },
+        T0 + MINUTE,
+    );
+    let was_stopped: Vec<Principal> = sim
+        .ic
+        .canisters
+        .iter()
+        .filter(|(_, k)| k.state == RunState::Stopped)
+        .map(|(c, _)| *c)
+        .collect();
+    sim.rollout.abort(sim.now).unwrap();
+    assert!(sim.rollout.abort(sim.now).is_err());
+    sim.run(T0 + 24 * 60 * MINUTE);
+    let status = sim.rollout.status(sim.now);
+    assert_eq!(status.phase, Phase::Aborted);
+    sim.assert_none_stopped();
+    let c = &status.counts;
+    assert_eq!((c.pending, c.in_flight, c.busy), (0, 0, 0));
+    assert!(c.cancelled > 9_000, "pending dropped: {c:?}");
+    assert_eq!(c.done + c.cancelled, 10_000);
+    for id in was_stopped {
+        let r = sim.rollout.record(&id).unwrap();
+        // Stopped before install: started again and cancelled; installed ones finish.
+        match r.outcome() {
+            Some(Outcome::Cancelled) => assert_eq!(sim.ic.canisters[&id].module, hash(OLD)),
+            Some(Outcome::Done) => assert_eq!(sim.ic.canisters[&id].module, hash(NEW)),
+            o => panic!("unexpected {o:?}"),
+        }
+    }
+}
+
+#[test]
+fn owner_request_jumps_the_queue() {
+    let fleet = fleet(1_000);
+    let mut plan = slow_plan();
+    plan.canary = Canary::Count(10);
+    let mut sim = Sim::new(&fleet, &plan, T0);
+    let late = pid(999); // last wave
+    let ticket = sim.rollout.request(late, None, sim.now).unwrap();
+    assert_eq!(ticket.rollout, 1);
+    // Same ticket when asked again.
+    assert_eq!(sim.rollout.request(late, None, sim.now).unwrap(), ticket);
+    sim.step(); // first tick
+    assert!(
+        sim.rollout.record(&late).unwrap().in_flight(),
+        "started on the first tick"
+    );
+    // A canister outside the cohort joins with its registry entry.
+    let outsider = FleetCanister {
+        id: pid(5_000),
+        ..fleet[0].clone()
+    };
+    sim.ic
+        .canisters
+        .insert(outsider.id, sim.ic.canisters[&fleet[0].id].clone());
+    let member = CohortMember {
+        id: outsider.id,
+        recovery: recovery_of(0),
+        expected_module_hash: Some(hash(OLD)),
+        snapshot: None,
+    };
+    assert_eq!(
+        sim.rollout.request(outsider.id, None, sim.now),
+        Err(RequestError::NotInCohort)
+    );
+    sim.rollout
+        .request(outsider.id, Some(member), sim.now)
+        .unwrap();
+    sim.run(T0 + 24 * 60 * MINUTE);
+    let s = sim.rollout.status(sim.now);
+    assert_eq!(s.counts.done, 1_001);
+    assert_eq!(s.requests.outcomes.done, 1);
+    assert!(matches!(
+        sim.rollout.request(late, None, sim.now),
+        Err(RequestError::NotAccepting { .. })
+    ));
+}
+
+#[test]
+fn restore_rollout_loads_the_fleet_snapshots() {
+    // Upgrade 50 canisters with snapshots kept, then restore 10 of them.
+    let fleet = fleet(50);
+    let mut plan = slow_plan();
+    plan.canary = Canary::None;
+    plan.snapshot.keep_ns = None;
+    let mut sim = Sim::new(&fleet, &plan, T0);
+    sim.run(T0 + 60 * MINUTE);
+    let chosen: Vec<CohortMember> = (0..10)
+        .map(|i| {
+            let r = sim.rollout.record(&pid(i)).unwrap();
+            CohortMember {
+                id: pid(i),
+                recovery: r.recovery,
+                expected_module_hash: Some(hash(NEW)),
+                snapshot: r.snapshot,
+            }
+        })
+        .collect();
+    let restore = rollout::RestorePlan {
+        release: release(OLD),
+        canisters: chosen,
+        limits: plan.limits.clone(),
+        failure: plan.failure.clone(),
+        retry: plan.retry.clone(),
+    };
+    sim.rollout = Rollout::start_restore(2, manager(), restore, MemStore::new(), sim.now).unwrap();
+    sim.run(sim.now + 60 * MINUTE);
+    let s = sim.rollout.status(sim.now);
+    assert_eq!((s.phase, s.counts.restored), (Phase::Completed, 10));
+    for i in 0..50 {
+        let want = if i < 10 { OLD } else { NEW };
+        assert_eq!(sim.ic.canisters[&pid(i)].module, hash(want));
+    }
+    sim.assert_none_stopped();
+}
