@@ -1,1 +1,824 @@
-//! ic_sim
+//! `ic_sim`: an in-process Internet Computer that runs real canister wasm.
+//!
+//! [`IcSim`] (alias [`PocketIc`]) has the shape of the pocket-ic crate's `PocketIc`, so that a
+//! test written for PocketIC compiles against it by changing the type. It executes modules
+//! built with ic-cdk on the wasmi interpreter, implements the `ic0` system API, the management
+//! canister, rounds, call contexts and callbacks, cycles and instruction metering. See the
+//! crate's README for the model, its limits and measured figures.
+
+mod costs;
+mod errors;
+mod exec;
+mod management;
+mod memory;
+mod module;
+mod sim;
+mod system_api;
+
+use std::cell::RefCell;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use candid::utils::{ArgumentDecoder, ArgumentEncoder};
+use candid::{decode_args, encode_args, encode_one, Principal};
+
+pub use errors::{ErrorCode, RejectCode, RejectResponse};
+pub use management::{MAX_CHUNKS, MAX_CHUNK_SIZE, MAX_CONTROLLERS, MAX_SNAPSHOTS};
+pub use sim::{Limits, DEFAULT_PROVISIONAL_CYCLES};
+
+/// Management canister types, as pocket-ic's `management_canister` module offers them.
+pub mod management_canister {
+    pub use ic_management_canister_types::*;
+}
+
+use management_canister::{
+    CanisterIdRecord, CanisterInstallMode, CanisterSettings, CanisterStatusResult, ChunkHash,
+    DeleteCanisterSnapshotArgs, InstallChunkedCodeArgs, InstallCodeArgs, LoadCanisterSnapshotArgs,
+    ProvisionalCreateCanisterWithCyclesArgs, Snapshot, TakeCanisterSnapshotArgs,
+    UpdateSettingsArgs, UpgradeFlags,
+};
+
+pub type CanisterId = Principal;
+
+/// A point in simulated time (nanoseconds since the Unix epoch), like pocket-ic's `Time`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Time(u64);
+
+impl Time {
+    pub const fn from_nanos_since_unix_epoch(nanos: u64) -> Self {
+        Time(nanos)
+    }
+    pub const fn as_nanos_since_unix_epoch(&self) -> u64 {
+        self.0
+    }
+}
+
+impl std::ops::Add<Duration> for Time {
+    type Output = Time;
+    fn add(self, d: Duration) -> Time {
+        Time(self.0 + d.as_nanos() as u64)
+    }
+}
+
+impl From<SystemTime> for Time {
+    fn from(t: SystemTime) -> Self {
+        Time(
+            t.duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64),
+        )
+    }
+}
+
+impl From<Time> for SystemTime {
+    fn from(t: Time) -> Self {
+        UNIX_EPOCH + Duration::from_nanos(t.0)
+    }
+}
+
+/// The id of a submitted ingress message (pocket-ic's `RawMessageId`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RawMessageId {
+    pub effective_principal: Principal,
+    pub message_id: Vec<u8>,
+}
+
+/// Simulated start time: 2025-01-01T00:00:00Z, fixed so that runs are reproducible.
+pub const DEFAULT_START_TIME_NANOS: u64 = 1_735_689_600_000_000_000;
+
+/// Builds an [`IcSim`] (pocket-ic's `PocketIcBuilder`).
+#[derive(Clone, Debug)]
+pub struct IcSimBuilder {
+    limits: Limits,
+    time: u64,
+    print_logs: bool,
+}
+
+impl Default for IcSimBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl IcSimBuilder {
+    pub fn new() -> Self {
+        IcSimBuilder {
+            limits: Limits::default(),
+            time: DEFAULT_START_TIME_NANOS,
+            print_logs: std::env::var_os("IC_SIM_QUIET").is_none(),
+        }
+    }
+    /// Accepted for pocket-ic compatibility: the simulator has one application subnet.
+    pub fn with_application_subnet(self) -> Self {
+        self
+    }
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+    pub fn with_initial_time(mut self, time: Time) -> Self {
+        self.time = time.0;
+        self
+    }
+    /// Whether canister `debug_print` output goes to stderr (default: yes, unless the
+    /// `IC_SIM_QUIET` environment variable is set).
+    pub fn with_logs(mut self, print: bool) -> Self {
+        self.print_logs = print;
+        self
+    }
+    pub fn build(self) -> IcSim {
+        IcSim {
+            sim: RefCell::new(sim::Sim::new(self.limits, self.time, self.print_logs)),
+        }
+    }
+}
+
+/// An in-process IC with one application subnet. Methods take `&self` like pocket-ic's.
+pub struct IcSim {
+    sim: RefCell<sim::Sim>,
+}
+
+/// Drop-in name for tests written against pocket-ic.
+pub type PocketIc = IcSim;
+pub type PocketIcBuilder = IcSimBuilder;
+
+impl Default for IcSim {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn sender_or_anonymous(sender: Option<Principal>) -> Principal {
+    sender.unwrap_or_else(Principal::anonymous)
+}
+
+fn decode_reply<T: candid::CandidType + for<'de> serde::Deserialize<'de>>(bytes: Vec<u8>) -> T {
+    candid::decode_one(&bytes).expect("management canister reply decodes")
+}
+
+impl IcSim {
+    pub fn new() -> Self {
+        IcSimBuilder::new().build()
+    }
+
+    /// Calls the management canister as `sender` (an ingress message, executed in rounds).
+    fn management<A: candid::CandidType>(
+        &self,
+        sender: Principal,
+        method: &str,
+        arg: &A,
+    ) -> Result<Vec<u8>, RejectResponse> {
+        let bytes = encode_one(arg).expect("encoding management argument");
+        self.update_call(Principal::management_canister(), sender, method, bytes)
+    }
+
+    // ------------------------------------------------------------ canisters and cycles
+
+    /// Creates a canister controlled by the anonymous principal, with the default cycles.
+    pub fn create_canister(&self) -> CanisterId {
+        self.create_canister_with_settings(None, None)
+    }
+
+    pub fn create_canister_with_settings(
+        &self,
+        sender: Option<Principal>,
+        settings: Option<CanisterSettings>,
+    ) -> CanisterId {
+        let args = ProvisionalCreateCanisterWithCyclesArgs {
+            amount: None,
+            settings,
+            specified_id: None,
+            sender_canister_version: None,
+        };
+        let reply = self
+            .management(
+                sender_or_anonymous(sender),
+                "provisional_create_canister_with_cycles",
+                &args,
+            )
+            .unwrap_or_else(|e| panic!("create_canister failed: {e}"));
+        decode_reply::<CanisterIdRecord>(reply).canister_id
+    }
+
+    /// Creates a canister under a chosen id (pocket-ic's `create_canister_with_id`).
+    pub fn create_canister_with_id(
+        &self,
+        sender: Option<Principal>,
+        settings: Option<CanisterSettings>,
+        canister_id: CanisterId,
+    ) -> Result<CanisterId, String> {
+        let args = ProvisionalCreateCanisterWithCyclesArgs {
+            amount: None,
+            settings,
+            specified_id: Some(canister_id),
+            sender_canister_version: None,
+        };
+        self.management(
+            sender_or_anonymous(sender),
+            "provisional_create_canister_with_cycles",
+            &args,
+        )
+        .map(|r| decode_reply::<CanisterIdRecord>(r).canister_id)
+        .map_err(|e| e.to_string())
+    }
+
+    /// Adds cycles to a canister and returns its new balance.
+    pub fn add_cycles(&self, canister_id: CanisterId, amount: u128) -> u128 {
+        let mut sim = self.sim.borrow_mut();
+        let c = sim
+            .canisters
+            .get_mut(&canister_id)
+            .unwrap_or_else(|| panic!("canister {canister_id} not found"));
+        c.cycles = c.cycles.saturating_add(amount);
+        c.cycles
+    }
+
+    pub fn cycle_balance(&self, canister_id: CanisterId) -> u128 {
+        self.sim
+            .borrow()
+            .canisters
+            .get(&canister_id)
+            .map_or(0, |c| c.cycles)
+    }
+
+    // ------------------------------------------------------------ code
+
+    /// Installs code; panics on failure, like pocket-ic.
+    pub fn install_canister(
+        &self,
+        canister_id: CanisterId,
+        wasm_module: Vec<u8>,
+        arg: Vec<u8>,
+        sender: Option<Principal>,
+    ) {
+        self.install_code(
+            canister_id,
+            CanisterInstallMode::Install,
+            wasm_module,
+            arg,
+            sender,
+        )
+        .unwrap_or_else(|e| panic!("install_canister failed: {e}"));
+    }
+
+    pub fn upgrade_canister(
+        &self,
+        canister_id: CanisterId,
+        wasm_module: Vec<u8>,
+        arg: Vec<u8>,
+        sender: Option<Principal>,
+    ) -> Result<(), RejectResponse> {
+        let mode = CanisterInstallMode::Upgrade(Some(UpgradeFlags {
+            skip_pre_upgrade: None,
+            wasm_memory_persistence: None,
+        }));
+        self.install_code(canister_id, mode, wasm_module, arg, sender)
+    }
+
+    pub fn reinstall_canister(
+        &self,
+        canister_id: CanisterId,
+        wasm_module: Vec<u8>,
+        arg: Vec<u8>,
+        sender: Option<Principal>,
+    ) -> Result<(), RejectResponse> {
+        self.install_code(
+            canister_id,
+            CanisterInstallMode::Reinstall,
+            wasm_module,
+            arg,
+            sender,
+        )
+    }
+
+    /// `install_code` with any mode (e.g. an upgrade with `skip_pre_upgrade`).
+    pub fn install_code(
+        &self,
+        canister_id: CanisterId,
+        mode: CanisterInstallMode,
+        wasm_module: Vec<u8>,
+        arg: Vec<u8>,
+        sender: Option<Principal>,
+    ) -> Result<(), RejectResponse> {
+        let args = InstallCodeArgs {
+            mode,
+            canister_id,
+            wasm_module,
+            arg,
+            sender_canister_version: None,
+        };
+        self.management(sender_or_anonymous(sender), "install_code", &args)
+            .map(|_| ())
+    }
+
+    pub fn uninstall_canister(
+        &self,
+        canister_id: CanisterId,
+        sender: Option<Principal>,
+    ) -> Result<(), RejectResponse> {
+        let args = management_canister::UninstallCodeArgs {
+            canister_id,
+            sender_canister_version: None,
+        };
+        self.management(sender_or_anonymous(sender), "uninstall_code", &args)
+            .map(|_| ())
+    }
+
+    pub fn upload_chunk(
+        &self,
+        canister_id: CanisterId,
+        sender: Option<Principal>,
+        chunk: Vec<u8>,
+    ) -> Result<Vec<u8>, RejectResponse> {
+        let args = management_canister::UploadChunkArgs { canister_id, chunk };
+        self.management(sender_or_anonymous(sender), "upload_chunk", &args)
+            .map(|r| decode_reply::<ChunkHash>(r).hash)
+    }
+
+    pub fn stored_chunks(
+        &self,
+        canister_id: CanisterId,
+        sender: Option<Principal>,
+    ) -> Result<Vec<Vec<u8>>, RejectResponse> {
+        self.management(
+            sender_or_anonymous(sender),
+            "stored_chunks",
+            &CanisterIdRecord { canister_id },
+        )
+        .map(|r| {
+            decode_reply::<Vec<ChunkHash>>(r)
+                .into_iter()
+                .map(|h| h.hash)
+                .collect()
+        })
+    }
+
+    pub fn clear_chunk_store(
+        &self,
+        canister_id: CanisterId,
+        sender: Option<Principal>,
+    ) -> Result<(), RejectResponse> {
+        self.management(
+            sender_or_anonymous(sender),
+            "clear_chunk_store",
+            &CanisterIdRecord { canister_id },
+        )
+        .map(|_| ())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn install_chunked_canister(
+        &self,
+        canister_id: CanisterId,
+        sender: Option<Principal>,
+        mode: CanisterInstallMode,
+        store_canister_id: CanisterId,
+        chunk_hashes_list: Vec<Vec<u8>>,
+        wasm_module_hash: Vec<u8>,
+        arg: Vec<u8>,
+    ) -> Result<(), RejectResponse> {
+        let args = InstallChunkedCodeArgs {
+            mode,
+            target_canister: canister_id,
+            store_canister: Some(store_canister_id),
+            chunk_hashes_list: chunk_hashes_list
+                .into_iter()
+                .map(|hash| ChunkHash { hash })
+                .collect(),
+            wasm_module_hash,
+            arg,
+            sender_canister_version: None,
+        };
+        self.management(sender_or_anonymous(sender), "install_chunked_code", &args)
+            .map(|_| ())
+    }
+
+    // ------------------------------------------------------------ calls
+
+    /// Submits an update call and ticks until it completes (bounded by
+    /// [`Limits::max_rounds_per_call`]). The management canister is a valid target: the
+    /// effective canister is taken from the argument and the sender must control it.
+    pub fn update_call(
+        &self,
+        canister_id: CanisterId,
+        sender: Principal,
+        method: &str,
+        payload: Vec<u8>,
+    ) -> Result<Vec<u8>, RejectResponse> {
+        let id = self.submit_call(canister_id, sender, method, payload)?;
+        self.await_call(id)
+    }
+
+    /// Submits an ingress message; it executes in the next round.
+    pub fn submit_call(
+        &self,
+        canister_id: CanisterId,
+        sender: Principal,
+        method: &str,
+        payload: Vec<u8>,
+    ) -> Result<RawMessageId, RejectResponse> {
+        let id = self
+            .sim
+            .borrow_mut()
+            .submit(canister_id, sender, method, payload)?;
+        Ok(RawMessageId {
+            effective_principal: canister_id,
+            message_id: id.to_be_bytes().to_vec(),
+        })
+    }
+
+    /// Ticks until the submitted message completes and returns its result.
+    pub fn await_call(&self, message_id: RawMessageId) -> Result<Vec<u8>, RejectResponse> {
+        let id = u64::from_be_bytes(
+            message_id
+                .message_id
+                .as_slice()
+                .try_into()
+                .expect("an ic_sim message id"),
+        );
+        self.sim.borrow_mut().await_ingress(id)
+    }
+
+    /// The result of a submitted message if it has completed, without ticking.
+    pub fn ingress_status(
+        &self,
+        message_id: &RawMessageId,
+    ) -> Option<Result<Vec<u8>, RejectResponse>> {
+        let id = u64::from_be_bytes(message_id.message_id.as_slice().try_into().ok()?);
+        self.sim.borrow().ingress.get(&id).cloned().flatten()
+    }
+
+    /// Executes a query on the current state; nothing it does persists.
+    pub fn query_call(
+        &self,
+        canister_id: CanisterId,
+        sender: Principal,
+        method: &str,
+        payload: Vec<u8>,
+    ) -> Result<Vec<u8>, RejectResponse> {
+        self.sim
+            .borrow_mut()
+            .query(canister_id, sender, method, payload)
+    }
+
+    // ------------------------------------------------------------ rounds and time
+
+    /// Executes one round.
+    pub fn tick(&self) {
+        self.sim.borrow_mut().tick();
+    }
+
+    pub fn advance_time(&self, duration: Duration) {
+        let mut sim = self.sim.borrow_mut();
+        sim.time += duration.as_nanos() as u64;
+    }
+
+    pub fn get_time(&self) -> Time {
+        Time(self.sim.borrow().time)
+    }
+
+    /// Sets the time; it never moves backwards (interface spec: time is monotonic).
+    pub fn set_time(&self, time: Time) {
+        let mut sim = self.sim.borrow_mut();
+        assert!(time.0 >= sim.time, "time cannot move backwards");
+        sim.time = time.0;
+    }
+
+    // ------------------------------------------------------------ settings and lifecycle
+
+    pub fn set_controllers(
+        &self,
+        canister_id: CanisterId,
+        sender: Option<Principal>,
+        new_controllers: Vec<Principal>,
+    ) -> Result<(), RejectResponse> {
+        let settings = CanisterSettings {
+            controllers: Some(new_controllers),
+            ..Default::default()
+        };
+        self.update_canister_settings(canister_id, sender, settings)
+    }
+
+    pub fn update_canister_settings(
+        &self,
+        canister_id: CanisterId,
+        sender: Option<Principal>,
+        settings: CanisterSettings,
+    ) -> Result<(), RejectResponse> {
+        let args = UpdateSettingsArgs {
+            canister_id,
+            settings,
+            sender_canister_version: None,
+        };
+        self.management(sender_or_anonymous(sender), "update_settings", &args)
+            .map(|_| ())
+    }
+
+    pub fn start_canister(
+        &self,
+        canister_id: CanisterId,
+        sender: Option<Principal>,
+    ) -> Result<(), RejectResponse> {
+        self.management(
+            sender_or_anonymous(sender),
+            "start_canister",
+            &CanisterIdRecord { canister_id },
+        )
+        .map(|_| ())
+    }
+
+    pub fn stop_canister(
+        &self,
+        canister_id: CanisterId,
+        sender: Option<Principal>,
+    ) -> Result<(), RejectResponse> {
+        self.management(
+            sender_or_anonymous(sender),
+            "stop_canister",
+            &CanisterIdRecord { canister_id },
+        )
+        .map(|_| ())
+    }
+
+    pub fn canister_status(
+        &self,
+        canister_id: CanisterId,
+        sender: Option<Principal>,
+    ) -> Result<CanisterStatusResult, RejectResponse> {
+        self.management(
+            sender_or_anonymous(sender),
+            "canister_status",
+            &CanisterIdRecord { canister_id },
+        )
+        .map(decode_reply::<CanisterStatusResult>)
+    }
+
+    pub fn delete_canister(
+        &self,
+        canister_id: CanisterId,
+        sender: Option<Principal>,
+    ) -> Result<(), RejectResponse> {
+        self.management(
+            sender_or_anonymous(sender),
+            "delete_canister",
+            &CanisterIdRecord { canister_id },
+        )
+        .map(|_| ())
+    }
+
+    pub fn canister_exists(&self, canister_id: CanisterId) -> bool {
+        self.sim.borrow().canisters.contains_key(&canister_id)
+    }
+
+    /// The controllers of a canister (empty if it does not exist).
+    pub fn get_controllers(&self, canister_id: CanisterId) -> Vec<Principal> {
+        self.sim
+            .borrow()
+            .canisters
+            .get(&canister_id)
+            .map_or_else(Vec::new, |c| c.settings.controllers.clone())
+    }
+
+    // ------------------------------------------------------------ snapshots
+
+    pub fn take_canister_snapshot(
+        &self,
+        canister_id: CanisterId,
+        sender: Option<Principal>,
+        replace_snapshot: Option<Vec<u8>>,
+    ) -> Result<Snapshot, RejectResponse> {
+        let args = TakeCanisterSnapshotArgs {
+            canister_id,
+            replace_snapshot,
+            uninstall_code: None,
+            sender_canister_version: None,
+        };
+        self.management(sender_or_anonymous(sender), "take_canister_snapshot", &args)
+            .map(decode_reply::<Snapshot>)
+    }
+
+    pub fn load_canister_snapshot(
+        &self,
+        canister_id: CanisterId,
+        sender: Option<Principal>,
+        snapshot_id: Vec<u8>,
+    ) -> Result<(), RejectResponse> {
+        let args = LoadCanisterSnapshotArgs {
+            canister_id,
+            snapshot_id,
+            sender_canister_version: None,
+        };
+        self.management(sender_or_anonymous(sender), "load_canister_snapshot", &args)
+            .map(|_| ())
+    }
+
+    pub fn list_canister_snapshots(
+        &self,
+        canister_id: CanisterId,
+        sender: Option<Principal>,
+    ) -> Result<Vec<Snapshot>, RejectResponse> {
+        self.management(
+            sender_or_anonymous(sender),
+            "list_canister_snapshots",
+            &CanisterIdRecord { canister_id },
+        )
+        .map(decode_reply::<Vec<Snapshot>>)
+    }
+
+    pub fn delete_canister_snapshot(
+        &self,
+        canister_id: CanisterId,
+        sender: Option<Principal>,
+        snapshot_id: Vec<u8>,
+    ) -> Result<(), RejectResponse> {
+        let args = DeleteCanisterSnapshotArgs {
+            canister_id,
+            snapshot_id,
+        };
+        self.management(
+            sender_or_anonymous(sender),
+            "delete_canister_snapshot",
+            &args,
+        )
+        .map(|_| ())
+    }
+
+    // ------------------------------------------------------------ inspection (ic_sim only)
+
+    /// Instructions executed by a canister so far, over all its messages (for benchmarks).
+    pub fn instructions_total(&self, canister_id: CanisterId) -> u64 {
+        self.sim
+            .borrow()
+            .canisters
+            .get(&canister_id)
+            .map_or(0, |c| c.instructions_total)
+    }
+
+    /// SHA-256 of the installed module (as installed, so of the gzip bytes for gzipped ones).
+    pub fn module_hash(&self, canister_id: CanisterId) -> Option<[u8; 32]> {
+        self.sim
+            .borrow()
+            .canisters
+            .get(&canister_id)?
+            .module
+            .as_ref()
+            .map(|m| m.hash)
+    }
+
+    pub fn canister_count(&self) -> usize {
+        self.sim.borrow().canisters.len()
+    }
+
+    /// Rounds executed so far.
+    pub fn round(&self) -> u64 {
+        self.sim.borrow().round
+    }
+
+    /// Host memory held privately by a canister: heap pages that differ from its module's
+    /// initial image plus touched stable memory pages.
+    pub fn private_memory_bytes(&self, canister_id: CanisterId) -> usize {
+        self.sim
+            .borrow()
+            .canisters
+            .get(&canister_id)
+            .map_or(0, |c| c.heap.private_bytes() + c.stable.bytes())
+    }
+
+    /// Stable memory of a canister, as pocket-ic's `get_stable_memory`.
+    pub fn get_stable_memory(&self, canister_id: CanisterId) -> Vec<u8> {
+        let sim = self.sim.borrow();
+        let Some(c) = sim.canisters.get(&canister_id) else {
+            return Vec::new();
+        };
+        let mem = memory::StableMemory::new(c.stable.clone(), c.stable_pages);
+        mem.read(0, c.stable_pages * module::WASM_PAGE_SIZE)
+            .expect("in bounds")
+    }
+
+    // ------------------------------------------------------------ fault injection
+
+    /// The next `n` calls to `canister_id` (from canisters or users) are rejected with `code`
+    /// before they execute.
+    pub fn fault_reject_next_calls(&self, canister_id: CanisterId, n: u32, code: RejectCode) {
+        let mut sim = self.sim.borrow_mut();
+        if let Some(c) = sim.canisters.get_mut(&canister_id) {
+            c.faults.reject_next = n;
+            c.faults.reject_code = Some(code);
+        }
+    }
+
+    /// While `hold` is true the canister counts as having an open call context, so a stop
+    /// request stays pending (and times out after 5 minutes).
+    pub fn fault_hold_call_context(&self, canister_id: CanisterId, hold: bool) {
+        let mut sim = self.sim.borrow_mut();
+        if let Some(c) = sim.canisters.get_mut(&canister_id) {
+            c.faults.hold_open = hold;
+        }
+    }
+
+    /// Sets the canister's balance to zero: it is frozen and rejects calls.
+    pub fn fault_drain_cycles(&self, canister_id: CanisterId) {
+        let mut sim = self.sim.borrow_mut();
+        if let Some(c) = sim.canisters.get_mut(&canister_id) {
+            c.cycles = 0;
+        }
+    }
+
+    /// The next `n` responses sent by `responder` (a canister or the management canister)
+    /// to canisters are dropped: best-effort callers get SYS_UNKNOWN, guaranteed-response
+    /// callers wait forever.
+    pub fn fault_drop_responses(&self, responder: Principal, n: u32) {
+        let mut sim = self.sim.borrow_mut();
+        sim.response_faults.entry(responder).or_default().drop_next = n;
+    }
+
+    /// The next `n` responses sent by `responder` to canisters arrive `rounds` rounds late.
+    pub fn fault_delay_responses(&self, responder: Principal, n: u32, rounds: u64) {
+        let mut sim = self.sim.borrow_mut();
+        let f = sim.response_faults.entry(responder).or_default();
+        f.delay_next = n;
+        f.delay_rounds = rounds;
+    }
+}
+
+// ---------------------------------------------------------------- candid helpers
+
+/// Calls a candid update method as the anonymous principal.
+pub fn update_candid<Input, Output>(
+    env: &IcSim,
+    canister_id: CanisterId,
+    method: &str,
+    input: Input,
+) -> Result<Output, RejectResponse>
+where
+    Input: ArgumentEncoder,
+    Output: for<'a> ArgumentDecoder<'a>,
+{
+    update_candid_as(env, canister_id, Principal::anonymous(), method, input)
+}
+
+/// Calls a candid update method as `sender`.
+pub fn update_candid_as<Input, Output>(
+    env: &IcSim,
+    canister_id: CanisterId,
+    sender: Principal,
+    method: &str,
+    input: Input,
+) -> Result<Output, RejectResponse>
+where
+    Input: ArgumentEncoder,
+    Output: for<'a> ArgumentDecoder<'a>,
+{
+    with_candid(input, |bytes| {
+        env.update_call(canister_id, sender, method, bytes)
+    })
+}
+
+/// Calls a candid query method as the anonymous principal.
+pub fn query_candid<Input, Output>(
+    env: &IcSim,
+    canister_id: CanisterId,
+    method: &str,
+    input: Input,
+) -> Result<Output, RejectResponse>
+where
+    Input: ArgumentEncoder,
+    Output: for<'a> ArgumentDecoder<'a>,
+{
+    query_candid_as(env, canister_id, Principal::anonymous(), method, input)
+}
+
+/// Calls a candid query method as `sender`.
+pub fn query_candid_as<Input, Output>(
+    env: &IcSim,
+    canister_id: CanisterId,
+    sender: Principal,
+    method: &str,
+    input: Input,
+) -> Result<Output, RejectResponse>
+where
+    Input: ArgumentEncoder,
+    Output: for<'a> ArgumentDecoder<'a>,
+{
+    with_candid(input, |bytes| {
+        env.query_call(canister_id, sender, method, bytes)
+    })
+}
+
+/// Encodes `input`, runs `f`, decodes its reply (panicking on undecodable replies, as pocket-ic).
+pub fn with_candid<Input, Output>(
+    input: Input,
+    f: impl FnOnce(Vec<u8>) -> Result<Vec<u8>, RejectResponse>,
+) -> Result<Output, RejectResponse>
+where
+    Input: ArgumentEncoder,
+    Output: for<'a> ArgumentDecoder<'a>,
+{
+    let bytes = encode_args(input).expect("failed to encode args");
+    f(bytes).map(|out| {
+        decode_args(&out).unwrap_or_else(|e| {
+            panic!(
+                "Failed to decode response as candid type {}: {e}",
+                std::any::type_name::<Output>()
+            )
+        })
+    })
+}

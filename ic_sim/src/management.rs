@@ -1,0 +1,889 @@
+//! The management canister `aaaaa-aa` (interface spec, "The IC management canister").
+//!
+//! Requests are handled when delivered, inside the round; the response goes out like any other.
+//! `stop_canister` is answered later, when the canister has no open call context (or after
+//! the 5-minute timeout).
+
+use std::sync::Arc;
+
+use candid::{CandidType, Decode, Encode, Nat, Principal};
+use ic_management_canister_types as mgmt;
+use mgmt::{CanisterInstallMode, CanisterSettings, ChangeDetails};
+use serde::Deserialize;
+
+use crate::costs;
+use crate::errors::{ErrorCode, RejectResponse};
+use crate::exec::{execute, Entry, Heap};
+use crate::memory::{PageMap, StableMemory};
+use crate::module::{self, sha256};
+use crate::sim::{
+    empty_reply, trap_reject, Canister, ReplyTo, Request, Settings, Sim, SnapshotData, Status,
+    DEFAULT_PROVISIONAL_CYCLES, STOP_TIMEOUT_NANOS,
+};
+use crate::system_api::ApiType;
+
+/// Largest chunk (interface spec, "IC method upload_chunk": 1 MiB).
+pub const MAX_CHUNK_SIZE: usize = 1 << 20;
+/// Chunks per chunk store (IC configuration: 100).
+pub const MAX_CHUNKS: usize = 100;
+/// Snapshots per canister (IC configuration: 10).
+pub const MAX_SNAPSHOTS: usize = 10;
+/// Controllers per canister (interface spec, "Canister settings": at most 10).
+pub const MAX_CONTROLLERS: usize = 10;
+
+type Reply = Result<Option<Vec<u8>>, RejectResponse>;
+
+fn decode<T: CandidType + for<'de> Deserialize<'de>>(arg: &[u8]) -> Result<T, RejectResponse> {
+    Decode!(arg, T).map_err(|e| {
+        RejectResponse::new(
+            ErrorCode::InvalidManagementPayload,
+            format!("Error decoding candid: {e}"),
+        )
+    })
+}
+
+fn encode<T: CandidType>(value: &T) -> Vec<u8> {
+    Encode!(value).expect("encoding a management result")
+}
+
+fn rejected(message: impl Into<String>) -> RejectResponse {
+    RejectResponse::new(ErrorCode::CanisterRejectedMessage, message)
+}
+
+fn nat_u64(n: &Nat, what: &str) -> Result<u64, RejectResponse> {
+    u64::try_from(&n.0).map_err(|_| {
+        RejectResponse::new(
+            ErrorCode::InvalidManagementPayload,
+            format!("Invalid settings: {what} is too large"),
+        )
+    })
+}
+
+#[derive(CandidType, Deserialize)]
+struct EffectiveCanister {
+    canister_id: Principal,
+}
+
+#[derive(CandidType, Deserialize)]
+struct EffectiveTarget {
+    target_canister: Principal,
+}
+
+/// Methods only canisters may call (interface spec: not callable by ingress).
+const CANISTER_ONLY: &[&str] = &[
+    "create_canister",
+    "raw_rand",
+    "deposit_cycles",
+    "canister_info",
+    "http_request",
+    "ecdsa_public_key",
+    "sign_with_ecdsa",
+    "schnorr_public_key",
+    "sign_with_schnorr",
+];
+
+impl Sim {
+    /// Ingress to the management canister: allowed for the methods the spec permits, with
+    /// the effective canister id taken from the argument.
+    pub(crate) fn check_management_ingress(
+        &self,
+        _sender: Principal,
+        method: &str,
+        arg: &[u8],
+    ) -> Result<(), RejectResponse> {
+        if CANISTER_ONLY.contains(&method) {
+            return Err(rejected(format!(
+                "Only canisters can call ic00 method {method}"
+            )));
+        }
+        if method.starts_with("provisional_") {
+            return Ok(());
+        }
+        let target = match method {
+            "install_chunked_code" => decode::<EffectiveTarget>(arg)?.target_canister,
+            _ => decode::<EffectiveCanister>(arg)?.canister_id,
+        };
+        self.canister(&target)?;
+        Ok(())
+    }
+
+    pub(crate) fn deliver_management(&mut self, req: Request) {
+        let mgmt_id = Principal::management_canister();
+        let mut refund = req.cycles;
+        let result = self.management(&req, &mut refund);
+        match result {
+            Ok(Some(bytes)) => self.respond(mgmt_id, req.reply_to, Ok(bytes), refund),
+            Ok(None) => {}
+            Err(e) => self.respond(mgmt_id, req.reply_to, Err(e), req.cycles),
+        }
+    }
+
+    fn controlled(&self, id: &Principal, sender: &Principal) -> Result<&Canister, RejectResponse> {
+        let c = self.canister(id)?;
+        if c.settings.controllers.contains(sender) {
+            Ok(c)
+        } else {
+            Err(not_controller(c, sender))
+        }
+    }
+
+    fn controlled_or_self(
+        &self,
+        id: &Principal,
+        sender: &Principal,
+    ) -> Result<&Canister, RejectResponse> {
+        let c = self.canister(id)?;
+        if c.settings.controllers.contains(sender) || id == sender {
+            Ok(c)
+        } else {
+            Err(not_controller(c, sender))
+        }
+    }
+
+    fn management(&mut self, req: &Request, refund: &mut u128) -> Reply {
+        let sender = req.sender;
+        let arg = &req.arg[..];
+        match req.method.as_str() {
+            "create_canister" => {
+                let args: mgmt::CreateCanisterArgs = decode(arg)?;
+                if req.cycles < costs::CANISTER_CREATION_FEE {
+                    return Err(RejectResponse::new(
+                        ErrorCode::InsufficientCyclesForCreateCanister,
+                        format!(
+                            "Creating a canister requires a fee of {} that is deducted from the canister's initial balance but only {} cycles were received with the create_canister request.",
+                            costs::CANISTER_CREATION_FEE, req.cycles
+                        ),
+                    ));
+                }
+                let id = self.create(
+                    sender,
+                    args.settings,
+                    req.cycles - costs::CANISTER_CREATION_FEE,
+                )?;
+                *refund = 0;
+                Ok(Some(encode(&mgmt::CanisterIdRecord { canister_id: id })))
+            }
+            "provisional_create_canister_with_cycles" => {
+                let args: mgmt::ProvisionalCreateCanisterWithCyclesArgs = decode(arg)?;
+                let cycles = match &args.amount {
+                    Some(n) => u128::try_from(&n.0).unwrap_or(u128::MAX),
+                    None => DEFAULT_PROVISIONAL_CYCLES,
+                };
+                if let Some(id) = args.specified_id {
+                    if self.canisters.contains_key(&id) {
+                        return Err(rejected(format!("Canister {id} is already installed")));
+                    }
+                }
+                let id = match args.specified_id {
+                    Some(id) => {
+                        self.create_with_id(id, sender, args.settings, cycles)?;
+                        id
+                    }
+                    None => self.create(sender, args.settings, cycles)?,
+                };
+                Ok(Some(encode(&mgmt::CanisterIdRecord { canister_id: id })))
+            }
+            "provisional_top_up_canister" => {
+                let args: mgmt::ProvisionalTopUpCanisterArgs = decode(arg)?;
+                self.canister(&args.canister_id)?;
+                let amount = u128::try_from(&args.amount.0).unwrap_or(u128::MAX);
+                let c = self.canisters.get_mut(&args.canister_id).expect("checked");
+                c.cycles = c.cycles.saturating_add(amount);
+                Ok(Some(empty_reply()))
+            }
+            "update_settings" => {
+                let args: mgmt::UpdateSettingsArgs = decode(arg)?;
+                self.controlled(&args.canister_id, &sender)?;
+                let now = self.time;
+                let c = self.canisters.get_mut(&args.canister_id).expect("checked");
+                let mut settings = c.settings.clone();
+                apply_settings(&mut settings, &args.settings)?;
+                let controllers_changed = settings.controllers != c.settings.controllers;
+                c.settings = settings;
+                c.version += 1;
+                if controllers_changed {
+                    let controllers = c.settings.controllers.clone();
+                    c.record_change(
+                        now,
+                        sender,
+                        ChangeDetails::ControllersChange(mgmt::ControllersChangeRecord {
+                            controllers,
+                        }),
+                    );
+                }
+                Ok(Some(empty_reply()))
+            }
+            "install_code" => {
+                let args: mgmt::InstallCodeArgs = decode(arg)?;
+                self.controlled(&args.canister_id, &sender)?;
+                self.install(
+                    sender,
+                    args.canister_id,
+                    args.mode,
+                    &args.wasm_module,
+                    args.arg,
+                )?;
+                Ok(Some(empty_reply()))
+            }
+            "install_chunked_code" => {
+                let args: mgmt::InstallChunkedCodeArgs = decode(arg)?;
+                self.controlled(&args.target_canister, &sender)?;
+                let store_id = args.store_canister.unwrap_or(args.target_canister);
+                let store = self.controlled_or_self(&store_id, &sender)?;
+                let mut wasm = Vec::new();
+                for h in &args.chunk_hashes_list {
+                    let key: [u8; 32] = h.hash.as_slice().try_into().map_err(|_| {
+                        RejectResponse::new(
+                            ErrorCode::InvalidManagementPayload,
+                            "Chunk hashes must be 32 bytes",
+                        )
+                    })?;
+                    let chunk = store.chunks.get(&key).ok_or_else(|| {
+                        rejected(format!(
+                            "Error from Canister {}: Wasm chunk with hash {} not found in the chunk store of canister {store_id}",
+                            args.target_canister,
+                            hex(&key)
+                        ))
+                    })?;
+                    wasm.extend_from_slice(chunk);
+                }
+                let hash = sha256(&wasm);
+                if hash[..] != args.wasm_module_hash[..] {
+                    return Err(RejectResponse::new(
+                        ErrorCode::InvalidManagementPayload,
+                        format!(
+                            "Error from Canister {}: Wasm module hash {} does not match given hash {}",
+                            args.target_canister,
+                            hex(&hash),
+                            hex(&args.wasm_module_hash)
+                        ),
+                    ));
+                }
+                self.install(sender, args.target_canister, args.mode, &wasm, args.arg)?;
+                Ok(Some(empty_reply()))
+            }
+            "uninstall_code" => {
+                let args: mgmt::UninstallCodeArgs = decode(arg)?;
+                self.controlled(&args.canister_id, &sender)?;
+                self.uninstall(sender, args.canister_id);
+                Ok(Some(empty_reply()))
+            }
+            "upload_chunk" => {
+                let args: mgmt::UploadChunkArgs = decode(arg)?;
+                self.controlled_or_self(&args.canister_id, &sender)?;
+                if args.chunk.len() > MAX_CHUNK_SIZE {
+                    return Err(rejected(format!(
+                        "Wasm chunk size {} exceeds the maximum of {MAX_CHUNK_SIZE} bytes",
+                        args.chunk.len()
+                    )));
+                }
+                let hash = sha256(&args.chunk);
+                let c = self.canisters.get_mut(&args.canister_id).expect("checked");
+                if !c.chunks.contains_key(&hash) && c.chunks.len() >= MAX_CHUNKS {
+                    return Err(rejected(format!(
+                        "Wasm chunk store of canister {} is full: at most {MAX_CHUNKS} chunks",
+                        args.canister_id
+                    )));
+                }
+                c.chunks.insert(hash, args.chunk);
+                Ok(Some(encode(&mgmt::ChunkHash {
+                    hash: hash.to_vec(),
+                })))
+            }
+            "stored_chunks" => {
+                let args: mgmt::CanisterIdRecord = decode(arg)?;
+                let c = self.controlled_or_self(&args.canister_id, &sender)?;
+                let list: Vec<mgmt::ChunkHash> = c
+                    .chunks
+                    .keys()
+                    .map(|h| mgmt::ChunkHash { hash: h.to_vec() })
+                    .collect();
+                Ok(Some(encode(&list)))
+            }
+            "clear_chunk_store" => {
+                let args: mgmt::CanisterIdRecord = decode(arg)?;
+                self.controlled_or_self(&args.canister_id, &sender)?;
+                self.canisters
+                    .get_mut(&args.canister_id)
+                    .expect("checked")
+                    .chunks
+                    .clear();
+                Ok(Some(empty_reply()))
+            }
+            "start_canister" => {
+                let args: mgmt::CanisterIdRecord = decode(arg)?;
+                self.controlled(&args.canister_id, &sender)?;
+                let c = self.canisters.get_mut(&args.canister_id).expect("checked");
+                let pending = std::mem::take(&mut c.stop_requests);
+                if c.status != Status::Running {
+                    c.status = Status::Running;
+                    c.version += 1;
+                }
+                for (reply_to, _) in pending {
+                    let e = RejectResponse::new(
+                        ErrorCode::CanisterStoppingCancelled,
+                        format!(
+                            "Canister {}'s stop request was cancelled.",
+                            args.canister_id
+                        ),
+                    );
+                    self.respond(Principal::management_canister(), reply_to, Err(e), 0);
+                }
+                Ok(Some(empty_reply()))
+            }
+            "stop_canister" => {
+                let args: mgmt::CanisterIdRecord = decode(arg)?;
+                self.controlled(&args.canister_id, &sender)?;
+                let deadline = self.time + STOP_TIMEOUT_NANOS;
+                let c = self.canisters.get_mut(&args.canister_id).expect("checked");
+                match c.status {
+                    Status::Stopped => Ok(Some(empty_reply())),
+                    Status::Running | Status::Stopping => {
+                        c.status = Status::Stopping;
+                        c.stop_requests.push((req.reply_to.clone(), deadline));
+                        Ok(None)
+                    }
+                }
+            }
+            "canister_status" => {
+                let args: mgmt::CanisterIdRecord = decode(arg)?;
+                let c = self.controlled_or_self(&args.canister_id, &sender)?;
+                Ok(Some(encode(&status_of(c))))
+            }
+            "canister_info" => {
+                let args: mgmt::CanisterInfoArgs = decode(arg)?;
+                let c = self.canister(&args.canister_id)?;
+                let n = args
+                    .num_requested_changes
+                    .unwrap_or(0)
+                    .min(c.history.len() as u64) as usize;
+                let info = mgmt::CanisterInfoResult {
+                    total_num_changes: c.total_changes,
+                    recent_changes: c.history[c.history.len() - n..].to_vec(),
+                    module_hash: c.module.as_ref().map(|m| m.hash.to_vec()),
+                    controllers: c.settings.controllers.clone(),
+                };
+                Ok(Some(encode(&info)))
+            }
+            "delete_canister" => {
+                let args: mgmt::CanisterIdRecord = decode(arg)?;
+                let c = self.controlled(&args.canister_id, &sender)?;
+                if c.status != Status::Stopped {
+                    return Err(RejectResponse::new(
+                        ErrorCode::CanisterNotStopped,
+                        format!(
+                            "Canister {} must be stopped before it is deleted.",
+                            args.canister_id
+                        ),
+                    ));
+                }
+                if args.canister_id == sender {
+                    return Err(rejected("A canister cannot delete itself."));
+                }
+                self.canisters.remove(&args.canister_id);
+                Ok(Some(empty_reply()))
+            }
+            "deposit_cycles" => {
+                let args: mgmt::CanisterIdRecord = decode(arg)?;
+                self.canister(&args.canister_id)?;
+                let c = self.canisters.get_mut(&args.canister_id).expect("checked");
+                c.cycles = c.cycles.saturating_add(req.cycles);
+                *refund = 0;
+                Ok(Some(empty_reply()))
+            }
+            "raw_rand" => {
+                decode::<()>(arg)?;
+                self.rand_counter += 1;
+                let mut seed = b"ic_sim raw_rand".to_vec();
+                seed.extend_from_slice(&self.rand_counter.to_be_bytes());
+                seed.extend_from_slice(&self.time.to_be_bytes());
+                Ok(Some(encode(&sha256(&seed).to_vec())))
+            }
+            "take_canister_snapshot" => {
+                let args: mgmt::TakeCanisterSnapshotArgs = decode(arg)?;
+                let snap = self.take_snapshot(sender, &args)?;
+                Ok(Some(encode(&snap)))
+            }
+            "load_canister_snapshot" => {
+                let args: mgmt::LoadCanisterSnapshotArgs = decode(arg)?;
+                self.load_snapshot(sender, args.canister_id, &args.snapshot_id)?;
+                Ok(Some(empty_reply()))
+            }
+            "list_canister_snapshots" => {
+                let args: mgmt::CanisterIdRecord = decode(arg)?;
+                let c = self.controlled(&args.canister_id, &sender)?;
+                let list: Vec<mgmt::Snapshot> = c.snapshots.iter().map(snapshot_info).collect();
+                Ok(Some(encode(&list)))
+            }
+            "delete_canister_snapshot" => {
+                let args: mgmt::DeleteCanisterSnapshotArgs = decode(arg)?;
+                self.controlled(&args.canister_id, &sender)?;
+                let c = self.canisters.get_mut(&args.canister_id).expect("checked");
+                let before = c.snapshots.len();
+                c.snapshots.retain(|s| s.id != args.snapshot_id);
+                if c.snapshots.len() == before {
+                    return Err(snapshot_not_found(&args.canister_id, &args.snapshot_id));
+                }
+                Ok(Some(empty_reply()))
+            }
+            other => Err(RejectResponse::new(
+                ErrorCode::UnknownManagementMessage,
+                format!("Management canister has no method '{other}'"),
+            )),
+        }
+    }
+
+    pub(crate) fn create(
+        &mut self,
+        sender: Principal,
+        settings: Option<CanisterSettings>,
+        cycles: u128,
+    ) -> Result<Principal, RejectResponse> {
+        let id = self.new_canister_id();
+        self.create_with_id(id, sender, settings, cycles)?;
+        Ok(id)
+    }
+
+    fn create_with_id(
+        &mut self,
+        id: Principal,
+        sender: Principal,
+        settings: Option<CanisterSettings>,
+        cycles: u128,
+    ) -> Result<(), RejectResponse> {
+        let mut s = Settings::new(vec![sender]);
+        if let Some(requested) = &settings {
+            apply_settings(&mut s, requested)?;
+        }
+        let mut c = Canister::new(id, s, cycles);
+        let controllers = c.settings.controllers.clone();
+        c.record_change(
+            self.time,
+            sender,
+            ChangeDetails::Creation(mgmt::CreationRecord {
+                controllers,
+                environment_variables_hash: None,
+            }),
+        );
+        self.canisters.insert(id, c);
+        Ok(())
+    }
+
+    /// Installs, reinstalls or upgrades code (interface spec, "IC method install_code").
+    /// All work happens on copies: a trap anywhere leaves the canister as it was.
+    pub(crate) fn install(
+        &mut self,
+        sender: Principal,
+        id: Principal,
+        mode: CanisterInstallMode,
+        wasm: &[u8],
+        arg: Vec<u8>,
+    ) -> Result<(), RejectResponse> {
+        let module = module::load(wasm).map_err(|e| {
+            RejectResponse::new(
+                ErrorCode::CanisterInvalidWasm,
+                format!("Error from Canister {id}: Canister's Wasm module is not valid: {e}"),
+            )
+        })?;
+        let c = self.canister(&id)?;
+        let budget = self.limits.install_instructions;
+        let mut used = 0u64;
+        let mut instructions = 0u64;
+        let (stable, stable_pages, balance) = match &mode {
+            CanisterInstallMode::Install | CanisterInstallMode::Reinstall => {
+                if matches!(mode, CanisterInstallMode::Install) && c.module.is_some() {
+                    return Err(RejectResponse::new(
+                        ErrorCode::CanisterNonEmpty,
+                        format!("Canister {id} cannot be installed because the canister is not empty. Try installing with mode='reinstall' instead."),
+                    ));
+                }
+                (Arc::new(PageMap::default()), 0, c.cycles)
+            }
+            CanisterInstallMode::Upgrade(flags) => {
+                let old = c.module.clone().ok_or_else(|| {
+                    RejectResponse::new(
+                        ErrorCode::CanisterWasmModuleNotFound,
+                        format!("Error from Canister {id}: Attempted to execute a message, but the canister contains no Wasm module."),
+                    )
+                })?;
+                let skip = flags
+                    .as_ref()
+                    .and_then(|f| f.skip_pre_upgrade)
+                    .unwrap_or(false);
+                if !skip && old.exports("canister_pre_upgrade") {
+                    let host = self.host_for(c, ApiType::PreUpgrade, sender);
+                    let mut out = execute(
+                        &old,
+                        &c.heap,
+                        &Entry::Export("canister_pre_upgrade".into()),
+                        host,
+                        budget,
+                        false,
+                    );
+                    used += out.instructions;
+                    instructions += out.instructions;
+                    self.log(&id, &out.host.logs);
+                    if let Err(trap) = &out.result {
+                        self.charge(&id, instructions);
+                        return Err(trap_reject(&id, trap));
+                    }
+                    let mut stable = c.stable.clone();
+                    let s = std::mem::replace(
+                        &mut out.host.stable,
+                        StableMemory::new(Arc::default(), 0),
+                    );
+                    let pages = s.commit(&mut stable);
+                    (stable, pages, out.host.balance)
+                } else {
+                    (c.stable.clone(), c.stable_pages, c.cycles)
+                }
+            }
+        };
+        let c = self.canister(&id)?;
+        let heap = Heap::initial(&module);
+        let entry = match mode {
+            CanisterInstallMode::Upgrade(_) => "canister_post_upgrade",
+            _ => "canister_init",
+        };
+        let mut host = self.host_for(c, ApiType::Init, sender);
+        host.stable = StableMemory::new(stable.clone(), stable_pages);
+        host.balance = balance;
+        host.arg = arg;
+        host.global_timer = 0;
+        host.certified_data = Vec::new();
+        host.canister_version = c.version + 1;
+        let (heap, host) = if module.exports(entry) {
+            let out = execute(
+                &module,
+                &heap,
+                &Entry::Export(entry.into()),
+                host,
+                budget - used,
+                true,
+            );
+            instructions += out.instructions;
+            self.log(&id, &out.host.logs);
+            match out.result {
+                Err(trap) => {
+                    self.charge(&id, instructions);
+                    return Err(trap_reject(&id, &trap));
+                }
+                Ok(new_heap) => (new_heap.expect("heap kept"), out.host),
+            }
+        } else {
+            (heap, host)
+        };
+        let now = self.time;
+        let mut stable_map = stable;
+        let pages = host.stable.commit(&mut stable_map);
+        let c = self.canisters.get_mut(&id).expect("checked");
+        let deployment = match mode {
+            CanisterInstallMode::Install => mgmt::CodeDeploymentMode::Install,
+            CanisterInstallMode::Reinstall => mgmt::CodeDeploymentMode::Reinstall,
+            CanisterInstallMode::Upgrade(_) => mgmt::CodeDeploymentMode::Upgrade,
+        };
+        c.heap = heap;
+        c.stable = stable_map;
+        c.stable_pages = pages;
+        c.cycles = host.balance;
+        c.global_timer = host.global_timer;
+        c.certified_data = host.certified_data;
+        c.version += 1;
+        c.module = Some(module.clone());
+        c.record_change(
+            now,
+            sender,
+            ChangeDetails::CodeDeployment(mgmt::CodeDeploymentRecord {
+                mode: deployment,
+                module_hash: module.hash.to_vec(),
+            }),
+        );
+        self.charge(&id, instructions);
+        Ok(())
+    }
+
+    fn log(&self, id: &Principal, logs: &[String]) {
+        if self.print_logs {
+            for line in logs {
+                eprintln!("[Canister {id}] {line}");
+            }
+        }
+    }
+
+    fn charge(&mut self, id: &Principal, instructions: u64) {
+        if let Some(c) = self.canisters.get_mut(id) {
+            c.instructions_total += instructions;
+            c.cycles = c.cycles.saturating_sub(costs::execution_fee(instructions));
+        }
+    }
+
+    /// Removes code and state; open call contexts are rejected and callbacks forgotten
+    /// (interface spec, "IC method uninstall_code").
+    pub(crate) fn uninstall(&mut self, sender: Principal, id: Principal) {
+        let now = self.time;
+        let c = self.canisters.get_mut(&id).expect("checked by caller");
+        c.module = None;
+        c.heap = Heap::default();
+        c.stable = Arc::new(PageMap::default());
+        c.stable_pages = 0;
+        c.global_timer = 0;
+        c.certified_data.clear();
+        c.callbacks.clear();
+        c.version += 1;
+        c.record_change(now, sender, ChangeDetails::CodeUninstall);
+        let contexts = std::mem::take(&mut c.contexts);
+        for ctx in contexts.into_values() {
+            if !ctx.replied {
+                let e = RejectResponse::new(
+                    ErrorCode::CanisterRejectedMessage,
+                    "Canister has been uninstalled.",
+                );
+                self.respond(id, ctx.origin, Err(e), ctx.available);
+            }
+        }
+    }
+
+    fn take_snapshot(
+        &mut self,
+        sender: Principal,
+        args: &mgmt::TakeCanisterSnapshotArgs,
+    ) -> Result<mgmt::Snapshot, RejectResponse> {
+        let c = self.controlled(&args.canister_id, &sender)?;
+        if let Some(old) = &args.replace_snapshot {
+            if !c.snapshots.iter().any(|s| &s.id == old) {
+                return Err(snapshot_not_found(&args.canister_id, old));
+            }
+        } else if c.snapshots.len() >= MAX_SNAPSHOTS {
+            return Err(rejected(format!(
+                "Canister {} has reached the maximum number of snapshots allowed: {MAX_SNAPSHOTS}.",
+                args.canister_id
+            )));
+        }
+        let local = self.next_snapshot;
+        self.next_snapshot += 1;
+        let mut id = local.to_be_bytes().to_vec();
+        id.extend_from_slice(args.canister_id.as_slice());
+        let now = self.time;
+        let c = self.canisters.get_mut(&args.canister_id).expect("checked");
+        let size = c.heap.size_bytes as u64
+            + c.stable_pages * crate::module::WASM_PAGE_SIZE
+            + c.module.as_ref().map_or(0, |m| m.wasm_len as u64);
+        let snap = SnapshotData {
+            id,
+            taken_at: now,
+            module: c.module.clone(),
+            heap: c.heap.clone(),
+            stable: c.stable.clone(),
+            stable_pages: c.stable_pages,
+            certified_data: c.certified_data.clone(),
+            global_timer: c.global_timer,
+            size,
+        };
+        if let Some(old) = &args.replace_snapshot {
+            c.snapshots.retain(|s| &s.id != old);
+        }
+        let info = snapshot_info(&snap);
+        c.snapshots.push(snap);
+        if args.uninstall_code == Some(true) {
+            self.uninstall(sender, args.canister_id);
+        }
+        Ok(info)
+    }
+
+    fn load_snapshot(
+        &mut self,
+        sender: Principal,
+        id: Principal,
+        snapshot_id: &[u8],
+    ) -> Result<(), RejectResponse> {
+        let c = self.controlled(&id, &sender)?;
+        let snap = c
+            .snapshots
+            .iter()
+            .find(|s| s.id == snapshot_id)
+            .cloned()
+            .ok_or_else(|| snapshot_not_found(&id, snapshot_id))?;
+        let now = self.time;
+        let c = self.canisters.get_mut(&id).expect("checked");
+        c.module = snap.module;
+        c.heap = snap.heap;
+        c.stable = snap.stable;
+        c.stable_pages = snap.stable_pages;
+        c.certified_data = snap.certified_data;
+        c.global_timer = snap.global_timer;
+        c.version += 1;
+        let version = c.version;
+        c.record_change(
+            now,
+            sender,
+            ChangeDetails::LoadSnapshot(mgmt::LoadSnapshotRecord {
+                from_canister_id: None,
+                snapshot_id: snapshot_id.to_vec(),
+                canister_version: version,
+                taken_at_timestamp: snap.taken_at,
+                source: mgmt::SnapshotSource::TakenFromCanister(candid::Reserved),
+            }),
+        );
+        Ok(())
+    }
+}
+
+pub(crate) fn snapshot_info(s: &SnapshotData) -> mgmt::Snapshot {
+    mgmt::Snapshot {
+        id: s.id.clone(),
+        taken_at_timestamp: s.taken_at,
+        total_size: s.size,
+    }
+}
+
+fn snapshot_not_found(canister: &Principal, id: &[u8]) -> RejectResponse {
+    RejectResponse::new(
+        ErrorCode::CanisterSnapshotNotFound,
+        format!(
+            "Could not find the snapshot ID {} for canister {canister}",
+            hex(id)
+        ),
+    )
+}
+
+fn not_controller(c: &Canister, sender: &Principal) -> RejectResponse {
+    let list: Vec<String> = c.settings.controllers.iter().map(|p| p.to_text()).collect();
+    RejectResponse::new(
+        ErrorCode::CanisterInvalidController,
+        format!(
+            "Only the controllers of the canister {} can control it.\nCanister's controllers: {}\nSender's ID: {sender}",
+            c.id,
+            list.join(" ")
+        ),
+    )
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Validates all requested settings, then applies them (all or nothing).
+pub(crate) fn apply_settings(
+    s: &mut Settings,
+    requested: &CanisterSettings,
+) -> Result<(), RejectResponse> {
+    let mut next = s.clone();
+    if let Some(controllers) = &requested.controllers {
+        if controllers.len() > MAX_CONTROLLERS {
+            return Err(RejectResponse::new(
+                ErrorCode::InvalidManagementPayload,
+                format!("Invalid settings: 'controllers' length exceeds maximum size allowed of {MAX_CONTROLLERS}."),
+            ));
+        }
+        let mut unique = controllers.clone();
+        unique.sort();
+        unique.dedup();
+        next.controllers = unique;
+    }
+    if let Some(n) = &requested.compute_allocation {
+        let v = nat_u64(n, "compute_allocation")?;
+        if v > 100 {
+            return Err(RejectResponse::new(
+                ErrorCode::InvalidManagementPayload,
+                "Invalid settings: compute_allocation must be between 0 and 100",
+            ));
+        }
+        next.compute_allocation = v;
+    }
+    if let Some(n) = &requested.memory_allocation {
+        next.memory_allocation = nat_u64(n, "memory_allocation")?;
+    }
+    if let Some(n) = &requested.freezing_threshold {
+        next.freezing_threshold = nat_u64(n, "freezing_threshold")?;
+    }
+    if let Some(n) = &requested.reserved_cycles_limit {
+        next.reserved_cycles_limit = u128::try_from(&n.0).unwrap_or(u128::MAX);
+    }
+    if let Some(v) = &requested.log_visibility {
+        next.log_visibility = v.clone();
+    }
+    if let Some(n) = &requested.wasm_memory_limit {
+        next.wasm_memory_limit = nat_u64(n, "wasm_memory_limit")?;
+    }
+    if let Some(n) = &requested.wasm_memory_threshold {
+        next.wasm_memory_threshold = nat_u64(n, "wasm_memory_threshold")?;
+    }
+    if let Some(n) = &requested.log_memory_limit {
+        next.log_memory_limit = nat_u64(n, "log_memory_limit")?;
+    }
+    if let Some(vars) = &requested.environment_variables {
+        let mut v: Vec<(String, String)> = vars
+            .iter()
+            .map(|e| (e.name.clone(), e.value.clone()))
+            .collect();
+        v.sort();
+        v.dedup_by(|a, b| a.0 == b.0);
+        next.environment_variables = v;
+    }
+    *s = next;
+    Ok(())
+}
+
+pub(crate) fn status_of(c: &Canister) -> mgmt::CanisterStatusResult {
+    let s = &c.settings;
+    let stable = c.stable_pages * crate::module::WASM_PAGE_SIZE;
+    let wasm = c.module.as_ref().map_or(0, |m| m.wasm_len as u64);
+    let chunks: usize = c.chunks.values().map(Vec::len).sum();
+    let snapshots: u64 = c.snapshots.iter().map(|s| s.size).sum();
+    mgmt::CanisterStatusResult {
+        status: match c.status {
+            Status::Running => mgmt::CanisterStatusType::Running,
+            Status::Stopping => mgmt::CanisterStatusType::Stopping,
+            Status::Stopped => mgmt::CanisterStatusType::Stopped,
+        },
+        ready_for_migration: false,
+        version: c.version,
+        settings: mgmt::DefiniteCanisterSettings {
+            controllers: s.controllers.clone(),
+            compute_allocation: Nat::from(s.compute_allocation),
+            memory_allocation: Nat::from(s.memory_allocation),
+            freezing_threshold: Nat::from(s.freezing_threshold),
+            reserved_cycles_limit: Nat::from(s.reserved_cycles_limit),
+            log_visibility: s.log_visibility.clone(),
+            log_memory_limit: Nat::from(s.log_memory_limit),
+            wasm_memory_limit: Nat::from(s.wasm_memory_limit),
+            wasm_memory_threshold: Nat::from(s.wasm_memory_threshold),
+            environment_variables: s
+                .environment_variables
+                .iter()
+                .map(|(name, value)| mgmt::EnvironmentVariable {
+                    name: name.clone(),
+                    value: value.clone(),
+                })
+                .collect(),
+        },
+        module_hash: c.module.as_ref().map(|m| m.hash.to_vec()),
+        memory_size: Nat::from(c.memory_bytes()),
+        memory_metrics: mgmt::MemoryMetrics {
+            wasm_memory_size: Nat::from(c.heap.size_bytes as u64),
+            stable_memory_size: Nat::from(stable),
+            global_memory_size: Nat::from(c.heap.globals.len() as u64 * 8),
+            wasm_binary_size: Nat::from(wasm),
+            custom_sections_size: Nat::from(0u64),
+            canister_history_size: Nat::from(c.history.len() as u64 * 64),
+            wasm_chunk_store_size: Nat::from(chunks as u64),
+            snapshots_size: Nat::from(snapshots),
+            log_memory_store_size: Nat::from(0u64),
+        },
+        cycles: Nat::from(c.cycles),
+        reserved_cycles: Nat::from(0u64),
+        idle_cycles_burned_per_day: Nat::from(costs::freezing_reserve(c.memory_bytes(), 86_400)),
+        query_stats: mgmt::QueryStats {
+            num_calls_total: Nat::from(0u64),
+            num_instructions_total: Nat::from(0u64),
+            request_payload_bytes_total: Nat::from(0u64),
+            response_payload_bytes_total: Nat::from(0u64),
+        },
+    }
+}
+
+/// Whether a reply-to is a canister (for cycles accounting in callers).
+#[allow(dead_code)]
+pub(crate) fn is_canister_reply(r: &ReplyTo) -> bool {
+    matches!(r, ReplyTo::Callback { .. })
+}

@@ -1,0 +1,1142 @@
+//! The simulated subnet: canisters, call contexts and callbacks, the message queue, rounds.
+//!
+//! Messages produced in a round are queued and delivered in a later round (interface spec,
+//! "Abstract behavior": message passing is asynchronous). Each delivery is one atomic
+//! execution; its effects (state, outgoing calls, response) are committed only when it does
+//! not trap.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+
+use candid::Principal;
+use ic_management_canister_types::{Change, LogVisibility};
+
+use crate::costs;
+use crate::errors::{ErrorCode, RejectCode, RejectResponse};
+use crate::exec::{execute, Entry, Heap, Outcome};
+use crate::memory::{PageMap, StableMemory, MAX_STABLE_BYTES};
+use crate::module::{CanisterModule, MethodKind, WASM_PAGE_SIZE};
+use crate::system_api::{ApiType, Host, HostTrap, IdleParams, Response};
+
+/// Default cycles of a canister created through the provisional API (`create_canister` of
+/// [`crate::IcSim`]), as the replica's `default_provisional_cycles_balance`.
+pub const DEFAULT_PROVISIONAL_CYCLES: u128 = 100_000_000_000_000;
+/// Default freezing threshold: 30 days (interface spec, "Canister settings").
+pub(crate) const DEFAULT_FREEZING_THRESHOLD: u64 = 2_592_000;
+/// Stop requests fail after 5 minutes (IC configuration `stop_canister_timeout_duration`).
+pub(crate) const STOP_TIMEOUT_NANOS: u64 = 5 * 60 * 1_000_000_000;
+
+/// Tunable limits of the simulated subnet.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Instructions per update message, callback, timer or heartbeat (IC: 40B).
+    pub update_instructions: u64,
+    /// Instructions per code installation, pre- and post-upgrade together (IC: 300B).
+    pub install_instructions: u64,
+    /// Instructions per query or inspect_message (IC: 5B).
+    pub query_instructions: u64,
+    /// Rounds `update_call`/`await_call` wait for a response before giving up.
+    pub max_rounds_per_call: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            update_instructions: 40_000_000_000,
+            install_instructions: 300_000_000_000,
+            query_instructions: 5_000_000_000,
+            max_rounds_per_call: 1_000,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Status {
+    Running,
+    Stopping,
+    Stopped,
+}
+
+/// Where a response goes.
+#[derive(Clone, Debug)]
+pub(crate) enum ReplyTo {
+    Ingress(u64),
+    Callback {
+        canister: Principal,
+        callback: u64,
+        best_effort: bool,
+    },
+    /// System tasks (timer, heartbeat) have nobody to answer.
+    Nobody,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct CallContext {
+    pub origin: ReplyTo,
+    pub caller: Principal,
+    pub replied: bool,
+    pub available: u128,
+    pub outstanding: u32,
+    pub instructions: u64,
+    pub deadline: u64,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Callback {
+    pub context: u64,
+    pub reply: (u32, u32),
+    pub reject: (u32, u32),
+    pub cleanup: Option<(u32, u32)>,
+    pub deadline: Option<u64>,
+}
+
+/// Fault injection on one canister (see the crate docs).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Faults {
+    pub reject_next: u32,
+    pub reject_code: Option<RejectCode>,
+    pub hold_open: bool,
+}
+
+/// Fault injection on responses sent by one principal (canister or management canister).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ResponseFaults {
+    pub drop_next: u32,
+    pub delay_next: u32,
+    pub delay_rounds: u64,
+}
+
+#[derive(Clone)]
+pub(crate) struct SnapshotData {
+    pub id: Vec<u8>,
+    pub taken_at: u64,
+    pub module: Option<Arc<CanisterModule>>,
+    pub heap: Heap,
+    pub stable: Arc<PageMap>,
+    pub stable_pages: u64,
+    pub certified_data: Vec<u8>,
+    pub global_timer: u64,
+    pub size: u64,
+}
+
+#[derive(Clone)]
+pub(crate) struct Settings {
+    pub controllers: Vec<Principal>,
+    pub compute_allocation: u64,
+    pub memory_allocation: u64,
+    pub freezing_threshold: u64,
+    pub reserved_cycles_limit: u128,
+    pub log_visibility: LogVisibility,
+    pub wasm_memory_limit: u64,
+    pub wasm_memory_threshold: u64,
+    pub log_memory_limit: u64,
+    pub environment_variables: Vec<(String, String)>,
+}
+
+impl Settings {
+    pub fn new(controllers: Vec<Principal>) -> Self {
+        Settings {
+            controllers,
+            compute_allocation: 0,
+            memory_allocation: 0,
+            freezing_threshold: DEFAULT_FREEZING_THRESHOLD,
+            reserved_cycles_limit: 5_000_000_000_000,
+            log_visibility: LogVisibility::Controllers,
+            wasm_memory_limit: 3 << 30,
+            wasm_memory_threshold: 0,
+            log_memory_limit: 4096,
+            environment_variables: Vec::new(),
+        }
+    }
+}
+
+pub(crate) struct Canister {
+    pub id: Principal,
+    pub settings: Settings,
+    pub status: Status,
+    pub stop_requests: Vec<(ReplyTo, u64)>,
+    pub cycles: u128,
+    pub module: Option<Arc<CanisterModule>>,
+    pub heap: Heap,
+    pub stable: Arc<PageMap>,
+    pub stable_pages: u64,
+    pub global_timer: u64,
+    pub certified_data: Vec<u8>,
+    pub version: u64,
+    pub contexts: BTreeMap<u64, CallContext>,
+    pub callbacks: HashMap<u64, Callback>,
+    pub chunks: BTreeMap<[u8; 32], Vec<u8>>,
+    pub snapshots: Vec<SnapshotData>,
+    pub history: Vec<Change>,
+    pub total_changes: u64,
+    pub instructions_total: u64,
+    pub faults: Faults,
+}
+
+impl Canister {
+    pub fn new(id: Principal, settings: Settings, cycles: u128) -> Self {
+        Canister {
+            id,
+            settings,
+            status: Status::Running,
+            stop_requests: Vec::new(),
+            cycles,
+            module: None,
+            heap: Heap::default(),
+            stable: Arc::new(PageMap::default()),
+            stable_pages: 0,
+            global_timer: 0,
+            certified_data: Vec::new(),
+            version: 0,
+            contexts: BTreeMap::new(),
+            callbacks: HashMap::new(),
+            chunks: BTreeMap::new(),
+            snapshots: Vec::new(),
+            history: Vec::new(),
+            total_changes: 0,
+            instructions_total: 0,
+            faults: Faults::default(),
+        }
+    }
+
+    /// Memory the canister is charged for: heap, stable memory, module, chunks, snapshots.
+    pub fn memory_bytes(&self) -> u64 {
+        let module = self.module.as_ref().map_or(0, |m| m.wasm_len as u64);
+        let chunks: usize = self.chunks.values().map(Vec::len).sum();
+        let snapshots: u64 = self.snapshots.iter().map(|s| s.size).sum();
+        self.heap.size_bytes as u64
+            + self.stable_pages * WASM_PAGE_SIZE
+            + module
+            + chunks as u64
+            + snapshots
+    }
+
+    /// Cycles the canister must keep; below them it is frozen.
+    pub fn freezing_reserve(&self) -> u128 {
+        costs::freezing_reserve(self.memory_bytes(), self.settings.freezing_threshold)
+    }
+
+    pub fn is_frozen(&self) -> bool {
+        self.cycles < self.freezing_reserve() + costs::UPDATE_MESSAGE_FEE
+    }
+
+    pub fn open_call_contexts(&self) -> usize {
+        self.contexts.len() + usize::from(self.faults.hold_open)
+    }
+
+    pub fn status_code(&self) -> u32 {
+        match self.status {
+            Status::Running => 1,
+            Status::Stopping => 2,
+            Status::Stopped => 3,
+        }
+    }
+
+    pub fn record_change(
+        &mut self,
+        time: u64,
+        origin: Principal,
+        details: ic_management_canister_types::ChangeDetails,
+    ) {
+        use ic_management_canister_types::{ChangeOrigin, FromCanisterRecord, FromUserRecord};
+        let origin = if is_canister_id(&origin) {
+            ChangeOrigin::FromCanister(FromCanisterRecord {
+                canister_id: origin,
+                canister_version: None,
+            })
+        } else {
+            ChangeOrigin::FromUser(FromUserRecord { user_id: origin })
+        };
+        self.total_changes += 1;
+        self.history.push(Change {
+            timestamp_nanos: time,
+            canister_version: self.version,
+            origin,
+            details: Some(details),
+        });
+        // The IC keeps the 20 most recent changes (interface spec, "IC method canister_info").
+        if self.history.len() > 20 {
+            self.history.remove(0);
+        }
+    }
+}
+
+/// Canister ids end in 0x01 (opaque ids, interface spec "Principals").
+pub(crate) fn is_canister_id(p: &Principal) -> bool {
+    let bytes = p.as_slice();
+    bytes.len() == 10 && bytes[9] == 0x01
+}
+
+pub(crate) fn canister_id_from_u64(n: u64) -> Principal {
+    let mut bytes = n.to_be_bytes().to_vec();
+    bytes.extend_from_slice(&[0x01, 0x01]);
+    Principal::from_slice(&bytes)
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Request {
+    pub sender: Principal,
+    pub receiver: Principal,
+    pub method: String,
+    pub arg: Vec<u8>,
+    pub cycles: u128,
+    pub reply_to: ReplyTo,
+    pub deadline: u64,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct ResponseMsg {
+    pub receiver: Principal,
+    pub callback: u64,
+    pub result: Result<Vec<u8>, RejectResponse>,
+    pub refund: u128,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) enum Message {
+    Request(Request),
+    Response(ResponseMsg),
+}
+
+pub(crate) struct Sim {
+    pub limits: Limits,
+    pub print_logs: bool,
+    pub time: u64,
+    pub round: u64,
+    pub subnet: Principal,
+    pub canisters: BTreeMap<Principal, Canister>,
+    pub queue: VecDeque<Message>,
+    pub delayed: Vec<(u64, Message)>,
+    pub ingress: HashMap<u64, Option<Result<Vec<u8>, RejectResponse>>>,
+    pub next_ingress: u64,
+    pub next_canister: u64,
+    pub next_callback: u64,
+    pub next_context: u64,
+    pub next_snapshot: u64,
+    pub rand_counter: u64,
+    pub response_faults: HashMap<Principal, ResponseFaults>,
+    /// Best-effort callbacks with their deadline: (deadline, canister, callback).
+    pub best_effort: Vec<(u64, Principal, u64)>,
+}
+
+/// The candid encoding of `()`.
+pub(crate) fn empty_reply() -> Vec<u8> {
+    candid::encode_args(()).expect("encoding ()")
+}
+
+/// The reject a trap turns into (interface spec, "Reject codes": CANISTER_ERROR), with the
+/// replica's message shapes.
+pub(crate) fn trap_reject(canister: &Principal, trap: &HostTrap) -> RejectResponse {
+    let message = match trap.code {
+        ErrorCode::CanisterCalledTrap => format!(
+            "Error from Canister {canister}: Canister called `ic0.trap` with message: '{}'.",
+            trap.message
+        ),
+        ErrorCode::CanisterContractViolation => format!(
+            "Error from Canister {canister}: Canister violated contract: {}.",
+            trap.message
+        ),
+        _ => format!("Error from Canister {canister}: {}.", trap.message),
+    };
+    RejectResponse::new(trap.code, message)
+}
+
+impl Sim {
+    pub fn new(limits: Limits, time: u64, print_logs: bool) -> Self {
+        Sim {
+            limits,
+            print_logs,
+            time,
+            round: 0,
+            subnet: Principal::self_authenticating(b"ic_sim application subnet"),
+            canisters: BTreeMap::new(),
+            queue: VecDeque::new(),
+            delayed: Vec::new(),
+            ingress: HashMap::new(),
+            next_ingress: 0,
+            next_canister: 0,
+            next_callback: 0,
+            next_context: 0,
+            next_snapshot: 0,
+            rand_counter: 0,
+            response_faults: HashMap::new(),
+            best_effort: Vec::new(),
+        }
+    }
+
+    pub fn canister(&self, id: &Principal) -> Result<&Canister, RejectResponse> {
+        self.canisters.get(id).ok_or_else(|| {
+            RejectResponse::new(
+                ErrorCode::CanisterNotFound,
+                format!("Canister {id} not found"),
+            )
+        })
+    }
+
+    pub fn new_canister_id(&mut self) -> Principal {
+        loop {
+            let id = canister_id_from_u64(self.next_canister);
+            self.next_canister += 1;
+            if !self.canisters.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    /// The host state for an execution on canister `c`.
+    pub fn host_for(&self, c: &Canister, api: ApiType, caller: Principal) -> Host {
+        let mut h = Host::new(IdleParams);
+        h.api = api;
+        h.canister_id = c.id;
+        h.caller = caller;
+        h.balance = c.cycles;
+        h.frozen_reserve = c.freezing_reserve();
+        h.time = self.time;
+        h.canister_version = c.version;
+        h.status = c.status_code();
+        h.controllers = c.settings.controllers.clone();
+        h.subnet = self.subnet;
+        h.stable = StableMemory::new(c.stable.clone(), c.stable_pages);
+        h.max_stable_pages = MAX_STABLE_BYTES / WASM_PAGE_SIZE;
+        h.global_timer = c.global_timer;
+        h.certified_data = c.certified_data.clone();
+        h.env_vars = c.settings.environment_variables.clone();
+        h
+    }
+
+    fn print(&self, canister: &Principal, logs: &[String]) {
+        if self.print_logs {
+            for line in logs {
+                eprintln!("[Canister {canister}] {line}");
+            }
+        }
+    }
+
+    /// Commits a successful execution's state to the canister (heap, stable memory, cycles,
+    /// timer, certified data) and charges for it; a failed one is only charged.
+    fn settle(&mut self, id: &Principal, out: &mut Outcome, persist: bool) {
+        self.print(id, &out.host.logs);
+        let Some(c) = self.canisters.get_mut(id) else {
+            return;
+        };
+        c.instructions_total += out.instructions;
+        let fee = costs::execution_fee(out.instructions);
+        match &mut out.result {
+            Ok(heap) if persist => {
+                if let Some(heap) = heap.take() {
+                    c.heap = heap;
+                }
+                let stable = std::mem::replace(
+                    &mut out.host.stable,
+                    StableMemory::new(Arc::new(PageMap::default()), 0),
+                );
+                c.stable_pages = stable.commit(&mut c.stable);
+                c.cycles = out.host.balance;
+                c.global_timer = out.host.global_timer;
+                c.certified_data = std::mem::take(&mut out.host.certified_data);
+                c.version += 1;
+            }
+            _ => {}
+        }
+        c.cycles = c.cycles.saturating_sub(fee);
+    }
+
+    // ---------------------------------------------------------------- rounds
+
+    /// One round: system tasks, then every message queued before the round, then expired
+    /// deadlines and pending stops.
+    pub fn tick(&mut self) {
+        self.round += 1;
+        self.run_system_tasks();
+        let mut batch: Vec<Message> = self.queue.drain(..).collect();
+        let round = self.round;
+        let mut still = Vec::new();
+        for (at, m) in std::mem::take(&mut self.delayed) {
+            if at <= round {
+                batch.push(m);
+            } else {
+                still.push((at, m));
+            }
+        }
+        self.delayed = still;
+        for message in batch {
+            match message {
+                Message::Request(r) => self.deliver_request(r),
+                Message::Response(r) => self.deliver_response(r),
+            }
+        }
+        self.expire_best_effort();
+        self.progress_stops();
+    }
+
+    fn run_system_tasks(&mut self) {
+        let now = self.time;
+        let due: Vec<(Principal, bool, bool)> = self
+            .canisters
+            .values()
+            .filter(|c| c.status == Status::Running && c.module.is_some())
+            .filter_map(|c| {
+                let m = c.module.as_ref()?;
+                let heartbeat = m.exports("canister_heartbeat");
+                let timer = c.global_timer != 0 && c.global_timer <= now;
+                (heartbeat || timer).then_some((c.id, heartbeat, timer))
+            })
+            .collect();
+        for (id, heartbeat, timer) in due {
+            if heartbeat {
+                self.run_system_task(id, "canister_heartbeat");
+            }
+            if timer {
+                // The timer is deactivated before its handler runs (interface spec, "Global
+                // timer").
+                if let Some(c) = self.canisters.get_mut(&id) {
+                    c.global_timer = 0;
+                }
+                let exported = self.canisters[&id]
+                    .module
+                    .as_ref()
+                    .is_some_and(|m| m.exports("canister_global_timer"));
+                if exported {
+                    self.run_system_task(id, "canister_global_timer");
+                }
+            }
+        }
+    }
+
+    fn run_system_task(&mut self, id: Principal, export: &str) {
+        let c = &self.canisters[&id];
+        if c.is_frozen() {
+            return;
+        }
+        let module = c.module.clone().expect("checked by caller");
+        let ctx_id = self.new_context(
+            id,
+            CallContext {
+                origin: ReplyTo::Nobody,
+                caller: Principal::management_canister(),
+                replied: false,
+                available: 0,
+                outstanding: 0,
+                instructions: 0,
+                deadline: 0,
+            },
+        );
+        let c = &self.canisters[&id];
+        let host = self.host_for(c, ApiType::SystemTask, Principal::management_canister());
+        let out = execute(
+            &module,
+            &c.heap,
+            &Entry::Export(export.to_string()),
+            host,
+            self.limits.update_instructions,
+            true,
+        );
+        self.finish(id, ctx_id, out, true, None);
+    }
+
+    fn new_context(&mut self, canister: Principal, ctx: CallContext) -> u64 {
+        let id = self.next_context;
+        self.next_context += 1;
+        self.canisters
+            .get_mut(&canister)
+            .expect("canister exists")
+            .contexts
+            .insert(id, ctx);
+        id
+    }
+
+    /// Routes a response to whoever waits for it, applying response faults of `from`.
+    pub fn respond(
+        &mut self,
+        from: Principal,
+        to: ReplyTo,
+        mut result: Result<Vec<u8>, RejectResponse>,
+        refund: u128,
+    ) {
+        match to {
+            ReplyTo::Nobody => {}
+            ReplyTo::Ingress(id) => {
+                self.ingress.insert(id, Some(result));
+            }
+            ReplyTo::Callback {
+                canister,
+                callback,
+                best_effort,
+            } => {
+                let mut delay = None;
+                if let Some(f) = self.response_faults.get_mut(&from) {
+                    if f.drop_next > 0 {
+                        f.drop_next -= 1;
+                        if !best_effort {
+                            // A guaranteed response that is lost leaves the callback waiting.
+                            return;
+                        }
+                        result = Err(RejectResponse::new(
+                            ErrorCode::ResponseDropped,
+                            "Response dropped",
+                        ));
+                    } else if f.delay_next > 0 {
+                        f.delay_next -= 1;
+                        delay = Some(f.delay_rounds);
+                    }
+                }
+                let msg = Message::Response(ResponseMsg {
+                    receiver: canister,
+                    callback,
+                    result,
+                    refund,
+                });
+                match delay {
+                    Some(rounds) => self.delayed.push((self.round + rounds.max(1), msg)),
+                    None => self.queue.push_back(msg),
+                }
+            }
+        }
+    }
+
+    /// Checks that `receiver` can take a message now.
+    fn admit(&mut self, receiver: &Principal) -> Result<Arc<CanisterModule>, RejectResponse> {
+        let c = self.canisters.get_mut(receiver).ok_or_else(|| {
+            RejectResponse::new(
+                ErrorCode::CanisterNotFound,
+                format!("Canister {receiver} not found"),
+            )
+        })?;
+        if c.faults.reject_next > 0 {
+            c.faults.reject_next -= 1;
+            let code = c.faults.reject_code.unwrap_or(RejectCode::SysTransient);
+            let error = match code {
+                RejectCode::SysFatal | RejectCode::SysTransient => ErrorCode::CanisterQueueFull,
+                RejectCode::DestinationInvalid => ErrorCode::CanisterNotFound,
+                RejectCode::CanisterReject => ErrorCode::CanisterRejectedMessage,
+                RejectCode::CanisterError => ErrorCode::CanisterTrapped,
+                RejectCode::SysUnknown => ErrorCode::DeadlineExpired,
+            };
+            let mut r = RejectResponse::new(
+                error,
+                format!("Injected fault: canister {receiver} rejects this call"),
+            );
+            r.reject_code = code;
+            return Err(r);
+        }
+        match c.status {
+            Status::Stopping => {
+                return Err(RejectResponse::new(
+                    ErrorCode::CanisterStopping,
+                    format!("Canister {receiver} is stopping"),
+                ))
+            }
+            Status::Stopped => {
+                return Err(RejectResponse::new(
+                    ErrorCode::CanisterStopped,
+                    format!("Canister {receiver} is stopped"),
+                ))
+            }
+            Status::Running => {}
+        }
+        let module = c.module.clone().ok_or_else(|| {
+            RejectResponse::new(
+                ErrorCode::CanisterWasmModuleNotFound,
+                format!("Error from Canister {receiver}: Attempted to execute a message, but the canister contains no Wasm module."),
+            )
+        })?;
+        if c.is_frozen() {
+            return Err(RejectResponse::new(
+                ErrorCode::CanisterOutOfCycles,
+                format!(
+                    "Canister {receiver} is out of cycles: please top up the canister with at least {} additional cycles",
+                    (c.freezing_reserve() + costs::UPDATE_MESSAGE_FEE).saturating_sub(c.cycles)
+                ),
+            ));
+        }
+        Ok(module)
+    }
+
+    pub fn deliver_request(&mut self, req: Request) {
+        if req.receiver == Principal::management_canister() {
+            self.deliver_management(req);
+            return;
+        }
+        let module = match self.admit(&req.receiver) {
+            Ok(m) => m,
+            Err(e) => return self.respond(req.receiver, req.reply_to, Err(e), req.cycles),
+        };
+        let (export, api) = match module.methods.get(&req.method) {
+            Some(MethodKind::Update) => {
+                (format!("canister_update {}", req.method), ApiType::Update)
+            }
+            Some(MethodKind::Query) => (
+                format!("canister_query {}", req.method),
+                ApiType::ReplicatedQuery,
+            ),
+            Some(MethodKind::CompositeQuery) => {
+                let e = RejectResponse::new(
+                    ErrorCode::CompositeQueryCalledInReplicatedMode,
+                    format!("Error from Canister {}: Composite query cannot be called in replicated mode", req.receiver),
+                );
+                return self.respond(req.receiver, req.reply_to, Err(e), req.cycles);
+            }
+            None => {
+                let e = RejectResponse::new(
+                    ErrorCode::CanisterMethodNotFound,
+                    format!(
+                        "Error from Canister {}: Canister has no update method '{}'.",
+                        req.receiver, req.method
+                    ),
+                );
+                return self.respond(req.receiver, req.reply_to, Err(e), req.cycles);
+            }
+        };
+        let ctx_id = self.new_context(
+            req.receiver,
+            CallContext {
+                origin: req.reply_to,
+                caller: req.sender,
+                replied: false,
+                available: req.cycles,
+                outstanding: 0,
+                instructions: 0,
+                deadline: req.deadline,
+            },
+        );
+        let c = &self.canisters[&req.receiver];
+        let mut host = self.host_for(c, api, req.sender);
+        host.arg = req.arg;
+        host.cycles_available = req.cycles;
+        host.deadline = req.deadline;
+        let persist = api == ApiType::Update;
+        let out = execute(
+            &module,
+            &c.heap,
+            &Entry::Export(export),
+            host,
+            self.limits.update_instructions,
+            persist,
+        );
+        self.finish(req.receiver, ctx_id, out, persist, None);
+    }
+
+    pub fn deliver_response(&mut self, resp: ResponseMsg) {
+        let id = resp.receiver;
+        let Some(c) = self.canisters.get_mut(&id) else {
+            return;
+        };
+        c.cycles += resp.refund;
+        let Some(cb) = c.callbacks.remove(&resp.callback) else {
+            return;
+        };
+        let Some(ctx) = c.contexts.get_mut(&cb.context) else {
+            return;
+        };
+        ctx.outstanding -= 1;
+        let ctx = ctx.clone();
+        let (fun, env) = if resp.result.is_ok() {
+            cb.reply
+        } else {
+            cb.reject
+        };
+        let module = match &c.module {
+            Some(m) if fun != u32::MAX => m.clone(),
+            // No module any more, or a one-way call (`ic0.call_new` with an invalid table
+            // index, as ic-cdk's notify uses): no callback runs.
+            _ => return self.close_if_done(id, cb.context, None),
+        };
+        let (api, arg, code, message) = match resp.result {
+            Ok(bytes) => (ApiType::ReplyCallback, bytes, 0, String::new()),
+            Err(r) => (
+                ApiType::RejectCallback,
+                Vec::new(),
+                r.reject_code as u32,
+                r.reject_message,
+            ),
+        };
+        let c = &self.canisters[&id];
+        let mut host = self.host_for(c, api, ctx.caller);
+        host.arg = arg;
+        host.reject_code = code;
+        host.reject_message = message;
+        host.cycles_refunded = resp.refund;
+        host.cycles_available = ctx.available;
+        host.replied = ctx.replied;
+        host.context_instructions = ctx.instructions;
+        host.deadline = ctx.deadline;
+        let out = execute(
+            &module,
+            &c.heap,
+            &Entry::Table { index: fun, env },
+            host,
+            self.limits.update_instructions,
+            true,
+        );
+        self.finish(id, cb.context, out, true, cb.cleanup);
+    }
+
+    /// Settles an execution within call context `ctx_id`: commits state, sends its calls and
+    /// response, runs the cleanup callback after a trap, and closes the context when done.
+    fn finish(
+        &mut self,
+        id: Principal,
+        ctx_id: u64,
+        mut out: Outcome,
+        persist: bool,
+        cleanup: Option<(u32, u32)>,
+    ) {
+        self.settle(&id, &mut out, persist);
+        let trap = out.result.as_ref().err().cloned();
+        if let Some(c) = self.canisters.get_mut(&id) {
+            if let Some(ctx) = c.contexts.get_mut(&ctx_id) {
+                ctx.instructions += out.instructions;
+            }
+        }
+        match trap {
+            None => {
+                let calls = std::mem::take(&mut out.host.calls);
+                for call in calls {
+                    self.send_call(id, ctx_id, call);
+                }
+                let accepted = out.host.cycles_accepted;
+                let response = out.host.response.take();
+                let Some(c) = self.canisters.get_mut(&id) else {
+                    return;
+                };
+                let Some(ctx) = c.contexts.get_mut(&ctx_id) else {
+                    return;
+                };
+                ctx.available -= accepted.min(ctx.available);
+                if let Some(response) = response {
+                    ctx.replied = true;
+                    let refund = std::mem::take(&mut ctx.available);
+                    let origin = ctx.origin.clone();
+                    let result = match response {
+                        Response::Reply(bytes) => Ok(bytes),
+                        Response::Reject(message) => Err(RejectResponse::canister_reject(message)),
+                    };
+                    self.respond(id, origin, result, refund);
+                }
+                self.close_if_done(id, ctx_id, None);
+            }
+            Some(trap) => {
+                if let Some((fun, env)) = cleanup {
+                    self.run_cleanup(id, ctx_id, fun, env);
+                }
+                let reject = trap_reject(&id, &trap);
+                self.close_if_done(id, ctx_id, Some(reject));
+            }
+        }
+    }
+
+    fn run_cleanup(&mut self, id: Principal, ctx_id: u64, fun: u32, env: u32) {
+        let Some(c) = self.canisters.get(&id) else {
+            return;
+        };
+        let Some(module) = c.module.clone() else {
+            return;
+        };
+        let caller = c.contexts.get(&ctx_id).map_or(id, |ctx| ctx.caller);
+        let host = self.host_for(c, ApiType::Cleanup, caller);
+        let mut out = execute(
+            &module,
+            &c.heap,
+            &Entry::Table { index: fun, env },
+            host,
+            self.limits.update_instructions,
+            true,
+        );
+        self.settle(&id, &mut out, true);
+    }
+
+    fn send_call(&mut self, from: Principal, ctx_id: u64, call: crate::system_api::OutgoingCall) {
+        let callback = self.next_callback;
+        self.next_callback += 1;
+        let deadline = call
+            .timeout_seconds
+            .map(|s| self.time + u64::from(s) * 1_000_000_000);
+        let c = self.canisters.get_mut(&from).expect("caller exists");
+        c.callbacks.insert(
+            callback,
+            Callback {
+                context: ctx_id,
+                reply: call.reply,
+                reject: call.reject,
+                cleanup: call.cleanup,
+                deadline,
+            },
+        );
+        if let Some(ctx) = c.contexts.get_mut(&ctx_id) {
+            ctx.outstanding += 1;
+        }
+        if let Some(d) = deadline {
+            self.best_effort.push((d, from, callback));
+        }
+        self.queue.push_back(Message::Request(Request {
+            sender: from,
+            receiver: call.callee,
+            method: call.method,
+            arg: call.arg,
+            cycles: call.cycles,
+            reply_to: ReplyTo::Callback {
+                canister: from,
+                callback,
+                best_effort: deadline.is_some(),
+            },
+            deadline: deadline.unwrap_or(0),
+        }));
+    }
+
+    /// Closes a call context that has no outstanding calls left. A context closed without a
+    /// response is answered with CANISTER_ERROR (interface spec, "Call context").
+    fn close_if_done(&mut self, id: Principal, ctx_id: u64, trap: Option<RejectResponse>) {
+        let Some(c) = self.canisters.get_mut(&id) else {
+            return;
+        };
+        let Some(ctx) = c.contexts.get(&ctx_id) else {
+            return;
+        };
+        if ctx.outstanding > 0 {
+            return;
+        }
+        let ctx = c.contexts.remove(&ctx_id).expect("present");
+        if !ctx.replied {
+            let reject = trap.unwrap_or_else(|| {
+                RejectResponse::new(
+                    ErrorCode::CanisterDidNotReply,
+                    format!("Error from Canister {id}: Canister did not produce a response."),
+                )
+            });
+            self.respond(id, ctx.origin, Err(reject), ctx.available);
+        }
+    }
+
+    /// Best-effort calls whose deadline passed are answered with SYS_UNKNOWN (interface spec,
+    /// "Best-effort responses").
+    fn expire_best_effort(&mut self) {
+        let now = self.time;
+        let (expired, live): (Vec<_>, Vec<_>) = std::mem::take(&mut self.best_effort)
+            .into_iter()
+            .partition(|(d, _, _)| *d <= now);
+        self.best_effort = live;
+        for (_, canister, callback) in expired {
+            let waiting = self
+                .canisters
+                .get(&canister)
+                .is_some_and(|c| c.callbacks.contains_key(&callback));
+            if waiting {
+                self.queue.push_back(Message::Response(ResponseMsg {
+                    receiver: canister,
+                    callback,
+                    result: Err(RejectResponse::new(
+                        ErrorCode::DeadlineExpired,
+                        "Request timed out.",
+                    )),
+                    refund: 0,
+                }));
+            }
+        }
+    }
+
+    /// Stopping canisters become stopped once no call context is open; stop requests older
+    /// than 5 minutes are rejected with SYS_TRANSIENT and the canister stays stopping.
+    fn progress_stops(&mut self) {
+        let now = self.time;
+        let stopping: Vec<Principal> = self
+            .canisters
+            .values()
+            .filter(|c| c.status == Status::Stopping)
+            .map(|c| c.id)
+            .collect();
+        for id in stopping {
+            let c = self.canisters.get_mut(&id).expect("listed");
+            if c.open_call_contexts() == 0 {
+                c.status = Status::Stopped;
+                c.version += 1;
+                for (reply_to, _) in std::mem::take(&mut c.stop_requests) {
+                    self.respond(
+                        Principal::management_canister(),
+                        reply_to,
+                        Ok(empty_reply()),
+                        0,
+                    );
+                }
+            } else {
+                let (expired, live): (Vec<_>, Vec<_>) = std::mem::take(&mut c.stop_requests)
+                    .into_iter()
+                    .partition(|(_, deadline)| *deadline <= now);
+                c.stop_requests = live;
+                for (reply_to, _) in expired {
+                    let e = RejectResponse::new(
+                        ErrorCode::StopCanisterRequestTimeout,
+                        format!("Stop canister request timed out for canister {id}"),
+                    );
+                    self.respond(Principal::management_canister(), reply_to, Err(e), 0);
+                }
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- ingress and queries
+
+    /// Accepts an ingress message (interface spec, "Request submission"): checks the target
+    /// and runs `canister_inspect_message`, then queues it for the next round.
+    pub fn submit(
+        &mut self,
+        receiver: Principal,
+        sender: Principal,
+        method: &str,
+        arg: Vec<u8>,
+    ) -> Result<u64, RejectResponse> {
+        if receiver == Principal::management_canister() {
+            self.check_management_ingress(sender, method, &arg)?;
+        } else {
+            let c = self.canister(&receiver)?;
+            let module = c.module.clone().ok_or_else(|| {
+                RejectResponse::new(
+                    ErrorCode::CanisterWasmModuleNotFound,
+                    format!("Error from Canister {receiver}: Attempted to execute a message, but the canister contains no Wasm module."),
+                )
+            })?;
+            if c.is_frozen() {
+                return Err(RejectResponse::new(
+                    ErrorCode::CanisterOutOfCycles,
+                    format!("Canister {receiver} is out of cycles"),
+                ));
+            }
+            if module.exports("canister_inspect_message") {
+                let mut host = self.host_for(c, ApiType::InspectMessage, sender);
+                host.method_name = method.to_string();
+                host.arg = arg.clone();
+                let out = execute(
+                    &module,
+                    &c.heap,
+                    &Entry::Export("canister_inspect_message".into()),
+                    host,
+                    self.limits.query_instructions,
+                    false,
+                );
+                self.print(&receiver, &out.host.logs);
+                match out.result {
+                    Err(trap) => return Err(trap_reject(&receiver, &trap)),
+                    Ok(_) if !out.host.accepted_message => {
+                        return Err(RejectResponse::new(
+                            ErrorCode::CanisterRejectedMessage,
+                            format!(
+                                "Error from Canister {receiver}: Canister rejected the message"
+                            ),
+                        ))
+                    }
+                    Ok(_) => {}
+                }
+            }
+        }
+        let id = self.next_ingress;
+        self.next_ingress += 1;
+        self.ingress.insert(id, None);
+        self.queue.push_back(Message::Request(Request {
+            sender,
+            receiver,
+            method: method.to_string(),
+            arg,
+            cycles: 0,
+            reply_to: ReplyTo::Ingress(id),
+            deadline: 0,
+        }));
+        Ok(id)
+    }
+
+    /// A query call: executed at once on the current state, never persisted.
+    pub fn query(
+        &mut self,
+        receiver: Principal,
+        sender: Principal,
+        method: &str,
+        arg: Vec<u8>,
+    ) -> Result<Vec<u8>, RejectResponse> {
+        let c = self.canister(&receiver)?;
+        match c.status {
+            Status::Running => {}
+            Status::Stopping => {
+                return Err(RejectResponse::new(
+                    ErrorCode::CanisterStopping,
+                    format!("Canister {receiver} is stopping"),
+                ))
+            }
+            Status::Stopped => {
+                return Err(RejectResponse::new(
+                    ErrorCode::CanisterStopped,
+                    format!("Canister {receiver} is stopped"),
+                ))
+            }
+        }
+        let module = c.module.clone().ok_or_else(|| {
+            RejectResponse::new(
+                ErrorCode::CanisterWasmModuleNotFound,
+                format!("Error from Canister {receiver}: Attempted to execute a message, but the canister contains no Wasm module."),
+            )
+        })?;
+        let export = match module.methods.get(method) {
+            Some(MethodKind::Query) => format!("canister_query {method}"),
+            Some(MethodKind::CompositeQuery) => return Err(RejectResponse::new(
+                ErrorCode::CanisterContractViolation,
+                format!(
+                    "Error from Canister {receiver}: composite queries are not supported by ic_sim"
+                ),
+            )),
+            // Update methods are not callable as queries on the IC's query path either.
+            _ => {
+                return Err(RejectResponse::new(
+                    ErrorCode::CanisterMethodNotFound,
+                    format!(
+                        "Error from Canister {receiver}: Canister has no query method '{method}'."
+                    ),
+                ))
+            }
+        };
+        let mut host = self.host_for(c, ApiType::NonReplicatedQuery, sender);
+        host.arg = arg;
+        let out = execute(
+            &module,
+            &c.heap,
+            &Entry::Export(export),
+            host,
+            self.limits.query_instructions,
+            false,
+        );
+        self.print(&receiver, &out.host.logs);
+        if let Some(c) = self.canisters.get_mut(&receiver) {
+            c.instructions_total += out.instructions;
+        }
+        match out.result {
+            Err(trap) => Err(trap_reject(&receiver, &trap)),
+            Ok(_) => match out.host.response {
+                Some(Response::Reply(bytes)) => Ok(bytes),
+                Some(Response::Reject(message)) => Err(RejectResponse::canister_reject(message)),
+                None => Err(RejectResponse::new(
+                    ErrorCode::CanisterDidNotReply,
+                    format!("Error from Canister {receiver}: Canister did not produce a response."),
+                )),
+            },
+        }
+    }
+
+    /// Ticks until ingress message `id` has a result.
+    pub fn await_ingress(&mut self, id: u64) -> Result<Vec<u8>, RejectResponse> {
+        for _ in 0..=self.limits.max_rounds_per_call {
+            if let Some(Some(_)) = self.ingress.get(&id) {
+                return self.ingress.remove(&id).flatten().expect("checked");
+            }
+            if !self.ingress.contains_key(&id) {
+                return Err(RejectResponse::new(
+                    ErrorCode::IngressMessageTimeout,
+                    "unknown message id",
+                ));
+            }
+            self.tick();
+        }
+        Err(RejectResponse::new(
+            ErrorCode::IngressMessageTimeout,
+            format!(
+                "Message did not complete within {} rounds",
+                self.limits.max_rounds_per_call
+            ),
+        ))
+    }
+}
