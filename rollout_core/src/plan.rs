@@ -524,8 +524,8 @@ impl<'a> CohortBuilder<'a> {
         }
         let mut canaries = self.canaries;
         let mut rest = self.rest;
-        canaries.sort_unstable_by(|a, b| a.id.cmp(&b.id));
-        rest.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        canaries.sort_unstable_by_key(|m| m.id);
+        rest.sort_unstable_by_key(|m| m.id);
         for list in [&canaries, &rest] {
             if let Some(w) = list.windows(2).find(|w| w[0].id == w[1].id) {
                 return Err(PlanError::DuplicateCanister { canister: w[0].id });
