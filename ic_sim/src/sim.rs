@@ -1074,12 +1074,14 @@ impl Sim {
         })?;
         let export = match module.methods.get(method) {
             Some(MethodKind::Query) => format!("canister_query {method}"),
-            Some(MethodKind::CompositeQuery) => return Err(RejectResponse::new(
-                ErrorCode::CanisterContractViolation,
-                format!(
+            Some(MethodKind::CompositeQuery) => {
+                return Err(RejectResponse::new(
+                    ErrorCode::CanisterContractViolation,
+                    format!(
                     "Error from Canister {receiver}: composite queries are not supported by ic_sim"
                 ),
-            )),
+                ))
+            }
             // Update methods are not callable as queries on the IC's query path either.
             _ => {
                 return Err(RejectResponse::new(

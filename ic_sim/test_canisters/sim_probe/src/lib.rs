@@ -1,6 +1,298 @@
-//! Test canister of ic_sim: exercises the system API from inside real wasm.
+//! Test canister of ic_sim: exercises the system API, calls, upgrades and timers from inside
+//! real wasm built with ic-cdk.
+
+use std::cell::{Cell, RefCell};
+use std::time::Duration;
+
+use candid::Principal;
+use ic_cdk::call::{Call, CallFailed};
+use ic_management_canister_types::{CanisterInstallMode, InstallCodeArgs, UpgradeFlags};
+
+thread_local! {
+    static COUNTER: Cell<u64> = const { Cell::new(0) };
+    static TIMER_FIRED: Cell<u64> = const { Cell::new(0) };
+    static CLEANED: Cell<u64> = const { Cell::new(0) };
+    static TRAP_PRE_UPGRADE: Cell<bool> = const { Cell::new(false) };
+    static LOG: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+}
+
+#[cfg(not(feature = "v2"))]
+const VERSION: &str = "v1";
+#[cfg(feature = "v2")]
+const VERSION: &str = "v2";
+
+/// The counter is kept in the first 8 bytes of stable memory across upgrades.
+fn save_counter() {
+    if ic_cdk::stable::stable_size() == 0 {
+        ic_cdk::stable::stable_grow(1).expect("stable grow");
+    }
+    ic_cdk::stable::stable_write(0, &COUNTER.get().to_le_bytes());
+}
+
+fn load_counter() {
+    if ic_cdk::stable::stable_size() > 0 {
+        let mut buf = [0u8; 8];
+        ic_cdk::stable::stable_read(0, &mut buf);
+        COUNTER.set(u64::from_le_bytes(buf));
+    }
+}
+
+#[ic_cdk::init]
+fn init(start: Option<u64>) {
+    COUNTER.set(start.unwrap_or(0));
+}
+
+#[ic_cdk::pre_upgrade]
+fn pre_upgrade() {
+    if TRAP_PRE_UPGRADE.get() {
+        ic_cdk::trap("pre_upgrade refuses");
+    }
+    save_counter();
+}
+
+#[ic_cdk::post_upgrade]
+fn post_upgrade() {
+    load_counter();
+    if cfg!(feature = "trap_post_upgrade") {
+        ic_cdk::trap("post_upgrade refuses");
+    }
+}
+
+#[ic_cdk::inspect_message]
+fn inspect_message() {
+    if ic_cdk::api::msg_method_name() != "forbidden" {
+        ic_cdk::api::accept_message();
+    }
+}
 
 #[ic_cdk::query]
-fn ping() -> String {
-    "pong".to_string()
+fn version() -> String {
+    VERSION.to_string()
+}
+
+#[ic_cdk::update]
+fn inc() -> u64 {
+    COUNTER.set(COUNTER.get() + 1);
+    COUNTER.get()
+}
+
+#[ic_cdk::query]
+fn get() -> u64 {
+    COUNTER.get()
+}
+
+/// A query that changes the counter: the change must not persist.
+#[ic_cdk::query]
+fn inc_in_query() -> u64 {
+    COUNTER.set(COUNTER.get() + 1);
+    COUNTER.get()
+}
+
+#[ic_cdk::update]
+fn forbidden() {}
+
+/// Changes heap and stable memory, then traps: nothing may persist.
+#[ic_cdk::update]
+fn write_then_trap(data: Vec<u8>) {
+    COUNTER.set(COUNTER.get() + 1000);
+    if ic_cdk::stable::stable_size() == 0 {
+        ic_cdk::stable::stable_grow(1).expect("stable grow");
+    }
+    ic_cdk::stable::stable_write(8, &data);
+    ic_cdk::trap("write_then_trap");
+}
+
+#[ic_cdk::update]
+fn stable_put(offset: u64, data: Vec<u8>) {
+    let end = offset + data.len() as u64;
+    let pages = end.div_ceil(65536);
+    let size = ic_cdk::stable::stable_size();
+    if pages > size {
+        ic_cdk::stable::stable_grow(pages - size).expect("stable grow");
+    }
+    ic_cdk::stable::stable_write(offset, &data);
+}
+
+#[ic_cdk::query]
+fn stable_get(offset: u64, len: u64) -> Vec<u8> {
+    let mut buf = vec![0u8; len as usize];
+    ic_cdk::stable::stable_read(offset, &mut buf);
+    buf
+}
+
+#[ic_cdk::update]
+fn set_trap_pre_upgrade(on: bool) {
+    TRAP_PRE_UPGRADE.set(on);
+}
+
+#[ic_cdk::update(manual_reply = true)]
+fn reply_twice() {
+    ic_cdk::api::msg_reply(candid::encode_one(1u8).unwrap());
+    ic_cdk::api::msg_reply(candid::encode_one(2u8).unwrap());
+}
+
+#[ic_cdk::update(manual_reply = true)]
+fn no_reply() {
+    COUNTER.set(COUNTER.get() + 1);
+}
+
+#[ic_cdk::update(manual_reply = true)]
+fn reject_with(message: String) {
+    ic_cdk::api::msg_reject(message);
+}
+
+/// Loops `n` times and returns the instruction counter before and after.
+#[ic_cdk::update]
+fn spin(n: u64) -> (u64, u64) {
+    let before = ic_cdk::api::instruction_counter();
+    let mut x = 0u64;
+    for i in 0..n {
+        x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+    }
+    std::hint::black_box(x);
+    (before, ic_cdk::api::instruction_counter())
+}
+
+/// Facts the system API reports.
+#[ic_cdk::update]
+fn facts() -> (Principal, Principal, u64, u128, u64, bool, u32) {
+    (
+        ic_cdk::api::canister_self(),
+        ic_cdk::api::msg_caller(),
+        ic_cdk::api::time(),
+        ic_cdk::api::canister_cycle_balance(),
+        ic_cdk::api::canister_version(),
+        ic_cdk::api::is_controller(&ic_cdk::api::msg_caller()),
+        ic_cdk::api::subnet_self_node_count(),
+    )
+}
+
+#[ic_cdk::query]
+fn query_time() -> u64 {
+    ic_cdk::api::time()
+}
+
+fn call_error(e: CallFailed) -> (u32, String) {
+    match e {
+        CallFailed::CallRejected(r) => (r.raw_reject_code(), r.reject_message().to_string()),
+        other => (0, other.to_string()),
+    }
+}
+
+/// Calls `method` on `canister` with a raw argument and optional cycles.
+#[ic_cdk::update]
+async fn call_raw(
+    canister: Principal,
+    method: String,
+    arg: Vec<u8>,
+    cycles: u128,
+) -> Result<Vec<u8>, (u32, String)> {
+    Call::unbounded_wait(canister, &method)
+        .with_raw_args(&arg)
+        .with_cycles(cycles)
+        .await
+        .map(|r| r.into_bytes())
+        .map_err(call_error)
+}
+
+/// Same as `call_raw` with a best-effort (bounded-wait) call.
+#[ic_cdk::update]
+async fn call_bounded(
+    canister: Principal,
+    method: String,
+    arg: Vec<u8>,
+) -> Result<Vec<u8>, (u32, String)> {
+    Call::bounded_wait(canister, &method)
+        .with_raw_args(&arg)
+        .await
+        .map(|r| r.into_bytes())
+        .map_err(call_error)
+}
+
+/// Accepts up to `max` of the attached cycles.
+#[ic_cdk::update]
+fn accept_cycles(max: u128) -> u128 {
+    ic_cdk::api::msg_cycles_accept(max)
+}
+
+fn upgrade_args(wasm: Vec<u8>) -> InstallCodeArgs {
+    InstallCodeArgs {
+        mode: CanisterInstallMode::Upgrade(Some(UpgradeFlags {
+            skip_pre_upgrade: None,
+            wasm_memory_persistence: None,
+        })),
+        canister_id: ic_cdk::api::canister_self(),
+        wasm_module: wasm,
+        arg: candid::encode_one(()).unwrap(),
+        sender_canister_version: None,
+    }
+}
+
+/// Upgrades this canister through a regular call: the response arrives at the new module.
+#[ic_cdk::update]
+async fn self_upgrade(wasm: Vec<u8>) -> String {
+    let result = Call::unbounded_wait(Principal::management_canister(), "install_code")
+        .with_arg(upgrade_args(wasm))
+        .await;
+    format!("callback ran: {:?}", result.is_ok())
+}
+
+/// Upgrades this canister through a one-way call: no callback runs.
+#[ic_cdk::update]
+fn self_upgrade_notify(wasm: Vec<u8>) -> bool {
+    Call::unbounded_wait(Principal::management_canister(), "install_code")
+        .with_arg(upgrade_args(wasm))
+        .oneway()
+        .is_ok()
+}
+
+struct CleanupGuard;
+
+impl Drop for CleanupGuard {
+    fn drop(&mut self) {
+        CLEANED.set(CLEANED.get() + 1);
+    }
+}
+
+/// Holds a guard across a call and traps in the callback: only the cleanup callback can drop
+/// the guard.
+#[ic_cdk::update]
+async fn trap_in_callback(canister: Principal) {
+    let _guard = CleanupGuard;
+    let _ = Call::unbounded_wait(canister, "version").await;
+    ic_cdk::trap("callback traps");
+}
+
+#[ic_cdk::query]
+fn cleaned() -> u64 {
+    CLEANED.get()
+}
+
+#[ic_cdk::update]
+fn start_timer(delay_seconds: u64) {
+    ic_cdk_timers::set_timer(Duration::from_secs(delay_seconds), async {
+        TIMER_FIRED.set(TIMER_FIRED.get() + 1);
+    });
+}
+
+#[ic_cdk::query]
+fn timer_fired() -> u64 {
+    TIMER_FIRED.get()
+}
+
+#[ic_cdk::update]
+fn log(line: String) {
+    LOG.with_borrow_mut(|l| l.push(line));
+}
+
+#[cfg(feature = "v2")]
+#[ic_cdk::update]
+async fn v2_only(canister: Principal) -> Vec<String> {
+    let mut out = Vec::new();
+    for m in ["version", "get"] {
+        if let Ok(r) = Call::unbounded_wait(canister, m).await {
+            out.push(format!("{m}: {} bytes", r.into_bytes().len()));
+        }
+    }
+    out
 }
