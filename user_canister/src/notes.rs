@@ -156,7 +156,7 @@ const CURRENT_MEMORY: ic_stable_structures::memory_manager::MemoryId = memory::N
 const CURRENT_MEMORY: ic_stable_structures::memory_manager::MemoryId = memory::NOTES_V2;
 
 pub struct Notes<V: StoredNote = Current> {
-    map: BTreeMap<NoteKey, V, Memory>,
+    pub(crate) map: BTreeMap<NoteKey, V, Memory>,
 }
 
 impl Notes {
