@@ -442,3 +442,138 @@ fn restore_rollout_loads_the_fleet_snapshots() {
     }
     sim.assert_none_stopped();
 }
+
+/// Counts store operations, to show that a tick's cost does not grow with the fleet.
+struct Counting {
+    inner: MemStore,
+    ops: std::rc::Rc<std::cell::Cell<u64>>,
+}
+
+impl Counting {
+    fn bump(&self) {
+        self.ops.set(self.ops.get() + 1);
+    }
+}
+
+impl RolloutStore for Counting {
+    fn get(&self, id: &Principal) -> Option<CanisterRecord> {
+        self.bump();
+        self.inner.get(id)
+    }
+    fn put(&mut self, id: Principal, record: CanisterRecord) {
+        self.bump();
+        self.inner.put(id, record)
+    }
+    fn len(&self) -> u64 {
+        self.inner.len()
+    }
+    fn page(&self, after: Option<Principal>, limit: usize) -> Vec<(Principal, CanisterRecord)> {
+        self.inner.page(after, limit)
+    }
+    fn enqueue(&mut self, key: QueueKey, id: Principal) {
+        self.bump();
+        self.inner.enqueue(key, id)
+    }
+    fn dequeue(&mut self, key: &QueueKey) -> Option<Principal> {
+        self.bump();
+        self.inner.dequeue(key)
+    }
+    fn first_in(&self, from: QueueKey, to: QueueKey) -> Option<(QueueKey, Principal)> {
+        self.bump();
+        self.inner.first_in(from, to)
+    }
+    fn push_event(&mut self, seq: u64, event: Event) {
+        self.inner.push_event(seq, event)
+    }
+    fn drop_event(&mut self, seq: u64) {
+        self.inner.drop_event(seq)
+    }
+    fn events(&self, from: u64, limit: usize) -> Vec<(u64, Event)> {
+        self.inner.events(from, limit)
+    }
+    fn clear(&mut self) {
+        self.inner.clear()
+    }
+}
+
+#[test]
+fn tick_cost_is_independent_of_fleet_size() {
+    let mut plan = slow_plan();
+    plan.canary = Canary::None;
+    plan.waves_percent = vec![100];
+    let cost = |n: u64| {
+        let ops = std::rc::Rc::new(std::cell::Cell::new(0));
+        let store = Counting {
+            inner: MemStore::new(),
+            ops: ops.clone(),
+        };
+        let cohort = select(&plan, &fleet(n)).unwrap();
+        let mut r = Rollout::start(1, manager(), &plan, cohort, store, T0).unwrap();
+        ops.set(0);
+        let started = r.tick(T0).len();
+        let idle = {
+            let before = ops.get();
+            r.tick(T0 + 1); // bucket empty: nothing to start
+            ops.get() - before
+        };
+        (started, ops.get(), idle)
+    };
+    let small = cost(1_000);
+    let large = cost(100_000);
+    assert_eq!(small.0, 10);
+    assert_eq!(small, large, "(starts, store ops, idle tick ops)");
+}
+
+#[test]
+fn event_log_is_bounded() {
+    let fleet = fleet(300);
+    let mut plan = slow_plan();
+    plan.canary = Canary::None;
+    plan.failure.max_failed_percent = 100;
+    let mut sim = Sim::new(&fleet, &plan, T0);
+    sim.rollout.set_event_capacity(50);
+    for i in 0..300 {
+        sim.ic.faults.install_fails.insert(pid(i)); // one event per canister
+    }
+    sim.run(T0 + 24 * 60 * MINUTE);
+    let events = sim.rollout.events(0, 1_000);
+    assert_eq!(events.len(), 50);
+    assert_eq!(events.last().unwrap().1.kind, EventKind::Completed);
+    assert!(events.windows(2).all(|w| w[0].0 + 1 == w[1].0));
+}
+
+#[test]
+fn results_that_do_not_fit_are_refused_without_change() {
+    let fleet = fleet(100);
+    let mut plan = slow_plan();
+    plan.canary = Canary::None;
+    plan.waves_percent = vec![100];
+    let mut sim = Sim::new(&fleet, &plan, T0);
+    let actions = sim.rollout.tick(T0);
+    let c = actions[0].canister;
+    let before = sim.rollout.record(&c);
+    assert_eq!(
+        sim.rollout.on_result(c, ActionResult::Installed, T0),
+        Err(ResultError::Mismatch {
+            step: Step::Precheck
+        })
+    );
+    assert_eq!(
+        sim.rollout.on_result(pid(1_000), ActionResult::Started, T0),
+        Err(ResultError::UnknownCanister)
+    );
+    let idle = pid(50);
+    assert_eq!(
+        sim.rollout.on_result(idle, ActionResult::Started, T0),
+        Err(ResultError::NoCallOutstanding)
+    );
+    assert_eq!(sim.rollout.record(&c), before);
+    // After a lost callback, the outstanding call is issued again, once.
+    let again = sim.rollout.reissue_outstanding(T0 + 1, T0 + 1, 100);
+    assert_eq!(again.len(), actions.len());
+    assert!(again.iter().all(|a| a.op == Op::CanisterStatus));
+    assert!(sim
+        .rollout
+        .reissue_outstanding(T0 + 1, T0 + 1, 100)
+        .is_empty());
+}

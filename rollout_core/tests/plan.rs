@@ -10,9 +10,11 @@ fn plan() -> RolloutPlan {
     RolloutPlan::new(release(NEW))
 }
 
+type Edit = Box<dyn Fn(&mut RolloutPlan)>;
+
 #[test]
 fn invalid_plans_get_typed_errors() {
-    let cases: Vec<(Box<dyn Fn(&mut RolloutPlan)>, PlanError)> = vec![
+    let cases: Vec<(Edit, PlanError)> = vec![
         (
             Box::new(|p| p.target.module_hash = vec![1; 31]),
             PlanError::InvalidModuleHash {
