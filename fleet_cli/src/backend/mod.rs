@@ -7,6 +7,8 @@
 
 pub mod agent;
 pub mod mgmt;
+#[cfg(feature = "sim")]
+pub mod sim;
 
 use candid::Principal;
 use serde::Serialize;
