@@ -4,6 +4,7 @@
 //! release types are the wasm store's own, re-exported by [`manager`].
 
 pub mod manager;
+pub mod rollout;
 pub mod user;
 
 pub use candid::Principal;

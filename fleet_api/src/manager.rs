@@ -216,6 +216,8 @@ pub enum UpgradeOutcome {
     Upgraded,
     Failed(String),
     RolledBack(String),
+    /// A restore loaded the snapshot taken before the previous upgrade.
+    Restored,
 }
 
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]

@@ -116,15 +116,24 @@ pub fn plan(
     Ok(Plan::ClearAndMirror(releases))
 }
 
-/// Releases that must stay in the store: the default release (and rollout targets, once the
-/// rollout engine exists).
+/// Releases that must stay in the store: the default release and the target of a rollout that
+/// has not finished.
 fn releases_to_keep() -> Vec<Wanted> {
     state::with(|s| {
-        s.settings()
+        let default = s
+            .settings()
             .default_release
-            .and_then(|r| s.store.get(&r.version))
-            .map(|meta| vec![Wanted::from(&meta)])
-            .unwrap_or_default()
+            .and_then(|r| s.store.get(&r.version));
+        let target = s
+            .rollout_meta()
+            .current
+            .filter(|r| !r.phase.is_finished())
+            .and_then(|r| s.store.get_by_sha256(&r.target.module_hash));
+        default
+            .into_iter()
+            .chain(target)
+            .map(|meta| Wanted::from(&meta))
+            .collect()
     })
 }
 

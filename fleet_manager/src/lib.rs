@@ -7,18 +7,24 @@
 
 pub mod access;
 pub mod chunk_store;
+pub mod driver;
 pub mod memory;
+pub mod metrics;
 pub mod mgmt;
 pub mod provisioning;
 pub mod rate_limit;
 pub mod registry;
 pub mod releases;
+pub mod rollout_store;
+pub mod rollouts;
 pub mod state;
 
 use access::Caller;
 use candid::Principal;
 use fleet_api::manager::*;
-use ic_cdk::{init, post_upgrade, query, update};
+use fleet_api::rollout::*;
+use fleet_api::user::UpgradeTicket;
+use ic_cdk::{init, post_upgrade, pre_upgrade, query, update};
 
 fn caller() -> Caller {
     let principal = ic_cdk::api::msg_caller();
@@ -51,6 +57,20 @@ fn init(arg: Option<ManagerInitArg>) {
     state::with_mut(|s| s.initialize(arg, ic_cdk::api::time()));
 }
 
+/// Refuses an upgrade while the rollout engine awaits calls: their callbacks would reach the
+/// new module, which cannot run them (interface spec, "IC method `install_code`", upgrade:
+/// outstanding callbacks). `drain`, then stopping the manager, makes this never trap.
+#[pre_upgrade]
+fn pre_upgrade() {
+    let calls = driver::calls_in_flight();
+    if calls > 0 {
+        ic_cdk::trap(format!(
+            "refusing to upgrade: the rollout engine awaits {calls} calls; call `drain` until it \
+             reports ready, stop the manager, then upgrade"
+        ));
+    }
+}
+
 #[post_upgrade]
 fn post_upgrade() {
     // Trapping keeps the previous module and its state (interface spec, "IC method
@@ -58,6 +78,8 @@ fn post_upgrade() {
     if let Err(e) = state::with(|s| s.check_layout()) {
         ic_cdk::trap(e);
     }
+    // Timers do not survive an upgrade; the rollout resumes from stable memory.
+    driver::after_upgrade(ic_cdk::api::time());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -341,6 +363,208 @@ fn set_upgrade_policy(arg: SetUpgradePolicyArg) -> Result<UserCanister, SetUpgra
         s.registry.put(record.clone());
         Ok(record)
     })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rollouts
+// ---------------------------------------------------------------------------------------------
+
+fn is_deployer(caller: Caller) -> bool {
+    has_role(caller, Role::Deployer)
+}
+
+fn operators_only<T>(f: impl FnOnce() -> T) -> Result<T, QueryError> {
+    if state::with(|s| s.operators.is_operator(caller())) {
+        Ok(f())
+    } else {
+        Err(QueryError::NotAuthorized)
+    }
+}
+
+fn busy_start(b: rollouts::Busy) -> StartRolloutError {
+    match b {
+        rollouts::Busy::Active { id, phase } => StartRolloutError::RolloutActive { id, phase },
+        rollouts::Busy::Draining => StartRolloutError::Draining,
+    }
+}
+
+/// Starts a staged rollout of a release to the fleet. The target is mirrored into the chunk
+/// store first; the cohort is selected from the registry when the plan is accepted.
+#[update]
+async fn start_rollout(plan: RolloutPlanArg) -> Result<RolloutStarted, StartRolloutError> {
+    if !is_deployer(caller()) {
+        return Err(StartRolloutError::NotAuthorized);
+    }
+    rollouts::check_idle().map_err(busy_start)?;
+    let core_plan = rollouts::to_plan(&plan)?;
+    chunk_store::ensure_mirrored(&mgmt::Ic, &plan.target_version)
+        .await
+        .map_err(StartRolloutError::Mirror)?;
+    // The state may have changed while mirroring.
+    rollouts::check_idle().map_err(busy_start)?;
+    let cohort = rollouts::select_cohort(&core_plan).map_err(StartRolloutError::Plan)?;
+    let started = rollouts::start(&core_plan, cohort, ic_cdk::api::time());
+    driver::ensure_timer();
+    Ok(started)
+}
+
+#[update]
+fn pause_rollout() -> Result<RolloutStatus, RolloutControlError> {
+    if !is_deployer(caller()) {
+        return Err(RolloutControlError::NotAuthorized);
+    }
+    rollouts::pause()
+}
+
+/// Resumes a paused or halted rollout; also ends a drain.
+#[update]
+fn resume_rollout() -> Result<RolloutStatus, RolloutControlError> {
+    if !is_deployer(caller()) {
+        return Err(RolloutControlError::NotAuthorized);
+    }
+    let status = rollouts::resume();
+    driver::ensure_timer();
+    status
+}
+
+/// Drops pending canisters; in-flight ones finish or are brought back to running.
+#[update]
+fn abort_rollout() -> Result<RolloutStatus, RolloutControlError> {
+    if !is_deployer(caller()) {
+        return Err(RolloutControlError::NotAuthorized);
+    }
+    let status = rollouts::abort();
+    driver::ensure_timer();
+    status
+}
+
+/// Undoes a rollout: a new rollout back to an earlier release, or snapshot restores.
+#[update]
+async fn rollback(arg: RollbackArg) -> Result<RolloutStarted, RollbackError> {
+    if !is_deployer(caller()) {
+        return Err(RollbackError::NotAuthorized);
+    }
+    let busy = |b| match b {
+        rollouts::Busy::Active { id, phase } => RollbackError::RolloutActive { id, phase },
+        rollouts::Busy::Draining => RollbackError::Draining,
+    };
+    rollouts::check_idle().map_err(busy)?;
+    let started = match arg {
+        RollbackArg::ToRelease { to_version, limits } => {
+            let (last, last_limits) = rollouts::last_target().ok_or(RollbackError::NoRollout)?;
+            let from = state::with(|s| s.store.get_by_sha256(&last.module_hash))
+                .ok_or(RollbackError::NoRollout)?;
+            let mut plan = RolloutPlanArg::to(&to_version);
+            plan.from_version = Some(from.version);
+            plan.canary = Some(rollout_core::Canary::None);
+            plan.waves_percent = Some(vec![100]);
+            plan.bake_secs = Some(0);
+            plan.limits = Some(limits.unwrap_or(last_limits));
+            let core_plan = rollouts::to_plan(&plan).map_err(|e| match e {
+                StartRolloutError::UnknownRelease { version } => {
+                    RollbackError::UnknownRelease { version }
+                }
+                StartRolloutError::Plan(p) => RollbackError::Plan(p),
+                _ => RollbackError::NoRollout,
+            })?;
+            chunk_store::ensure_mirrored(&mgmt::Ic, &to_version)
+                .await
+                .map_err(RollbackError::Mirror)?;
+            rollouts::check_idle().map_err(busy)?;
+            let cohort = rollouts::select_cohort(&core_plan).map_err(RollbackError::Plan)?;
+            rollouts::start(&core_plan, cohort, ic_cdk::api::time())
+        }
+        RollbackArg::RestoreSnapshots { canisters, limits } => {
+            let plan = rollouts::restore_plan(&canisters, limits)?;
+            rollouts::start_restore(plan, ic_cdk::api::time()).map_err(|e| match e {
+                rollouts::PlanErrorOrBusy::Plan(p) => RollbackError::Plan(p),
+                rollouts::PlanErrorOrBusy::Busy(b) => busy(b),
+            })?
+        }
+    };
+    driver::ensure_timer();
+    Ok(started)
+}
+
+/// Pauses every rollout activity for the manager's own upgrade and reports when nothing is
+/// in flight; call it until `ready`, then stop, upgrade and start the manager, and resume.
+#[update]
+fn drain() -> Result<DrainStatus, DrainError> {
+    let caller = caller();
+    if !has_role(caller, Role::Admin) && !is_deployer(caller) {
+        return Err(DrainError::NotAuthorized);
+    }
+    let (draining, pipelines_in_flight) = rollouts::drain();
+    let calls_in_flight = driver::calls_in_flight();
+    Ok(DrainStatus {
+        draining,
+        calls_in_flight,
+        pipelines_in_flight,
+        ready: calls_in_flight == 0 && pipelines_in_flight == 0,
+    })
+}
+
+#[query]
+fn rollout_status() -> Result<Option<RolloutStatus>, QueryError> {
+    operators_only(rollouts::status)
+}
+
+#[query]
+fn rollout_results(arg: RolloutResultsArg) -> Result<Option<RolloutResultsPage>, QueryError> {
+    operators_only(|| rollouts::results(arg))
+}
+
+#[query]
+fn rollout_events(arg: LogPageArg) -> Result<Option<RolloutEventsPage>, QueryError> {
+    operators_only(|| rollouts::events(arg))
+}
+
+#[query]
+fn pipeline_log(arg: LogPageArg) -> Result<PipelineLogPage, QueryError> {
+    operators_only(|| rollouts::pipeline_log(arg))
+}
+
+#[query]
+fn metrics() -> Result<FleetMetrics, QueryError> {
+    operators_only(metrics::collect)
+}
+
+/// `GET /metrics` in Prometheus text format, for scrapers through the HTTP gateway. Public,
+/// like the other aggregate queries (`user_canister_count`, `store_usage`).
+#[query]
+fn http_request(req: HttpRequest) -> HttpResponse {
+    let path = req.url.split('?').next().unwrap_or("");
+    let text = |status_code, body: String| HttpResponse {
+        status_code,
+        headers: vec![(
+            "content-type".to_string(),
+            "text/plain; version=0.0.4; charset=utf-8".to_string(),
+        )],
+        body: body.into_bytes(),
+    };
+    match (req.method.as_str(), path) {
+        ("GET", "/metrics") => text(200, metrics::prometheus(&metrics::collect())),
+        ("GET", _) => text(404, "not found\n".into()),
+        _ => text(405, "method not allowed\n".into()),
+    }
+}
+
+/// An owner, or the user canister itself, asks for an upgrade (to `target_version`, or to the
+/// running rollout's target, or to the default release). Answered at once: the pipeline runs
+/// from the manager's timer, so the canister never waits on the manager while being stopped.
+#[update]
+fn request_upgrade(
+    canister_id: Option<Principal>,
+    target_version: Option<String>,
+) -> Result<UpgradeTicket, RequestUpgradeError> {
+    let ticket = rollouts::request_upgrade(
+        ic_cdk::api::msg_caller(),
+        canister_id,
+        target_version,
+        ic_cdk::api::time(),
+    )?;
+    driver::ensure_timer();
+    Ok(ticket)
 }
 
 ic_cdk::export_candid!();

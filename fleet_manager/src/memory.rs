@@ -37,6 +37,22 @@ pub const BY_RELEASE: MemoryId = MemoryId::new(6);
 pub const BY_STATUS: MemoryId = MemoryId::new(7);
 /// `StableCell<Candid<MirrorState>>`: what the IC chunk store holds.
 pub const CHUNK_MIRROR: MemoryId = MemoryId::new(8);
+/// `StableCell<Candid<RolloutMeta>>`: the current rollout's header, the drain flag, lifetime
+/// counters and the pipeline log's bounds.
+pub const ROLLOUT_META: MemoryId = MemoryId::new(9);
+/// `StableBTreeMap<Principal, Candid<CanisterRecord>>`: the current rollout's canisters.
+pub const ROLLOUT_RECORDS: MemoryId = MemoryId::new(10);
+/// `StableBTreeMap<[u8; 17], Principal>`: the current rollout's queues (kind, a, b).
+pub const ROLLOUT_QUEUES: MemoryId = MemoryId::new(11);
+/// `StableBTreeMap<u64, Candid<Event>>`: the current rollout's event log (bounded).
+pub const ROLLOUT_EVENTS: MemoryId = MemoryId::new(12);
+/// `StableBTreeMap<u64, Candid<PipelineLogEntry>>`: pipeline starts and ends (bounded).
+pub const PIPELINE_LOG: MemoryId = MemoryId::new(13);
+/// `StableBTreeMap<Principal, Candid<FleetSnapshot>>`: the snapshot taken before each
+/// canister's last upgrade, and the release it holds.
+pub const SNAPSHOTS: MemoryId = MemoryId::new(14);
+/// `StableBTreeMap<[u8; 33], u64>`: registry counts per release and per status.
+pub const FLEET_COUNTS: MemoryId = MemoryId::new(15);
 /// First of the memories handed to `wasm_store` (it takes consecutive ids from here).
 pub const WASM_STORE_BASE: u8 = 16;
 

@@ -51,16 +51,75 @@ pub struct Registry<M: Memory> {
     by_owner: StableBTreeMap<Principal, Principal, M>,
     by_release: StableBTreeMap<([u8; 32], Principal), (), M>,
     by_status: StableBTreeMap<(u8, Principal), (), M>,
+    /// Records per release and per status, kept with every `put` so that metrics read a
+    /// handful of entries instead of the fleet.
+    counts: StableBTreeMap<[u8; 33], u64, M>,
+}
+
+const COUNT_RELEASE: u8 = 0;
+const COUNT_NO_RELEASE: u8 = 1;
+const COUNT_STATUS: u8 = 2;
+
+fn release_count_key(release: Option<&ReleaseRef>) -> [u8; 33] {
+    let mut key = [0u8; 33];
+    match release.and_then(release_key) {
+        Some(sha) => {
+            key[0] = COUNT_RELEASE;
+            key[1..].copy_from_slice(&sha);
+        }
+        None => key[0] = COUNT_NO_RELEASE,
+    }
+    key
+}
+
+fn status_count_key(status: CanisterStatus) -> [u8; 33] {
+    let mut key = [0u8; 33];
+    key[0] = COUNT_STATUS;
+    key[1] = status_key(status);
+    key
 }
 
 impl<M: Memory> Registry<M> {
-    pub fn init(records: M, by_owner: M, by_release: M, by_status: M) -> Self {
+    pub fn init(records: M, by_owner: M, by_release: M, by_status: M, counts: M) -> Self {
         Registry {
             records: StableBTreeMap::init(records),
             by_owner: StableBTreeMap::init(by_owner),
             by_release: StableBTreeMap::init(by_release),
             by_status: StableBTreeMap::init(by_status),
+            counts: StableBTreeMap::init(counts),
         }
+    }
+
+    fn count(&mut self, key: [u8; 33], up: bool) {
+        let n = self.counts.get(&key).unwrap_or(0);
+        let n = if up { n + 1 } else { n.saturating_sub(1) };
+        if n == 0 {
+            self.counts.remove(&key);
+        } else {
+            self.counts.insert(key, n);
+        }
+    }
+
+    /// Records per release sha256 (`None`: no release installed yet).
+    pub fn release_counts(&self) -> Vec<(Option<[u8; 32]>, u64)> {
+        let mut end = [0u8; 33];
+        end[0] = COUNT_STATUS;
+        self.counts
+            .range(..end)
+            .map(|e| {
+                let key = e.key();
+                let sha = (key[0] == COUNT_RELEASE).then(|| key[1..].try_into().expect("32 bytes"));
+                (sha, e.value())
+            })
+            .collect()
+    }
+
+    /// Records per status, in [`CanisterStatus::ALL`] order.
+    pub fn status_counts(&self) -> Vec<(CanisterStatus, u64)> {
+        CanisterStatus::ALL
+            .into_iter()
+            .map(|s| (s, self.counts.get(&status_count_key(s)).unwrap_or(0)))
+            .collect()
     }
 
     pub fn len(&self) -> u64 {
@@ -91,6 +150,8 @@ impl<M: Memory> Registry<M> {
     pub fn put(&mut self, record: UserCanister) {
         let id = record.canister_id;
         if let Some(old) = self.get(&id) {
+            self.count(release_count_key(old.current_release.as_ref()), false);
+            self.count(status_count_key(old.status), false);
             if old.owner != record.owner {
                 self.by_owner.remove(&old.owner);
             }
@@ -99,6 +160,8 @@ impl<M: Memory> Registry<M> {
             }
             self.by_status.remove(&(status_key(old.status), id));
         }
+        self.count(release_count_key(record.current_release.as_ref()), true);
+        self.count(status_count_key(record.status), true);
         self.by_owner.insert(record.owner, id);
         if let Some(key) = record.current_release.as_ref().and_then(release_key) {
             self.by_release.insert((key, id), ());
@@ -184,6 +247,7 @@ mod tests {
             VectorMemory::default(),
             VectorMemory::default(),
             VectorMemory::default(),
+            VectorMemory::default(),
         )
     }
 
@@ -252,6 +316,7 @@ mod tests {
         rec.status = CanisterStatus::Active;
         rec.current_release = Some(release(5));
         r.put(rec);
+        assert_eq!(r.release_counts(), vec![(Some([5; 32]), 1)]);
         let status = |s| ids(&r.page(&Filter::Status(s), None, None));
         assert_eq!(status(CanisterStatus::Provisioning), vec![]);
         assert_eq!(status(CanisterStatus::Active), vec![id(1)]);
@@ -264,6 +329,12 @@ mod tests {
             ids(&r.page(&Filter::Release([6; 32]), None, None)),
             vec![id(1)]
         );
+        r.put(record(2, CanisterStatus::Provisioning, None));
+        assert_eq!(r.release_counts(), vec![(Some([6; 32]), 1), (None, 1)]);
+        let counts = r.status_counts();
+        assert_eq!(counts[0], (CanisterStatus::Provisioning, 1));
+        assert_eq!(counts[1], (CanisterStatus::Active, 1));
+        assert_eq!(counts.iter().map(|c| c.1).sum::<u64>(), 2);
     }
 
     #[test]

@@ -7,9 +7,13 @@ use crate::chunk_store::MirrorState;
 use crate::memory::{self, Candid, Memory};
 use crate::rate_limit::TokenBucket;
 use crate::registry::Registry;
-use fleet_api::manager::{ManagerInitArg, RateLimit, Settings};
+use candid::{CandidType, Principal};
+use fleet_api::manager::{ManagerInitArg, RateLimit, ReleaseRef, Settings};
+use fleet_api::rollout::{PipelineLogEntry, RolloutCounters};
 use ic_stable_structures::memory_manager::MemoryId;
-use ic_stable_structures::StableCell;
+use ic_stable_structures::{StableBTreeMap, StableCell};
+use rollout_core::RolloutState;
+use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 use wasm_store::{Limits, StoreMemories, WasmStore};
@@ -32,6 +36,32 @@ pub struct State {
     pub registry: Registry<Memory>,
     pub mirror: StableCell<Candid<MirrorState>, Memory>,
     pub store: WasmStore<Memory>,
+    pub rollout_meta: StableCell<Candid<RolloutMeta>, Memory>,
+    pub pipeline_log: StableBTreeMap<u64, Candid<PipelineLogEntry>, Memory>,
+    pub snapshots: StableBTreeMap<Principal, Candid<FleetSnapshot>, Memory>,
+}
+
+/// The rollout engine's small persisted header (one stable cell): the current rollout's
+/// driver state, the drain flag, lifetime counters and the pipeline log's bounds. Rewritten
+/// after every change; its size depends on the number of waves, not on the fleet.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct RolloutMeta {
+    pub next_id: u64,
+    /// The latest rollout, finished or not; its records are in the rollout store.
+    pub current: Option<RolloutState>,
+    pub draining: bool,
+    pub counters: RolloutCounters,
+    pub log_first: u64,
+    pub log_next: u64,
+    pub next_ticket: u64,
+}
+
+/// The snapshot a rollout took before a canister's last upgrade, and the release it holds.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct FleetSnapshot {
+    pub id: Vec<u8>,
+    pub release: Option<ReleaseRef>,
+    pub taken_at_ns: u64,
 }
 
 fn default_settings() -> Settings {
@@ -59,6 +89,7 @@ impl State {
                 memory::get(memory::BY_OWNER),
                 memory::get(memory::BY_RELEASE),
                 memory::get(memory::BY_STATUS),
+                memory::get(memory::FLEET_COUNTS),
             ),
             mirror: StableCell::init(
                 memory::get(memory::CHUNK_MIRROR),
@@ -73,7 +104,21 @@ impl State {
                 },
                 Limits::default(),
             ),
+            rollout_meta: StableCell::init(
+                memory::get(memory::ROLLOUT_META),
+                Candid(RolloutMeta::default()),
+            ),
+            pipeline_log: StableBTreeMap::init(memory::get(memory::PIPELINE_LOG)),
+            snapshots: StableBTreeMap::init(memory::get(memory::SNAPSHOTS)),
         }
+    }
+
+    pub fn rollout_meta(&self) -> RolloutMeta {
+        self.rollout_meta.get().0.clone()
+    }
+
+    pub fn set_rollout_meta(&mut self, meta: RolloutMeta) {
+        self.rollout_meta.set(Candid(meta));
     }
 
     pub fn settings(&self) -> Settings {
@@ -126,7 +171,7 @@ impl State {
 thread_local! {
     static STATE: RefCell<State> = RefCell::new(State::open());
     /// Owners whose `create_user_canister` call is awaiting the IC.
-    static CREATING: RefCell<BTreeSet<candid::Principal>> = const { RefCell::new(BTreeSet::new()) };
+    static CREATING: RefCell<BTreeSet<Principal>> = const { RefCell::new(BTreeSet::new()) };
     /// Set while the chunk store is being changed.
     static MIRRORING: RefCell<bool> = const { RefCell::new(false) };
 }
@@ -142,10 +187,10 @@ pub fn with_mut<R>(f: impl FnOnce(&mut State) -> R) -> R {
 /// Marks an owner's creation as running until dropped. Dropping also happens when a callback
 /// traps: ic-cdk runs the future's destructors in the cleanup callback, so the marker never
 /// outlives the call (interface spec, `ic0.call_on_cleanup`).
-pub struct CreationGuard(candid::Principal);
+pub struct CreationGuard(Principal);
 
 impl CreationGuard {
-    pub fn acquire(owner: candid::Principal) -> Option<Self> {
+    pub fn acquire(owner: Principal) -> Option<Self> {
         // Decide before building the guard: a guard dropped while the set is borrowed would
         // borrow it again.
         let inserted = CREATING.with(|c| c.borrow_mut().insert(owner));

@@ -1,0 +1,352 @@
+//! The manager's rollout interface: plans, operations, status, results, logs and metrics.
+//!
+//! The planning and pipeline types are `rollout_core`'s own (re-exported here), so that the
+//! operator sees exactly what the engine decides; this module adds the operator-facing
+//! arguments (releases named by version, times in seconds) and one error enum per endpoint.
+
+use candid::{CandidType, Principal};
+use serde::{Deserialize, Serialize};
+
+pub use rollout_core::{
+    CallError, Canary, CohortSummary, CyclesPolicy, Event, EventKind, Failure, FailurePolicy,
+    HaltReason, Job, Limits, OpKind, Outcome, Phase, PlanError, RequestError, RetryPolicy,
+    RolloutStatus, StateCounts, Step, WaveLabel, WaveProgress,
+};
+
+/// Most entries one page of rollout results or logs returns.
+pub const MAX_ROLLOUT_PAGE: u32 = 500;
+
+/// A rollout as an operator with the `Deployer` role defines it. Releases are named by their
+/// version in the manager's store; `None` fields take the defaults of
+/// [`rollout_core::RolloutPlan::new`].
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct RolloutPlanArg {
+    pub target_version: String,
+    /// Only canisters on this release are selected, and precheck requires it.
+    pub from_version: Option<String>,
+    /// When set, only these canisters are candidates (a `Manual` canister named here is
+    /// selected; a `Pinned` one only when pinned to the target).
+    pub include: Option<Vec<Principal>>,
+    pub exclude: Option<Vec<Principal>>,
+    pub canary: Option<Canary>,
+    /// Cumulative percentages after the canary, strictly increasing, ending at 100.
+    pub waves_percent: Option<Vec<u8>>,
+    /// Wait between a completed stage and the next one.
+    pub bake_secs: Option<u64>,
+    pub limits: Option<Limits>,
+    pub failure: Option<FailurePolicy>,
+    /// Snapshot before upgrade (default: yes).
+    pub take_snapshot: Option<bool>,
+    /// Delete a successful upgrade's snapshot this long after it (default 7 days; `0` keeps it
+    /// until the next upgrade replaces it).
+    pub keep_snapshot_secs: Option<u64>,
+    pub cycles: Option<CyclesPolicy>,
+    pub retry: Option<RetryPolicy>,
+}
+
+impl RolloutPlanArg {
+    /// A plan with every default, to `target_version`.
+    pub fn to(target_version: &str) -> Self {
+        RolloutPlanArg {
+            target_version: target_version.to_string(),
+            from_version: None,
+            include: None,
+            exclude: None,
+            canary: None,
+            waves_percent: None,
+            bake_secs: None,
+            limits: None,
+            failure: None,
+            take_snapshot: None,
+            keep_snapshot_secs: None,
+            cycles: None,
+            retry: None,
+        }
+    }
+}
+
+/// What `start_rollout` and `rollback` return: the rollout's id and what selection did.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct RolloutStarted {
+    pub id: u64,
+    pub canisters: u64,
+    pub waves: Vec<WaveProgress>,
+    pub summary: CohortSummary,
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum StartRolloutError {
+    NotAuthorized,
+    UnknownRelease {
+        version: String,
+    },
+    /// One rollout at a time: this one has not finished (abort it, or wait).
+    RolloutActive {
+        id: u64,
+        phase: Phase,
+    },
+    /// The manager is drained for its own upgrade; `resume_rollout` ends the drain.
+    Draining,
+    Plan(PlanError),
+    /// The target could not be put into the manager's chunk store.
+    Mirror(crate::manager::MirrorError),
+}
+
+/// How to undo a rollout.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum RollbackArg {
+    /// A new rollout from the last rollout's target back to `to_version`, over the canisters
+    /// the last rollout upgraded, under these limits (default: the last rollout's).
+    ToRelease {
+        to_version: String,
+        limits: Option<Limits>,
+    },
+    /// Stop each canister, load the snapshot taken before its last upgrade, start it, and
+    /// health-check it against the release the snapshot holds.
+    RestoreSnapshots {
+        canisters: Vec<Principal>,
+        limits: Option<Limits>,
+    },
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum RollbackError {
+    NotAuthorized,
+    /// No rollout has run yet, so there is nothing to roll back.
+    NoRollout,
+    UnknownRelease {
+        version: String,
+    },
+    UnknownCanister {
+        canister: Principal,
+    },
+    /// The canister's registry record does not say which release its snapshot holds.
+    UnknownSnapshotRelease {
+        canister: Principal,
+    },
+    /// Restores must all go back to one release.
+    MixedReleases,
+    RolloutActive {
+        id: u64,
+        phase: Phase,
+    },
+    Draining,
+    Plan(PlanError),
+    Mirror(crate::manager::MirrorError),
+}
+
+/// Errors of `pause_rollout`, `resume_rollout` and `abort_rollout`.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum RolloutControlError {
+    NotAuthorized,
+    NoRollout,
+    /// The operation does not apply in this phase.
+    InvalidPhase {
+        phase: Phase,
+    },
+}
+
+/// Reply of `drain`: the manager may be stopped and upgraded once `ready`.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct DrainStatus {
+    pub draining: bool,
+    /// Calls to other canisters the rollout engine awaits.
+    pub calls_in_flight: u64,
+    /// Canisters between the first and the last step of their pipeline.
+    pub pipelines_in_flight: u64,
+    /// Nothing is in flight: stopping the manager now leaves every user canister running.
+    pub ready: bool,
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum DrainError {
+    NotAuthorized,
+}
+
+/// Why `request_upgrade` was refused; a refused request changes nothing.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum RequestUpgradeError {
+    /// Only the canister itself and its owner may ask.
+    NotAuthorized,
+    /// No registry record for this canister (or the caller owns none).
+    UnknownCanister,
+    UnknownRelease {
+        version: String,
+    },
+    /// No version was named and no default release is set.
+    NoTarget,
+    /// The owner pinned the canister to another release.
+    Pinned {
+        version: String,
+    },
+    AlreadyOnTarget {
+        version: String,
+    },
+    /// The canister is not in a state the manager upgrades (provisioning, detached).
+    NotUpgradable {
+        status: crate::manager::CanisterStatus,
+    },
+    /// A rollout to another release is running; requests join only a rollout to its target.
+    OtherRolloutActive {
+        id: u64,
+        target_version: String,
+    },
+    /// The running rollout does not take this request.
+    Refused(RequestError),
+    /// The target release is not in the manager's chunk store; an operator mirrors it first.
+    NotMirrored {
+        version: String,
+    },
+    Draining,
+    Plan(PlanError),
+}
+
+/// One canister's state in the current rollout.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct RolloutCanisterResult {
+    pub canister_id: Principal,
+    pub job: Job,
+    /// Index of the wave (`u32::MAX` for owner requests).
+    pub wave: u32,
+    pub step: Step,
+    pub outcome: Option<Outcome>,
+    pub failure: Option<Failure>,
+    pub last_error: Option<CallError>,
+    pub stop_attempts: u32,
+    pub topped_up: u128,
+    pub snapshot: Option<Vec<u8>>,
+    pub ticket: Option<u64>,
+    pub started_at: Option<u64>,
+    pub finished_at: Option<u64>,
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct RolloutResultsArg {
+    pub start_after: Option<Principal>,
+    /// At most [`MAX_ROLLOUT_PAGE`]; default 100.
+    pub limit: Option<u32>,
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct RolloutResultsPage {
+    pub rollout_id: u64,
+    pub results: Vec<RolloutCanisterResult>,
+    pub next: Option<Principal>,
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct LogPageArg {
+    /// First sequence number wanted; older entries may have been dropped.
+    pub from: u64,
+    /// At most [`MAX_ROLLOUT_PAGE`]; default 100.
+    pub limit: Option<u32>,
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct RolloutEventsPage {
+    pub rollout_id: u64,
+    pub events: Vec<(u64, Event)>,
+    /// Sequence number of the oldest entry still kept.
+    pub first: u64,
+    /// Sequence number the next entry will get.
+    pub next: u64,
+}
+
+/// What the pipeline log records: when each canister's pipeline took an in-flight slot and
+/// when it gave it back, with the limits in force, so that anyone can check the limits from
+/// the log alone.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum PipelineLogKind {
+    /// A pipeline started (or restarted after busy): it holds an in-flight slot and took one
+    /// token of the start rate limit.
+    Started,
+    /// The pipeline gave its slot back: finished with `outcome`, or busy (`None`) until its
+    /// retry.
+    Left { outcome: Option<Outcome> },
+    /// Calls lost by a manager upgrade were issued again.
+    Reissued { op: OpKind },
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct PipelineLogEntry {
+    pub at: u64,
+    pub rollout_id: u64,
+    pub canister_id: Principal,
+    pub kind: PipelineLogKind,
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct PipelineLogPage {
+    pub entries: Vec<(u64, PipelineLogEntry)>,
+    pub first: u64,
+    pub next: u64,
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ReleaseCount {
+    /// `None`: canisters without a release (provisioning).
+    pub version: Option<String>,
+    pub canisters: u64,
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct StatusCount {
+    pub status: crate::manager::CanisterStatus,
+    pub canisters: u64,
+}
+
+/// Counters over the manager's lifetime (they survive its upgrades).
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct RolloutCounters {
+    pub rollouts_started: u64,
+    pub pipelines_started: u64,
+    pub upgraded: u64,
+    pub restored: u64,
+    pub rolled_back: u64,
+    pub failed: u64,
+    pub skipped: u64,
+    pub cancelled: u64,
+    pub calls_issued: u64,
+    pub calls_failed: u64,
+    /// Argument bytes of every call the rollout engine sent.
+    pub bytes_sent: u64,
+    pub cycles_topped_up: u128,
+    pub upgrade_requests: u64,
+}
+
+/// Operator metrics; `http_request` GET /metrics renders the same in Prometheus text format.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct FleetMetrics {
+    pub now: u64,
+    pub user_canisters: u64,
+    pub by_release: Vec<ReleaseCount>,
+    pub by_status: Vec<StatusCount>,
+    pub counters: RolloutCounters,
+    pub rollout: Option<RolloutStatus>,
+    pub calls_in_flight: u64,
+    pub draining: bool,
+    pub cycles_balance: u128,
+    /// Instructions of the most recent driver ticks (mean and maximum since the manager
+    /// started or was upgraded), with the number of ticks measured.
+    pub ticks_measured: u64,
+    pub tick_instructions_mean: u64,
+    pub tick_instructions_max: u64,
+}
+
+/// `http_request` argument (HTTP gateway protocol).
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct HttpRequest {
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    #[serde(with = "serde_bytes")]
+    pub body: Vec<u8>,
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct HttpResponse {
+    pub status_code: u16,
+    pub headers: Vec<(String, String)>,
+    #[serde(with = "serde_bytes")]
+    pub body: Vec<u8>,
+}

@@ -1,0 +1,359 @@
+//! The rollout engine's asynchronous half: a timer that ticks the driver, and one task per
+//! call that performs it, feeds the result back and goes on with the same canister's next
+//! call. Many calls run concurrently; each continues in its own callback.
+//!
+//! Each call's arguments are encoded here, so the engine counts the bytes it sends. Calls to
+//! the management canister wait without bound (their effects must not be left unknown); the
+//! health check is a bounded-wait call, so an unresponsive user canister cannot keep the
+//! manager from stopping (interface spec, "Bounded-wait calls").
+
+use crate::chunk_store::ensure_mirrored;
+use crate::rollouts::{self, Fed};
+use crate::state;
+use candid::{CandidType, Encode, Principal};
+use fleet_api::user::{FleetHealth, UserCanisterArg, UserUpgradeArg};
+use ic_cdk::call::{Call, CallFailed};
+use ic_management_canister_types as mc;
+use rollout_core::{Action, ActionResult, CallError, Op};
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+/// Interval of the driver's timer while a rollout has work.
+pub const TICK: Duration = Duration::from_secs(1);
+/// Calls reissued per tick after an upgrade of the manager.
+const REISSUE_PER_TICK: usize = 200;
+/// Bounded-wait timeout of the health check.
+const HEALTH_TIMEOUT_SECS: u32 = 60;
+
+thread_local! {
+    static CALLS_IN_FLIGHT: Cell<u64> = const { Cell::new(0) };
+    static TIMER: RefCell<Option<ic_cdk_timers::TimerId>> = const { RefCell::new(None) };
+    /// Set by post_upgrade: calls issued before this time lost their callbacks.
+    static REISSUE_BEFORE: Cell<Option<u64>> = const { Cell::new(None) };
+    /// Canisters whose task was cancelled by a trap: their call is issued again.
+    static LOST: RefCell<BTreeSet<Principal>> = const { RefCell::new(BTreeSet::new()) };
+    static TICK_STATS: Cell<(u64, u64, u64)> = const { Cell::new((0, 0, 0)) };
+}
+
+pub fn calls_in_flight() -> u64 {
+    CALLS_IN_FLIGHT.with(|c| c.get())
+}
+
+/// (ticks measured, mean instructions, max instructions) of driver ticks.
+pub fn tick_stats() -> (u64, u64, u64) {
+    let (n, sum, max) = TICK_STATS.with(|t| t.get());
+    (n, sum.checked_div(n).unwrap_or(0), max)
+}
+
+/// Counts a call in flight until dropped. Dropped in the cleanup callback too when a task is
+/// cancelled by a trap (ic-cdk runs destructors there; interface spec, `ic0.call_on_cleanup`):
+/// then the canister's call is remembered so that the next tick issues it again.
+struct InFlight {
+    canister: Principal,
+    done: bool,
+}
+
+impl InFlight {
+    fn new(canister: Principal) -> Self {
+        CALLS_IN_FLIGHT.with(|c| c.set(c.get() + 1));
+        InFlight {
+            canister,
+            done: false,
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        CALLS_IN_FLIGHT.with(|c| c.set(c.get().saturating_sub(1)));
+        if !self.done {
+            LOST.with(|l| l.borrow_mut().insert(self.canister));
+        }
+    }
+}
+
+/// Keeps the driver's timer running while there is work.
+pub fn ensure_timer() {
+    TIMER.with(|t| {
+        let mut t = t.borrow_mut();
+        if t.is_none() {
+            *t = Some(ic_cdk_timers::set_timer_interval(TICK, || async {
+                timer_tick();
+            }));
+        }
+    });
+}
+
+fn stop_timer() {
+    TIMER.with(|t| {
+        if let Some(id) = t.borrow_mut().take() {
+            ic_cdk_timers::clear_timer(id);
+        }
+    });
+}
+
+/// After an upgrade of the manager: every call recorded as outstanding lost its callback.
+pub fn after_upgrade(now: u64) {
+    REISSUE_BEFORE.with(|r| r.set(Some(now)));
+    rollouts::reset_cache();
+    ensure_timer();
+}
+
+fn timer_tick() {
+    let now = ic_cdk::api::time();
+    if let Some(before) = REISSUE_BEFORE.with(|r| r.get()) {
+        let again = rollouts::reissue_lost(before, now, REISSUE_PER_TICK);
+        if again.is_empty() {
+            REISSUE_BEFORE.with(|r| r.set(None));
+        }
+        for action in again {
+            spawn(action);
+        }
+    }
+    let lost: Vec<Principal> =
+        LOST.with(|l| std::mem::take(&mut *l.borrow_mut()).into_iter().collect());
+    for canister in lost {
+        if let Some(action) = rollouts::current_action(&canister) {
+            spawn(action);
+        }
+    }
+    drive();
+    if !rollouts::has_work() && calls_in_flight() == 0 {
+        stop_timer();
+    }
+}
+
+/// One driver tick: starts as many calls as the limits allow. Its cost depends on the calls
+/// it starts, not on the size of the fleet; it is measured for the metrics.
+pub fn drive() {
+    let start = ic_cdk::api::performance_counter(0);
+    let now = ic_cdk::api::time();
+    let actions = rollouts::tick(now);
+    for action in actions {
+        spawn(action);
+    }
+    let used = ic_cdk::api::performance_counter(0).saturating_sub(start);
+    TICK_STATS.with(|t| {
+        let (n, sum, max) = t.get();
+        t.set((n + 1, sum + used, max.max(used)));
+    });
+}
+
+/// Runs the canister's calls one after the other, from `action` until its pipeline needs
+/// nothing more right now. Polled at once, so the first call is issued inside this message.
+fn spawn(action: Action) {
+    ic_cdk::futures::spawn_017_compat(run(action));
+}
+
+async fn run(mut action: Action) {
+    let canister = action.canister;
+    let mut guard = InFlight::new(canister);
+    loop {
+        let result = perform(&action).await;
+        let Fed { next, slot_freed } = rollouts::on_result(canister, result, ic_cdk::api::time());
+        if slot_freed {
+            // Fill the slot now rather than at the next timer tick.
+            drive();
+        }
+        match next {
+            Some(a) => action = a,
+            None => break,
+        }
+    }
+    guard.done = true;
+}
+
+fn call_error(e: CallFailed) -> CallError {
+    match e {
+        CallFailed::CallRejected(r) => CallError {
+            reject_code: r.raw_reject_code(),
+            message: r.reject_message().to_string(),
+        },
+        other => CallError {
+            reject_code: 0,
+            message: other.to_string(),
+        },
+    }
+}
+
+/// Sends a call to the management canister with candid-encoded `arg`, counting its bytes.
+async fn mgmt<A: CandidType>(
+    method: &str,
+    arg: &A,
+    cycles: u128,
+) -> Result<ic_cdk::call::Response, CallError> {
+    let bytes = Encode!(arg).expect("encoding a management canister argument");
+    rollouts::add_bytes_sent(bytes.len() as u64);
+    let mut call =
+        Call::unbounded_wait(Principal::management_canister(), method).with_raw_args(&bytes);
+    if cycles > 0 {
+        call = call.with_cycles(cycles);
+    }
+    call.await.map_err(call_error)
+}
+
+fn decode_failed(e: impl std::fmt::Display) -> CallError {
+    CallError {
+        reject_code: 0,
+        message: format!("reply did not decode: {e}"),
+    }
+}
+
+/// Whether a rejected `stop_canister` means "did not stop in time": the IC rejects it with
+/// `SYS_TRANSIENT` after its timeout (interface spec, "IC method `stop_canister`").
+fn stop_timed_out(e: &CallError) -> bool {
+    e.reject_code == 2 || e.message.contains("timed out")
+}
+
+async fn perform(action: &Action) -> ActionResult {
+    let canister = action.canister;
+    let id = mc::CanisterIdRecord {
+        canister_id: canister,
+    };
+    let unit = |r: Result<ic_cdk::call::Response, CallError>, ok: ActionResult| match r {
+        Ok(_) => ok,
+        Err(e) => ActionResult::CallFailed(e),
+    };
+    match &action.op {
+        Op::CanisterStatus => match mgmt("canister_status", &id, 0).await {
+            Ok(reply) => match reply.candid::<mc::CanisterStatusResult>() {
+                Ok(s) => ActionResult::Status {
+                    controllers: s.settings.controllers,
+                    module_hash: s.module_hash,
+                    cycles: u128::try_from(s.cycles.0).unwrap_or(u128::MAX),
+                },
+                Err(e) => ActionResult::CallFailed(decode_failed(e)),
+            },
+            Err(e) => ActionResult::CallFailed(e),
+        },
+        Op::TopUp { cycles } => unit(
+            mgmt("deposit_cycles", &id, *cycles).await,
+            ActionResult::ToppedUp,
+        ),
+        Op::Stop => match mgmt("stop_canister", &id, 0).await {
+            Ok(_) => ActionResult::Stopped,
+            Err(e) if stop_timed_out(&e) => ActionResult::StopTimedOut,
+            Err(e) => ActionResult::CallFailed(e),
+        },
+        Op::Start => unit(mgmt("start_canister", &id, 0).await, ActionResult::Started),
+        Op::TakeSnapshot { replace } => {
+            let take = |replace_snapshot: Option<Vec<u8>>| mc::TakeCanisterSnapshotArgs {
+                canister_id: canister,
+                replace_snapshot,
+                uninstall_code: None,
+                sender_canister_version: None,
+            };
+            let mut reply = mgmt("take_canister_snapshot", &take(replace.clone()), 0).await;
+            if reply.is_err() && replace.is_some() {
+                // The snapshot to replace may be gone (its owner deleted it): take a new one.
+                reply = mgmt("take_canister_snapshot", &take(None), 0).await;
+            }
+            match reply {
+                Ok(r) => match r.candid::<mc::Snapshot>() {
+                    Ok(s) => ActionResult::SnapshotTaken { snapshot: s.id },
+                    Err(e) => ActionResult::CallFailed(decode_failed(e)),
+                },
+                Err(e) => ActionResult::CallFailed(e),
+            }
+        }
+        Op::InstallChunked { module_hash } => install(canister, module_hash).await,
+        Op::HealthCheck => {
+            rollouts::add_bytes_sent(Encode!().map_or(0, |b| b.len() as u64));
+            let reply = Call::bounded_wait(canister, "fleet_health")
+                .change_timeout(HEALTH_TIMEOUT_SECS)
+                .await;
+            match reply {
+                Ok(r) => match r.candid::<FleetHealth>() {
+                    Ok(h) => ActionResult::Health {
+                        ok: h.ok,
+                        version: h.version,
+                        message: h.message,
+                    },
+                    Err(e) => ActionResult::CallFailed(decode_failed(e)),
+                },
+                Err(e) => ActionResult::CallFailed(call_error(e)),
+            }
+        }
+        Op::LoadSnapshot { snapshot } => {
+            let arg = mc::LoadCanisterSnapshotArgs {
+                canister_id: canister,
+                snapshot_id: snapshot.clone(),
+                sender_canister_version: Some(ic_cdk::api::canister_version()),
+            };
+            unit(
+                mgmt("load_canister_snapshot", &arg, 0).await,
+                ActionResult::SnapshotLoaded,
+            )
+        }
+        Op::DeleteSnapshot { snapshot } => {
+            let arg = mc::DeleteCanisterSnapshotArgs {
+                canister_id: canister,
+                snapshot_id: snapshot.clone(),
+            };
+            unit(
+                mgmt("delete_canister_snapshot", &arg, 0).await,
+                ActionResult::SnapshotDeleted,
+            )
+        }
+    }
+}
+
+/// `install_chunked_code` in upgrade mode from the manager's own chunk store: the message
+/// carries chunk hashes, not the module (interface spec, "IC method `install_chunked_code`").
+async fn install(canister: Principal, module_hash: &[u8]) -> ActionResult {
+    let failed = |message: String| {
+        ActionResult::InstallFailed(CallError {
+            reject_code: 0,
+            message,
+        })
+    };
+    let Some(meta) = state::with(|s| s.store.get_by_sha256(module_hash)) else {
+        return failed("the target release is no longer in the manager's store".into());
+    };
+    let mirrored = match state::with(|s| s.mirror_state().get(module_hash).cloned()) {
+        Some(m) => m,
+        // Evicted from the chunk store since the rollout started: put it back first.
+        None => match ensure_mirrored(&crate::mgmt::Ic, &meta.version).await {
+            Ok(m) => m,
+            Err(e) => return failed(format!("mirroring {}: {e:?}", meta.version)),
+        },
+    };
+    let arg = UserCanisterArg::Upgrade(UserUpgradeArg {
+        release_sha256: module_hash.to_vec(),
+    });
+    let arg = mc::InstallChunkedCodeArgs {
+        mode: mc::CanisterInstallMode::Upgrade(None),
+        target_canister: canister,
+        store_canister: Some(ic_cdk::api::canister_self()),
+        chunk_hashes_list: mirrored
+            .chunk_hashes
+            .into_iter()
+            .map(|hash| mc::ChunkHash { hash })
+            .collect(),
+        wasm_module_hash: module_hash.to_vec(),
+        arg: Encode!(&arg).expect("encoding the upgrade argument"),
+        sender_canister_version: Some(ic_cdk::api::canister_version()),
+    };
+    match mgmt("install_chunked_code", &arg, 0).await {
+        Ok(_) => ActionResult::Installed,
+        Err(e) => ActionResult::InstallFailed(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stop_timeouts_are_told_apart_from_other_rejects() {
+        let e = |code, message: &str| CallError {
+            reject_code: code,
+            message: message.into(),
+        };
+        assert!(stop_timed_out(&e(2, "Stop canister request timed out")));
+        assert!(stop_timed_out(&e(5, "request timed out")));
+        assert!(!stop_timed_out(&e(5, "only controllers may stop")));
+        assert!(!stop_timed_out(&e(3, "canister not found")));
+    }
+}

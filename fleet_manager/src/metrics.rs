@@ -1,0 +1,299 @@
+//! Operator metrics, as a candid record and as Prometheus text for `GET /metrics`. Everything
+//! is read from counters kept as things happen, so a scrape costs the same for any fleet size.
+
+use crate::{driver, rollouts, state};
+use fleet_api::manager::CanisterStatus;
+use fleet_api::rollout::{FleetMetrics, ReleaseCount, StatusCount};
+use std::fmt::Write;
+
+pub fn collect() -> FleetMetrics {
+    let (ticks_measured, tick_instructions_mean, tick_instructions_max) = driver::tick_stats();
+    let (user_canisters, by_release, by_status) = state::with(|s| {
+        let by_release = s
+            .registry
+            .release_counts()
+            .into_iter()
+            .map(|(sha, canisters)| ReleaseCount {
+                version: sha.map(|sha| {
+                    s.store
+                        .get_by_sha256(&sha)
+                        .map_or_else(|| hex::encode(sha), |m| m.version)
+                }),
+                canisters,
+            })
+            .collect();
+        let by_status = s
+            .registry
+            .status_counts()
+            .into_iter()
+            .map(|(status, canisters)| StatusCount { status, canisters })
+            .collect();
+        (s.registry.len(), by_release, by_status)
+    });
+    FleetMetrics {
+        now: ic_cdk::api::time(),
+        user_canisters,
+        by_release,
+        by_status,
+        counters: rollouts::counters(),
+        rollout: rollouts::status(),
+        calls_in_flight: driver::calls_in_flight(),
+        draining: rollouts::draining(),
+        cycles_balance: ic_cdk::api::canister_cycle_balance(),
+        ticks_measured,
+        tick_instructions_mean,
+        tick_instructions_max,
+    }
+}
+
+fn status_name(s: CanisterStatus) -> &'static str {
+    match s {
+        CanisterStatus::Provisioning => "provisioning",
+        CanisterStatus::Active => "active",
+        CanisterStatus::Upgrading => "upgrading",
+        CanisterStatus::Failed => "failed",
+        CanisterStatus::RolledBack => "rolled_back",
+        CanisterStatus::Detached => "detached",
+    }
+}
+
+/// Label values are quoted strings; backslash, quote and newline are escaped (Prometheus text
+/// exposition format).
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Renders `m` in the Prometheus text exposition format (version 0.0.4).
+pub fn prometheus(m: &FleetMetrics) -> String {
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, samples: Vec<(String, String)>| {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for (labels, value) in samples {
+            let _ = writeln!(out, "{name}{labels} {value}");
+        }
+    };
+    let one = |v: String| vec![(String::new(), v)];
+    metric(
+        "fleet_user_canisters",
+        "gauge",
+        "User canisters in the registry.",
+        one(m.user_canisters.to_string()),
+    );
+    metric(
+        "fleet_user_canisters_by_release",
+        "gauge",
+        "User canisters per installed release.",
+        m.by_release
+            .iter()
+            .map(|r| {
+                let v = r.version.as_deref().unwrap_or("none");
+                (
+                    format!("{{release=\"{}\"}}", label(v)),
+                    r.canisters.to_string(),
+                )
+            })
+            .collect(),
+    );
+    metric(
+        "fleet_user_canisters_by_status",
+        "gauge",
+        "User canisters per registry status.",
+        m.by_status
+            .iter()
+            .map(|s| {
+                (
+                    format!("{{status=\"{}\"}}", status_name(s.status)),
+                    s.canisters.to_string(),
+                )
+            })
+            .collect(),
+    );
+    let c = &m.counters;
+    metric(
+        "fleet_rollouts_started_total",
+        "counter",
+        "Rollouts started.",
+        one(c.rollouts_started.to_string()),
+    );
+    metric(
+        "fleet_pipelines_started_total",
+        "counter",
+        "Per-canister pipelines started (including restarts after busy).",
+        one(c.pipelines_started.to_string()),
+    );
+    metric(
+        "fleet_pipeline_outcomes_total",
+        "counter",
+        "Per-canister pipelines finished, by outcome.",
+        [
+            ("upgraded", c.upgraded),
+            ("restored", c.restored),
+            ("rolled_back", c.rolled_back),
+            ("failed", c.failed),
+            ("skipped", c.skipped),
+            ("cancelled", c.cancelled),
+        ]
+        .iter()
+        .map(|(o, n)| (format!("{{outcome=\"{o}\"}}"), n.to_string()))
+        .collect(),
+    );
+    metric(
+        "fleet_calls_issued_total",
+        "counter",
+        "Calls issued by the rollout engine.",
+        one(c.calls_issued.to_string()),
+    );
+    metric(
+        "fleet_calls_failed_total",
+        "counter",
+        "Calls of the rollout engine that were rejected.",
+        one(c.calls_failed.to_string()),
+    );
+    metric(
+        "fleet_bytes_sent_total",
+        "counter",
+        "Argument bytes sent by the rollout engine.",
+        one(c.bytes_sent.to_string()),
+    );
+    metric(
+        "fleet_top_up_cycles_total",
+        "counter",
+        "Cycles sent to user canisters in top-ups.",
+        one(c.cycles_topped_up.to_string()),
+    );
+    metric(
+        "fleet_upgrade_requests_total",
+        "counter",
+        "Upgrade requests accepted from owners and user canisters.",
+        one(c.upgrade_requests.to_string()),
+    );
+    metric(
+        "fleet_calls_in_flight",
+        "gauge",
+        "Calls of the rollout engine awaiting a reply.",
+        one(m.calls_in_flight.to_string()),
+    );
+    if let Some(r) = &m.rollout {
+        metric(
+            "fleet_rollout_id",
+            "gauge",
+            "Id of the current (or last) rollout.",
+            one(r.id.to_string()),
+        );
+        let k = &r.counts;
+        metric(
+            "fleet_rollout_canisters",
+            "gauge",
+            "Canisters of the current rollout, by state.",
+            [
+                ("pending", k.pending),
+                ("in_flight", k.in_flight),
+                ("busy", k.busy),
+                ("done", k.done),
+                ("restored", k.restored),
+                ("rolled_back", k.rolled_back),
+                ("failed", k.failed),
+                ("skipped", k.skipped),
+                ("cancelled", k.cancelled),
+            ]
+            .iter()
+            .map(|(s, n)| (format!("{{state=\"{s}\"}}"), n.to_string()))
+            .collect(),
+        );
+        metric(
+            "fleet_rollout_rate_per_minute",
+            "gauge",
+            "Canisters finished per minute, measured over the last minutes.",
+            one(format!("{}", r.rate_per_minute)),
+        );
+        if let Some(eta) = r.eta_ns {
+            metric(
+                "fleet_rollout_eta_seconds",
+                "gauge",
+                "Estimated time until the rollout finishes.",
+                one((eta / 1_000_000_000).to_string()),
+            );
+        }
+    }
+    metric(
+        "fleet_draining",
+        "gauge",
+        "1 while the manager is drained for its own upgrade.",
+        one(u8::from(m.draining).to_string()),
+    );
+    metric(
+        "fleet_manager_cycles",
+        "gauge",
+        "Cycles balance of the manager.",
+        one(m.cycles_balance.to_string()),
+    );
+    metric(
+        "fleet_tick_instructions",
+        "gauge",
+        "Instructions of one driver tick (mean and max since the manager was installed or upgraded).",
+        vec![
+            ("{stat=\"mean\"}".into(), m.tick_instructions_mean.to_string()),
+            ("{stat=\"max\"}".into(), m.tick_instructions_max.to_string()),
+        ],
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fleet_api::rollout::RolloutCounters;
+
+    #[test]
+    fn renders_prometheus_text_with_escaped_labels() {
+        let m = FleetMetrics {
+            now: 1,
+            user_canisters: 3,
+            by_release: vec![
+                ReleaseCount {
+                    version: Some("2.0.0\"x".into()),
+                    canisters: 2,
+                },
+                ReleaseCount {
+                    version: None,
+                    canisters: 1,
+                },
+            ],
+            by_status: vec![StatusCount {
+                status: CanisterStatus::Active,
+                canisters: 3,
+            }],
+            counters: RolloutCounters {
+                upgraded: 7,
+                cycles_topped_up: 5,
+                ..Default::default()
+            },
+            rollout: None,
+            calls_in_flight: 4,
+            draining: true,
+            cycles_balance: 9,
+            ticks_measured: 0,
+            tick_instructions_mean: 0,
+            tick_instructions_max: 0,
+        };
+        let text = prometheus(&m);
+        assert!(text.contains("# TYPE fleet_user_canisters gauge\nfleet_user_canisters 3\n"));
+        assert!(text.contains("fleet_user_canisters_by_release{release=\"2.0.0\\\"x\"} 2\n"));
+        assert!(text.contains("fleet_user_canisters_by_release{release=\"none\"} 1\n"));
+        assert!(text.contains("fleet_user_canisters_by_status{status=\"active\"} 3\n"));
+        assert!(text.contains("fleet_pipeline_outcomes_total{outcome=\"upgraded\"} 7\n"));
+        assert!(text.contains("fleet_top_up_cycles_total 5\n"));
+        assert!(text.contains("fleet_calls_in_flight 4\n"));
+        assert!(text.contains("fleet_draining 1\n"));
+        assert!(!text.contains("fleet_rollout_id"));
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let (name, value) = line.rsplit_once(' ').unwrap();
+            assert!(name.starts_with("fleet_"), "{line}");
+            assert!(value.parse::<f64>().is_ok(), "{line}");
+        }
+    }
+}
