@@ -29,6 +29,7 @@ pub mod limiter;
 pub mod pipeline;
 pub mod plan;
 pub mod rollout;
+pub mod stable;
 pub mod store;
 
 pub use candid::Principal;
@@ -45,6 +46,7 @@ pub use rollout::{
     ControlError, Event, EventKind, HaltReason, Phase, RequestError, RestorePlan, ResultError,
     Rollout, RolloutState, RolloutStatus, StateCounts, Ticket, WaveProgress, REQUEST_WAVE,
 };
+pub use stable::StableStore;
 pub use store::{MemStore, QueueKey, QueueKind, RolloutStore};
 
 /// Nanoseconds since the Unix epoch, as `ic_cdk::api::time()` returns them.

@@ -1,5 +1,5 @@
 //! The storage a rollout needs, shaped so that every operation maps onto an ordered map: the
-//! manager keeps it in stable memory (`StableStore` in the stable module), tests keep it in
+//! manager keeps it in stable memory ([`crate::stable::StableStore`]), tests keep it in
 //! [`MemStore`]. The driver touches only the entries of the canisters it works on, so a tick
 //! costs O(actions · log fleet), never a scan.
 

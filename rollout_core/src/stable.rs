@@ -1,0 +1,260 @@
+//! [`RolloutStore`] over ic-stable-structures, so that the manager keeps rollout state in
+//! stable memory and nothing is serialised in `pre_upgrade`. Give it three memories from the
+//! manager's `MemoryManager` (records, queues, events) that no other structure uses.
+
+use std::borrow::Cow;
+
+use candid::{Decode, Encode, Principal};
+use ic_stable_structures::storable::Bound;
+use ic_stable_structures::{BTreeMap, Memory, Storable};
+
+use crate::pipeline::CanisterRecord;
+use crate::rollout::Event;
+use crate::store::{QueueKey, QueueKind, RolloutStore};
+
+const KEY_LEN: usize = 17;
+
+impl Storable for QueueKey {
+    fn to_bytes(&self) -> Cow<'_, [u8]> {
+        Cow::Owned(self.into_bytes())
+    }
+
+    fn into_bytes(self) -> Vec<u8> {
+        // Big-endian, so byte order is key order.
+        let mut b = Vec::with_capacity(KEY_LEN);
+        b.push(self.queue.tag());
+        b.extend_from_slice(&self.a.to_be_bytes());
+        b.extend_from_slice(&self.b.to_be_bytes());
+        b
+    }
+
+    fn from_bytes(bytes: Cow<[u8]>) -> Self {
+        let b = bytes.as_ref();
+        let word = |i: usize| u64::from_be_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+        QueueKey {
+            queue: QueueKind::from_tag(b[0]).expect("queue tag written by into_bytes"),
+            a: word(1),
+            b: word(9),
+        }
+    }
+
+    const BOUND: Bound = Bound::Bounded {
+        max_size: KEY_LEN as u32,
+        is_fixed_size: true,
+    };
+}
+
+impl Storable for CanisterRecord {
+    fn to_bytes(&self) -> Cow<'_, [u8]> {
+        Cow::Owned(Encode!(self).expect("candid encoding of a record"))
+    }
+
+    fn into_bytes(self) -> Vec<u8> {
+        Encode!(&self).expect("candid encoding of a record")
+    }
+
+    fn from_bytes(bytes: Cow<[u8]>) -> Self {
+        Decode!(bytes.as_ref(), CanisterRecord).expect("record written by to_bytes")
+    }
+
+    const BOUND: Bound = Bound::Unbounded;
+}
+
+impl Storable for Event {
+    fn to_bytes(&self) -> Cow<'_, [u8]> {
+        Cow::Owned(Encode!(self).expect("candid encoding of an event"))
+    }
+
+    fn into_bytes(self) -> Vec<u8> {
+        Encode!(&self).expect("candid encoding of an event")
+    }
+
+    fn from_bytes(bytes: Cow<[u8]>) -> Self {
+        Decode!(bytes.as_ref(), Event).expect("event written by to_bytes")
+    }
+
+    const BOUND: Bound = Bound::Unbounded;
+}
+
+/// Rollout storage in three stable B-trees.
+pub struct StableStore<M: Memory> {
+    records: BTreeMap<Principal, CanisterRecord, M>,
+    queues: BTreeMap<QueueKey, Principal, M>,
+    events: BTreeMap<u64, Event, M>,
+}
+
+impl<M: Memory> StableStore<M> {
+    /// Opens the maps, keeping what the memories already hold (after an upgrade).
+    pub fn init(records: M, queues: M, events: M) -> Self {
+        StableStore {
+            records: BTreeMap::init(records),
+            queues: BTreeMap::init(queues),
+            events: BTreeMap::init(events),
+        }
+    }
+}
+
+impl<M: Memory> RolloutStore for StableStore<M> {
+    fn get(&self, id: &Principal) -> Option<CanisterRecord> {
+        self.records.get(id)
+    }
+
+    fn put(&mut self, id: Principal, record: CanisterRecord) {
+        self.records.insert(id, record);
+    }
+
+    fn len(&self) -> u64 {
+        self.records.len()
+    }
+
+    fn page(&self, after: Option<Principal>, limit: usize) -> Vec<(Principal, CanisterRecord)> {
+        use std::ops::Bound as B;
+        let lower = match after {
+            Some(a) => B::Excluded(a),
+            None => B::Unbounded,
+        };
+        self.records
+            .range((lower, B::Unbounded))
+            .take(limit)
+            .map(|e| e.into_pair())
+            .collect()
+    }
+
+    fn enqueue(&mut self, key: QueueKey, id: Principal) {
+        self.queues.insert(key, id);
+    }
+
+    fn dequeue(&mut self, key: &QueueKey) -> Option<Principal> {
+        self.queues.remove(key)
+    }
+
+    fn first_in(&self, from: QueueKey, to: QueueKey) -> Option<(QueueKey, Principal)> {
+        self.queues.range(from..to).next().map(|e| e.into_pair())
+    }
+
+    fn push_event(&mut self, seq: u64, event: Event) {
+        self.events.insert(seq, event);
+    }
+
+    fn drop_event(&mut self, seq: u64) {
+        self.events.remove(&seq);
+    }
+
+    fn events(&self, from: u64, limit: usize) -> Vec<(u64, Event)> {
+        self.events
+            .range(from..)
+            .take(limit)
+            .map(|e| e.into_pair())
+            .collect()
+    }
+
+    fn clear(&mut self) {
+        self.records.clear_new();
+        self.queues.clear_new();
+        self.events.clear_new();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::*;
+    use ic_stable_structures::DefaultMemoryImpl;
+
+    fn p(i: u32) -> Principal {
+        let mut b = [1u8; 10];
+        b[..4].copy_from_slice(&i.to_be_bytes());
+        Principal::from_slice(&b)
+    }
+
+    /// Answers every call with success at once.
+    fn answer(op: &Op, version: &str) -> ActionResult {
+        match op {
+            Op::CanisterStatus => ActionResult::Status {
+                controllers: vec![p(u32::MAX), p(u32::MAX - 1)],
+                module_hash: Some(vec![1; 32]),
+                cycles: u128::MAX,
+            },
+            Op::TopUp { .. } => ActionResult::ToppedUp,
+            Op::Stop => ActionResult::Stopped,
+            Op::Start => ActionResult::Started,
+            Op::TakeSnapshot { .. } => ActionResult::SnapshotTaken { snapshot: vec![7] },
+            Op::InstallChunked { .. } => ActionResult::Installed,
+            Op::HealthCheck => ActionResult::Health {
+                ok: true,
+                version: version.into(),
+                message: None,
+            },
+            Op::LoadSnapshot { .. } => ActionResult::SnapshotLoaded,
+            Op::DeleteSnapshot { .. } => ActionResult::SnapshotDeleted,
+        }
+    }
+
+    type Driven = (
+        RolloutStatus,
+        Vec<(u64, Event)>,
+        Vec<(Principal, CanisterRecord)>,
+    );
+
+    fn drive<S: RolloutStore>(store: S) -> Driven {
+        let mut plan = RolloutPlan::new(Release {
+            module_hash: vec![2; 32],
+            version: "2.0.0".into(),
+        });
+        plan.snapshot.keep_ns = Some(MINUTE);
+        let fleet: Vec<FleetCanister> = (0..500)
+            .map(|i| FleetCanister {
+                id: p(i),
+                policy: UpgradePolicy::Auto,
+                module_hash: Some(vec![1; 32]),
+                recovery: p(u32::MAX - 1),
+                snapshot: None,
+            })
+            .collect();
+        let cohort = plan::select(&plan, &fleet).unwrap();
+        let mut r = Rollout::start(1, p(u32::MAX), &plan, cohort, store, 0).unwrap();
+        let mut now = 0;
+        while r.has_work() {
+            now += SECOND;
+            let mut queue = r.tick(now);
+            while let Some(a) = queue.pop() {
+                if let Some(next) = r
+                    .on_result(a.canister, answer(&a.op, "2.0.0"), now)
+                    .unwrap()
+                {
+                    queue.push(next);
+                }
+            }
+        }
+        (r.status(now), r.events(0, 10_000), r.records(None, 10_000))
+    }
+
+    #[test]
+    fn stable_store_behaves_like_the_memory_store() {
+        let m = || DefaultMemoryImpl::default();
+        let stable = drive(StableStore::init(m(), m(), m()));
+        let mem = drive(MemStore::new());
+        assert_eq!(stable.0.counts.done, 500);
+        assert_eq!(stable.0.phase, Phase::Completed);
+        assert_eq!(stable.1, mem.1);
+        assert_eq!(stable.2, mem.2);
+    }
+
+    #[test]
+    fn queue_keys_sort_as_bytes_in_key_order() {
+        let keys = [
+            QueueKey::new(QueueKind::Request, 5, 0),
+            QueueKey::new(QueueKind::Pending, 0, u64::MAX),
+            QueueKey::new(QueueKind::Pending, 1, 0),
+            QueueKey::new(QueueKind::Retry, 256, 1),
+            QueueKey::new(QueueKind::Outstanding, 0, 0),
+        ];
+        for w in keys.windows(2) {
+            assert!(w[0] < w[1]);
+            assert!(w[0].into_bytes() < w[1].into_bytes());
+        }
+        for k in keys {
+            assert_eq!(QueueKey::from_bytes(Cow::Owned(k.into_bytes())), k);
+        }
+    }
+}
