@@ -1,0 +1,211 @@
+//! Shared setup of the CLI's end-to-end tests: the `fleet` command tree run against `ic_sim`
+//! with the real canister wasm, every identity signing through the simulator.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use candid::utils::{ArgumentDecoder, ArgumentEncoder};
+use candid::{decode_args, encode_args, encode_one, Principal};
+use clap::Parser;
+use fleet_api::user::{NoteEntry, NoteError, UserCanisterArg, UserInitArg};
+use fleet_cli::backend::sim::SimIc;
+use fleet_cli::backend::Ic;
+use fleet_cli::cli::{run, Cli, Output};
+use fleet_cli::error::CliError;
+use fleet_cli::phrase::RecoveryPhrase;
+use ic_sim::management_canister::CanisterSettings;
+use ic_sim::IcSim;
+use sha2::{Digest, Sha256};
+
+/// A valid 12-word phrase (BIP39 test vector: all-zero entropy).
+pub const PHRASE: &str =
+    "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about";
+/// Twelve valid words whose checksum is wrong.
+pub const BAD_CHECKSUM_PHRASE: &str =
+    "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon";
+/// Another valid phrase: a principal that controls nothing.
+pub const STRANGER_PHRASE: &str =
+    "legal winner thank year wave sausage worth useful legal winner thank yellow";
+
+pub const CYCLES: u128 = 100_000_000_000_000;
+
+/// A self-authenticating-shaped test principal.
+pub fn user(n: u8) -> Principal {
+    let mut bytes = [n; 29];
+    bytes[28] = 0x02;
+    Principal::from_slice(&bytes)
+}
+
+pub fn principal_of(phrase: &str) -> Principal {
+    RecoveryPhrase::parse(phrase).unwrap().principal().unwrap()
+}
+
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+pub fn user_wasm(features: &[&str]) -> Vec<u8> {
+    wasm_build::wasm("user_canister", features)
+}
+
+/// A folder removed when dropped.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new() -> Self {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "fleet-cli-test-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+
+    /// Writes `bytes` to `name` in this folder and returns its path as text.
+    pub fn file(&self, name: &str, bytes: &[u8]) -> String {
+        let path = self.0.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path.to_str().unwrap().to_string()
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A simulated IC and a folder for the files commands read.
+pub struct World {
+    pub sim: Rc<IcSim>,
+    pub dir: TempDir,
+}
+
+impl World {
+    pub fn new() -> Self {
+        World {
+            sim: Rc::new(IcSim::new()),
+            dir: TempDir::new(),
+        }
+    }
+
+    /// Runs `fleet ARGS...` as the binary would (same parser, same command code), connecting
+    /// every identity to this simulator. Confirmation prompts are answered "no".
+    pub fn fleet(&self, args: &[&str]) -> Result<Output, CliError> {
+        let cli = Cli::try_parse_from(std::iter::once("fleet").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("fleet {args:?} does not parse: {e}"));
+        let sim = Rc::clone(&self.sim);
+        let connector = move |_: &fleet_cli::backend::agent::Network,
+                              id: &fleet_cli::identity::Identity|
+              -> Result<Box<dyn Ic>, CliError> {
+            Ok(Box::new(SimIc::new(Rc::clone(&sim), id.principal())))
+        };
+        run(&cli, &connector, &mut |_| Ok(false))
+    }
+
+    /// Like [`World::fleet`], expecting an error; returns it with its exit code.
+    pub fn fleet_err(&self, args: &[&str]) -> (i32, CliError) {
+        match self.fleet(args) {
+            Ok(out) => panic!("fleet {args:?} succeeded: {}", out.text),
+            Err(e) => (e.exit_code(), e),
+        }
+    }
+
+    pub fn update<A: ArgumentEncoder, R: for<'a> ArgumentDecoder<'a>>(
+        &self,
+        canister: Principal,
+        sender: Principal,
+        method: &str,
+        args: A,
+    ) -> R {
+        let reply = self
+            .sim
+            .update_call(canister, sender, method, encode_args(args).unwrap())
+            .unwrap_or_else(|e| panic!("{method}: {e}"));
+        decode_args(&reply).unwrap_or_else(|e| panic!("decoding {method}: {e}"))
+    }
+
+    pub fn query<A: ArgumentEncoder, R: for<'a> ArgumentDecoder<'a>>(
+        &self,
+        canister: Principal,
+        sender: Principal,
+        method: &str,
+        args: A,
+    ) -> R {
+        let reply = self
+            .sim
+            .query_call(canister, sender, method, encode_args(args).unwrap())
+            .unwrap_or_else(|e| panic!("{method}: {e}"));
+        decode_args(&reply).unwrap_or_else(|e| panic!("decoding {method}: {e}"))
+    }
+
+    /// A user canister controlled by exactly `[manager, recovery]`, running user_canister v1
+    /// installed by `installer` (one of them) for `owner`.
+    pub fn user_canister(
+        &self,
+        manager: Principal,
+        recovery: Principal,
+        owner: Principal,
+        installer: Principal,
+    ) -> Principal {
+        let canister = self.sim.create_canister_with_settings(
+            Some(installer),
+            Some(CanisterSettings {
+                controllers: Some(vec![manager, recovery]),
+                ..Default::default()
+            }),
+        );
+        self.sim.add_cycles(canister, CYCLES);
+        let v1 = user_wasm(&[]);
+        let arg = UserCanisterArg::Init(UserInitArg {
+            owner,
+            recovery_principal: recovery,
+            manager,
+            release_sha256: sha256(&v1).to_vec(),
+        });
+        self.sim
+            .install_canister(canister, v1, encode_one(arg).unwrap(), Some(installer));
+        canister
+    }
+
+    pub fn put_note(&self, canister: Principal, owner: Principal, key: &str, text: &str) {
+        let (r,): (Result<(), NoteError>,) =
+            self.update(canister, owner, "put", (key.to_string(), text.to_string()));
+        r.unwrap();
+    }
+
+    /// The notes as (key, text), read by the owner.
+    pub fn notes(&self, canister: Principal, owner: Principal) -> Vec<(String, String)> {
+        let (r,): (Result<Vec<NoteEntry>, NoteError>,) =
+            self.query(canister, owner, "list", (None::<String>, 100u32));
+        r.unwrap()
+            .into_iter()
+            .map(|e| (e.key, e.note.text))
+            .collect()
+    }
+
+    pub fn version(&self, canister: Principal) -> String {
+        let (v,): (String,) = self.query(canister, Principal::anonymous(), "version", ());
+        v
+    }
+
+    pub fn module_hash(&self, canister: Principal) -> Option<[u8; 32]> {
+        self.sim.module_hash(canister)
+    }
+
+    /// Snapshot ids of `canister`, read as `controller`.
+    pub fn snapshot_count(&self, canister: Principal, controller: Principal) -> usize {
+        self.sim
+            .list_canister_snapshots(canister, Some(controller))
+            .unwrap()
+            .len()
+    }
+}
