@@ -85,6 +85,17 @@ pub(crate) fn execute(
     module: &CanisterModule,
     heap: &Heap,
     entry: &Entry,
+    host: Host,
+    fuel: u64,
+    keep_heap: bool,
+) -> Outcome {
+    execute_here(module, heap, entry, host, fuel, keep_heap)
+}
+
+fn execute_here(
+    module: &CanisterModule,
+    heap: &Heap,
+    entry: &Entry,
     mut host: Host,
     fuel: u64,
     keep_heap: bool,
