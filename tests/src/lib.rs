@@ -213,3 +213,355 @@ impl Default for Fleet {
         Self::new()
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Fleets of user canisters and rollouts
+// ---------------------------------------------------------------------------------------------
+
+pub mod rollout {
+    //! Helpers for rollout scenarios: provisioning hundreds of canisters concurrently, driving
+    //! rounds, and reading the manager's rollout status, results and logs from outside.
+
+    use super::*;
+    use candid::decode_one;
+    use fleet_api::manager::{CreateUserCanisterArg, CreateUserCanisterError, UserCanister};
+    use fleet_api::rollout::*;
+    use fleet_api::user::{Note, NoteError};
+    use ic_sim::RawMessageId;
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    /// Simulated time per round: the driver's timer interval.
+    pub const ROUND: Duration = Duration::from_secs(1);
+    /// Cycles each user canister gets: above the default precheck minimum (500B).
+    pub const USER_CYCLES: u128 = 1_000_000_000_000;
+
+    /// The `n`-th end user (owner) and their recovery principal; distinct for every `n`.
+    pub fn owner(n: u32) -> Principal {
+        let mut bytes = [0x11u8; 29];
+        bytes[..4].copy_from_slice(&n.to_be_bytes());
+        bytes[28] = 0x02;
+        Principal::from_slice(&bytes)
+    }
+
+    pub fn recovery(n: u32) -> Principal {
+        let mut bytes = [0x22u8; 29];
+        bytes[..4].copy_from_slice(&n.to_be_bytes());
+        bytes[28] = 0x02;
+        Principal::from_slice(&bytes)
+    }
+
+    /// A manager ready for fleets of `n` canisters: no creation limit in the way, and cycles
+    /// for every creation.
+    pub fn fleet_for(n: u32) -> Fleet {
+        let fleet = Fleet::with_arg(Some(ManagerInitArg {
+            creation_limit: Some(RateLimit {
+                capacity: n.max(10),
+                refill_period_secs: 1,
+            }),
+            user_canister_cycles: Some(USER_CYCLES),
+            ..Default::default()
+        }));
+        fleet
+            .sim
+            .add_cycles(fleet.manager, n as u128 * 2 * USER_CYCLES);
+        fleet
+    }
+
+    impl Fleet {
+        /// One round, one timer interval later.
+        pub fn step(&self) {
+            self.sim.advance_time(ROUND);
+            self.sim.tick();
+        }
+
+        /// Submits every message and runs rounds until all have answered; returns the replies.
+        pub fn run_all(&self, messages: Vec<RawMessageId>, max_rounds: u64) -> Vec<Vec<u8>> {
+            let mut replies: Vec<Option<Vec<u8>>> = vec![None; messages.len()];
+            for _ in 0..max_rounds {
+                let mut pending = false;
+                for (i, m) in messages.iter().enumerate() {
+                    if replies[i].is_none() {
+                        match self.sim.ingress_status(m) {
+                            Some(Ok(bytes)) => replies[i] = Some(bytes),
+                            Some(Err(e)) => panic!("message {i} rejected: {e:?}"),
+                            None => pending = true,
+                        }
+                    }
+                }
+                if !pending {
+                    return replies.into_iter().map(|r| r.expect("answered")).collect();
+                }
+                self.step();
+            }
+            panic!("messages still pending after {max_rounds} rounds");
+        }
+
+        /// Creates the canisters of owners `first..first + n` concurrently, as their owners
+        /// would, and returns their records in owner order.
+        pub fn provision(&self, first: u32, n: u32) -> Vec<UserCanister> {
+            let messages = (first..first + n)
+                .map(|i| {
+                    let arg = CreateUserCanisterArg {
+                        recovery_principal: recovery(i),
+                    };
+                    self.sim
+                        .submit_call(
+                            self.manager,
+                            owner(i),
+                            "create_user_canister",
+                            encode_one(arg).unwrap(),
+                        )
+                        .expect("submitting create_user_canister")
+                })
+                .collect();
+            self.run_all(messages, 10_000)
+                .into_iter()
+                .map(|bytes| {
+                    decode_one::<Result<UserCanister, CreateUserCanisterError>>(&bytes)
+                        .unwrap()
+                        .expect("create_user_canister")
+                })
+                .collect()
+        }
+
+        /// Each owner writes `notes` notes into their canister.
+        pub fn write_notes(&self, canisters: &[(u32, Principal)], notes: u32) {
+            let mut messages = Vec::new();
+            for (n, id) in canisters {
+                for k in 0..notes {
+                    messages.push(
+                        self.sim
+                            .submit_call(
+                                *id,
+                                owner(*n),
+                                "put",
+                                encode_args((note_key(k), note_text(*n, k))).unwrap(),
+                            )
+                            .expect("submitting put"),
+                    );
+                }
+            }
+            for bytes in self.run_all(messages, 1_000) {
+                decode_one::<Result<(), NoteError>>(&bytes)
+                    .unwrap()
+                    .expect("put");
+            }
+        }
+
+        /// Asserts that owner `n`'s notes read back as written.
+        pub fn assert_notes(&self, n: u32, canister: Principal, notes: u32) {
+            for k in 0..notes {
+                let reply = self
+                    .sim
+                    .query_call(canister, owner(n), "get", encode_one(note_key(k)).unwrap())
+                    .unwrap_or_else(|e| panic!("get on {canister}: {e:?}"));
+                let note = decode_one::<Result<Option<Note>, NoteError>>(&reply)
+                    .unwrap()
+                    .expect("get");
+                assert_eq!(
+                    note.map(|n| n.text),
+                    Some(note_text(n, k)),
+                    "note {k} of {canister}"
+                );
+            }
+        }
+
+        pub fn start_rollout(
+            &self,
+            plan: RolloutPlanArg,
+        ) -> Result<RolloutStarted, StartRolloutError> {
+            self.call(self.controller, "start_rollout", plan)
+        }
+
+        pub fn rollout_status(&self) -> RolloutStatus {
+            let s: Result<Option<RolloutStatus>, fleet_api::manager::QueryError> =
+                self.read(self.controller, "rollout_status", ());
+            s.expect("rollout_status").expect("a rollout exists")
+        }
+
+        pub fn control(&self, method: &str) -> Result<RolloutStatus, RolloutControlError> {
+            self.update::<_, (Result<RolloutStatus, RolloutControlError>,)>(
+                self.controller,
+                method,
+                (),
+            )
+            .0
+        }
+
+        /// Runs rounds until `done` holds for the status; returns the rounds it took.
+        pub fn run_until(&self, max_rounds: u64, done: impl Fn(&RolloutStatus) -> bool) -> u64 {
+            for round in 0..max_rounds {
+                if done(&self.rollout_status()) {
+                    return round;
+                }
+                self.step();
+            }
+            panic!(
+                "rollout did not get there in {max_rounds} rounds: {:?}",
+                self.rollout_status()
+            );
+        }
+
+        /// Runs rounds until the rollout completed, aborted or halted.
+        pub fn run_to_rest(&self, max_rounds: u64) -> u64 {
+            self.run_until(max_rounds, |s| {
+                s.phase.is_finished()
+                    || (matches!(s.phase, Phase::Halted(_)) && s.counts.in_flight == 0)
+            })
+        }
+
+        /// Every per-canister result of the current rollout, page by page.
+        pub fn rollout_results(&self) -> Vec<RolloutCanisterResult> {
+            let mut out = Vec::new();
+            let mut after = None;
+            loop {
+                let page: Result<Option<RolloutResultsPage>, fleet_api::manager::QueryError> = self
+                    .read(
+                        self.controller,
+                        "rollout_results",
+                        RolloutResultsArg {
+                            start_after: after,
+                            limit: Some(100),
+                        },
+                    );
+                let page = page.unwrap().expect("a rollout exists");
+                out.extend(page.results);
+                match page.next {
+                    Some(n) => after = Some(n),
+                    None => return out,
+                }
+            }
+        }
+
+        pub fn rollout_events(&self) -> Vec<Event> {
+            let mut out = Vec::new();
+            let mut from = 0;
+            loop {
+                let page: Result<Option<RolloutEventsPage>, fleet_api::manager::QueryError> = self
+                    .read(
+                        self.controller,
+                        "rollout_events",
+                        LogPageArg {
+                            from,
+                            limit: Some(MAX_ROLLOUT_PAGE),
+                        },
+                    );
+                let page = page.unwrap().expect("a rollout exists");
+                if page.events.is_empty() {
+                    return out;
+                }
+                from = page.events.last().unwrap().0 + 1;
+                out.extend(page.events.into_iter().map(|(_, e)| e));
+            }
+        }
+
+        /// The manager's pipeline log entries of rollout `id`.
+        pub fn pipeline_log(&self, id: u64) -> Vec<PipelineLogEntry> {
+            let mut out = Vec::new();
+            let mut from = 0;
+            loop {
+                let page: Result<PipelineLogPage, fleet_api::manager::QueryError> = self.read(
+                    self.controller,
+                    "pipeline_log",
+                    LogPageArg {
+                        from,
+                        limit: Some(MAX_ROLLOUT_PAGE),
+                    },
+                );
+                let page = page.unwrap();
+                if page.entries.is_empty() {
+                    return out;
+                }
+                from = page.entries.last().unwrap().0 + 1;
+                out.extend(
+                    page.entries
+                        .into_iter()
+                        .map(|(_, e)| e)
+                        .filter(|e| e.rollout_id == id),
+                );
+            }
+        }
+
+        pub fn metrics(&self) -> FleetMetrics {
+            let m: Result<FleetMetrics, fleet_api::manager::QueryError> =
+                self.read(self.controller, "metrics", ());
+            m.expect("metrics")
+        }
+
+        /// Whether a canister is running, as `canister_status` reports it to a controller.
+        pub fn is_running(&self, canister: Principal) -> bool {
+            let status = self
+                .sim
+                .canister_status(canister, Some(self.manager))
+                .expect("canister_status");
+            status.status == ic_sim::management_canister::CanisterStatusType::Running
+        }
+
+        pub fn controllers_sorted(&self, canister: Principal) -> Vec<Principal> {
+            let mut c = self.sim.get_controllers(canister);
+            c.sort();
+            c
+        }
+    }
+
+    pub fn note_key(k: u32) -> String {
+        format!("note-{k}")
+    }
+
+    pub fn note_text(owner: u32, k: u32) -> String {
+        format!("owner {owner} wrote note {k}")
+    }
+
+    /// What the pipeline log shows about the limits: the most canisters in flight at once, and
+    /// the most pipeline starts in any window of one minute.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct LogFigures {
+        pub starts: u64,
+        pub max_in_flight: u64,
+        pub max_starts_per_minute: u64,
+        /// (start, end) times of each pipeline run, in log order.
+        pub spans: Vec<(u64, u64)>,
+    }
+
+    /// Replays a rollout's pipeline log: every `Started` takes a slot that its `Left` gives
+    /// back; a canister never holds two. Panics on an inconsistent log.
+    pub fn replay(log: &[PipelineLogEntry]) -> LogFigures {
+        let mut holding: BTreeMap<Principal, u64> = BTreeMap::new();
+        let mut starts = Vec::new();
+        let mut spans = Vec::new();
+        let mut max_in_flight = 0u64;
+        for e in log {
+            match &e.kind {
+                PipelineLogKind::Started => {
+                    assert!(
+                        holding.insert(e.canister_id, e.at).is_none(),
+                        "{} started twice at once",
+                        e.canister_id
+                    );
+                    starts.push(e.at);
+                    max_in_flight = max_in_flight.max(holding.len() as u64);
+                }
+                PipelineLogKind::Left { .. } => {
+                    let start = holding
+                        .remove(&e.canister_id)
+                        .unwrap_or_else(|| panic!("{} left without a start", e.canister_id));
+                    spans.push((start, e.at));
+                }
+                PipelineLogKind::Reissued { .. } => {}
+            }
+        }
+        let minute = 60_000_000_000u64;
+        let mut max_starts_per_minute = 0;
+        for (i, &t) in starts.iter().enumerate() {
+            let n = starts[i..].iter().take_while(|&&x| x < t + minute).count();
+            max_starts_per_minute = max_starts_per_minute.max(n as u64);
+        }
+        LogFigures {
+            starts: starts.len() as u64,
+            max_in_flight,
+            max_starts_per_minute,
+            spans,
+        }
+    }
+}
