@@ -4,13 +4,15 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use candid::Principal;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use fleet_api::manager::{CanisterFilter, CanisterStatus, Role};
 use serde::Serialize;
 
 use crate::backend::agent::{AgentIc, Network};
 use crate::backend::Ic;
 use crate::error::CliError;
 use crate::identity::Identity;
+use crate::manager::{self as mgr, Manager};
 use crate::phrase::{PhraseSource, RecoveryPhrase, PHRASE_ENV};
 use crate::recovery::{self, Progress};
 use crate::wasm::WasmModule;
@@ -34,6 +36,155 @@ pub enum Command {
     /// End-user recovery through the recovery phrase, with or without the manager.
     #[command(subcommand)]
     Recovery(RecoveryCommand),
+    /// Publish and inspect the user-canister releases a manager stores.
+    #[command(subcommand)]
+    Release(ReleaseCommand),
+    /// The manager's registry of user canisters.
+    #[command(subcommand)]
+    Canisters(CanistersCommand),
+    /// Who may operate the manager, and in which roles.
+    #[command(subcommand)]
+    Operators(OperatorsCommand),
+}
+
+/// A manager and who calls it.
+#[derive(Args, Debug, Clone)]
+pub struct ManagerTarget {
+    /// `ic`, `local` or the URL of a replica.
+    #[arg(long, default_value = "ic")]
+    pub network: String,
+    /// The fleet manager canister.
+    #[arg(long, value_name = "CANISTER_ID")]
+    pub manager: Principal,
+    #[command(flatten)]
+    pub identity: IdentityArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ReleaseCommand {
+    /// Upload a module as a new release (resumes an interrupted upload of the same file).
+    Publish {
+        #[command(flatten)]
+        target: ManagerTarget,
+        /// The module (.wasm or .wasm.gz).
+        #[arg(value_name = "FILE")]
+        wasm: PathBuf,
+        /// Semantic version of the release.
+        #[arg(long, value_name = "SEMVER")]
+        version: String,
+        /// Release notes.
+        #[arg(long, default_value = "")]
+        notes: String,
+        /// Expected sha256 of the file, hex.
+        #[arg(long, value_name = "HEX")]
+        sha256: Option<String>,
+    },
+    /// Cancel an unfinished upload.
+    Abort {
+        #[command(flatten)]
+        target: ManagerTarget,
+        #[arg(value_name = "SEMVER")]
+        version: String,
+    },
+    /// Every finalized release.
+    List {
+        #[command(flatten)]
+        target: ManagerTarget,
+    },
+    /// One release, or the progress of its unfinished upload.
+    Show {
+        #[command(flatten)]
+        target: ManagerTarget,
+        #[arg(value_name = "SEMVER")]
+        version: String,
+    },
+}
+
+/// Registry status, as `canisters list --status` takes it.
+#[derive(ValueEnum, Debug, Clone, Copy)]
+pub enum StatusArg {
+    Provisioning,
+    Active,
+    Upgrading,
+    Failed,
+    RolledBack,
+    Detached,
+}
+
+impl From<StatusArg> for CanisterStatus {
+    fn from(s: StatusArg) -> Self {
+        match s {
+            StatusArg::Provisioning => CanisterStatus::Provisioning,
+            StatusArg::Active => CanisterStatus::Active,
+            StatusArg::Upgrading => CanisterStatus::Upgrading,
+            StatusArg::Failed => CanisterStatus::Failed,
+            StatusArg::RolledBack => CanisterStatus::RolledBack,
+            StatusArg::Detached => CanisterStatus::Detached,
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CanistersCommand {
+    /// User canisters, optionally only those of one release, status or owner.
+    List {
+        #[command(flatten)]
+        target: ManagerTarget,
+        /// Only canisters running this release version.
+        #[arg(long, value_name = "SEMVER", conflicts_with_all = ["status", "owner"])]
+        release: Option<String>,
+        #[arg(long, value_enum, conflicts_with = "owner")]
+        status: Option<StatusArg>,
+        #[arg(long, value_name = "PRINCIPAL")]
+        owner: Option<Principal>,
+        /// Show at most this many.
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoleArg {
+    Admin,
+    Releaser,
+    Deployer,
+}
+
+impl From<RoleArg> for Role {
+    fn from(r: RoleArg) -> Self {
+        match r {
+            RoleArg::Admin => Role::Admin,
+            RoleArg::Releaser => Role::Releaser,
+            RoleArg::Deployer => Role::Deployer,
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OperatorsCommand {
+    List {
+        #[command(flatten)]
+        target: ManagerTarget,
+    },
+    /// Grant roles (kept roles stay).
+    Add {
+        #[command(flatten)]
+        target: ManagerTarget,
+        #[arg(value_name = "PRINCIPAL")]
+        principal: Principal,
+        /// A role to grant; repeat for several.
+        #[arg(long = "role", value_enum, required = true)]
+        roles: Vec<RoleArg>,
+    },
+    /// Revoke roles, or every role when none is named.
+    Remove {
+        #[command(flatten)]
+        target: ManagerTarget,
+        #[arg(value_name = "PRINCIPAL")]
+        principal: Principal,
+        #[arg(long = "role", value_enum)]
+        roles: Vec<RoleArg>,
+    },
 }
 
 /// Who signs. The phrase is never a command-line argument: arguments are visible to other
@@ -108,17 +259,26 @@ pub enum RecoveryCommand {
         #[command(flatten)]
         target: Target,
     },
-    /// Upgrade the canister from a wasm file as its controller, without the manager.
+    /// Upgrade the canister as its controller, from a wasm file or from a release downloaded
+    /// from the manager; the install itself never goes through the manager.
     Upgrade {
         #[command(flatten)]
         target: Target,
         /// The module (.wasm or .wasm.gz).
-        #[arg(long, value_name = "FILE")]
-        wasm: PathBuf,
-        /// Expected sha256 of the file, hex.
+        #[arg(long, value_name = "FILE", required_unless_present = "manager")]
+        wasm: Option<PathBuf>,
+        /// Download release --version from this manager instead of reading --wasm.
+        #[arg(
+            long,
+            value_name = "CANISTER_ID",
+            conflicts_with = "wasm",
+            requires = "version"
+        )]
+        manager: Option<Principal>,
+        /// Expected sha256 of the module, hex.
         #[arg(long, value_name = "HEX")]
         sha256: Option<String>,
-        /// Version the canister must report after the upgrade.
+        /// Version the canister must report after the upgrade (with --manager: the release).
         #[arg(long, value_name = "SEMVER")]
         version: Option<String>,
     },
@@ -145,6 +305,8 @@ pub struct Bars {
     spinner: Option<indicatif::ProgressBar>,
     bar: Option<indicatif::ProgressBar>,
     enabled: bool,
+    /// The current step, shown beside the chunk bar ("uploading 2.0.0", "downloading ...").
+    label: String,
 }
 
 impl Bars {
@@ -153,6 +315,7 @@ impl Bars {
             spinner: None,
             bar: None,
             enabled: enabled && std::io::stderr().is_terminal(),
+            label: String::new(),
         }
     }
     fn finish(&mut self) {
@@ -173,6 +336,7 @@ impl Drop for Bars {
 
 impl Progress for Bars {
     fn step(&mut self, message: &str) {
+        self.label = message.to_string();
         if !self.enabled {
             return;
         }
@@ -190,12 +354,17 @@ impl Progress for Bars {
         if !self.enabled {
             return;
         }
+        if let Some(s) = self.spinner.take() {
+            s.finish_and_clear();
+        }
+        let label = &self.label;
         let b = self.bar.get_or_insert_with(|| {
             let b = indicatif::ProgressBar::new(total as u64);
             b.set_style(
-                indicatif::ProgressStyle::with_template("uploading {bar:30} {pos}/{len} chunks")
+                indicatif::ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} chunks")
                     .expect("valid template"),
             );
+            b.set_message(label.clone());
             b
         });
         b.set_position(done as u64);
@@ -203,6 +372,7 @@ impl Progress for Bars {
 }
 
 /// The outcome of a command: JSON value and readable text.
+#[derive(Debug)]
 pub struct Output {
     pub json: serde_json::Value,
     pub text: String,
@@ -239,6 +409,9 @@ pub fn run(
 ) -> Result<Output, CliError> {
     let mut bars = Bars::new(!cli.json);
     match &cli.command {
+        Command::Release(cmd) => run_release(cmd, connector, &mut bars),
+        Command::Canisters(cmd) => run_canisters(cmd, connector),
+        Command::Operators(cmd) => run_operators(cmd, connector),
         Command::Recovery(cmd) => match cmd {
             RecoveryCommand::New { phrase_out } => {
                 let phrase = RecoveryPhrase::generate()?;
@@ -305,17 +478,42 @@ pub fn run(
             RecoveryCommand::Upgrade {
                 target,
                 wasm,
+                manager,
                 sha256,
                 version,
             } => {
-                // Check the file before touching the network: bad input changes nothing.
-                let module = WasmModule::read(wasm, sha256.as_deref())?;
-                let ic = connect(target, connector)?;
+                // Check the input before touching the network: bad input changes nothing.
+                let (module, ic, expected_version) = match (wasm, manager) {
+                    (Some(path), _) => {
+                        let module = WasmModule::read(path, sha256.as_deref())?;
+                        (module, connect(target, connector)?, version.clone())
+                    }
+                    (None, Some(manager)) => {
+                        let expected = sha256
+                            .as_deref()
+                            .map(crate::wasm::parse_sha256)
+                            .transpose()?;
+                        let release = version
+                            .as_deref()
+                            .ok_or_else(|| CliError::Usage("--manager needs --version".into()))?;
+                        let ic = connect(target, connector)?;
+                        let (meta, module) = mgr::download_release(
+                            &Manager::new(ic.as_ref(), *manager),
+                            release,
+                            expected,
+                            &mut bars,
+                        )?;
+                        (module, ic, Some(meta.version))
+                    }
+                    (None, None) => {
+                        return Err(CliError::Usage("give --wasm FILE or --manager".into()))
+                    }
+                };
                 let r = recovery::upgrade(
                     ic.as_ref(),
                     target.canister,
                     &module,
-                    version.as_deref(),
+                    expected_version.as_deref(),
                     &mut bars,
                 )?;
                 let text = match r.outcome {
@@ -376,6 +574,231 @@ pub fn run(
                 )
             }
         },
+    }
+}
+
+fn connect_manager(
+    target: &ManagerTarget,
+    connector: &Connector,
+    allow_anonymous: bool,
+) -> Result<Box<dyn Ic>, CliError> {
+    let network = Network::parse(&target.network).map_err(CliError::Usage)?;
+    let identity = target.identity.resolve(allow_anonymous)?;
+    connector(&network, &identity)
+}
+
+fn release_line(r: &mgr::ReleaseView) -> String {
+    format!(
+        "{:<16} {}  {:>9} bytes{}  {} chunks  {}",
+        r.version,
+        r.sha256,
+        r.size,
+        if r.gzipped { " (gzip)" } else { "" },
+        r.chunk_count,
+        r.notes.lines().next().unwrap_or("")
+    )
+}
+
+fn run_release(
+    cmd: &ReleaseCommand,
+    connector: &Connector,
+    bars: &mut Bars,
+) -> Result<Output, CliError> {
+    match cmd {
+        ReleaseCommand::Publish {
+            target,
+            wasm,
+            version,
+            notes,
+            sha256,
+        } => {
+            let module = WasmModule::read(wasm, sha256.as_deref())?;
+            let ic = connect_manager(target, connector, false)?;
+            let m = Manager::new(ic.as_ref(), target.manager);
+            let r = mgr::publish(&m, &module, version, notes, bars)?;
+            let mut text = match r.outcome {
+                mgr::PublishOutcome::AlreadyPublished => format!(
+                    "release {} is already published with this module ({})",
+                    r.release.version, r.release.sha256
+                ),
+                mgr::PublishOutcome::Published => format!(
+                    "published release {} ({}, {} chunks{})",
+                    r.release.version,
+                    r.release.sha256,
+                    r.release.chunk_count,
+                    if r.resumed {
+                        format!(", resumed: sent the {} missing", r.chunks_sent)
+                    } else {
+                        String::new()
+                    }
+                ),
+            };
+            if let Some(e) = &r.mirror_error {
+                text.push_str(&format!(
+                    "\nnot yet in the manager's chunk store ({e}); it is mirrored when needed"
+                ));
+            }
+            output(&r, text)
+        }
+        ReleaseCommand::Abort { target, version } => {
+            let ic = connect_manager(target, connector, false)?;
+            mgr::abort_upload(&Manager::new(ic.as_ref(), target.manager), version)?;
+            output(
+                &serde_json::json!({ "aborted": version }),
+                format!("cancelled the upload of {version}"),
+            )
+        }
+        ReleaseCommand::List { target } => {
+            let ic = connect_manager(target, connector, true)?;
+            let releases: Vec<mgr::ReleaseView> =
+                mgr::list_releases(&Manager::new(ic.as_ref(), target.manager))?
+                    .iter()
+                    .map(Into::into)
+                    .collect();
+            let text = if releases.is_empty() {
+                "no releases".to_string()
+            } else {
+                releases
+                    .iter()
+                    .map(release_line)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            output(&releases, text)
+        }
+        ReleaseCommand::Show { target, version } => {
+            let ic = connect_manager(target, connector, true)?;
+            let state = mgr::show_release(&Manager::new(ic.as_ref(), target.manager), version)?;
+            let text = match &state {
+                mgr::ReleaseState::Finalized(r) => format!(
+                    "version:      {}\nsha256:       {}\nsize:         {} bytes ({} uncompressed){}\nchunks:       {}\nuploader:     {}\nuploaded at:  {} ns\nnotes:        {}",
+                    r.version, r.sha256, r.size, r.uncompressed_size,
+                    if r.gzipped { ", gzip" } else { "" },
+                    r.chunk_count, r.uploader, r.uploaded_at_ns, r.notes
+                ),
+                mgr::ReleaseState::Uploading(u) => format!(
+                    "version {} is being uploaded by {}: {} of {} chunks missing (sha256 {})",
+                    u.version, u.uploader, u.missing.len(), u.chunk_count, u.sha256
+                ),
+            };
+            output(&state, text)
+        }
+    }
+}
+
+fn run_canisters(cmd: &CanistersCommand, connector: &Connector) -> Result<Output, CliError> {
+    match cmd {
+        CanistersCommand::List {
+            target,
+            release,
+            status,
+            owner,
+            limit,
+        } => {
+            let filter = match (release, status, owner) {
+                (Some(v), _, _) => CanisterFilter::Release(v.clone()),
+                (_, Some(s), _) => CanisterFilter::Status((*s).into()),
+                (_, _, Some(p)) => CanisterFilter::Owner(*p),
+                _ => CanisterFilter::All,
+            };
+            let ic = connect_manager(target, connector, false)?;
+            let records: Vec<mgr::CanisterView> =
+                mgr::list_canisters(&Manager::new(ic.as_ref(), target.manager), filter, *limit)?
+                    .iter()
+                    .map(Into::into)
+                    .collect();
+            let text = if records.is_empty() {
+                "no user canisters match".to_string()
+            } else {
+                records
+                    .iter()
+                    .map(|c| {
+                        format!(
+                            "{:<27}  {:<12} {:<12} owner {}{}",
+                            c.canister_id.to_text(),
+                            c.status,
+                            c.release.as_deref().unwrap_or("-"),
+                            c.owner,
+                            c.last_error
+                                .as_deref()
+                                .map(|e| format!("  ({e})"))
+                                .unwrap_or_default()
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            output(&records, text)
+        }
+    }
+}
+
+fn roles_text(roles: &[&str]) -> String {
+    if roles.is_empty() {
+        "(none)".into()
+    } else {
+        roles.join(", ")
+    }
+}
+
+fn run_operators(cmd: &OperatorsCommand, connector: &Connector) -> Result<Output, CliError> {
+    match cmd {
+        OperatorsCommand::List { target } => {
+            let ic = connect_manager(target, connector, false)?;
+            let ops: Vec<mgr::OperatorView> =
+                mgr::list_operators(&Manager::new(ic.as_ref(), target.manager))?
+                    .iter()
+                    .map(Into::into)
+                    .collect();
+            let text = if ops.is_empty() {
+                "no operators besides the manager's controllers".to_string()
+            } else {
+                ops.iter()
+                    .map(|o| format!("{}  {}", o.principal, roles_text(&o.roles)))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            output(&ops, text)
+        }
+        OperatorsCommand::Add {
+            target,
+            principal,
+            roles,
+        } => {
+            let ic = connect_manager(target, connector, false)?;
+            let roles: Vec<Role> = roles.iter().map(|r| (*r).into()).collect();
+            let op = mgr::add_operator(
+                &Manager::new(ic.as_ref(), target.manager),
+                *principal,
+                &roles,
+            )?;
+            let view = mgr::OperatorView::from(&op);
+            let text = format!("{} now has: {}", view.principal, roles_text(&view.roles));
+            output(&view, text)
+        }
+        OperatorsCommand::Remove {
+            target,
+            principal,
+            roles,
+        } => {
+            let ic = connect_manager(target, connector, false)?;
+            let roles: Vec<Role> = roles.iter().map(|r| (*r).into()).collect();
+            let kept = mgr::remove_operator(
+                &Manager::new(ic.as_ref(), target.manager),
+                *principal,
+                &roles,
+            )?;
+            let view = mgr::OperatorView {
+                principal: *principal,
+                roles: kept.into_iter().map(mgr::role_name).collect(),
+            };
+            let text = if view.roles.is_empty() {
+                format!("{} is no longer an operator", view.principal)
+            } else {
+                format!("{} now has: {}", view.principal, roles_text(&view.roles))
+            };
+            output(&view, text)
+        }
     }
 }
 

@@ -38,6 +38,14 @@ pub enum CliError {
     NoSnapshot { canister: Principal },
     #[error("refused: {0}")]
     Refused(String),
+    #[error("{caller} is not allowed to call {method} on manager {manager}: ask an admin to grant the role (`fleet operators add`)")]
+    NotAuthorized {
+        caller: Principal,
+        manager: Principal,
+        method: String,
+    },
+    #[error("{0}")]
+    NotFound(String),
     #[error("{0}")]
     Io(String),
 }
@@ -45,7 +53,8 @@ pub enum CliError {
 impl CliError {
     /// Process exit code: 2 bad input, 3 not a controller, 4 network or call failure,
     /// 5 install refused (nothing changed), 6 rolled back after a failed health check,
-    /// 7 rollback failed (needs attention), 8 refused or not confirmed, 9 nothing to roll back.
+    /// 7 rollback failed (needs attention), 8 refused or not confirmed, 9 nothing to roll back,
+    /// 3 also when the manager refuses the caller's role, 10 no such release, operator or record.
     pub fn exit_code(&self) -> i32 {
         match self {
             CliError::Usage(_)
@@ -53,13 +62,14 @@ impl CliError {
             | CliError::Identity(_)
             | CliError::Wasm(_)
             | CliError::Io(_) => 2,
-            CliError::NotController { .. } => 3,
+            CliError::NotController { .. } | CliError::NotAuthorized { .. } => 3,
             CliError::Call { .. } => 4,
             CliError::InstallFailed { .. } => 5,
             CliError::RolledBack { .. } => 6,
             CliError::RollbackFailed { .. } => 7,
             CliError::Refused(_) => 8,
             CliError::NoSnapshot { .. } => 9,
+            CliError::NotFound(_) => 10,
         }
     }
 
@@ -77,6 +87,8 @@ impl CliError {
             CliError::RollbackFailed { .. } => "rollback_failed",
             CliError::NoSnapshot { .. } => "no_snapshot",
             CliError::Refused(_) => "refused",
+            CliError::NotAuthorized { .. } => "not_authorized",
+            CliError::NotFound(_) => "not_found",
             CliError::Io(_) => "io",
         }
     }

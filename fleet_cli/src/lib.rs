@@ -6,6 +6,7 @@ pub mod backend;
 pub mod cli;
 pub mod error;
 pub mod identity;
+pub mod manager;
 pub mod phrase;
 pub mod recovery;
 pub mod wasm;

@@ -254,7 +254,7 @@ pub fn upgrade(
     .map_err(|e| CliError::Io(format!("encoding the upgrade argument: {e}")))?;
 
     // Upload while the canister still runs, to keep it stopped for as short as possible.
-    progress.step("uploading chunks");
+    progress.step("uploading");
     let mut hashes = Vec::with_capacity(total);
     for (i, chunk) in wasm.chunks().enumerate() {
         let expected: [u8; 32] = Sha256::digest(chunk).into();

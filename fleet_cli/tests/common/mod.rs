@@ -50,6 +50,32 @@ pub fn user_wasm(features: &[&str]) -> Vec<u8> {
     wasm_build::wasm("user_canister", features)
 }
 
+/// `wasm` with a custom section of `extra` bytes appended: the same code, spanning several
+/// 1 MiB chunks. Runtimes ignore unknown custom sections.
+pub fn padded(wasm: &[u8], extra: usize) -> Vec<u8> {
+    fn leb128(out: &mut Vec<u8>, mut value: u64) {
+        loop {
+            let byte = (value & 0x7f) as u8;
+            value >>= 7;
+            if value == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let name = b"fleet_test_padding";
+    let mut payload = Vec::new();
+    leb128(&mut payload, name.len() as u64);
+    payload.extend_from_slice(name);
+    payload.resize(payload.len() + extra, 0xAB);
+    let mut out = wasm.to_vec();
+    out.push(0);
+    leb128(&mut out, payload.len() as u64);
+    out.extend_from_slice(&payload);
+    out
+}
+
 /// A folder removed when dropped.
 pub struct TempDir(PathBuf);
 
@@ -100,13 +126,22 @@ impl World {
     /// Runs `fleet ARGS...` as the binary would (same parser, same command code), connecting
     /// every identity to this simulator. Confirmation prompts are answered "no".
     pub fn fleet(&self, args: &[&str]) -> Result<Output, CliError> {
+        self.fleet_via(args, |ic| Box::new(ic))
+    }
+
+    /// Like [`World::fleet`], with the connection wrapped by `wrap` (to inject failures).
+    pub fn fleet_via(
+        &self,
+        args: &[&str],
+        wrap: impl Fn(SimIc) -> Box<dyn Ic>,
+    ) -> Result<Output, CliError> {
         let cli = Cli::try_parse_from(std::iter::once("fleet").chain(args.iter().copied()))
             .unwrap_or_else(|e| panic!("fleet {args:?} does not parse: {e}"));
         let sim = Rc::clone(&self.sim);
         let connector = move |_: &fleet_cli::backend::agent::Network,
                               id: &fleet_cli::identity::Identity|
               -> Result<Box<dyn Ic>, CliError> {
-            Ok(Box::new(SimIc::new(Rc::clone(&sim), id.principal())))
+            Ok(wrap(SimIc::new(Rc::clone(&sim), id.principal())))
         };
         run(&cli, &connector, &mut |_| Ok(false))
     }

@@ -1,0 +1,704 @@
+//! Operator commands against the fleet manager's candid API: publishing and reading releases,
+//! listing the registry, managing operators, and fetching a release for an end user's own
+//! upgrade.
+//!
+//! Every endpoint answers `Result<_, E>` with one error enum per endpoint; this module turns
+//! those into [`CliError`]s that say what to do next, and never retries on its own: a publish
+//! that was interrupted is resumed by running it again, because the manager remembers which
+//! chunks it holds.
+
+use std::fmt::Debug;
+
+use candid::{CandidType, Deserialize, Principal};
+use fleet_api::manager::{
+    AbortReleaseUploadError, BeginReleaseError, BeginUpload, CanisterFilter, CanisterStatus,
+    FinalizeReleaseError, FinalizedRelease, ListReleasesArg, ListUserCanistersArg,
+    ListUserCanistersError, MirrorError, Operator, OperatorError, QueryError, ReleaseChunkArg,
+    ReleaseMeta, Role, StoreError, UpgradePolicy, UploadReleaseChunkArg, UploadReleaseChunkError,
+    UploadStatus, UserCanister,
+};
+use serde::Serialize;
+use serde_bytes::ByteBuf;
+use sha2::{Digest, Sha256};
+
+use crate::backend::mgmt::{query_typed, update_typed, MAX_CHUNK_SIZE};
+use crate::backend::{CallError, Ic};
+use crate::error::CliError;
+use crate::recovery::Progress;
+use crate::wasm::WasmModule;
+
+/// A typed error of a manager endpoint: whether it means "not allowed", and what to tell the
+/// operator.
+pub trait EndpointError: Debug {
+    fn not_authorized(&self) -> bool;
+    /// True when the request itself is malformed (exit code 2) rather than refused in the
+    /// manager's current state.
+    fn bad_input(&self) -> bool {
+        false
+    }
+    fn describe(&self) -> String {
+        format!("{self:?}")
+    }
+}
+
+fn store_bad_input(e: &StoreError) -> bool {
+    matches!(
+        e,
+        StoreError::InvalidVersion { .. }
+            | StoreError::InvalidSha256 { .. }
+            | StoreError::EmptyModule
+            | StoreError::TooManyChunks { .. }
+            | StoreError::ModuleTooLarge { .. }
+            | StoreError::NotesTooLong { .. }
+            | StoreError::NotWasm { .. }
+    )
+}
+
+impl EndpointError for StoreError {
+    fn not_authorized(&self) -> bool {
+        false
+    }
+    fn bad_input(&self) -> bool {
+        store_bad_input(self)
+    }
+    fn describe(&self) -> String {
+        self.to_string()
+    }
+}
+
+macro_rules! store_endpoint_error {
+    ($($t:ty),*) => {$(
+        impl EndpointError for $t {
+            fn not_authorized(&self) -> bool {
+                matches!(self, Self::NotAuthorized)
+            }
+            fn bad_input(&self) -> bool {
+                matches!(self, Self::Store(e) if store_bad_input(e))
+            }
+            fn describe(&self) -> String {
+                match self {
+                    Self::NotAuthorized => "not authorized".into(),
+                    Self::Store(e) => e.to_string(),
+                }
+            }
+        }
+    )*};
+}
+store_endpoint_error!(
+    BeginReleaseError,
+    UploadReleaseChunkError,
+    FinalizeReleaseError,
+    AbortReleaseUploadError
+);
+
+impl EndpointError for QueryError {
+    fn not_authorized(&self) -> bool {
+        true
+    }
+}
+
+impl EndpointError for OperatorError {
+    fn not_authorized(&self) -> bool {
+        matches!(self, OperatorError::NotAuthorized)
+    }
+    fn bad_input(&self) -> bool {
+        matches!(
+            self,
+            OperatorError::AnonymousOperator | OperatorError::NoRoles
+        )
+    }
+    fn describe(&self) -> String {
+        match self {
+            OperatorError::NotAuthorized => "not authorized".into(),
+            OperatorError::AnonymousOperator => {
+                "the anonymous principal cannot be an operator".into()
+            }
+            OperatorError::NoRoles => "an operator needs at least one role".into(),
+            OperatorError::UnknownOperator => "no such operator".into(),
+        }
+    }
+}
+
+impl EndpointError for ListUserCanistersError {
+    fn not_authorized(&self) -> bool {
+        matches!(self, ListUserCanistersError::NotAuthorized)
+    }
+    fn bad_input(&self) -> bool {
+        matches!(self, ListUserCanistersError::UnknownRelease)
+    }
+    fn describe(&self) -> String {
+        match self {
+            ListUserCanistersError::NotAuthorized => "not authorized".into(),
+            ListUserCanistersError::UnknownRelease => "the manager has no such release".into(),
+        }
+    }
+}
+
+/// One endpoint of one manager, as one caller.
+pub struct Manager<'a> {
+    pub ic: &'a dyn Ic,
+    pub id: Principal,
+}
+
+impl<'a> Manager<'a> {
+    pub fn new(ic: &'a dyn Ic, id: Principal) -> Self {
+        Self { ic, id }
+    }
+
+    fn call_failed(&self, method: &str) -> impl FnOnce(CallError) -> CliError + '_ {
+        let step = format!("{method} on manager {}", self.id);
+        move |source| CliError::Call { step, source }
+    }
+
+    fn refused<E: EndpointError>(&self, method: &str, e: E) -> CliError {
+        if e.not_authorized() {
+            CliError::NotAuthorized {
+                caller: self.ic.sender(),
+                manager: self.id,
+                method: method.to_string(),
+            }
+        } else if e.bad_input() {
+            CliError::Usage(format!("{method}: {}", e.describe()))
+        } else {
+            CliError::Refused(format!("{method}: {}", e.describe()))
+        }
+    }
+
+    /// An update whose reply is `Result<T, E>`.
+    pub fn update<A, T, E>(&self, method: &str, arg: &A) -> Result<Result<T, E>, CliError>
+    where
+        A: CandidType,
+        T: CandidType + for<'de> Deserialize<'de>,
+        E: CandidType + for<'de> Deserialize<'de>,
+    {
+        update_typed(self.ic, self.id, method, arg).map_err(self.call_failed(method))
+    }
+
+    pub fn query<A, R>(&self, method: &str, arg: &A) -> Result<R, CliError>
+    where
+        A: CandidType,
+        R: CandidType + for<'de> Deserialize<'de>,
+    {
+        query_typed(self.ic, self.id, method, arg).map_err(self.call_failed(method))
+    }
+
+    /// An update whose `Err` is turned into a [`CliError`].
+    pub fn update_ok<A, T, E>(&self, method: &str, arg: &A) -> Result<T, CliError>
+    where
+        A: CandidType,
+        T: CandidType + for<'de> Deserialize<'de>,
+        E: CandidType + for<'de> Deserialize<'de> + EndpointError,
+    {
+        self.update::<A, T, E>(method, arg)?
+            .map_err(|e| self.refused(method, e))
+    }
+
+    pub fn query_ok<A, T, E>(&self, method: &str, arg: &A) -> Result<T, CliError>
+    where
+        A: CandidType,
+        T: CandidType + for<'de> Deserialize<'de>,
+        E: CandidType + for<'de> Deserialize<'de> + EndpointError,
+    {
+        self.query::<A, Result<T, E>>(method, arg)?
+            .map_err(|e| self.refused(method, e))
+    }
+}
+
+// ------------------------------------------------------------------------------------ views
+
+/// A release as shown to operators (hashes in hex).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ReleaseView {
+    pub version: String,
+    pub sha256: String,
+    pub size: u64,
+    pub uncompressed_size: u64,
+    pub gzipped: bool,
+    pub chunk_count: u32,
+    pub uploader: Principal,
+    pub uploaded_at_ns: u64,
+    pub notes: String,
+}
+
+impl From<&ReleaseMeta> for ReleaseView {
+    fn from(m: &ReleaseMeta) -> Self {
+        Self {
+            version: m.version.clone(),
+            sha256: hex::encode(&m.sha256),
+            size: m.size,
+            uncompressed_size: m.uncompressed_size,
+            gzipped: m.gzipped,
+            chunk_count: m.chunk_count,
+            uploader: m.uploader,
+            uploaded_at_ns: m.uploaded_at,
+            notes: m.notes.clone(),
+        }
+    }
+}
+
+/// An unfinished upload as shown to operators.
+#[derive(Debug, Clone, Serialize)]
+pub struct UploadView {
+    pub version: String,
+    pub sha256: String,
+    pub total_size: u64,
+    pub chunk_count: u32,
+    pub missing: Vec<u32>,
+    pub uploader: Principal,
+    pub started_at_ns: u64,
+}
+
+impl From<&UploadStatus> for UploadView {
+    fn from(s: &UploadStatus) -> Self {
+        Self {
+            version: s.version.clone(),
+            sha256: hex::encode(&s.sha256),
+            total_size: s.total_size,
+            chunk_count: s.chunk_count,
+            missing: s.missing.clone(),
+            uploader: s.uploader,
+            started_at_ns: s.started_at,
+        }
+    }
+}
+
+/// A registry record as shown to operators.
+#[derive(Debug, Clone, Serialize)]
+pub struct CanisterView {
+    pub canister_id: Principal,
+    pub owner: Principal,
+    pub recovery_principal: Principal,
+    pub status: String,
+    pub release: Option<String>,
+    pub release_sha256: Option<String>,
+    pub policy: String,
+    pub last_error: Option<String>,
+    pub updated_at_ns: u64,
+}
+
+pub fn status_name(s: CanisterStatus) -> &'static str {
+    match s {
+        CanisterStatus::Provisioning => "provisioning",
+        CanisterStatus::Active => "active",
+        CanisterStatus::Upgrading => "upgrading",
+        CanisterStatus::Failed => "failed",
+        CanisterStatus::RolledBack => "rolled_back",
+        CanisterStatus::Detached => "detached",
+    }
+}
+
+impl From<&UserCanister> for CanisterView {
+    fn from(c: &UserCanister) -> Self {
+        Self {
+            canister_id: c.canister_id,
+            owner: c.owner,
+            recovery_principal: c.recovery_principal,
+            status: status_name(c.status).to_string(),
+            release: c.current_release.as_ref().map(|r| r.version.clone()),
+            release_sha256: c.current_release.as_ref().map(|r| hex::encode(&r.sha256)),
+            policy: match &c.policy {
+                UpgradePolicy::Auto => "auto".into(),
+                UpgradePolicy::Manual => "manual".into(),
+                UpgradePolicy::Pinned(v) => format!("pinned {v}"),
+            },
+            last_error: c.last_error.clone(),
+            updated_at_ns: c.updated_at_ns,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OperatorView {
+    pub principal: Principal,
+    pub roles: Vec<&'static str>,
+}
+
+pub fn role_name(r: Role) -> &'static str {
+    match r {
+        Role::Admin => "admin",
+        Role::Releaser => "releaser",
+        Role::Deployer => "deployer",
+    }
+}
+
+impl From<&Operator> for OperatorView {
+    fn from(o: &Operator) -> Self {
+        Self {
+            principal: o.principal,
+            roles: o.roles.iter().copied().map(role_name).collect(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------- releases
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PublishOutcome {
+    Published,
+    /// The manager already holds this version with this module.
+    AlreadyPublished,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PublishReport {
+    pub outcome: PublishOutcome,
+    pub release: ReleaseView,
+    /// True when an interrupted upload of the same module was continued.
+    pub resumed: bool,
+    /// Chunks sent by this run (the others were already on the manager).
+    pub chunks_sent: usize,
+    /// Why the release is not yet in the manager's IC chunk store, if it is not; the manager
+    /// mirrors it again when it is needed.
+    pub mirror_error: Option<String>,
+}
+
+/// Publishes `module` as `version`: begins an upload, or continues the unfinished upload of
+/// the same module, sends the chunks the manager lacks, and finalizes. The manager verifies
+/// the sha256 over the whole module; the CLI checks the finalized release is the file's.
+pub fn publish(
+    m: &Manager,
+    module: &WasmModule,
+    version: &str,
+    notes: &str,
+    progress: &mut dyn Progress,
+) -> Result<PublishReport, CliError> {
+    let sha = module.sha256.to_vec();
+    let size = module.bytes.len() as u64;
+    progress.step("asking the manager for an unfinished upload");
+    let pending: Result<UploadStatus, StoreError> =
+        m.query("release_upload_status", &version.to_string())?;
+    let (status, resumed) = match pending {
+        Ok(st) if st.sha256 == sha && st.total_size == size => (st, true),
+        Ok(st) => {
+            return Err(CliError::Refused(format!(
+                "an upload of version {version} with another module (sha256 {}) is unfinished: publish that file again to complete it, or cancel it with `fleet release abort {version}`",
+                hex::encode(&st.sha256)
+            )))
+        }
+        Err(e) if store_bad_input(&e) => return Err(m.refused("release_upload_status", e)),
+        Err(_) => {
+            let begin: Result<UploadStatus, BeginReleaseError> = m.update(
+                "begin_release",
+                &BeginUpload {
+                    version: version.to_string(),
+                    total_size: size,
+                    sha256: sha.clone(),
+                    notes: notes.to_string(),
+                },
+            )?;
+            match begin {
+                Ok(st) => (st, false),
+                Err(BeginReleaseError::Store(StoreError::AlreadyExists { .. })) => {
+                    let meta = get_release(m, version)?.ok_or_else(|| {
+                        CliError::Refused(format!(
+                            "the manager says {version} exists but does not return it"
+                        ))
+                    })?;
+                    return Ok(PublishReport {
+                        outcome: PublishOutcome::AlreadyPublished,
+                        release: (&meta).into(),
+                        resumed: false,
+                        chunks_sent: 0,
+                        mirror_error: None,
+                    });
+                }
+                Err(e) => return Err(m.refused("begin_release", e)),
+            }
+        }
+    };
+    if status.chunk_count as usize != module.chunk_count() {
+        return Err(CliError::Refused(format!(
+            "the manager expects {} chunks for {size} bytes, this CLI sends {} of {MAX_CHUNK_SIZE} bytes",
+            status.chunk_count,
+            module.chunk_count()
+        )));
+    }
+    let total = module.chunk_count();
+    let mut done = total - status.missing.len();
+    progress.step(&format!("uploading {version}"));
+    progress.chunk_uploaded(done, total);
+    for &index in &status.missing {
+        let start = index as usize * MAX_CHUNK_SIZE;
+        let chunk = module
+            .bytes
+            .get(start..(start + MAX_CHUNK_SIZE).min(module.bytes.len()))
+            .ok_or_else(|| {
+                CliError::Refused(format!("the manager asks for chunk {index}, past the end"))
+            })?;
+        let sent: Result<(), UploadReleaseChunkError> = m
+            .update(
+                "upload_release_chunk",
+                &UploadReleaseChunkArg {
+                    version: version.to_string(),
+                    index,
+                    bytes: chunk.to_vec(),
+                },
+            )
+            .map_err(|e| match e {
+                CliError::Call { step, source } => CliError::Call {
+                    step: format!(
+                        "{step} (chunk {}/{total}; run the same command again to resume)",
+                        index + 1
+                    ),
+                    source,
+                },
+                other => other,
+            })?;
+        sent.map_err(|e| m.refused("upload_release_chunk", e))?;
+        done += 1;
+        progress.chunk_uploaded(done, total);
+    }
+    progress.step("finalizing");
+    let finalized: FinalizedRelease =
+        m.update_ok::<_, _, FinalizeReleaseError>("finalize_release", &version.to_string())?;
+    if finalized.release.sha256 != sha {
+        return Err(CliError::Refused(format!(
+            "the manager finalized {version} with sha256 {}, not the file's {}",
+            hex::encode(&finalized.release.sha256),
+            hex::encode(&sha)
+        )));
+    }
+    Ok(PublishReport {
+        outcome: PublishOutcome::Published,
+        release: (&finalized.release).into(),
+        resumed,
+        chunks_sent: status.missing.len(),
+        mirror_error: finalized.mirror_error.as_ref().map(describe_mirror_error),
+    })
+}
+
+fn describe_mirror_error(e: &MirrorError) -> String {
+    match e {
+        MirrorError::NotAuthorized => "not authorized".into(),
+        MirrorError::UnknownRelease => "unknown release".into(),
+        MirrorError::Busy => "the chunk store is busy".into(),
+        MirrorError::DoesNotFit { needed, capacity } => {
+            format!("needs {needed} chunks, the chunk store holds {capacity}")
+        }
+        MirrorError::CallFailed { method, message } => format!("{method} failed: {message}"),
+    }
+}
+
+/// Cancels the unfinished upload of `version`.
+pub fn abort_upload(m: &Manager, version: &str) -> Result<(), CliError> {
+    m.update_ok::<_, (), AbortReleaseUploadError>("abort_release_upload", &version.to_string())
+}
+
+pub fn get_release(m: &Manager, version: &str) -> Result<Option<ReleaseMeta>, CliError> {
+    m.query("get_release", &version.to_string())
+}
+
+/// What `release show` finds under a version: a release, an unfinished upload, or nothing.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum ReleaseState {
+    Finalized(ReleaseView),
+    Uploading(UploadView),
+}
+
+pub fn show_release(m: &Manager, version: &str) -> Result<ReleaseState, CliError> {
+    if let Some(meta) = get_release(m, version)? {
+        return Ok(ReleaseState::Finalized((&meta).into()));
+    }
+    let pending: Result<UploadStatus, StoreError> =
+        m.query("release_upload_status", &version.to_string())?;
+    match pending {
+        Ok(st) => Ok(ReleaseState::Uploading((&st).into())),
+        Err(e) if store_bad_input(&e) => Err(m.refused("get_release", e)),
+        Err(_) => Err(CliError::NotFound(format!(
+            "manager {} has no release {version}",
+            m.id
+        ))),
+    }
+}
+
+/// Every finalized release, oldest version first, page by page.
+pub fn list_releases(m: &Manager) -> Result<Vec<ReleaseMeta>, CliError> {
+    let mut all: Vec<ReleaseMeta> = Vec::new();
+    loop {
+        let page: Vec<ReleaseMeta> = m.query_ok::<_, _, StoreError>(
+            "list_releases",
+            &ListReleasesArg {
+                start_after: all.last().map(|r| r.version.clone()),
+                limit: None,
+            },
+        )?;
+        if page.is_empty() {
+            return Ok(all);
+        }
+        all.extend(page);
+    }
+}
+
+/// Downloads release `version` from the manager's public `release_chunk` query, checking each
+/// chunk against the release's chunk hashes and the whole module against its sha256 and, when
+/// given, `expected_sha256` (which does not rely on the manager's word).
+pub fn download_release(
+    m: &Manager,
+    version: &str,
+    expected_sha256: Option<[u8; 32]>,
+    progress: &mut dyn Progress,
+) -> Result<(ReleaseMeta, WasmModule), CliError> {
+    progress.step(&format!("downloading release {version}"));
+    let meta = get_release(m, version)?
+        .ok_or_else(|| CliError::NotFound(format!("manager {} has no release {version}", m.id)))?;
+    let corrupt = |message: String| CliError::Call {
+        step: format!("downloading release {version}"),
+        source: CallError::Decode {
+            method: "release_chunk".into(),
+            message,
+        },
+    };
+    if meta.chunk_hashes.len() != meta.chunk_count as usize {
+        return Err(corrupt(format!(
+            "{} chunk hashes for {} chunks",
+            meta.chunk_hashes.len(),
+            meta.chunk_count
+        )));
+    }
+    let mut bytes = Vec::with_capacity(meta.size.min(crate::wasm::MAX_WASM_SIZE) as usize);
+    for index in 0..meta.chunk_count {
+        let chunk: ByteBuf = m.query_ok::<_, _, StoreError>(
+            "release_chunk",
+            &ReleaseChunkArg {
+                version: version.to_string(),
+                index,
+            },
+        )?;
+        if Sha256::digest(&chunk)[..] != meta.chunk_hashes[index as usize][..] {
+            return Err(corrupt(format!(
+                "chunk {index} does not match its published hash"
+            )));
+        }
+        bytes.extend_from_slice(&chunk);
+        progress.chunk_uploaded(index as usize + 1, meta.chunk_count as usize);
+    }
+    if bytes.len() as u64 != meta.size {
+        return Err(corrupt(format!(
+            "{} bytes received, the release has {}",
+            bytes.len(),
+            meta.size
+        )));
+    }
+    let published: [u8; 32] = meta.sha256.as_slice().try_into().map_err(|_| {
+        corrupt(format!(
+            "the release's sha256 has {} bytes",
+            meta.sha256.len()
+        ))
+    })?;
+    if let Some(expected) = expected_sha256 {
+        if expected != published {
+            return Err(CliError::Wasm(crate::wasm::WasmError::HashMismatch {
+                path: format!("release {version}"),
+                expected: hex::encode(expected),
+                actual: hex::encode(published),
+            }));
+        }
+    }
+    let module = WasmModule::from_bytes(bytes, &format!("release {version}"), None)?;
+    if module.sha256 != published {
+        return Err(corrupt(format!(
+            "the downloaded module's sha256 is {}, the release's {}",
+            hex::encode(module.sha256),
+            hex::encode(published)
+        )));
+    }
+    Ok((meta, module))
+}
+
+// -------------------------------------------------------------------------------- canisters
+
+/// Registry records matching `filter`, at most `limit` of them, page by page.
+pub fn list_canisters(
+    m: &Manager,
+    filter: CanisterFilter,
+    limit: Option<usize>,
+) -> Result<Vec<UserCanister>, CliError> {
+    let mut all = Vec::new();
+    let mut start_after = None;
+    loop {
+        let page: fleet_api::manager::UserCanisterPage = m
+            .query_ok::<_, _, ListUserCanistersError>(
+                "list_user_canisters",
+                &ListUserCanistersArg {
+                    filter: filter.clone(),
+                    start_after,
+                    limit: None,
+                },
+            )?;
+        all.extend(page.canisters);
+        if let Some(limit) = limit {
+            if all.len() >= limit {
+                all.truncate(limit);
+                return Ok(all);
+            }
+        }
+        match page.next {
+            Some(next) => start_after = Some(next),
+            None => return Ok(all),
+        }
+    }
+}
+
+// -------------------------------------------------------------------------------- operators
+
+pub fn list_operators(m: &Manager) -> Result<Vec<Operator>, CliError> {
+    m.query_ok::<_, _, QueryError>("list_operators", &())
+}
+
+/// Grants `roles` to `principal`, keeping the roles it already has.
+pub fn add_operator(
+    m: &Manager,
+    principal: Principal,
+    roles: &[Role],
+) -> Result<Operator, CliError> {
+    if roles.is_empty() {
+        return Err(CliError::Usage("give at least one --role".into()));
+    }
+    let mut all: Vec<Role> = list_operators(m)?
+        .into_iter()
+        .find(|o| o.principal == principal)
+        .map(|o| o.roles)
+        .unwrap_or_default();
+    all.extend_from_slice(roles);
+    all.sort();
+    all.dedup();
+    let operator = Operator {
+        principal,
+        roles: all,
+    };
+    m.update_ok::<_, (), OperatorError>("set_operator", &operator)?;
+    Ok(operator)
+}
+
+/// Revokes `roles` from `principal`, or every role (the operator is removed) when `roles` is
+/// empty or nothing would be left. Returns the roles it keeps.
+pub fn remove_operator(
+    m: &Manager,
+    principal: Principal,
+    roles: &[Role],
+) -> Result<Vec<Role>, CliError> {
+    let current = list_operators(m)?
+        .into_iter()
+        .find(|o| o.principal == principal)
+        .ok_or_else(|| CliError::NotFound(format!("{principal} is not an operator")))?;
+    let kept: Vec<Role> = current
+        .roles
+        .iter()
+        .copied()
+        .filter(|r| !roles.is_empty() && !roles.contains(r))
+        .collect();
+    if kept.is_empty() {
+        m.update_ok::<_, (), OperatorError>("remove_operator", &principal)?;
+    } else {
+        m.update_ok::<_, (), OperatorError>(
+            "set_operator",
+            &Operator {
+                principal,
+                roles: kept.clone(),
+            },
+        )?;
+    }
+    Ok(kept)
+}
