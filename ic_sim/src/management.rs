@@ -17,7 +17,7 @@ use crate::exec::{execute, Entry, Heap};
 use crate::memory::{PageMap, StableMemory};
 use crate::module::{self, sha256};
 use crate::sim::{
-    empty_reply, trap_reject, Canister, ReplyTo, Request, Settings, Sim, SnapshotData, Status,
+    empty_reply, trap_reject, Canister, Request, Settings, Sim, SnapshotData, Status,
     DEFAULT_PROVISIONAL_CYCLES, STOP_TIMEOUT_NANOS,
 };
 use crate::system_api::ApiType;
@@ -880,10 +880,4 @@ pub(crate) fn status_of(c: &Canister) -> mgmt::CanisterStatusResult {
             response_payload_bytes_total: Nat::from(0u64),
         },
     }
-}
-
-/// Whether a reply-to is a canister (for cycles accounting in callers).
-#[allow(dead_code)]
-pub(crate) fn is_canister_reply(r: &ReplyTo) -> bool {
-    matches!(r, ReplyTo::Callback { .. })
 }

@@ -356,7 +356,7 @@ fn export_insert_position(wasm: &[u8]) -> Result<usize, String> {
         let id = wasm[pos];
         pos += 1;
         let size = read_uleb(wasm, &mut pos)? as usize;
-        if matches!(id, 8 | 9 | 10 | 11 | 12) {
+        if matches!(id, 8..=12) {
             return Ok(start);
         }
         pos += size;

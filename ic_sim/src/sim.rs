@@ -78,7 +78,6 @@ pub(crate) struct CallContext {
     pub available: u128,
     pub outstanding: u32,
     pub instructions: u64,
-    pub deadline: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -518,7 +517,6 @@ impl Sim {
                 available: 0,
                 outstanding: 0,
                 instructions: 0,
-                deadline: 0,
             },
         );
         let c = &self.canisters[&id];
@@ -696,7 +694,6 @@ impl Sim {
                 available: req.cycles,
                 outstanding: 0,
                 instructions: 0,
-                deadline: req.deadline,
             },
         );
         let c = &self.canisters[&req.receiver];
@@ -759,7 +756,9 @@ impl Sim {
         host.cycles_available = ctx.available;
         host.replied = ctx.replied;
         host.context_instructions = ctx.instructions;
-        host.deadline = ctx.deadline;
+        // A callback sees the deadline of the call it answers: that of a best-effort call,
+        // 0 for a guaranteed-response one (interface spec, "ic0.msg_deadline").
+        host.deadline = cb.deadline.unwrap_or(0);
         let out = execute(
             &module,
             &c.heap,

@@ -6,7 +6,6 @@
 //! [`IMPLEMENTED`]). Availability per entry point follows the spec's import table; calling a
 //! function where the spec forbids it traps with a contract violation, as on the IC.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use candid::Principal;
@@ -326,19 +325,6 @@ const STATE_CHANGING: &[ApiType] = &[
     Cleanup,
     SystemTask,
 ];
-const ALL: &[ApiType] = &[
-    Init,
-    PreUpgrade,
-    Update,
-    ReplicatedQuery,
-    NonReplicatedQuery,
-    ReplyCallback,
-    RejectCallback,
-    Cleanup,
-    InspectMessage,
-    SystemTask,
-];
-
 fn memory(caller: &Caller<'_, Host>) -> Result<Memory, Error> {
     caller
         .data()
@@ -1283,13 +1269,5 @@ pub(crate) fn linker(engine: &Engine) -> Linker<Host> {
             message: String::from_utf8_lossy(&bytes).into_owned(),
         }))
     });
-    let _ = ALL;
     l
-}
-
-/// Environment variables as a sorted list (the spec orders them by name).
-pub(crate) fn sorted_env(vars: &HashMap<String, String>) -> Vec<(String, String)> {
-    let mut v: Vec<_> = vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    v.sort();
-    v
 }

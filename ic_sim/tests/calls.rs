@@ -188,7 +188,7 @@ fn cycles_move_with_calls() {
     );
     let spent = a0 - pic.cycle_balance(a);
     assert!(
-        spent >= 400_000_000 && spent < 1_000_000_000,
+        (400_000_000..1_000_000_000).contains(&spent),
         "a got the unaccepted 600M back: spent {spent}"
     );
 }

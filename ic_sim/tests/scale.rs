@@ -1,7 +1,7 @@
 //! Scale: canisters running one module share its compiled form and keep only their own pages.
 
 use candid::encode_one;
-use ic_sim::{update_candid, IcSim};
+use ic_sim::update_candid;
 use std::time::Instant;
 
 #[test]
@@ -19,7 +19,11 @@ fn idle_canisters_hold_far_less_than_their_heap() {
     let elapsed = start.elapsed();
     let (_,): (u64,) = update_candid(&pic, ids[0], "inc", ()).unwrap();
     let private: usize = ids.iter().map(|id| pic.private_memory_bytes(*id)).sum();
-    let heap = pic.canister_status(ids[0], None).unwrap().memory_metrics.wasm_memory_size;
+    let heap = pic
+        .canister_status(ids[0], None)
+        .unwrap()
+        .memory_metrics
+        .wasm_memory_size;
     let heap: u64 = heap.0.try_into().unwrap();
     let per = private / n;
     eprintln!(
@@ -27,6 +31,9 @@ fn idle_canisters_hold_far_less_than_their_heap() {
         n as f64 / elapsed.as_secs_f64(),
         (1u64 << 30) as f64 / per.max(1) as f64
     );
-    assert!((per as u64) * 4 < heap, "an idle canister keeps only its touched pages: {per} vs {heap}");
+    assert!(
+        (per as u64) * 4 < heap,
+        "an idle canister keeps only its touched pages: {per} vs {heap}"
+    );
     assert_eq!(pic.canister_count(), n);
 }
