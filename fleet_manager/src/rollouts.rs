@@ -618,9 +618,11 @@ pub fn request_upgrade(
         };
         if let Some(r) = e.active() {
             if active_target.as_ref() != Some(&meta.sha256) {
+                let target = &r.state().target;
                 return Err(E::OtherRolloutActive {
                     id: r.state().id,
-                    target_version: r.state().target.version.clone(),
+                    target_version: state::with(|s| s.store.get_by_sha256(&target.module_hash))
+                        .map_or_else(|| target.version.clone(), |m| m.version),
                 });
             }
         } else {
