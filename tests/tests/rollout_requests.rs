@@ -1,0 +1,154 @@
+//! User-initiated upgrades: the user canister asks the manager itself (its owner calls the
+//! canister's `request_upgrade`), or the owner asks the manager directly. The manager answers
+//! at once with a ticket and runs the pipeline from its timer; refused requests change nothing.
+
+use candid::{decode_one, encode_one, Principal};
+use fleet_api::manager::*;
+use fleet_api::rollout::*;
+use fleet_api::user::{RequestUpgradeViaManagerError, UpgradeTicket};
+use fleet_tests::rollout::*;
+use fleet_tests::{padded, sha256, user_wasm, Fleet};
+
+type Requested = Result<UpgradeTicket, RequestUpgradeError>;
+
+fn request(fleet: &Fleet, caller: Principal, id: Option<Principal>, v: Option<&str>) -> Requested {
+    let (r,): (Requested,) = fleet.update(caller, "request_upgrade", (id, v.map(str::to_string)));
+    r
+}
+
+fn release_of(fleet: &Fleet, id: Principal) -> String {
+    let r: Result<UserCanister, GetUserCanisterError> =
+        fleet.read(fleet.controller, "get_user_canister", id);
+    r.unwrap().current_release.unwrap().version
+}
+
+#[test]
+fn owners_and_user_canisters_request_upgrades_that_run_from_the_timer() {
+    let fleet = fleet_for(6);
+    let v1 = user_wasm(false);
+    fleet.publish_default("1.0.0", &v1);
+    let ids: Vec<Principal> = fleet
+        .provision(0, 6)
+        .into_iter()
+        .map(|c| c.canister_id)
+        .collect();
+    let canisters: Vec<(u32, Principal)> = ids
+        .iter()
+        .copied()
+        .enumerate()
+        .map(|(i, c)| (i as u32, c))
+        .collect();
+    fleet.write_notes(&canisters, 2);
+    let v2 = user_wasm(true);
+    fleet.publish(fleet.controller, "2.0.0", &v2);
+
+    // Refusals change nothing.
+    assert_eq!(
+        request(&fleet, Principal::anonymous(), Some(ids[0]), Some("2.0.0")),
+        Err(RequestUpgradeError::NotAuthorized)
+    );
+    assert_eq!(
+        request(&fleet, owner(1), Some(ids[0]), Some("2.0.0")),
+        Err(RequestUpgradeError::NotAuthorized)
+    );
+    assert_eq!(
+        request(&fleet, owner(0), None, Some("9.9.9")),
+        Err(RequestUpgradeError::UnknownRelease {
+            version: "9.9.9".into()
+        })
+    );
+    assert_eq!(
+        request(&fleet, owner(0), None, None),
+        Err(RequestUpgradeError::AlreadyOnTarget {
+            version: "1.0.0".into()
+        })
+    );
+    assert_eq!(
+        request(&fleet, owner(99), None, Some("2.0.0")),
+        Err(RequestUpgradeError::UnknownCanister)
+    );
+    let pinned: Result<UserCanister, SetUpgradePolicyError> = fleet.call(
+        owner(3),
+        "set_upgrade_policy",
+        SetUpgradePolicyArg {
+            canister_id: ids[3],
+            policy: UpgradePolicy::Pinned("1.0.0".into()),
+        },
+    );
+    pinned.unwrap();
+    assert_eq!(
+        request(&fleet, owner(3), Some(ids[3]), Some("2.0.0")),
+        Err(RequestUpgradeError::Pinned {
+            version: "1.0.0".into()
+        })
+    );
+    let nothing: Result<Option<RolloutStatus>, QueryError> =
+        fleet.read(fleet.controller, "rollout_status", ());
+    assert_eq!(nothing, Ok(None), "refused requests start nothing");
+
+    // The user canister asks for itself: its owner calls the canister, which calls the
+    // manager and gets the ticket back in the same call.
+    let reply = fleet
+        .sim
+        .update_call(
+            ids[0],
+            owner(0),
+            "request_upgrade",
+            encode_one(Some("2.0.0".to_string())).unwrap(),
+        )
+        .expect("user canister's request_upgrade");
+    let ticket = decode_one::<Result<UpgradeTicket, RequestUpgradeViaManagerError>>(&reply)
+        .unwrap()
+        .expect("the manager issued a ticket");
+    assert_eq!(ticket.canister_id, ids[0]);
+    assert_eq!(ticket.target_version, "2.0.0");
+    // Only its owner may make the canister ask.
+    let reply = fleet
+        .sim
+        .update_call(
+            ids[0],
+            owner(1),
+            "request_upgrade",
+            encode_one(None::<String>).unwrap(),
+        )
+        .unwrap();
+    assert!(matches!(
+        decode_one::<Result<UpgradeTicket, RequestUpgradeViaManagerError>>(&reply).unwrap(),
+        Err(RequestUpgradeViaManagerError::NotOwner { .. })
+    ));
+
+    // An owner asks the manager directly; the request joins the running rollout.
+    let second = request(&fleet, owner(2), Some(ids[2]), None).expect("owner request");
+    assert_eq!(second.target_version, "2.0.0");
+    assert!(second.ticket > ticket.ticket);
+    // A request for another release waits for this rollout to end.
+    fleet.publish(fleet.controller, "2.0.0+b", &padded(&v2, 16));
+    let other = request(&fleet, owner(4), None, Some("2.0.0+b"));
+    assert!(
+        matches!(other, Err(RequestUpgradeError::OtherRolloutActive { ref target_version, .. }) if target_version == "2.0.0"),
+        "{other:?}"
+    );
+
+    fleet.run_to_rest(500);
+    let st = fleet.rollout_status();
+    assert_eq!(st.phase, Phase::Completed);
+    assert_eq!(st.counts.done, 2);
+    for n in [0usize, 2] {
+        assert_eq!(fleet.sim.module_hash(ids[n]).unwrap().to_vec(), sha256(&v2));
+        assert!(fleet.is_running(ids[n]));
+        fleet.assert_notes(n as u32, ids[n], 2);
+        assert_eq!(release_of(&fleet, ids[n]), "2.0.0");
+        let mut expected = vec![fleet.manager, recovery(n as u32)];
+        expected.sort();
+        assert_eq!(fleet.controllers_sorted(ids[n]), expected);
+    }
+    for n in [1usize, 3, 4, 5] {
+        assert_eq!(fleet.sim.module_hash(ids[n]).unwrap().to_vec(), sha256(&v1));
+        assert_eq!(release_of(&fleet, ids[n]), "1.0.0");
+    }
+    let results = fleet.rollout_results();
+    assert!(results.iter().all(|r| r.ticket.is_some()));
+    let m = fleet.metrics();
+    assert_eq!(m.counters.upgrade_requests, 2);
+    assert_eq!(m.counters.upgraded, 2);
+}
