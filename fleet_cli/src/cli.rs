@@ -45,6 +45,60 @@ pub enum Command {
     /// Who may operate the manager, and in which roles.
     #[command(subcommand)]
     Operators(OperatorsCommand),
+    /// Staged upgrades of the fleet, run by the manager.
+    #[command(subcommand)]
+    Rollout(RolloutCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RolloutCommand {
+    /// Start a rollout of a published release to the fleet.
+    Start {
+        #[command(flatten)]
+        target: ManagerTarget,
+        /// The release to upgrade to.
+        #[arg(long, value_name = "SEMVER")]
+        version: String,
+        /// Only canisters on this release.
+        #[arg(long, value_name = "SEMVER")]
+        from: Option<String>,
+        /// Canisters in the canary stage (0: none).
+        #[arg(long, value_name = "N")]
+        canary: Option<u32>,
+        /// Cumulative percentages of the waves after the canary, e.g. 10,50,100.
+        #[arg(long, value_name = "PERCENTS", value_delimiter = ',')]
+        waves: Option<Vec<u8>>,
+        /// Seconds to wait between a completed stage and the next.
+        #[arg(long, value_name = "SECS")]
+        bake_secs: Option<u64>,
+    },
+    /// Progress of the current or last rollout.
+    Status {
+        #[command(flatten)]
+        target: ManagerTarget,
+    },
+    /// Start nothing new; pipelines in flight finish.
+    Pause {
+        #[command(flatten)]
+        target: ManagerTarget,
+    },
+    /// Continue a paused or halted rollout.
+    Resume {
+        #[command(flatten)]
+        target: ManagerTarget,
+    },
+    /// Drop the canisters not yet started.
+    Abort {
+        #[command(flatten)]
+        target: ManagerTarget,
+    },
+    /// Roll the canisters the last rollout upgraded back to an earlier release.
+    Rollback {
+        #[command(flatten)]
+        target: ManagerTarget,
+        #[arg(long, value_name = "SEMVER")]
+        to: String,
+    },
 }
 
 /// A manager and who calls it.
@@ -412,6 +466,7 @@ pub fn run(
         Command::Release(cmd) => run_release(cmd, connector, &mut bars),
         Command::Canisters(cmd) => run_canisters(cmd, connector),
         Command::Operators(cmd) => run_operators(cmd, connector),
+        Command::Rollout(cmd) => run_rollout(cmd, connector),
         Command::Recovery(cmd) => match cmd {
             RecoveryCommand::New { phrase_out } => {
                 let phrase = RecoveryPhrase::generate()?;
@@ -729,6 +784,80 @@ fn run_canisters(cmd: &CanistersCommand, connector: &Connector) -> Result<Output
                     .join("\n")
             };
             output(&records, text)
+        }
+    }
+}
+
+fn started_text(what: &str, r: &fleet_api::rollout::RolloutStarted) -> String {
+    format!(
+        "{what} rollout {}: {} canisters in {} stages ({})",
+        r.id,
+        r.canisters,
+        r.waves.len(),
+        r.waves
+            .iter()
+            .map(|w| w.size.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+fn run_rollout(cmd: &RolloutCommand, connector: &Connector) -> Result<Output, CliError> {
+    let target = match cmd {
+        RolloutCommand::Status { target }
+        | RolloutCommand::Start { target, .. }
+        | RolloutCommand::Pause { target }
+        | RolloutCommand::Resume { target }
+        | RolloutCommand::Abort { target }
+        | RolloutCommand::Rollback { target, .. } => target,
+    };
+    let ic = connect_manager(target, connector, false)?;
+    let m = Manager::new(ic.as_ref(), target.manager);
+    match cmd {
+        RolloutCommand::Start {
+            version,
+            from,
+            canary,
+            waves,
+            bake_secs,
+            ..
+        } => {
+            let options = mgr::RolloutOptions {
+                from_version: from.clone(),
+                canary: *canary,
+                waves_percent: waves.clone(),
+                bake_secs: *bake_secs,
+            };
+            let r = mgr::start_rollout(&m, version, &options)?;
+            let text = started_text("started", &r);
+            output(&r, text)
+        }
+        RolloutCommand::Status { .. } => match mgr::rollout_status(&m)? {
+            Some(s) => {
+                let text = mgr::rollout_text(&s);
+                output(&s, text)
+            }
+            None => Err(CliError::NotFound(format!(
+                "manager {} has run no rollout",
+                target.manager
+            ))),
+        },
+        RolloutCommand::Pause { .. }
+        | RolloutCommand::Resume { .. }
+        | RolloutCommand::Abort { .. } => {
+            let method = match cmd {
+                RolloutCommand::Pause { .. } => "pause_rollout",
+                RolloutCommand::Resume { .. } => "resume_rollout",
+                _ => "abort_rollout",
+            };
+            let s = mgr::control_rollout(&m, method)?;
+            let text = mgr::rollout_text(&s);
+            output(&s, text)
+        }
+        RolloutCommand::Rollback { to, .. } => {
+            let r = mgr::rollback_rollout(&m, to)?;
+            let text = started_text(&format!("rolling back to {to}:"), &r);
+            output(&r, text)
         }
     }
 }

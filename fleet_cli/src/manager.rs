@@ -17,6 +17,10 @@ use fleet_api::manager::{
     ReleaseMeta, Role, StoreError, UpgradePolicy, UploadReleaseChunkArg, UploadReleaseChunkError,
     UploadStatus, UserCanister,
 };
+use fleet_api::rollout::{
+    Canary, RollbackArg, RollbackError, RolloutControlError, RolloutPlanArg, RolloutStarted,
+    RolloutStatus, StartRolloutError,
+};
 use serde::Serialize;
 use serde_bytes::ByteBuf;
 use sha2::{Digest, Sha256};
@@ -701,4 +705,111 @@ pub fn remove_operator(
         )?;
     }
     Ok(kept)
+}
+
+// --------------------------------------------------------------------------------- rollouts
+
+impl EndpointError for StartRolloutError {
+    fn not_authorized(&self) -> bool {
+        matches!(self, StartRolloutError::NotAuthorized)
+    }
+    fn bad_input(&self) -> bool {
+        matches!(
+            self,
+            StartRolloutError::UnknownRelease { .. } | StartRolloutError::Plan(_)
+        )
+    }
+}
+
+impl EndpointError for RollbackError {
+    fn not_authorized(&self) -> bool {
+        matches!(self, RollbackError::NotAuthorized)
+    }
+    fn bad_input(&self) -> bool {
+        matches!(
+            self,
+            RollbackError::UnknownRelease { .. }
+                | RollbackError::UnknownCanister { .. }
+                | RollbackError::Plan(_)
+        )
+    }
+}
+
+impl EndpointError for RolloutControlError {
+    fn not_authorized(&self) -> bool {
+        matches!(self, RolloutControlError::NotAuthorized)
+    }
+}
+
+/// What `rollout start` takes from the command line; everything else keeps the manager's
+/// defaults.
+#[derive(Debug, Clone, Default)]
+pub struct RolloutOptions {
+    pub from_version: Option<String>,
+    pub canary: Option<u32>,
+    pub waves_percent: Option<Vec<u8>>,
+    pub bake_secs: Option<u64>,
+}
+
+pub fn start_rollout(
+    m: &Manager,
+    target_version: &str,
+    options: &RolloutOptions,
+) -> Result<RolloutStarted, CliError> {
+    let mut plan = RolloutPlanArg::to(target_version);
+    plan.from_version = options.from_version.clone();
+    plan.canary = options.canary.map(|n| {
+        if n == 0 {
+            Canary::None
+        } else {
+            Canary::Count(n)
+        }
+    });
+    plan.waves_percent = options.waves_percent.clone();
+    plan.bake_secs = options.bake_secs;
+    m.update_ok::<_, _, StartRolloutError>("start_rollout", &plan)
+}
+
+/// The current (or last) rollout, if any.
+pub fn rollout_status(m: &Manager) -> Result<Option<RolloutStatus>, CliError> {
+    m.query_ok::<_, _, QueryError>("rollout_status", &())
+}
+
+/// `pause_rollout`, `resume_rollout` or `abort_rollout`.
+pub fn control_rollout(m: &Manager, method: &str) -> Result<RolloutStatus, CliError> {
+    m.update_ok::<_, _, RolloutControlError>(method, &())
+}
+
+/// Undoes the last rollout with a new rollout back to `to_version`.
+pub fn rollback_rollout(m: &Manager, to_version: &str) -> Result<RolloutStarted, CliError> {
+    m.update_ok::<_, _, RollbackError>(
+        "rollback",
+        &RollbackArg::ToRelease {
+            to_version: to_version.to_string(),
+            limits: None,
+        },
+    )
+}
+
+/// One line per rollout state for people.
+pub fn rollout_text(s: &RolloutStatus) -> String {
+    let c = &s.counts;
+    format!(
+        "rollout {} to {}: {:?}\n  done {}, failed {}, rolled back {}, in flight {}, pending {}, skipped {}, cancelled {}\n  wave {}/{}{}",
+        s.id,
+        s.target.version,
+        s.phase,
+        c.done,
+        c.failed,
+        c.rolled_back,
+        c.in_flight,
+        c.pending,
+        c.skipped,
+        c.cancelled,
+        (s.current_wave as usize + 1).min(s.waves.len().max(1)),
+        s.waves.len(),
+        s.eta_ns
+            .map(|eta| format!(", about {} s left", eta / 1_000_000_000))
+            .unwrap_or_default()
+    )
 }
