@@ -1,26 +1,42 @@
-//! One message execution: instantiate the shared compiled module, overlay the canister's heap
-//! pages and globals, run one entry point with an instruction budget, and return the new heap
-//! as a page diff. A trap returns no heap, so the canister keeps its old state (interface spec,
-//! "Abstract behavior": executions are atomic).
+//! Message execution: run one entry point of a canister's module over its heap with an
+//! instruction budget, and return the new heap as a page diff. A trap returns no heap, so the
+//! canister keeps its old state (interface spec, "Abstract behavior": executions are atomic).
+//!
+//! Instantiating a module and overlaying a canister's pages costs more than running a small
+//! message, so the instances of recently used canisters are kept live ([`Instances`], a bounded
+//! LRU). A live instance is used only while its memory and globals are exactly the canister's
+//! committed heap: every committed heap has a process-unique id, and the instance records the id
+//! it holds, so install, upgrade, reinstall, snapshot load and uninstall (which all replace the
+//! heap) invalidate it without further bookkeeping. After a successful execution that does not
+//! persist (queries, pre-upgrade) the changed pages and globals are written back; after a trap
+//! the instance is dropped.
 
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use wasmi::{Extern, Ref, Store, Val};
+use candid::Principal;
+use wasmi::{Extern, Global, Instance, Memory, Ref, Store, Val};
 
 use crate::errors::ErrorCode;
 use crate::memory::{Page, ZERO_PAGE};
 use crate::module::{cache, CanisterModule, MEMORY_EXPORT, PAGE_SIZE, TABLE_EXPORT};
 use crate::system_api::{Host, HostTrap};
 
-use std::collections::BTreeMap;
-
 /// A canister's wasm heap: pages that differ from the module's initial image, the heap size,
-/// and the values of the mutable globals.
+/// and the values of the mutable globals. `id` names this content: a heap produced by an
+/// execution or by [`Heap::initial`] gets a new id, clones keep it (0: no module).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Heap {
     pub pages: BTreeMap<u64, Arc<Page>>,
     pub size_bytes: usize,
     pub globals: Vec<Val>,
+    pub id: u64,
+}
+
+fn next_heap_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 impl Heap {
@@ -30,12 +46,30 @@ impl Heap {
             pages: BTreeMap::new(),
             size_bytes: module.initial_memory.len(),
             globals: module.initial_globals.clone(),
+            id: next_heap_id(),
         }
     }
 
     /// Bytes held for this heap beyond the shared module image.
     pub fn private_bytes(&self) -> usize {
         self.pages.len() * PAGE_SIZE
+    }
+
+    /// The committed content of page `index`.
+    fn page<'a>(&'a self, initial: &'a [u8], index: usize) -> &'a [u8] {
+        match self.pages.get(&(index as u64)) {
+            Some(p) => &p[..],
+            None => initial_page(initial, index),
+        }
+    }
+}
+
+fn initial_page(initial: &[u8], index: usize) -> &[u8] {
+    let start = index * PAGE_SIZE;
+    if start + PAGE_SIZE <= initial.len() {
+        &initial[start..start + PAGE_SIZE]
+    } else {
+        &ZERO_PAGE[..]
     }
 }
 
@@ -53,6 +87,208 @@ pub(crate) struct Outcome {
     pub host: Host,
     pub result: Result<Option<Heap>, HostTrap>,
     pub instructions: u64,
+}
+
+/// Default bound of [`Instances`]: live instances kept.
+pub(crate) const DEFAULT_LIVE_INSTANCES: usize = 128;
+/// Default bound of [`Instances`]: bytes of linear memory held by live instances.
+pub(crate) const DEFAULT_LIVE_BYTES: usize = 512 << 20;
+
+/// A module instance whose memory and globals equal the committed heap `heap_id`.
+struct Live {
+    store: Store<Host>,
+    instance: Instance,
+    memory: Option<Memory>,
+    globals: Vec<Global>,
+    module: Arc<CanisterModule>,
+    heap_id: u64,
+    last_used: u64,
+}
+
+impl Live {
+    /// Instantiates `module` and overlays `heap`.
+    fn new(module: &Arc<CanisterModule>, heap: &Heap) -> Result<Live, String> {
+        let cache = cache();
+        let mut store = Store::new(&cache.engine, Host::idle());
+        let _ = store.set_fuel(u64::MAX);
+        let instance = cache
+            .linker
+            .instantiate_and_start(&mut store, &module.module)
+            .map_err(|e| format!("instantiation failed: {e}"))?;
+        let memory = instance
+            .get_memory(&store, "memory")
+            .or_else(|| instance.get_memory(&store, MEMORY_EXPORT));
+        if let Some(memory) = memory {
+            let current = memory.data_size(&store);
+            if heap.size_bytes > current {
+                let extra = ((heap.size_bytes - current) as u64).div_ceil(65536);
+                memory
+                    .grow(&mut store, extra)
+                    .map_err(|e| format!("restoring heap size: {e}"))?;
+            }
+            let data = memory.data_mut(&mut store);
+            for (index, page) in &heap.pages {
+                let start = *index as usize * PAGE_SIZE;
+                data[start..start + PAGE_SIZE].copy_from_slice(&page[..]);
+            }
+        }
+        let mut globals = Vec::with_capacity(module.global_names.len());
+        for name in &module.global_names {
+            match instance.get_export(&store, name) {
+                Some(Extern::Global(g)) => globals.push(g),
+                _ => return Err(format!("global export {name} missing")),
+            }
+        }
+        for (g, value) in globals.iter().zip(&heap.globals) {
+            g.set(&mut store, value.clone())
+                .map_err(|e| format!("restoring global: {e}"))?;
+        }
+        Ok(Live {
+            store,
+            instance,
+            memory,
+            globals,
+            module: module.clone(),
+            heap_id: heap.id,
+            last_used: 0,
+        })
+    }
+
+    fn memory_bytes(&self) -> usize {
+        self.memory.map_or(0, |m| m.data_size(&self.store))
+    }
+
+    /// Indices of the pages of the live memory that differ from the committed `heap`.
+    fn changed_pages(&self, initial: &[u8], heap: &Heap) -> Vec<usize> {
+        let Some(memory) = self.memory else {
+            return Vec::new();
+        };
+        memory
+            .data(&self.store)
+            .chunks_exact(PAGE_SIZE)
+            .enumerate()
+            .filter(|(i, current)| *current != heap.page(initial, *i))
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// The heap the live instance now holds: `heap` with the `changed` pages replaced.
+    fn committed(&self, initial: &[u8], heap: &Heap, changed: &[usize]) -> Heap {
+        let mut new_heap = Heap {
+            pages: heap.pages.clone(),
+            size_bytes: self.memory_bytes(),
+            globals: self.globals.iter().map(|g| g.get(&self.store)).collect(),
+            id: next_heap_id(),
+        };
+        if let Some(memory) = self.memory {
+            let data = memory.data(&self.store);
+            for &i in changed {
+                let current = &data[i * PAGE_SIZE..(i + 1) * PAGE_SIZE];
+                if current == initial_page(initial, i) {
+                    new_heap.pages.remove(&(i as u64));
+                } else {
+                    let mut page = [0u8; PAGE_SIZE];
+                    page.copy_from_slice(current);
+                    new_heap.pages.insert(i as u64, Arc::new(page));
+                }
+            }
+        }
+        new_heap
+    }
+
+    /// Writes the committed `heap` back over the `changed` pages and the globals. Returns false
+    /// when that is impossible (the memory grew: wasm memories do not shrink).
+    fn restore(&mut self, initial: &[u8], heap: &Heap, changed: &[usize]) -> bool {
+        if self.memory_bytes() != heap.size_bytes {
+            return false;
+        }
+        if let Some(memory) = self.memory {
+            let data = memory.data_mut(&mut self.store);
+            for &i in changed {
+                data[i * PAGE_SIZE..(i + 1) * PAGE_SIZE].copy_from_slice(heap.page(initial, i));
+            }
+        }
+        for (g, value) in self.globals.iter().zip(&heap.globals) {
+            if g.set(&mut self.store, value.clone()).is_err() {
+                return false;
+            }
+        }
+        self.heap_id = heap.id;
+        true
+    }
+}
+
+/// Live instances of recently used canisters, bounded in number and in linear-memory bytes;
+/// the least recently used is dropped first.
+pub(crate) struct Instances {
+    live: HashMap<Principal, Live>,
+    max_instances: usize,
+    max_bytes: usize,
+    bytes: usize,
+    clock: u64,
+    /// Executions that found a live instance / that had to instantiate.
+    pub hits: u64,
+    pub misses: u64,
+}
+
+impl Instances {
+    pub fn new(max_instances: usize, max_bytes: usize) -> Self {
+        Instances {
+            live: HashMap::new(),
+            max_instances,
+            max_bytes,
+            bytes: 0,
+            clock: 0,
+            hits: 0,
+            misses: 0,
+        }
+    }
+
+    /// Number of live instances.
+    pub fn len(&self) -> usize {
+        self.live.len()
+    }
+
+    /// Drops the live instance of `canister` (e.g. when it is deleted).
+    pub fn forget(&mut self, canister: &Principal) {
+        if let Some(live) = self.live.remove(canister) {
+            self.bytes -= live.memory_bytes();
+        }
+    }
+
+    /// The live instance of `canister` if it holds `heap` of `module`; a stale one is dropped.
+    fn take(
+        &mut self,
+        canister: &Principal,
+        module: &Arc<CanisterModule>,
+        heap: &Heap,
+    ) -> Option<Live> {
+        let live = self.live.remove(canister)?;
+        self.bytes -= live.memory_bytes();
+        (heap.id != 0 && live.heap_id == heap.id && Arc::ptr_eq(&live.module, module))
+            .then_some(live)
+    }
+
+    fn put(&mut self, canister: Principal, mut live: Live) {
+        if self.max_instances == 0 || live.heap_id == 0 {
+            return;
+        }
+        self.clock += 1;
+        live.last_used = self.clock;
+        self.bytes += live.memory_bytes();
+        self.live.insert(canister, live);
+        while self.live.len() > self.max_instances
+            || (self.bytes > self.max_bytes && self.live.len() > 1)
+        {
+            let oldest = self
+                .live
+                .iter()
+                .min_by_key(|(_, l)| l.last_used)
+                .map(|(id, _)| *id)
+                .expect("not empty");
+            self.forget(&oldest);
+        }
+    }
 }
 
 fn trap_of(err: wasmi::Error, limit: u64) -> HostTrap {
@@ -79,134 +315,69 @@ fn trap_of(err: wasmi::Error, limit: u64) -> HostTrap {
     }
 }
 
-/// Runs `entry` of `module` over `heap` with `host` as the system state and `fuel` as the
-/// instruction limit. With `keep_heap` false (queries, inspection) the heap is not diffed.
+/// Runs `entry` of `module` over `heap` (the committed heap of `canister`) with `host` as the
+/// system state and `fuel` as the instruction limit. With `keep_heap` false (queries,
+/// inspection, pre-upgrade) the heap is left as it was.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn execute(
-    module: &CanisterModule,
-    heap: &Heap,
-    entry: &Entry,
-    host: Host,
-    fuel: u64,
-    keep_heap: bool,
-) -> Outcome {
-    execute_here(module, heap, entry, host, fuel, keep_heap)
-}
-
-fn execute_here(
-    module: &CanisterModule,
+    instances: &mut Instances,
+    canister: Principal,
+    module: &Arc<CanisterModule>,
     heap: &Heap,
     entry: &Entry,
     mut host: Host,
     fuel: u64,
     keep_heap: bool,
 ) -> Outcome {
-    let cache = cache();
+    let mut live = match instances.take(&canister, module, heap) {
+        Some(live) => {
+            instances.hits += 1;
+            live
+        }
+        None => {
+            instances.misses += 1;
+            match Live::new(module, heap) {
+                Ok(live) => live,
+                Err(message) => {
+                    return Outcome {
+                        host,
+                        result: Err(HostTrap {
+                            code: ErrorCode::CanisterWasmEngineError,
+                            message,
+                        }),
+                        instructions: 0,
+                    }
+                }
+            }
+        }
+    };
     host.fuel_limit = fuel;
+    host.memory = live.memory;
+    *live.store.data_mut() = host;
+    let _ = live.store.set_fuel(fuel);
+    let call = run(&mut live, module, entry);
+    let instructions = fuel.saturating_sub(live.store.get_fuel().unwrap_or(0));
+    let mut host = std::mem::replace(live.store.data_mut(), Host::idle());
     host.memory = None;
-    let mut store = Store::new(&cache.engine, host);
-    let _ = store.set_fuel(fuel);
-    let engine_error = |store: Store<Host>, message: String| Outcome {
-        host: store.into_data(),
-        result: Err(HostTrap {
-            code: ErrorCode::CanisterWasmEngineError,
-            message,
-        }),
-        instructions: 0,
-    };
-    let instance = match cache
-        .linker
-        .instantiate_and_start(&mut store, &module.module)
-    {
-        Ok(i) => i,
-        Err(e) => return engine_error(store, format!("instantiation failed: {e}")),
-    };
-    let memory = instance
-        .get_memory(&store, "memory")
-        .or_else(|| instance.get_memory(&store, MEMORY_EXPORT));
-    if let Some(memory) = memory {
-        let current = memory.data_size(&store);
-        if heap.size_bytes > current {
-            let extra = ((heap.size_bytes - current) as u64).div_ceil(65536);
-            if let Err(e) = memory.grow(&mut store, extra) {
-                return engine_error(store, format!("restoring heap size: {e}"));
-            }
-        }
-        let data = memory.data_mut(&mut store);
-        for (index, page) in &heap.pages {
-            let start = *index as usize * PAGE_SIZE;
-            data[start..start + PAGE_SIZE].copy_from_slice(&page[..]);
-        }
-    }
-    for (name, value) in module.global_names.iter().zip(&heap.globals) {
-        if let Some(Extern::Global(g)) = instance.get_export(&store, name) {
-            let _ = g.set(&mut store, value.clone());
-        }
-    }
-    store.data_mut().memory = memory;
-
-    let call = match entry {
-        Entry::Export(name) => match instance.get_func(&store, name) {
-            Some(f) => f.call(&mut store, &[], &mut []),
-            None => Err(wasmi::Error::host(HostTrap {
-                code: ErrorCode::CanisterMethodNotFound,
-                message: format!("Canister has no exported function '{name}'"),
-            })),
-        },
-        Entry::Table { index, env } => {
-            let table = instance.get_table(&store, TABLE_EXPORT).or_else(|| {
-                module
-                    .exports
-                    .iter()
-                    .find_map(|n| match instance.get_export(&store, n) {
-                        Some(Extern::Table(t)) => Some(t),
-                        _ => None,
-                    })
-            });
-            let func = table.and_then(|t| t.get(&store, u64::from(*index)));
-            match func {
-                Some(Ref::Func(f)) if f.val().is_some() => {
-                    let f = *f.val().expect("checked");
-                    f.call(&mut store, &[Val::I32(*env as i32)], &mut [])
-                }
-                _ => Err(wasmi::Error::host(HostTrap {
-                    code: ErrorCode::CanisterTrapped,
-                    message: format!(
-                        "Canister trapped: table index {index} does not hold a function (callback after the module changed?)"
-                    ),
-                })),
-            }
-        }
-    };
-    let instructions = fuel.saturating_sub(store.get_fuel().unwrap_or(0));
     let result = match call {
+        // The instance may hold a partial write: drop it.
         Err(e) => Err(trap_of(e, fuel)),
-        Ok(()) if !keep_heap => Ok(None),
         Ok(()) => {
-            let mut new_heap = Heap {
-                pages: heap.pages.clone(),
-                size_bytes: 0,
-                globals: Vec::with_capacity(module.global_names.len()),
-            };
-            if let Some(memory) = memory {
-                let data = memory.data(&store);
-                new_heap.size_bytes = data.len();
-                diff_pages(
-                    &module.initial_memory,
-                    &heap.pages,
-                    data,
-                    &mut new_heap.pages,
-                );
-            }
-            for name in &module.global_names {
-                if let Some(Extern::Global(g)) = instance.get_export(&store, name) {
-                    new_heap.globals.push(g.get(&store));
+            let initial = &module.initial_memory[..];
+            let changed = live.changed_pages(initial, heap);
+            if keep_heap {
+                let new_heap = live.committed(initial, heap, &changed);
+                live.heap_id = new_heap.id;
+                instances.put(canister, live);
+                Ok(Some(new_heap))
+            } else {
+                if live.restore(initial, heap, &changed) {
+                    instances.put(canister, live);
                 }
+                Ok(None)
             }
-            Ok(Some(new_heap))
         }
     };
-    let mut host = store.into_data();
-    host.memory = None;
     Outcome {
         host,
         result,
@@ -214,34 +385,39 @@ fn execute_here(
     }
 }
 
-/// Records in `out` every page of `data` that differs from what the canister had before
-/// (`old`, over `initial`); pages equal to the initial image are dropped from the map.
-fn diff_pages(
-    initial: &[u8],
-    old: &BTreeMap<u64, Arc<Page>>,
-    data: &[u8],
-    out: &mut BTreeMap<u64, Arc<Page>>,
-) {
-    let initial_page = |i: usize| -> &[u8] {
-        let start = i * PAGE_SIZE;
-        if start + PAGE_SIZE <= initial.len() {
-            &initial[start..start + PAGE_SIZE]
-        } else {
-            &ZERO_PAGE[..]
-        }
-    };
-    for (i, current) in data.chunks_exact(PAGE_SIZE).enumerate() {
-        let before: &[u8] = match old.get(&(i as u64)) {
-            Some(p) => &p[..],
-            None => initial_page(i),
-        };
-        if current != before {
-            if current == initial_page(i) {
-                out.remove(&(i as u64));
-            } else {
-                let mut page = [0u8; PAGE_SIZE];
-                page.copy_from_slice(current);
-                out.insert(i as u64, Arc::new(page));
+fn run(live: &mut Live, module: &CanisterModule, entry: &Entry) -> Result<(), wasmi::Error> {
+    let instance = live.instance;
+    let store = &mut live.store;
+    match entry {
+        Entry::Export(name) => match instance.get_func(&*store, name) {
+            Some(f) => f.call(store, &[], &mut []),
+            None => Err(wasmi::Error::host(HostTrap {
+                code: ErrorCode::CanisterMethodNotFound,
+                message: format!("Canister has no exported function '{name}'"),
+            })),
+        },
+        Entry::Table { index, env } => {
+            let table = instance.get_table(&*store, TABLE_EXPORT).or_else(|| {
+                module
+                    .exports
+                    .iter()
+                    .find_map(|n| match instance.get_export(&*store, n) {
+                        Some(Extern::Table(t)) => Some(t),
+                        _ => None,
+                    })
+            });
+            let func = table.and_then(|t| t.get(&*store, u64::from(*index)));
+            match func {
+                Some(Ref::Func(f)) if f.val().is_some() => {
+                    let f = *f.val().expect("checked");
+                    f.call(store, &[Val::I32(*env as i32)], &mut [])
+                }
+                _ => Err(wasmi::Error::host(HostTrap {
+                    code: ErrorCode::CanisterTrapped,
+                    message: format!(
+                        "Canister trapped: table index {index} does not hold a function (callback after the module changed?)"
+                    ),
+                })),
             }
         }
     }

@@ -90,6 +90,8 @@ pub struct IcSimBuilder {
     limits: Limits,
     time: u64,
     print_logs: bool,
+    live_instances: usize,
+    live_bytes: usize,
 }
 
 impl Default for IcSimBuilder {
@@ -104,6 +106,8 @@ impl IcSimBuilder {
             limits: Limits::default(),
             time: DEFAULT_START_TIME_NANOS,
             print_logs: std::env::var_os("IC_SIM_QUIET").is_none(),
+            live_instances: exec::DEFAULT_LIVE_INSTANCES,
+            live_bytes: exec::DEFAULT_LIVE_BYTES,
         }
     }
     /// Accepted for pocket-ic compatibility: the simulator has one application subnet.
@@ -124,9 +128,19 @@ impl IcSimBuilder {
         self.print_logs = print;
         self
     }
+    /// Bounds the cache of live module instances: at most `max_instances` canisters keep an
+    /// instance between messages, holding at most `max_bytes` of linear memory together
+    /// (defaults: 128 instances, 512 MiB). Zero instances re-instantiates for every message.
+    pub fn with_instance_cache(mut self, max_instances: usize, max_bytes: usize) -> Self {
+        self.live_instances = max_instances;
+        self.live_bytes = max_bytes;
+        self
+    }
     pub fn build(self) -> IcSim {
+        let mut sim = sim::Sim::new(self.limits, self.time, self.print_logs);
+        sim.instances = exec::Instances::new(self.live_instances, self.live_bytes);
         IcSim {
-            sim: RefCell::new(sim::Sim::new(self.limits, self.time, self.print_logs)),
+            sim: RefCell::new(sim),
         }
     }
 }
@@ -661,6 +675,18 @@ impl IcSim {
             .module
             .as_ref()
             .map(|m| m.hash)
+    }
+
+    /// Executions so far that found their canister's instance live, and those that had to
+    /// instantiate the module (see [`IcSimBuilder::with_instance_cache`]).
+    pub fn instance_cache_stats(&self) -> (u64, u64) {
+        let sim = self.sim.borrow();
+        (sim.instances.hits, sim.instances.misses)
+    }
+
+    /// Canisters whose module instance is currently kept live.
+    pub fn live_instances(&self) -> usize {
+        self.sim.borrow().instances.len()
     }
 
     pub fn canister_count(&self) -> usize {

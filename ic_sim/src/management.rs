@@ -381,6 +381,7 @@ impl Sim {
                     return Err(rejected("A canister cannot delete itself."));
                 }
                 self.canisters.remove(&args.canister_id);
+                self.instances.forget(&args.canister_id);
                 Ok(Some(empty_reply()))
             }
             "deposit_cycles" => {
@@ -512,7 +513,10 @@ impl Sim {
                     .unwrap_or(false);
                 if !skip && old.exports("canister_pre_upgrade") {
                     let host = self.host_for(c, ApiType::PreUpgrade, sender);
+                    let c = &self.canisters[&id];
                     let mut out = execute(
+                        &mut self.instances,
+                        id,
                         &old,
                         &c.heap,
                         &Entry::Export("canister_pre_upgrade".into()),
@@ -554,6 +558,8 @@ impl Sim {
         host.canister_version = c.version + 1;
         let (heap, host) = if module.exports(entry) {
             let out = execute(
+                &mut self.instances,
+                id,
                 &module,
                 &heap,
                 &Entry::Export(entry.into()),
@@ -621,6 +627,7 @@ impl Sim {
     /// (interface spec, "IC method uninstall_code").
     pub(crate) fn uninstall(&mut self, sender: Principal, id: Principal) {
         let now = self.time;
+        self.instances.forget(&id);
         let c = self.canisters.get_mut(&id).expect("checked by caller");
         c.module = None;
         c.heap = Heap::default();

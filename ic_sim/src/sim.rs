@@ -13,7 +13,7 @@ use ic_management_canister_types::{Change, LogVisibility};
 
 use crate::costs;
 use crate::errors::{ErrorCode, RejectCode, RejectResponse};
-use crate::exec::{execute, Entry, Heap, Outcome};
+use crate::exec::{execute, Entry, Heap, Instances, Outcome};
 use crate::memory::{PageMap, StableMemory, MAX_STABLE_BYTES};
 use crate::module::{CanisterModule, MethodKind, WASM_PAGE_SIZE};
 use crate::system_api::{ApiType, Host, HostTrap, IdleParams, Response};
@@ -316,6 +316,8 @@ pub(crate) struct Sim {
     pub response_faults: HashMap<Principal, ResponseFaults>,
     /// Best-effort callbacks with their deadline: (deadline, canister, callback).
     pub best_effort: Vec<(u64, Principal, u64)>,
+    /// Live instances of recently used canisters.
+    pub instances: Instances,
 }
 
 /// The candid encoding of `()`.
@@ -360,6 +362,10 @@ impl Sim {
             rand_counter: 0,
             response_faults: HashMap::new(),
             best_effort: Vec::new(),
+            instances: Instances::new(
+                crate::exec::DEFAULT_LIVE_INSTANCES,
+                crate::exec::DEFAULT_LIVE_BYTES,
+            ),
         }
     }
 
@@ -522,6 +528,8 @@ impl Sim {
         let c = &self.canisters[&id];
         let host = self.host_for(c, ApiType::SystemTask, Principal::management_canister());
         let out = execute(
+            &mut self.instances,
+            id,
             &module,
             &c.heap,
             &Entry::Export(export.to_string()),
@@ -703,6 +711,8 @@ impl Sim {
         host.deadline = req.deadline;
         let persist = api == ApiType::Update;
         let out = execute(
+            &mut self.instances,
+            req.receiver,
             &module,
             &c.heap,
             &Entry::Export(export),
@@ -760,6 +770,8 @@ impl Sim {
         // 0 for a guaranteed-response one (interface spec, "ic0.msg_deadline").
         host.deadline = cb.deadline.unwrap_or(0);
         let out = execute(
+            &mut self.instances,
+            id,
             &module,
             &c.heap,
             &Entry::Table { index: fun, env },
@@ -834,6 +846,8 @@ impl Sim {
         let caller = c.contexts.get(&ctx_id).map_or(id, |ctx| ctx.caller);
         let host = self.host_for(c, ApiType::Cleanup, caller);
         let mut out = execute(
+            &mut self.instances,
+            id,
             &module,
             &c.heap,
             &Entry::Table { index: fun, env },
@@ -1003,7 +1017,10 @@ impl Sim {
                 let mut host = self.host_for(c, ApiType::InspectMessage, sender);
                 host.method_name = method.to_string();
                 host.arg = arg.clone();
+                let c = &self.canisters[&receiver];
                 let out = execute(
+                    &mut self.instances,
+                    receiver,
                     &module,
                     &c.heap,
                     &Entry::Export("canister_inspect_message".into()),
@@ -1093,7 +1110,10 @@ impl Sim {
         };
         let mut host = self.host_for(c, ApiType::NonReplicatedQuery, sender);
         host.arg = arg;
+        let c = &self.canisters[&receiver];
         let out = execute(
+            &mut self.instances,
+            receiver,
             &module,
             &c.heap,
             &Entry::Export(export),

@@ -14,6 +14,7 @@ thread_local! {
     static CLEANED: Cell<u64> = const { Cell::new(0) };
     static TRAP_PRE_UPGRADE: Cell<bool> = const { Cell::new(false) };
     static LOG: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+    static BALLAST: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 #[cfg(not(feature = "v2"))]
@@ -74,6 +75,33 @@ fn version() -> String {
 fn inc() -> u64 {
     COUNTER.set(COUNTER.get() + 1);
     COUNTER.get()
+}
+
+/// Grows the heap by `kib` KiB of non-zero data kept for the canister's lifetime, so that
+/// benchmarks run on a canister whose heap holds real state. Returns the heap size in bytes.
+#[ic_cdk::update]
+fn ballast(kib: u64) -> u64 {
+    BALLAST.with_borrow_mut(|b| {
+        let start = b.len();
+        b.resize(start + (kib as usize) * 1024, 0);
+        for (i, byte) in b[start..].iter_mut().enumerate() {
+            *byte = (i % 251) as u8 + 1;
+        }
+    });
+    heap_bytes()
+}
+
+/// The size of the wasm heap in bytes.
+#[ic_cdk::query]
+fn heap_bytes() -> u64 {
+    #[cfg(target_arch = "wasm32")]
+    {
+        core::arch::wasm32::memory_size(0) as u64 * 65536
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        0
+    }
 }
 
 #[ic_cdk::query]

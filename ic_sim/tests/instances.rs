@@ -1,0 +1,122 @@
+//! Live module instances: consecutive messages to a canister reuse its instance, and every
+//! operation that replaces the heap (snapshot load, reinstall, upgrade, uninstall) or a trap
+//! leaves no trace of the instance's old state (interface spec, "Abstract behavior": an
+//! execution that traps changes nothing; "IC method load_canister_snapshot"; "IC method
+//! install_code").
+
+use candid::{encode_one, Principal};
+use ic_sim::management_canister::CanisterInstallMode;
+use ic_sim::{query_candid, update_candid, IcSim, IcSimBuilder};
+
+fn probe() -> Vec<u8> {
+    wasm_build::wasm("sim_probe", &[])
+}
+
+fn installed(pic: &IcSim, start: u64) -> Principal {
+    let id = pic.create_canister();
+    pic.install_canister(id, probe(), encode_one(Some(start)).unwrap(), None);
+    id
+}
+
+fn get(pic: &IcSim, id: Principal) -> u64 {
+    query_candid::<_, (u64,)>(pic, id, "get", ()).unwrap().0
+}
+
+fn inc(pic: &IcSim, id: Principal) -> u64 {
+    update_candid::<_, (u64,)>(pic, id, "inc", ()).unwrap().0
+}
+
+#[test]
+fn consecutive_messages_reuse_the_live_instance() {
+    let pic = IcSimBuilder::new().with_logs(false).build();
+    let id = installed(&pic, 0);
+    let (_, misses_before) = pic.instance_cache_stats();
+    for n in 1..=20 {
+        assert_eq!(inc(&pic, id), n);
+    }
+    assert_eq!(get(&pic, id), 20);
+    let (hits, misses) = pic.instance_cache_stats();
+    assert_eq!(
+        misses, misses_before,
+        "no message after the install instantiated the module"
+    );
+    assert!(hits >= 21, "{hits} hits");
+    assert_eq!(pic.live_instances(), 1);
+}
+
+#[test]
+fn the_cache_is_bounded_and_evicted_canisters_keep_their_state() {
+    let pic = IcSimBuilder::new()
+        .with_logs(false)
+        .with_instance_cache(2, usize::MAX)
+        .build();
+    let ids: Vec<Principal> = (0..5).map(|i| installed(&pic, i * 100)).collect();
+    for round in 1..=3 {
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(inc(&pic, *id), i as u64 * 100 + round);
+        }
+    }
+    assert_eq!(pic.live_instances(), 2);
+    for (i, id) in ids.iter().enumerate() {
+        assert_eq!(get(&pic, *id), i as u64 * 100 + 3);
+    }
+}
+
+#[test]
+fn queries_and_traps_on_a_live_instance_leave_the_heap_as_committed() {
+    let pic = IcSimBuilder::new().with_logs(false).build();
+    let id = installed(&pic, 5);
+    assert_eq!(inc(&pic, id), 6);
+    // The query increments the counter in the live instance's memory; it must not persist.
+    let (n,): (u64,) = query_candid(&pic, id, "inc_in_query", ()).unwrap();
+    assert_eq!(n, 7);
+    assert_eq!(get(&pic, id), 6);
+    // A trapping update increments by 1000 before trapping.
+    update_candid::<_, ()>(&pic, id, "write_then_trap", (vec![1u8; 8],)).unwrap_err();
+    assert_eq!(get(&pic, id), 6);
+    assert_eq!(inc(&pic, id), 7);
+}
+
+#[test]
+fn heap_replacements_invalidate_the_live_instance() {
+    let pic = IcSimBuilder::new().with_logs(false).build();
+    let id = installed(&pic, 10);
+    assert_eq!(inc(&pic, id), 11);
+    pic.stop_canister(id, None).unwrap();
+    let snap = pic.take_canister_snapshot(id, None, None).unwrap();
+    pic.start_canister(id, None).unwrap();
+    assert_eq!(inc(&pic, id), 12);
+    assert_eq!(inc(&pic, id), 13);
+
+    pic.stop_canister(id, None).unwrap();
+    pic.load_canister_snapshot(id, None, snap.id).unwrap();
+    pic.start_canister(id, None).unwrap();
+    assert_eq!(
+        get(&pic, id),
+        11,
+        "the snapshot's heap, not the live instance's"
+    );
+    assert_eq!(inc(&pic, id), 12);
+
+    pic.reinstall_canister(id, probe(), encode_one(Some(0u64)).unwrap(), None)
+        .unwrap();
+    assert_eq!(get(&pic, id), 0, "reinstall starts from the init argument");
+    assert_eq!(inc(&pic, id), 1);
+
+    // Upgrade: the counter goes through stable memory, the heap starts afresh.
+    pic.upgrade_canister(id, probe(), encode_one(()).unwrap(), None)
+        .unwrap();
+    assert_eq!(get(&pic, id), 1);
+
+    pic.uninstall_canister(id, None).unwrap();
+    assert_eq!(pic.live_instances(), 0);
+    pic.install_code(
+        id,
+        CanisterInstallMode::Install,
+        probe(),
+        encode_one(Some(40u64)).unwrap(),
+        None,
+    )
+    .unwrap();
+    assert_eq!(inc(&pic, id), 41);
+}
