@@ -14,6 +14,7 @@ thread_local! {
     static CLEANED: Cell<u64> = const { Cell::new(0) };
     static TRAP_PRE_UPGRADE: Cell<bool> = const { Cell::new(false) };
     static LOG: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+    static HEARTBEATS: Cell<u64> = const { Cell::new(0) };
     static BALLAST: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -323,4 +324,52 @@ async fn v2_only(canister: Principal) -> Vec<String> {
         }
     }
     out
+}
+
+#[cfg(feature = "heartbeat")]
+#[ic_cdk::heartbeat]
+fn heartbeat() {
+    HEARTBEATS.set(HEARTBEATS.get() + 1);
+}
+
+#[ic_cdk::query]
+fn heartbeats() -> u64 {
+    HEARTBEATS.get()
+}
+
+/// The canister's environment variables as the system API lists them, and whether `probe`
+/// names one.
+#[ic_cdk::update]
+fn env_vars(probe: String) -> (Vec<(String, String)>, bool) {
+    let vars = (0..ic_cdk::api::env_var_count())
+        .map(|i| {
+            let name = ic_cdk::api::env_var_name(i);
+            let value = ic_cdk::api::env_var_value(&name);
+            (name, value)
+        })
+        .collect();
+    (vars, ic_cdk::api::env_var_name_exists(probe))
+}
+
+fn deadline_now() -> u64 {
+    ic_cdk::api::msg_deadline().map_or(0, |d| d.get())
+}
+
+/// The deadline of the message being executed (0: none).
+#[ic_cdk::update]
+fn deadline() -> u64 {
+    deadline_now()
+}
+
+/// Calls `deadline` on `canister` (best-effort when `bounded`) and returns what the callee saw
+/// and what this canister's callback sees.
+#[ic_cdk::update]
+async fn call_deadline(canister: Principal, bounded: bool) -> (u64, u64) {
+    let call = if bounded {
+        Call::bounded_wait(canister, "deadline")
+    } else {
+        Call::unbounded_wait(canister, "deadline")
+    };
+    let seen: u64 = call.await.expect("deadline call").candid().expect("u64");
+    (seen, deadline_now())
 }
