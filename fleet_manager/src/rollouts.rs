@@ -759,6 +759,10 @@ pub fn on_result(canister: Principal, result: ActionResult, now: u64) -> Fed {
                 e.log(now, canister, PipelineLogKind::Left { outcome });
                 if outcome.is_some() {
                     finish_record(&mut e.meta, canister, &rec, job, &target, now);
+                } else {
+                    // Busy: it runs its old release until the retry (which an abort may
+                    // cancel without another result).
+                    set_status(canister, CanisterStatus::Active, now);
                 }
             }
         }
