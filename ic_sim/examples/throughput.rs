@@ -1,6 +1,7 @@
 //! Message throughput of the simulator on a canister with a 1-2 MiB heap of real data.
 //!
-//! `cargo run --release -p ic_sim --example throughput [-- <canisters> <messages>]`
+//! `cargo run --release -p ic_sim --example throughput [-- <canisters> <messages> <live instances>]`
+//! (a live-instance bound of 0 re-instantiates the module for every message)
 //!
 //! Reports messages per second for a small update (`inc`) sent one at a time to one canister,
 //! for a small query, and for a round of updates spread over many canisters (as a rollout
@@ -15,8 +16,12 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let canisters: usize = args.next().map_or(500, |a| a.parse().expect("canisters"));
     let messages: usize = args.next().map_or(2_000, |a| a.parse().expect("messages"));
+    let live: usize = args.next().map_or(128, |a| a.parse().expect("live instances"));
     let wasm = wasm_build::wasm("sim_probe", &[]);
-    let pic = IcSimBuilder::new().with_logs(false).build();
+    let pic = IcSimBuilder::new()
+        .with_logs(false)
+        .with_instance_cache(live, 512 << 20)
+        .build();
 
     let install = |pic: &IcSim| {
         let id = pic.create_canister();
