@@ -16,7 +16,9 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let canisters: usize = args.next().map_or(500, |a| a.parse().expect("canisters"));
     let messages: usize = args.next().map_or(2_000, |a| a.parse().expect("messages"));
-    let live: usize = args.next().map_or(128, |a| a.parse().expect("live instances"));
+    let live: usize = args
+        .next()
+        .map_or(128, |a| a.parse().expect("live instances"));
     let wasm = wasm_build::wasm("sim_probe", &[]);
     let pic = IcSimBuilder::new()
         .with_logs(false)
