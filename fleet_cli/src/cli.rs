@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use candid::Principal;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use fleet_api::manager::{CanisterFilter, CanisterStatus, Role};
+use fleet_api::rollout::RollbackArg;
 use serde::Serialize;
 
 use crate::backend::agent::{AgentIc, Network};
@@ -14,8 +15,10 @@ use crate::error::CliError;
 use crate::identity::Identity;
 use crate::manager::{self as mgr, Manager};
 use crate::phrase::{PhraseSource, RecoveryPhrase, PHRASE_ENV};
+use crate::plan::{read_principals, LimitArgs, PlanArgs};
 use crate::recovery::{self, Progress};
 use crate::wasm::WasmModule;
+use crate::watch::{at_rest, WaveBars};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -48,6 +51,14 @@ pub enum Command {
     /// Staged upgrades of the fleet, run by the manager.
     #[command(subcommand)]
     Rollout(RolloutCommand),
+    /// The manager canister itself.
+    #[command(subcommand)]
+    Manager(ManagerCommand),
+    /// Rehearse a release on an embedded IC simulator: install a manager, create a fleet of
+    /// user canisters holding data, roll the new release out in stages, check every canister
+    /// from outside, and report.
+    #[cfg(feature = "sim")]
+    Rehearse(crate::rehearse::RehearseArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -62,20 +73,20 @@ pub enum RolloutCommand {
         /// Only canisters on this release.
         #[arg(long, value_name = "SEMVER")]
         from: Option<String>,
-        /// Canisters in the canary stage (0: none).
-        #[arg(long, value_name = "N")]
-        canary: Option<u32>,
-        /// Cumulative percentages of the waves after the canary, e.g. 10,50,100.
-        #[arg(long, value_name = "PERCENTS", value_delimiter = ',')]
-        waves: Option<Vec<u8>>,
-        /// Seconds to wait between a completed stage and the next.
-        #[arg(long, value_name = "SECS")]
-        bake_secs: Option<u64>,
+        #[command(flatten)]
+        plan: PlanArgs,
     },
     /// Progress of the current or last rollout.
     Status {
         #[command(flatten)]
         target: ManagerTarget,
+        /// Refresh, with a progress bar per stage, until the rollout ends (or halts with
+        /// nothing in flight).
+        #[arg(long)]
+        watch: bool,
+        /// Seconds between two refreshes of --watch.
+        #[arg(long, default_value_t = 5, value_name = "SECS", requires = "watch")]
+        interval_secs: u64,
     },
     /// Start nothing new; pipelines in flight finish.
     Pause {
@@ -92,12 +103,52 @@ pub enum RolloutCommand {
         #[command(flatten)]
         target: ManagerTarget,
     },
-    /// Roll the canisters the last rollout upgraded back to an earlier release.
+    /// Undo the last rollout: roll the canisters it upgraded back to an earlier release
+    /// (--to), or restore the snapshots taken before their upgrade (--restore-snapshots).
     Rollback {
         #[command(flatten)]
         target: ManagerTarget,
-        #[arg(long, value_name = "SEMVER")]
-        to: String,
+        /// The release to go back to.
+        #[arg(
+            long,
+            value_name = "SEMVER",
+            required_unless_present = "restore_snapshots"
+        )]
+        to: Option<String>,
+        /// Stop each named canister, load the snapshot taken before its last upgrade, start
+        /// it and health-check it.
+        #[arg(long, conflicts_with = "to")]
+        restore_snapshots: bool,
+        /// A canister to restore (repeat, or separate with commas).
+        #[arg(
+            long = "canister",
+            value_name = "CANISTER_ID",
+            value_delimiter = ',',
+            requires = "restore_snapshots"
+        )]
+        canisters: Vec<Principal>,
+        /// Read the canisters to restore from a file, one id per line.
+        #[arg(long, value_name = "FILE", requires = "restore_snapshots")]
+        canisters_file: Option<PathBuf>,
+        /// Limits of the rollback (without any: the last rollout's).
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ManagerCommand {
+    /// Pause every rollout activity before upgrading the manager itself; reports `ready`
+    /// once nothing is in flight. `rollout resume` ends the drain.
+    Drain {
+        #[command(flatten)]
+        target: ManagerTarget,
+        /// Poll until the manager is ready.
+        #[arg(long)]
+        wait: bool,
+        /// Seconds between two polls of --wait.
+        #[arg(long, default_value_t = 2, value_name = "SECS", requires = "wait")]
+        interval_secs: u64,
     },
 }
 
@@ -466,7 +517,21 @@ pub fn run(
         Command::Release(cmd) => run_release(cmd, connector, &mut bars),
         Command::Canisters(cmd) => run_canisters(cmd, connector),
         Command::Operators(cmd) => run_operators(cmd, connector),
-        Command::Rollout(cmd) => run_rollout(cmd, connector),
+        Command::Rollout(cmd) => run_rollout(cmd, connector, !cli.json),
+        Command::Manager(cmd) => run_manager(cmd, connector),
+        #[cfg(feature = "sim")]
+        Command::Rehearse(args) => {
+            drop(bars);
+            let report = crate::rehearse::run(args, !cli.json)?;
+            let text = crate::rehearse::report_text(&report);
+            if report.verified.failed_checks > 0 {
+                return Err(CliError::Refused(format!(
+                    "{} checks of the rehearsal failed\n{text}",
+                    report.verified.failed_checks
+                )));
+            }
+            output(&report, text)
+        }
         Command::Recovery(cmd) => match cmd {
             RecoveryCommand::New { phrase_out } => {
                 let phrase = RecoveryPhrase::generate()?;
@@ -802,46 +867,96 @@ fn started_text(what: &str, r: &fleet_api::rollout::RolloutStarted) -> String {
     )
 }
 
-fn run_rollout(cmd: &RolloutCommand, connector: &Connector) -> Result<Output, CliError> {
+fn run_rollout(
+    cmd: &RolloutCommand,
+    connector: &Connector,
+    show_progress: bool,
+) -> Result<Output, CliError> {
     let target = match cmd {
-        RolloutCommand::Status { target }
+        RolloutCommand::Status { target, .. }
         | RolloutCommand::Start { target, .. }
         | RolloutCommand::Pause { target }
         | RolloutCommand::Resume { target }
         | RolloutCommand::Abort { target }
         | RolloutCommand::Rollback { target, .. } => target,
     };
-    let ic = connect_manager(target, connector, false)?;
-    let m = Manager::new(ic.as_ref(), target.manager);
-    match cmd {
+    // Arguments are checked before connecting: a bad plan changes nothing.
+    let start_plan = match cmd {
         RolloutCommand::Start {
             version,
             from,
-            canary,
-            waves,
-            bake_secs,
+            plan,
+            ..
+        } => Some(plan.to_plan(version, from.as_deref())?),
+        _ => None,
+    };
+    let rollback_arg = match cmd {
+        RolloutCommand::Rollback {
+            to,
+            restore_snapshots,
+            canisters,
+            canisters_file,
+            limits,
             ..
         } => {
-            let options = mgr::RolloutOptions {
-                from_version: from.clone(),
-                canary: *canary,
-                waves_percent: waves.clone(),
-                bake_secs: *bake_secs,
-            };
-            let r = mgr::start_rollout(&m, version, &options)?;
+            limits.validate()?;
+            Some(if *restore_snapshots {
+                let mut all = canisters.clone();
+                if let Some(path) = canisters_file {
+                    all.extend(read_principals(path)?);
+                }
+                if all.is_empty() {
+                    return Err(CliError::Usage(
+                        "--restore-snapshots needs the canisters to restore (--canister or --canisters-file)".into(),
+                    ));
+                }
+                RollbackArg::RestoreSnapshots {
+                    canisters: all,
+                    limits: limits.to_limits(),
+                }
+            } else {
+                RollbackArg::ToRelease {
+                    to_version: to.clone().unwrap_or_default(),
+                    limits: limits.to_limits(),
+                }
+            })
+        }
+        _ => None,
+    };
+    let ic = connect_manager(target, connector, false)?;
+    let m = Manager::new(ic.as_ref(), target.manager);
+    match cmd {
+        RolloutCommand::Start { .. } => {
+            let plan = start_plan.expect("built above");
+            let r = mgr::start_rollout(&m, &plan)?;
             let text = started_text("started", &r);
             output(&r, text)
         }
-        RolloutCommand::Status { .. } => match mgr::rollout_status(&m)? {
-            Some(s) => {
-                let text = mgr::rollout_text(&s);
-                output(&s, text)
+        RolloutCommand::Status {
+            watch,
+            interval_secs,
+            ..
+        } => {
+            let no_rollout =
+                || CliError::NotFound(format!("manager {} has run no rollout", target.manager));
+            let mut s = mgr::rollout_status(&m)?.ok_or_else(no_rollout)?;
+            if *watch {
+                let mut bars = WaveBars::new(show_progress);
+                loop {
+                    bars.update(&s, "");
+                    if at_rest(&s) {
+                        break;
+                    }
+                    ic.idle(std::time::Duration::from_secs((*interval_secs).max(1)));
+                    s = mgr::rollout_status(&m)?.ok_or_else(no_rollout)?;
+                }
+                bars.finish();
             }
-            None => Err(CliError::NotFound(format!(
-                "manager {} has run no rollout",
-                target.manager
-            ))),
-        },
+            Ok(Output {
+                json: mgr::rollout_json(&s),
+                text: mgr::rollout_text(&s),
+            })
+        }
         RolloutCommand::Pause { .. }
         | RolloutCommand::Resume { .. }
         | RolloutCommand::Abort { .. } => {
@@ -851,13 +966,52 @@ fn run_rollout(cmd: &RolloutCommand, connector: &Connector) -> Result<Output, Cl
                 _ => "abort_rollout",
             };
             let s = mgr::control_rollout(&m, method)?;
-            let text = mgr::rollout_text(&s);
-            output(&s, text)
+            Ok(Output {
+                json: mgr::rollout_json(&s),
+                text: mgr::rollout_text(&s),
+            })
         }
-        RolloutCommand::Rollback { to, .. } => {
-            let r = mgr::rollback_rollout(&m, to)?;
-            let text = started_text(&format!("rolling back to {to}:"), &r);
+        RolloutCommand::Rollback { .. } => {
+            let arg = rollback_arg.expect("built above");
+            let r = mgr::rollback_rollout(&m, &arg)?;
+            let what = match &arg {
+                RollbackArg::ToRelease { to_version, .. } => {
+                    format!("rolling back to {to_version}:")
+                }
+                RollbackArg::RestoreSnapshots { .. } => "restoring snapshots:".to_string(),
+            };
+            let text = started_text(&what, &r);
             output(&r, text)
+        }
+    }
+}
+
+fn run_manager(cmd: &ManagerCommand, connector: &Connector) -> Result<Output, CliError> {
+    match cmd {
+        ManagerCommand::Drain {
+            target,
+            wait,
+            interval_secs,
+        } => {
+            let ic = connect_manager(target, connector, false)?;
+            let m = Manager::new(ic.as_ref(), target.manager);
+            let mut d = mgr::drain(&m)?;
+            while *wait && !d.ready {
+                ic.idle(std::time::Duration::from_secs((*interval_secs).max(1)));
+                d = mgr::drain(&m)?;
+            }
+            let text = if d.ready {
+                format!(
+                    "manager {} is drained: nothing in flight; stop, upgrade and start it, then `fleet rollout resume`",
+                    target.manager
+                )
+            } else {
+                format!(
+                    "manager {} is draining: {} calls and {} pipelines still in flight",
+                    target.manager, d.calls_in_flight, d.pipelines_in_flight
+                )
+            };
+            output(&d, text)
         }
     }
 }

@@ -1,6 +1,7 @@
-//! The `fleet` command-line tool: end-user recovery of a per-user canister through the recovery
-//! phrase, with or without the fleet manager, against the IC (ic-agent) or the embedded
-//! simulator (`ic_sim`).
+//! The `fleet` command-line tool: operator commands against the fleet manager (releases,
+//! registry, operators, rollouts), end-user recovery of a per-user canister through the
+//! recovery phrase with or without the manager, and `rehearse`, a whole release cycle on the
+//! embedded simulator (`ic_sim`).
 
 pub mod backend;
 pub mod cli;
@@ -8,5 +9,9 @@ pub mod error;
 pub mod identity;
 pub mod manager;
 pub mod phrase;
+pub mod plan;
 pub mod recovery;
+#[cfg(feature = "sim")]
+pub mod rehearse;
 pub mod wasm;
+pub mod watch;

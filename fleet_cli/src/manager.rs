@@ -18,8 +18,9 @@ use fleet_api::manager::{
     UploadStatus, UserCanister,
 };
 use fleet_api::rollout::{
-    Canary, RollbackArg, RollbackError, RolloutControlError, RolloutPlanArg, RolloutStarted,
-    RolloutStatus, StartRolloutError,
+    DrainError, DrainStatus, FleetMetrics, RollbackArg, RollbackError, RolloutCanisterResult,
+    RolloutControlError, RolloutPlanArg, RolloutResultsArg, RolloutResultsPage, RolloutStarted,
+    RolloutStatus, StartRolloutError, WaveLabel, MAX_ROLLOUT_PAGE,
 };
 use serde::Serialize;
 use serde_bytes::ByteBuf;
@@ -741,33 +742,27 @@ impl EndpointError for RolloutControlError {
     }
 }
 
-/// What `rollout start` takes from the command line; everything else keeps the manager's
-/// defaults.
-#[derive(Debug, Clone, Default)]
-pub struct RolloutOptions {
-    pub from_version: Option<String>,
-    pub canary: Option<u32>,
-    pub waves_percent: Option<Vec<u8>>,
-    pub bake_secs: Option<u64>,
+impl EndpointError for DrainError {
+    fn not_authorized(&self) -> bool {
+        matches!(self, DrainError::NotAuthorized)
+    }
 }
 
-pub fn start_rollout(
-    m: &Manager,
-    target_version: &str,
-    options: &RolloutOptions,
-) -> Result<RolloutStarted, CliError> {
-    let mut plan = RolloutPlanArg::to(target_version);
-    plan.from_version = options.from_version.clone();
-    plan.canary = options.canary.map(|n| {
-        if n == 0 {
-            Canary::None
-        } else {
-            Canary::Count(n)
-        }
-    });
-    plan.waves_percent = options.waves_percent.clone();
-    plan.bake_secs = options.bake_secs;
-    m.update_ok::<_, _, StartRolloutError>("start_rollout", &plan)
+/// Starts a rollout of `plan` (built and validated by [`crate::plan::PlanArgs::to_plan`]).
+/// A plan the manager refuses is a usage error naming the problem.
+pub fn start_rollout(m: &Manager, plan: &RolloutPlanArg) -> Result<RolloutStarted, CliError> {
+    match m.update::<_, RolloutStarted, StartRolloutError>("start_rollout", plan)? {
+        Ok(started) => Ok(started),
+        Err(StartRolloutError::Plan(e)) => Err(crate::plan::plan_error(e)),
+        Err(StartRolloutError::UnknownRelease { version }) => Err(CliError::Usage(format!(
+            "start_rollout: manager {} has no release {version}",
+            m.id
+        ))),
+        Err(StartRolloutError::RolloutActive { id, phase }) => Err(CliError::Refused(format!(
+            "start_rollout: rollout {id} is still {phase:?}; abort it or wait until it ends"
+        ))),
+        Err(e) => Err(m.refused("start_rollout", e)),
+    }
 }
 
 /// The current (or last) rollout, if any.
@@ -780,15 +775,62 @@ pub fn control_rollout(m: &Manager, method: &str) -> Result<RolloutStatus, CliEr
     m.update_ok::<_, _, RolloutControlError>(method, &())
 }
 
-/// Undoes the last rollout with a new rollout back to `to_version`.
-pub fn rollback_rollout(m: &Manager, to_version: &str) -> Result<RolloutStarted, CliError> {
-    m.update_ok::<_, _, RollbackError>(
-        "rollback",
-        &RollbackArg::ToRelease {
-            to_version: to_version.to_string(),
-            limits: None,
-        },
-    )
+/// Undoes the last rollout: a new rollout back to an earlier release, or snapshot restores.
+pub fn rollback_rollout(m: &Manager, arg: &RollbackArg) -> Result<RolloutStarted, CliError> {
+    match m.update::<_, RolloutStarted, RollbackError>("rollback", arg)? {
+        Ok(started) => Ok(started),
+        Err(RollbackError::Plan(e)) => Err(crate::plan::plan_error(e)),
+        Err(e) => Err(m.refused("rollback", e)),
+    }
+}
+
+/// Pauses every rollout activity for the manager's own upgrade; `ready` once nothing is in
+/// flight.
+pub fn drain(m: &Manager) -> Result<DrainStatus, CliError> {
+    m.update_ok::<_, _, DrainError>("drain", &())
+}
+
+/// Every per-canister result of the current rollout, page by page.
+pub fn rollout_results(m: &Manager) -> Result<Vec<RolloutCanisterResult>, CliError> {
+    let mut out = Vec::new();
+    let mut start_after = None;
+    loop {
+        let page: Option<RolloutResultsPage> = m.query_ok::<_, _, QueryError>(
+            "rollout_results",
+            &RolloutResultsArg {
+                start_after,
+                limit: Some(MAX_ROLLOUT_PAGE),
+            },
+        )?;
+        let Some(page) = page else {
+            return Ok(out);
+        };
+        out.extend(page.results);
+        match page.next {
+            Some(next) => start_after = Some(next),
+            None => return Ok(out),
+        }
+    }
+}
+
+/// The manager's metrics (counters, rollout, tick instructions).
+pub fn metrics(m: &Manager) -> Result<FleetMetrics, CliError> {
+    m.query_ok::<_, _, QueryError>("metrics", &())
+}
+
+/// A rollout status as JSON, with the target's module hash in hex.
+pub fn rollout_json(s: &RolloutStatus) -> serde_json::Value {
+    let mut v = serde_json::to_value(s).unwrap_or(serde_json::Value::Null);
+    v["target"]["module_hash"] = serde_json::Value::String(hex::encode(&s.target.module_hash));
+    v
+}
+
+/// The name of a stage: `canary` or `10%`.
+pub fn wave_name(label: &WaveLabel) -> String {
+    match label {
+        WaveLabel::Canary => "canary".into(),
+        WaveLabel::Percent(p) => format!("{p}%"),
+    }
 }
 
 /// One line per rollout state for people.

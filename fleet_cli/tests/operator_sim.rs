@@ -452,3 +452,208 @@ fn rollout_upgrades_the_fleet_with_pause_and_resume() {
     assert_eq!(code, 2, "{e}");
     assert_eq!(f.admin(&["rollout", "status"])["id"], done["id"]);
 }
+
+/// Two canisters on 1.0.0 with 2.0.0 published: (canister, owner) pairs.
+fn fleet_of_two(f: &Fleet) -> Vec<(Principal, Principal)> {
+    let admin = principal_of(PHRASE);
+    f.publish_file("v1.wasm", &user_wasm(&[]), "1.0.0");
+    f.publish_file("v2.wasm", &user_wasm(&["v2"]), "2.0.0");
+    let (set,): (Result<Settings, SetDefaultReleaseError>,) = f.world.update(
+        f.manager,
+        admin,
+        "set_default_release",
+        ("1.0.0".to_string(),),
+    );
+    set.unwrap();
+    let mut canisters: Vec<(Principal, Principal)> = [31u8, 32]
+        .iter()
+        .map(|&n| {
+            let (r,): (Result<UserCanister, CreateUserCanisterError>,) = f.world.update(
+                f.manager,
+                user(n),
+                "create_user_canister",
+                (CreateUserCanisterArg {
+                    recovery_principal: user(n + 100),
+                },),
+            );
+            (r.unwrap().canister_id, user(n))
+        })
+        .collect();
+    canisters.sort();
+    canisters
+}
+
+#[test]
+fn invalid_rollout_plans_are_refused_with_exit_code_2_and_start_nothing() {
+    let f = fleet();
+    let canisters = fleet_of_two(&f);
+    let stranger = principal_of(STRANGER_PHRASE).to_text();
+    let a = canisters[0].0.to_text();
+    let bad_file = f
+        .world
+        .dir
+        .file("bad-include", b"# canisters\nnot-a-principal\n");
+    let empty_file = f.world.dir.file("empty-include", b"# nothing\n\n");
+    for (args, wanted) in [
+        // Refused by the CLI with the manager's own rules.
+        (vec!["--waves", "10,5,100"], "increase strictly"),
+        (vec!["--waves", "10,50"], "must be 100%"),
+        (vec!["--max-in-flight", "0"], "MaxInFlight"),
+        (vec!["--max-failed-percent", "120"], "--max-failed-percent"),
+        (vec!["--min-cycles", "9", "--top-up-to", "1"], "--top-up-to"),
+        (
+            vec!["--backoff-base-secs", "600", "--backoff-max-secs", "60"],
+            "retry",
+        ),
+        (vec!["--include", &a, "--exclude", &a], "both included"),
+        (vec!["--include-file", &bad_file], "bad-include:2"),
+        (vec!["--include-file", &empty_file], "lists no canister"),
+        (
+            vec!["--canary", "1", "--canary-list", &a],
+            "cannot be used with",
+        ),
+        // Refused by the manager: a canary that is not in the fleet.
+        (vec!["--canary-list", &stranger], "invalid rollout plan"),
+        (vec!["--from", "2.0.0"], "invalid rollout plan"),
+    ] {
+        let mut all = vec!["rollout", "start", "--version", "2.0.0"];
+        all.extend(args.iter().copied());
+        let mut with_target = all.clone();
+        with_target.extend(["--manager", &f.manager_id, "--phrase-file", &f.admin_phrase]);
+        let cli = <fleet_cli::cli::Cli as clap::Parser>::try_parse_from(
+            std::iter::once("fleet").chain(with_target.iter().copied()),
+        );
+        match cli {
+            // clap refuses conflicting flags itself, with its usage exit code 2.
+            Err(e) => {
+                assert_eq!(e.exit_code(), 2, "{args:?}");
+                assert!(e.to_string().contains(wanted), "{args:?}: {e}");
+            }
+            Ok(_) => {
+                let (code, e) = f.admin_err(&all);
+                assert_eq!(code, 2, "{args:?}: {e}");
+                assert!(e.to_string().contains(wanted), "{args:?}: {e}");
+            }
+        }
+        let (code, _) = f.admin_err(&["rollout", "status"]);
+        assert_eq!(code, 10, "{args:?} started a rollout");
+    }
+    for (c, _) in &canisters {
+        assert_eq!(f.world.module_hash(*c), Some(sha256(&user_wasm(&[]))));
+    }
+}
+
+#[test]
+fn rollout_start_takes_every_plan_option_and_status_watch_follows_it_to_the_end() {
+    let f = fleet();
+    let canisters = fleet_of_two(&f);
+    let (a, owner_a) = canisters[0];
+    let (b, _) = canisters[1];
+    f.world.put_note(a, owner_a, "k", "v");
+    let include = f.world.dir.file(
+        "include",
+        format!("# canisters to upgrade\n{a}  # the first\n").as_bytes(),
+    );
+    let started = f.admin(&[
+        "rollout",
+        "start",
+        "--version",
+        "2.0.0",
+        "--from",
+        "1.0.0",
+        "--include-file",
+        &include,
+        "--exclude",
+        &b.to_text(),
+        "--canary-list",
+        &a.to_text(),
+        "--waves",
+        "100",
+        "--bake-secs",
+        "5",
+        "--max-in-flight",
+        "3",
+        "--starts-per-minute",
+        "30",
+        "--burst",
+        "2",
+        "--starts-per-tick",
+        "1",
+        "--max-failed-percent",
+        "50",
+        "--max-consecutive-failures",
+        "2",
+        "--keep-snapshot-secs",
+        "0",
+        "--min-cycles",
+        "100000000000",
+        "--top-up-to",
+        "200000000000",
+        "--cycles-budget",
+        "0",
+        "--stop-attempts",
+        "2",
+        "--backoff-base-secs",
+        "1",
+        "--backoff-max-secs",
+        "4",
+    ]);
+    // Only the included `a`, as the canary; `b` is left out.
+    assert_eq!(started["canisters"], 1, "{started:#}");
+    assert_eq!(started["summary"]["selected"], 1);
+    assert_eq!(started["waves"][0]["label"], "Canary");
+
+    let done = f.admin(&["rollout", "status", "--watch", "--interval-secs", "1"]);
+    assert_eq!(done["phase"], "Completed", "{done:#}");
+    assert_eq!(done["counts"]["done"], 1);
+    assert_eq!(
+        done["target"]["module_hash"],
+        hex::encode(sha256(&user_wasm(&["v2"]))),
+        "hashes are hex in JSON"
+    );
+    assert_eq!(f.world.module_hash(a), Some(sha256(&user_wasm(&["v2"]))));
+    assert_eq!(f.world.module_hash(b), Some(sha256(&user_wasm(&[]))));
+
+    // The snapshot kept from that upgrade restores `a` to 1.0.0 with its data.
+    let (code, e) = f.admin_err(&["rollout", "rollback", "--restore-snapshots"]);
+    assert_eq!(code, 2, "no canister named: {e}");
+    let restore = f.admin(&[
+        "rollout",
+        "rollback",
+        "--restore-snapshots",
+        "--canister",
+        &a.to_text(),
+        "--max-in-flight",
+        "1",
+    ]);
+    assert_eq!(restore["canisters"], 1, "{restore:#}");
+    let restored = f.admin(&["rollout", "status", "--watch", "--interval-secs", "1"]);
+    assert_eq!(restored["phase"], "Completed", "{restored:#}");
+    assert_eq!(restored["counts"]["restored"], 1);
+    assert_eq!(f.world.module_hash(a), Some(sha256(&user_wasm(&[]))));
+    assert_eq!(f.world.notes(a, owner_a), vec![("k".into(), "v".into())]);
+
+    // Drain for a manager upgrade: nothing in flight, so ready at once; resume ends it.
+    let drained = f.admin(&["manager", "drain", "--wait", "--interval-secs", "1"]);
+    assert_eq!(drained["ready"], true, "{drained:#}");
+    assert_eq!(drained["draining"], true);
+    let (code, e) = f.admin_err(&["rollout", "start", "--version", "2.0.0"]);
+    assert_eq!(code, 8, "no rollout while draining: {e}");
+    f.admin(&["rollout", "resume"]);
+    let again = f.admin(&[
+        "rollout",
+        "start",
+        "--version",
+        "2.0.0",
+        "--canary",
+        "0",
+        "--waves",
+        "100",
+    ]);
+    assert_eq!(again["canisters"], 2, "{again:#}");
+    // A stranger may not drain the manager.
+    let e = f
+        .run(&["manager", "drain"], &f.stranger_phrase)
+        .unwrap_err();
+    assert_eq!(e.exit_code(), 3, "{e}");
+}

@@ -71,6 +71,11 @@ pub trait Ic {
     fn query(&self, canister: Principal, method: &str, arg: Vec<u8>) -> Result<Vec<u8>, CallError>;
     /// The principal calls are sent as.
     fn sender(&self) -> Principal;
+    /// Lets `duration` pass between two polls (`rollout status --watch`): a real network is
+    /// waited for; a simulator runs its rounds over that much simulated time.
+    fn idle(&self, duration: std::time::Duration) {
+        std::thread::sleep(duration);
+    }
 }
 
 /// Effective canister id of a management-canister call: the `canister_id` (or, for

@@ -67,6 +67,14 @@ impl Ic for SimIc {
     fn sender(&self) -> Principal {
         self.sender
     }
+
+    /// Runs one round per simulated second of `duration` (at least one).
+    fn idle(&self, duration: std::time::Duration) {
+        for _ in 0..duration.as_secs().max(1) {
+            self.sim.advance_time(std::time::Duration::from_secs(1));
+            self.sim.tick();
+        }
+    }
 }
 
 #[cfg(test)]
