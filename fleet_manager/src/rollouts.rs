@@ -640,9 +640,16 @@ pub fn request_upgrade(
             };
             let id = e.meta.next_id + 1;
             let store = e.take_store();
-            let mut rollout =
-                Rollout::start(id, ic_cdk::api::canister_self(), &plan, cohort, store, now)
-                    .map_err(E::Plan)?;
+            let started =
+                Rollout::start(id, ic_cdk::api::canister_self(), &plan, cohort, store, now);
+            let mut rollout = match started {
+                Ok(r) => r,
+                Err(err) => {
+                    // A refused plan leaves the previous rollout's store as it was.
+                    reload(e);
+                    return Err(E::Plan(err));
+                }
+            };
             rollout.set_event_capacity(EVENT_CAPACITY);
             e.meta.next_id = id;
             e.meta.counters.rollouts_started += 1;

@@ -151,4 +151,44 @@ fn owners_and_user_canisters_request_upgrades_that_run_from_the_timer() {
     let m = fleet.metrics();
     assert_eq!(m.counters.upgrade_requests, 2);
     assert_eq!(m.counters.upgraded, 2);
+
+    // A rollout to 2.0.0+b, then a rollback to the release before it: a rollout from the
+    // last target back to 2.0.0 over exactly the canisters that run the last target.
+    let mut plan = RolloutPlanArg::to("2.0.0+b");
+    plan.include = Some(vec![ids[0], ids[2]]);
+    plan.canary = Some(Canary::None);
+    plan.waves_percent = Some(vec![100]);
+    fleet.start_rollout(plan).expect("rollout to 2.0.0+b");
+    fleet.run_to_rest(500);
+    assert_eq!(fleet.rollout_status().counts.done, 2);
+    let v2b = sha256(&padded(&v2, 16));
+    assert_eq!(fleet.sim.module_hash(ids[0]).unwrap().to_vec(), v2b);
+    let refused: Result<RolloutStarted, RollbackError> = fleet.call(
+        owner(0),
+        "rollback",
+        RollbackArg::ToRelease {
+            to_version: "2.0.0".into(),
+            limits: None,
+        },
+    );
+    assert_eq!(refused, Err(RollbackError::NotAuthorized));
+    let back: Result<RolloutStarted, RollbackError> = fleet.call(
+        fleet.controller,
+        "rollback",
+        RollbackArg::ToRelease {
+            to_version: "2.0.0".into(),
+            limits: None,
+        },
+    );
+    let back = back.expect("rollback");
+    assert_eq!(back.canisters, 2);
+    assert_eq!(back.summary.selected, 2);
+    assert_eq!(back.summary.offered, 6);
+    fleet.run_to_rest(500);
+    assert_eq!(fleet.rollout_status().counts.done, 2);
+    for n in [0usize, 2] {
+        assert_eq!(fleet.sim.module_hash(ids[n]).unwrap().to_vec(), sha256(&v2));
+        fleet.assert_notes(n as u32, ids[n], 2);
+        assert_eq!(release_of(&fleet, ids[n]), "2.0.0");
+    }
 }
