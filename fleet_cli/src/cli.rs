@@ -58,7 +58,7 @@ pub enum Command {
     /// user canisters holding data, roll the new release out in stages, check every canister
     /// from outside, and report.
     #[cfg(feature = "sim")]
-    Rehearse(crate::rehearse::RehearseArgs),
+    Rehearse(Box<crate::rehearse::RehearseArgs>),
 }
 
 #[derive(Subcommand, Debug)]
@@ -74,7 +74,7 @@ pub enum RolloutCommand {
         #[arg(long, value_name = "SEMVER")]
         from: Option<String>,
         #[command(flatten)]
-        plan: PlanArgs,
+        plan: Box<PlanArgs>,
     },
     /// Progress of the current or last rollout.
     Status {
