@@ -1,7 +1,8 @@
 //! Message throughput of the simulator on a canister with a 1-2 MiB heap of real data.
 //!
-//! `cargo run --release -p ic_sim --example throughput [-- <canisters> <messages> <live instances>]`
-//! (a live-instance bound of 0 re-instantiates the module for every message)
+//! `cargo run --release -p ic_sim --example throughput [-- <canisters> <messages> <live instances> <passes>]`
+//! (a live-instance bound of 0 re-instantiates the module for every message; `passes` rounds
+//! over the other canisters, default 3)
 //!
 //! Reports messages per second for a small update (`inc`) sent one at a time to one canister,
 //! for a small query, and for a round of updates spread over many canisters (as a rollout
@@ -19,6 +20,7 @@ fn main() {
     let live: usize = args
         .next()
         .map_or(128, |a| a.parse().expect("live instances"));
+    let passes: usize = args.next().map_or(3, |a| a.parse().expect("passes"));
     let wasm = wasm_build::wasm("sim_probe", &[]);
     let pic = IcSimBuilder::new()
         .with_logs(false)
@@ -74,7 +76,7 @@ fn main() {
         "{} more canisters created, installed and given 512 KiB ballast in {t:.2?}",
         ids.len()
     );
-    for pass in 0..3 {
+    for pass in 0..passes {
         let start = Instant::now();
         let pending: Vec<_> = ids
             .iter()

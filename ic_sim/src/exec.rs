@@ -218,14 +218,24 @@ impl Live {
     }
 }
 
-/// Live instances of recently used canisters, bounded in number and in linear-memory bytes;
-/// the least recently used is dropped first.
+/// Live instances of recently used canisters, bounded in number and in linear-memory bytes.
+///
+/// Admission is frequency based: while the cache has room every executed canister is kept;
+/// once it is full a canister is kept only if it was executed more often recently than the
+/// least recently used live one, which it then replaces. A sweep over more canisters than the
+/// cache holds (every canister touched once or twice in turn) therefore leaves the cached set
+/// alone and pays only the instantiation, never an eviction, while a canister that receives
+/// messages constantly (a manager among its user canisters) wins its place and stays. Access
+/// counts are halved every [`Instances::window`] executions, so old popularity fades.
 pub(crate) struct Instances {
     live: HashMap<Principal, Live>,
     max_instances: usize,
     max_bytes: usize,
     bytes: usize,
     clock: u64,
+    /// Recent executions per canister (halved every `window` executions).
+    counts: HashMap<Principal, u32>,
+    executions: u64,
     /// Executions that found a live instance / that had to instantiate.
     pub hits: u64,
     pub misses: u64,
@@ -239,6 +249,8 @@ impl Instances {
             max_bytes,
             bytes: 0,
             clock: 0,
+            counts: HashMap::new(),
+            executions: 0,
             hits: 0,
             misses: 0,
         }
@@ -249,10 +261,61 @@ impl Instances {
         self.live.len()
     }
 
+    /// Executions between two halvings of the access counts.
+    fn window(&self) -> u64 {
+        (self.max_instances as u64 * 8).max(1024)
+    }
+
     /// Drops the live instance of `canister` (e.g. when it is deleted).
     pub fn forget(&mut self, canister: &Principal) {
+        self.evict(canister);
+        self.counts.remove(canister);
+    }
+
+    fn evict(&mut self, canister: &Principal) {
         if let Some(live) = self.live.remove(canister) {
             self.bytes -= live.memory_bytes();
+        }
+    }
+
+    /// Counts one execution of `canister`.
+    fn touch(&mut self, canister: &Principal) {
+        if self.max_instances == 0 {
+            return;
+        }
+        let count = self.counts.entry(*canister).or_insert(0);
+        *count = count.saturating_add(1);
+        self.executions += 1;
+        if self.executions.is_multiple_of(self.window()) {
+            self.counts.retain(|_, n| {
+                *n /= 2;
+                *n > 0
+            });
+        }
+    }
+
+    /// The least recently used live instance.
+    fn oldest(&self) -> Option<Principal> {
+        self.live
+            .iter()
+            .min_by_key(|(_, l)| l.last_used)
+            .map(|(id, _)| *id)
+    }
+
+    /// Whether an instance of `canister` holding `bytes` of memory should be kept (`canister`'s
+    /// own instance is not in the cache while it executes).
+    fn admits(&self, canister: &Principal, bytes: usize) -> bool {
+        if self.max_instances == 0 {
+            return false;
+        }
+        if self.live.len() < self.max_instances && self.bytes + bytes <= self.max_bytes {
+            return true;
+        }
+        let count = |id: &Principal| self.counts.get(id).copied().unwrap_or(0);
+        match self.oldest() {
+            Some(victim) => count(canister) > count(&victim),
+            // An empty cache whose byte bound is smaller than one instance keeps that one.
+            None => true,
         }
     }
 
@@ -280,13 +343,8 @@ impl Instances {
         while self.live.len() > self.max_instances
             || (self.bytes > self.max_bytes && self.live.len() > 1)
         {
-            let oldest = self
-                .live
-                .iter()
-                .min_by_key(|(_, l)| l.last_used)
-                .map(|(id, _)| *id)
-                .expect("not empty");
-            self.forget(&oldest);
+            let oldest = self.oldest().expect("not empty");
+            self.evict(&oldest);
         }
     }
 }
@@ -329,15 +387,16 @@ pub(crate) fn execute(
     fuel: u64,
     keep_heap: bool,
 ) -> Outcome {
-    let mut live = match instances.take(&canister, module, heap) {
+    instances.touch(&canister);
+    let (mut live, hit) = match instances.take(&canister, module, heap) {
         Some(live) => {
             instances.hits += 1;
-            live
+            (live, true)
         }
         None => {
             instances.misses += 1;
             match Live::new(module, heap) {
-                Ok(live) => live,
+                Ok(live) => (live, false),
                 Err(message) => {
                     return Outcome {
                         host,
@@ -359,16 +418,21 @@ pub(crate) fn execute(
     let instructions = fuel.saturating_sub(live.store.get_fuel().unwrap_or(0));
     let mut host = std::mem::replace(live.store.data_mut(), Host::idle());
     host.memory = None;
+    // A canister that just got its place keeps it; otherwise the cache decides.
+    let keep = hit || instances.admits(&canister, live.memory_bytes());
     let result = match call {
         // The instance may hold a partial write: drop it.
         Err(e) => Err(trap_of(e, fuel)),
+        Ok(()) if !keep_heap && !keep => Ok(None),
         Ok(()) => {
             let initial = &module.initial_memory[..];
             let changed = live.changed_pages(initial, heap);
             if keep_heap {
                 let new_heap = live.committed(initial, heap, &changed);
                 live.heap_id = new_heap.id;
-                instances.put(canister, live);
+                if keep {
+                    instances.put(canister, live);
+                }
                 Ok(Some(new_heap))
             } else {
                 if live.restore(initial, heap, &changed) {

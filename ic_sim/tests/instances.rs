@@ -120,3 +120,36 @@ fn heap_replacements_invalidate_the_live_instance() {
     .unwrap();
     assert_eq!(inc(&pic, id), 41);
 }
+
+#[test]
+fn a_busy_canister_stays_live_through_a_sweep_over_more_canisters_than_the_cache_holds() {
+    let pic = IcSimBuilder::new()
+        .with_logs(false)
+        .with_instance_cache(4, usize::MAX)
+        .build();
+    let hot = installed(&pic, 0);
+    let others: Vec<Principal> = (0..12).map(|i| installed(&pic, 1000 * (i + 1))).collect();
+    let mut expected_hot = 0;
+    for sweep in 1..=4 {
+        for (i, id) in others.iter().enumerate() {
+            assert_eq!(inc(&pic, *id), 1000 * (i as u64 + 1) + sweep);
+            if i % 5 == 4 {
+                let (_, misses_before) = pic.instance_cache_stats();
+                expected_hot += 1;
+                assert_eq!(inc(&pic, hot), expected_hot);
+                let (_, misses) = pic.instance_cache_stats();
+                if sweep > 1 {
+                    assert_eq!(
+                        misses, misses_before,
+                        "sweep {sweep}: the busy canister missed"
+                    );
+                }
+            }
+        }
+    }
+    assert!(pic.live_instances() <= 4);
+    for (i, id) in others.iter().enumerate() {
+        assert_eq!(get(&pic, *id), 1000 * (i as u64 + 1) + 4);
+    }
+    assert_eq!(get(&pic, hot), expected_hot);
+}
