@@ -461,8 +461,14 @@ pub fn run(args: &RehearseArgs, show_progress: bool) -> Result<RehearsalReport, 
     let rounds_before = r.rounds;
     let started = mgr::start_rollout(&m, &plan)?;
     let mut waves = WaveBars::new(show_progress);
+    // ic_sim counts query instructions too: the status polls of this loop are left out of the
+    // manager's figure.
+    let mut poll_instructions = 0u64;
     let status: RolloutStatus = loop {
-        let s = mgr::rollout_status(&m)?.ok_or_else(|| {
+        let before_poll = sim.instructions_total(manager);
+        let polled = mgr::rollout_status(&m);
+        poll_instructions += sim.instructions_total(manager) - before_poll;
+        let s = polled?.ok_or_else(|| {
             CliError::Refused("the manager reports no rollout after starting one".into())
         })?;
         let elapsed_sim = (sim.get_time().as_nanos_since_unix_epoch()
@@ -500,7 +506,8 @@ pub fn run(args: &RehearseArgs, show_progress: bool) -> Result<RehearsalReport, 
     let rollout_rounds = r.rounds - rounds_before;
     let simulated_ns =
         sim.get_time().as_nanos_since_unix_epoch() - time_before.as_nanos_since_unix_epoch();
-    let manager_instructions = sim.instructions_total(manager) - instructions_before;
+    let manager_instructions =
+        sim.instructions_total(manager) - instructions_before - poll_instructions;
     let metrics = mgr::metrics(&m)?;
     let results = mgr::rollout_results(&m)?;
     let rollout = rollout_start.elapsed();
