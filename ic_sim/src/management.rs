@@ -59,6 +59,21 @@ fn nat_u64(n: &Nat, what: &str) -> Result<u64, RejectResponse> {
     })
 }
 
+/// `install_code`'s argument (wire-identical to [`mgmt::InstallCodeArgs`]) with the module read
+/// as one blob: the upstream type declares `wasm_module` as a plain `Vec<u8>`, which candid
+/// decodes one element at a time.
+#[derive(CandidType, Deserialize)]
+struct InstallCodeArgs {
+    mode: CanisterInstallMode,
+    canister_id: Principal,
+    #[serde(with = "serde_bytes")]
+    wasm_module: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    arg: Vec<u8>,
+    #[cfg_attr(not(test), allow(dead_code))]
+    sender_canister_version: Option<u64>,
+}
+
 #[derive(CandidType, Deserialize)]
 struct EffectiveCanister {
     canister_id: Principal,
@@ -214,7 +229,7 @@ impl Sim {
                 Ok(Some(empty_reply()))
             }
             "install_code" => {
-                let args: mgmt::InstallCodeArgs = decode(arg)?;
+                let args: InstallCodeArgs = decode(arg)?;
                 self.controlled(&args.canister_id, &sender)?;
                 self.install(
                     sender,
@@ -886,5 +901,27 @@ pub(crate) fn status_of(c: &Canister) -> mgmt::CanisterStatusResult {
             request_payload_bytes_total: Nat::from(0u64),
             response_payload_bytes_total: Nat::from(0u64),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn install_code_args_decode_the_upstream_encoding() {
+        let upstream = mgmt::InstallCodeArgs {
+            mode: CanisterInstallMode::Reinstall,
+            canister_id: Principal::from_slice(&[1, 2, 3]),
+            wasm_module: (0..100_000u32).map(|i| (i % 251) as u8).collect(),
+            arg: vec![7, 8, 9],
+            sender_canister_version: Some(4),
+        };
+        let args: InstallCodeArgs = decode(&Encode!(&upstream).unwrap()).unwrap();
+        assert_eq!(args.mode, upstream.mode);
+        assert_eq!(args.canister_id, upstream.canister_id);
+        assert_eq!(args.wasm_module, upstream.wasm_module);
+        assert_eq!(args.arg, upstream.arg);
+        assert_eq!(args.sender_canister_version, Some(4));
     }
 }
