@@ -134,8 +134,10 @@ pub enum RequestUpgradeViaManagerError {
     /// The call to the manager failed or was rejected (interface spec, "Responses and reject
     /// codes").
     CallFailed { reject_code: u32, message: String },
-    /// The manager answered `Err`; its error rendered as candid text.
-    Refused { error: String },
+    /// The manager refused the request with its own typed error.
+    Refused {
+        error: crate::rollout::RequestUpgradeError,
+    },
     /// The manager's reply did not decode as `variant { Ok: UpgradeTicket; Err: _ }`.
     BadReply { message: String },
 }

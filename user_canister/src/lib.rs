@@ -17,6 +17,7 @@ pub mod notes;
 pub mod state;
 
 use candid::Principal;
+use fleet_api::rollout::RequestUpgradeError;
 use fleet_api::user::{
     FleetHealth, Note, NoteEntry, NoteError, RequestUpgradeViaManagerError, UpgradeTicket,
     UserCanisterArg, UserCanisterInfo,
@@ -164,8 +165,7 @@ fn fleet_health() -> FleetHealth {
 
 /// Asks the manager to upgrade this canister (to `target_version`, or to the manager's current
 /// release). Owner only. The manager's `request_upgrade(opt principal, opt text)` answers at
-/// once with `variant { Ok: UpgradeTicket; Err: _ }`; the `Err` side is the manager's own error
-/// type, rendered here as candid text so this canister does not depend on it.
+/// once with a ticket or its typed refusal.
 #[ic_cdk::update]
 async fn request_upgrade(
     target_version: Option<String>,
@@ -190,21 +190,15 @@ async fn request_upgrade(
     decode_manager_reply(&reply.into_bytes())
 }
 
-/// Decodes `variant { Ok: UpgradeTicket; Err: <any> }`.
+/// Decodes the manager's `request_upgrade` reply: `variant { Ok: UpgradeTicket; Err:
+/// RequestUpgradeError }`, both types from `fleet_api`, so a refusal reaches the owner typed.
 pub fn decode_manager_reply(bytes: &[u8]) -> Result<UpgradeTicket, RequestUpgradeViaManagerError> {
-    let bad = |message: String| RequestUpgradeViaManagerError::BadReply { message };
-    let typed = candid::decode_one::<Result<UpgradeTicket, candid::Reserved>>(bytes)
-        .map_err(|e| bad(e.to_string()))?;
-    match typed {
-        Ok(ticket) => Ok(ticket),
-        Err(_) => {
-            let args = candid::IDLArgs::from_bytes(bytes).map_err(|e| bad(e.to_string()))?;
-            let error = match args.args.first() {
-                Some(candid::IDLValue::Variant(variant)) => variant.0.val.to_string(),
-                other => return Err(bad(format!("unexpected reply {other:?}"))),
-            };
-            Err(RequestUpgradeViaManagerError::Refused { error })
-        }
+    match candid::decode_one::<Result<UpgradeTicket, RequestUpgradeError>>(bytes) {
+        Ok(Ok(ticket)) => Ok(ticket),
+        Ok(Err(error)) => Err(RequestUpgradeViaManagerError::Refused { error }),
+        Err(e) => Err(RequestUpgradeViaManagerError::BadReply {
+            message: e.to_string(),
+        }),
     }
 }
 
