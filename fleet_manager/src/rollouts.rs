@@ -740,8 +740,9 @@ pub fn on_result(canister: Principal, result: ActionResult, now: u64) -> Fed {
                 slot_freed: false,
             };
         };
-        let before = r.record(&canister);
-        let was_in_flight = before.as_ref().is_some_and(|rec| rec.in_flight());
+        // The in-flight count drops exactly when this canister gave its slot back, which
+        // spares decoding its record twice for every result.
+        let in_flight_before = r.state().counts.in_flight;
         let next = match r.on_result(canister, result, now) {
             Ok(next) => next,
             Err(err) => {
@@ -752,25 +753,26 @@ pub fn on_result(canister: Principal, result: ActionResult, now: u64) -> Fed {
         if failed_call {
             e.meta.counters.calls_failed += 1;
         }
-        let after = r.record(&canister);
+        let slot_freed = r.state().counts.in_flight < in_flight_before;
         let job = r.state().job;
         let target = r.state().target.clone();
+        let left = if slot_freed {
+            r.record(&canister)
+        } else {
+            None
+        };
         if deleted {
             state::with_mut(|s| s.snapshots.remove(&canister));
         }
-        let mut slot_freed = false;
-        if let Some(rec) = after.filter(|_| was_in_flight) {
-            if !rec.in_flight() {
-                slot_freed = true;
-                let outcome = rec.outcome();
-                e.log(now, canister, PipelineLogKind::Left { outcome });
-                if outcome.is_some() {
-                    finish_record(&mut e.meta, canister, &rec, job, &target, now);
-                } else {
-                    // Busy: it runs its old release until the retry (which an abort may
-                    // cancel without another result).
-                    set_status(canister, CanisterStatus::Active, now);
-                }
+        if let Some(rec) = left {
+            let outcome = rec.outcome();
+            e.log(now, canister, PipelineLogKind::Left { outcome });
+            if outcome.is_some() {
+                finish_record(&mut e.meta, canister, &rec, job, &target, now);
+            } else {
+                // Busy: it runs its old release until the retry (which an abort may
+                // cancel without another result).
+                set_status(canister, CanisterStatus::Active, now);
             }
         }
         if let Some(a) = &next {

@@ -126,7 +126,10 @@ fn run(size: u32) -> Figures {
 }
 
 fn main() {
-    std::env::set_var("IC_SIM_QUIET", "1");
+    // Canister logs stay quiet unless asked for.
+    if std::env::var_os("BENCH_LOGS").is_none() {
+        std::env::set_var("IC_SIM_QUIET", "1");
+    }
     let sizes: Vec<u32> = std::env::args()
         .skip(1)
         .map(|a| a.parse().expect("fleet sizes are numbers"))
