@@ -93,6 +93,8 @@ pub(crate) struct Outcome {
 pub(crate) const DEFAULT_LIVE_INSTANCES: usize = 128;
 /// Default bound of [`Instances`]: bytes of linear memory held by live instances.
 pub(crate) const DEFAULT_LIVE_BYTES: usize = 512 << 20;
+/// Spare instances kept for reuse (see [`Instances::instantiate`]).
+const MAX_SPARES: usize = 4;
 
 /// A module instance whose memory and globals equal the committed heap `heap_id`.
 struct Live {
@@ -156,6 +158,41 @@ impl Live {
 
     fn memory_bytes(&self) -> usize {
         self.memory.map_or(0, |m| m.data_size(&self.store))
+    }
+
+    /// Makes this instance of `self.module` hold `heap` as a fresh instantiation overlaid with
+    /// it would: every byte of memory and every mutable global is overwritten. Only for modules
+    /// whose instance state is nothing else ([`CanisterModule::reusable`]). Returns false when
+    /// the memory is already larger than the heap (wasm memories do not shrink).
+    fn reset(&mut self, heap: &Heap) -> bool {
+        if !self.module.reusable || self.memory_bytes() > heap.size_bytes {
+            return false;
+        }
+        if let Some(memory) = self.memory {
+            let current = memory.data_size(&self.store);
+            if heap.size_bytes > current {
+                let extra = ((heap.size_bytes - current) as u64).div_ceil(65536);
+                if memory.grow(&mut self.store, extra).is_err() {
+                    return false;
+                }
+            }
+            let initial = &self.module.initial_memory[..];
+            let data = memory.data_mut(&mut self.store);
+            let image = initial.len().min(data.len());
+            data[..image].copy_from_slice(&initial[..image]);
+            data[image..].fill(0);
+            for (index, page) in &heap.pages {
+                let start = *index as usize * PAGE_SIZE;
+                data[start..start + PAGE_SIZE].copy_from_slice(&page[..]);
+            }
+        }
+        for (g, value) in self.globals.iter().zip(&heap.globals) {
+            if g.set(&mut self.store, value.clone()).is_err() {
+                return false;
+            }
+        }
+        self.heap_id = heap.id;
+        true
     }
 
     /// Indices of the pages of the live memory that differ from the committed `heap`.
@@ -235,6 +272,9 @@ pub(crate) struct Instances {
     clock: u64,
     /// Recent executions per canister (halved every `window` executions).
     counts: HashMap<Principal, u32>,
+    /// Used instances of reusable modules not held for any canister, most recent last: a miss
+    /// overwrites one instead of instantiating (and allocating) afresh.
+    spares: Vec<Live>,
     executions: u64,
     /// Executions that found a live instance / that had to instantiate.
     pub hits: u64,
@@ -250,6 +290,7 @@ impl Instances {
             bytes: 0,
             clock: 0,
             counts: HashMap::new(),
+            spares: Vec::new(),
             executions: 0,
             hits: 0,
             misses: 0,
@@ -275,7 +316,34 @@ impl Instances {
     fn evict(&mut self, canister: &Principal) {
         if let Some(live) = self.live.remove(canister) {
             self.bytes -= live.memory_bytes();
+            self.keep_spare(live);
         }
+    }
+
+    /// Keeps `live`, no longer held for any canister, for reuse by a later miss.
+    fn keep_spare(&mut self, live: Live) {
+        if self.max_instances == 0 || !live.module.reusable {
+            return;
+        }
+        if self.spares.len() >= MAX_SPARES {
+            self.spares.remove(0);
+        }
+        self.spares.push(live);
+    }
+
+    /// An instance of `module` holding `heap`: a spare one overwritten, or a new one.
+    fn instantiate(&mut self, module: &Arc<CanisterModule>, heap: &Heap) -> Result<Live, String> {
+        if let Some(i) = self
+            .spares
+            .iter()
+            .rposition(|l| Arc::ptr_eq(&l.module, module))
+        {
+            let mut live = self.spares.swap_remove(i);
+            if live.reset(heap) {
+                return Ok(live);
+            }
+        }
+        Live::new(module, heap)
     }
 
     /// Counts one execution of `canister`.
@@ -395,7 +463,7 @@ pub(crate) fn execute(
         }
         None => {
             instances.misses += 1;
-            match Live::new(module, heap) {
+            match instances.instantiate(module, heap) {
                 Ok(live) => (live, false),
                 Err(message) => {
                     return Outcome {
@@ -423,7 +491,10 @@ pub(crate) fn execute(
     let result = match call {
         // The instance may hold a partial write: drop it.
         Err(e) => Err(trap_of(e, fuel)),
-        Ok(()) if !keep_heap && !keep => Ok(None),
+        Ok(()) if !keep_heap && !keep => {
+            instances.keep_spare(live);
+            Ok(None)
+        }
         Ok(()) => {
             let initial = &module.initial_memory[..];
             let changed = live.changed_pages(initial, heap);
@@ -432,11 +503,15 @@ pub(crate) fn execute(
                 live.heap_id = new_heap.id;
                 if keep {
                     instances.put(canister, live);
+                } else {
+                    instances.keep_spare(live);
                 }
                 Ok(Some(new_heap))
             } else {
                 if live.restore(initial, heap, &changed) {
                     instances.put(canister, live);
+                } else {
+                    instances.keep_spare(live);
                 }
                 Ok(None)
             }

@@ -43,6 +43,10 @@ pub(crate) struct CanisterModule {
     pub global_names: Vec<String>,
     /// The wasm module as installed (decompressed), for snapshots and size reporting.
     pub wasm_len: usize,
+    /// Whether an instance's whole state is its memory and mutable globals: no instruction
+    /// changes a table or the state of a passive segment, so a used instance whose memory and
+    /// globals are overwritten is indistinguishable from a fresh one.
+    pub reusable: bool,
 }
 
 impl CanisterModule {
@@ -184,7 +188,40 @@ fn compile(hash: [u8; 32], wasm: &[u8]) -> Result<CanisterModule, String> {
         initial_globals,
         global_names,
         wasm_len: wasm.len(),
+        reusable: state_is_memory_and_globals(wasm),
     })
+}
+
+/// True when no function of `wasm` mutates a table or a segment's state (`table.set`,
+/// `table.grow`, `table.fill`, `table.copy`, `table.init`, `elem.drop`, `memory.init`,
+/// `data.drop`): the rest of an instance's state is its memory and globals.
+fn state_is_memory_and_globals(wasm: &[u8]) -> bool {
+    use wasmparser::{Operator, Parser, Payload};
+    for payload in Parser::new(0).parse_all(wasm) {
+        let Ok(payload) = payload else { return false };
+        if let Payload::CodeSectionEntry(body) = payload {
+            let Ok(mut ops) = body.get_operators_reader() else {
+                return false;
+            };
+            while !ops.eof() {
+                match ops.read() {
+                    Ok(
+                        Operator::TableSet { .. }
+                        | Operator::TableGrow { .. }
+                        | Operator::TableFill { .. }
+                        | Operator::TableCopy { .. }
+                        | Operator::TableInit { .. }
+                        | Operator::ElemDrop { .. }
+                        | Operator::MemoryInit { .. }
+                        | Operator::DataDrop { .. },
+                    )
+                    | Err(_) => return false,
+                    Ok(_) => {}
+                }
+            }
+        }
+    }
+    true
 }
 
 fn write_uleb(out: &mut Vec<u8>, mut v: u64) {

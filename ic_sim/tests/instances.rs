@@ -153,3 +153,91 @@ fn a_busy_canister_stays_live_through_a_sweep_over_more_canisters_than_the_cache
     }
     assert_eq!(get(&pic, hot), expected_hot);
 }
+
+fn ballast_sum(pic: &IcSim, id: Principal) -> (u64, u64) {
+    query_candid::<_, (u64, u64)>(pic, id, "ballast_sum", ()).unwrap()
+}
+
+fn expected_ballast(kib: u64) -> (u64, u64) {
+    let len = kib * 1024;
+    (len, (0..len).map(|i| i % 251 + 1).sum())
+}
+
+#[test]
+fn reused_instances_show_nothing_of_their_previous_canister() {
+    // One live instance: nearly every message runs on an instance another canister used last.
+    let pic = IcSimBuilder::new()
+        .with_logs(false)
+        .with_instance_cache(1, usize::MAX)
+        .build();
+    let small = installed(&pic, 100);
+    let big = installed(&pic, 200);
+    let other = installed(&pic, 300);
+    update_candid::<_, (u64,)>(&pic, big, "ballast", (256u64,)).unwrap();
+    for round in 1..=3u64 {
+        assert_eq!(inc(&pic, small), 100 + round);
+        assert_eq!(inc(&pic, big), 200 + round);
+        assert_eq!(inc(&pic, other), 300 + round);
+        // A query's writes on a reused instance do not persist either.
+        let (n,): (u64,) = query_candid(&pic, other, "inc_in_query", ()).unwrap();
+        assert_eq!(n, 300 + round + 1);
+        let small_ballast = if round > 2 {
+            expected_ballast(512)
+        } else {
+            (0, 0)
+        };
+        assert_eq!(ballast_sum(&pic, small), small_ballast);
+        assert_eq!(ballast_sum(&pic, big), expected_ballast(256));
+        assert_eq!(ballast_sum(&pic, other), (0, 0));
+        if round == 2 {
+            // `small` grows past `big`'s size: later runs of either reuse the other's instance
+            // only where the memory sizes allow it.
+            update_candid::<_, (u64,)>(&pic, small, "ballast", (512u64,)).unwrap();
+        }
+    }
+    assert_eq!(ballast_sum(&pic, small), expected_ballast(512));
+    assert_eq!(get(&pic, small), 103);
+    assert_eq!(get(&pic, big), 203);
+    assert_eq!(get(&pic, other), 303);
+}
+
+/// Digests of the whole memory of `b` between messages to `a` and `c` (see
+/// [`a_reused_instance_holds_exactly_the_canisters_memory`]).
+fn digests_of_b(live: usize) -> Vec<u64> {
+    let pic = IcSimBuilder::new()
+        .with_logs(false)
+        .with_instance_cache(live, usize::MAX)
+        .build();
+    let a = installed(&pic, 1);
+    let b = installed(&pic, 2);
+    let c = installed(&pic, 3);
+    // `c` is busy and holds the one live place; `a` and `b` run on spare instances.
+    for _ in 0..10 {
+        inc(&pic, c);
+    }
+    // `a` writes pages that are the module's image in `b`.
+    update_candid::<_, (u64,)>(&pic, a, "ballast", (8u64,)).unwrap();
+    let digest = |id| {
+        query_candid::<_, (u64,)>(&pic, id, "memory_digest", ())
+            .unwrap()
+            .0
+    };
+    let mut digests = vec![digest(b)];
+    for _ in 0..3 {
+        inc(&pic, a);
+        digests.push(digest(b));
+        inc(&pic, c);
+        inc(&pic, b);
+        digests.push(digest(b));
+    }
+    assert_eq!(get(&pic, a), 4);
+    assert_eq!(get(&pic, b), 5);
+    assert_eq!(get(&pic, c), 16);
+    digests
+}
+
+#[test]
+fn a_reused_instance_holds_exactly_the_canisters_memory() {
+    // Without live instances every message instantiates the module afresh: the reference.
+    assert_eq!(digests_of_b(1), digests_of_b(0));
+}

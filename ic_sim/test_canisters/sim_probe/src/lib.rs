@@ -92,6 +92,35 @@ fn ballast(kib: u64) -> u64 {
     heap_bytes()
 }
 
+/// The ballast's length and the sum of its bytes.
+#[ic_cdk::query]
+fn ballast_sum() -> (u64, u64) {
+    BALLAST.with_borrow(|b| (b.len() as u64, b.iter().map(|&x| u64::from(x)).sum()))
+}
+
+/// A digest of the whole linear memory (from byte 8 on): equal for equal committed heaps, since
+/// the query's own writes are the same each time.
+#[ic_cdk::query]
+fn memory_digest() -> u64 {
+    #[cfg(target_arch = "wasm32")]
+    {
+        let end = core::arch::wasm32::memory_size(0) * 65536;
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut addr = 8usize;
+        while addr < end {
+            // SAFETY: every address below the memory size is readable in wasm32.
+            let word = unsafe { core::ptr::read_volatile(addr as *const u64) };
+            h = (h ^ word).wrapping_mul(0x0100_0000_01b3);
+            addr += 8;
+        }
+        h
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        0
+    }
+}
+
 /// The size of the wasm heap in bytes.
 #[ic_cdk::query]
 fn heap_bytes() -> u64 {
