@@ -130,7 +130,9 @@ impl IcSimBuilder {
     }
     /// Bounds the cache of live module instances: at most `max_instances` canisters keep an
     /// instance between messages, holding at most `max_bytes` of linear memory together
-    /// (defaults: 128 instances, 512 MiB). Zero instances re-instantiates for every message.
+    /// (defaults: 128 instances, 512 MiB). Once full, a canister replaces the least recently
+    /// used one only if it ran more often recently. Zero instances re-instantiates for every
+    /// message (no spare instances are reused either).
     pub fn with_instance_cache(mut self, max_instances: usize, max_bytes: usize) -> Self {
         self.live_instances = max_instances;
         self.live_bytes = max_bytes;
