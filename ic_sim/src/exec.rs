@@ -4,7 +4,8 @@
 //!
 //! Instantiating a module and overlaying a canister's pages costs more than running a small
 //! message, so the instances of frequently used canisters are kept live ([`Instances`], bounded,
-//! with frequency-based admission), and instances no canister holds are reused by later misses. A live instance is used only while its memory and globals are exactly the canister's
+//! with frequency-based admission), and instances no canister holds are reused by later misses.
+//! A live instance is used only while its memory and globals are exactly the canister's
 //! committed heap: every committed heap has a process-unique id, and the instance records the id
 //! it holds, so install, upgrade, reinstall, snapshot load and uninstall (which all replace the
 //! heap) invalidate it without further bookkeeping. After a successful execution that does not
