@@ -397,8 +397,12 @@ impl Instances {
     ) -> Option<Live> {
         let live = self.live.remove(canister)?;
         self.bytes -= live.memory_bytes();
-        (heap.id != 0 && live.heap_id == heap.id && Arc::ptr_eq(&live.module, module))
-            .then_some(live)
+        if heap.id != 0 && live.heap_id == heap.id && Arc::ptr_eq(&live.module, module) {
+            Some(live)
+        } else {
+            self.keep_spare(live);
+            None
+        }
     }
 
     fn put(&mut self, canister: Principal, mut live: Live) {
