@@ -44,7 +44,9 @@ pub fn build(package: &str, features: &[&str]) -> Result<Vec<u8>, String> {
     static CACHE: OnceLock<Mutex<HashMap<String, Vec<u8>>>> = OnceLock::new();
     let name = variant_name(package, features);
     let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
-    let mut cache = cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut cache = cache
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     if let Some(bytes) = cache.get(&name) {
         return Ok(bytes.clone());
     }
