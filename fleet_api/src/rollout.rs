@@ -273,6 +273,10 @@ pub struct PipelineLogEntry {
     pub rollout_id: u64,
     pub canister_id: Principal,
     pub kind: PipelineLogKind,
+    /// The driver's timer tick the entry falls in: entries written after timer tick `n` and
+    /// before tick `n + 1` carry `n`, so the starts between two ticks can be counted against
+    /// `max_starts_per_tick`. `None` in entries written before ticks were numbered.
+    pub tick: Option<u64>,
 }
 
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]

@@ -118,18 +118,25 @@ fn timer_tick() {
             spawn(action);
         }
     }
-    drive();
+    drive(true);
     if !rollouts::has_work() && calls_in_flight() == 0 {
         stop_timer();
     }
 }
 
-/// One driver tick: starts as many calls as the limits allow. Its cost depends on the calls
-/// it starts, not on the size of the fleet; it is measured for the metrics.
-pub fn drive() {
+/// One driver step: starts as many calls as the limits allow. `timer` is set for the timer's
+/// tick, which opens a new allowance of `max_starts_per_tick`; the steps run when a slot is
+/// freed only use what is left of it, so the starts between two timer ticks stay within the
+/// cap. Its cost depends on the calls it starts, not on the size of the fleet; it is measured
+/// for the metrics.
+fn drive(timer: bool) {
     let start = ic_cdk::api::performance_counter(0);
     let now = ic_cdk::api::time();
-    let actions = rollouts::tick(now);
+    let actions = if timer {
+        rollouts::tick(now)
+    } else {
+        rollouts::refill(now)
+    };
     for action in actions {
         spawn(action);
     }
@@ -153,8 +160,9 @@ async fn run(mut action: Action) {
         let result = perform(&action).await;
         let Fed { next, slot_freed } = rollouts::on_result(canister, result, ic_cdk::api::time());
         if slot_freed {
-            // Fill the slot now rather than at the next timer tick.
-            drive();
+            // Fill the slot now rather than at the next timer tick, within what is left of
+            // this tick's start cap.
+            drive(false);
         }
         match next {
             Some(a) => action = a,

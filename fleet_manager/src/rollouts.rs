@@ -88,6 +88,7 @@ impl Engine {
                     rollout_id,
                     canister_id,
                     kind,
+                    tick: self.meta.timer_ticks,
                 }),
             );
             while self.meta.log_next - self.meta.log_first > PIPELINE_LOG_CAPACITY {
@@ -674,13 +675,31 @@ pub fn request_upgrade(
 // Driving: ticks and results
 // ---------------------------------------------------------------------------------------------
 
-/// One driver step: the calls to make now. Marks started canisters `Upgrading`.
+/// A timer tick of the driver: the calls to make now. It opens a new tick for the per-tick
+/// cap on pipeline starts, which [`refill`] shares until the next timer tick. Marks started
+/// canisters `Upgrading`.
 pub fn tick(now: u64) -> Vec<Action> {
+    drive(now, true)
+}
+
+/// A driver step between timer ticks (a pipeline gave its slot back): like [`tick`], but new
+/// pipelines start only within what is left of the current tick's cap.
+pub fn refill(now: u64) -> Vec<Action> {
+    drive(now, false)
+}
+
+fn drive(now: u64, timer: bool) -> Vec<Action> {
     with_engine(|e| {
+        if timer {
+            e.meta.timer_ticks = Some(e.meta.timer_ticks.unwrap_or(0) + 1);
+        }
         let Some(r) = e.rollout.as_mut() else {
+            if timer {
+                e.save();
+            }
             return Vec::new();
         };
-        let actions = r.tick(now);
+        let actions = if timer { r.tick(now) } else { r.refill(now) };
         for a in &actions {
             if a.op == Op::CanisterStatus {
                 e.meta.counters.pipelines_started += 1;

@@ -54,6 +54,9 @@ pub struct RolloutMeta {
     pub log_first: u64,
     pub log_next: u64,
     pub next_ticket: u64,
+    /// Timer ticks of the driver so far, which number the pipeline log's entries. `None` in
+    /// a header written before ticks were counted; counting then resumes from zero.
+    pub timer_ticks: Option<u64>,
 }
 
 /// The snapshot a rollout took before a canister's last upgrade, and the release it holds.

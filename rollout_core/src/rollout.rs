@@ -234,6 +234,11 @@ pub struct RolloutState {
     pub events_next: u64,
     /// (time, finished count) samples for the measured rate.
     pub rate_samples: Vec<(Nanos, u64)>,
+    /// Pipelines started since the last timer tick ([`Rollout::tick`]): the starts of
+    /// [`Rollout::refill`] between two ticks share the tick's `max_starts_per_tick`. `None` in a
+    /// header written before the count existed, which counts as zero; that is safe because
+    /// the next timer tick resets the count in any case.
+    pub starts_since_tick: Option<u32>,
 }
 
 /// Status for operators; computed from the header alone.
@@ -329,6 +334,7 @@ impl<S: RolloutStore> Rollout<S> {
             events_first: 0,
             events_next: 0,
             rate_samples: Vec::new(),
+            starts_since_tick: Some(0),
         }
     }
 
@@ -439,10 +445,24 @@ impl<S: RolloutStore> Rollout<S> {
         self.trim_events();
     }
 
-    /// The calls to make now: repeated calls whose backoff is over, due snapshot deletions,
-    /// and as many new pipeline starts as the in-flight limit, the token bucket and the
-    /// per-tick cap allow. Cost: O(returned actions + cancellations), independent of the fleet.
+    /// A timer tick: the calls to make now. Repeated calls whose backoff is over, due snapshot
+    /// deletions, and as many new pipeline starts as the in-flight limit, the token bucket and
+    /// the per-tick cap allow. It opens a new tick: the cap counts starts from here until the
+    /// next call of `tick`, including those of [`Rollout::refill`] in between.
+    /// Cost: O(returned actions + cancellations), independent of the fleet.
     pub fn tick(&mut self, now: Nanos) -> Vec<Action> {
+        self.state.starts_since_tick = Some(0);
+        self.step(now)
+    }
+
+    /// Like [`Rollout::tick`], between two timer ticks (for instance as soon as a pipeline
+    /// gives its slot back): new pipelines start only within what is left of the current
+    /// tick's `max_starts_per_tick`, so that the starts between two timer ticks never exceed it.
+    pub fn refill(&mut self, now: Nanos) -> Vec<Action> {
+        self.step(now)
+    }
+
+    fn step(&mut self, now: Nanos) -> Vec<Action> {
         let mut actions = Vec::new();
         self.wake_due(now, &mut actions);
         self.cleanups_due(now, &mut actions);
@@ -925,7 +945,9 @@ impl<S: RolloutStore> Rollout<S> {
     fn start_pipelines(&mut self, now: Nanos, actions: &mut Vec<Action>) {
         let limits = &self.state.limits;
         let room = (limits.max_in_flight as u64).saturating_sub(self.state.counts.in_flight);
-        let mut allowed = room.min(limits.max_starts_per_tick as u64);
+        let started = self.state.starts_since_tick.unwrap_or(0);
+        let left = limits.max_starts_per_tick.saturating_sub(started);
+        let mut allowed = room.min(left as u64);
         while allowed > 0 && self.state.bucket.available(now) {
             let Some((key, canister, from_busy)) = self.next_to_start(now) else {
                 break;
@@ -939,6 +961,8 @@ impl<S: RolloutStore> Rollout<S> {
             }
             self.state.bucket.try_take(now);
             allowed -= 1;
+            let counted = self.state.starts_since_tick.unwrap_or(0);
+            self.state.starts_since_tick = Some(counted.saturating_add(1));
             rec.queued = None;
             if from_busy {
                 self.state.counts.busy -= 1;

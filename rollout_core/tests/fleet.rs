@@ -217,6 +217,33 @@ fn rate_and_tick_caps_bound_starts() {
 }
 
 #[test]
+fn refills_between_ticks_share_the_tick_cap() {
+    // Slots free up many times between two ticks; each refill may only use what is left of
+    // the tick's cap, so the starts between two ticks never exceed it.
+    let fleet = fleet(100);
+    let mut plan = fast_plan();
+    plan.canary = Canary::None;
+    plan.waves_percent = vec![100];
+    plan.limits = Limits {
+        max_in_flight: 3,
+        starts_per_minute: 100_000,
+        burst: 100_000,
+        max_starts_per_tick: 5,
+    };
+    let mut sim = Sim::new(&fleet, &plan, T0);
+    sim.refill_on_free = true;
+    sim.tick_every = 30 * SECOND;
+    sim.run(T0 + 24 * 60 * MINUTE);
+    assert_eq!(sim.rollout.state().counts.done, 100);
+    assert_eq!(sim.max_starts_between_ticks_seen, 5);
+    // Refills did start pipelines (a tick starts at most 3, the in-flight limit).
+    assert!(sim
+        .starts
+        .iter()
+        .any(|t| !(t - T0).is_multiple_of(30 * SECOND)));
+}
+
+#[test]
 fn halts_when_wave_failure_threshold_is_passed() {
     let fleet = fleet(2_000);
     let mut plan = slow_plan();

@@ -42,6 +42,16 @@ fn limits(in_flight: u32, per_minute: u32, burst: u32, per_tick: u32) -> Limits 
     }
 }
 
+/// The most pipeline starts the manager's log shows between two timer ticks of its driver.
+fn max_starts_between_ticks(log: &[PipelineLogEntry]) -> u64 {
+    let mut per_tick = std::collections::BTreeMap::<u64, u64>::new();
+    for e in log.iter().filter(|e| e.kind == PipelineLogKind::Started) {
+        let tick = e.tick.expect("log entries carry their tick");
+        *per_tick.entry(tick).or_default() += 1;
+    }
+    per_tick.values().copied().max().unwrap_or(0)
+}
+
 fn assert_fleet_on(s: &Setup, module: &[u8]) {
     for (n, id) in &s.canisters {
         let hash = s.fleet.sim.module_hash(*id).expect("a module");
@@ -177,6 +187,12 @@ fn staged_rollout_with_pause_and_resume_then_abort_then_manager_upgrade() {
         "{:?}",
         figures.max_starts_per_minute
     );
+    // Starts between two timer ticks, slot refills included, stay within the per-tick cap.
+    let per_tick = max_starts_between_ticks(&log);
+    assert!(
+        per_tick <= lim.max_starts_per_tick as u64,
+        "{per_tick} starts between two ticks"
+    );
     // ... and were used: the in-flight limit was reached.
     assert_eq!(figures.max_in_flight, lim.max_in_flight as u64);
     let events = fleet.rollout_events();
@@ -215,8 +231,10 @@ fn staged_rollout_with_pause_and_resume_then_abort_then_manager_upgrade() {
             other => panic!("unexpected outcome {other:?}"),
         }
     }
-    let figures = replay(&fleet.pipeline_log(aborted.id));
+    let log = fleet.pipeline_log(aborted.id);
+    let figures = replay(&log);
     assert!(figures.max_in_flight <= 15);
+    assert!(max_starts_between_ticks(&log) <= 15);
 
     // ---- Drain, upgrade the manager mid-rollout, finish ---------------------------------
     let mut plan = RolloutPlanArg::to("2.0.0+b");
@@ -291,5 +309,7 @@ fn staged_rollout_with_pause_and_resume_then_abort_then_manager_upgrade() {
     assert_eq!(done.phase, Phase::Completed);
     assert_eq!(done.counts.done + done.counts.skipped, done.counts.total());
     assert_fleet_on(&s, &sha256(&v2b));
-    assert!(replay(&fleet.pipeline_log(resumed.id)).max_in_flight <= 10);
+    let log = fleet.pipeline_log(resumed.id);
+    assert!(replay(&log).max_in_flight <= 10);
+    assert!(max_starts_between_ticks(&log) <= 10);
 }

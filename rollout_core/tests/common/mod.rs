@@ -276,6 +276,12 @@ pub struct Sim {
     pub starts: Vec<Nanos>,
     pub max_in_flight_seen: u64,
     pub max_starts_per_tick_seen: usize,
+    /// Like the manager's driver: when a pipeline gives its slot back, refill at once
+    /// ([`Rollout::refill`]) instead of waiting for the next tick.
+    pub refill_on_free: bool,
+    /// Pipeline starts since the last tick, and the most seen between two ticks.
+    starts_since_tick: usize,
+    pub max_starts_between_ticks_seen: usize,
     pub ticks: u64,
     pub results: u64,
 }
@@ -293,6 +299,9 @@ impl Sim {
             starts: Vec::new(),
             max_in_flight_seen: 0,
             max_starts_per_tick_seen: 0,
+            refill_on_free: false,
+            starts_since_tick: 0,
+            max_starts_between_ticks_seen: 0,
             ticks: 0,
             results: 0,
         }
@@ -306,6 +315,7 @@ impl Sim {
                 let (t, c, result) = self.ic.pop().unwrap();
                 self.now = t;
                 self.results += 1;
+                let in_flight_before = self.rollout.state().counts.in_flight;
                 if let Some(a) = self
                     .rollout
                     .on_result(c, result, t)
@@ -314,19 +324,22 @@ impl Sim {
                     assert_eq!(a.canister, c);
                     self.ic.submit(a, t);
                 }
+                if self.refill_on_free && self.rollout.state().counts.in_flight < in_flight_before {
+                    let actions = self.rollout.refill(t);
+                    self.started(&actions, &limits);
+                    for a in actions {
+                        self.ic.submit(a, t);
+                    }
+                }
             }
             _ => {
                 self.now = self.next_tick;
                 self.next_tick += self.tick_every;
                 self.ticks += 1;
                 let actions = self.rollout.tick(self.now);
-                let starts = actions
-                    .iter()
-                    .filter(|a| a.op == Op::CanisterStatus)
-                    .count();
-                assert!(starts <= limits.max_starts_per_tick as usize);
+                self.starts_since_tick = 0;
+                let starts = self.started(&actions, &limits);
                 self.max_starts_per_tick_seen = self.max_starts_per_tick_seen.max(starts);
-                self.starts.extend(std::iter::repeat_n(self.now, starts));
                 for a in actions {
                     self.ic.submit(a, self.now);
                 }
@@ -342,6 +355,27 @@ impl Sim {
             counts.total(),
             rollout_core::RolloutStore::len(self.rollout.store())
         );
+    }
+
+    /// Records the pipeline starts among `actions` and checks the per-tick cap over every
+    /// start since the last tick. Returns the number of starts.
+    fn started(&mut self, actions: &[Action], limits: &Limits) -> usize {
+        let starts = actions
+            .iter()
+            .filter(|a| a.op == Op::CanisterStatus)
+            .count();
+        self.starts.extend(std::iter::repeat_n(self.now, starts));
+        self.starts_since_tick += starts;
+        assert!(
+            self.starts_since_tick <= limits.max_starts_per_tick as usize,
+            "{} starts since the last tick, cap {}",
+            self.starts_since_tick,
+            limits.max_starts_per_tick
+        );
+        self.max_starts_between_ticks_seen = self
+            .max_starts_between_ticks_seen
+            .max(self.starts_since_tick);
+        starts
     }
 
     /// Runs until the rollout has no work left (or `max_time` passes).
