@@ -219,6 +219,36 @@ impl Canister {
         self.cycles < self.freezing_reserve() + costs::UPDATE_MESSAGE_FEE
     }
 
+    /// The module a message to this canister runs: only a running canister with code executes
+    /// messages; stopping and stopped canisters reject them (interface spec, "IC method
+    /// `stop_canister`").
+    pub fn executable_module(
+        &self,
+        receiver: Principal,
+    ) -> Result<Arc<CanisterModule>, RejectResponse> {
+        match self.status {
+            Status::Running => {}
+            Status::Stopping => {
+                return Err(RejectResponse::new(
+                    ErrorCode::CanisterStopping,
+                    format!("Canister {receiver} is stopping"),
+                ))
+            }
+            Status::Stopped => {
+                return Err(RejectResponse::new(
+                    ErrorCode::CanisterStopped,
+                    format!("Canister {receiver} is stopped"),
+                ))
+            }
+        }
+        self.module.clone().ok_or_else(|| {
+            RejectResponse::new(
+                ErrorCode::CanisterWasmModuleNotFound,
+                format!("Error from Canister {receiver}: Attempted to execute a message, but the canister contains no Wasm module."),
+            )
+        })
+    }
+
     pub fn open_call_contexts(&self) -> usize {
         self.contexts.len() + usize::from(self.faults.hold_open)
     }
@@ -625,27 +655,7 @@ impl Sim {
             r.reject_code = code;
             return Err(r);
         }
-        match c.status {
-            Status::Stopping => {
-                return Err(RejectResponse::new(
-                    ErrorCode::CanisterStopping,
-                    format!("Canister {receiver} is stopping"),
-                ))
-            }
-            Status::Stopped => {
-                return Err(RejectResponse::new(
-                    ErrorCode::CanisterStopped,
-                    format!("Canister {receiver} is stopped"),
-                ))
-            }
-            Status::Running => {}
-        }
-        let module = c.module.clone().ok_or_else(|| {
-            RejectResponse::new(
-                ErrorCode::CanisterWasmModuleNotFound,
-                format!("Error from Canister {receiver}: Attempted to execute a message, but the canister contains no Wasm module."),
-            )
-        })?;
+        let module = c.executable_module(*receiver)?;
         if c.is_frozen() {
             return Err(RejectResponse::new(
                 ErrorCode::CanisterOutOfCycles,
@@ -1067,27 +1077,7 @@ impl Sim {
         arg: Vec<u8>,
     ) -> Result<Vec<u8>, RejectResponse> {
         let c = self.canister(&receiver)?;
-        match c.status {
-            Status::Running => {}
-            Status::Stopping => {
-                return Err(RejectResponse::new(
-                    ErrorCode::CanisterStopping,
-                    format!("Canister {receiver} is stopping"),
-                ))
-            }
-            Status::Stopped => {
-                return Err(RejectResponse::new(
-                    ErrorCode::CanisterStopped,
-                    format!("Canister {receiver} is stopped"),
-                ))
-            }
-        }
-        let module = c.module.clone().ok_or_else(|| {
-            RejectResponse::new(
-                ErrorCode::CanisterWasmModuleNotFound,
-                format!("Error from Canister {receiver}: Attempted to execute a message, but the canister contains no Wasm module."),
-            )
-        })?;
+        let module = c.executable_module(receiver)?;
         let export = match module.methods.get(method) {
             Some(MethodKind::Query) => format!("canister_query {method}"),
             Some(MethodKind::CompositeQuery) => {
