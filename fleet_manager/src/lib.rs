@@ -15,7 +15,6 @@ pub mod provisioning;
 pub mod rate_limit;
 pub mod registry;
 pub mod releases;
-pub mod rollout_store;
 pub mod rollouts;
 pub mod state;
 

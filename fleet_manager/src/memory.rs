@@ -40,11 +40,13 @@ pub const CHUNK_MIRROR: MemoryId = MemoryId::new(8);
 /// `StableCell<Candid<RolloutMeta>>`: the current rollout's header, the drain flag, lifetime
 /// counters and the pipeline log's bounds.
 pub const ROLLOUT_META: MemoryId = MemoryId::new(9);
-/// `StableBTreeMap<Principal, Candid<CanisterRecord>>`: the current rollout's canisters.
+/// `StableBTreeMap<Principal, CanisterRecord>` (candid-encoded): the current rollout's canisters.
+/// Memories 10-12 are `rollout_core::StableStore`.
 pub const ROLLOUT_RECORDS: MemoryId = MemoryId::new(10);
-/// `StableBTreeMap<[u8; 17], Principal>`: the current rollout's queues (kind, a, b).
+/// `StableBTreeMap<QueueKey, Principal>`: the current rollout's queues, keys as 17 big-endian
+/// bytes (kind, a, b).
 pub const ROLLOUT_QUEUES: MemoryId = MemoryId::new(11);
-/// `StableBTreeMap<u64, Candid<Event>>`: the current rollout's event log (bounded).
+/// `StableBTreeMap<u64, Event>` (candid-encoded): the current rollout's event log (bounded).
 pub const ROLLOUT_EVENTS: MemoryId = MemoryId::new(12);
 /// `StableBTreeMap<u64, Candid<PipelineLogEntry>>`: pipeline starts and ends (bounded).
 pub const PIPELINE_LOG: MemoryId = MemoryId::new(13);

@@ -9,7 +9,6 @@
 
 use crate::memory::{self, Candid, Memory};
 use crate::registry::push_history;
-use crate::rollout_store::StableStore;
 use crate::state::{self, FleetSnapshot, RolloutMeta};
 use candid::Principal;
 use fleet_api::manager::{
@@ -17,6 +16,7 @@ use fleet_api::manager::{
     UserCanister,
 };
 use fleet_api::rollout::*;
+use rollout_core::StableStore;
 use rollout_core::{
     Action, ActionResult, Cohort, CohortBuilder, CohortMember, FleetCanister, Op, Release,
     RestorePlan, Rollout, RolloutPlan, UpgradePolicy, WavePlan, SECOND,
