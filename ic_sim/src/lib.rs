@@ -584,6 +584,17 @@ impl IcSim {
         self.sim.borrow().canisters.contains_key(&canister_id)
     }
 
+    /// Whether the canister is running (`Some(false)`: stopping or stopped), read without
+    /// executing anything: unlike `canister_status`, which is a call and runs rounds until it
+    /// is answered, this does not move the simulation (for invariant checks between rounds).
+    pub fn is_running(&self, canister_id: CanisterId) -> Option<bool> {
+        self.sim
+            .borrow()
+            .canisters
+            .get(&canister_id)
+            .map(|c| c.status == crate::sim::Status::Running)
+    }
+
     /// The controllers of a canister (empty if it does not exist).
     pub fn get_controllers(&self, canister_id: CanisterId) -> Vec<Principal> {
         self.sim
@@ -658,6 +669,16 @@ impl IcSim {
     }
 
     // ------------------------------------------------------------ inspection (ic_sim only)
+
+    /// Replicated executions of the canister (updates, callbacks, timers, heartbeats) that
+    /// trapped so far: a canister that should never trap can be watched with it.
+    pub fn trap_count(&self, canister_id: CanisterId) -> u64 {
+        self.sim
+            .borrow()
+            .canisters
+            .get(&canister_id)
+            .map_or(0, |c| c.traps)
+    }
 
     /// Instructions executed by a canister so far, over all its messages (for benchmarks).
     pub fn instructions_total(&self, canister_id: CanisterId) -> u64 {

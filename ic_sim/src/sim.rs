@@ -169,6 +169,8 @@ pub(crate) struct Canister {
     pub history: Vec<Change>,
     pub total_changes: u64,
     pub instructions_total: u64,
+    /// Replicated executions (update, callback, timer, heartbeat) that trapped.
+    pub traps: u64,
     pub faults: Faults,
 }
 
@@ -194,6 +196,7 @@ impl Canister {
             history: Vec::new(),
             total_changes: 0,
             instructions_total: 0,
+            traps: 0,
             faults: Faults::default(),
         }
     }
@@ -808,6 +811,7 @@ impl Sim {
             if let Some(ctx) = c.contexts.get_mut(&ctx_id) {
                 ctx.instructions += out.instructions;
             }
+            c.traps += u64::from(trap.is_some());
         }
         match trap {
             None => {

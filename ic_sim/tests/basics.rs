@@ -44,7 +44,9 @@ fn queries_never_persist_state() {
 fn a_trap_rolls_back_heap_and_stable_memory() {
     let (pic, id) = setup();
     let () = update_candid(&pic, id, "stable_put", (0u64, vec![1u8; 16])).unwrap();
+    assert_eq!(pic.trap_count(id), 0);
     let err = update_candid::<_, ()>(&pic, id, "write_then_trap", (vec![9u8; 8],)).unwrap_err();
+    assert_eq!(pic.trap_count(id), 1, "the trap is counted");
     assert_eq!(err.reject_code, RejectCode::CanisterError);
     assert_eq!(err.error_code, ErrorCode::CanisterCalledTrap);
     assert!(
