@@ -7,11 +7,15 @@
 //!
 //! Builds (cargo features): default = release 1.0.0, schema 1; `v2` = release 2.0.0, schema 2,
 //! whose `post_upgrade` migrates schema-1 notes. Fault variants for tests of the upgrade
-//! pipeline: `fault_post_upgrade_trap`, `fault_stall`, `fault_health`.
+//! pipeline: `fault_post_upgrade_trap`, `fault_stall`, `fault_health`; and `fault_switch`
+//! (combines with `v2`), which adds a controller-only switch so that a test makes a release fail
+//! on some canisters only (see `src/faults.rs`).
 //!
 //! State lives in stable structures only (see [`memory`]); there is no `pre_upgrade`, so an
 //! upgrade costs nothing before the new module runs.
 
+#[cfg(feature = "fault_switch")]
+pub mod faults;
 pub mod memory;
 pub mod notes;
 pub mod state;
@@ -53,6 +57,11 @@ fn post_upgrade(arg: Option<UserCanisterArg>) {
     trap_on_err(state::upgrade(upgrade, ic_cdk::api::time()));
     #[cfg(feature = "fault_post_upgrade_trap")]
     ic_cdk::trap("fault_post_upgrade_trap: post_upgrade fails after migrating");
+    // The switch was set through the previous module; the trap undoes the migration too.
+    #[cfg(feature = "fault_switch")]
+    if faults::get().trap_post_upgrade {
+        ic_cdk::trap("fault_switch: trap_post_upgrade is set, post_upgrade fails after migrating");
+    }
 }
 
 fn owner_only() -> Result<(), Principal> {
@@ -136,6 +145,12 @@ fn info() -> UserCanisterInfo {
 /// this build's schema (record count and a checksum over the notes' logical content).
 #[ic_cdk::query]
 fn fleet_health() -> FleetHealth {
+    #[cfg(feature = "fault_switch")]
+    let switch = faults::get();
+    #[cfg(feature = "fault_switch")]
+    if switch.trap_health {
+        ic_cdk::trap("fault_switch: trap_health is set, fleet_health traps");
+    }
     state::with(|s| {
         let header = s.header();
         let mut problems = Vec::new();
@@ -151,6 +166,10 @@ fn fleet_health() -> FleetHealth {
         }
         if cfg!(feature = "fault_health") {
             problems.push("fault_health: this build reports itself unhealthy".to_string());
+        }
+        #[cfg(feature = "fault_switch")]
+        if switch.fail_health {
+            problems.push("fault_switch: fail_health is set".to_string());
         }
         FleetHealth {
             ok: problems.is_empty(),
@@ -213,6 +232,26 @@ async fn stall() {
     loop {
         let _ = Call::unbounded_wait(Principal::management_canister(), "raw_rand").await;
     }
+}
+
+/// Test builds only: sets this canister's fault switch, read by `post_upgrade` and
+/// `fleet_health` of this and every later `fault_switch` module. Controllers only, so that a
+/// test acts as the manager or the recovery principal would, and the owner cannot break it.
+#[cfg(feature = "fault_switch")]
+#[ic_cdk::update]
+fn set_faults(switch: faults::FaultSwitch) -> Result<(), faults::SetFaultsError> {
+    if !ic_cdk::api::is_controller(&ic_cdk::api::msg_caller()) {
+        return Err(faults::SetFaultsError::NotAController);
+    }
+    faults::set(switch);
+    Ok(())
+}
+
+/// Test builds only: the fault switch as stored (all false if never set).
+#[cfg(feature = "fault_switch")]
+#[ic_cdk::query]
+fn get_faults() -> faults::FaultSwitch {
+    faults::get()
 }
 
 #[cfg(test)]

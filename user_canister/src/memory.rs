@@ -1,5 +1,7 @@
 //! Every stable memory of the canister. An id is never reused for another purpose, even after
 //! the structure it held is retired, so that any older module's data is never misread.
+//! Id 9 is reserved for the test-only fault switch (feature `fault_switch`): no build uses it
+//! for anything else, so a release build never misreads a switch a test build left behind.
 
 use std::cell::RefCell;
 
@@ -16,6 +18,10 @@ pub const CONFIG: MemoryId = MemoryId::new(1);
 pub const NOTES_V1: MemoryId = MemoryId::new(2);
 /// Schema 2 notes: key → text with created/updated times.
 pub const NOTES_V2: MemoryId = MemoryId::new(3);
+/// [`crate::faults::FaultSwitch`], test builds only. Reserved: never reused, even without the
+/// feature, since a canister upgraded from a test build still holds the switch here.
+#[cfg(feature = "fault_switch")]
+pub const FAULT_SWITCH: MemoryId = MemoryId::new(9);
 
 thread_local! {
     static MEMORY_MANAGER: RefCell<MemoryManager<DefaultMemoryImpl>> =

@@ -7,9 +7,9 @@ use fleet_api::user::*;
 use super::*;
 
 /// The interface this crate exports must be exactly `user_canister.did`; regenerate it with
-/// `UPDATE_DID=1 cargo test -p user_canister` after a deliberate change. The `fault_stall` build
-/// adds `stall` and is not a release, so it is not compared.
-#[cfg(not(feature = "fault_stall"))]
+/// `UPDATE_DID=1 cargo test -p user_canister` after a deliberate change. The `fault_stall` and
+/// `fault_switch` builds add methods and are not releases, so they are not compared.
+#[cfg(not(any(feature = "fault_stall", feature = "fault_switch")))]
 #[test]
 fn candid_interface_matches_the_checked_in_did() {
     candid::export_service!();
@@ -276,4 +276,77 @@ fn v2_migrates_schema_1_notes_keeping_count_and_checksum() {
         assert_eq!(note.created_at, Some(42));
         assert_eq!(s.notes.checksum(), checksum);
     });
+}
+
+// The test-only fault switch (feature `fault_switch`).
+
+#[cfg(feature = "fault_switch")]
+use crate::faults::{self, FaultSwitch};
+#[cfg(feature = "fault_switch")]
+use ic_stable_structures::{Memory as _, Storable};
+
+/// The switch build exports exactly two methods more than the release; the rest of the
+/// interface is compared by the test above in the default build.
+#[cfg(feature = "fault_switch")]
+#[test]
+fn fault_switch_build_exports_set_and_get_faults() {
+    candid::export_service!();
+    let exported = __export_service();
+    assert!(
+        exported.contains("get_faults : () -> (FaultSwitch) query;"),
+        "{exported}"
+    );
+    assert!(
+        exported.contains("set_faults : (FaultSwitch) -> ("),
+        "{exported}"
+    );
+    assert!(exported.contains("NotAController"), "{exported}");
+}
+
+#[cfg(feature = "fault_switch")]
+#[test]
+fn fault_switch_encoding_round_trips() {
+    for switch in [
+        FaultSwitch::default(),
+        FaultSwitch {
+            trap_post_upgrade: true,
+            fail_health: false,
+            trap_health: true,
+        },
+        FaultSwitch {
+            trap_post_upgrade: false,
+            fail_health: true,
+            trap_health: false,
+        },
+    ] {
+        assert_eq!(FaultSwitch::from_bytes(switch.to_bytes()), switch);
+        assert_eq!(FaultSwitch::from_bytes(switch.into_bytes().into()), switch);
+    }
+}
+
+#[cfg(feature = "fault_switch")]
+#[test]
+fn an_unset_fault_switch_reads_all_false_without_allocating_its_memory() {
+    assert_eq!(faults::get(), FaultSwitch::default());
+    assert_eq!(
+        crate::memory::get(crate::memory::FAULT_SWITCH).size(),
+        0,
+        "reading an unset switch writes nothing"
+    );
+}
+
+#[cfg(feature = "fault_switch")]
+#[test]
+fn the_fault_switch_survives_an_upgrade() {
+    state::install(init_arg(), 1).unwrap();
+    let switch = FaultSwitch {
+        trap_post_upgrade: true,
+        fail_health: true,
+        trap_health: false,
+    };
+    faults::set(switch);
+    state::upgrade(None, 2).unwrap();
+    assert_eq!(faults::get(), switch);
+    faults::set(FaultSwitch::default());
+    assert_eq!(faults::get(), FaultSwitch::default());
 }
