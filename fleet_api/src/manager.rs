@@ -49,13 +49,23 @@ pub struct Settings {
     pub creation_limit: RateLimit,
     /// Release installed into newly created user canisters.
     pub default_release: Option<ReleaseRef>,
+    /// Cycles the manager keeps for finishing each pipeline in flight (every call of it, and
+    /// the prepaid execution of each reply); no pipeline starts that this reserve does not
+    /// cover. `None`: [`DEFAULT_PIPELINE_CYCLES_RESERVE`].
+    pub pipeline_cycles_reserve: Option<u128>,
 }
+
+/// Default reserve per pipeline: on the IC each outstanding call prepays the execution of its
+/// reply at the message instruction limit (about 16B cycles on a 13-node subnet), plus the
+/// pipeline's call fees and callbacks.
+pub const DEFAULT_PIPELINE_CYCLES_RESERVE: u128 = 20_000_000_000;
 
 /// Partial update of [`Settings`]; `None` keeps a value.
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
 pub struct SettingsUpdate {
     pub user_canister_cycles: Option<u128>,
     pub creation_limit: Option<RateLimit>,
+    pub pipeline_cycles_reserve: Option<u128>,
 }
 
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]

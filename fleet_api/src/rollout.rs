@@ -8,9 +8,9 @@ use candid::{CandidType, Principal};
 use serde::{Deserialize, Serialize};
 
 pub use rollout_core::{
-    CallError, Canary, CohortSummary, CyclesPolicy, Event, EventKind, Failure, FailurePolicy,
-    HaltReason, Job, Limits, OpKind, Outcome, Phase, PlanError, RequestError, RetryPolicy,
-    RolloutStatus, StateCounts, Step, WaveLabel, WaveProgress,
+    CallError, Canary, Cause, CohortSummary, CyclesPolicy, DeferralCounts, Event, EventKind,
+    Failure, FailurePolicy, HaltReason, Hold, Job, Limits, OpKind, Outcome, Phase, PlanError,
+    RequestError, RetryPolicy, RolloutStatus, StateCounts, Step, WaveLabel, WaveProgress,
 };
 
 /// Most entries one page of rollout results or logs returns.
@@ -42,6 +42,9 @@ pub struct RolloutPlanArg {
     pub keep_snapshot_secs: Option<u64>,
     pub cycles: Option<CyclesPolicy>,
     pub retry: Option<RetryPolicy>,
+    /// Seconds a canister gets to stop before the manager starts it again and defers it
+    /// (default 60; `0` waits for the IC's own 5-minute timeout).
+    pub stop_deadline_secs: Option<u64>,
 }
 
 impl RolloutPlanArg {
@@ -61,6 +64,7 @@ impl RolloutPlanArg {
             keep_snapshot_secs: None,
             cycles: None,
             retry: None,
+            stop_deadline_secs: None,
         }
     }
 }
@@ -146,7 +150,8 @@ pub enum RolloutControlError {
     },
 }
 
-/// Reply of `drain`: the manager may be stopped and upgraded once `ready`.
+/// Reply of `drain` and `end_drain`: the manager may be stopped and upgraded once `ready`.
+/// A drain holds new pipeline starts (the rollout's `hold`), never changes its phase.
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct DrainStatus {
     pub draining: bool,
@@ -316,6 +321,8 @@ pub struct RolloutCounters {
     pub bytes_sent: u64,
     pub cycles_topped_up: u128,
     pub upgrade_requests: u64,
+    /// Canisters that ended a rollout deferred (environment or manager), not failed.
+    pub deferred: Option<u64>,
 }
 
 /// Operator metrics; `http_request` GET /metrics renders the same in Prometheus text format.
@@ -330,6 +337,12 @@ pub struct FleetMetrics {
     pub calls_in_flight: u64,
     pub draining: bool,
     pub cycles_balance: u128,
+    /// Balance above the manager's freezing threshold.
+    pub liquid_cycles: u128,
+    /// Cycles kept per pipeline in flight (settings, `pipeline_cycles_reserve`).
+    pub pipeline_cycles_reserve: u128,
+    /// Seconds since the driver's timer last ran while a rollout has work (0 when idle).
+    pub timer_silent_secs: u64,
     /// Instructions of the most recent driver ticks (mean and maximum since the manager
     /// started or was upgraded), with the number of ticks measured.
     pub ticks_measured: u64,

@@ -138,8 +138,9 @@ pub enum RolloutCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum ManagerCommand {
-    /// Pause every rollout activity before upgrading the manager itself; reports `ready`
-    /// once nothing is in flight. `rollout resume` ends the drain.
+    /// Hold every new pipeline start before upgrading the manager itself; reports `ready`
+    /// once nothing is in flight. `manager end-drain` ends the drain; the rollout's phase is
+    /// never changed by either.
     Drain {
         #[command(flatten)]
         target: ManagerTarget,
@@ -149,6 +150,12 @@ pub enum ManagerCommand {
         /// Seconds between two polls of --wait.
         #[arg(long, default_value_t = 2, value_name = "SECS", requires = "wait")]
         interval_secs: u64,
+    },
+    /// End a drain after the manager's upgrade: pipelines start again in the rollout's own
+    /// phase (a paused or halted rollout stays so).
+    EndDrain {
+        #[command(flatten)]
+        target: ManagerTarget,
     },
 }
 
@@ -1002,7 +1009,7 @@ fn run_manager(cmd: &ManagerCommand, connector: &Connector) -> Result<Output, Cl
             }
             let text = if d.ready {
                 format!(
-                    "manager {} is drained: nothing in flight; stop, upgrade and start it, then `fleet rollout resume`",
+                    "manager {} is drained: nothing in flight; stop, upgrade and start it, then `fleet manager end-drain`",
                     target.manager
                 )
             } else {
@@ -1011,6 +1018,16 @@ fn run_manager(cmd: &ManagerCommand, connector: &Connector) -> Result<Output, Cl
                     target.manager, d.calls_in_flight, d.pipelines_in_flight
                 )
             };
+            output(&d, text)
+        }
+        ManagerCommand::EndDrain { target } => {
+            let ic = connect_manager(target, connector, false)?;
+            let m = Manager::new(ic.as_ref(), target.manager);
+            let d = mgr::end_drain(&m)?;
+            let text = format!(
+                "manager {}: drain ended; the rollout goes on in its own phase",
+                target.manager
+            );
             output(&d, text)
         }
     }

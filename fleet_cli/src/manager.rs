@@ -18,7 +18,7 @@ use fleet_api::manager::{
     UploadStatus, UserCanister,
 };
 use fleet_api::rollout::{
-    DrainError, DrainStatus, FleetMetrics, RollbackArg, RollbackError, RolloutCanisterResult,
+    DrainError, DrainStatus, FleetMetrics, Hold, RollbackArg, RollbackError, RolloutCanisterResult,
     RolloutControlError, RolloutPlanArg, RolloutResultsArg, RolloutResultsPage, RolloutStarted,
     RolloutStatus, StartRolloutError, WaveLabel, MAX_ROLLOUT_PAGE,
 };
@@ -455,8 +455,33 @@ pub fn publish(
         progress.chunk_uploaded(done, total);
     }
     progress.step("finalizing");
-    let finalized: FinalizedRelease =
-        m.update_ok::<_, _, FinalizeReleaseError>("finalize_release", &version.to_string())?;
+    let finalized: FinalizedRelease = match m.update::<_, FinalizedRelease, FinalizeReleaseError>(
+        "finalize_release",
+        &version.to_string(),
+    )? {
+        Ok(f) => f,
+        Err(e @ FinalizeReleaseError::Store(StoreError::HashMismatch { .. })) => {
+            // The chunks on the manager are not this file's; a resume cannot repair that, and
+            // the upload would keep its reservation: discard it so the next publish starts clean.
+            let aborted = m
+                .update::<_, (), AbortReleaseUploadError>(
+                    "abort_release_upload",
+                    &version.to_string(),
+                )
+                .map(|r| r.is_ok())
+                .unwrap_or(false);
+            return Err(CliError::Refused(format!(
+                "finalize_release: {}; {}",
+                e.describe(),
+                if aborted {
+                    "the upload was discarded, publish again"
+                } else {
+                    "the upload stays reserved: run `fleet release abort` first"
+                }
+            )));
+        }
+        Err(e) => return Err(m.refused("finalize_release", e)),
+    };
     if finalized.release.sha256 != sha {
         return Err(CliError::Refused(format!(
             "the manager finalized {version} with sha256 {}, not the file's {}",
@@ -790,6 +815,10 @@ pub fn drain(m: &Manager) -> Result<DrainStatus, CliError> {
     m.update_ok::<_, _, DrainError>("drain", &())
 }
 
+pub fn end_drain(m: &Manager) -> Result<DrainStatus, CliError> {
+    m.update_ok::<_, _, DrainError>("end_drain", &())
+}
+
 /// Every per-canister result of the current rollout, page by page.
 pub fn rollout_results(m: &Manager) -> Result<Vec<RolloutCanisterResult>, CliError> {
     let mut out = Vec::new();
@@ -837,10 +866,11 @@ pub fn wave_name(label: &WaveLabel) -> String {
 pub fn rollout_text(s: &RolloutStatus) -> String {
     let c = &s.counts;
     format!(
-        "rollout {} to {}: {:?}\n  done {}, failed {}, rolled back {}, in flight {}, pending {}, skipped {}, cancelled {}\n  wave {}/{}{}",
+        "rollout {} to {}: {:?}{}\n  done {}, failed {}, rolled back {}, in flight {}, pending {}, skipped {}, cancelled {}, deferred {} (waiting {}; environment {}, manager {})\n  wave {}/{}{}",
         s.id,
         s.target.version,
         s.phase,
+        s.hold.as_ref().map(hold_text).unwrap_or_default(),
         c.done,
         c.failed,
         c.rolled_back,
@@ -848,10 +878,27 @@ pub fn rollout_text(s: &RolloutStatus) -> String {
         c.pending,
         c.skipped,
         c.cancelled,
+        c.deferred(),
+        c.busy,
+        s.deferrals.environment,
+        s.deferrals.manager,
         (s.current_wave as usize + 1).min(s.waves.len().max(1)),
         s.waves.len(),
         s.eta_ns
             .map(|eta| format!(", about {} s left", eta / 1_000_000_000))
             .unwrap_or_default()
     )
+}
+
+/// Why no pipeline starts although the rollout runs.
+pub fn hold_text(h: &Hold) -> String {
+    match h {
+        Hold::Draining => ", held: the manager is draining".into(),
+        Hold::ManagerLowCycles { liquid, needed } => format!(
+            ", held: ManagerLowCycles (liquid {liquid} cycles, {needed} needed to start one more)"
+        ),
+        Hold::ManagerFaults { count, until } => format!(
+            ", held: ManagerFaults ({count} manager-side failures in a row; retrying at {until})"
+        ),
+    }
 }

@@ -129,7 +129,8 @@ pub struct PlanArgs {
     /// Total cycles the rollout may spend on top-ups [default: 0].
     #[arg(long, value_name = "CYCLES")]
     pub cycles_budget: Option<u128>,
-    /// Attempts to stop a busy canister before it is marked failed [default: 5].
+    /// Attempts for a deferred canister (busy, frozen, controllers changed, manager faults)
+    /// before it is left on its release as deferred [default: 5].
     #[arg(long, value_name = "N")]
     pub stop_attempts: Option<u32>,
     /// First retry backoff, doubled on each retry [default: 60].
@@ -138,6 +139,10 @@ pub struct PlanArgs {
     /// Longest retry backoff [default: 1800].
     #[arg(long, value_name = "SECS")]
     pub backoff_max_secs: Option<u64>,
+    /// Seconds a canister gets to stop before it is started again and deferred; 0 waits for
+    /// the IC's own 5-minute timeout [default: 60].
+    #[arg(long, value_name = "SECS")]
+    pub stop_deadline_secs: Option<u64>,
 }
 
 /// The manager's defaults, as `rollout_core` defines them.
@@ -248,6 +253,7 @@ impl PlanArgs {
                     .map_or(d.retry.backoff_max_ns, secs_to_ns),
             });
         }
+        plan.stop_deadline_secs = self.stop_deadline_secs;
         validate(&plan)?;
         Ok(plan)
     }
@@ -280,6 +286,9 @@ fn validate(arg: &RolloutPlanArg) -> Result<(), CliError> {
     }
     if let Some(r) = &arg.retry {
         plan.retry = r.clone();
+    }
+    if let Some(secs) = arg.stop_deadline_secs {
+        plan.stop_deadline_ns = (secs > 0).then(|| secs_to_ns(secs));
     }
     plan.validate().map_err(plan_error)
 }
@@ -321,6 +330,9 @@ pub fn describe_plan_error(e: &PlanError) -> String {
         PlanError::InvalidRetry => {
             "retry policy: --stop-attempts must be at least 1 and --backoff-base-secs at most --backoff-max-secs"
                 .into()
+        }
+        PlanError::InvalidStopDeadline => {
+            "--stop-deadline-secs must be 1..=300 (0: the IC's own timeout)".into()
         }
         other => format!("{other:?}"),
     }

@@ -94,6 +94,8 @@ pub struct OutcomeCounts {
     pub rolled_back: u64,
     pub skipped: u64,
     pub cancelled: u64,
+    /// Left on their release by their environment or the manager, after every retry.
+    pub deferred: u64,
     /// Selected but not started (a halted rollout leaves them).
     pub not_started: u64,
 }
@@ -524,6 +526,7 @@ pub fn run(args: &RehearseArgs, show_progress: bool) -> Result<RehearsalReport, 
             Some(Outcome::RolledBack) => outcomes.rolled_back += 1,
             Some(Outcome::Skipped) => outcomes.skipped += 1,
             Some(Outcome::Cancelled) => outcomes.cancelled += 1,
+            Some(Outcome::Deferred) => outcomes.deferred += 1,
             Some(Outcome::Restored) | None => outcomes.not_started += 1,
         }
     }
@@ -714,8 +717,9 @@ pub fn report_text(r: &RehearsalReport) -> String {
         r.upgrades_per_round
     );
     t += &format!(
-        "  upgraded {}, failed {}, rolled back {}, skipped {}, cancelled {}, not started {}\n",
-        o.upgraded, o.failed, o.rolled_back, o.skipped, o.cancelled, o.not_started
+        "  upgraded {}, failed {}, rolled back {}, skipped {}, cancelled {}, deferred {}, not \
+         started {}\n",
+        o.upgraded, o.failed, o.rolled_back, o.skipped, o.cancelled, o.deferred, o.not_started
     );
     for s in &r.stages {
         t += &format!(

@@ -633,13 +633,17 @@ fn rollout_start_takes_every_plan_option_and_status_watch_follows_it_to_the_end(
     assert_eq!(f.world.module_hash(a), Some(sha256(&user_wasm(&[]))));
     assert_eq!(f.world.notes(a, owner_a), vec![("k".into(), "v".into())]);
 
-    // Drain for a manager upgrade: nothing in flight, so ready at once; resume ends it.
+    // Drain for a manager upgrade: nothing in flight, so ready at once; `end-drain` ends it
+    // (resume does not: a drain is not the rollout's phase).
     let drained = f.admin(&["manager", "drain", "--wait", "--interval-secs", "1"]);
     assert_eq!(drained["ready"], true, "{drained:#}");
     assert_eq!(drained["draining"], true);
     let (code, e) = f.admin_err(&["rollout", "start", "--version", "2.0.0"]);
     assert_eq!(code, 8, "no rollout while draining: {e}");
-    f.admin(&["rollout", "resume"]);
+    let (code, _) = f.admin_err(&["rollout", "resume"]);
+    assert_eq!(code, 8, "resume of a completed rollout");
+    let ended = f.admin(&["manager", "end-drain"]);
+    assert_eq!(ended["draining"], false, "{ended:#}");
     let again = f.admin(&[
         "rollout",
         "start",

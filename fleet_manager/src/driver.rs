@@ -25,6 +25,10 @@ pub const TICK: Duration = Duration::from_secs(1);
 const REISSUE_PER_TICK: usize = 200;
 /// Bounded-wait timeout of the health check.
 const HEALTH_TIMEOUT_SECS: u32 = 60;
+/// A timer that has not ticked for this long while there is work was lost: the IC deactivates
+/// the global timer of a canister that ran out of cycles (interface spec, "Global timer"), and
+/// nothing re-arms it by itself.
+const TIMER_SILENCE: u64 = 10 * TICK.as_nanos() as u64;
 
 thread_local! {
     static CALLS_IN_FLIGHT: Cell<u64> = const { Cell::new(0) };
@@ -34,6 +38,8 @@ thread_local! {
     /// Canisters whose task was cancelled by a trap: their call is issued again.
     static LOST: RefCell<BTreeSet<Principal>> = const { RefCell::new(BTreeSet::new()) };
     static TICK_STATS: Cell<(u64, u64, u64)> = const { Cell::new((0, 0, 0)) };
+    /// When the timer last ran, or was (re-)armed.
+    static LAST_TICK: Cell<u64> = const { Cell::new(0) };
 }
 
 pub fn calls_in_flight() -> u64 {
@@ -73,16 +79,59 @@ impl Drop for InFlight {
     }
 }
 
-/// Keeps the driver's timer running while there is work.
+/// Keeps the driver's timer running while there is work, and re-arms it when it went silent
+/// (lost while the manager was frozen). Cheap: every update call runs it (the `awake` guard),
+/// and so does every call result.
 pub fn ensure_timer() {
+    let now = ic_cdk::api::time();
     TIMER.with(|t| {
         let mut t = t.borrow_mut();
-        if t.is_none() {
-            *t = Some(ic_cdk_timers::set_timer_interval(TICK, || async {
-                timer_tick();
-            }));
+        let silent = now.saturating_sub(LAST_TICK.with(|l| l.get())) > TIMER_SILENCE;
+        match *t {
+            Some(_) if !silent => {}
+            Some(_) => {
+                if !rollouts::has_work() {
+                    return;
+                }
+                // ic-cdk-timers still holds the interval, due since the timer went silent, and
+                // believes the global timer armed (it only moves it to an earlier time than the
+                // one it last set). Arming the global timer directly wakes its handler, which
+                // runs the overdue interval and re-arms from its own list.
+                ic_cdk::println!(
+                    "driver timer silent since {}; re-armed",
+                    LAST_TICK.with(|l| l.get())
+                );
+                LAST_TICK.with(|l| l.set(now));
+                ic_cdk::api::global_timer_set(now.saturating_add(1));
+            }
+            None => {
+                LAST_TICK.with(|l| l.set(now));
+                *t = Some(ic_cdk_timers::set_timer_interval(TICK, || async {
+                    timer_tick();
+                }));
+            }
         }
     });
+}
+
+/// Runs before every update call (the `awake` guard): a lost timer is re-armed by the first
+/// call that reaches the manager after it can pay again (an operator's, an owner's, a user
+/// canister's).
+pub fn watchdog() {
+    let armed = TIMER.with(|t| t.borrow().is_some());
+    if armed || rollouts::has_work() {
+        ensure_timer();
+    }
+}
+
+/// Nanoseconds since the timer last ran while it is armed (0 when no timer is needed).
+pub fn timer_silence(now: u64) -> u64 {
+    let armed = TIMER.with(|t| t.borrow().is_some());
+    if armed {
+        now.saturating_sub(LAST_TICK.with(|l| l.get()))
+    } else {
+        0
+    }
 }
 
 fn stop_timer() {
@@ -102,6 +151,7 @@ pub fn after_upgrade(now: u64) {
 
 fn timer_tick() {
     let now = ic_cdk::api::time();
+    LAST_TICK.with(|l| l.set(now));
     if let Some(before) = REISSUE_BEFORE.with(|r| r.get()) {
         let again = rollouts::reissue_lost(before, now, REISSUE_PER_TICK);
         if again.is_empty() {
@@ -159,6 +209,7 @@ async fn run(mut action: Action) {
     loop {
         let result = perform(&action).await;
         let Fed { next, slot_freed } = rollouts::on_result(canister, result, ic_cdk::api::time());
+        ensure_timer();
         if slot_freed {
             // Fill the slot now rather than at the next timer tick, within what is left of
             // this tick's start cap.
@@ -178,8 +229,9 @@ fn call_error(e: CallFailed) -> CallError {
             reject_code: r.raw_reject_code(),
             message: r.reject_message().to_string(),
         },
+        // `ic0.call_perform` failed: the call never left the manager (its cycles or queues).
         other => CallError {
-            reject_code: 0,
+            reject_code: rollout_core::NOT_SENT,
             message: other.to_string(),
         },
     }
@@ -201,6 +253,21 @@ async fn mgmt<A: CandidType>(
     call.await.map_err(call_error)
 }
 
+/// `stop_canister` under the rollout's stop deadline, as a bounded-wait call; without a
+/// deadline it waits for the IC's own timeout.
+async fn stop(id: &mc::CanisterIdRecord) -> Result<ic_cdk::call::Response, CallError> {
+    let Some(secs) = rollouts::stop_deadline_secs() else {
+        return mgmt("stop_canister", id, 0).await;
+    };
+    let bytes = Encode!(id).expect("encoding a canister id");
+    rollouts::add_bytes_sent(bytes.len() as u64);
+    Call::bounded_wait(Principal::management_canister(), "stop_canister")
+        .change_timeout(secs)
+        .with_raw_args(&bytes)
+        .await
+        .map_err(call_error)
+}
+
 fn decode_failed(e: impl std::fmt::Display) -> CallError {
     CallError {
         reject_code: 0,
@@ -208,10 +275,13 @@ fn decode_failed(e: impl std::fmt::Display) -> CallError {
     }
 }
 
-/// Whether a rejected `stop_canister` means "did not stop in time": the IC rejects it with
-/// `SYS_TRANSIENT` after its timeout (interface spec, "IC method `stop_canister`").
+/// Whether a rejected `stop_canister` means "did not stop in time", by reject code alone: the
+/// IC rejects it with `SYS_TRANSIENT` after its own timeout (IC0206; interface spec, "IC method
+/// `stop_canister`"), and the bounded wait ends with `SYS_UNKNOWN` at the manager's deadline
+/// (interface spec, "Bounded-wait calls"). Either way the stop may still be pending: the
+/// pipeline's next call, `start_canister`, cancels it.
 fn stop_timed_out(e: &CallError) -> bool {
-    e.reject_code == 2 || e.message.contains("timed out")
+    e.reject_code == 2 || e.reject_code == 6
 }
 
 async fn perform(action: &Action) -> ActionResult {
@@ -239,7 +309,7 @@ async fn perform(action: &Action) -> ActionResult {
             mgmt("deposit_cycles", &id, *cycles).await,
             ActionResult::ToppedUp,
         ),
-        Op::Stop => match mgmt("stop_canister", &id, 0).await {
+        Op::Stop => match stop(&id).await {
             Ok(_) => ActionResult::Stopped,
             Err(e) if stop_timed_out(&e) => ActionResult::StopTimedOut,
             Err(e) => ActionResult::CallFailed(e),
@@ -360,7 +430,8 @@ mod tests {
             message: message.into(),
         };
         assert!(stop_timed_out(&e(2, "Stop canister request timed out")));
-        assert!(stop_timed_out(&e(5, "request timed out")));
+        assert!(stop_timed_out(&e(6, "Request timed out.")));
+        assert!(!stop_timed_out(&e(5, "request timed out")), "never by text");
         assert!(!stop_timed_out(&e(5, "only controllers may stop")));
         assert!(!stop_timed_out(&e(3, "canister not found")));
     }

@@ -33,6 +33,13 @@ fn caller() -> Caller {
     }
 }
 
+/// Guard of every update: notices a driver timer that went silent (the manager ran out of
+/// cycles, which deactivates its global timer) and re-arms it. Never refuses a call.
+fn awake() -> Result<(), String> {
+    driver::watchdog();
+    Ok(())
+}
+
 fn has_role(caller: Caller, role: Role) -> bool {
     state::with(|s| s.operators.has_role(caller, role))
 }
@@ -90,7 +97,7 @@ fn get_settings() -> Settings {
     state::with(|s| s.settings())
 }
 
-#[update]
+#[update(guard = "awake")]
 fn update_settings(update: SettingsUpdate) -> Result<Settings, UpdateSettingsError> {
     if !has_role(caller(), Role::Admin) {
         return Err(UpdateSettingsError::NotAuthorized);
@@ -109,12 +116,16 @@ fn update_settings(update: SettingsUpdate) -> Result<Settings, UpdateSettingsErr
         if let Some(limit) = update.creation_limit {
             settings.creation_limit = limit;
         }
+        if let Some(reserve) = update.pipeline_cycles_reserve {
+            settings.pipeline_cycles_reserve = Some(reserve);
+        }
         s.set_settings(settings.clone());
+        rollouts::settings_changed();
         settings
     }))
 }
 
-#[update]
+#[update(guard = "awake")]
 fn set_operator(operator: Operator) -> Result<(), OperatorError> {
     if !has_role(caller(), Role::Admin) {
         return Err(OperatorError::NotAuthorized);
@@ -129,7 +140,7 @@ fn set_operator(operator: Operator) -> Result<(), OperatorError> {
     Ok(())
 }
 
-#[update]
+#[update(guard = "awake")]
 fn remove_operator(principal: Principal) -> Result<(), OperatorError> {
     if !has_role(caller(), Role::Admin) {
         return Err(OperatorError::NotAuthorized);
@@ -157,7 +168,7 @@ fn list_operators() -> Result<Vec<Operator>, QueryError> {
 // Releases
 // ---------------------------------------------------------------------------------------------
 
-#[update]
+#[update(guard = "awake")]
 fn begin_release(req: BeginUpload) -> Result<UploadStatus, BeginReleaseError> {
     let caller = caller();
     if !has_role(caller, Role::Releaser) {
@@ -166,7 +177,7 @@ fn begin_release(req: BeginUpload) -> Result<UploadStatus, BeginReleaseError> {
     releases::begin(req, caller.principal, ic_cdk::api::time()).map_err(BeginReleaseError::Store)
 }
 
-#[update]
+#[update(guard = "awake")]
 fn upload_release_chunk(arg: UploadReleaseChunkArg) -> Result<(), UploadReleaseChunkError> {
     if !has_role(caller(), Role::Releaser) {
         return Err(UploadReleaseChunkError::NotAuthorized);
@@ -175,7 +186,7 @@ fn upload_release_chunk(arg: UploadReleaseChunkArg) -> Result<(), UploadReleaseC
         .map_err(UploadReleaseChunkError::Store)
 }
 
-#[update]
+#[update(guard = "awake")]
 fn abort_release_upload(version: String) -> Result<(), AbortReleaseUploadError> {
     if !has_role(caller(), Role::Releaser) {
         return Err(AbortReleaseUploadError::NotAuthorized);
@@ -188,7 +199,7 @@ fn release_upload_status(version: String) -> Result<UploadStatus, StoreError> {
     state::with(|s| s.store.upload_status(&version))
 }
 
-#[update]
+#[update(guard = "awake")]
 async fn finalize_release(version: String) -> Result<FinalizedRelease, FinalizeReleaseError> {
     if !has_role(caller(), Role::Releaser) {
         return Err(FinalizeReleaseError::NotAuthorized);
@@ -196,7 +207,7 @@ async fn finalize_release(version: String) -> Result<FinalizedRelease, FinalizeR
     releases::finalize(&mgmt::Ic, &version).await
 }
 
-#[update]
+#[update(guard = "awake")]
 async fn mirror_release(version: String) -> Result<ChunkStoreStatus, MirrorError> {
     if !has_role(caller(), Role::Releaser) {
         return Err(MirrorError::NotAuthorized);
@@ -205,7 +216,7 @@ async fn mirror_release(version: String) -> Result<ChunkStoreStatus, MirrorError
     Ok(chunk_store::status())
 }
 
-#[update]
+#[update(guard = "awake")]
 fn delete_release(version: String) -> Result<ReleaseMeta, DeleteReleaseError> {
     if !has_role(caller(), Role::Releaser) {
         return Err(DeleteReleaseError::NotAuthorized);
@@ -213,7 +224,7 @@ fn delete_release(version: String) -> Result<ReleaseMeta, DeleteReleaseError> {
     releases::delete(&version)
 }
 
-#[update]
+#[update(guard = "awake")]
 async fn set_default_release(version: String) -> Result<Settings, SetDefaultReleaseError> {
     if !has_role(caller(), Role::Admin) {
         return Err(SetDefaultReleaseError::NotAuthorized);
@@ -257,14 +268,14 @@ fn chunk_store_status() -> ChunkStoreStatus {
 // Provisioning
 // ---------------------------------------------------------------------------------------------
 
-#[update]
+#[update(guard = "awake")]
 async fn create_user_canister(
     arg: CreateUserCanisterArg,
 ) -> Result<UserCanister, CreateUserCanisterError> {
     provisioning::create_user_canister(&mgmt::Ic, caller().principal, arg).await
 }
 
-#[update]
+#[update(guard = "awake")]
 async fn adopt_canister(arg: AdoptCanisterArg) -> Result<UserCanister, AdoptCanisterError> {
     let caller = caller();
     let privileged = has_role(caller, Role::Admin) || has_role(caller, Role::Deployer);
@@ -338,7 +349,7 @@ fn user_canister_count() -> u64 {
     state::with(|s| s.registry.len())
 }
 
-#[update]
+#[update(guard = "awake")]
 fn set_upgrade_policy(arg: SetUpgradePolicyArg) -> Result<UserCanister, SetUpgradePolicyError> {
     let caller = caller();
     let deployer = has_role(caller, Role::Deployer);
@@ -389,13 +400,14 @@ fn busy_start(b: rollouts::Busy) -> StartRolloutError {
 
 /// Starts a staged rollout of a release to the fleet. The target is mirrored into the chunk
 /// store first; the cohort is selected from the registry when the plan is accepted.
-#[update]
+#[update(guard = "awake")]
 async fn start_rollout(plan: RolloutPlanArg) -> Result<RolloutStarted, StartRolloutError> {
     if !is_deployer(caller()) {
         return Err(StartRolloutError::NotAuthorized);
     }
-    rollouts::check_idle().map_err(busy_start)?;
+    // A plan that can never start is refused as such, whatever else runs.
     let core_plan = rollouts::to_plan(&plan)?;
+    rollouts::check_idle().map_err(busy_start)?;
     chunk_store::ensure_mirrored(&mgmt::Ic, &plan.target_version)
         .await
         .map_err(StartRolloutError::Mirror)?;
@@ -407,7 +419,7 @@ async fn start_rollout(plan: RolloutPlanArg) -> Result<RolloutStarted, StartRoll
     Ok(started)
 }
 
-#[update]
+#[update(guard = "awake")]
 fn pause_rollout() -> Result<RolloutStatus, RolloutControlError> {
     if !is_deployer(caller()) {
         return Err(RolloutControlError::NotAuthorized);
@@ -415,8 +427,8 @@ fn pause_rollout() -> Result<RolloutStatus, RolloutControlError> {
     rollouts::pause()
 }
 
-/// Resumes a paused or halted rollout; also ends a drain.
-#[update]
+/// Resumes a paused or halted rollout. It does not end a drain (`end_drain` does).
+#[update(guard = "awake")]
 fn resume_rollout() -> Result<RolloutStatus, RolloutControlError> {
     if !is_deployer(caller()) {
         return Err(RolloutControlError::NotAuthorized);
@@ -427,7 +439,7 @@ fn resume_rollout() -> Result<RolloutStatus, RolloutControlError> {
 }
 
 /// Drops pending canisters; in-flight ones finish or are brought back to running.
-#[update]
+#[update(guard = "awake")]
 fn abort_rollout() -> Result<RolloutStatus, RolloutControlError> {
     if !is_deployer(caller()) {
         return Err(RolloutControlError::NotAuthorized);
@@ -438,7 +450,7 @@ fn abort_rollout() -> Result<RolloutStatus, RolloutControlError> {
 }
 
 /// Undoes a rollout: a new rollout back to an earlier release, or snapshot restores.
-#[update]
+#[update(guard = "awake")]
 async fn rollback(arg: RollbackArg) -> Result<RolloutStarted, RollbackError> {
     if !is_deployer(caller()) {
         return Err(RollbackError::NotAuthorized);
@@ -487,20 +499,37 @@ async fn rollback(arg: RollbackArg) -> Result<RolloutStarted, RollbackError> {
 
 /// Pauses every rollout activity for the manager's own upgrade and reports when nothing is
 /// in flight; call it until `ready`, then stop, upgrade and start the manager, and resume.
-#[update]
+#[update(guard = "awake")]
 fn drain() -> Result<DrainStatus, DrainError> {
     let caller = caller();
     if !has_role(caller, Role::Admin) && !is_deployer(caller) {
         return Err(DrainError::NotAuthorized);
     }
     let (draining, pipelines_in_flight) = rollouts::drain();
+    Ok(drain_status(draining, pipelines_in_flight))
+}
+
+/// Ends a drain after the manager's upgrade: new pipelines start again in whatever phase the
+/// rollout is (a paused or halted rollout stays so; `resume_rollout` is a separate decision).
+#[update(guard = "awake")]
+fn end_drain() -> Result<DrainStatus, DrainError> {
+    let caller = caller();
+    if !has_role(caller, Role::Admin) && !is_deployer(caller) {
+        return Err(DrainError::NotAuthorized);
+    }
+    let (draining, pipelines_in_flight) = rollouts::end_drain();
+    driver::ensure_timer();
+    Ok(drain_status(draining, pipelines_in_flight))
+}
+
+fn drain_status(draining: bool, pipelines_in_flight: u64) -> DrainStatus {
     let calls_in_flight = driver::calls_in_flight();
-    Ok(DrainStatus {
+    DrainStatus {
         draining,
         calls_in_flight,
         pipelines_in_flight,
-        ready: calls_in_flight == 0 && pipelines_in_flight == 0,
-    })
+        ready: draining && calls_in_flight == 0 && pipelines_in_flight == 0,
+    }
 }
 
 #[query]
@@ -551,7 +580,7 @@ fn http_request(req: HttpRequest) -> HttpResponse {
 /// An owner, or the user canister itself, asks for an upgrade (to `target_version`, or to the
 /// running rollout's target, or to the default release). Answered at once: the pipeline runs
 /// from the manager's timer, so the canister never waits on the manager while being stopped.
-#[update]
+#[update(guard = "awake")]
 fn request_upgrade(
     canister_id: Option<Principal>,
     target_version: Option<String>,

@@ -3,7 +3,7 @@
 
 use crate::{driver, rollouts, state};
 use fleet_api::manager::CanisterStatus;
-use fleet_api::rollout::{FleetMetrics, ReleaseCount, StatusCount};
+use fleet_api::rollout::{FleetMetrics, Hold, ReleaseCount, StatusCount};
 use std::fmt::Write;
 
 pub fn collect() -> FleetMetrics {
@@ -40,6 +40,9 @@ pub fn collect() -> FleetMetrics {
         calls_in_flight: driver::calls_in_flight(),
         draining: rollouts::draining(),
         cycles_balance: ic_cdk::api::canister_cycle_balance(),
+        liquid_cycles: ic_cdk::api::canister_liquid_cycle_balance(),
+        pipeline_cycles_reserve: rollouts::pipeline_reserve(),
+        timer_silent_secs: driver::timer_silence(ic_cdk::api::time()) / 1_000_000_000,
         ticks_measured,
         tick_instructions_mean,
         tick_instructions_max,
@@ -199,6 +202,7 @@ pub fn prometheus(m: &FleetMetrics) -> String {
                 ("failed", k.failed),
                 ("skipped", k.skipped),
                 ("cancelled", k.cancelled),
+                ("deferred", k.deferred()),
             ]
             .iter()
             .map(|(s, n)| (format!("{{state=\"{s}\"}}"), n.to_string()))
@@ -209,6 +213,33 @@ pub fn prometheus(m: &FleetMetrics) -> String {
             "gauge",
             "Canisters finished per minute, measured over the last minutes.",
             one(format!("{}", r.rate_per_minute)),
+        );
+        let hold = match &r.hold {
+            None => "none",
+            Some(Hold::Draining) => "draining",
+            Some(Hold::ManagerLowCycles { .. }) => "manager_low_cycles",
+            Some(Hold::ManagerFaults { .. }) => "manager_faults",
+        };
+        metric(
+            "fleet_rollout_hold",
+            "gauge",
+            "1 with the reason why no pipeline starts although the rollout runs.",
+            vec![(format!("{{reason=\"{hold}\"}}"), "1".into())],
+        );
+        metric(
+            "fleet_rollout_deferrals",
+            "counter",
+            "Canisters deferred for a retry (or left on their release), by cause.",
+            vec![
+                (
+                    "{cause=\"environment\"}".into(),
+                    r.deferrals.environment.to_string(),
+                ),
+                (
+                    "{cause=\"manager\"}".into(),
+                    r.deferrals.manager.to_string(),
+                ),
+            ],
         );
         if let Some(eta) = r.eta_ns {
             metric(
@@ -230,6 +261,24 @@ pub fn prometheus(m: &FleetMetrics) -> String {
         "gauge",
         "Cycles balance of the manager.",
         one(m.cycles_balance.to_string()),
+    );
+    metric(
+        "fleet_manager_liquid_cycles",
+        "gauge",
+        "Cycles of the manager above its freezing threshold.",
+        one(m.liquid_cycles.to_string()),
+    );
+    metric(
+        "fleet_pipeline_cycles_reserve",
+        "gauge",
+        "Cycles kept for finishing each pipeline in flight.",
+        one(m.pipeline_cycles_reserve.to_string()),
+    );
+    metric(
+        "fleet_timer_silent_seconds",
+        "gauge",
+        "Seconds since the driver's timer last ran while it is armed.",
+        one(m.timer_silent_secs.to_string()),
     );
     metric(
         "fleet_tick_instructions",
@@ -276,6 +325,9 @@ mod tests {
             calls_in_flight: 4,
             draining: true,
             cycles_balance: 9,
+            liquid_cycles: 8,
+            pipeline_cycles_reserve: 1,
+            timer_silent_secs: 0,
             ticks_measured: 0,
             tick_instructions_mean: 0,
             tick_instructions_max: 0,

@@ -212,6 +212,15 @@ pub async fn adopt_canister<R: Runtime>(
         return Err(E::InvalidOwner);
     }
     let id = arg.canister_id;
+    // Access first: a caller without the role learns nothing about the registry. A registered
+    // canister's recovery principal is known without a call.
+    if !caller_is_deployer {
+        if let Some(known) = state::with(|s| s.registry.get(&id)) {
+            if known.recovery_principal != caller.principal {
+                return Err(E::NotAuthorized);
+            }
+        }
+    }
     let check_free = || {
         state::with(|s| {
             if s.registry.get(&id).is_some() {
@@ -574,6 +583,11 @@ mod tests {
         assert_eq!(
             adopt(&rt, p(2), true, good),
             Err(AdoptCanisterError::AlreadyRegistered)
+        );
+        // A caller without the role is refused as such, not told the canister is registered.
+        assert_eq!(
+            adopt(&rt, p(9), false, good),
+            Err(AdoptCanisterError::NotAuthorized)
         );
     }
 }

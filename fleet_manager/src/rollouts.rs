@@ -18,10 +18,10 @@ use fleet_api::manager::{
 use fleet_api::rollout::*;
 use rollout_core::StableStore;
 use rollout_core::{
-    Action, ActionResult, Cohort, CohortBuilder, CohortMember, FleetCanister, Op, Release,
-    RestorePlan, Rollout, RolloutPlan, UpgradePolicy, WavePlan, SECOND,
+    Action, ActionResult, Cohort, CohortBuilder, CohortMember, FleetCanister, ManagerView, Op,
+    Release, RestorePlan, Rollout, RolloutPlan, UpgradePolicy, WavePlan, SECOND,
 };
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 pub type Store = StableStore<Memory>;
 
@@ -38,6 +38,35 @@ struct Engine {
 
 thread_local! {
     static ENGINE: RefCell<Option<Engine>> = const { RefCell::new(None) };
+    /// The settings' cycles reserve per pipeline, cached: read before every driver step.
+    static RESERVE: Cell<Option<u128>> = const { Cell::new(None) };
+}
+
+/// Cycles kept per pipeline in flight.
+pub fn pipeline_reserve() -> u128 {
+    RESERVE.with(|r| match r.get() {
+        Some(v) => v,
+        None => {
+            let v = state::with(|s| s.settings().pipeline_cycles_reserve)
+                .unwrap_or(fleet_api::manager::DEFAULT_PIPELINE_CYCLES_RESERVE);
+            r.set(Some(v));
+            v
+        }
+    })
+}
+
+/// Forgets the cached reserve after the settings changed.
+pub fn settings_changed() {
+    RESERVE.with(|r| r.set(None));
+}
+
+/// The manager's own condition, for the driver's holds and for attributing failures.
+fn manager_view(draining: bool) -> ManagerView {
+    ManagerView {
+        draining,
+        liquid_cycles: ic_cdk::api::canister_liquid_cycle_balance(),
+        reserve_per_pipeline: pipeline_reserve(),
+    }
 }
 
 fn open_store() -> Store {
@@ -168,6 +197,9 @@ pub fn to_plan(arg: &RolloutPlanArg) -> Result<RolloutPlan, StartRolloutError> {
     }
     if let Some(retry) = &arg.retry {
         plan.retry = retry.clone();
+    }
+    if let Some(secs) = arg.stop_deadline_secs {
+        plan.stop_deadline_ns = (secs > 0).then(|| secs.saturating_mul(SECOND));
     }
     plan.validate().map_err(StartRolloutError::Plan)?;
     Ok(plan)
@@ -418,21 +450,10 @@ pub fn pause() -> Result<RolloutStatus, RolloutControlError> {
     control(|r, now| r.pause(now))
 }
 
-/// Resumes a paused or halted rollout, and ends a drain.
+/// Resumes a paused or halted rollout (or lifts a hold for manager faults). A drain is not
+/// the rollout's phase: only [`end_drain`] ends it.
 pub fn resume() -> Result<RolloutStatus, RolloutControlError> {
-    let was_draining = with_engine(|e| {
-        let was = e.meta.draining;
-        e.meta.draining = false;
-        e.save();
-        was
-    });
-    match control(|r, now| r.resume(now)) {
-        // Ending a drain of a rollout that was not paused by it is still a success.
-        Err(RolloutControlError::InvalidPhase { .. }) if was_draining => status()
-            .map(Ok)
-            .unwrap_or(Err(RolloutControlError::NoRollout)),
-        other => other,
-    }
+    control(|r, now| r.resume(now))
 }
 
 pub fn abort() -> Result<RolloutStatus, RolloutControlError> {
@@ -517,19 +538,37 @@ pub fn draining() -> bool {
     with_engine(|e| e.meta.draining)
 }
 
-/// Pauses everything for the manager's own upgrade; `resume` ends it.
+/// Holds every new pipeline start for the manager's own upgrade (the rollout's phase is left
+/// as it is); [`end_drain`] lifts the hold. Returns (draining, pipelines in flight).
 pub fn drain() -> (bool, u64) {
+    set_draining(true)
+}
+
+/// Ends a drain; the rollout goes on in the phase it had (a halted rollout stays halted).
+pub fn end_drain() -> (bool, u64) {
+    set_draining(false)
+}
+
+fn set_draining(draining: bool) -> (bool, u64) {
     let now = ic_cdk::api::time();
     with_engine(|e| {
-        e.meta.draining = true;
+        e.meta.draining = draining;
         if let Some(r) = e.rollout.as_mut() {
-            if r.state().phase == Phase::Running {
-                let _ = r.pause(now);
-            }
+            r.set_manager(manager_view(draining), now);
         }
         e.save();
         let in_flight = e.rollout.as_ref().map_or(0, |r| r.state().counts.in_flight);
-        (true, in_flight)
+        (draining, in_flight)
+    })
+}
+
+/// The rollout's stop deadline in whole seconds, for the bounded-wait `stop_canister` call.
+pub fn stop_deadline_secs() -> Option<u32> {
+    with_engine(|e| {
+        e.rollout
+            .as_ref()?
+            .stop_deadline()
+            .map(|ns| u32::try_from(ns / SECOND).unwrap_or(u32::MAX).max(1))
     })
 }
 
@@ -699,6 +738,7 @@ fn drive(now: u64, timer: bool) -> Vec<Action> {
             }
             return Vec::new();
         };
+        r.set_manager(manager_view(e.meta.draining), now);
         let actions = if timer { r.tick(now) } else { r.refill(now) };
         for a in &actions {
             if a.op == Op::CanisterStatus {
@@ -759,6 +799,7 @@ pub fn on_result(canister: Principal, result: ActionResult, now: u64) -> Fed {
                 slot_freed: false,
             };
         };
+        r.set_manager(manager_view(e.meta.draining), now);
         // The in-flight count drops exactly when this canister gave its slot back, which
         // spares decoding its record twice for every result.
         let in_flight_before = r.state().counts.in_flight;
@@ -849,6 +890,7 @@ fn finish_record(
         O::Failed => c.failed += 1,
         O::Skipped => c.skipped += 1,
         O::Cancelled => c.cancelled += 1,
+        O::Deferred => *c.deferred.get_or_insert(0) += 1,
     }
     state::with_mut(|s| {
         let Some(mut record) = s.registry.get(&canister) else {
@@ -923,6 +965,14 @@ fn finish_record(
                     record.current_release = target_ref.clone();
                     record.last_error = None;
                 }
+            }
+            // Not the release's fault: it stays on its release, running, with the reason.
+            (_, O::Deferred) => {
+                record.status = match rec.failure {
+                    Some(F::ManagerNotController) => CanisterStatus::Detached,
+                    _ => CanisterStatus::Active,
+                };
+                record.last_error = Some(describe(rec));
             }
             (_, O::Cancelled) | (_, O::Done) | (_, O::Restored) => {
                 record.status = CanisterStatus::Active;

@@ -72,6 +72,7 @@ fn default_settings() -> Settings {
         user_canister_cycles: DEFAULT_USER_CANISTER_CYCLES,
         creation_limit: DEFAULT_CREATION_LIMIT,
         default_release: None,
+        pipeline_cycles_reserve: None,
     }
 }
 

@@ -34,8 +34,8 @@ pub mod store;
 
 pub use candid::Principal;
 pub use pipeline::{
-    Action, ActionResult, AfterStart, CallError, CanisterRecord, Failure, Job, Op, OpKind, Outcome,
-    Step,
+    classify, Action, ActionResult, AfterStart, CallError, CanisterRecord, Cause, Failure, Job, Op,
+    OpKind, Outcome, Step, NOT_SENT,
 };
 pub use plan::{
     select, Canary, Cohort, CohortBuilder, CohortMember, CohortSummary, CyclesPolicy,
@@ -43,8 +43,9 @@ pub use plan::{
     SnapshotPolicy, UpgradePolicy, WaveLabel, WavePlan,
 };
 pub use rollout::{
-    ControlError, Event, EventKind, HaltReason, Phase, RequestError, RestorePlan, ResultError,
-    Rollout, RolloutState, RolloutStatus, StateCounts, Ticket, WaveProgress, REQUEST_WAVE,
+    ControlError, DeferralCounts, Event, EventKind, HaltReason, Hold, ManagerView, Phase,
+    RequestError, RestorePlan, ResultError, Rollout, RolloutState, RolloutStatus, StateCounts,
+    Ticket, WaveProgress, MANAGER_FAULTS_TO_HOLD, REQUEST_WAVE,
 };
 pub use stable::StableStore;
 pub use store::{MemStore, QueueKey, QueueKind, RolloutStore};

@@ -26,7 +26,8 @@ pub enum Op {
     CanisterStatus,
     /// `deposit_cycles` from the manager's balance; answer with [`ActionResult::ToppedUp`].
     TopUp { cycles: u128 },
-    /// `stop_canister`, under the shell's deadline; answer `Stopped` or `StopTimedOut`.
+    /// `stop_canister`, under the rollout's stop deadline (the shell makes it a bounded-wait
+    /// call); answer `Stopped` or `StopTimedOut`.
     Stop,
     /// `start_canister`; answer `Started`.
     Start,
@@ -139,7 +140,8 @@ pub enum Step {
     /// Health check failed: stopping to restore the snapshot.
     RestoringStop,
     RestoringLoad,
-    /// Would not stop; it runs again and the pipeline restarts after a backoff.
+    /// Deferred (would not stop, or a call failed for its environment or the manager): it runs
+    /// its old release and the pipeline restarts after a backoff.
     Busy,
     Finished(Outcome),
 }
@@ -147,6 +149,7 @@ pub enum Step {
 #[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AfterStart {
     HealthCheck,
+    /// Deferred: wait for a retry (or end [`Outcome::Deferred`] after the last attempt).
     Busy,
     Fail,
     RolledBack,
@@ -168,6 +171,10 @@ pub enum Outcome {
     Skipped,
     /// Dropped by an abort before anything changed (or after it was undone).
     Cancelled,
+    /// Left on its release, running, because of its environment (busy, frozen, controllers
+    /// changed) or of the manager (its cycles, its queues, the subnet), after every retry the
+    /// rollout allows. Never counted against the release.
+    Deferred,
 }
 
 impl Outcome {
@@ -177,7 +184,49 @@ impl Outcome {
     }
 }
 
-/// Why a canister was skipped, failed or rolled back.
+/// Who a failure is attributed to. Only [`Cause::Release`] counts toward the failure
+/// thresholds and halts a wave; the others defer the canister and retry it later.
+#[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Cause {
+    /// The new module: install or `post_upgrade` trapped, the health check failed.
+    Release,
+    /// The canister: busy (would not stop), frozen or low on cycles, controllers changed, gone.
+    Environment,
+    /// The manager or its subnet: its own cycles or queues, `SYS_TRANSIENT`, lost responses.
+    Manager,
+}
+
+/// Reject code the shell reports when a call was never sent (`ic0.call_perform` failed: the
+/// manager cannot pay for it or its output queue is full).
+pub const NOT_SENT: u32 = 0;
+
+/// Attributes a rejected call by its reject code (interface spec, "Reject codes") and the call
+/// it answers, never by its message text. `manager_low` is set when the manager's own liquid
+/// balance was below what finishing one pipeline needs when the reject arrived: then any
+/// reject is the manager's.
+pub fn classify(op: OpKind, e: &CallError, manager_low: bool) -> Cause {
+    if manager_low {
+        return Cause::Manager;
+    }
+    match (e.reject_code, op) {
+        // Not sent, SYS_FATAL: the manager's side.
+        (NOT_SENT, _) | (1, _) => Cause::Manager,
+        // The IC's own stop timeout (IC0206) and the manager's deadline: the canister is busy.
+        (2 | 6, OpKind::Stop) => Cause::Environment,
+        // SYS_TRANSIENT (queues full, out of cycles in flight) and SYS_UNKNOWN (a lost or late
+        // response): the subnet or the manager, worth retrying.
+        (2 | 6, _) => Cause::Manager,
+        // DESTINATION_INVALID: the canister is gone.
+        (3, _) => Cause::Environment,
+        // The IC refused the module (CANISTER_REJECT) or it trapped in pre/post_upgrade
+        // (CANISTER_ERROR); `fleet_health` rejected or trapped.
+        (4 | 5, OpKind::InstallChunked | OpKind::HealthCheck) => Cause::Release,
+        // Any other refusal of a management call: the canister's settings or state.
+        _ => Cause::Environment,
+    }
+}
+
+/// Why a canister was skipped, failed, rolled back or deferred.
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub enum Failure {
     ManagerNotController,
@@ -199,6 +248,11 @@ pub enum Failure {
     StopTimedOut {
         attempts: u32,
     },
+    /// A call failed for a reason of the manager or its subnet ([`Cause::Manager`]).
+    ManagerCall {
+        op: OpKind,
+        error: CallError,
+    },
     InstallFailed(CallError),
     Unhealthy {
         version: Option<String>,
@@ -213,6 +267,34 @@ pub enum Failure {
         op: OpKind,
         error: Option<CallError>,
     },
+}
+
+impl Failure {
+    /// Whom the failure is attributed to.
+    pub fn cause(&self) -> Cause {
+        match self {
+            Failure::ManagerCall { .. } => Cause::Manager,
+            Failure::InstallFailed(_)
+            | Failure::Unhealthy { .. }
+            | Failure::UnhealthyNoSnapshot { .. }
+            | Failure::RestoreFailed { .. } => Cause::Release,
+            Failure::ManagerNotController
+            | Failure::RecoveryControllerMissing
+            | Failure::ModuleHashMismatch { .. }
+            | Failure::AlreadyOnTarget
+            | Failure::LowCycles { .. }
+            | Failure::CallFailed { .. }
+            | Failure::StopTimedOut { .. } => Cause::Environment,
+        }
+    }
+
+    /// The failure of a call that is not the release's fault, by its cause.
+    fn deferred(op: OpKind, error: CallError, cause: Cause) -> Failure {
+        match cause {
+            Cause::Manager => Failure::ManagerCall { op, error },
+            _ => Failure::CallFailed { op, error },
+        }
+    }
 }
 
 /// The persisted state of one canister in a rollout.
@@ -231,7 +313,10 @@ pub struct CanisterRecord {
     pub snapshot: Option<SnapshotId>,
     /// A snapshot was taken by this pipeline, so restoring it loses no data.
     pub snapshot_fresh: bool,
+    /// Attempts that ended deferred (busy, environment or manager); the pipeline gives up
+    /// with [`Outcome::Deferred`] at [`RetryPolicy::stop_attempts`].
     pub stop_attempts: u32,
+    /// Failures of the current retried call (a start, a health check), reset on success.
     pub start_failures: u32,
     pub topped_up: u128,
     pub failure: Option<Failure>,
@@ -292,6 +377,9 @@ pub struct Ctx<'a> {
     pub retry: &'a RetryPolicy,
     /// The rollout is being aborted: stop at the next point where nothing is left changed.
     pub aborting: bool,
+    /// The manager's liquid balance is below what finishing one pipeline needs: every reject
+    /// is attributed to the manager.
+    pub manager_low: bool,
 }
 
 /// What to do after a step.
@@ -358,13 +446,17 @@ pub fn on_result(
                 module_hash,
                 cycles,
             },
-        ) => precheck(&mut r, ctx, &controllers, module_hash, cycles),
-        (Step::Precheck, R::CallFailed(e)) => fail(&mut r, OpKind::CanisterStatus, e),
+        ) => precheck(&mut r, ctx, &controllers, module_hash, cycles, now),
+        (Step::Precheck, R::CallFailed(e)) => {
+            call_deferred(&mut r, ctx, OpKind::CanisterStatus, e, false, now)
+        }
         (Step::ToppingUp { cycles }, R::ToppedUp) => {
             r.topped_up += cycles;
             after_precheck(&mut r, ctx)
         }
-        (Step::ToppingUp { .. }, R::CallFailed(e)) => fail(&mut r, OpKind::TopUp, e),
+        (Step::ToppingUp { .. }, R::CallFailed(e)) => {
+            call_deferred(&mut r, ctx, OpKind::TopUp, e, false, now)
+        }
         (Step::Stopping, R::Stopped) => {
             if ctx.aborting {
                 restart(&mut r, AfterStart::Cancel)
@@ -382,15 +474,14 @@ pub fn on_result(
         }
         (Step::Stopping, R::StopTimedOut) => {
             r.stop_attempts += 1;
+            r.failure = Some(Failure::StopTimedOut {
+                attempts: r.stop_attempts,
+            });
             restart(&mut r, AfterStart::Busy)
         }
+        // The stop may be pending still: starting the canister cancels it.
         (Step::Stopping, R::CallFailed(e)) => {
-            r.failure = Some(Failure::CallFailed {
-                op: OpKind::Stop,
-                error: e.clone(),
-            });
-            r.last_error = Some(e);
-            restart(&mut r, AfterStart::Fail)
+            call_deferred(&mut r, ctx, OpKind::Stop, e, true, now)
         }
         (Step::Snapshotting, R::SnapshotTaken { snapshot }) => {
             r.snapshot = Some(snapshot);
@@ -402,18 +493,18 @@ pub fn on_result(
             }
         }
         (Step::Snapshotting, R::CallFailed(e)) => {
-            r.failure = Some(Failure::CallFailed {
-                op: OpKind::TakeSnapshot,
-                error: e.clone(),
-            });
-            r.last_error = Some(e);
-            restart(&mut r, AfterStart::Fail)
+            call_deferred(&mut r, ctx, OpKind::TakeSnapshot, e, true, now)
         }
         (Step::Installing, R::Installed) => restart(&mut r, AfterStart::HealthCheck),
         (Step::Installing, R::InstallFailed(e) | R::CallFailed(e)) => {
-            r.failure = Some(Failure::InstallFailed(e.clone()));
-            r.last_error = Some(e);
-            restart(&mut r, AfterStart::Fail)
+            if classify(OpKind::InstallChunked, &e, ctx.manager_low) == Cause::Release {
+                // The IC kept the old module (interface spec, "IC method `install_code`").
+                r.failure = Some(Failure::InstallFailed(e.clone()));
+                r.last_error = Some(e);
+                restart(&mut r, AfterStart::Fail)
+            } else {
+                call_deferred(&mut r, ctx, OpKind::InstallChunked, e, true, now)
+            }
         }
         (Step::Starting { then }, R::Started) => {
             r.start_failures = 0;
@@ -449,9 +540,22 @@ pub fn on_result(
             }
         }
         (Step::HealthCheck, R::CallFailed(e)) => {
-            let message = Some(e.message.clone());
-            r.last_error = Some(e);
-            unhealthy(&mut r, None, message)
+            let cause = classify(OpKind::HealthCheck, &e, ctx.manager_low);
+            if cause != Cause::Manager {
+                r.start_failures += 1;
+            }
+            if cause == Cause::Release || r.start_failures >= ctx.retry.stop_attempts {
+                // Rejected or trapped, or no answer after every retry: the new module is
+                // not known to work.
+                let message = Some(e.message.clone());
+                r.last_error = Some(e);
+                unhealthy(&mut r, None, message)
+            } else {
+                // Late or lost answer, or the manager's own trouble: ask again later; the
+                // canister runs meanwhile.
+                r.last_error = Some(e);
+                Next::CallAt(now.saturating_add(ctx.retry.backoff(r.start_failures.max(1))))
+            }
         }
         (Step::RestoringStop, R::Stopped) => {
             r.step = Step::RestoringLoad;
@@ -461,6 +565,11 @@ pub fn on_result(
             r.stop_attempts += 1;
             restart(&mut r, AfterStart::RetryRestore)
         }
+        (Step::RestoringStop, R::CallFailed(e))
+            if classify(OpKind::Stop, &e, ctx.manager_low) == Cause::Manager =>
+        {
+            retry_later(&mut r, ctx, e, now)
+        }
         (Step::RestoringStop, R::CallFailed(e)) => restore_failed(&mut r, OpKind::Stop, e),
         (Step::RestoringLoad, R::SnapshotLoaded) => {
             let then = match r.job {
@@ -468,6 +577,11 @@ pub fn on_result(
                 Job::Upgrade => AfterStart::RolledBack,
             };
             restart(&mut r, then)
+        }
+        (Step::RestoringLoad, R::CallFailed(e))
+            if classify(OpKind::LoadSnapshot, &e, ctx.manager_low) == Cause::Manager =>
+        {
+            retry_later(&mut r, ctx, e, now)
         }
         (Step::RestoringLoad, R::CallFailed(e)) => restore_failed(&mut r, OpKind::LoadSnapshot, e),
         _ => return Err(Mismatch),
@@ -485,15 +599,16 @@ fn precheck(
     controllers: &[Principal],
     module_hash: Option<Vec<u8>>,
     cycles: u128,
+    now: Nanos,
 ) -> Next {
     if ctx.aborting {
         return finish(r, Outcome::Cancelled);
     }
     if !controllers.contains(&ctx.manager) {
-        return skip(r, Failure::ManagerNotController);
+        return defer(r, ctx, Failure::ManagerNotController, now);
     }
     if !controllers.contains(&r.recovery) {
-        return skip(r, Failure::RecoveryControllerMissing);
+        return defer(r, ctx, Failure::RecoveryControllerMissing, now);
     }
     if r.job == Job::Upgrade {
         if module_hash.as_ref() == Some(&ctx.target.module_hash) {
@@ -512,12 +627,15 @@ fn precheck(
     if cycles < ctx.cycles.min_cycles {
         let needed = ctx.cycles.top_up_to - cycles;
         if needed > ctx.budget_left {
-            return skip(
+            // Its owner may top it up meanwhile.
+            return defer(
                 r,
+                ctx,
                 Failure::LowCycles {
                     balance: cycles,
                     needed,
                 },
+                now,
             );
         }
         r.step = Step::ToppingUp { cycles: needed };
@@ -563,17 +681,7 @@ fn started(r: &mut CanisterRecord, then: AfterStart, ctx: &Ctx, now: Nanos) -> N
             r.step = Step::HealthCheck;
             Next::Call(Op::HealthCheck)
         }
-        AfterStart::Busy if ctx.aborting => finish(r, Outcome::Cancelled),
-        AfterStart::Busy if r.stop_attempts >= ctx.retry.stop_attempts => {
-            r.failure = Some(Failure::StopTimedOut {
-                attempts: r.stop_attempts,
-            });
-            finish(r, Outcome::Failed)
-        }
-        AfterStart::Busy => {
-            r.step = Step::Busy;
-            Next::RetryAt(now.saturating_add(ctx.retry.backoff(r.stop_attempts)))
-        }
+        AfterStart::Busy => wait_for_retry(r, ctx, now),
         AfterStart::Fail => finish(r, Outcome::Failed),
         AfterStart::RolledBack => finish(r, Outcome::RolledBack),
         AfterStart::Cancel => finish(r, Outcome::Cancelled),
@@ -608,6 +716,56 @@ fn unhealthy(r: &mut CanisterRecord, version: Option<String>, message: Option<St
     }
 }
 
+/// A call of the pipeline failed for a reason that is not the release's: attribute it, start
+/// the canister again if the pipeline may have stopped it, and defer it.
+fn call_deferred(
+    r: &mut CanisterRecord,
+    ctx: &Ctx,
+    op: OpKind,
+    e: CallError,
+    may_be_stopped: bool,
+    now: Nanos,
+) -> Next {
+    let cause = classify(op, &e, ctx.manager_low);
+    r.last_error = Some(e.clone());
+    let failure = Failure::deferred(op, e, cause);
+    if may_be_stopped {
+        r.stop_attempts += 1;
+        r.failure = Some(failure);
+        restart(r, AfterStart::Busy)
+    } else {
+        defer(r, ctx, failure, now)
+    }
+}
+
+/// Defers a running canister: it waits for a retry, or ends deferred after the last attempt.
+fn defer(r: &mut CanisterRecord, ctx: &Ctx, why: Failure, now: Nanos) -> Next {
+    if ctx.aborting {
+        return finish(r, Outcome::Cancelled);
+    }
+    r.stop_attempts += 1;
+    r.failure = Some(why);
+    wait_for_retry(r, ctx, now)
+}
+
+fn wait_for_retry(r: &mut CanisterRecord, ctx: &Ctx, now: Nanos) -> Next {
+    if ctx.aborting {
+        return finish(r, Outcome::Cancelled);
+    }
+    if r.stop_attempts >= ctx.retry.stop_attempts {
+        return finish(r, Outcome::Deferred);
+    }
+    r.step = Step::Busy;
+    Next::RetryAt(now.saturating_add(ctx.retry.backoff(r.stop_attempts)))
+}
+
+/// The manager could not make a restore call: make it again later, the restore is not lost.
+fn retry_later(r: &mut CanisterRecord, ctx: &Ctx, e: CallError, now: Nanos) -> Next {
+    r.start_failures += 1;
+    r.last_error = Some(e);
+    Next::CallAt(now.saturating_add(ctx.retry.backoff(r.start_failures)))
+}
+
 fn restore_failed(r: &mut CanisterRecord, op: OpKind, e: CallError) -> Next {
     r.failure = Some(Failure::RestoreFailed {
         op,
@@ -615,15 +773,6 @@ fn restore_failed(r: &mut CanisterRecord, op: OpKind, e: CallError) -> Next {
     });
     r.last_error = Some(e);
     restart(r, AfterStart::Fail)
-}
-
-fn fail(r: &mut CanisterRecord, op: OpKind, e: CallError) -> Next {
-    r.failure = Some(Failure::CallFailed {
-        op,
-        error: e.clone(),
-    });
-    r.last_error = Some(e);
-    finish(r, Outcome::Failed)
 }
 
 fn skip(r: &mut CanisterRecord, why: Failure) -> Next {

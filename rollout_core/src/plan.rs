@@ -141,7 +141,16 @@ pub struct RolloutPlan {
     pub snapshot: SnapshotPolicy,
     pub cycles: CyclesPolicy,
     pub retry: RetryPolicy,
+    /// How long the manager waits for a canister to stop before it starts it again and defers
+    /// it; `None` waits for the IC's own timeout (5 minutes, interface spec `stop_canister`).
+    pub stop_deadline_ns: Option<Nanos>,
 }
+
+/// The longest stop deadline: the IC's own stop timeout.
+pub const MAX_STOP_DEADLINE: Nanos = 5 * MINUTE;
+/// Default of [`RolloutPlan::stop_deadline_ns`]: a canister that is not stopped after a minute
+/// is busy; waiting the IC's five minutes per attempt costs a rollout far more.
+pub const DEFAULT_STOP_DEADLINE: Nanos = 60 * crate::SECOND;
 
 impl RolloutPlan {
     /// A plan with conservative defaults: a canary of 10, waves of 1%, 10%, 50%, 100% with
@@ -179,6 +188,7 @@ impl RolloutPlan {
                 backoff_base_ns: MINUTE,
                 backoff_max_ns: 30 * MINUTE,
             },
+            stop_deadline_ns: Some(DEFAULT_STOP_DEADLINE),
         }
     }
 
@@ -254,6 +264,12 @@ impl RolloutPlan {
         let r = &self.retry;
         if r.stop_attempts == 0 || r.backoff_base_ns == 0 || r.backoff_max_ns < r.backoff_base_ns {
             return Err(PlanError::InvalidRetry);
+        }
+        if self
+            .stop_deadline_ns
+            .is_some_and(|d| !(crate::SECOND..=MAX_STOP_DEADLINE).contains(&d))
+        {
+            return Err(PlanError::InvalidStopDeadline);
         }
         Ok(())
     }
@@ -349,6 +365,8 @@ pub enum PlanError {
     },
     TopUpBelowMinimum,
     InvalidRetry,
+    /// The stop deadline is below a second or above the IC's own 5-minute timeout.
+    InvalidStopDeadline,
     CanaryNotEligible {
         canister: Principal,
         reason: Ineligible,

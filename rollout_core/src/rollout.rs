@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::limiter::TokenBucket;
 use crate::pipeline::{self, Action, ActionResult, CallError, CanisterRecord, Ctx, Job, Next};
-use crate::pipeline::{Failure, Op, Outcome, Step};
+use crate::pipeline::{classify, Cause, Failure, Op, Outcome, Step};
 use crate::plan::{
     CohortMember, CyclesPolicy, FailurePolicy, Limits, PlanError, Release, RetryPolicy,
     RolloutPlan, SnapshotPolicy, WaveLabel,
@@ -28,6 +28,8 @@ pub const CANCEL_PER_TICK: u32 = 2_000;
 pub const CLEANUPS_PER_TICK: u32 = 100;
 const RATE_SAMPLE_EVERY: Nanos = 30 * crate::SECOND;
 const RATE_SAMPLES: usize = 16;
+/// Manager-caused failures in a row after which no pipeline starts for a backoff.
+pub const MANAGER_FAULTS_TO_HOLD: u32 = 3;
 
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub enum Phase {
@@ -48,6 +50,54 @@ impl Phase {
     }
 }
 
+/// Why no pipeline starts although the rollout runs: the manager's own condition, not the
+/// operator's decision. A hold is lifted by itself when its cause is gone and never changes
+/// the rollout's [`Phase`].
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum Hold {
+    /// The manager is draining for its own upgrade.
+    Draining,
+    /// The manager's liquid cycles do not cover finishing one more pipeline (`needed` for all
+    /// in flight plus one); a top-up lifts it.
+    ManagerLowCycles { liquid: u128, needed: u128 },
+    /// Calls failed for reasons of the manager or its subnet `count` times in a row; starts
+    /// wait until `until` (or an operator's resume).
+    ManagerFaults { count: u32, until: Nanos },
+}
+
+/// What the shell tells the driver about the manager itself before each step.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct ManagerView {
+    pub draining: bool,
+    /// The manager's liquid cycle balance (above its freezing threshold).
+    pub liquid_cycles: u128,
+    /// Cycles kept for finishing each pipeline in flight (and the next one) before it starts;
+    /// 0 disables the reserve.
+    pub reserve_per_pipeline: u128,
+}
+
+impl ManagerView {
+    /// Below what finishing a single pipeline needs: every reject is the manager's.
+    pub fn low(&self) -> bool {
+        self.liquid_cycles < self.reserve_per_pipeline
+    }
+
+    /// Pipelines the balance lets be in flight at once.
+    fn affordable(&self) -> u64 {
+        if self.reserve_per_pipeline == 0 {
+            return u64::MAX;
+        }
+        u64::try_from(self.liquid_cycles / self.reserve_per_pipeline).unwrap_or(u64::MAX)
+    }
+}
+
+/// Deferrals (a canister left for a later retry, or left on its release at the end) by cause.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeferralCounts {
+    pub environment: u64,
+    pub manager: u64,
+}
+
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub enum HaltReason {
     WaveFailureThreshold { wave: u32, failed: u64, size: u64 },
@@ -66,6 +116,8 @@ pub struct StateCounts {
     pub failed: u64,
     pub skipped: u64,
     pub cancelled: u64,
+    /// Ended [`Outcome::Deferred`]. Optional only so that headers stored before it decode.
+    pub deferred: Option<u64>,
 }
 
 impl StateCounts {
@@ -74,7 +126,17 @@ impl StateCounts {
     }
 
     pub fn finished(&self) -> u64 {
-        self.done + self.restored + self.rolled_back + self.failed + self.skipped + self.cancelled
+        self.done
+            + self.restored
+            + self.rolled_back
+            + self.failed
+            + self.skipped
+            + self.cancelled
+            + self.deferred()
+    }
+
+    pub fn deferred(&self) -> u64 {
+        self.deferred.unwrap_or(0)
     }
 
     fn add_outcome(&mut self, outcome: Outcome) {
@@ -85,6 +147,7 @@ impl StateCounts {
             Outcome::Failed => &mut self.failed,
             Outcome::Skipped => &mut self.skipped,
             Outcome::Cancelled => &mut self.cancelled,
+            Outcome::Deferred => self.deferred.get_or_insert(0),
         } += 1;
     }
 }
@@ -147,6 +210,9 @@ pub enum EventKind {
     Paused,
     Resumed,
     Halted(HaltReason),
+    /// No pipeline starts until the hold is lifted.
+    Held(Hold),
+    HoldLifted,
     AbortRequested,
     Aborted,
     Completed,
@@ -239,6 +305,16 @@ pub struct RolloutState {
     /// header written before the count existed, which counts as zero; that is safe because
     /// the next timer tick resets the count in any case.
     pub starts_since_tick: Option<u32>,
+    /// The manager gives a canister this long to stop before it starts it again and defers
+    /// it; `None`: the IC's own timeout (5 minutes).
+    pub stop_deadline_ns: Option<Nanos>,
+    /// Why starts wait although the rollout runs.
+    pub hold: Option<Hold>,
+    /// The manager's condition, as the shell last reported it.
+    pub manager_view: Option<ManagerView>,
+    /// Manager-caused failures in a row.
+    pub manager_faults: Option<u32>,
+    pub deferrals: Option<DeferralCounts>,
 }
 
 /// Status for operators; computed from the header alone.
@@ -261,6 +337,10 @@ pub struct RolloutStatus {
     pub top_up_spent: u128,
     pub created_at: Nanos,
     pub finished_at: Option<Nanos>,
+    /// Why no pipeline starts although the phase is `Running`.
+    pub hold: Option<Hold>,
+    pub deferrals: DeferralCounts,
+    pub stop_deadline_ns: Option<Nanos>,
 }
 
 /// A canister to restore from its fleet snapshot.
@@ -335,6 +415,11 @@ impl<S: RolloutStore> Rollout<S> {
             events_next: 0,
             rate_samples: Vec::new(),
             starts_since_tick: Some(0),
+            stop_deadline_ns: plan.stop_deadline_ns,
+            hold: None,
+            manager_view: None,
+            manager_faults: Some(0),
+            deferrals: Some(DeferralCounts::default()),
         }
     }
 
@@ -462,6 +547,51 @@ impl<S: RolloutStore> Rollout<S> {
         self.step(now)
     }
 
+    /// The shell reports the manager's own condition (drain, cycles) before a step; the hold
+    /// follows from it at once.
+    pub fn set_manager(&mut self, view: ManagerView, now: Nanos) {
+        self.state.manager_view = Some(view);
+        if !self.state.phase.is_finished() {
+            self.refresh_hold(now);
+        }
+    }
+
+    /// Recomputes the hold from the manager's condition; logs a change.
+    fn refresh_hold(&mut self, now: Nanos) {
+        let view = self.state.manager_view.clone().unwrap_or_default();
+        let faults = match &self.state.hold {
+            Some(h @ Hold::ManagerFaults { until, .. }) if now < *until => Some(h.clone()),
+            _ => None,
+        };
+        let needed = view
+            .reserve_per_pipeline
+            .saturating_mul(u128::from(self.state.counts.in_flight) + 1);
+        let hold = if view.draining {
+            Some(Hold::Draining)
+        } else if faults.is_some() {
+            faults
+        } else if view.liquid_cycles < needed && self.state.phase == Phase::Running {
+            Some(Hold::ManagerLowCycles {
+                liquid: view.liquid_cycles,
+                needed,
+            })
+        } else {
+            None
+        };
+        let changed = match (&self.state.hold, &hold) {
+            (None, None) => false,
+            (Some(a), Some(b)) => std::mem::discriminant(a) != std::mem::discriminant(b),
+            _ => true,
+        };
+        if changed {
+            match &hold {
+                Some(h) => self.log(now, EventKind::Held(h.clone())),
+                None => self.log(now, EventKind::HoldLifted),
+            }
+        }
+        self.state.hold = hold;
+    }
+
     fn step(&mut self, now: Nanos) -> Vec<Action> {
         let mut actions = Vec::new();
         self.wake_due(now, &mut actions);
@@ -469,9 +599,12 @@ impl<S: RolloutStore> Rollout<S> {
         if self.state.phase == Phase::Aborting {
             self.cancel_queued(now);
         }
+        self.refresh_hold(now);
         if self.state.phase == Phase::Running {
             self.advance_waves(now);
-            self.start_pipelines(now, &mut actions);
+            if self.state.hold.is_none() {
+                self.start_pipelines(now, &mut actions);
+            }
         }
         self.maybe_finish(now);
         self.sample_rate(now);
@@ -517,9 +650,16 @@ impl<S: RolloutStore> Rollout<S> {
             _ => None,
         };
         let ctx = self.ctx();
+        let manager_fault = match (&result, pipeline::current_op(&rec, &self.state.target)) {
+            (ActionResult::CallFailed(e) | ActionResult::InstallFailed(e), Some(op)) => {
+                classify(op.kind(), e, ctx.manager_low) == Cause::Manager
+            }
+            _ => false,
+        };
         let Ok(next) = pipeline::on_result(&mut rec, result, &ctx, now) else {
             return Err(ResultError::Mismatch { step: rec.step });
         };
+        self.count_manager_fault(manager_fault, now);
         self.state.budget_left += refund;
         self.store.dequeue(&issued);
         rec.outstanding = None;
@@ -540,6 +680,7 @@ impl<S: RolloutStore> Rollout<S> {
                 None
             }
             Next::RetryAt(at) => {
+                self.count_deferral(&rec);
                 self.state.counts.in_flight -= 1;
                 self.state.counts.busy += 1;
                 let key = self.key(QueueKind::Retry, at);
@@ -548,6 +689,9 @@ impl<S: RolloutStore> Rollout<S> {
                 None
             }
             Next::Finished => {
+                if rec.outcome() == Some(Outcome::Deferred) {
+                    self.count_deferral(&rec);
+                }
                 self.state.counts.in_flight -= 1;
                 self.finished(canister, &mut rec, now);
                 None
@@ -560,6 +704,34 @@ impl<S: RolloutStore> Rollout<S> {
         Ok(action)
     }
 
+    fn count_deferral(&mut self, rec: &CanisterRecord) {
+        let d = self.state.deferrals.get_or_insert_with(Default::default);
+        match rec.failure.as_ref().map(Failure::cause) {
+            Some(Cause::Manager) => d.manager += 1,
+            _ => d.environment += 1,
+        }
+    }
+
+    /// Counts manager-caused failures in a row; at [`MANAGER_FAULTS_TO_HOLD`] starts wait for
+    /// a backoff that grows while they persist. Any other result ends the run.
+    fn count_manager_fault(&mut self, fault: bool, now: Nanos) {
+        if !fault {
+            self.state.manager_faults = Some(0);
+            return;
+        }
+        let count = self.state.manager_faults.unwrap_or(0) + 1;
+        self.state.manager_faults = Some(count);
+        if count >= MANAGER_FAULTS_TO_HOLD {
+            let until =
+                now.saturating_add(self.state.retry.backoff(count + 1 - MANAGER_FAULTS_TO_HOLD));
+            let hold = Hold::ManagerFaults { count, until };
+            if !matches!(self.state.hold, Some(Hold::ManagerFaults { .. })) {
+                self.log(now, EventKind::Held(hold.clone()));
+            }
+            self.state.hold = Some(hold);
+        }
+    }
+
     /// Stops new starts; in-flight pipelines finish.
     pub fn pause(&mut self, now: Nanos) -> Result<(), ControlError> {
         if self.state.phase != Phase::Running {
@@ -570,8 +742,18 @@ impl<S: RolloutStore> Rollout<S> {
         Ok(())
     }
 
-    /// Continues after a pause or a halt; the consecutive-failure count starts again.
+    /// Continues after a pause or a halt; the consecutive-failure count starts again. Also
+    /// lifts a hold for manager faults (the operator says the manager is fine again); the other
+    /// holds follow the manager's condition and stay.
     pub fn resume(&mut self, now: Nanos) -> Result<(), ControlError> {
+        if matches!(self.state.hold, Some(Hold::ManagerFaults { .. })) {
+            self.state.hold = None;
+            self.state.manager_faults = Some(0);
+            self.log(now, EventKind::HoldLifted);
+            if self.state.phase == Phase::Running {
+                return Ok(());
+            }
+        }
         if !matches!(self.state.phase, Phase::Paused | Phase::Halted(_)) {
             return Err(self.invalid());
         }
@@ -794,7 +976,15 @@ impl<S: RolloutStore> Rollout<S> {
             top_up_spent: s.cycles.budget.saturating_sub(s.budget_left),
             created_at: s.created_at,
             finished_at: s.finished_at,
+            hold: s.hold.clone(),
+            deferrals: s.deferrals.clone().unwrap_or_default(),
+            stop_deadline_ns: s.stop_deadline_ns,
         }
+    }
+
+    /// The manager gives a canister this long to stop (`None`: the IC's own timeout).
+    pub fn stop_deadline(&self) -> Option<Nanos> {
+        self.state.stop_deadline_ns
     }
 
     // ----- internals -----
@@ -809,6 +999,7 @@ impl<S: RolloutStore> Rollout<S> {
             budget_left: s.budget_left,
             retry: &s.retry,
             aborting: matches!(s.phase, Phase::Aborting | Phase::Aborted),
+            manager_low: s.manager_view.as_ref().is_some_and(ManagerView::low),
         }
     }
 
@@ -947,6 +1138,14 @@ impl<S: RolloutStore> Rollout<S> {
         let room = (limits.max_in_flight as u64).saturating_sub(self.state.counts.in_flight);
         let started = self.state.starts_since_tick.unwrap_or(0);
         let left = limits.max_starts_per_tick.saturating_sub(started);
+        // Never start a pipeline the manager could not finish: each one in flight keeps its
+        // reserve of cycles (a canister it stopped must always be started again).
+        let affordable = self
+            .state
+            .manager_view
+            .as_ref()
+            .map_or(u64::MAX, ManagerView::affordable);
+        let room = room.min(affordable.saturating_sub(self.state.counts.in_flight));
         let mut allowed = room.min(left as u64);
         while allowed > 0 && self.state.bucket.available(now) {
             let Some((key, canister, from_busy)) = self.next_to_start(now) else {

@@ -91,8 +91,17 @@ fn faults_on_100k_end_in_the_right_states() {
     let status = sim.rollout.status(sim.now);
     assert_eq!(status.phase, Phase::Completed);
     assert_eq!(status.counts.rolled_back, faulty);
-    assert_eq!(status.counts.failed, 2 * faulty);
+    // Only the release's failures count as failed; the canisters that never stopped are
+    // deferred (their environment), left running their old release.
+    assert_eq!(status.counts.failed, faulty);
+    assert_eq!(status.counts.deferred(), faulty);
     assert_eq!(status.counts.done, n - 3 * faulty);
+    assert_eq!(
+        status.deferrals.environment,
+        faulty * plan.retry.stop_attempts as u64 + 2 * faulty,
+        "every busy attempt is a deferral"
+    );
+    assert_eq!(status.deferrals.manager, 0);
     sim.assert_none_stopped();
     sim.assert_rate_respected();
 
@@ -124,7 +133,8 @@ fn faults_on_100k_end_in_the_right_states() {
     }
     for c in pick(4) {
         let r = rec(c);
-        assert_eq!(r.outcome(), Some(Outcome::Failed));
+        assert_eq!(r.outcome(), Some(Outcome::Deferred));
+        assert_eq!(sim.ic.canisters[&c].module, hash(OLD));
         assert_eq!(
             r.failure,
             Some(Failure::StopTimedOut {
@@ -603,4 +613,122 @@ fn results_that_do_not_fit_are_refused_without_change() {
         .rollout
         .reissue_outstanding(T0 + 1, T0 + 1, 100)
         .is_empty());
+}
+
+/// The manager's own condition holds starts without touching the phase: a drain holds them
+/// until it ends, a balance that covers three pipelines keeps at most three in flight, and a
+/// top-up lifts the hold by itself.
+#[test]
+fn manager_holds_keep_the_phase_and_lift_by_themselves() {
+    let n = 200u64;
+    let fleet = fleet(n);
+    let mut plan = fast_plan();
+    plan.canary = Canary::None;
+    plan.waves_percent = vec![100];
+    plan.limits.max_in_flight = 20;
+    let mut sim = Sim::new(&fleet, &plan, T0);
+    let reserve = 1_000u128;
+    let view = |draining, liquid| ManagerView {
+        draining,
+        liquid_cycles: liquid,
+        reserve_per_pipeline: reserve,
+    };
+
+    // Draining: nothing starts, the phase stays Running.
+    let now = sim.now;
+    sim.rollout.set_manager(view(true, u128::MAX), now);
+    for _ in 0..20 {
+        sim.step();
+    }
+    let st = sim.rollout.status(sim.now);
+    assert_eq!(st.phase, Phase::Running);
+    assert_eq!(st.hold, Some(Hold::Draining));
+    assert_eq!(st.counts.pending, n);
+
+    // Cycles for three pipelines: never more than three in flight, held with the reason.
+    let now = sim.now;
+    sim.rollout.set_manager(view(false, 3 * reserve + 10), now);
+    let until = sim.now + 5 * MINUTE;
+    let mut max_in_flight = 0;
+    while sim.now < until {
+        sim.step();
+        max_in_flight = max_in_flight.max(sim.rollout.state().counts.in_flight);
+    }
+    assert_eq!(max_in_flight, 3);
+    let st = sim.rollout.status(sim.now);
+    assert!(st.counts.done > 0, "work goes on within the reserve");
+    assert_eq!(st.phase, Phase::Running);
+
+    // Below the reserve for even one pipeline: held, and the reason is shown.
+    let now = sim.now;
+    sim.rollout.set_manager(view(false, reserve / 2), now);
+    sim.run_until(|s| s.rollout.state().counts.in_flight == 0, until + MINUTE);
+    sim.step();
+    let st = sim.rollout.status(sim.now);
+    assert!(
+        matches!(st.hold, Some(Hold::ManagerLowCycles { .. })),
+        "{:?}",
+        st.hold
+    );
+    let done = st.counts.done;
+    for _ in 0..50 {
+        sim.step();
+    }
+    assert_eq!(sim.rollout.status(sim.now).counts.done, done, "held");
+
+    // A top-up lifts it; the rollout completes with no operator action.
+    let now = sim.now;
+    sim.rollout.set_manager(view(false, u128::MAX), now);
+    sim.run(T0 + 24 * 60 * MINUTE);
+    let st = sim.rollout.status(sim.now);
+    assert_eq!(st.phase, Phase::Completed);
+    assert_eq!(st.hold, None);
+    assert_eq!(st.counts.done, n);
+    sim.assert_none_stopped();
+    let events: Vec<_> = sim
+        .rollout
+        .events(0, 10_000)
+        .into_iter()
+        .map(|(_, e)| e.kind)
+        .collect();
+    assert!(events.contains(&EventKind::Held(Hold::Draining)));
+    assert!(events.contains(&EventKind::HoldLifted));
+}
+
+/// Manager-caused failures are never booked against the release: three in a row hold the
+/// rollout for a backoff, and the canisters end done once the manager recovers.
+#[test]
+fn manager_faults_defer_and_hold_without_failing_canisters() {
+    let n = 50u64;
+    let fleet = fleet(n);
+    let mut plan = fast_plan();
+    plan.canary = Canary::None;
+    plan.waves_percent = vec![100];
+    plan.limits.max_in_flight = 5;
+    let mut sim = Sim::new(&fleet, &plan, T0);
+    // Every snapshot fails as if the manager could not pay for the call.
+    sim.ic.faults.snapshot_not_sent = true;
+    sim.run_until(
+        |s| matches!(s.rollout.state().hold, Some(Hold::ManagerFaults { .. })),
+        T0 + 10 * MINUTE,
+    );
+    // Held: the canisters in flight are started again and wait; no new pipeline starts.
+    sim.run_until(
+        |s| s.rollout.state().counts.in_flight == 0,
+        T0 + 20 * MINUTE,
+    );
+    let st = sim.rollout.status(sim.now);
+    assert!(matches!(st.hold, Some(Hold::ManagerFaults { .. })));
+    assert_eq!(st.counts.failed, 0);
+    assert_eq!(st.counts.rolled_back, 0);
+    assert!(st.deferrals.manager >= MANAGER_FAULTS_TO_HOLD as u64);
+    assert_eq!(st.deferrals.environment, 0);
+    sim.assert_none_stopped();
+    assert_eq!(st.phase, Phase::Running);
+    sim.ic.faults.snapshot_not_sent = false;
+    sim.run(T0 + 24 * 60 * MINUTE);
+    let st = sim.rollout.status(sim.now);
+    assert_eq!(st.phase, Phase::Completed);
+    assert_eq!(st.counts.done, n, "{:?}", st.counts);
+    sim.assert_none_stopped();
 }

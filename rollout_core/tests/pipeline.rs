@@ -20,6 +20,7 @@ fn ctx<'a>(t: &'a Release, c: &'a CyclesPolicy, r: &'a RetryPolicy) -> Ctx<'a> {
         budget_left: 0,
         retry: r,
         aborting: false,
+        manager_low: false,
     }
 }
 
@@ -117,34 +118,65 @@ fn happy_path_issues_each_call_in_order() {
     assert_eq!(r.snapshot, Some(vec![10]));
 }
 
+fn reject(code: u32) -> CallError {
+    CallError {
+        reject_code: code,
+        message: "boom".into(),
+    }
+}
+
+/// Whatever fails after the stop, the next call starts the canister again; only the release's
+/// own failures (the install trapped or was refused) end `Failed`, everything else defers the
+/// canister for a retry with backoff, attributed to its environment or the manager.
 #[test]
 fn every_failure_after_stop_starts_the_canister_again() {
     let (t, c, rt) = policies();
     let cx = ctx(&t, &c, &rt);
+    let busy = Step::Busy;
+    let failed = Step::Finished(Outcome::Failed);
     let cases = [
-        ("stopping", ActionResult::StopTimedOut, Step::Busy),
+        ("stopping", ActionResult::StopTimedOut, busy.clone(), None),
+        // The IC refused the stop (CANISTER_ERROR): the canister's state.
         (
             "stopping",
-            ActionResult::CallFailed(err()),
-            Step::Finished(Outcome::Failed),
+            ActionResult::CallFailed(reject(5)),
+            busy.clone(),
+            Some(Cause::Environment),
         ),
+        // SYS_TRANSIENT on the snapshot: the subnet or the manager.
         (
             "snapshotting",
-            ActionResult::CallFailed(err()),
-            Step::Finished(Outcome::Failed),
+            ActionResult::CallFailed(reject(2)),
+            busy.clone(),
+            Some(Cause::Manager),
+        ),
+        // Not sent at all: the manager could not pay for the call.
+        (
+            "snapshotting",
+            ActionResult::CallFailed(reject(NOT_SENT)),
+            busy.clone(),
+            Some(Cause::Manager),
         ),
         (
             "installing",
-            ActionResult::InstallFailed(err()),
-            Step::Finished(Outcome::Failed),
+            ActionResult::InstallFailed(reject(5)),
+            failed.clone(),
+            Some(Cause::Release),
         ),
         (
             "installing",
-            ActionResult::CallFailed(err()),
-            Step::Finished(Outcome::Failed),
+            ActionResult::InstallFailed(reject(4)),
+            failed.clone(),
+            Some(Cause::Release),
+        ),
+        (
+            "installing",
+            ActionResult::InstallFailed(reject(2)),
+            busy.clone(),
+            Some(Cause::Manager),
         ),
     ];
-    for (step, result, end) in cases {
+    for (step, result, end, cause) in cases {
         let mut r = at(step, &cx);
         assert_eq!(
             call(pipeline::on_result(&mut r, result, &cx, 10).unwrap()),
@@ -155,10 +187,97 @@ fn every_failure_after_stop_starts_the_canister_again() {
         if end == Step::Busy {
             assert_eq!(next, Next::RetryAt(11 + rt.backoff(1)));
         }
+        if let Some(cause) = cause {
+            assert_eq!(
+                r.failure.as_ref().map(Failure::cause),
+                Some(cause),
+                "{step}"
+            );
+        }
     }
     let mut r = at("installing", &cx);
     pipeline::on_result(&mut r, ActionResult::InstallFailed(err()), &cx, 10).unwrap();
     assert_eq!(r.failure, Some(Failure::InstallFailed(err())));
+
+    // With the manager below its reserve, even a trap-shaped reject is not booked as the
+    // release's: the manager cannot tell, and a healthy canister must not be marked failed.
+    let low = Ctx {
+        manager_low: true,
+        ..cx
+    };
+    let mut r = at("installing", &low);
+    pipeline::on_result(&mut r, ActionResult::InstallFailed(reject(5)), &low, 10).unwrap();
+    pipeline::on_result(&mut r, ActionResult::Started, &low, 11).unwrap();
+    assert_eq!(r.step, Step::Busy);
+    assert!(matches!(r.failure, Some(Failure::ManagerCall { .. })));
+}
+
+/// A canister deferred on every attempt ends `Deferred`, running its old release: it never
+/// counts as the release's failure.
+#[test]
+fn repeated_deferrals_end_deferred_not_failed() {
+    let (t, c, rt) = policies();
+    let cx = ctx(&t, &c, &rt);
+    let mut r = record();
+    let mut now = 0;
+    for attempt in 1..=rt.stop_attempts {
+        assert_eq!(pipeline::begin(&mut r, now), Op::CanisterStatus);
+        pipeline::on_result(&mut r, status(u128::MAX), &cx, now).unwrap();
+        pipeline::on_result(&mut r, ActionResult::StopTimedOut, &cx, now).unwrap();
+        let next = pipeline::on_result(&mut r, ActionResult::Started, &cx, now).unwrap();
+        assert_eq!(r.stop_attempts, attempt);
+        if attempt < rt.stop_attempts {
+            assert_eq!(next, Next::RetryAt(now + rt.backoff(attempt)));
+            now += rt.backoff(attempt);
+        } else {
+            assert_eq!(next, Next::Finished);
+        }
+    }
+    assert_eq!(r.outcome(), Some(Outcome::Deferred));
+    assert!(!Outcome::Deferred.is_failure());
+    assert_eq!(
+        r.failure,
+        Some(Failure::StopTimedOut {
+            attempts: rt.stop_attempts
+        })
+    );
+}
+
+#[test]
+fn rejects_are_classified_by_code_and_call() {
+    use OpKind::*;
+    let c = |code, op| classify(op, &reject(code), false);
+    assert_eq!(c(5, InstallChunked), Cause::Release);
+    assert_eq!(c(4, HealthCheck), Cause::Release);
+    assert_eq!(c(2, Stop), Cause::Environment);
+    assert_eq!(c(6, Stop), Cause::Environment);
+    assert_eq!(c(2, TakeSnapshot), Cause::Manager);
+    assert_eq!(c(6, HealthCheck), Cause::Manager);
+    assert_eq!(c(NOT_SENT, InstallChunked), Cause::Manager);
+    assert_eq!(c(1, CanisterStatus), Cause::Manager);
+    assert_eq!(c(3, Stop), Cause::Environment);
+    assert_eq!(c(5, TakeSnapshot), Cause::Environment);
+    assert_eq!(c(4, CanisterStatus), Cause::Environment);
+    assert_eq!(
+        classify(InstallChunked, &reject(5), true),
+        Cause::Manager,
+        "a low manager takes every reject on itself"
+    );
+}
+
+/// A health check that gets no answer (SYS_UNKNOWN) is asked again; one that is rejected by
+/// the canister is unhealthy at once.
+#[test]
+fn health_check_retries_lost_answers_but_not_rejections() {
+    let (t, c, rt) = policies();
+    let cx = ctx(&t, &c, &rt);
+    let mut r = at("health", &cx);
+    let next = pipeline::on_result(&mut r, ActionResult::CallFailed(reject(6)), &cx, 50).unwrap();
+    assert_eq!(next, Next::CallAt(50 + rt.backoff(1)));
+    assert_eq!(r.step, Step::HealthCheck);
+    let next = pipeline::on_result(&mut r, ActionResult::CallFailed(reject(5)), &cx, 60).unwrap();
+    assert_eq!(call(next), Op::Stop, "unhealthy: restore the snapshot");
+    assert_eq!(r.step, Step::RestoringStop);
 }
 
 #[test]
@@ -225,7 +344,7 @@ fn failed_start_is_retried_with_backoff_forever() {
 }
 
 #[test]
-fn precheck_skips_with_reasons_and_tops_up_within_budget() {
+fn precheck_skips_or_defers_with_reasons_and_tops_up_within_budget() {
     let (t, c, rt) = policies();
     let cx = ctx(&t, &c, &rt);
     let skip = |result: ActionResult, cx: &Ctx| {
@@ -242,8 +361,9 @@ fn precheck_skips_with_reasons_and_tops_up_within_budget() {
         },
         &cx,
     );
+    // Controllers changed: deferred and retried (they may be put back), never upgraded now.
     assert_eq!(r.failure, Some(Failure::RecoveryControllerMissing));
-    assert_eq!(r.outcome(), Some(Outcome::Skipped));
+    assert_eq!(r.step, Step::Busy);
     let (_, r) = skip(
         ActionResult::Status {
             controllers: vec![manager(), recovery_of(1)],
@@ -259,6 +379,7 @@ fn precheck_skips_with_reasons_and_tops_up_within_budget() {
     let low = c.min_cycles - 1;
     let (_, r) = skip(status(low), &cx);
     assert!(matches!(r.failure, Some(Failure::LowCycles { .. })));
+    assert_eq!(r.step, Step::Busy, "its owner may top it up");
     let cx = Ctx {
         budget_left: c.top_up_to,
         ..cx
@@ -288,6 +409,7 @@ fn abort_before_install_restarts_and_cancels() {
     let (t, c, rt) = policies();
     let cx = Ctx {
         aborting: true,
+        manager_low: false,
         ..ctx(&t, &c, &rt)
     };
     let normal = ctx(&t, &c, &rt);

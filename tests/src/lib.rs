@@ -15,6 +15,8 @@ use sha2::{Digest, Sha256};
 pub use fleet_api;
 pub use ic_sim;
 
+pub mod chaos;
+
 /// Cycles given to the manager: enough for dozens of canister creations (500B each) plus the
 /// cycles each new canister receives.
 pub const MANAGER_CYCLES: u128 = 100_000_000_000_000;
@@ -323,6 +325,19 @@ pub mod rollout {
                         .expect("create_user_canister")
                 })
                 .collect()
+        }
+
+        /// Owners `0..n` each create their canister and write `notes` notes into it; returns
+        /// (owner number, canister id) in owner order.
+        pub fn provision_with_notes(&self, n: u32, notes: u32) -> Vec<(u32, Principal)> {
+            let canisters: Vec<(u32, Principal)> = self
+                .provision(0, n)
+                .into_iter()
+                .enumerate()
+                .map(|(i, c)| (i as u32, c.canister_id))
+                .collect();
+            self.write_notes(&canisters, notes);
+            canisters
         }
 
         /// Each owner writes `notes` notes into their canister.

@@ -70,6 +70,7 @@ fn admins_from_init_manage_operators_and_others_are_refused() {
         SettingsUpdate {
             user_canister_cycles: Some(1),
             creation_limit: None,
+            pipeline_cycles_reserve: None,
         },
     );
     assert_eq!(r, Err(UpdateSettingsError::NotAuthorized));
@@ -93,6 +94,7 @@ fn settings_updates_are_validated_and_applied_by_admins() {
                 capacity: 0,
                 refill_period_secs: 1,
             }),
+            pipeline_cycles_reserve: None,
         },
     );
     assert_eq!(r, Err(UpdateSettingsError::InvalidRateLimit));
@@ -109,10 +111,12 @@ fn settings_updates_are_validated_and_applied_by_admins() {
         SettingsUpdate {
             user_canister_cycles: Some(2_000_000_000_000),
             creation_limit: Some(limit),
+            pipeline_cycles_reserve: Some(7_000_000_000),
         },
     );
     let after = r.unwrap();
     assert_eq!(after.user_canister_cycles, 2_000_000_000_000);
+    assert_eq!(after.pipeline_cycles_reserve, Some(7_000_000_000));
     assert_eq!(after.creation_limit, limit);
     let read: Settings = fleet.read(Principal::anonymous(), "get_settings", ());
     assert_eq!(read, after);

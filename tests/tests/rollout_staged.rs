@@ -23,13 +23,7 @@ struct Setup {
 fn setup() -> Setup {
     let fleet = fleet_for(CANISTERS);
     fleet.publish_default("1.0.0", &user_wasm(false));
-    let canisters: Vec<(u32, Principal)> = fleet
-        .provision(0, CANISTERS)
-        .into_iter()
-        .enumerate()
-        .map(|(i, c)| (i as u32, c.canister_id))
-        .collect();
-    fleet.write_notes(&canisters, NOTES);
+    let canisters = fleet.provision_with_notes(CANISTERS, NOTES);
     Setup { fleet, canisters }
 }
 
@@ -270,7 +264,9 @@ fn staged_rollout_with_pause_and_resume_then_abort_then_manager_upgrade() {
         assert!(rounds < 2_000, "drain never became ready");
     }
     let before = fleet.rollout_status();
-    assert_eq!(before.phase, Phase::Paused);
+    // A drain holds starts; the rollout's phase is the operator's and stays Running.
+    assert_eq!(before.phase, Phase::Running);
+    assert_eq!(before.hold, Some(Hold::Draining));
     assert!(before.counts.pending > 0);
     // A request while drained is refused.
     let (req,): (Result<fleet_api::user::UpgradeTicket, RequestUpgradeError>,) = fleet.update(
@@ -299,10 +295,14 @@ fn staged_rollout_with_pause_and_resume_then_abort_then_manager_upgrade() {
     let after = fleet.rollout_status();
     assert_eq!(after.id, before.id);
     assert_eq!(after.counts, before.counts, "state survives the upgrade");
-    let resumed_status = fleet
-        .control("resume_rollout")
-        .expect("resume after upgrade");
-    assert_eq!(resumed_status.phase, Phase::Running);
+    assert_eq!(
+        after.hold,
+        Some(Hold::Draining),
+        "the drain survives it too"
+    );
+    let (ended,): (Result<DrainStatus, DrainError>,) =
+        fleet.update(fleet.controller, "end_drain", ());
+    assert!(!ended.expect("end_drain").draining);
     fleet.sim.advance_time(Duration::from_secs(1));
     fleet.run_to_rest(5_000);
     let done = fleet.rollout_status();

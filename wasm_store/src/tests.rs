@@ -706,3 +706,18 @@ fn the_store_reloads_from_its_memories() {
     assert_eq!(store.module("1.1.0").unwrap(), half);
     assert_eq!(store.list(None, 10).unwrap()[1], second);
 }
+
+#[test]
+fn a_hash_mismatch_says_the_upload_stays_reserved() {
+    let (_mems, mut store) = new_store();
+    let module = wasm_module(100, 1);
+    let mut b = begin("1.0.0", &module);
+    b.sha256 = sha(b"something else");
+    store.begin_upload(b, uploader(), 1).unwrap();
+    put_all(&mut store, "1.0.0", &module);
+    let e = store.finalize("1.0.0", 2).unwrap_err();
+    assert!(e.to_string().contains("abort_release_upload"), "{e}");
+    assert_eq!(store.usage().bytes, 100, "still reserved");
+    store.abort_upload("1.0.0").unwrap();
+    assert_eq!(store.usage().bytes, 0, "aborting frees it");
+}

@@ -173,8 +173,11 @@ pub enum StoreError {
     ChunkConflict { index: u32 },
     #[error("chunks missing: {missing:?}")]
     MissingChunks { missing: Vec<u32> },
+    /// The upload is kept as it is (bad input changes nothing); `abort_upload` frees its
+    /// reservation.
     #[error(
-        "sha256 mismatch: declared {}, computed {}",
+        "sha256 mismatch: declared {}, computed {}; the upload stays reserved until it is \
+         aborted (abort_release_upload)",
         hex(expected),
         hex(actual)
     )]

@@ -78,6 +78,8 @@ pub struct Faults {
     pub stop_timeouts: HashMap<Principal, u32>,
     /// Number of start attempts that fail before one succeeds.
     pub start_failures: HashMap<Principal, u32>,
+    /// Every snapshot call fails unsent, as when the manager cannot pay for it.
+    pub snapshot_not_sent: bool,
 }
 
 pub struct FakeIc {
@@ -207,6 +209,13 @@ impl FakeIc {
             },
             Op::TakeSnapshot { replace } => {
                 assert_eq!(k.state, RunState::Stopped, "snapshot of a running canister");
+                if self.faults.snapshot_not_sent {
+                    let e = CallError {
+                        reject_code: rollout_core::NOT_SENT,
+                        message: "insufficient liquid cycles".into(),
+                    };
+                    return (ActionResult::CallFailed(e), SECOND);
+                }
                 if let Some(r) = replace {
                     let before = k.snapshots.len();
                     k.snapshots.retain(|(id, _)| *id != r);
