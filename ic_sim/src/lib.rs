@@ -763,6 +763,15 @@ impl IcSim {
         }
     }
 
+    /// The next `n` calls to the management canister about `canister_id` (named in their
+    /// argument), from any caller, are rejected with `code` before they take effect.
+    pub fn fault_reject_management_calls(&self, canister_id: CanisterId, n: u32, code: RejectCode) {
+        self.sim
+            .borrow_mut()
+            .management_faults
+            .insert(canister_id, (n, code));
+    }
+
     /// Sets the canister's balance to zero: it is frozen and rejects calls.
     pub fn fault_drain_cycles(&self, canister_id: CanisterId) {
         let mut sim = self.sim.borrow_mut();

@@ -124,6 +124,9 @@ impl Sim {
 
     pub(crate) fn deliver_management(&mut self, req: Request) {
         let mgmt_id = Principal::management_canister();
+        if let Some(reject) = self.injected_management_fault(&req) {
+            return self.respond(mgmt_id, req.reply_to, Err(reject), req.cycles);
+        }
         let mut refund = req.cycles;
         let result = self.management(&req, &mut refund);
         match result {
@@ -131,6 +134,29 @@ impl Sim {
             Ok(None) => {}
             Err(e) => self.respond(mgmt_id, req.reply_to, Err(e), req.cycles),
         }
+    }
+
+    /// A fault set by `IcSim::fault_reject_management_calls` for the canister the call is about.
+    fn injected_management_fault(&mut self, req: &Request) -> Option<RejectResponse> {
+        if self.management_faults.is_empty() {
+            return None;
+        }
+        let target = match req.method.as_str() {
+            "install_chunked_code" => decode::<EffectiveTarget>(&req.arg).ok()?.target_canister,
+            _ => decode::<EffectiveCanister>(&req.arg).ok()?.canister_id,
+        };
+        let (left, code) = self.management_faults.get_mut(&target)?;
+        if *left == 0 {
+            return None;
+        }
+        *left -= 1;
+        Some(crate::sim::injected_reject(
+            *code,
+            format!(
+                "Injected fault: the management canister rejects {} for {target}",
+                req.method
+            ),
+        ))
     }
 
     fn controlled(&self, id: &Principal, sender: &Principal) -> Result<&Canister, RejectResponse> {

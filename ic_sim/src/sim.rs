@@ -347,6 +347,8 @@ pub(crate) struct Sim {
     pub next_snapshot: u64,
     pub rand_counter: u64,
     pub response_faults: HashMap<Principal, ResponseFaults>,
+    /// Management calls about a canister (by its id in the argument) to reject: (count, code).
+    pub management_faults: HashMap<Principal, (u32, RejectCode)>,
     /// Best-effort callbacks with their deadline: (deadline, canister, callback).
     pub best_effort: Vec<(u64, Principal, u64)>,
     /// Live instances of recently used canisters.
@@ -356,6 +358,20 @@ pub(crate) struct Sim {
 /// The candid encoding of `()`.
 pub(crate) fn empty_reply() -> Vec<u8> {
     candid::encode_args(()).expect("encoding ()")
+}
+
+/// An injected reject with `code`, under an error code of that reject code.
+pub(crate) fn injected_reject(code: RejectCode, message: String) -> RejectResponse {
+    let error = match code {
+        RejectCode::SysFatal | RejectCode::SysTransient => ErrorCode::CanisterQueueFull,
+        RejectCode::DestinationInvalid => ErrorCode::CanisterNotFound,
+        RejectCode::CanisterReject => ErrorCode::CanisterRejectedMessage,
+        RejectCode::CanisterError => ErrorCode::CanisterTrapped,
+        RejectCode::SysUnknown => ErrorCode::DeadlineExpired,
+    };
+    let mut r = RejectResponse::new(error, message);
+    r.reject_code = code;
+    r
 }
 
 /// The reject a trap turns into (interface spec, "Reject codes": CANISTER_ERROR), with the
@@ -394,6 +410,7 @@ impl Sim {
             next_snapshot: 0,
             rand_counter: 0,
             response_faults: HashMap::new(),
+            management_faults: HashMap::new(),
             best_effort: Vec::new(),
             instances: Instances::new(
                 crate::exec::DEFAULT_LIVE_INSTANCES,
@@ -644,19 +661,10 @@ impl Sim {
         if c.faults.reject_next > 0 {
             c.faults.reject_next -= 1;
             let code = c.faults.reject_code.unwrap_or(RejectCode::SysTransient);
-            let error = match code {
-                RejectCode::SysFatal | RejectCode::SysTransient => ErrorCode::CanisterQueueFull,
-                RejectCode::DestinationInvalid => ErrorCode::CanisterNotFound,
-                RejectCode::CanisterReject => ErrorCode::CanisterRejectedMessage,
-                RejectCode::CanisterError => ErrorCode::CanisterTrapped,
-                RejectCode::SysUnknown => ErrorCode::DeadlineExpired,
-            };
-            let mut r = RejectResponse::new(
-                error,
+            return Err(injected_reject(
+                code,
                 format!("Injected fault: canister {receiver} rejects this call"),
-            );
-            r.reject_code = code;
-            return Err(r);
+            ));
         }
         let module = c.executable_module(*receiver)?;
         if c.is_frozen() {

@@ -280,3 +280,26 @@ fn controllers_unknown_methods_and_limits() {
     pic.delete_canister(a, None).unwrap();
     assert!(!pic.canister_exists(a));
 }
+
+#[test]
+fn injected_management_rejects_hit_only_calls_about_that_canister() {
+    let pic = IcSim::new();
+    let a = install(&pic);
+    let b = install(&pic);
+    pic.fault_reject_management_calls(a, 2, RejectCode::SysTransient);
+    let e = pic.stop_canister(a, None).unwrap_err();
+    assert_eq!(e.reject_code, RejectCode::SysTransient);
+    pic.stop_canister(b, None)
+        .expect("another canister is not affected");
+    let e = pic.canister_status(a, None).unwrap_err();
+    assert_eq!(e.reject_code, RejectCode::SysTransient);
+    // The count is used up; the rejected stop changed nothing.
+    let status = pic.canister_status(a, None).unwrap();
+    assert_eq!(
+        status.status,
+        ic_sim::management_canister::CanisterStatusType::Running
+    );
+    pic.fault_reject_management_calls(a, 1, RejectCode::CanisterError);
+    let e = pic.start_canister(a, None).unwrap_err();
+    assert_eq!(e.reject_code, RejectCode::CanisterError);
+}

@@ -5,8 +5,8 @@
 //!
 //! Faults: release faults on chosen canisters (a trapping `post_upgrade`, a failing or trapping
 //! health check: the user canister's test-only `fault_switch`), busy canisters whose stop hangs,
-//! frozen canisters, late management responses, lost health-check responses, calls to a user
-//! canister rejected with each reject code, the manager out of cycles, the manager drained and
+//! frozen canisters, late management responses, lost health-check responses, management calls
+//! and calls to a user canister rejected with each reject code, the manager out of cycles, the manager drained and
 //! upgraded mid-rollout. Operator actions: pause, resume, abort, rollback, a second rollout,
 //! owner requests, policy changes.
 //!
@@ -77,6 +77,8 @@ pub struct Options {
     pub settle_rounds: u64,
     /// Print every event and a status line as the run goes.
     pub trace: bool,
+    /// Positions in the seed's schedule of events to leave out (shrinking a failure).
+    pub skip: BTreeSet<usize>,
 }
 
 impl Default for Options {
@@ -87,6 +89,7 @@ impl Default for Options {
             fault_rounds: 150,
             settle_rounds: 4_000,
             trace: false,
+            skip: BTreeSet::new(),
         }
     }
 }
@@ -97,20 +100,48 @@ pub enum Event {
     TrapPostUpgrade(usize),
     FailHealth(usize),
     TrapHealth(usize),
-    Busy { canister: usize, rounds: u64 },
-    Freeze { canister: usize, rounds: u64 },
-    RejectCalls { canister: usize, n: u32, code: u32 },
-    DropHealthReplies { canister: usize, n: u32 },
-    DelayManagement { n: u32, rounds: u64 },
-    ManagerDry { rounds: u64 },
+    Busy {
+        canister: usize,
+        rounds: u64,
+    },
+    Freeze {
+        canister: usize,
+        rounds: u64,
+    },
+    RejectCalls {
+        canister: usize,
+        n: u32,
+        code: u32,
+    },
+    /// Management calls about the canister (stop, snapshot, install, start...) rejected.
+    RejectManagement {
+        canister: usize,
+        n: u32,
+        code: u32,
+    },
+    DropHealthReplies {
+        canister: usize,
+        n: u32,
+    },
+    DelayManagement {
+        n: u32,
+        rounds: u64,
+    },
+    ManagerDry {
+        rounds: u64,
+    },
     ManagerUpgrade,
     Pause,
     Resume,
     Abort,
     Rollback,
-    SecondRollout,
+    /// Another rollout (refused while one runs), its plan drawn with the schedule.
+    SecondRollout(Box<RolloutPlanArg>),
     Request(usize),
-    Policy { canister: usize, manual: bool },
+    Policy {
+        canister: usize,
+        manual: bool,
+    },
 }
 
 /// An invariant that did not hold, with the events that led there.
@@ -120,6 +151,17 @@ pub struct Violation {
     pub round: u64,
     pub invariant: String,
     pub trace: Vec<(u64, Event)>,
+    /// Positions in the schedule of the events in `trace`.
+    pub applied: Vec<usize>,
+    /// Events of the schedule left out (after shrinking).
+    pub skipped: BTreeSet<usize>,
+}
+
+impl Violation {
+    /// "invariant N", to tell whether a shrunk run fails the same way.
+    fn kind(&self) -> &str {
+        self.invariant.split(':').next().unwrap_or("")
+    }
 }
 
 impl fmt::Display for Violation {
@@ -133,10 +175,16 @@ impl fmt::Display for Violation {
         for (round, e) in &self.trace {
             writeln!(f, "  {round:>5}: {e:?}")?;
         }
+        let skip: Vec<String> = self.skipped.iter().map(|i| i.to_string()).collect();
         write!(
             f,
-            "replay: cargo run -p fleet_tests --bin chaos -- --seed {} --trace",
-            self.seed
+            "replay: cargo run -p fleet_tests --bin chaos -- --seed {} --trace{}",
+            self.seed,
+            if skip.is_empty() {
+                String::new()
+            } else {
+                format!(" --skip {}", skip.join(","))
+            }
         )
     }
 }
@@ -179,6 +227,8 @@ struct World {
     ids: Vec<Principal>,
     limit: u32,
     trace: Vec<(u64, Event)>,
+    applied: Vec<usize>,
+    skipped: BTreeSet<usize>,
     round: u64,
     /// Rounds until which a fault stays on: busy and frozen canisters, a dry manager.
     busy_until: BTreeMap<usize, u64>,
@@ -195,6 +245,8 @@ impl World {
             round: self.round,
             invariant,
             trace: self.trace.clone(),
+            applied: self.applied.clone(),
+            skipped: self.skipped.clone(),
         }
     }
 
@@ -242,6 +294,11 @@ impl World {
             method,
             encode_one(arg).expect("encoding"),
         );
+    }
+
+    fn second_rollout(&self, rng: &mut Rng) -> Event {
+        let target = rng.pick(&["2.0.0", "1.0.0+b2", "1.0.0"]);
+        Event::SecondRollout(Box::new(self.plan(rng, target, None)))
     }
 
     fn plan(&self, rng: &mut Rng, target: &str, from: Option<&str>) -> RolloutPlanArg {
@@ -293,10 +350,15 @@ impl World {
                 canister: c(rng),
                 rounds: rng.range(10, 200),
             },
-            41..=46 => Event::RejectCalls {
+            41..=43 => Event::RejectCalls {
                 canister: c(rng),
                 n: rng.range(1, 3) as u32,
                 code: rng.pick(&[1, 2, 3, 4, 5]),
+            },
+            44..=46 => Event::RejectManagement {
+                canister: c(rng),
+                n: rng.range(1, 4) as u32,
+                code: rng.pick(&[1, 2, 3, 4, 5, 6]),
             },
             47..=51 => Event::DropHealthReplies {
                 canister: c(rng),
@@ -314,7 +376,7 @@ impl World {
             72..=79 => Event::Resume,
             80..=82 => Event::Abort,
             83..=85 => Event::Rollback,
-            86..=89 => Event::SecondRollout,
+            86..=89 => self.second_rollout(rng),
             90..=95 => Event::Request(c(rng)),
             _ => Event::Policy {
                 canister: c(rng),
@@ -344,7 +406,7 @@ impl World {
         );
     }
 
-    fn apply(&mut self, e: &Event, rng: &mut Rng) {
+    fn apply(&mut self, e: &Event) {
         let sim = &self.fleet.sim;
         match *e {
             Event::TrapPostUpgrade(i) => self.set_switch(i, true, false, false),
@@ -365,6 +427,10 @@ impl World {
             Event::RejectCalls { canister, n, code } => {
                 let code = ic_sim::RejectCode::from_u32(code).expect("a reject code");
                 sim.fault_reject_next_calls(self.ids[canister], n, code);
+            }
+            Event::RejectManagement { canister, n, code } => {
+                let code = ic_sim::RejectCode::from_u32(code).expect("a reject code");
+                sim.fault_reject_management_calls(self.ids[canister], n, code);
             }
             Event::DropHealthReplies { canister, n } => {
                 sim.fault_drop_responses(self.ids[canister], n);
@@ -394,11 +460,9 @@ impl World {
                     limits: None,
                 },
             ),
-            Event::SecondRollout => {
-                let target = rng.pick(&["2.0.0", "1.0.0+b2", "1.0.0"]);
-                let plan = self.plan(rng, target, None);
+            Event::SecondRollout(ref plan) => {
                 self.rollouts += 1;
-                self.operator("start_rollout", plan);
+                self.operator("start_rollout", plan.as_ref().clone());
             }
             Event::Request(i) => {
                 let _ = sim.update_call(
@@ -523,6 +587,7 @@ impl World {
         sim.fault_delay_responses(Principal::management_canister(), 0, 0);
         for &id in &self.ids {
             sim.fault_reject_next_calls(id, 0, ic_sim::RejectCode::SysTransient);
+            sim.fault_reject_management_calls(id, 0, ic_sim::RejectCode::SysTransient);
             sim.fault_drop_responses(id, 0);
         }
         for i in 0..self.ids.len() {
@@ -657,6 +722,8 @@ pub fn run_seed(seed: u64, opts: &Options) -> Result<SeedReport, Violation> {
         ids,
         limit,
         trace: Vec::new(),
+        applied: Vec::new(),
+        skipped: opts.skip.clone(),
         round: 0,
         busy_until: BTreeMap::new(),
         frozen_until: BTreeMap::new(),
@@ -670,10 +737,8 @@ pub fn run_seed(seed: u64, opts: &Options) -> Result<SeedReport, Violation> {
         .map(|_| (rng.range(1, opts.fault_rounds), w.draw_event(&mut rng)))
         .collect();
     // Most first rollouts end within the window: another one keeps the faults meeting work.
-    schedule.push((
-        rng.range(opts.fault_rounds / 3, opts.fault_rounds),
-        Event::SecondRollout,
-    ));
+    let second = w.second_rollout(&mut rng);
+    schedule.push((rng.range(opts.fault_rounds / 3, opts.fault_rounds), second));
     schedule.sort_by_key(|(r, _)| *r);
     // Release faults set before the rollout starts apply to its first upgrades.
     for _ in 0..rng.range(0, 3) {
@@ -692,11 +757,15 @@ pub fn run_seed(seed: u64, opts: &Options) -> Result<SeedReport, Violation> {
         while next < schedule.len() && schedule[next].0 <= w.round {
             let e = schedule[next].1.clone();
             next += 1;
+            if opts.skip.contains(&(next - 1)) {
+                continue;
+            }
             if w.verbose {
                 println!("round {:>5}: {e:?}", w.round);
             }
             w.trace.push((w.round, e.clone()));
-            w.apply(&e, &mut rng);
+            w.applied.push(next - 1);
+            w.apply(&e);
         }
         if !started {
             let r: Result<RolloutStarted, StartRolloutError> =
@@ -780,4 +849,23 @@ pub fn run_seed(seed: u64, opts: &Options) -> Result<SeedReport, Violation> {
         deferrals_environment: s.deferrals.environment,
         deferrals_manager: s.deferrals.manager,
     })
+}
+
+/// Shrinks a failure to the fewest events that still break the same invariant: leaves out one
+/// event at a time and keeps it out when the run still fails that way (each try is a whole
+/// run of the seed).
+pub fn shrink(opts: &Options, failure: Violation) -> Violation {
+    let mut best = failure;
+    let mut i = 0;
+    while i < best.applied.len() {
+        let mut tried = opts.clone();
+        tried.trace = false;
+        tried.skip = best.skipped.clone();
+        tried.skip.insert(best.applied[i]);
+        match run_seed(best.seed, &tried) {
+            Err(v) if v.kind() == best.kind() => best = v,
+            _ => i += 1,
+        }
+    }
+    best
 }

@@ -4,12 +4,14 @@
 //! cargo run -p fleet_tests --bin chaos -- --seeds 1..200          # a range of seeds
 //! cargo run -p fleet_tests --bin chaos -- --seed 17 --trace       # replay one, narrated
 //! cargo run -p fleet_tests --bin chaos -- --seeds 1..50 --canisters 10..20
+//! cargo run -p fleet_tests --bin chaos -- --seed 17 --skip 2,5 # without events 2 and 5
 //! ```
 //!
 //! Prints one line per seed and a total; exits with 1 at the first seed that breaks an
-//! invariant, after printing the seed, the invariant and the events that led there.
+//! invariant, after printing the seed, the invariant and the events that led there, then the
+//! shortest trace that still breaks it (events left out one at a time; `--no-shrink` skips it).
 
-use fleet_tests::chaos::{run_seed, Options};
+use fleet_tests::chaos::{run_seed, shrink, Options};
 use std::ops::Range;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -23,7 +25,7 @@ fn range(text: &str) -> Option<Range<u64>> {
 fn usage() -> ExitCode {
     eprintln!(
         "usage: chaos [--seeds A..B | --seed N] [--trace] [--canisters MIN..MAX] \
-         [--fault-rounds R]"
+         [--fault-rounds R] [--skip I,J,..] [--no-shrink]"
     );
     ExitCode::from(2)
 }
@@ -31,6 +33,7 @@ fn usage() -> ExitCode {
 fn main() -> ExitCode {
     let mut seeds = 1..21;
     let mut opts = Options::default();
+    let mut shrink_failures = true;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -47,6 +50,20 @@ fn main() -> ExitCode {
                 Some(r) => {
                     opts.min_canisters = r.start as u32;
                     opts.max_canisters = r.end as u32;
+                }
+                None => return usage(),
+            },
+            "--no-shrink" => shrink_failures = false,
+            "--skip" => match args.next() {
+                Some(list) => {
+                    for n in list.split(',') {
+                        match n.parse() {
+                            Ok(n) => {
+                                opts.skip.insert(n);
+                            }
+                            Err(_) => return usage(),
+                        }
+                    }
                 }
                 None => return usage(),
             },
@@ -83,6 +100,10 @@ fn main() -> ExitCode {
             }
             Err(v) => {
                 eprintln!("{v}");
+                if shrink_failures && v.applied.len() > 1 {
+                    eprintln!("shrinking: leaving out one event at a time...");
+                    eprintln!("shortest failing trace found:\n{}", shrink(&opts, v));
+                }
                 return ExitCode::from(1);
             }
         }
