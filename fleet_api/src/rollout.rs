@@ -99,8 +99,9 @@ pub enum StartRolloutError {
 /// How to undo a rollout.
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub enum RollbackArg {
-    /// A new rollout from the last rollout's target back to `to_version`, over the canisters
-    /// the last rollout upgraded, under these limits (default: the last rollout's).
+    /// A new rollout back to `to_version` over every canister that runs the last rollout's
+    /// target release (selected like any rollout from that release: upgrade policies apply),
+    /// under these limits (default: the last rollout's).
     ToRelease {
         to_version: String,
         limits: Option<Limits>,

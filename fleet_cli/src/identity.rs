@@ -153,10 +153,6 @@ impl Identity {
         self.kind
     }
 
-    pub fn is_anonymous(&self) -> bool {
-        self.kind == KeyKind::Anonymous
-    }
-
     /// The ic-agent identity that signs requests as [`Self::principal`].
     pub fn signer(&self) -> Arc<dyn ic_agent::Identity> {
         self.signer.clone()

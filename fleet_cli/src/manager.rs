@@ -844,7 +844,7 @@ pub fn rollout_results(m: &Manager) -> Result<Vec<RolloutCanisterResult>, CliErr
 
 /// The manager's metrics (counters, rollout, tick instructions).
 pub fn metrics(m: &Manager) -> Result<FleetMetrics, CliError> {
-    m.query_ok::<_, _, QueryError>("metrics", &())
+    m.query::<_, FleetMetrics>("metrics", &())
 }
 
 /// A rollout status as JSON, with the target's module hash in hex.

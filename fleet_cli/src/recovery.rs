@@ -2,9 +2,9 @@
 //! manager's help: status, upgrade from a wasm file, rollback to the latest snapshot, and
 //! detaching from the manager.
 //!
-//! The upgrade follows the fleet's pipeline (DESIGN.md): stop → snapshot → install_chunked_code
-//! → start → health check, loading the snapshot if the health check fails. A stopped canister
-//! is always started again, whatever failed.
+//! The upgrade takes the steps of the manager's pipeline (`rollout_core::pipeline`): stop →
+//! snapshot → install_chunked_code → start → health check, loading the snapshot if the health
+//! check fails. A stopped canister is always started again, whatever failed.
 
 use candid::Principal;
 use fleet_api::user::{FleetHealth, UserCanisterArg, UserUpgradeArg};

@@ -552,13 +552,16 @@ fn pipeline_log(arg: LogPageArg) -> Result<PipelineLogPage, QueryError> {
     operators_only(|| rollouts::pipeline_log(arg))
 }
 
+/// Aggregate figures only (counts, counters, the rollout's status, cycles, tick cost): public,
+/// like `GET /metrics`, which scrapers read through the HTTP gateway without an identity. Per
+/// canister details stay with operators (`rollout_results`, `list_user_canisters`).
 #[query]
-fn metrics() -> Result<FleetMetrics, QueryError> {
-    operators_only(metrics::collect)
+fn metrics() -> FleetMetrics {
+    metrics::collect()
 }
 
 /// `GET /metrics` in Prometheus text format, for scrapers through the HTTP gateway. Public,
-/// like the other aggregate queries (`user_canister_count`, `store_usage`).
+/// like `metrics` and the other aggregate queries (`user_canister_count`, `store_usage`).
 #[query]
 fn http_request(req: HttpRequest) -> HttpResponse {
     let path = req.url.split('?').next().unwrap_or("");

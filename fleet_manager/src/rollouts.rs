@@ -985,11 +985,6 @@ fn finish_record(
     });
 }
 
-/// Calls in flight and pipelines in flight, for drain and pre_upgrade.
-pub fn pipelines_in_flight() -> u64 {
-    with_engine(|e| e.rollout.as_ref().map_or(0, |r| r.state().counts.in_flight))
-}
-
 /// Drops the heap cache; the next access reloads from stable memory (after an upgrade).
 pub fn reset_cache() {
     ENGINE.with(|cell| *cell.borrow_mut() = None);

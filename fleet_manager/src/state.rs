@@ -1,6 +1,8 @@
 //! The manager's state: every structure opened on its own stable memory (see `memory.rs`).
-//! Nothing lives only on the heap except in-flight guards, which an upgrade may drop because
-//! the IC only upgrades a stopped canister, whose calls have all completed.
+//! Nothing lives only on the heap except in-flight guards and caches. An upgrade may drop them
+//! because `pre_upgrade` refuses while the rollout engine awaits calls: the IC can upgrade a
+//! running canister, and the replies to its outstanding calls would reach the new module,
+//! which cannot run their callbacks (`drain`, then stop the manager, before upgrading it).
 
 use crate::access::Operators;
 use crate::chunk_store::MirrorState;

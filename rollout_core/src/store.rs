@@ -109,11 +109,6 @@ impl MemStore {
     pub fn new() -> Self {
         Self::default()
     }
-
-    /// Number of queue entries of one kind (a scan; for tests and diagnostics).
-    pub fn queue_len(&self, queue: QueueKind) -> usize {
-        self.queues.keys().filter(|k| k.queue == queue).count()
-    }
 }
 
 impl RolloutStore for MemStore {

@@ -121,3 +121,39 @@ fn settings_updates_are_validated_and_applied_by_admins() {
     let read: Settings = fleet.read(Principal::anonymous(), "get_settings", ());
     assert_eq!(read, after);
 }
+
+/// The aggregate metrics are public through candid as through `GET /metrics` (scrapers have
+/// no identity); both tell the same figures.
+#[test]
+fn metrics_are_public_in_both_forms() {
+    let fleet = Fleet::new();
+    let m: fleet_api::rollout::FleetMetrics = fleet.read(Principal::anonymous(), "metrics", ());
+    assert_eq!(m.user_canisters, 0);
+    assert!(m.liquid_cycles > 0 && m.liquid_cycles <= m.cycles_balance);
+    let reply = fleet
+        .sim
+        .query_call(
+            fleet.manager,
+            Principal::anonymous(),
+            "http_request",
+            candid::encode_one(fleet_api::rollout::HttpRequest {
+                method: "GET".into(),
+                url: "/metrics".into(),
+                headers: vec![],
+                body: vec![],
+            })
+            .unwrap(),
+        )
+        .unwrap();
+    let reply: fleet_api::rollout::HttpResponse = candid::decode_one(&reply).unwrap();
+    assert_eq!(reply.status_code, 200);
+    let text = String::from_utf8(reply.body).unwrap();
+    assert!(text.contains("fleet_user_canisters 0\n"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "fleet_pipeline_cycles_reserve {}\n",
+            m.pipeline_cycles_reserve
+        )),
+        "{text}"
+    );
+}
