@@ -6,11 +6,12 @@
 //! layout version so that a future version can migrate, and an older module refuses a newer
 //! layout instead of misreading it.
 
-use candid::{CandidType, Decode, Encode};
+use candid::CandidType;
 use ic_stable_structures::memory_manager::{MemoryId, MemoryManager, VirtualMemory};
 use ic_stable_structures::storable::Bound;
 use ic_stable_structures::{DefaultMemoryImpl, Storable};
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 use std::borrow::Cow;
 use std::cell::RefCell;
 
@@ -21,13 +22,13 @@ pub const LAYOUT_VERSION: u32 = 1;
 
 /// `StableCell<u32>`: the layout version (0 before the first `init`).
 pub const HEADER: MemoryId = MemoryId::new(0);
-/// `StableCell<Candid<Settings>>`.
+/// `StableCell<Stored<Settings>>`.
 pub const SETTINGS: MemoryId = MemoryId::new(1);
 /// `StableBTreeMap<Principal, u8>`: operator → role bit set.
 pub const OPERATORS: MemoryId = MemoryId::new(2);
 /// `StableCell<TokenBucket>`: state of the creation rate limit.
 pub const CREATION_BUCKET: MemoryId = MemoryId::new(3);
-/// `StableBTreeMap<Principal, Candid<UserCanister>>`: registry records by canister id.
+/// `StableBTreeMap<Principal, Stored<UserCanister>>`: registry records by canister id.
 pub const REGISTRY: MemoryId = MemoryId::new(4);
 /// `StableBTreeMap<Principal, Principal>`: owner → canister id.
 pub const BY_OWNER: MemoryId = MemoryId::new(5);
@@ -35,9 +36,9 @@ pub const BY_OWNER: MemoryId = MemoryId::new(5);
 pub const BY_RELEASE: MemoryId = MemoryId::new(6);
 /// `StableBTreeMap<(u8, Principal), ()>`: (status, canister id).
 pub const BY_STATUS: MemoryId = MemoryId::new(7);
-/// `StableCell<Candid<MirrorState>>`: what the IC chunk store holds.
+/// `StableCell<Stored<MirrorState>>`: what the IC chunk store holds.
 pub const CHUNK_MIRROR: MemoryId = MemoryId::new(8);
-/// `StableCell<Candid<RolloutMeta>>`: the current rollout's header, the drain flag, lifetime
+/// `StableCell<Stored<RolloutMeta>>`: the current rollout's header, the drain flag, lifetime
 /// counters and the pipeline log's bounds.
 pub const ROLLOUT_META: MemoryId = MemoryId::new(9);
 /// `StableBTreeMap<Principal, CanisterRecord>` (candid-encoded): the current rollout's canisters.
@@ -48,9 +49,9 @@ pub const ROLLOUT_RECORDS: MemoryId = MemoryId::new(10);
 pub const ROLLOUT_QUEUES: MemoryId = MemoryId::new(11);
 /// `StableBTreeMap<u64, Event>` (candid-encoded): the current rollout's event log (bounded).
 pub const ROLLOUT_EVENTS: MemoryId = MemoryId::new(12);
-/// `StableBTreeMap<u64, Candid<PipelineLogEntry>>`: pipeline starts and ends (bounded).
+/// `StableBTreeMap<u64, Stored<PipelineLogEntry>>`: pipeline starts and ends (bounded).
 pub const PIPELINE_LOG: MemoryId = MemoryId::new(13);
-/// `StableBTreeMap<Principal, Candid<FleetSnapshot>>`: the snapshot taken before each
+/// `StableBTreeMap<Principal, Stored<FleetSnapshot>>`: the snapshot taken before each
 /// canister's last upgrade, and the release it holds.
 pub const SNAPSHOTS: MemoryId = MemoryId::new(14);
 /// `StableBTreeMap<[u8; 33], u64>`: registry counts per release and per status.
@@ -67,31 +68,24 @@ pub fn get(id: MemoryId) -> Memory {
     MEMORY_MANAGER.with(|m| m.borrow().get(id))
 }
 
-/// A value stored as its candid encoding. Candid lets a record gain `opt` fields later while
-/// old bytes still decode, which is what an upgrade of the manager needs.
+/// A value in stable memory, in the compact stored encoding (`rollout_core::codec`): a format
+/// tag, then postcard. Values an earlier layout wrote in candid are still read. A stored type
+/// that changes shape takes the next tag and a conversion.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Candid<T>(pub T);
+pub struct Stored<T>(pub T);
 
-impl<T: CandidType + DeserializeOwned> Storable for Candid<T> {
+impl<T: CandidType + Serialize + DeserializeOwned> Storable for Stored<T> {
     fn to_bytes(&self) -> Cow<'_, [u8]> {
-        Cow::Owned(self.encode())
+        Cow::Owned(rollout_core::codec::encode(&self.0))
     }
 
     fn into_bytes(self) -> Vec<u8> {
-        self.encode()
+        rollout_core::codec::encode(&self.0)
     }
 
     fn from_bytes(bytes: Cow<[u8]>) -> Self {
-        // Only bytes this canister wrote are ever decoded; failing here means the layout was
-        // broken, and trapping keeps the old state instead of working on garbage.
-        Candid(Decode!(bytes.as_ref(), T).expect("stable value is not valid candid"))
+        Stored(rollout_core::codec::decode(bytes.as_ref()))
     }
 
     const BOUND: Bound = Bound::Unbounded;
-}
-
-impl<T: CandidType> Candid<T> {
-    fn encode(&self) -> Vec<u8> {
-        Encode!(&self.0).expect("candid encoding of a stable value")
-    }
 }

@@ -2,7 +2,7 @@
 //! lookup by owner and a page by release or status read only the entries they return, whatever
 //! the size of the fleet (designed for 100k records).
 
-use crate::memory::Candid;
+use crate::memory::Stored;
 use candid::Principal;
 use fleet_api::manager::{
     CanisterStatus, ReleaseRef, UpgradeEvent, UserCanister, UserCanisterPage, MAX_HISTORY,
@@ -47,7 +47,7 @@ pub fn push_history(record: &mut UserCanister, event: UpgradeEvent) {
 }
 
 pub struct Registry<M: Memory> {
-    records: StableBTreeMap<Principal, Candid<UserCanister>, M>,
+    records: StableBTreeMap<Principal, Stored<UserCanister>, M>,
     by_owner: StableBTreeMap<Principal, Principal, M>,
     by_release: StableBTreeMap<([u8; 32], Principal), (), M>,
     by_status: StableBTreeMap<(u8, Principal), (), M>,
@@ -167,7 +167,7 @@ impl<M: Memory> Registry<M> {
             self.by_release.insert((key, id), ());
         }
         self.by_status.insert((status_key(record.status), id), ());
-        self.records.insert(id, Candid(record));
+        self.records.insert(id, Stored(record));
     }
 
     /// One page of records matching `filter`, in canister-id order (by bytes), after

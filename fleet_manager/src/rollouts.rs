@@ -7,7 +7,7 @@
 //! Every change is written through before the message ends, so a trap or an upgrade loses
 //! nothing that was committed.
 
-use crate::memory::{self, Candid, Memory};
+use crate::memory::{self, Memory, Stored};
 use crate::registry::push_history;
 use crate::state::{self, FleetSnapshot, RolloutMeta};
 use candid::Principal;
@@ -112,7 +112,7 @@ impl Engine {
         state::with_mut(|s| {
             s.pipeline_log.insert(
                 seq,
-                Candid(PipelineLogEntry {
+                Stored(PipelineLogEntry {
                     at,
                     rollout_id,
                     canister_id,
@@ -908,7 +908,7 @@ fn finish_record(
             if let Some(id) = &rec.snapshot {
                 s.snapshots.insert(
                     canister,
-                    Candid(FleetSnapshot {
+                    Stored(FleetSnapshot {
                         id: id.clone(),
                         release: before.clone(),
                         taken_at_ns: rec.started_at.unwrap_or(now),

@@ -6,7 +6,7 @@
 
 use crate::access::Operators;
 use crate::chunk_store::MirrorState;
-use crate::memory::{self, Candid, Memory};
+use crate::memory::{self, Memory, Stored};
 use crate::rate_limit::TokenBucket;
 use crate::registry::Registry;
 use candid::{CandidType, Principal};
@@ -32,15 +32,15 @@ pub const DEFAULT_CREATION_LIMIT: RateLimit = RateLimit {
 
 pub struct State {
     pub header: StableCell<u32, Memory>,
-    pub settings: StableCell<Candid<Settings>, Memory>,
+    pub settings: StableCell<Stored<Settings>, Memory>,
     pub operators: Operators<Memory>,
     pub creation_bucket: StableCell<TokenBucket, Memory>,
     pub registry: Registry<Memory>,
-    pub mirror: StableCell<Candid<MirrorState>, Memory>,
+    pub mirror: StableCell<Stored<MirrorState>, Memory>,
     pub store: WasmStore<Memory>,
-    pub rollout_meta: StableCell<Candid<RolloutMeta>, Memory>,
-    pub pipeline_log: StableBTreeMap<u64, Candid<PipelineLogEntry>, Memory>,
-    pub snapshots: StableBTreeMap<Principal, Candid<FleetSnapshot>, Memory>,
+    pub rollout_meta: StableCell<Stored<RolloutMeta>, Memory>,
+    pub pipeline_log: StableBTreeMap<u64, Stored<PipelineLogEntry>, Memory>,
+    pub snapshots: StableBTreeMap<Principal, Stored<FleetSnapshot>, Memory>,
 }
 
 /// The rollout engine's small persisted header (one stable cell): the current rollout's
@@ -84,7 +84,7 @@ impl State {
             |offset: u8| memory::get(MemoryId::new(memory::WASM_STORE_BASE + offset));
         State {
             header: StableCell::init(memory::get(memory::HEADER), 0),
-            settings: StableCell::init(memory::get(memory::SETTINGS), Candid(default_settings())),
+            settings: StableCell::init(memory::get(memory::SETTINGS), Stored(default_settings())),
             operators: Operators::init(memory::get(memory::OPERATORS)),
             creation_bucket: StableCell::init(
                 memory::get(memory::CREATION_BUCKET),
@@ -99,7 +99,7 @@ impl State {
             ),
             mirror: StableCell::init(
                 memory::get(memory::CHUNK_MIRROR),
-                Candid(MirrorState::default()),
+                Stored(MirrorState::default()),
             ),
             store: WasmStore::init(
                 StoreMemories {
@@ -112,7 +112,7 @@ impl State {
             ),
             rollout_meta: StableCell::init(
                 memory::get(memory::ROLLOUT_META),
-                Candid(RolloutMeta::default()),
+                Stored(RolloutMeta::default()),
             ),
             pipeline_log: StableBTreeMap::init(memory::get(memory::PIPELINE_LOG)),
             snapshots: StableBTreeMap::init(memory::get(memory::SNAPSHOTS)),
@@ -124,7 +124,7 @@ impl State {
     }
 
     pub fn set_rollout_meta(&mut self, meta: RolloutMeta) {
-        self.rollout_meta.set(Candid(meta));
+        self.rollout_meta.set(Stored(meta));
     }
 
     pub fn settings(&self) -> Settings {
@@ -132,7 +132,7 @@ impl State {
     }
 
     pub fn set_settings(&mut self, settings: Settings) {
-        self.settings.set(Candid(settings));
+        self.settings.set(Stored(settings));
     }
 
     pub fn mirror_state(&self) -> MirrorState {
@@ -140,7 +140,7 @@ impl State {
     }
 
     pub fn set_mirror_state(&mut self, mirror: MirrorState) {
-        self.mirror.set(Candid(mirror));
+        self.mirror.set(Stored(mirror));
     }
 
     /// First install: writes the layout version and applies the init arg.

@@ -25,6 +25,7 @@
 //!    [`Rollout::current_action`] for each in-flight canister and perform it again; every
 //!    operation of the pipeline is safe to repeat.
 
+pub mod codec;
 pub mod limiter;
 pub mod pipeline;
 pub mod plan;

@@ -4,10 +4,11 @@
 
 use std::borrow::Cow;
 
-use candid::{Decode, Encode, Principal};
+use candid::Principal;
 use ic_stable_structures::storable::Bound;
 use ic_stable_structures::{BTreeMap, Memory, Storable};
 
+use crate::codec;
 use crate::pipeline::CanisterRecord;
 use crate::rollout::Event;
 use crate::store::{QueueKey, QueueKind, RolloutStore};
@@ -44,17 +45,18 @@ impl Storable for QueueKey {
     };
 }
 
+/// Records and events in the compact stored encoding ([`crate::codec`]).
 impl Storable for CanisterRecord {
     fn to_bytes(&self) -> Cow<'_, [u8]> {
-        Cow::Owned(Encode!(self).expect("candid encoding of a record"))
+        Cow::Owned(codec::encode(self))
     }
 
     fn into_bytes(self) -> Vec<u8> {
-        Encode!(&self).expect("candid encoding of a record")
+        codec::encode(&self)
     }
 
     fn from_bytes(bytes: Cow<[u8]>) -> Self {
-        Decode!(bytes.as_ref(), CanisterRecord).expect("record written by to_bytes")
+        codec::decode(bytes.as_ref())
     }
 
     const BOUND: Bound = Bound::Unbounded;
@@ -62,15 +64,15 @@ impl Storable for CanisterRecord {
 
 impl Storable for Event {
     fn to_bytes(&self) -> Cow<'_, [u8]> {
-        Cow::Owned(Encode!(self).expect("candid encoding of an event"))
+        Cow::Owned(codec::encode(self))
     }
 
     fn into_bytes(self) -> Vec<u8> {
-        Encode!(&self).expect("candid encoding of an event")
+        codec::encode(&self)
     }
 
     fn from_bytes(bytes: Cow<[u8]>) -> Self {
-        Decode!(bytes.as_ref(), Event).expect("event written by to_bytes")
+        codec::decode(bytes.as_ref())
     }
 
     const BOUND: Bound = Bound::Unbounded;
