@@ -284,6 +284,21 @@ fn stop_timed_out(e: &CallError) -> bool {
     e.reject_code == 2 || e.reject_code == 6
 }
 
+/// The fields of `canister_status`'s reply the precheck reads. Candid decodes a reply into a
+/// record with fewer fields (the others are skipped), which costs far less than building the
+/// whole `CanisterStatusResult` with its memory metrics and query statistics.
+#[derive(candid::CandidType, serde::Deserialize)]
+struct StatusReply {
+    settings: StatusSettings,
+    module_hash: Option<serde_bytes::ByteBuf>,
+    cycles: candid::Nat,
+}
+
+#[derive(candid::CandidType, serde::Deserialize)]
+struct StatusSettings {
+    controllers: Vec<Principal>,
+}
+
 async fn perform(action: &Action) -> ActionResult {
     let canister = action.canister;
     let id = mc::CanisterIdRecord {
@@ -295,10 +310,10 @@ async fn perform(action: &Action) -> ActionResult {
     };
     match &action.op {
         Op::CanisterStatus => match mgmt("canister_status", &id, 0).await {
-            Ok(reply) => match reply.candid::<mc::CanisterStatusResult>() {
+            Ok(reply) => match reply.candid::<StatusReply>() {
                 Ok(s) => ActionResult::Status {
                     controllers: s.settings.controllers,
-                    module_hash: s.module_hash,
+                    module_hash: s.module_hash.map(|h| h.into_vec()),
                     cycles: u128::try_from(s.cycles.0).unwrap_or(u128::MAX),
                 },
                 Err(e) => ActionResult::CallFailed(decode_failed(e)),
@@ -386,16 +401,18 @@ async fn install(canister: Principal, module_hash: &[u8]) -> ActionResult {
             message,
         })
     };
-    let Some(meta) = state::with(|s| s.store.get_by_sha256(module_hash)) else {
-        return failed("the target release is no longer in the manager's store".into());
-    };
     let mirrored = match state::with(|s| s.mirror_state().get(module_hash).cloned()) {
         Some(m) => m,
         // Evicted from the chunk store since the rollout started: put it back first.
-        None => match ensure_mirrored(&crate::mgmt::Ic, &meta.version).await {
-            Ok(m) => m,
-            Err(e) => return failed(format!("mirroring {}: {e:?}", meta.version)),
-        },
+        None => {
+            let Some(meta) = state::with(|s| s.store.get_by_sha256(module_hash)) else {
+                return failed("the target release is no longer in the manager's store".into());
+            };
+            match ensure_mirrored(&crate::mgmt::Ic, &meta.version).await {
+                Ok(m) => m,
+                Err(e) => return failed(format!("mirroring {}: {e:?}", meta.version)),
+            }
+        }
     };
     let arg = UserCanisterArg::Upgrade(UserUpgradeArg {
         release_sha256: module_hash.to_vec(),

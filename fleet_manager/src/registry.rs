@@ -147,26 +147,40 @@ impl<M: Memory> Registry<M> {
 
     /// Inserts or replaces a record and moves its index entries. The caller guarantees that an
     /// owner has one canister: the owner index would otherwise point at the newest only.
+    /// Only the indexes and counts whose key changed are written: a status change (the
+    /// most frequent, twice per upgrade) touches the status index and counts alone.
     pub fn put(&mut self, record: UserCanister) {
         let id = record.canister_id;
-        if let Some(old) = self.get(&id) {
-            self.count(release_count_key(old.current_release.as_ref()), false);
-            self.count(status_count_key(old.status), false);
-            if old.owner != record.owner {
-                self.by_owner.remove(&old.owner);
+        let old = self.get(&id);
+        let old_release = old.as_ref().map(|o| o.current_release.as_ref());
+        if old_release != Some(record.current_release.as_ref()) {
+            if let Some(o) = &old {
+                self.count(release_count_key(o.current_release.as_ref()), false);
+                if let Some(key) = o.current_release.as_ref().and_then(release_key) {
+                    self.by_release.remove(&(key, id));
+                }
             }
-            if let Some(key) = old.current_release.as_ref().and_then(release_key) {
-                self.by_release.remove(&(key, id));
+            self.count(release_count_key(record.current_release.as_ref()), true);
+            if let Some(key) = record.current_release.as_ref().and_then(release_key) {
+                self.by_release.insert((key, id), ());
             }
-            self.by_status.remove(&(status_key(old.status), id));
         }
-        self.count(release_count_key(record.current_release.as_ref()), true);
-        self.count(status_count_key(record.status), true);
-        self.by_owner.insert(record.owner, id);
-        if let Some(key) = record.current_release.as_ref().and_then(release_key) {
-            self.by_release.insert((key, id), ());
+        let old_status = old.as_ref().map(|o| o.status);
+        if old_status != Some(record.status) {
+            if let Some(status) = old_status {
+                self.count(status_count_key(status), false);
+                self.by_status.remove(&(status_key(status), id));
+            }
+            self.count(status_count_key(record.status), true);
+            self.by_status.insert((status_key(record.status), id), ());
         }
-        self.by_status.insert((status_key(record.status), id), ());
+        let old_owner = old.as_ref().map(|o| o.owner);
+        if old_owner != Some(record.owner) {
+            if let Some(owner) = old_owner {
+                self.by_owner.remove(&owner);
+            }
+            self.by_owner.insert(record.owner, id);
+        }
         self.records.insert(id, Stored(record));
     }
 
@@ -335,6 +349,19 @@ mod tests {
         assert_eq!(counts[0], (CanisterStatus::Provisioning, 1));
         assert_eq!(counts[1], (CanisterStatus::Active, 1));
         assert_eq!(counts.iter().map(|c| c.1).sum::<u64>(), 2);
+        // Writing a record unchanged leaves every count and index as it was; an owner change
+        // moves the owner index alone.
+        let rec = r.get(&id(1)).unwrap();
+        r.put(rec.clone());
+        assert_eq!(r.status_counts(), counts);
+        assert_eq!(r.release_counts(), vec![(Some([6; 32]), 1), (None, 1)]);
+        let old_owner = rec.owner;
+        let mut moved = rec;
+        moved.owner = Principal::from_slice(&[99; 29]);
+        r.put(moved.clone());
+        assert_eq!(r.by_owner(&old_owner), None);
+        assert_eq!(r.by_owner(&moved.owner), Some(moved));
+        assert_eq!(r.status_counts(), counts);
     }
 
     #[test]

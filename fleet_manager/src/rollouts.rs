@@ -869,6 +869,24 @@ fn describe(rec: &rollout_core::CanisterRecord) -> String {
     }
 }
 
+/// The release with this module hash, by version and hash. Cached: a finalized release never
+/// changes, and reading it from the store decodes its whole metadata (chunk hashes included)
+/// at every finished pipeline.
+fn release_ref(s: &state::State, module_hash: &[u8]) -> Option<ReleaseRef> {
+    thread_local! {
+        static LAST: RefCell<Option<ReleaseRef>> = const { RefCell::new(None) };
+    }
+    if let Some(hit) = LAST.with(|l| l.borrow().clone().filter(|r| r.sha256 == module_hash)) {
+        return Some(hit);
+    }
+    let found = s.store.get_by_sha256(module_hash).map(|m| ReleaseRef {
+        version: m.version,
+        sha256: m.sha256,
+    });
+    LAST.with(|l| *l.borrow_mut() = found.clone());
+    found
+}
+
 /// Brings the registry in line with a finished pipeline, and remembers its snapshot.
 fn finish_record(
     meta: &mut RolloutMeta,
@@ -896,13 +914,7 @@ fn finish_record(
         let Some(mut record) = s.registry.get(&canister) else {
             return;
         };
-        let target_ref = s
-            .store
-            .get_by_sha256(&target.module_hash)
-            .map(|m| ReleaseRef {
-                version: m.version,
-                sha256: m.sha256,
-            });
+        let target_ref = release_ref(s, &target.module_hash);
         let before = record.current_release.clone();
         if rec.snapshot_fresh {
             if let Some(id) = &rec.snapshot {
