@@ -1,0 +1,220 @@
+//! The fleet before the rollout: the modules, the manager on a fresh simulator with the
+//! starting release published, every owner's canister, and their data.
+
+use std::rc::Rc;
+
+use candid::{encode_args, encode_one, Principal};
+use fleet_api::manager::{
+    CreateUserCanisterArg, CreateUserCanisterError, ManagerInitArg, RateLimit,
+    SetDefaultReleaseError, Settings, UserCanister,
+};
+use fleet_api::user::{FleetHealth, NoteError};
+use ic_sim::{IcSim, IcSimBuilder};
+
+use super::sim::{decode_reply, Rehearsal};
+use super::{operator, owner, recovery, RehearseArgs};
+use crate::backend::mgmt::query_typed;
+use crate::backend::sim::SimIc;
+use crate::cli::Bars;
+use crate::error::CliError;
+use crate::manager::{self as mgr, Manager};
+use crate::wasm::WasmModule;
+
+/// Cycles each user canister receives at creation: above the rollout's default minimum.
+const USER_CYCLES: u128 = 1_000_000_000_000;
+
+/// The releases rehearsed and the manager's module.
+pub(super) struct Modules {
+    pub from: WasmModule,
+    pub to: WasmModule,
+    pub manager_wasm: Vec<u8>,
+}
+
+/// A simulated IC with the manager installed.
+pub(super) struct Installed {
+    pub sim: Rc<IcSim>,
+    /// The operator who installed the manager, its controller.
+    pub admin: Principal,
+    pub manager: Principal,
+}
+
+/// The fleet as the rollout finds it: provisioned, then given its data.
+pub(super) struct Fleet {
+    pub admin: Principal,
+    pub manager: Principal,
+    /// Every user's canister, in user order.
+    pub canisters: Vec<Principal>,
+    pub provision_rounds: u64,
+    /// Notes each owner wrote (set by [`write_data`]).
+    pub notes_per_user: u32,
+    /// Every canister's `fleet_health` before the rollout, `None` where it did not answer (set
+    /// by [`write_data`]).
+    pub before: Vec<Option<FleetHealth>>,
+}
+
+fn bundled(features: &[&str]) -> Result<WasmModule, CliError> {
+    let bytes = wasm_build::build("user_canister", features)
+        .map_err(|e| CliError::Io(format!("building the bundled user canister: {e}")))?;
+    Ok(WasmModule::from_bytes(
+        bytes,
+        &wasm_build::variant_name("user_canister", features),
+        None,
+    )?)
+}
+
+/// Reads or builds the releases and builds the manager. With `switch`, the bundled releases
+/// are the `fault_switch` builds, whose release faults are set per canister.
+pub(super) fn load_modules(args: &RehearseArgs, switch: bool) -> Result<Modules, CliError> {
+    let from = match &args.from {
+        Some(path) => WasmModule::read(path, None)?,
+        None if switch => bundled(&["fault_switch"])?,
+        None => bundled(&[])?,
+    };
+    let to = match &args.to {
+        Some(path) => WasmModule::read(path, None)?,
+        None if switch => bundled(&["v2", "fault_switch"])?,
+        None => bundled(&["v2"])?,
+    };
+    if from.sha256 == to.sha256 {
+        return Err(CliError::Usage(
+            "the starting and the target release are the same module".into(),
+        ));
+    }
+    let manager_wasm = wasm_build::build("fleet_manager", &[])
+        .map_err(|e| CliError::Io(format!("building the fleet manager: {e}")))?;
+    Ok(Modules {
+        from,
+        to,
+        manager_wasm,
+    })
+}
+
+/// A fresh simulator with the manager, cycles for every canister, and a creation rate limit
+/// that lets every user create their canister at once: provisioning is not what is rehearsed.
+pub(super) fn install_manager(
+    args: &RehearseArgs,
+    manager_wasm: &[u8],
+) -> Result<Installed, CliError> {
+    let sim = Rc::new(IcSimBuilder::new().with_logs(args.canister_logs).build());
+    let admin = operator();
+    let manager = sim.create_canister_with_settings(Some(admin), None);
+    sim.add_cycles(
+        manager,
+        u128::from(args.users) * 2 * USER_CYCLES + 100 * USER_CYCLES,
+    );
+    let init = ManagerInitArg {
+        admins: None,
+        user_canister_cycles: Some(USER_CYCLES),
+        creation_limit: Some(RateLimit {
+            capacity: args.users.max(10),
+            refill_period_secs: 1,
+        }),
+    };
+    sim.install_canister(
+        manager,
+        manager_wasm.to_vec(),
+        encode_one(Some(init)).map_err(|e| CliError::Io(e.to_string()))?,
+        Some(admin),
+    );
+    Ok(Installed {
+        sim,
+        admin,
+        manager,
+    })
+}
+
+/// Publishes the starting release through the code of `release publish` and makes it the
+/// default, so that new canisters get it.
+pub(super) fn publish_start(
+    m: &Manager,
+    from: &WasmModule,
+    version: &str,
+    bars: &mut Bars,
+) -> Result<(), CliError> {
+    mgr::publish(m, from, version, "rehearsal: starting release", bars)?;
+    let set: Result<Settings, SetDefaultReleaseError> =
+        m.update("set_default_release", &version)?;
+    set.map_err(|e| CliError::Refused(format!("set_default_release: {e:?}")))?;
+    Ok(())
+}
+
+/// Every owner creates their canister through the manager, concurrently, each with its own
+/// recovery principal.
+pub(super) fn provision(
+    r: &mut Rehearsal,
+    installed: &Installed,
+    users: u32,
+) -> Result<Fleet, CliError> {
+    let manager = installed.manager;
+    let messages = (0..users)
+        .map(|i| {
+            let arg = CreateUserCanisterArg {
+                recovery_principal: recovery(i),
+            };
+            r.submit(
+                manager,
+                owner(i),
+                "create_user_canister",
+                encode_one(arg).map_err(|e| CliError::Io(e.to_string()))?,
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let replies = r.run_all(&messages, Some("creating canisters"))?;
+    let canisters = replies
+        .iter()
+        .enumerate()
+        .map(|(i, bytes)| {
+            decode_reply::<UserCanister, CreateUserCanisterError>(
+                bytes,
+                "create_user_canister",
+                &format!("create_user_canister for user {i}"),
+            )
+            .map(|created| created.canister_id)
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Fleet {
+        admin: installed.admin,
+        manager,
+        canisters,
+        provision_rounds: r.rounds,
+        notes_per_user: 0,
+        before: Vec::new(),
+    })
+}
+
+/// Every owner writes `notes` notes into their canister, concurrently; then every
+/// canister's `fleet_health` is recorded, for the checks after the rollout.
+pub(super) fn write_data(r: &mut Rehearsal, fleet: Fleet, notes: u32) -> Result<Fleet, CliError> {
+    if notes > 0 {
+        let mut messages = Vec::new();
+        for (i, id) in fleet.canisters.iter().enumerate() {
+            for k in 0..notes {
+                let arg = encode_args((
+                    format!("note-{k}"),
+                    format!("user {i} wrote note {k} before the upgrade"),
+                ))
+                .map_err(|e| CliError::Io(e.to_string()))?;
+                messages.push(r.submit(*id, owner(i as u32), "put", arg)?);
+            }
+        }
+        for bytes in r.run_all(&messages, Some("writing notes"))? {
+            decode_reply::<(), NoteError>(&bytes, "put", "put")?;
+        }
+    }
+    let anyone = SimIc::new(Rc::clone(&r.sim), Principal::anonymous());
+    let before = fleet
+        .canisters
+        .iter()
+        .map(|id| fleet_health(&anyone, *id))
+        .collect();
+    Ok(Fleet {
+        notes_per_user: notes,
+        before,
+        ..fleet
+    })
+}
+
+/// A canister's `fleet_health`, as `anyone` asks for it; `None` when it does not answer.
+pub(super) fn fleet_health(anyone: &SimIc, id: Principal) -> Option<FleetHealth> {
+    query_typed::<_, FleetHealth>(anyone, id, "fleet_health", &()).ok()
+}
