@@ -503,6 +503,28 @@ pub mod rollout {
             self.read(Principal::anonymous(), "metrics", ())
         }
 
+        /// `GET /metrics` through the manager's `http_request`, as a scraper reads it.
+        pub fn metrics_text(&self) -> String {
+            let reply = self
+                .sim
+                .query_call(
+                    self.manager,
+                    Principal::anonymous(),
+                    "http_request",
+                    encode_one(HttpRequest {
+                        method: "GET".into(),
+                        url: "/metrics".into(),
+                        headers: vec![],
+                        body: vec![],
+                    })
+                    .unwrap(),
+                )
+                .expect("http_request");
+            let reply: HttpResponse = decode_one(&reply).unwrap();
+            assert_eq!(reply.status_code, 200);
+            String::from_utf8(reply.body).expect("metrics are text")
+        }
+
         /// Whether a canister is running, as `canister_status` reports it to a controller.
         pub fn is_running(&self, canister: Principal) -> bool {
             let status = self
@@ -517,6 +539,22 @@ pub mod rollout {
             c.sort();
             c
         }
+    }
+
+    /// A plan to `version` in one wave, no canary, no bake, `in_flight` at once and no binding
+    /// rate limit.
+    pub fn one_wave_plan(version: &str, in_flight: u32) -> RolloutPlanArg {
+        let mut plan = RolloutPlanArg::to(version);
+        plan.canary = Some(Canary::None);
+        plan.waves_percent = Some(vec![100]);
+        plan.bake_secs = Some(0);
+        plan.limits = Some(Limits {
+            max_in_flight: in_flight,
+            starts_per_minute: 1_000_000,
+            burst: in_flight,
+            max_starts_per_tick: in_flight,
+        });
+        plan
     }
 
     pub fn note_key(k: u32) -> String {

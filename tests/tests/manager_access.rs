@@ -130,24 +130,7 @@ fn metrics_are_public_in_both_forms() {
     let m: fleet_api::rollout::FleetMetrics = fleet.read(Principal::anonymous(), "metrics", ());
     assert_eq!(m.user_canisters, 0);
     assert!(m.liquid_cycles > 0 && m.liquid_cycles <= m.cycles_balance);
-    let reply = fleet
-        .sim
-        .query_call(
-            fleet.manager,
-            Principal::anonymous(),
-            "http_request",
-            candid::encode_one(fleet_api::rollout::HttpRequest {
-                method: "GET".into(),
-                url: "/metrics".into(),
-                headers: vec![],
-                body: vec![],
-            })
-            .unwrap(),
-        )
-        .unwrap();
-    let reply: fleet_api::rollout::HttpResponse = candid::decode_one(&reply).unwrap();
-    assert_eq!(reply.status_code, 200);
-    let text = String::from_utf8(reply.body).unwrap();
+    let text = fleet.metrics_text();
     assert!(text.contains("fleet_user_canisters 0\n"), "{text}");
     assert!(
         text.contains(&format!(

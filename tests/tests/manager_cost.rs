@@ -19,16 +19,8 @@ fn an_upgrade_costs_the_manager_at_most_twice_the_measured_instructions() {
     fleet.publish_default("1.0.0", &user_wasm(false));
     fleet.provision(0, CANISTERS);
     fleet.publish(fleet.controller, "2.0.0", &user_wasm(true));
-    let mut plan = RolloutPlanArg::to("2.0.0");
+    let mut plan = one_wave_plan("2.0.0", IN_FLIGHT);
     plan.canary = Some(Canary::Count(IN_FLIGHT));
-    plan.waves_percent = Some(vec![100]);
-    plan.bake_secs = Some(0);
-    plan.limits = Some(Limits {
-        max_in_flight: IN_FLIGHT,
-        starts_per_minute: 1_000_000,
-        burst: IN_FLIGHT,
-        max_starts_per_tick: IN_FLIGHT,
-    });
     plan.keep_snapshot_secs = Some(0);
     fleet.start_rollout(plan).expect("start_rollout");
     let before = fleet.sim.instructions_total(fleet.manager);

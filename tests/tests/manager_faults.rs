@@ -21,16 +21,10 @@ fn fleet_of(n: u32) -> (Fleet, Vec<(u32, Principal)>) {
 }
 
 fn plan(version: &str, in_flight: u32) -> RolloutPlanArg {
-    let mut plan = RolloutPlanArg::to(version);
-    plan.canary = Some(Canary::None);
-    plan.waves_percent = Some(vec![100]);
-    plan.bake_secs = Some(0);
-    plan.limits = Some(Limits {
-        max_in_flight: in_flight,
-        starts_per_minute: 600,
-        burst: in_flight,
-        max_starts_per_tick: in_flight,
-    });
+    let mut plan = one_wave_plan(version, in_flight);
+    if let Some(l) = plan.limits.as_mut() {
+        l.starts_per_minute = 600;
+    }
     plan
 }
 
@@ -207,25 +201,6 @@ fn no_pipeline_starts_that_the_managers_cycles_could_not_finish() {
         .add_cycles(fleet.manager, frozen + reserve * 7 / 2);
 
     let started = fleet.start_rollout(plan("2.0.0", 10)).expect("start");
-    let metrics_text = || {
-        let reply = fleet
-            .sim
-            .query_call(
-                fleet.manager,
-                Principal::anonymous(),
-                "http_request",
-                candid::encode_one(HttpRequest {
-                    method: "GET".into(),
-                    url: "/metrics".into(),
-                    headers: vec![],
-                    body: vec![],
-                })
-                .unwrap(),
-            )
-            .unwrap();
-        let reply: HttpResponse = candid::decode_one(&reply).unwrap();
-        String::from_utf8(reply.body).unwrap()
-    };
     let mut held = None;
     for _ in 0..200 {
         fleet.step();
@@ -233,7 +208,7 @@ fn no_pipeline_starts_that_the_managers_cycles_could_not_finish() {
         if let Some(h @ Hold::ManagerLowCycles { .. }) = &s.hold {
             if held.is_none() {
                 // Shown in the metrics too, with the reason.
-                let text = metrics_text();
+                let text = fleet.metrics_text();
                 assert!(
                     text.contains("fleet_rollout_hold{reason=\"manager_low_cycles\"} 1"),
                     "{text}"
