@@ -25,10 +25,6 @@ pub const TICK: Duration = Duration::from_secs(1);
 const REISSUE_PER_TICK: usize = 200;
 /// Bounded-wait timeout of the health check.
 const HEALTH_TIMEOUT_SECS: u32 = 60;
-/// A timer that has not ticked for this long while there is work was lost: the IC deactivates
-/// the global timer of a canister that ran out of cycles (interface spec, "Global timer"), and
-/// nothing re-arms it by itself.
-const TIMER_SILENCE: u64 = 10 * TICK.as_nanos() as u64;
 
 thread_local! {
     static CALLS_IN_FLIGHT: Cell<u64> = const { Cell::new(0) };
@@ -79,29 +75,27 @@ impl Drop for InFlight {
     }
 }
 
-/// Keeps the driver's timer running while there is work, and re-arms it when it went silent
-/// (lost while the manager was frozen). Cheap: every update call runs it (the `awake` guard),
-/// and so does every call result.
+/// Keeps the driver's timer running while there is work, and re-arms it when the IC
+/// deactivated it (interface spec, "Global timer": a canister that runs out of cycles loses
+/// its timer). Cheap: every update call runs it (the `awake` guard), and so does every call
+/// result.
 pub fn ensure_timer() {
     let now = ic_cdk::api::time();
     TIMER.with(|t| {
         let mut t = t.borrow_mut();
-        let silent = now.saturating_sub(LAST_TICK.with(|l| l.get())) > TIMER_SILENCE;
         match *t {
-            Some(_) if !silent => {}
             Some(_) => {
-                if !rollouts::has_work() {
+                if global_timer_armed() || !rollouts::has_work() {
                     return;
                 }
-                // ic-cdk-timers still holds the interval, due since the timer went silent, and
-                // believes the global timer armed (it only moves it to an earlier time than the
-                // one it last set). Arming the global timer directly wakes its handler, which
-                // runs the overdue interval and re-arms from its own list.
+                // ic-cdk-timers still holds the interval, overdue, and believes the global
+                // timer armed (it only ever moves it to an earlier time than the one it last
+                // set). Arming the global timer directly wakes its handler, which runs the
+                // overdue interval and re-arms from its own list.
                 ic_cdk::println!(
-                    "driver timer silent since {}; re-armed",
+                    "driver timer lost (last tick at {}); re-armed",
                     LAST_TICK.with(|l| l.get())
                 );
-                LAST_TICK.with(|l| l.set(now));
                 ic_cdk::api::global_timer_set(now.saturating_add(1));
             }
             None => {
@@ -112,6 +106,17 @@ pub fn ensure_timer() {
             }
         }
     });
+}
+
+/// Whether the IC's global timer is armed. The system API reads it only by setting it
+/// (`ic0.global_timer_set` returns the previous value), so it is set back at once. Outside the
+/// timer's own handler, ic-cdk-timers keeps it armed while any timer exists: 0 means lost.
+fn global_timer_armed() -> bool {
+    let previous = ic_cdk::api::global_timer_set(0);
+    if previous != 0 {
+        ic_cdk::api::global_timer_set(previous);
+    }
+    previous != 0
 }
 
 /// Runs before every update call (the `awake` guard): a lost timer is re-armed by the first

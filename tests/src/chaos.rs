@@ -799,9 +799,21 @@ pub fn run_seed(seed: u64, opts: &Options) -> Result<SeedReport, Violation> {
             }
         }
         if w.round >= deadline {
+            let f = &w.fleet;
+            let m: FleetMetrics = f.read(Principal::anonymous(), "metrics", ());
             return Err(w.violation(format!(
-                "invariant 7: no rest {} rounds after the faults stopped: {:?}",
-                opts.settle_rounds, status
+                "invariant 7: no rest {} rounds after the faults stopped: {:?}; the manager: \
+                 running {:?}, balance {}, liquid {}, draining {}, timer silent {} s, calls in \
+                 flight {}, ticks measured {}",
+                opts.settle_rounds,
+                status,
+                f.sim.is_running(f.manager),
+                f.sim.cycle_balance(f.manager),
+                m.liquid_cycles,
+                m.draining,
+                m.timer_silent_secs,
+                m.calls_in_flight,
+                m.ticks_measured
             )));
         }
     };

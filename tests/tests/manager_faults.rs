@@ -343,3 +343,25 @@ fn refusals_name_the_real_reason() {
         Err(StartRolloutError::RolloutActive { .. })
     ));
 }
+
+/// A manager that is out of cycles for only a few seconds loses its timer all the same; the
+/// first update call after the top-up notices it at once (the global timer reads 0), however
+/// short the silence was.
+#[test]
+fn a_brief_dry_spell_is_noticed_by_the_next_call() {
+    let (fleet, canisters) = fleet_of(6);
+    let v2 = user_wasm(true);
+    fleet.publish(fleet.controller, "2.0.0", &v2);
+    fleet.start_rollout(plan("2.0.0", 2)).expect("start");
+    fleet.run_until(100, |s| s.counts.done >= 1);
+    let balance = fleet.sim.cycle_balance(fleet.manager);
+    fleet.sim.fault_drain_cycles(fleet.manager);
+    for _ in 0..3 {
+        fleet.step();
+    }
+    fleet.sim.add_cycles(fleet.manager, balance);
+    let _ = fleet.control("resume_rollout");
+    fleet.run_to_rest(500);
+    assert_eq!(fleet.rollout_status().phase, Phase::Completed);
+    assert_all_intact(&fleet, &canisters, &sha256(&v2));
+}
