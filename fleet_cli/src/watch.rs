@@ -36,10 +36,14 @@ impl WaveBars {
             p
         });
         phase.set_message(format!(
-            "rollout {} to {}: {}{}",
+            "rollout {} to {}: {}{}{}",
             s.id,
             s.target.version,
             phase_name(&s.phase),
+            s.hold
+                .as_ref()
+                .map(crate::manager::hold_text)
+                .unwrap_or_default(),
             if round_note.is_empty() {
                 String::new()
             } else {
@@ -73,6 +77,9 @@ impl WaveBars {
             }
             if w.outcomes.skipped > 0 {
                 msg.push(format!("{} skipped", w.outcomes.skipped));
+            }
+            if w.outcomes.deferred() > 0 {
+                msg.push(format!("{} deferred", w.outcomes.deferred()));
             }
             b.set_message(msg.join(", "));
         }
