@@ -8,7 +8,7 @@
 use fleet_tests::chaos::{run_seed, Options};
 
 /// Seeds run in CI, split over the two tests below.
-const SEEDS: u64 = 64;
+const SEEDS: u64 = 200;
 
 fn run(seeds: impl Iterator<Item = u64>) {
     let opts = Options {
