@@ -1,8 +1,10 @@
 //! Candid types shared by the canisters, the `fleet` CLI and the tests.
 //!
-//! This crate has no ic-cdk runtime calls, so it builds for the host and for wasm32 alike. The
-//! release types are the wasm store's own, re-exported by [`manager`].
+//! This crate has no ic-cdk runtime calls, so it builds for the host and for wasm32 alike. Every
+//! method of both canisters is a type in a `method` module ([`endpoint::Endpoint`]: name,
+//! arguments, reply), and every reply is named, so the `.did` files carry no `Result_N`.
 
+pub mod endpoint;
 pub mod manager;
 pub mod rollout;
 pub mod user;

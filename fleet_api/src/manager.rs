@@ -461,3 +461,68 @@ pub enum ListUserCanistersError {
     NotAuthorized,
     UnknownRelease,
 }
+
+// ---------------------------------------------------------------------------------------------
+// Replies and methods
+// ---------------------------------------------------------------------------------------------
+
+crate::endpoint::reply! {
+    UpdateSettingsReply(Settings, UpdateSettingsError);
+    /// Reply of `set_operator` and `remove_operator`.
+    OperatorReply((), OperatorError);
+    ListOperatorsReply(Vec<Operator>, QueryError);
+    BeginReleaseReply(UploadStatus, BeginReleaseError);
+    UploadReleaseChunkReply((), UploadReleaseChunkError);
+    AbortReleaseUploadReply((), AbortReleaseUploadError);
+    ReleaseUploadStatusReply(UploadStatus, StoreError);
+    FinalizeReleaseReply(FinalizedRelease, FinalizeReleaseError);
+    MirrorReleaseReply(ChunkStoreStatus, MirrorError);
+    DeleteReleaseReply(ReleaseMeta, DeleteReleaseError);
+    SetDefaultReleaseReply(Settings, SetDefaultReleaseError);
+    ListReleasesReply(Vec<ReleaseMeta>, StoreError);
+    ReleaseChunkReply(serde_bytes::ByteBuf, StoreError);
+    CreateUserCanisterReply(UserCanister, CreateUserCanisterError);
+    AdoptCanisterReply(UserCanister, AdoptCanisterError);
+    GetUserCanisterReply(UserCanister, GetUserCanisterError);
+    ListUserCanistersReply(UserCanisterPage, ListUserCanistersError);
+    SetUpgradePolicyReply(UserCanister, SetUpgradePolicyError);
+}
+
+/// The manager's settings, operators, releases and registry methods; the rollout methods are
+/// in [`crate::rollout::method`].
+pub mod method {
+    use super::*;
+    use candid::Principal;
+
+    crate::endpoint::endpoints! {
+        query GetSettings = "get_settings" () -> Settings;
+        update UpdateSettings = "update_settings" (SettingsUpdate) -> UpdateSettingsReply;
+        update SetOperator = "set_operator" (Operator) -> OperatorReply;
+        update RemoveOperator = "remove_operator" (Principal) -> OperatorReply;
+        query ListOperators = "list_operators" () -> ListOperatorsReply;
+        update BeginRelease = "begin_release" (BeginUpload) -> BeginReleaseReply;
+        update UploadReleaseChunk = "upload_release_chunk" (UploadReleaseChunkArg)
+            -> UploadReleaseChunkReply;
+        update AbortReleaseUpload = "abort_release_upload" (String) -> AbortReleaseUploadReply;
+        query ReleaseUploadStatus = "release_upload_status" (String) -> ReleaseUploadStatusReply;
+        update FinalizeRelease = "finalize_release" (String) -> FinalizeReleaseReply;
+        update MirrorRelease = "mirror_release" (String) -> MirrorReleaseReply;
+        update DeleteRelease = "delete_release" (String) -> DeleteReleaseReply;
+        update SetDefaultRelease = "set_default_release" (String) -> SetDefaultReleaseReply;
+        query ListReleases = "list_releases" (ListReleasesArg) -> ListReleasesReply;
+        query GetRelease = "get_release" (String) -> Option<ReleaseMeta>;
+        query ReleaseChunk = "release_chunk" (ReleaseChunkArg) -> ReleaseChunkReply;
+        query StoreUsageQuery = "store_usage" () -> StoreUsage;
+        query ChunkStoreStatusQuery = "chunk_store_status" () -> ChunkStoreStatus;
+        update CreateUserCanister = "create_user_canister" (CreateUserCanisterArg)
+            -> CreateUserCanisterReply;
+        update AdoptCanister = "adopt_canister" (AdoptCanisterArg) -> AdoptCanisterReply;
+        query MyUserCanister = "my_user_canister" () -> Option<UserCanister>;
+        query GetUserCanister = "get_user_canister" (Principal) -> GetUserCanisterReply;
+        query ListUserCanisters = "list_user_canisters" (ListUserCanistersArg)
+            -> ListUserCanistersReply;
+        query UserCanisterCount = "user_canister_count" () -> u64;
+        update SetUpgradePolicy = "set_upgrade_policy" (SetUpgradePolicyArg)
+            -> SetUpgradePolicyReply;
+    }
+}

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 pub use rollout_core::{
     CallError, Canary, Cause, CohortSummary, CyclesPolicy, DeferralCounts, Event, EventKind,
     Failure, FailurePolicy, HaltReason, Hold, Job, Limits, OpKind, Outcome, Phase, PlanError,
-    RequestError, RetryPolicy, RolloutStatus, StateCounts, Step, WaveLabel, WaveProgress,
+    RetryPolicy, RolloutStatus, StateCounts, Step, WaveLabel, WaveProgress,
 };
 
 /// Most entries one page of rollout results or logs returns.
@@ -169,7 +169,20 @@ pub enum DrainError {
     NotAuthorized,
 }
 
+/// Argument of the manager's `request_upgrade`.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct RequestUpgradeArg {
+    /// The canister to upgrade; `None`: the caller's own (the caller is the user canister, or
+    /// owns one).
+    pub canister_id: Option<Principal>,
+    /// `None`: the running rollout's target, else the default release.
+    pub target_version: Option<String>,
+}
+
 /// Why `request_upgrade` was refused; a refused request changes nothing.
+///
+/// The user canister passes this refusal on to its owner, so it holds only self-contained
+/// values: no rollout-engine type reaches the user canister's interface.
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub enum RequestUpgradeError {
     /// Only the canister itself and its owner may ask.
@@ -188,9 +201,10 @@ pub enum RequestUpgradeError {
     AlreadyOnTarget {
         version: String,
     },
-    /// The canister is not in a state the manager upgrades (provisioning, detached).
+    /// The canister is not in a state the manager upgrades (its registry status, e.g.
+    /// `Provisioning`, `Detached`).
     NotUpgradable {
-        status: crate::manager::CanisterStatus,
+        status: String,
     },
     /// A rollout to another release is running; requests join only a rollout to its target.
     OtherRolloutActive {
@@ -198,13 +212,31 @@ pub enum RequestUpgradeError {
         target_version: String,
     },
     /// The running rollout does not take this request.
-    Refused(RequestError),
+    NotAccepted {
+        reason: RequestRefusal,
+    },
     /// The target release is not in the manager's chunk store; an operator mirrors it first.
     NotMirrored {
         version: String,
     },
     Draining,
-    Plan(PlanError),
+    /// The single-canister rollout the request needs was refused by the planner.
+    Ineligible {
+        reason: String,
+    },
+}
+
+/// Why the running rollout did not take an upgrade request.
+#[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestRefusal {
+    /// The rollout is paused, halted or finishing.
+    NotAccepting,
+    /// A restore rollout does not take upgrade requests.
+    NotAnUpgrade,
+    /// The canister already finished in this rollout.
+    AlreadyFinished,
+    /// The canister is not part of the rollout and no registry entry was given.
+    NotInCohort,
 }
 
 /// One canister's state in the current rollout.
@@ -367,4 +399,44 @@ pub struct HttpResponse {
     pub headers: Vec<(String, String)>,
     #[serde(with = "serde_bytes")]
     pub body: Vec<u8>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Replies and methods
+// ---------------------------------------------------------------------------------------------
+
+crate::endpoint::reply! {
+    StartRolloutReply(RolloutStarted, StartRolloutError);
+    /// Reply of `pause_rollout`, `resume_rollout` and `abort_rollout`.
+    RolloutControlReply(RolloutStatus, RolloutControlError);
+    RollbackReply(RolloutStarted, RollbackError);
+    /// Reply of `drain` and `end_drain`.
+    DrainReply(DrainStatus, DrainError);
+    RolloutStatusReply(Option<RolloutStatus>, crate::manager::QueryError);
+    RolloutResultsReply(Option<RolloutResultsPage>, crate::manager::QueryError);
+    RolloutEventsReply(Option<RolloutEventsPage>, crate::manager::QueryError);
+    PipelineLogReply(PipelineLogPage, crate::manager::QueryError);
+    RequestUpgradeReply(crate::user::UpgradeTicket, RequestUpgradeError);
+}
+
+/// The manager's rollout, drain, metrics and upgrade-request methods.
+pub mod method {
+    use super::*;
+
+    crate::endpoint::endpoints! {
+        update StartRollout = "start_rollout" (RolloutPlanArg) -> StartRolloutReply;
+        update PauseRollout = "pause_rollout" () -> RolloutControlReply;
+        update ResumeRollout = "resume_rollout" () -> RolloutControlReply;
+        update AbortRollout = "abort_rollout" () -> RolloutControlReply;
+        update Rollback = "rollback" (RollbackArg) -> RollbackReply;
+        update Drain = "drain" () -> DrainReply;
+        update EndDrain = "end_drain" () -> DrainReply;
+        query GetRolloutStatus = "rollout_status" () -> RolloutStatusReply;
+        query RolloutResults = "rollout_results" (RolloutResultsArg) -> RolloutResultsReply;
+        query RolloutEvents = "rollout_events" (LogPageArg) -> RolloutEventsReply;
+        query PipelineLog = "pipeline_log" (LogPageArg) -> PipelineLogReply;
+        query Metrics = "metrics" () -> FleetMetrics;
+        query HttpRequestQuery = "http_request" (HttpRequest) -> HttpResponse;
+        update RequestUpgrade = "request_upgrade" (RequestUpgradeArg) -> RequestUpgradeReply;
+    }
 }

@@ -71,6 +71,21 @@ pub struct Note {
     pub updated_at: Option<u64>,
 }
 
+/// Argument of `put`: creates or replaces the note at `key`.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct PutNoteArg {
+    pub key: String,
+    pub text: String,
+}
+
+/// Argument of `list`: notes in key order after `start_after`.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct ListNotesArg {
+    pub start_after: Option<String>,
+    /// At most [`MAX_NOTES_PAGE`]; larger values are clamped to it.
+    pub limit: u32,
+}
+
 /// One item of `list`.
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct NoteEntry {
@@ -140,4 +155,31 @@ pub enum RequestUpgradeViaManagerError {
     },
     /// The manager's reply did not decode as `variant { Ok: UpgradeTicket; Err: _ }`.
     BadReply { message: String },
+}
+
+crate::endpoint::reply! {
+    /// Reply of `put` and `delete`.
+    NoteWriteReply((), NoteError);
+    GetNoteReply(Option<Note>, NoteError);
+    ListNotesReply(Vec<NoteEntry>, NoteError);
+    RequestUpgradeViaManagerReply(UpgradeTicket, RequestUpgradeViaManagerError);
+}
+
+/// The user canister's methods.
+pub mod method {
+    use super::*;
+
+    crate::endpoint::endpoints! {
+        update Put = "put" (PutNoteArg) -> NoteWriteReply;
+        update Delete = "delete" (String) -> NoteWriteReply;
+        query Get = "get" (String) -> GetNoteReply;
+        query List = "list" (ListNotesArg) -> ListNotesReply;
+        query Version = "version" () -> String;
+        query ReleaseSha256 = "release_sha256" () -> serde_bytes::ByteBuf;
+        query Owner = "owner" () -> Principal;
+        query Info = "info" () -> UserCanisterInfo;
+        query GetFleetHealth = "fleet_health" () -> FleetHealth;
+        update RequestUpgrade = "request_upgrade" (Option<String>)
+            -> RequestUpgradeViaManagerReply;
+    }
 }

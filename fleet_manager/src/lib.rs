@@ -98,7 +98,11 @@ fn get_settings() -> Settings {
 }
 
 #[update(guard = "awake")]
-fn update_settings(update: SettingsUpdate) -> Result<Settings, UpdateSettingsError> {
+fn update_settings(update: SettingsUpdate) -> UpdateSettingsReply {
+    update_settings_result(update).into()
+}
+
+fn update_settings_result(update: SettingsUpdate) -> Result<Settings, UpdateSettingsError> {
     if !has_role(caller(), Role::Admin) {
         return Err(UpdateSettingsError::NotAuthorized);
     }
@@ -126,7 +130,11 @@ fn update_settings(update: SettingsUpdate) -> Result<Settings, UpdateSettingsErr
 }
 
 #[update(guard = "awake")]
-fn set_operator(operator: Operator) -> Result<(), OperatorError> {
+fn set_operator(operator: Operator) -> OperatorReply {
+    set_operator_result(operator).into()
+}
+
+fn set_operator_result(operator: Operator) -> Result<(), OperatorError> {
     if !has_role(caller(), Role::Admin) {
         return Err(OperatorError::NotAuthorized);
     }
@@ -141,7 +149,11 @@ fn set_operator(operator: Operator) -> Result<(), OperatorError> {
 }
 
 #[update(guard = "awake")]
-fn remove_operator(principal: Principal) -> Result<(), OperatorError> {
+fn remove_operator(principal: Principal) -> OperatorReply {
+    remove_operator_result(principal).into()
+}
+
+fn remove_operator_result(principal: Principal) -> Result<(), OperatorError> {
     if !has_role(caller(), Role::Admin) {
         return Err(OperatorError::NotAuthorized);
     }
@@ -153,7 +165,11 @@ fn remove_operator(principal: Principal) -> Result<(), OperatorError> {
 }
 
 #[query]
-fn list_operators() -> Result<Vec<Operator>, QueryError> {
+fn list_operators() -> ListOperatorsReply {
+    list_operators_result().into()
+}
+
+fn list_operators_result() -> Result<Vec<Operator>, QueryError> {
     let caller = caller();
     state::with(|s| {
         if s.operators.is_operator(caller) {
@@ -169,7 +185,11 @@ fn list_operators() -> Result<Vec<Operator>, QueryError> {
 // ---------------------------------------------------------------------------------------------
 
 #[update(guard = "awake")]
-fn begin_release(req: BeginUpload) -> Result<UploadStatus, BeginReleaseError> {
+fn begin_release(req: BeginUpload) -> BeginReleaseReply {
+    begin_release_result(req).into()
+}
+
+fn begin_release_result(req: BeginUpload) -> Result<UploadStatus, BeginReleaseError> {
     let caller = caller();
     if !has_role(caller, Role::Releaser) {
         return Err(BeginReleaseError::NotAuthorized);
@@ -178,7 +198,11 @@ fn begin_release(req: BeginUpload) -> Result<UploadStatus, BeginReleaseError> {
 }
 
 #[update(guard = "awake")]
-fn upload_release_chunk(arg: UploadReleaseChunkArg) -> Result<(), UploadReleaseChunkError> {
+fn upload_release_chunk(arg: UploadReleaseChunkArg) -> UploadReleaseChunkReply {
+    upload_release_chunk_result(arg).into()
+}
+
+fn upload_release_chunk_result(arg: UploadReleaseChunkArg) -> Result<(), UploadReleaseChunkError> {
     if !has_role(caller(), Role::Releaser) {
         return Err(UploadReleaseChunkError::NotAuthorized);
     }
@@ -187,7 +211,11 @@ fn upload_release_chunk(arg: UploadReleaseChunkArg) -> Result<(), UploadReleaseC
 }
 
 #[update(guard = "awake")]
-fn abort_release_upload(version: String) -> Result<(), AbortReleaseUploadError> {
+fn abort_release_upload(version: String) -> AbortReleaseUploadReply {
+    abort_release_upload_result(version).into()
+}
+
+fn abort_release_upload_result(version: String) -> Result<(), AbortReleaseUploadError> {
     if !has_role(caller(), Role::Releaser) {
         return Err(AbortReleaseUploadError::NotAuthorized);
     }
@@ -195,12 +223,22 @@ fn abort_release_upload(version: String) -> Result<(), AbortReleaseUploadError> 
 }
 
 #[query]
-fn release_upload_status(version: String) -> Result<UploadStatus, StoreError> {
+fn release_upload_status(version: String) -> ReleaseUploadStatusReply {
+    release_upload_status_result(version).into()
+}
+
+fn release_upload_status_result(version: String) -> Result<UploadStatus, StoreError> {
     state::with(|s| s.store.upload_status(&version))
 }
 
 #[update(guard = "awake")]
-async fn finalize_release(version: String) -> Result<FinalizedRelease, FinalizeReleaseError> {
+async fn finalize_release(version: String) -> FinalizeReleaseReply {
+    finalize_release_result(version).await.into()
+}
+
+async fn finalize_release_result(
+    version: String,
+) -> Result<FinalizedRelease, FinalizeReleaseError> {
     if !has_role(caller(), Role::Releaser) {
         return Err(FinalizeReleaseError::NotAuthorized);
     }
@@ -208,7 +246,11 @@ async fn finalize_release(version: String) -> Result<FinalizedRelease, FinalizeR
 }
 
 #[update(guard = "awake")]
-async fn mirror_release(version: String) -> Result<ChunkStoreStatus, MirrorError> {
+async fn mirror_release(version: String) -> MirrorReleaseReply {
+    mirror_release_result(version).await.into()
+}
+
+async fn mirror_release_result(version: String) -> Result<ChunkStoreStatus, MirrorError> {
     if !has_role(caller(), Role::Releaser) {
         return Err(MirrorError::NotAuthorized);
     }
@@ -217,7 +259,11 @@ async fn mirror_release(version: String) -> Result<ChunkStoreStatus, MirrorError
 }
 
 #[update(guard = "awake")]
-fn delete_release(version: String) -> Result<ReleaseMeta, DeleteReleaseError> {
+fn delete_release(version: String) -> DeleteReleaseReply {
+    delete_release_result(version).into()
+}
+
+fn delete_release_result(version: String) -> Result<ReleaseMeta, DeleteReleaseError> {
     if !has_role(caller(), Role::Releaser) {
         return Err(DeleteReleaseError::NotAuthorized);
     }
@@ -225,7 +271,11 @@ fn delete_release(version: String) -> Result<ReleaseMeta, DeleteReleaseError> {
 }
 
 #[update(guard = "awake")]
-async fn set_default_release(version: String) -> Result<Settings, SetDefaultReleaseError> {
+async fn set_default_release(version: String) -> SetDefaultReleaseReply {
+    set_default_release_result(version).await.into()
+}
+
+async fn set_default_release_result(version: String) -> Result<Settings, SetDefaultReleaseError> {
     if !has_role(caller(), Role::Admin) {
         return Err(SetDefaultReleaseError::NotAuthorized);
     }
@@ -233,7 +283,11 @@ async fn set_default_release(version: String) -> Result<Settings, SetDefaultRele
 }
 
 #[query]
-fn list_releases(arg: ListReleasesArg) -> Result<Vec<ReleaseMeta>, StoreError> {
+fn list_releases(arg: ListReleasesArg) -> ListReleasesReply {
+    list_releases_result(arg).into()
+}
+
+fn list_releases_result(arg: ListReleasesArg) -> Result<Vec<ReleaseMeta>, StoreError> {
     state::with(|s| {
         s.store.list(
             arg.start_after.as_deref(),
@@ -250,7 +304,11 @@ fn get_release(version: String) -> Option<ReleaseMeta> {
 /// One chunk of a finalized release. Public, so that an end user can fetch a release and
 /// install it through the recovery principal without the manager's help.
 #[query]
-fn release_chunk(arg: ReleaseChunkArg) -> Result<serde_bytes::ByteBuf, StoreError> {
+fn release_chunk(arg: ReleaseChunkArg) -> ReleaseChunkReply {
+    release_chunk_result(arg).into()
+}
+
+fn release_chunk_result(arg: ReleaseChunkArg) -> Result<serde_bytes::ByteBuf, StoreError> {
     state::with(|s| s.store.chunk(&arg.version, arg.index)).map(serde_bytes::ByteBuf::from)
 }
 
@@ -269,14 +327,22 @@ fn chunk_store_status() -> ChunkStoreStatus {
 // ---------------------------------------------------------------------------------------------
 
 #[update(guard = "awake")]
-async fn create_user_canister(
+async fn create_user_canister(arg: CreateUserCanisterArg) -> CreateUserCanisterReply {
+    create_user_canister_result(arg).await.into()
+}
+
+async fn create_user_canister_result(
     arg: CreateUserCanisterArg,
 ) -> Result<UserCanister, CreateUserCanisterError> {
     provisioning::create_user_canister(&mgmt::Ic, caller().principal, arg).await
 }
 
 #[update(guard = "awake")]
-async fn adopt_canister(arg: AdoptCanisterArg) -> Result<UserCanister, AdoptCanisterError> {
+async fn adopt_canister(arg: AdoptCanisterArg) -> AdoptCanisterReply {
+    adopt_canister_result(arg).await.into()
+}
+
+async fn adopt_canister_result(arg: AdoptCanisterArg) -> Result<UserCanister, AdoptCanisterError> {
     let caller = caller();
     let privileged = has_role(caller, Role::Admin) || has_role(caller, Role::Deployer);
     provisioning::adopt_canister(&mgmt::Ic, caller, privileged, arg).await
@@ -297,7 +363,11 @@ fn my_user_canister() -> Option<UserCanister> {
 }
 
 #[query]
-fn get_user_canister(canister_id: Principal) -> Result<UserCanister, GetUserCanisterError> {
+fn get_user_canister(canister_id: Principal) -> GetUserCanisterReply {
+    get_user_canister_result(canister_id).into()
+}
+
+fn get_user_canister_result(canister_id: Principal) -> Result<UserCanister, GetUserCanisterError> {
     let caller = caller();
     state::with(|s| {
         let record = s.registry.get(&canister_id);
@@ -315,7 +385,11 @@ fn get_user_canister(canister_id: Principal) -> Result<UserCanister, GetUserCani
 }
 
 #[query]
-fn list_user_canisters(
+fn list_user_canisters(arg: ListUserCanistersArg) -> ListUserCanistersReply {
+    list_user_canisters_result(arg).into()
+}
+
+fn list_user_canisters_result(
     arg: ListUserCanistersArg,
 ) -> Result<UserCanisterPage, ListUserCanistersError> {
     let caller = caller();
@@ -350,7 +424,13 @@ fn user_canister_count() -> u64 {
 }
 
 #[update(guard = "awake")]
-fn set_upgrade_policy(arg: SetUpgradePolicyArg) -> Result<UserCanister, SetUpgradePolicyError> {
+fn set_upgrade_policy(arg: SetUpgradePolicyArg) -> SetUpgradePolicyReply {
+    set_upgrade_policy_result(arg).into()
+}
+
+fn set_upgrade_policy_result(
+    arg: SetUpgradePolicyArg,
+) -> Result<UserCanister, SetUpgradePolicyError> {
     let caller = caller();
     let deployer = has_role(caller, Role::Deployer);
     state::with_mut(|s| {
@@ -401,7 +481,11 @@ fn busy_start(b: rollouts::Busy) -> StartRolloutError {
 /// Starts a staged rollout of a release to the fleet. The target is mirrored into the chunk
 /// store first; the cohort is selected from the registry when the plan is accepted.
 #[update(guard = "awake")]
-async fn start_rollout(plan: RolloutPlanArg) -> Result<RolloutStarted, StartRolloutError> {
+async fn start_rollout(plan: RolloutPlanArg) -> StartRolloutReply {
+    start_rollout_result(plan).await.into()
+}
+
+async fn start_rollout_result(plan: RolloutPlanArg) -> Result<RolloutStarted, StartRolloutError> {
     if !is_deployer(caller()) {
         return Err(StartRolloutError::NotAuthorized);
     }
@@ -420,7 +504,11 @@ async fn start_rollout(plan: RolloutPlanArg) -> Result<RolloutStarted, StartRoll
 }
 
 #[update(guard = "awake")]
-fn pause_rollout() -> Result<RolloutStatus, RolloutControlError> {
+fn pause_rollout() -> RolloutControlReply {
+    pause_rollout_result().into()
+}
+
+fn pause_rollout_result() -> Result<RolloutStatus, RolloutControlError> {
     if !is_deployer(caller()) {
         return Err(RolloutControlError::NotAuthorized);
     }
@@ -429,7 +517,11 @@ fn pause_rollout() -> Result<RolloutStatus, RolloutControlError> {
 
 /// Resumes a paused or halted rollout. It does not end a drain (`end_drain` does).
 #[update(guard = "awake")]
-fn resume_rollout() -> Result<RolloutStatus, RolloutControlError> {
+fn resume_rollout() -> RolloutControlReply {
+    resume_rollout_result().into()
+}
+
+fn resume_rollout_result() -> Result<RolloutStatus, RolloutControlError> {
     if !is_deployer(caller()) {
         return Err(RolloutControlError::NotAuthorized);
     }
@@ -440,7 +532,11 @@ fn resume_rollout() -> Result<RolloutStatus, RolloutControlError> {
 
 /// Drops pending canisters; in-flight ones finish or are brought back to running.
 #[update(guard = "awake")]
-fn abort_rollout() -> Result<RolloutStatus, RolloutControlError> {
+fn abort_rollout() -> RolloutControlReply {
+    abort_rollout_result().into()
+}
+
+fn abort_rollout_result() -> Result<RolloutStatus, RolloutControlError> {
     if !is_deployer(caller()) {
         return Err(RolloutControlError::NotAuthorized);
     }
@@ -451,7 +547,11 @@ fn abort_rollout() -> Result<RolloutStatus, RolloutControlError> {
 
 /// Undoes a rollout: a new rollout back to an earlier release, or snapshot restores.
 #[update(guard = "awake")]
-async fn rollback(arg: RollbackArg) -> Result<RolloutStarted, RollbackError> {
+async fn rollback(arg: RollbackArg) -> RollbackReply {
+    rollback_result(arg).await.into()
+}
+
+async fn rollback_result(arg: RollbackArg) -> Result<RolloutStarted, RollbackError> {
     if !is_deployer(caller()) {
         return Err(RollbackError::NotAuthorized);
     }
@@ -500,7 +600,11 @@ async fn rollback(arg: RollbackArg) -> Result<RolloutStarted, RollbackError> {
 /// Pauses every rollout activity for the manager's own upgrade and reports when nothing is
 /// in flight; call it until `ready`, then stop, upgrade and start the manager, and resume.
 #[update(guard = "awake")]
-fn drain() -> Result<DrainStatus, DrainError> {
+fn drain() -> DrainReply {
+    drain_result().into()
+}
+
+fn drain_result() -> Result<DrainStatus, DrainError> {
     let caller = caller();
     if !has_role(caller, Role::Admin) && !is_deployer(caller) {
         return Err(DrainError::NotAuthorized);
@@ -512,7 +616,11 @@ fn drain() -> Result<DrainStatus, DrainError> {
 /// Ends a drain after the manager's upgrade: new pipelines start again in whatever phase the
 /// rollout is (a paused or halted rollout stays so; `resume_rollout` is a separate decision).
 #[update(guard = "awake")]
-fn end_drain() -> Result<DrainStatus, DrainError> {
+fn end_drain() -> DrainReply {
+    end_drain_result().into()
+}
+
+fn end_drain_result() -> Result<DrainStatus, DrainError> {
     let caller = caller();
     if !has_role(caller, Role::Admin) && !is_deployer(caller) {
         return Err(DrainError::NotAuthorized);
@@ -533,22 +641,40 @@ fn drain_status(draining: bool, pipelines_in_flight: u64) -> DrainStatus {
 }
 
 #[query]
-fn rollout_status() -> Result<Option<RolloutStatus>, QueryError> {
+fn rollout_status() -> RolloutStatusReply {
+    rollout_status_result().into()
+}
+
+fn rollout_status_result() -> Result<Option<RolloutStatus>, QueryError> {
     operators_only(rollouts::status)
 }
 
 #[query]
-fn rollout_results(arg: RolloutResultsArg) -> Result<Option<RolloutResultsPage>, QueryError> {
+fn rollout_results(arg: RolloutResultsArg) -> RolloutResultsReply {
+    rollout_results_result(arg).into()
+}
+
+fn rollout_results_result(
+    arg: RolloutResultsArg,
+) -> Result<Option<RolloutResultsPage>, QueryError> {
     operators_only(|| rollouts::results(arg))
 }
 
 #[query]
-fn rollout_events(arg: LogPageArg) -> Result<Option<RolloutEventsPage>, QueryError> {
+fn rollout_events(arg: LogPageArg) -> RolloutEventsReply {
+    rollout_events_result(arg).into()
+}
+
+fn rollout_events_result(arg: LogPageArg) -> Result<Option<RolloutEventsPage>, QueryError> {
     operators_only(|| rollouts::events(arg))
 }
 
 #[query]
-fn pipeline_log(arg: LogPageArg) -> Result<PipelineLogPage, QueryError> {
+fn pipeline_log(arg: LogPageArg) -> PipelineLogReply {
+    pipeline_log_result(arg).into()
+}
+
+fn pipeline_log_result(arg: LogPageArg) -> Result<PipelineLogPage, QueryError> {
     operators_only(|| rollouts::pipeline_log(arg))
 }
 
@@ -584,14 +710,15 @@ fn http_request(req: HttpRequest) -> HttpResponse {
 /// running rollout's target, or to the default release). Answered at once: the pipeline runs
 /// from the manager's timer, so the canister never waits on the manager while being stopped.
 #[update(guard = "awake")]
-fn request_upgrade(
-    canister_id: Option<Principal>,
-    target_version: Option<String>,
-) -> Result<UpgradeTicket, RequestUpgradeError> {
+fn request_upgrade(arg: RequestUpgradeArg) -> RequestUpgradeReply {
+    request_upgrade_result(arg).into()
+}
+
+fn request_upgrade_result(arg: RequestUpgradeArg) -> Result<UpgradeTicket, RequestUpgradeError> {
     let ticket = rollouts::request_upgrade(
         ic_cdk::api::msg_caller(),
-        canister_id,
-        target_version,
+        arg.canister_id,
+        arg.target_version,
         ic_cdk::api::time(),
     )?;
     driver::ensure_timer();
@@ -618,5 +745,19 @@ mod candid_tests {
              `UPDATE_DID=1 cargo test -p fleet_manager did_file` and review the diff.\n\
              exported:\n{exported}"
         );
+    }
+
+    /// Every method the manager exports is declared in `fleet_api` with the same name and kind
+    /// (the types clients call it through), and nothing is declared that it does not export.
+    #[test]
+    fn every_exported_method_is_declared_in_fleet_api() {
+        use fleet_api::endpoint::service_methods;
+        let mut declared: Vec<_> = fleet_api::manager::method::METHODS
+            .iter()
+            .chain(fleet_api::rollout::method::METHODS)
+            .map(|(name, kind)| (name.to_string(), *kind))
+            .collect();
+        declared.sort();
+        assert_eq!(declared, service_methods(&super::__export_service()));
     }
 }

@@ -608,7 +608,7 @@ pub fn request_upgrade(
     })?;
     if !upgradable(record.status) {
         return Err(E::NotUpgradable {
-            status: record.status,
+            status: format!("{:?}", record.status),
         });
     }
     with_engine(|e| {
@@ -687,7 +687,9 @@ pub fn request_upgrade(
                 Err(err) => {
                     // A refused plan leaves the previous rollout's store as it was.
                     reload(e);
-                    return Err(E::Plan(err));
+                    return Err(E::Ineligible {
+                        reason: format!("{err:?}"),
+                    });
                 }
             };
             rollout.set_event_capacity(EVENT_CAPACITY);
@@ -697,7 +699,9 @@ pub fn request_upgrade(
         }
         let r = e.rollout.as_mut().expect("an active rollout exists here");
         r.request(record.canister_id, Some(member), now)
-            .map_err(E::Refused)?;
+            .map_err(|refused| E::NotAccepted {
+                reason: refusal(&refused),
+            })?;
         e.meta.next_ticket += 1;
         e.meta.counters.upgrade_requests += 1;
         let ticket = e.meta.next_ticket;
@@ -708,6 +712,18 @@ pub fn request_upgrade(
             target_version: meta.version,
         })
     })
+}
+
+/// The wire form of the engine's refusal of a request (no engine type reaches the user
+/// canister's interface).
+fn refusal(e: &rollout_core::RequestError) -> fleet_api::rollout::RequestRefusal {
+    use fleet_api::rollout::RequestRefusal as R;
+    match e {
+        rollout_core::RequestError::NotAccepting { .. } => R::NotAccepting,
+        rollout_core::RequestError::NotAnUpgrade => R::NotAnUpgrade,
+        rollout_core::RequestError::AlreadyFinished { .. } => R::AlreadyFinished,
+        rollout_core::RequestError::NotInCohort => R::NotInCohort,
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -469,7 +469,11 @@ impl World {
                     self.fleet.manager,
                     owner(i as u32),
                     "request_upgrade",
-                    candid::encode_args((Some(self.ids[i]), None::<String>)).unwrap(),
+                    candid::encode_one(RequestUpgradeArg {
+                        canister_id: Some(self.ids[i]),
+                        target_version: None,
+                    })
+                    .unwrap(),
                 );
             }
             Event::Policy { canister, manual } => {

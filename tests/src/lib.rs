@@ -351,7 +351,11 @@ pub mod rollout {
                                 *id,
                                 owner(*n),
                                 "put",
-                                encode_args((note_key(k), note_text(*n, k))).unwrap(),
+                                encode_one(fleet_api::user::PutNoteArg {
+                                    key: note_key(k),
+                                    text: note_text(*n, k),
+                                })
+                                .unwrap(),
                             )
                             .expect("submitting put"),
                     );

@@ -101,7 +101,11 @@ fn each_owner_gets_one_canister_controlled_by_manager_and_recovery_running_the_d
                     record.canister_id,
                     sender,
                     "put",
-                    encode_args(("greeting".to_string(), format!("hello from {owner}"))).unwrap(),
+                    candid::encode_one(fleet_api::user::PutNoteArg {
+                        key: "greeting".to_string(),
+                        text: format!("hello from {owner}"),
+                    })
+                    .unwrap(),
                 )
                 .unwrap();
             decode_one::<Result<(), fleet_api::user::NoteError>>(&reply).unwrap()

@@ -12,7 +12,14 @@ use fleet_tests::{padded, sha256, user_wasm, Fleet};
 type Requested = Result<UpgradeTicket, RequestUpgradeError>;
 
 fn request(fleet: &Fleet, caller: Principal, id: Option<Principal>, v: Option<&str>) -> Requested {
-    let (r,): (Requested,) = fleet.update(caller, "request_upgrade", (id, v.map(str::to_string)));
+    let (r,): (Requested,) = fleet.update(
+        caller,
+        "request_upgrade",
+        (RequestUpgradeArg {
+            canister_id: id,
+            target_version: v.map(str::to_string),
+        },),
+    );
     r
 }
 

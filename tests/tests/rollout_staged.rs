@@ -269,11 +269,8 @@ fn staged_rollout_with_pause_and_resume_then_abort_then_manager_upgrade() {
     assert_eq!(before.hold, Some(Hold::Draining));
     assert!(before.counts.pending > 0);
     // A request while drained is refused.
-    let (req,): (Result<fleet_api::user::UpgradeTicket, RequestUpgradeError>,) = fleet.update(
-        owner(0),
-        "request_upgrade",
-        (None::<Principal>, None::<String>),
-    );
+    let (req,): (Result<fleet_api::user::UpgradeTicket, RequestUpgradeError>,) =
+        fleet.update(owner(0), "request_upgrade", (RequestUpgradeArg::default(),));
     assert_eq!(req, Err(RequestUpgradeError::Draining));
     fleet
         .sim

@@ -3,8 +3,8 @@
 
 use candid::{encode_args, encode_one, Principal};
 use fleet_api::user::{
-    FleetHealth, Note, NoteEntry, NoteError, UserCanisterArg, UserCanisterInfo, UserInitArg,
-    UserUpgradeArg, MAX_KEY_LEN, MAX_TEXT_LEN,
+    FleetHealth, ListNotesArg, Note, NoteEntry, NoteError, PutNoteArg, UserCanisterArg,
+    UserCanisterInfo, UserInitArg, UserUpgradeArg, MAX_KEY_LEN, MAX_TEXT_LEN,
 };
 use ic_sim::{query_candid_as, update_candid_as, CanisterId, IcSim};
 use sha2::{Digest, Sha256};
@@ -76,8 +76,17 @@ fn put(
     key: &str,
     text: &str,
 ) -> Result<(), NoteError> {
-    let (reply,): (Result<(), NoteError>,) =
-        update_candid_as(sim, id, caller, "put", (key.to_string(), text.to_string())).unwrap();
+    let (reply,): (Result<(), NoteError>,) = update_candid_as(
+        sim,
+        id,
+        caller,
+        "put",
+        (PutNoteArg {
+            key: key.to_string(),
+            text: text.to_string(),
+        },),
+    )
+    .unwrap();
     reply
 }
 
@@ -93,8 +102,17 @@ fn get(
 }
 
 fn list(sim: &IcSim, id: CanisterId, after: Option<&str>, limit: u32) -> Vec<NoteEntry> {
-    let (reply,): (Result<Vec<NoteEntry>, NoteError>,) =
-        query_candid_as(sim, id, owner(), "list", (after.map(str::to_string), limit)).unwrap();
+    let (reply,): (Result<Vec<NoteEntry>, NoteError>,) = query_candid_as(
+        sim,
+        id,
+        owner(),
+        "list",
+        (ListNotesArg {
+            start_after: after.map(str::to_string),
+            limit,
+        },),
+    )
+    .unwrap();
     reply.unwrap()
 }
 

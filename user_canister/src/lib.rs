@@ -21,10 +21,13 @@ pub mod notes;
 pub mod state;
 
 use candid::Principal;
-use fleet_api::rollout::RequestUpgradeError;
+use fleet_api::endpoint::Endpoint;
+use fleet_api::rollout::method::RequestUpgrade as ManagerRequestUpgrade;
+use fleet_api::rollout::{RequestUpgradeArg, RequestUpgradeReply};
 use fleet_api::user::{
-    FleetHealth, Note, NoteEntry, NoteError, RequestUpgradeViaManagerError, UpgradeTicket,
-    UserCanisterArg, UserCanisterInfo,
+    FleetHealth, GetNoteReply, ListNotesArg, ListNotesReply, NoteError, NoteWriteReply, PutNoteArg,
+    RequestUpgradeViaManagerError, RequestUpgradeViaManagerReply, UpgradeTicket, UserCanisterArg,
+    UserCanisterInfo,
 };
 use ic_cdk::call::{Call, CallFailed};
 
@@ -80,31 +83,37 @@ fn notes_owner_only() -> Result<(), NoteError> {
 
 /// Creates or replaces a note. Owner only.
 #[ic_cdk::update]
-fn put(key: String, text: String) -> Result<(), NoteError> {
-    notes_owner_only()?;
-    let now = ic_cdk::api::time();
-    state::with_mut(|s| s.notes.put(key, text, now))
+fn put(arg: PutNoteArg) -> NoteWriteReply {
+    notes_owner_only()
+        .and_then(|()| {
+            let now = ic_cdk::api::time();
+            state::with_mut(|s| s.notes.put(arg.key, arg.text, now))
+        })
+        .into()
 }
 
 /// Deletes a note. Owner only.
 #[ic_cdk::update]
-fn delete(key: String) -> Result<(), NoteError> {
-    notes_owner_only()?;
-    state::with_mut(|s| s.notes.delete(key))
+fn delete(key: String) -> NoteWriteReply {
+    notes_owner_only()
+        .and_then(|()| state::with_mut(|s| s.notes.delete(key)))
+        .into()
 }
 
 /// Reads a note. Owner only: notes are private.
 #[ic_cdk::query]
-fn get(key: String) -> Result<Option<Note>, NoteError> {
-    notes_owner_only()?;
-    state::with(|s| s.notes.get(key))
+fn get(key: String) -> GetNoteReply {
+    notes_owner_only()
+        .and_then(|()| state::with(|s| s.notes.get(key)))
+        .into()
 }
 
 /// Notes in key order after `start_after`, at most 100 per page. Owner only.
 #[ic_cdk::query]
-fn list(start_after: Option<String>, limit: u32) -> Result<Vec<NoteEntry>, NoteError> {
-    notes_owner_only()?;
-    Ok(state::with(|s| s.notes.list(start_after, limit)))
+fn list(arg: ListNotesArg) -> ListNotesReply {
+    notes_owner_only()
+        .map(|()| state::with(|s| s.notes.list(arg.start_after, arg.limit)))
+        .into()
 }
 
 /// The app version compiled into the running module.
@@ -183,18 +192,25 @@ fn fleet_health() -> FleetHealth {
 }
 
 /// Asks the manager to upgrade this canister (to `target_version`, or to the manager's current
-/// release). Owner only. The manager's `request_upgrade(opt principal, opt text)` answers at
-/// once with a ticket or its typed refusal.
+/// release). Owner only. The manager's `request_upgrade` answers at once with a ticket or its
+/// typed refusal.
 #[ic_cdk::update]
-async fn request_upgrade(
+async fn request_upgrade(target_version: Option<String>) -> RequestUpgradeViaManagerReply {
+    ask_manager_for_upgrade(target_version).await.into()
+}
+
+async fn ask_manager_for_upgrade(
     target_version: Option<String>,
 ) -> Result<UpgradeTicket, RequestUpgradeViaManagerError> {
     owner_only().map_err(|caller| RequestUpgradeViaManagerError::NotOwner { caller })?;
     let manager = state::with(|s| s.config().manager);
     // `None` canister id: the manager takes the caller, i.e. this canister.
-    let args: (Option<Principal>, Option<String>) = (None, target_version);
-    let reply = Call::unbounded_wait(manager, "request_upgrade")
-        .with_args(&args)
+    let arg = RequestUpgradeArg {
+        canister_id: None,
+        target_version,
+    };
+    let reply = Call::unbounded_wait(manager, ManagerRequestUpgrade::NAME)
+        .with_arg(&arg)
         .await
         .map_err(|e| match e {
             CallFailed::CallRejected(rejected) => RequestUpgradeViaManagerError::CallFailed {
@@ -212,7 +228,7 @@ async fn request_upgrade(
 /// Decodes the manager's `request_upgrade` reply: `variant { Ok: UpgradeTicket; Err:
 /// RequestUpgradeError }`, both types from `fleet_api`, so a refusal reaches the owner typed.
 pub fn decode_manager_reply(bytes: &[u8]) -> Result<UpgradeTicket, RequestUpgradeViaManagerError> {
-    match candid::decode_one::<Result<UpgradeTicket, RequestUpgradeError>>(bytes) {
+    match candid::decode_one::<RequestUpgradeReply>(bytes).map(RequestUpgradeReply::into_result) {
         Ok(Ok(ticket)) => Ok(ticket),
         Ok(Err(error)) => Err(RequestUpgradeViaManagerError::Refused { error }),
         Err(e) => Err(RequestUpgradeViaManagerError::BadReply {

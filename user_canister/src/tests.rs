@@ -6,13 +6,16 @@ use fleet_api::user::*;
 
 use super::*;
 
+// The interface of the release build (the proc macro collects the methods once per crate).
+#[cfg(not(any(feature = "fault_stall", feature = "fault_switch")))]
+candid::export_service!();
+
 /// The interface this crate exports must be exactly `user_canister.did`; regenerate it with
 /// `UPDATE_DID=1 cargo test -p user_canister` after a deliberate change. The `fault_stall` and
 /// `fault_switch` builds add methods and are not releases, so they are not compared.
 #[cfg(not(any(feature = "fault_stall", feature = "fault_switch")))]
 #[test]
 fn candid_interface_matches_the_checked_in_did() {
-    candid::export_service!();
     let exported = __export_service();
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("user_canister.did");
     if std::env::var_os("UPDATE_DID").is_some() {
@@ -22,6 +25,22 @@ fn candid_interface_matches_the_checked_in_did() {
     assert!(
         exported == checked_in,
         "the exported interface differs from user_canister.did:\n{exported}"
+    );
+}
+
+/// Every method the release exports is declared in `fleet_api::user::method` with the same name
+/// and kind, and nothing is declared that it does not export.
+#[cfg(not(any(feature = "fault_stall", feature = "fault_switch")))]
+#[test]
+fn every_exported_method_is_declared_in_fleet_api() {
+    let mut declared: Vec<_> = fleet_api::user::method::METHODS
+        .iter()
+        .map(|(name, kind)| (name.to_string(), *kind))
+        .collect();
+    declared.sort();
+    assert_eq!(
+        declared,
+        fleet_api::endpoint::service_methods(&__export_service())
     );
 }
 

@@ -3,7 +3,7 @@
 
 use std::rc::Rc;
 
-use candid::{encode_args, encode_one, Principal};
+use candid::{encode_one, Principal};
 use fleet_api::manager::{
     CreateUserCanisterArg, CreateUserCanisterError, ManagerInitArg, RateLimit,
     SetDefaultReleaseError, Settings, UserCanister,
@@ -189,10 +189,10 @@ pub(super) fn write_data(r: &mut Rehearsal, fleet: Fleet, notes: u32) -> Result<
         let mut messages = Vec::new();
         for (i, id) in fleet.canisters.iter().enumerate() {
             for k in 0..notes {
-                let arg = encode_args((
-                    format!("note-{k}"),
-                    format!("user {i} wrote note {k} before the upgrade"),
-                ))
+                let arg = encode_one(fleet_api::user::PutNoteArg {
+                    key: format!("note-{k}"),
+                    text: format!("user {i} wrote note {k} before the upgrade"),
+                })
                 .map_err(|e| CliError::Io(e.to_string()))?;
                 messages.push(r.submit(*id, owner(i as u32), "put", arg)?);
             }

@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use candid::utils::{ArgumentDecoder, ArgumentEncoder};
 use candid::{decode_args, encode_args, encode_one, Principal};
 use clap::Parser;
-use fleet_api::user::{NoteEntry, NoteError, UserCanisterArg, UserInitArg};
+use fleet_api::user::{
+    ListNotesArg, NoteEntry, NoteError, PutNoteArg, UserCanisterArg, UserInitArg,
+};
 use fleet_cli::backend::sim::SimIc;
 use fleet_cli::backend::Ic;
 use fleet_cli::cli::{run, Cli, Output};
@@ -212,15 +214,29 @@ impl World {
     }
 
     pub fn put_note(&self, canister: Principal, owner: Principal, key: &str, text: &str) {
-        let (r,): (Result<(), NoteError>,) =
-            self.update(canister, owner, "put", (key.to_string(), text.to_string()));
+        let (r,): (Result<(), NoteError>,) = self.update(
+            canister,
+            owner,
+            "put",
+            (PutNoteArg {
+                key: key.to_string(),
+                text: text.to_string(),
+            },),
+        );
         r.unwrap();
     }
 
     /// The notes as (key, text), read by the owner.
     pub fn notes(&self, canister: Principal, owner: Principal) -> Vec<(String, String)> {
-        let (r,): (Result<Vec<NoteEntry>, NoteError>,) =
-            self.query(canister, owner, "list", (None::<String>, 100u32));
+        let (r,): (Result<Vec<NoteEntry>, NoteError>,) = self.query(
+            canister,
+            owner,
+            "list",
+            (ListNotesArg {
+                start_after: None,
+                limit: 100,
+            },),
+        );
         r.unwrap()
             .into_iter()
             .map(|e| (e.key, e.note.text))
