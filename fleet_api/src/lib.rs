@@ -5,8 +5,12 @@
 //! arguments, reply), and every reply is named, so the `.did` files carry no `Result_N`.
 
 pub mod endpoint;
+pub mod engine;
 pub mod manager;
 pub mod rollout;
+pub mod store;
 pub mod user;
+#[cfg(feature = "mapping")]
+pub mod wire;
 
 pub use candid::Principal;

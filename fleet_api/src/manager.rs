@@ -378,12 +378,10 @@ pub enum AdoptCanisterError {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Release endpoints (the release types themselves are the wasm store's, re-exported here)
+// Release endpoints (the release types are in [`crate::store`], re-exported here)
 // ---------------------------------------------------------------------------------------------
 
-pub use wasm_store::{
-    BeginUpload, Limits as StoreLimits, ReleaseMeta, StoreError, StoreUsage, UploadStatus,
-};
+pub use crate::store::*;
 
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct UploadReleaseChunkArg {

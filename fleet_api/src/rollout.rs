@@ -1,24 +1,22 @@
 //! The manager's rollout interface: plans, operations, status, results, logs and metrics.
 //!
-//! The planning and pipeline types are `rollout_core`'s own (re-exported here), so that the
-//! operator sees exactly what the engine decides; this module adds the operator-facing
-//! arguments (releases named by version, times in seconds) and one error enum per endpoint.
+//! The engine's plan, status and event types are the wire types of [`crate::engine`]
+//! (re-exported here); this module adds the operator-facing arguments (releases named by
+//! version, times in seconds) and one error enum per endpoint.
 
 use candid::{CandidType, Principal};
 use serde::{Deserialize, Serialize};
 
-pub use rollout_core::{
-    CallError, Canary, Cause, CohortSummary, CyclesPolicy, DeferralCounts, Event, EventKind,
-    Failure, FailurePolicy, HaltReason, Hold, Job, Limits, OpKind, Outcome, Phase, PlanError,
-    RetryPolicy, RolloutStatus, StateCounts, Step, WaveLabel, WaveProgress,
-};
+pub use crate::engine::*;
 
 /// Most entries one page of rollout results or logs returns.
 pub const MAX_ROLLOUT_PAGE: u32 = 500;
 
 /// A rollout as an operator with the `Deployer` role defines it. Releases are named by their
-/// version in the manager's store; `None` fields take the defaults of
-/// [`rollout_core::RolloutPlan::new`].
+/// version in the manager's store; `None` fields take the manager's defaults: a canary of 10,
+/// waves at 1, 10, 50 and 100%, 10 minutes of bake time, at most 20 in flight, 60 starts per
+/// minute (burst 10, 10 per tick), halt above 5% failed or after 5 failures in a row, snapshots
+/// kept 7 days, no top-up budget, 5 stop attempts with 1 to 30 minutes of backoff.
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct RolloutPlanArg {
     pub target_version: String,

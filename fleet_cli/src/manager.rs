@@ -22,6 +22,7 @@ use fleet_api::rollout::{
     RolloutControlError, RolloutPlanArg, RolloutResultsArg, RolloutResultsPage, RolloutStarted,
     RolloutStatus, StartRolloutError, WaveLabel, MAX_ROLLOUT_PAGE,
 };
+use fleet_api::wire::Wire;
 use serde::Serialize;
 use serde_bytes::ByteBuf;
 use sha2::{Digest, Sha256};
@@ -67,8 +68,13 @@ impl EndpointError for StoreError {
         store_bad_input(self)
     }
     fn describe(&self) -> String {
-        self.to_string()
+        describe_store_error(self)
     }
+}
+
+/// The store's own message for a refusal (the wire type carries no text).
+fn describe_store_error(e: &StoreError) -> String {
+    e.clone().wire().to_string()
 }
 
 macro_rules! store_endpoint_error {
@@ -83,7 +89,7 @@ macro_rules! store_endpoint_error {
             fn describe(&self) -> String {
                 match self {
                     Self::NotAuthorized => "not authorized".into(),
-                    Self::Store(e) => e.to_string(),
+                    Self::Store(e) => describe_store_error(e),
                 }
             }
         }

@@ -14,6 +14,7 @@ use clap::Args;
 use fleet_api::rollout::{
     Canary, CyclesPolicy, FailurePolicy, Limits, PlanError, RetryPolicy, RolloutPlanArg,
 };
+use fleet_api::wire::Wire;
 use rollout_core::{RolloutPlan, SECOND};
 
 use crate::error::CliError;
@@ -61,8 +62,8 @@ impl LimitArgs {
     pub fn validate(&self) -> Result<(), CliError> {
         if let Some(l) = self.to_limits() {
             let mut plan = defaults();
-            plan.limits = l;
-            plan.validate().map_err(plan_error)?;
+            plan.limits = l.wire();
+            plan.validate().map_err(|e| plan_error(e.wire()))?;
         }
         Ok(())
     }
@@ -267,30 +268,8 @@ fn secs_to_ns(secs: u64) -> u64 {
 fn validate(arg: &RolloutPlanArg) -> Result<(), CliError> {
     let mut plan = defaults();
     plan.target.version = arg.target_version.clone();
-    plan.include = arg.include.clone();
-    plan.exclude = arg.exclude.clone().unwrap_or_default();
-    if let Some(c) = &arg.canary {
-        plan.canary = c.clone();
-    }
-    if let Some(w) = &arg.waves_percent {
-        plan.waves_percent = w.clone();
-    }
-    if let Some(l) = &arg.limits {
-        plan.limits = l.clone();
-    }
-    if let Some(f) = &arg.failure {
-        plan.failure = f.clone();
-    }
-    if let Some(c) = &arg.cycles {
-        plan.cycles = c.clone();
-    }
-    if let Some(r) = &arg.retry {
-        plan.retry = r.clone();
-    }
-    if let Some(secs) = arg.stop_deadline_secs {
-        plan.stop_deadline_ns = (secs > 0).then(|| secs_to_ns(secs));
-    }
-    plan.validate().map_err(plan_error)
+    fleet_api::wire::apply_plan_options(arg, &mut plan);
+    plan.validate().map_err(|e| plan_error(e.wire()))
 }
 
 /// A refused plan as a usage error (exit code 2).

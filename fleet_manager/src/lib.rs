@@ -23,6 +23,7 @@ use candid::Principal;
 use fleet_api::manager::*;
 use fleet_api::rollout::*;
 use fleet_api::user::UpgradeTicket;
+use fleet_api::wire::Wire;
 use ic_cdk::{init, post_upgrade, pre_upgrade, query, update};
 
 fn caller() -> Caller {
@@ -207,7 +208,7 @@ fn upload_release_chunk_result(arg: UploadReleaseChunkArg) -> Result<(), UploadR
         return Err(UploadReleaseChunkError::NotAuthorized);
     }
     state::with_mut(|s| s.store.put_chunk(&arg.version, arg.index, arg.bytes))
-        .map_err(UploadReleaseChunkError::Store)
+        .map_err(|e| UploadReleaseChunkError::Store(e.wire()))
 }
 
 #[update(guard = "awake")]
@@ -219,7 +220,8 @@ fn abort_release_upload_result(version: String) -> Result<(), AbortReleaseUpload
     if !has_role(caller(), Role::Releaser) {
         return Err(AbortReleaseUploadError::NotAuthorized);
     }
-    state::with_mut(|s| s.store.abort_upload(&version)).map_err(AbortReleaseUploadError::Store)
+    state::with_mut(|s| s.store.abort_upload(&version))
+        .map_err(|e| AbortReleaseUploadError::Store(e.wire()))
 }
 
 #[query]
@@ -229,6 +231,8 @@ fn release_upload_status(version: String) -> ReleaseUploadStatusReply {
 
 fn release_upload_status_result(version: String) -> Result<UploadStatus, StoreError> {
     state::with(|s| s.store.upload_status(&version))
+        .map(Wire::wire)
+        .map_err(Wire::wire)
 }
 
 #[update(guard = "awake")]
@@ -294,11 +298,13 @@ fn list_releases_result(arg: ListReleasesArg) -> Result<Vec<ReleaseMeta>, StoreE
             arg.limit.unwrap_or(wasm_store::MAX_PAGE),
         )
     })
+    .map(Wire::wire)
+    .map_err(Wire::wire)
 }
 
 #[query]
 fn get_release(version: String) -> Option<ReleaseMeta> {
-    state::with(|s| s.store.get(&version))
+    state::with(|s| s.store.get(&version)).wire()
 }
 
 /// One chunk of a finalized release. Public, so that an end user can fetch a release and
@@ -309,12 +315,14 @@ fn release_chunk(arg: ReleaseChunkArg) -> ReleaseChunkReply {
 }
 
 fn release_chunk_result(arg: ReleaseChunkArg) -> Result<serde_bytes::ByteBuf, StoreError> {
-    state::with(|s| s.store.chunk(&arg.version, arg.index)).map(serde_bytes::ByteBuf::from)
+    state::with(|s| s.store.chunk(&arg.version, arg.index))
+        .map(serde_bytes::ByteBuf::from)
+        .map_err(Wire::wire)
 }
 
 #[query]
 fn store_usage() -> StoreUsage {
-    state::with(|s| s.store.usage())
+    state::with(|s| s.store.usage()).wire()
 }
 
 #[query]
@@ -473,7 +481,10 @@ fn operators_only<T>(f: impl FnOnce() -> T) -> Result<T, QueryError> {
 
 fn busy_start(b: rollouts::Busy) -> StartRolloutError {
     match b {
-        rollouts::Busy::Active { id, phase } => StartRolloutError::RolloutActive { id, phase },
+        rollouts::Busy::Active { id, phase } => StartRolloutError::RolloutActive {
+            id,
+            phase: phase.wire(),
+        },
         rollouts::Busy::Draining => StartRolloutError::Draining,
     }
 }
@@ -497,7 +508,8 @@ async fn start_rollout_result(plan: RolloutPlanArg) -> Result<RolloutStarted, St
         .map_err(StartRolloutError::Mirror)?;
     // The state may have changed while mirroring.
     rollouts::check_idle().map_err(busy_start)?;
-    let cohort = rollouts::select_cohort(&core_plan).map_err(StartRolloutError::Plan)?;
+    let cohort =
+        rollouts::select_cohort(&core_plan).map_err(|e| StartRolloutError::Plan(e.wire()))?;
     let started = rollouts::start(&core_plan, cohort, ic_cdk::api::time());
     driver::ensure_timer();
     Ok(started)
@@ -556,7 +568,10 @@ async fn rollback_result(arg: RollbackArg) -> Result<RolloutStarted, RollbackErr
         return Err(RollbackError::NotAuthorized);
     }
     let busy = |b| match b {
-        rollouts::Busy::Active { id, phase } => RollbackError::RolloutActive { id, phase },
+        rollouts::Busy::Active { id, phase } => RollbackError::RolloutActive {
+            id,
+            phase: phase.wire(),
+        },
         rollouts::Busy::Draining => RollbackError::Draining,
     };
     rollouts::check_idle().map_err(busy)?;
@@ -567,10 +582,10 @@ async fn rollback_result(arg: RollbackArg) -> Result<RolloutStarted, RollbackErr
                 .ok_or(RollbackError::NoRollout)?;
             let mut plan = RolloutPlanArg::to(&to_version);
             plan.from_version = Some(from.version);
-            plan.canary = Some(rollout_core::Canary::None);
+            plan.canary = Some(Canary::None);
             plan.waves_percent = Some(vec![100]);
             plan.bake_secs = Some(0);
-            plan.limits = Some(limits.unwrap_or(last_limits));
+            plan.limits = Some(limits.unwrap_or_else(|| last_limits.wire()));
             let core_plan = rollouts::to_plan(&plan).map_err(|e| match e {
                 StartRolloutError::UnknownRelease { version } => {
                     RollbackError::UnknownRelease { version }
@@ -582,13 +597,14 @@ async fn rollback_result(arg: RollbackArg) -> Result<RolloutStarted, RollbackErr
                 .await
                 .map_err(RollbackError::Mirror)?;
             rollouts::check_idle().map_err(busy)?;
-            let cohort = rollouts::select_cohort(&core_plan).map_err(RollbackError::Plan)?;
+            let cohort =
+                rollouts::select_cohort(&core_plan).map_err(|e| RollbackError::Plan(e.wire()))?;
             rollouts::start(&core_plan, cohort, ic_cdk::api::time())
         }
         RollbackArg::RestoreSnapshots { canisters, limits } => {
             let plan = rollouts::restore_plan(&canisters, limits)?;
             rollouts::start_restore(plan, ic_cdk::api::time()).map_err(|e| match e {
-                rollouts::PlanErrorOrBusy::Plan(p) => RollbackError::Plan(p),
+                rollouts::PlanErrorOrBusy::Plan(p) => RollbackError::Plan(p.wire()),
                 rollouts::PlanErrorOrBusy::Busy(b) => busy(b),
             })?
         }

@@ -296,7 +296,8 @@ mod tests {
     use super::*;
     use crate::mgmt::{CallError, CallResult, StatusInfo};
     use candid::Decode;
-    use fleet_api::manager::{BeginUpload, Settings};
+    use fleet_api::manager::Settings;
+    use wasm_store::BeginUpload;
     use sha2::{Digest, Sha256};
     use std::cell::RefCell;
     use std::collections::BTreeMap;

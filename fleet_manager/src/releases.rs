@@ -10,6 +10,7 @@ use fleet_api::manager::{
     BeginUpload, DeleteReleaseError, FinalizeReleaseError, FinalizedRelease, ReleaseMeta,
     ReleaseRef, SetDefaultReleaseError, Settings, StoreError, UploadStatus,
 };
+use fleet_api::wire::Wire;
 
 pub fn begin(
     req: BeginUpload,
@@ -18,9 +19,11 @@ pub fn begin(
 ) -> Result<UploadStatus, StoreError> {
     let version = req.version.clone();
     state::with_mut(|s| {
-        s.store.begin_upload(req, uploader, now_ns)?;
+        s.store.begin_upload(req.wire(), uploader, now_ns)?;
         s.store.upload_status(&version)
     })
+    .map(Wire::wire)
+    .map_err(Wire::wire)
 }
 
 /// Finalizes the upload, then mirrors the release into the chunk store. A mirroring failure
@@ -30,11 +33,11 @@ pub async fn finalize<R: Runtime>(
     version: &str,
 ) -> Result<FinalizedRelease, FinalizeReleaseError> {
     let now = rt.now_ns();
-    let release =
-        state::with_mut(|s| s.store.finalize(version, now)).map_err(FinalizeReleaseError::Store)?;
+    let release = state::with_mut(|s| s.store.finalize(version, now))
+        .map_err(|e| FinalizeReleaseError::Store(e.wire()))?;
     let mirror_error = ensure_mirrored(rt, &release.version).await.err();
     Ok(FinalizedRelease {
-        release,
+        release: release.wire(),
         mirror_error,
     })
 }
@@ -45,13 +48,11 @@ pub fn delete(version: &str) -> Result<ReleaseMeta, DeleteReleaseError> {
         return Err(DeleteReleaseError::Busy);
     }
     state::with_mut(|s| {
-        let meta = s
-            .store
-            .get(version)
-            .ok_or_else(|| StoreError::NotFound {
+        let meta = s.store.get(version).ok_or_else(|| {
+            DeleteReleaseError::Store(StoreError::NotFound {
                 version: version.to_string(),
             })
-            .map_err(DeleteReleaseError::Store)?;
+        })?;
         let release = ReleaseRef {
             version: meta.version.clone(),
             sha256: meta.sha256.clone(),
@@ -61,14 +62,14 @@ pub fn delete(version: &str) -> Result<ReleaseMeta, DeleteReleaseError> {
         let deleted = s
             .store
             .delete(version, is_default || deployed)
-            .map_err(DeleteReleaseError::Store)?;
+            .map_err(|e| DeleteReleaseError::Store(e.wire()))?;
         // Its chunks stay in the IC store until the next clear; forget that it is installable.
         let mut mirror = s.mirror_state();
         mirror
             .releases
             .retain(|r| r.release.sha256 != deleted.sha256);
         s.set_mirror_state(mirror);
-        Ok(deleted)
+        Ok(deleted.wire())
     })
 }
 

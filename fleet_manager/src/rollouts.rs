@@ -15,11 +15,19 @@ use fleet_api::manager::{
     CanisterStatus, ReleaseRef, UpgradeEvent, UpgradeOutcome, UpgradePolicy as ApiPolicy,
     UserCanister,
 };
-use fleet_api::rollout::*;
+use fleet_api::rollout::RolloutStatus as WireStatus;
+use fleet_api::rollout::{
+    LogPageArg, PipelineLogEntry, PipelineLogKind, PipelineLogPage, RequestUpgradeError,
+    RollbackError, RolloutCanisterResult, RolloutControlError, RolloutCounters, RolloutEventsPage,
+    RolloutPlanArg, RolloutResultsArg, RolloutResultsPage, RolloutStarted, StartRolloutError,
+    MAX_ROLLOUT_PAGE,
+};
+use fleet_api::wire::Wire;
 use rollout_core::StableStore;
 use rollout_core::{
-    Action, ActionResult, Cohort, CohortBuilder, CohortMember, FleetCanister, ManagerView, Op,
-    Release, RestorePlan, Rollout, RolloutPlan, UpgradePolicy, WavePlan, SECOND,
+    Action, ActionResult, Cohort, CohortBuilder, CohortMember, FleetCanister, Limits, ManagerView,
+    Op, Phase, Release, RestorePlan, Rollout, RolloutPlan, UpgradePolicy, WaveLabel, WavePlan,
+    SECOND,
 };
 use std::cell::{Cell, RefCell};
 
@@ -146,14 +154,14 @@ pub fn health_version(version: &str) -> String {
     version.split('+').next().unwrap_or(version).to_string()
 }
 
-fn release_of(meta: &fleet_api::manager::ReleaseMeta) -> Release {
+fn release_of(meta: &wasm_store::ReleaseMeta) -> Release {
     Release {
         module_hash: meta.sha256.clone(),
         version: health_version(&meta.version),
     }
 }
 
-fn lookup(version: &str) -> Option<fleet_api::manager::ReleaseMeta> {
+fn lookup(version: &str) -> Option<wasm_store::ReleaseMeta> {
     state::with(|s| s.store.get(version))
 }
 
@@ -167,41 +175,9 @@ pub fn to_plan(arg: &RolloutPlanArg) -> Result<RolloutPlan, StartRolloutError> {
     if let Some(from) = &arg.from_version {
         plan.from_release = Some(lookup(from).ok_or_else(|| unknown(from))?.sha256);
     }
-    plan.include = arg.include.clone();
-    if let Some(exclude) = &arg.exclude {
-        plan.exclude = exclude.clone();
-    }
-    if let Some(canary) = &arg.canary {
-        plan.canary = canary.clone();
-    }
-    if let Some(waves) = &arg.waves_percent {
-        plan.waves_percent = waves.clone();
-    }
-    if let Some(bake) = arg.bake_secs {
-        plan.bake_ns = bake.saturating_mul(SECOND);
-    }
-    if let Some(limits) = &arg.limits {
-        plan.limits = limits.clone();
-    }
-    if let Some(failure) = &arg.failure {
-        plan.failure = failure.clone();
-    }
-    if let Some(take) = arg.take_snapshot {
-        plan.snapshot.take = take;
-    }
-    if let Some(keep) = arg.keep_snapshot_secs {
-        plan.snapshot.keep_ns = (keep > 0).then(|| keep.saturating_mul(SECOND));
-    }
-    if let Some(cycles) = &arg.cycles {
-        plan.cycles = cycles.clone();
-    }
-    if let Some(retry) = &arg.retry {
-        plan.retry = retry.clone();
-    }
-    if let Some(secs) = arg.stop_deadline_secs {
-        plan.stop_deadline_ns = (secs > 0).then(|| secs.saturating_mul(SECOND));
-    }
-    plan.validate().map_err(StartRolloutError::Plan)?;
+    fleet_api::wire::apply_plan_options(arg, &mut plan);
+    plan.validate()
+        .map_err(|e| StartRolloutError::Plan(e.wire()))?;
     Ok(plan)
 }
 
@@ -311,8 +287,8 @@ pub fn start(plan: &RolloutPlan, cohort: Cohort, now: u64) -> RolloutStarted {
         let started = RolloutStarted {
             id,
             canisters: rollout.state().counts.pending,
-            waves: rollout.state().waves.clone(),
-            summary,
+            waves: rollout.state().waves.clone().wire(),
+            summary: summary.wire(),
         };
         e.rollout = Some(rollout);
         e.save();
@@ -349,7 +325,7 @@ pub fn start_restore(plan: RestorePlan, now: u64) -> Result<RolloutStarted, Plan
         let started = RolloutStarted {
             id,
             canisters: rollout.state().counts.pending,
-            waves: rollout.state().waves.clone(),
+            waves: rollout.state().waves.clone().wire(),
             summary: Default::default(),
         };
         e.rollout = Some(rollout);
@@ -373,7 +349,7 @@ pub enum PlanErrorOrBusy {
 /// the same release (the health check after the restore expects it).
 pub fn restore_plan(
     canisters: &[Principal],
-    limits: Option<Limits>,
+    limits: Option<fleet_api::rollout::Limits>,
 ) -> Result<RestorePlan, RollbackError> {
     let defaults = RolloutPlan::new(Release {
         module_hash: vec![0; 32],
@@ -404,14 +380,16 @@ pub fn restore_plan(
                 snapshot: snapshot.map(|f| f.id),
             });
         }
-        let release = release.ok_or(RollbackError::Plan(rollout_core::PlanError::EmptyCohort))?;
+        let release = release.ok_or(RollbackError::Plan(
+            fleet_api::rollout::PlanError::EmptyCohort,
+        ))?;
         Ok(RestorePlan {
             release: Release {
                 module_hash: release.sha256.clone(),
                 version: health_version(&release.version),
             },
             canisters: members,
-            limits: limits.unwrap_or(defaults.limits),
+            limits: limits.map_or(defaults.limits, Wire::wire),
             failure: defaults.failure,
             retry: defaults.retry,
         })
@@ -433,36 +411,39 @@ pub fn last_target() -> Option<(Release, Limits)> {
 
 fn control(
     f: impl FnOnce(&mut Rollout<Store>, u64) -> Result<(), rollout_core::ControlError>,
-) -> Result<RolloutStatus, RolloutControlError> {
+) -> Result<WireStatus, RolloutControlError> {
     let now = ic_cdk::api::time();
     with_engine(|e| {
         let r = e.rollout.as_mut().ok_or(RolloutControlError::NoRollout)?;
         f(r, now).map_err(|rollout_core::ControlError::InvalidPhase { phase }| {
-            RolloutControlError::InvalidPhase { phase }
+            RolloutControlError::InvalidPhase {
+                phase: phase.wire(),
+            }
         })?;
         let status = r.status(now);
         e.save();
-        Ok(status)
+        Ok(status.wire())
     })
 }
 
-pub fn pause() -> Result<RolloutStatus, RolloutControlError> {
+pub fn pause() -> Result<WireStatus, RolloutControlError> {
     control(|r, now| r.pause(now))
 }
 
 /// Resumes a paused or halted rollout (or lifts a hold for manager faults). A drain is not
 /// the rollout's phase: only [`end_drain`] ends it.
-pub fn resume() -> Result<RolloutStatus, RolloutControlError> {
+pub fn resume() -> Result<WireStatus, RolloutControlError> {
     control(|r, now| r.resume(now))
 }
 
-pub fn abort() -> Result<RolloutStatus, RolloutControlError> {
+pub fn abort() -> Result<WireStatus, RolloutControlError> {
     control(|r, now| r.abort(now))
 }
 
-pub fn status() -> Option<RolloutStatus> {
+/// The current rollout's status as the interface shows it.
+pub fn status() -> Option<WireStatus> {
     let now = ic_cdk::api::time();
-    with_engine(|e| e.rollout.as_ref().map(|r| r.status(now)))
+    with_engine(|e| e.rollout.as_ref().map(|r| r.status(now).wire()))
 }
 
 pub fn results(arg: RolloutResultsArg) -> Option<RolloutResultsPage> {
@@ -479,12 +460,12 @@ pub fn results(arg: RolloutResultsArg) -> Option<RolloutResultsPage> {
                 .into_iter()
                 .map(|(id, rec)| RolloutCanisterResult {
                     canister_id: id,
-                    job: rec.job,
+                    job: rec.job.wire(),
                     wave: rec.wave,
-                    outcome: rec.outcome(),
-                    step: rec.step,
-                    failure: rec.failure,
-                    last_error: rec.last_error,
+                    outcome: rec.outcome().wire(),
+                    step: rec.step.wire(),
+                    failure: rec.failure.wire(),
+                    last_error: rec.last_error.wire(),
                     stop_attempts: rec.stop_attempts,
                     topped_up: rec.topped_up,
                     snapshot: rec.snapshot,
@@ -504,7 +485,7 @@ pub fn events(arg: LogPageArg) -> Option<RolloutEventsPage> {
         let r = e.rollout.as_ref()?;
         Some(RolloutEventsPage {
             rollout_id: r.state().id,
-            events: r.events(arg.from, limit),
+            events: r.events(arg.from, limit).wire(),
             first: r.state().events_first,
             next: r.state().events_next,
         })
@@ -784,7 +765,9 @@ pub fn reissue_lost(issued_before: u64, now: u64, limit: usize) -> Vec<Action> {
             e.log(
                 now,
                 a.canister,
-                PipelineLogKind::Reissued { op: a.op.kind() },
+                PipelineLogKind::Reissued {
+                    op: a.op.kind().wire(),
+                },
             );
         }
         count_calls(&mut e.meta, &actions);
@@ -842,7 +825,13 @@ pub fn on_result(canister: Principal, result: ActionResult, now: u64) -> Fed {
         }
         if let Some(rec) = left {
             let outcome = rec.outcome();
-            e.log(now, canister, PipelineLogKind::Left { outcome });
+            e.log(
+                now,
+                canister,
+                PipelineLogKind::Left {
+                    outcome: outcome.wire(),
+                },
+            );
             if outcome.is_some() {
                 finish_record(&mut e.meta, canister, &rec, job, &target, now);
             } else {
