@@ -49,7 +49,7 @@ fn has_role(caller: Caller, role: Role) -> bool {
 fn init(arg: Option<ManagerInitArg>) {
     let arg = arg.unwrap_or_default();
     if let Some(limit) = arg.creation_limit {
-        if !rate_limit::TokenBucket::valid(limit) {
+        if !rate_limit::valid(limit) {
             ic_cdk::trap("creation_limit needs capacity >= 1 and refill_period_secs >= 1");
         }
     }
@@ -61,7 +61,7 @@ fn init(arg: Option<ManagerInitArg>) {
     {
         ic_cdk::trap("the anonymous principal cannot be an admin");
     }
-    state::with_mut(|s| s.initialize(arg, ic_cdk::api::time()));
+    state::with_mut(|s| s.initialize(arg));
 }
 
 /// Refuses an upgrade while the rollout engine awaits calls: their callbacks would reach the
@@ -107,10 +107,7 @@ fn update_settings_result(update: SettingsUpdate) -> Result<Settings, UpdateSett
     if !has_role(caller(), Role::Admin) {
         return Err(UpdateSettingsError::NotAuthorized);
     }
-    if update
-        .creation_limit
-        .is_some_and(|l| !rate_limit::TokenBucket::valid(l))
-    {
+    if update.creation_limit.is_some_and(|l| !rate_limit::valid(l)) {
         return Err(UpdateSettingsError::InvalidRateLimit);
     }
     Ok(state::with_mut(|s| {

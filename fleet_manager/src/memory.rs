@@ -26,7 +26,7 @@ pub const HEADER: MemoryId = MemoryId::new(0);
 pub const SETTINGS: MemoryId = MemoryId::new(1);
 /// `StableBTreeMap<Principal, u8>`: operator → role bit set.
 pub const OPERATORS: MemoryId = MemoryId::new(2);
-/// `StableCell<TokenBucket>`: state of the creation rate limit.
+/// `StableCell<CreationLimiter>`: state of the creation rate limit (8 bytes).
 pub const CREATION_BUCKET: MemoryId = MemoryId::new(3);
 /// `StableBTreeMap<Principal, Stored<UserCanister>>`: registry records by canister id.
 pub const REGISTRY: MemoryId = MemoryId::new(4);

@@ -297,12 +297,12 @@ mod tests {
     use crate::mgmt::{CallError, CallResult, StatusInfo};
     use candid::Decode;
     use fleet_api::manager::Settings;
-    use wasm_store::BeginUpload;
     use sha2::{Digest, Sha256};
     use std::cell::RefCell;
     use std::collections::BTreeMap;
     use std::future::Future;
     use std::task::{Context, Poll, Waker};
+    use wasm_store::BeginUpload;
 
     const MANAGER: Principal = Principal::from_slice(&[9, 9, 9, 9, 9, 9, 9, 9, 1, 1]);
     const FEE: u128 = 500_000_000_000;
@@ -494,7 +494,7 @@ mod tests {
         let rt = fake();
         publish_default(&rt);
         *rt.balance.borrow_mut() = FEE;
-        let tokens_before = state::with(|s| s.creation_bucket.get().tokens);
+        let bucket_before = state::with(|s| *s.creation_bucket.get());
         let err = block_on(create_user_canister(&rt, p(1), arg(p(2)))).unwrap_err();
         assert!(matches!(
             err,
@@ -502,10 +502,7 @@ mod tests {
         ));
         assert_eq!(*rt.creates.borrow(), 0);
         assert!(state::with(|s| s.registry.is_empty()));
-        assert_eq!(
-            state::with(|s| s.creation_bucket.get().tokens),
-            tokens_before
-        );
+        assert_eq!(state::with(|s| *s.creation_bucket.get()), bucket_before);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use crate::access::Operators;
 use crate::chunk_store::MirrorState;
 use crate::memory::{self, Memory, Stored};
-use crate::rate_limit::TokenBucket;
+use crate::rate_limit::CreationLimiter;
 use crate::registry::Registry;
 use candid::{CandidType, Principal};
 use fleet_api::manager::{ManagerInitArg, RateLimit, ReleaseRef, Settings};
@@ -34,7 +34,7 @@ pub struct State {
     pub header: StableCell<u32, Memory>,
     pub settings: StableCell<Stored<Settings>, Memory>,
     pub operators: Operators<Memory>,
-    pub creation_bucket: StableCell<TokenBucket, Memory>,
+    pub creation_bucket: StableCell<CreationLimiter, Memory>,
     pub registry: Registry<Memory>,
     pub mirror: StableCell<Stored<MirrorState>, Memory>,
     pub store: WasmStore<Memory>,
@@ -88,7 +88,7 @@ impl State {
             operators: Operators::init(memory::get(memory::OPERATORS)),
             creation_bucket: StableCell::init(
                 memory::get(memory::CREATION_BUCKET),
-                TokenBucket::full(DEFAULT_CREATION_LIMIT, 0),
+                CreationLimiter::default(),
             ),
             registry: Registry::init(
                 memory::get(memory::REGISTRY),
@@ -144,7 +144,7 @@ impl State {
     }
 
     /// First install: writes the layout version and applies the init arg.
-    pub fn initialize(&mut self, arg: ManagerInitArg, now_ns: u64) {
+    pub fn initialize(&mut self, arg: ManagerInitArg) {
         self.header.set(memory::LAYOUT_VERSION);
         let mut settings = self.settings();
         if let Some(cycles) = arg.user_canister_cycles {
@@ -153,8 +153,7 @@ impl State {
         if let Some(limit) = arg.creation_limit {
             settings.creation_limit = limit;
         }
-        self.creation_bucket
-            .set(TokenBucket::full(settings.creation_limit, now_ns));
+        self.creation_bucket.set(CreationLimiter::default());
         self.set_settings(settings);
         for admin in arg.admins.unwrap_or_default() {
             self.operators

@@ -30,6 +30,29 @@ impl TokenBucket {
         }
     }
 
+    /// A bucket that earns one token every `interval_ns` up to `burst`, continuing from the
+    /// state `tat` of an earlier bucket (0: full). Rebuilt from its settings at each use, a
+    /// bucket whose owner changed its rate or burst keeps what was already taken.
+    pub fn resume(interval_ns: Nanos, burst: u32, tat: Nanos) -> Self {
+        let interval_ns = interval_ns.max(1);
+        TokenBucket {
+            interval_ns,
+            tolerance_ns: interval_ns.saturating_mul(burst.max(1) as u64 - 1),
+            tat,
+        }
+    }
+
+    /// The state to persist and hand to [`TokenBucket::resume`].
+    pub fn tat(&self) -> Nanos {
+        self.tat
+    }
+
+    /// Gives back the token of the last take, when the work it paid for did not happen. The
+    /// bucket never holds more than `burst` tokens: a refund into a full bucket does nothing.
+    pub fn refund(&mut self) {
+        self.tat = self.tat.saturating_sub(self.interval_ns);
+    }
+
     /// Whether a token is available at `now`, without taking it.
     pub fn available(&self, now: Nanos) -> bool {
         self.tat <= now.saturating_add(self.tolerance_ns)
@@ -66,6 +89,23 @@ mod tests {
         assert!(b.try_take(t0 + SECOND));
         assert!(!b.try_take(t0 + SECOND));
         assert_eq!(b.next_available(), t0 + 2 * SECOND);
+    }
+
+    #[test]
+    fn a_refund_gives_the_token_back_but_never_more_than_burst() {
+        let t0 = 1_000 * SECOND;
+        let mut b = TokenBucket::resume(10 * SECOND, 2, 0);
+        assert!(b.try_take(t0) && b.try_take(t0));
+        assert!(!b.try_take(t0));
+        b.refund();
+        assert!(b.try_take(t0));
+        assert!(!b.try_take(t0));
+        // Refunds into a full bucket (long idle) add nothing beyond burst.
+        let later = t0 + 1_000 * SECOND;
+        let mut b = TokenBucket::resume(10 * SECOND, 2, b.tat());
+        b.refund();
+        b.refund();
+        assert_eq!((0..5).filter(|_| b.try_take(later)).count(), 2);
     }
 
     #[test]
