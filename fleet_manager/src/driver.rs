@@ -8,12 +8,11 @@
 //! manager from stopping (interface spec, "Bounded-wait calls").
 
 use crate::chunk_store::ensure_mirrored;
+use crate::mgmt::{self, wire, CallResult, ErrorCode};
 use crate::rollouts::{self, Fed};
 use crate::state;
-use candid::{CandidType, Encode, Principal};
-use fleet_api::user::{FleetHealth, UserCanisterArg, UserUpgradeArg};
-use ic_cdk::call::{Call, CallFailed};
-use ic_management_canister_types as mc;
+use candid::{Encode, Principal};
+use fleet_api::user::{UserCanisterArg, UserUpgradeArg};
 use rollout_core::{Action, ActionResult, CallError, Op};
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeSet;
@@ -228,56 +227,15 @@ async fn run(mut action: Action) {
     guard.done = true;
 }
 
-fn call_error(e: CallFailed) -> CallError {
-    match e {
-        CallFailed::CallRejected(r) => CallError {
-            reject_code: r.raw_reject_code(),
-            message: r.reject_message().to_string(),
-        },
-        // `ic0.call_perform` failed: the call never left the manager (its cycles or queues).
-        other => CallError {
-            reject_code: rollout_core::NOT_SENT,
-            message: other.to_string(),
-        },
-    }
-}
-
-/// Sends a call to the management canister with candid-encoded `arg`, counting its bytes.
-async fn mgmt<A: CandidType>(
-    method: &str,
-    arg: &A,
+/// Calls the management canister with `args`, counting their bytes.
+async fn mgmt(
+    method: &'static str,
+    args: &[u8],
     cycles: u128,
-) -> Result<ic_cdk::call::Response, CallError> {
-    let bytes = Encode!(arg).expect("encoding a management canister argument");
-    rollouts::add_bytes_sent(bytes.len() as u64);
-    let mut call =
-        Call::unbounded_wait(Principal::management_canister(), method).with_raw_args(&bytes);
-    if cycles > 0 {
-        call = call.with_cycles(cycles);
-    }
-    call.await.map_err(call_error)
-}
-
-/// `stop_canister` under the rollout's stop deadline, as a bounded-wait call; without a
-/// deadline it waits for the IC's own timeout.
-async fn stop(id: &mc::CanisterIdRecord) -> Result<ic_cdk::call::Response, CallError> {
-    let Some(secs) = rollouts::stop_deadline_secs() else {
-        return mgmt("stop_canister", id, 0).await;
-    };
-    let bytes = Encode!(id).expect("encoding a canister id");
-    rollouts::add_bytes_sent(bytes.len() as u64);
-    Call::bounded_wait(Principal::management_canister(), "stop_canister")
-        .change_timeout(secs)
-        .with_raw_args(&bytes)
-        .await
-        .map_err(call_error)
-}
-
-fn decode_failed(e: impl std::fmt::Display) -> CallError {
-    CallError {
-        reject_code: 0,
-        message: format!("reply did not decode: {e}"),
-    }
+    timeout_secs: Option<u32>,
+) -> CallResult<Vec<u8>> {
+    rollouts::add_bytes_sent(args.len() as u64);
+    mgmt::management(method, args, cycles, timeout_secs).await
 }
 
 /// Whether a rejected `stop_canister` means "did not stop in time", by reject code alone: the
@@ -285,116 +243,124 @@ fn decode_failed(e: impl std::fmt::Display) -> CallError {
 /// `stop_canister`"), and the bounded wait ends with `SYS_UNKNOWN` at the manager's deadline
 /// (interface spec, "Bounded-wait calls"). Either way the stop may still be pending: the
 /// pipeline's next call, `start_canister`, cancels it.
-fn stop_timed_out(e: &CallError) -> bool {
-    e.reject_code == 2 || e.reject_code == 6
+fn stop_timed_out(e: &mgmt::CallError) -> bool {
+    matches!(e.code, ErrorCode::Rejected(2 | 6))
 }
 
-/// The fields of `canister_status`'s reply the precheck reads. Candid decodes a reply into a
-/// record with fewer fields (the others are skipped), which costs far less than building the
-/// whole `CanisterStatusResult` with its memory metrics and query statistics.
-#[derive(candid::CandidType, serde::Deserialize)]
-struct StatusReply {
-    settings: StatusSettings,
-    module_hash: Option<serde_bytes::ByteBuf>,
-    cycles: candid::Nat,
-}
-
-#[derive(candid::CandidType, serde::Deserialize)]
-struct StatusSettings {
-    controllers: Vec<Principal>,
+fn failed(e: mgmt::CallError) -> ActionResult {
+    ActionResult::CallFailed(e.into())
 }
 
 async fn perform(action: &Action) -> ActionResult {
     let canister = action.canister;
-    let id = mc::CanisterIdRecord {
-        canister_id: canister,
-    };
-    let unit = |r: Result<ic_cdk::call::Response, CallError>, ok: ActionResult| match r {
+    let id = wire::canister_id(&canister);
+    let unit = |r: CallResult<Vec<u8>>, ok: ActionResult| match r {
         Ok(_) => ok,
-        Err(e) => ActionResult::CallFailed(e),
+        Err(e) => failed(e),
     };
     match &action.op {
-        Op::CanisterStatus => match mgmt("canister_status", &id, 0).await {
-            Ok(reply) => match reply.candid::<StatusReply>() {
+        Op::CanisterStatus => match mgmt("canister_status", &id, 0, None).await {
+            Ok(reply) => match wire::canister_status(&reply) {
                 Ok(s) => ActionResult::Status {
-                    controllers: s.settings.controllers,
-                    module_hash: s.module_hash.map(|h| h.into_vec()),
-                    cycles: u128::try_from(s.cycles.0).unwrap_or(u128::MAX),
+                    controllers: s.controllers,
+                    module_hash: s.module_hash,
+                    cycles: s.cycles,
                 },
-                Err(e) => ActionResult::CallFailed(decode_failed(e)),
+                Err(e) => failed(mgmt::CallError::bad_reply("canister_status", e)),
             },
-            Err(e) => ActionResult::CallFailed(e),
+            Err(e) => failed(e),
         },
         Op::TopUp { cycles } => unit(
-            mgmt("deposit_cycles", &id, *cycles).await,
+            mgmt("deposit_cycles", &id, *cycles, None).await,
             ActionResult::ToppedUp,
         ),
-        Op::Stop => match stop(&id).await {
+        // Under the rollout's stop deadline, as a bounded-wait call; without a deadline it
+        // waits for the IC's own timeout.
+        Op::Stop => match mgmt("stop_canister", &id, 0, rollouts::stop_deadline_secs()).await {
             Ok(_) => ActionResult::Stopped,
             Err(e) if stop_timed_out(&e) => ActionResult::StopTimedOut,
-            Err(e) => ActionResult::CallFailed(e),
+            Err(e) => failed(e),
         },
-        Op::Start => unit(mgmt("start_canister", &id, 0).await, ActionResult::Started),
+        Op::Start => unit(
+            mgmt("start_canister", &id, 0, None).await,
+            ActionResult::Started,
+        ),
         Op::TakeSnapshot { replace } => {
-            let take = |replace_snapshot: Option<Vec<u8>>| mc::TakeCanisterSnapshotArgs {
-                canister_id: canister,
-                replace_snapshot,
-                uninstall_code: None,
-                sender_canister_version: None,
-            };
-            let mut reply = mgmt("take_canister_snapshot", &take(replace.clone()), 0).await;
+            const METHOD: &str = "take_canister_snapshot";
+            let take = |replace: Option<&[u8]>| wire::take_snapshot(&canister, replace);
+            let mut reply = mgmt(METHOD, &take(replace.as_deref()), 0, None).await;
             if reply.is_err() && replace.is_some() {
                 // The snapshot to replace may be gone (its owner deleted it): take a new one.
-                reply = mgmt("take_canister_snapshot", &take(None), 0).await;
+                reply = mgmt(METHOD, &take(None), 0, None).await;
             }
             match reply {
-                Ok(r) => match r.candid::<mc::Snapshot>() {
-                    Ok(s) => ActionResult::SnapshotTaken { snapshot: s.id },
-                    Err(e) => ActionResult::CallFailed(decode_failed(e)),
+                Ok(r) => match wire::blob_field(&r, wire::field("id")) {
+                    Ok(snapshot) => ActionResult::SnapshotTaken { snapshot },
+                    Err(e) => failed(mgmt::CallError::bad_reply(METHOD, e)),
                 },
-                Err(e) => ActionResult::CallFailed(e),
+                Err(e) => failed(e),
             }
         }
         Op::InstallChunked { module_hash } => install(canister, module_hash).await,
         Op::HealthCheck => {
-            rollouts::add_bytes_sent(Encode!().map_or(0, |b| b.len() as u64));
-            let reply = Call::bounded_wait(canister, "fleet_health")
-                .change_timeout(HEALTH_TIMEOUT_SECS)
-                .await;
+            const METHOD: &str = "fleet_health";
+            rollouts::add_bytes_sent(wire::NO_ARGS.len() as u64);
+            let reply = mgmt::call(
+                canister,
+                METHOD,
+                wire::NO_ARGS,
+                0,
+                Some(HEALTH_TIMEOUT_SECS),
+            )
+            .await;
             match reply {
-                Ok(r) => match r.candid::<FleetHealth>() {
+                Ok(r) => match wire::health(&r) {
                     Ok(h) => ActionResult::Health {
                         ok: h.ok,
                         version: h.version,
                         message: h.message,
                     },
-                    Err(e) => ActionResult::CallFailed(decode_failed(e)),
+                    Err(e) => failed(mgmt::CallError::bad_reply(METHOD, e)),
                 },
-                Err(e) => ActionResult::CallFailed(call_error(e)),
+                Err(e) => failed(e),
             }
         }
         Op::LoadSnapshot { snapshot } => {
-            let arg = mc::LoadCanisterSnapshotArgs {
-                canister_id: canister,
-                snapshot_id: snapshot.clone(),
-                sender_canister_version: Some(ic_cdk::api::canister_version()),
-            };
+            let args = wire::load_snapshot(&canister, snapshot, ic_cdk::api::canister_version());
             unit(
-                mgmt("load_canister_snapshot", &arg, 0).await,
+                mgmt("load_canister_snapshot", &args, 0, None).await,
                 ActionResult::SnapshotLoaded,
             )
         }
         Op::DeleteSnapshot { snapshot } => {
-            let arg = mc::DeleteCanisterSnapshotArgs {
-                canister_id: canister,
-                snapshot_id: snapshot.clone(),
-            };
+            let args = wire::delete_snapshot(&canister, snapshot);
             unit(
-                mgmt("delete_canister_snapshot", &arg, 0).await,
+                mgmt("delete_canister_snapshot", &args, 0, None).await,
                 ActionResult::SnapshotDeleted,
             )
         }
     }
+}
+
+/// The user canister's upgrade argument for a release, encoded once per release.
+fn upgrade_arg(module_hash: &[u8]) -> Vec<u8> {
+    thread_local! {
+        static LAST: RefCell<Option<(Vec<u8>, Vec<u8>)>> = const { RefCell::new(None) };
+    }
+    LAST.with(|l| {
+        let mut l = l.borrow_mut();
+        if let Some((hash, arg)) = l.as_ref() {
+            if hash == module_hash {
+                return arg.clone();
+            }
+        }
+        let arg = UserCanisterArg::Upgrade(UserUpgradeArg {
+            release_sha256: module_hash.to_vec(),
+        });
+        let arg = Encode!(&arg).expect("encoding the upgrade argument");
+        *l = Some((module_hash.to_vec(), arg.clone()));
+        arg
+    })
 }
 
 /// `install_chunked_code` in upgrade mode from the manager's own chunk store: the message
@@ -413,31 +379,24 @@ async fn install(canister: Principal, module_hash: &[u8]) -> ActionResult {
             let Some(meta) = state::with(|s| s.store.get_by_sha256(module_hash)) else {
                 return failed("the target release is no longer in the manager's store".into());
             };
-            match ensure_mirrored(&crate::mgmt::Ic, &meta.version).await {
+            match ensure_mirrored(&mgmt::Ic, &meta.version).await {
                 Ok(m) => m,
                 Err(e) => return failed(format!("mirroring {}: {e:?}", meta.version)),
             }
         }
     };
-    let arg = UserCanisterArg::Upgrade(UserUpgradeArg {
-        release_sha256: module_hash.to_vec(),
+    let args = wire::install_chunked(&wire::InstallChunked {
+        mode: wire::InstallMode::Upgrade,
+        target: canister,
+        store: ic_cdk::api::canister_self(),
+        chunk_hashes: &mirrored.chunk_hashes,
+        wasm_module_hash: module_hash,
+        arg: &upgrade_arg(module_hash),
+        sender_version: ic_cdk::api::canister_version(),
     });
-    let arg = mc::InstallChunkedCodeArgs {
-        mode: mc::CanisterInstallMode::Upgrade(None),
-        target_canister: canister,
-        store_canister: Some(ic_cdk::api::canister_self()),
-        chunk_hashes_list: mirrored
-            .chunk_hashes
-            .into_iter()
-            .map(|hash| mc::ChunkHash { hash })
-            .collect(),
-        wasm_module_hash: module_hash.to_vec(),
-        arg: Encode!(&arg).expect("encoding the upgrade argument"),
-        sender_canister_version: Some(ic_cdk::api::canister_version()),
-    };
-    match mgmt("install_chunked_code", &arg, 0).await {
+    match mgmt("install_chunked_code", &args, 0, None).await {
         Ok(_) => ActionResult::Installed,
-        Err(e) => ActionResult::InstallFailed(e),
+        Err(e) => ActionResult::InstallFailed(e.into()),
     }
 }
 
@@ -447,8 +406,9 @@ mod tests {
 
     #[test]
     fn stop_timeouts_are_told_apart_from_other_rejects() {
-        let e = |code, message: &str| CallError {
-            reject_code: code,
+        let e = |code, message: &str| mgmt::CallError {
+            method: "stop_canister",
+            code: ErrorCode::Rejected(code),
             message: message.into(),
         };
         assert!(stop_timed_out(&e(2, "Stop canister request timed out")));
@@ -456,5 +416,15 @@ mod tests {
         assert!(!stop_timed_out(&e(5, "request timed out")), "never by text");
         assert!(!stop_timed_out(&e(5, "only controllers may stop")));
         assert!(!stop_timed_out(&e(3, "canister not found")));
+        let not_sent = mgmt::CallError {
+            method: "stop_canister",
+            code: ErrorCode::NotSent,
+            message: "Request timed out.".into(),
+        };
+        assert!(!stop_timed_out(&not_sent));
+        assert_eq!(
+            rollout_core::CallError::from(not_sent).reject_code,
+            rollout_core::NOT_SENT
+        );
     }
 }

@@ -294,7 +294,7 @@ pub async fn adopt_canister<R: Runtime>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mgmt::{CallError, CallResult, StatusInfo};
+    use crate::mgmt::{CallError, CallResult, ErrorCode, StatusInfo};
     use candid::Decode;
     use fleet_api::manager::Settings;
     use sha2::{Digest, Sha256};
@@ -372,6 +372,7 @@ mod tests {
                 *fail -= 1;
                 return Err(CallError {
                     method: "install_chunked_code",
+                    code: ErrorCode::Rejected(2),
                     message: "out of cycles".into(),
                 });
             }
@@ -399,6 +400,7 @@ mod tests {
                     .cloned()
                     .ok_or(CallError {
                         method: "canister_status",
+                        code: ErrorCode::Rejected(5),
                         message: "not a controller".into(),
                     })?;
             Ok(StatusInfo {

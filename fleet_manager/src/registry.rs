@@ -150,8 +150,30 @@ impl<M: Memory> Registry<M> {
     /// Only the indexes and counts whose key changed are written: a status change (the
     /// most frequent, twice per upgrade) touches the status index and counts alone.
     pub fn put(&mut self, record: UserCanister) {
+        let old = self.get(&record.canister_id);
+        self.write(old, record);
+    }
+
+    /// Changes the record of `canister_id` with `f`, reading it once; false if there is none.
+    pub fn update(&mut self, canister_id: &Principal, f: impl FnOnce(&mut UserCanister)) -> bool {
+        let Some(old) = self.get(canister_id) else {
+            return false;
+        };
+        let mut record = old.clone();
+        f(&mut record);
+        self.write(Some(old), record);
+        true
+    }
+
+    /// Writes `record` over `old`, the record [`Registry::get`] returned for its id, without
+    /// reading it again.
+    pub fn replace(&mut self, old: UserCanister, record: UserCanister) {
+        self.write(Some(old), record);
+    }
+
+    /// Writes `record` over `old`, the record stored under its id.
+    fn write(&mut self, old: Option<UserCanister>, record: UserCanister) {
         let id = record.canister_id;
-        let old = self.get(&id);
         let old_release = old.as_ref().map(|o| o.current_release.as_ref());
         if old_release != Some(record.current_release.as_ref()) {
             if let Some(o) = &old {
@@ -362,6 +384,23 @@ mod tests {
         assert_eq!(r.by_owner(&old_owner), None);
         assert_eq!(r.by_owner(&moved.owner), Some(moved));
         assert_eq!(r.status_counts(), counts);
+    }
+
+    #[test]
+    fn an_update_moves_the_indexes_like_a_put() {
+        let mut r = registry();
+        r.put(record(1, CanisterStatus::Active, Some(1)));
+        assert!(r.update(&id(1), |c| {
+            c.status = CanisterStatus::Failed;
+            c.current_release = Some(release(2));
+        }));
+        assert!(!r.update(&id(2), |_| panic!("no record")));
+        assert_eq!(r.get(&id(1)).unwrap().status, CanisterStatus::Failed);
+        assert_eq!(r.release_counts(), vec![(Some([2; 32]), 1)]);
+        let status = |s| ids(&r.page(&Filter::Status(s), None, None));
+        assert_eq!(status(CanisterStatus::Active), vec![]);
+        assert_eq!(status(CanisterStatus::Failed), vec![id(1)]);
+        assert!(!r.has_canister_on_release([1; 32]));
     }
 
     #[test]

@@ -858,11 +858,10 @@ pub fn add_bytes_sent(bytes: u64) {
 
 fn set_status(canister: Principal, status: CanisterStatus, now: u64) {
     state::with_mut(|s| {
-        if let Some(mut rec) = s.registry.get(&canister) {
+        s.registry.update(&canister, |rec| {
             rec.status = status;
             rec.updated_at_ns = now;
-            s.registry.put(rec);
-        }
+        })
     });
 }
 
@@ -916,10 +915,11 @@ fn finish_record(
         O::Deferred => *c.deferred.get_or_insert(0) += 1,
     }
     state::with_mut(|s| {
-        let Some(mut record) = s.registry.get(&canister) else {
+        let target_ref = release_ref(s, &target.module_hash);
+        let Some(old) = s.registry.get(&canister) else {
             return;
         };
-        let target_ref = release_ref(s, &target.module_hash);
+        let mut record = old.clone();
         let before = record.current_release.clone();
         if rec.snapshot_fresh {
             if let Some(id) = &rec.snapshot {
@@ -998,7 +998,7 @@ fn finish_record(
         if let Some(h) = history {
             push_history(&mut record, h);
         }
-        s.registry.put(record);
+        s.registry.replace(old, record);
     });
 }
 

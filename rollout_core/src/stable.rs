@@ -78,11 +78,20 @@ impl Storable for Event {
     const BOUND: Bound = Bound::Unbounded;
 }
 
+/// Records kept in the heap copy of the most recently written records.
+const RECENT_CAPACITY: usize = 1_024;
+
 /// Rollout storage in three stable B-trees.
+///
+/// Every write goes to stable memory. The records written last are also kept in the heap, so
+/// that reading a pipeline's record on each of its call results (the most frequent read) costs
+/// no B-tree lookup and no decoding. The copy holds exactly what was written (a trap rolls the
+/// heap back with stable memory), and starts empty after an upgrade.
 pub struct StableStore<M: Memory> {
     records: BTreeMap<Principal, CanisterRecord, M>,
     queues: BTreeMap<QueueKey, Principal, M>,
     events: BTreeMap<u64, Event, M>,
+    recent: std::collections::BTreeMap<Principal, CanisterRecord>,
 }
 
 impl<M: Memory> StableStore<M> {
@@ -92,17 +101,31 @@ impl<M: Memory> StableStore<M> {
             records: BTreeMap::init(records),
             queues: BTreeMap::init(queues),
             events: BTreeMap::init(events),
+            recent: std::collections::BTreeMap::new(),
         }
     }
 }
 
 impl<M: Memory> RolloutStore for StableStore<M> {
     fn get(&self, id: &Principal) -> Option<CanisterRecord> {
-        self.records.get(id)
+        match self.recent.get(id) {
+            Some(r) => Some(r.clone()),
+            None => self.records.get(id),
+        }
     }
 
     fn put(&mut self, id: Principal, record: CanisterRecord) {
-        self.records.insert(id, record);
+        self.records.insert(id, record.clone());
+        if self.recent.insert(id, record).is_none() && self.recent.len() > RECENT_CAPACITY {
+            // Make room: the entry with the smallest id, unless it is this one.
+            let evict = self
+                .recent
+                .keys()
+                .find(|k| **k != id)
+                .copied()
+                .expect("more than one entry");
+            self.recent.remove(&evict);
+        }
     }
 
     fn len(&self) -> u64 {
@@ -151,6 +174,7 @@ impl<M: Memory> RolloutStore for StableStore<M> {
     }
 
     fn clear(&mut self) {
+        self.recent.clear();
         self.records.clear_new();
         self.queues.clear_new();
         self.events.clear_new();
@@ -240,6 +264,31 @@ mod tests {
         assert_eq!(stable.0.phase, Phase::Completed);
         assert_eq!(stable.1, mem.1);
         assert_eq!(stable.2, mem.2);
+    }
+
+    #[test]
+    fn records_read_the_same_from_the_heap_copy_and_from_stable_memory() {
+        let m = || DefaultMemoryImpl::default();
+        let (records, queues, events) = (m(), m(), m());
+        let mut store = StableStore::init(records.clone(), queues.clone(), events.clone());
+        let n = RECENT_CAPACITY as u32 + 10;
+        for i in 0..n {
+            let mut r = CanisterRecord::new(Job::Upgrade, 0, p(u32::MAX));
+            r.started_at = Some(u64::from(i));
+            store.put(p(i), r);
+        }
+        assert_eq!(store.recent.len(), RECENT_CAPACITY);
+        let mut r = store.get(&p(3)).unwrap();
+        r.started_at = Some(99);
+        store.put(p(3), r);
+        let reopened = StableStore::init(records, queues, events);
+        assert!(reopened.recent.is_empty());
+        for i in 0..n {
+            assert_eq!(store.get(&p(i)), reopened.get(&p(i)), "{i}");
+        }
+        assert_eq!(reopened.get(&p(3)).unwrap().started_at, Some(99));
+        store.clear();
+        assert!(store.get(&p(3)).is_none());
     }
 
     #[test]
