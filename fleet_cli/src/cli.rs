@@ -16,9 +16,10 @@ use crate::identity::Identity;
 use crate::manager::{self as mgr, Manager};
 use crate::phrase::{PhraseSource, RecoveryPhrase, PHRASE_ENV};
 use crate::plan::{read_principals, LimitArgs, PlanArgs};
-use crate::recovery::{self, Progress};
+use crate::progress::watch::{at_rest, WaveBars};
+use crate::progress::Bars;
+use crate::recovery;
 use crate::wasm::WasmModule;
-use crate::watch::{at_rest, WaveBars};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -410,77 +411,6 @@ pub enum RecoveryCommand {
         #[arg(long)]
         yes: bool,
     },
-}
-
-/// Draws progress on stderr when it is a terminal and output is not JSON.
-pub struct Bars {
-    spinner: Option<indicatif::ProgressBar>,
-    bar: Option<indicatif::ProgressBar>,
-    enabled: bool,
-    /// The current step, shown beside the chunk bar ("uploading 2.0.0", "downloading ...").
-    label: String,
-}
-
-impl Bars {
-    pub fn new(enabled: bool) -> Self {
-        Self {
-            spinner: None,
-            bar: None,
-            enabled: enabled && std::io::stderr().is_terminal(),
-            label: String::new(),
-        }
-    }
-    fn finish(&mut self) {
-        if let Some(b) = self.bar.take() {
-            b.finish_and_clear();
-        }
-        if let Some(s) = self.spinner.take() {
-            s.finish_and_clear();
-        }
-    }
-}
-
-impl Drop for Bars {
-    fn drop(&mut self) {
-        self.finish();
-    }
-}
-
-impl Progress for Bars {
-    fn step(&mut self, message: &str) {
-        self.label = message.to_string();
-        if !self.enabled {
-            return;
-        }
-        if let Some(b) = self.bar.take() {
-            b.finish_and_clear();
-        }
-        let s = self.spinner.get_or_insert_with(|| {
-            let s = indicatif::ProgressBar::new_spinner();
-            s.enable_steady_tick(std::time::Duration::from_millis(120));
-            s
-        });
-        s.set_message(message.to_string());
-    }
-    fn chunk_uploaded(&mut self, done: usize, total: usize) {
-        if !self.enabled {
-            return;
-        }
-        if let Some(s) = self.spinner.take() {
-            s.finish_and_clear();
-        }
-        let label = &self.label;
-        let b = self.bar.get_or_insert_with(|| {
-            let b = indicatif::ProgressBar::new(total as u64);
-            b.set_style(
-                indicatif::ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} chunks")
-                    .expect("valid template"),
-            );
-            b.set_message(label.clone());
-            b
-        });
-        b.set_position(done as u64);
-    }
 }
 
 /// The outcome of a command: JSON value and readable text.

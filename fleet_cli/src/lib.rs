@@ -10,8 +10,8 @@ pub mod identity;
 pub mod manager;
 pub mod phrase;
 pub mod plan;
+pub mod progress;
 pub mod recovery;
 #[cfg(feature = "sim")]
 pub mod rehearse;
 pub mod wasm;
-pub mod watch;
