@@ -5,6 +5,7 @@
 
 pub mod backend;
 pub mod cli;
+pub mod commands;
 pub mod error;
 pub mod identity;
 pub mod manager;

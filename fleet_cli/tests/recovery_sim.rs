@@ -88,7 +88,7 @@ impl Setup {
         wasm: &[u8],
         extra: &[&str],
         wrap: impl Fn(SimIc) -> Box<dyn Ic>,
-    ) -> Result<fleet_cli::cli::Output, fleet_cli::error::CliError> {
+    ) -> Result<fleet_cli::commands::Output, fleet_cli::error::CliError> {
         let path = self.world.dir.file("upgrade.wasm", wasm);
         let id = self.id();
         let mut args = vec![
@@ -136,7 +136,7 @@ impl Setup {
         self.upgrade_via(wasm, &[], direct).unwrap().json
     }
 
-    fn rollback(&self) -> Result<fleet_cli::cli::Output, fleet_cli::error::CliError> {
+    fn rollback(&self) -> Result<fleet_cli::commands::Output, fleet_cli::error::CliError> {
         self.world.fleet(&[
             "--json",
             "recovery",
