@@ -5,13 +5,14 @@
 
 pub mod backend;
 pub mod cli;
+pub mod commands;
 pub mod error;
 pub mod identity;
 pub mod manager;
 pub mod phrase;
 pub mod plan;
+pub mod progress;
 pub mod recovery;
 #[cfg(feature = "sim")]
 pub mod rehearse;
 pub mod wasm;
-pub mod watch;

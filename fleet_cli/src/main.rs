@@ -1,5 +1,6 @@
 use clap::Parser;
-use fleet_cli::cli::{agent_connector, run, terminal_confirm, Cli};
+use fleet_cli::cli::Cli;
+use fleet_cli::commands::{agent_connector, run, terminal_confirm};
 
 fn main() {
     let cli = Cli::parse();

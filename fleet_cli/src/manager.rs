@@ -30,7 +30,7 @@ use sha2::{Digest, Sha256};
 use crate::backend::mgmt::{query_typed, update_typed, MAX_CHUNK_SIZE};
 use crate::backend::{CallError, Ic};
 use crate::error::CliError;
-use crate::recovery::Progress;
+use crate::progress::Progress;
 use crate::wasm::WasmModule;
 
 /// A typed error of a manager endpoint: whether it means "not allowed", and what to tell the

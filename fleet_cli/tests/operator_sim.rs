@@ -53,7 +53,7 @@ impl Fleet {
         &self,
         args: &[&str],
         phrase: &str,
-    ) -> Result<fleet_cli::cli::Output, fleet_cli::error::CliError> {
+    ) -> Result<fleet_cli::commands::Output, fleet_cli::error::CliError> {
         let mut all = args.to_vec();
         all.extend(["--manager", &self.manager_id, "--phrase-file", phrase]);
         self.world.fleet(&all)

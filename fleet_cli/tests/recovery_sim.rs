@@ -1,12 +1,18 @@
 //! `fleet recovery` end to end on ic_sim with the real user canister: upgrade and rollback
-//! through the recovery phrase, with and without the manager, and refusals that change
+//! through the recovery phrase, with and without the manager, the pipeline's failure paths
+//! (calls rejected on the way by a wrapper around the simulator), and refusals that change
 //! nothing. Every assertion reads the simulated IC from the outside (module hash, controllers,
-//! version, notes).
+//! running status, version, notes, snapshots, the chunk store).
 
 mod common;
 
+use std::cell::Cell;
+use std::rc::Rc;
+
 use candid::Principal;
 use common::*;
+use fleet_cli::backend::sim::SimIc;
+use fleet_cli::backend::{CallError, Ic};
 
 /// A canister of `owner` with three notes, controlled by [manager, principal of PHRASE].
 struct Setup {
@@ -61,6 +67,139 @@ impl Setup {
             "controllers kept"
         );
         assert_eq!(w.snapshot_count(self.canister, self.recovery), 0);
+        self.assert_running_with_empty_store();
+    }
+
+    /// Running, and nothing left in the canister's chunk store.
+    fn assert_running_with_empty_store(&self) {
+        assert_eq!(self.world.sim.is_running(self.canister), Some(true));
+        let chunks = self
+            .world
+            .sim
+            .stored_chunks(self.canister, Some(self.recovery))
+            .unwrap();
+        assert!(chunks.is_empty(), "{} chunks left", chunks.len());
+    }
+
+    /// `fleet recovery upgrade` of this canister to `wasm`, with `extra` arguments, through
+    /// the simulator as `wrap` lets it through.
+    fn upgrade_via(
+        &self,
+        wasm: &[u8],
+        extra: &[&str],
+        wrap: impl Fn(SimIc) -> Box<dyn Ic>,
+    ) -> Result<fleet_cli::commands::Output, fleet_cli::error::CliError> {
+        let path = self.world.dir.file("upgrade.wasm", wasm);
+        let id = self.id();
+        let mut args = vec![
+            "--json",
+            "recovery",
+            "upgrade",
+            "--canister",
+            &id,
+            "--phrase-file",
+            &self.phrase_file,
+            "--wasm",
+            &path,
+        ];
+        args.extend_from_slice(extra);
+        self.world.fleet_via(&args, wrap)
+    }
+
+    /// `fleet recovery upgrade` to `wasm` through `wrap`, expected to fail with exit `code`
+    /// and an error of `kind` whose text names `names`.
+    fn upgrade_fails(
+        &self,
+        wasm: &[u8],
+        extra: &[&str],
+        wrap: impl Fn(SimIc) -> Box<dyn Ic>,
+        (code, kind, names): (i32, &str, &str),
+    ) {
+        match self.upgrade_via(wasm, extra, wrap) {
+            Ok(out) => panic!("upgraded: {}", out.text),
+            Err(err) => {
+                assert_eq!((err.exit_code(), err.kind()), (code, kind), "{err}");
+                assert!(err.to_string().contains(names), "{err}");
+            }
+        }
+    }
+
+    /// Back on v1 with its notes, running, nothing left in the chunk store.
+    fn assert_kept_v1(&self) {
+        assert_eq!(self.world.module_hash(self.canister), Some(self.v1_hash));
+        assert_eq!(self.world.version(self.canister), "1.0.0");
+        assert_eq!(self.world.notes(self.canister, self.owner), self.notes);
+        self.assert_running_with_empty_store();
+    }
+
+    fn upgrade(&self, wasm: &[u8]) -> serde_json::Value {
+        self.upgrade_via(wasm, &[], direct).unwrap().json
+    }
+
+    fn rollback(&self) -> Result<fleet_cli::commands::Output, fleet_cli::error::CliError> {
+        self.world.fleet(&[
+            "--json",
+            "recovery",
+            "rollback",
+            "--canister",
+            &self.id(),
+            "--phrase-file",
+            &self.phrase_file,
+        ])
+    }
+}
+
+/// The simulator as it is.
+fn direct(ic: SimIc) -> Box<dyn Ic> {
+    Box::new(ic)
+}
+
+/// The simulator, with the first `times` update calls of `method` rejected with `code` before
+/// they reach it.
+struct Rejecting {
+    inner: SimIc,
+    method: &'static str,
+    code: u32,
+    left: Rc<Cell<u32>>,
+}
+
+fn rejecting(method: &'static str, code: u32, times: u32) -> impl Fn(SimIc) -> Box<dyn Ic> {
+    let left = Rc::new(Cell::new(times));
+    move |inner| {
+        Box::new(Rejecting {
+            inner,
+            method,
+            code,
+            left: Rc::clone(&left),
+        })
+    }
+}
+
+impl Ic for Rejecting {
+    fn update(
+        &self,
+        canister: Principal,
+        method: &str,
+        arg: Vec<u8>,
+    ) -> Result<Vec<u8>, CallError> {
+        if method == self.method && self.left.get() > 0 {
+            self.left.set(self.left.get() - 1);
+            return Err(CallError::reject(
+                self.code,
+                format!("{method} rejected by the test"),
+                None,
+            ));
+        }
+        self.inner.update(canister, method, arg)
+    }
+    fn query(&self, canister: Principal, method: &str, arg: Vec<u8>) -> Result<Vec<u8>, CallError> {
+        self.inner.query(canister, method, arg)
+    }
+    fn sender(&self) -> Principal {
+        self.inner.sender()
+    }
+    fn idle(&self, duration: std::time::Duration) {
+        self.inner.idle(duration)
     }
 }
 
@@ -421,4 +560,231 @@ fn bad_input_is_refused_with_a_clear_error_and_changes_nothing() {
     ]);
     assert_eq!(code, 3, "{err}");
     s.assert_unchanged();
+}
+
+#[test]
+fn a_module_of_several_chunks_is_staged_in_the_canisters_own_store_and_cleared() {
+    let s = setup();
+    let v2 = padded(&user_wasm(&["v2"]), 1536 * 1024);
+    let out = s.upgrade_via(&v2, &["--version", "2.0.0"], direct);
+    let json = out.unwrap().json;
+    assert_eq!(json["outcome"], "upgraded");
+    assert_eq!(json["chunks"], v2.len().div_ceil(1024 * 1024));
+    assert!(json["chunks"].as_u64().unwrap() >= 2);
+    assert_eq!(json["module_hash_before"], hex::encode(s.v1_hash));
+    assert_eq!(s.world.module_hash(s.canister), Some(sha256(&v2)));
+    assert_eq!(s.world.version(s.canister), "2.0.0");
+    assert_eq!(s.world.notes(s.canister, s.owner), s.notes);
+    s.assert_running_with_empty_store();
+    // The snapshot of the upgrade is kept, and the report names it.
+    let snaps = s
+        .world
+        .sim
+        .list_canister_snapshots(s.canister, Some(s.recovery))
+        .unwrap();
+    assert_eq!(snaps.len(), 1);
+    assert_eq!(json["snapshot"], hex::encode(&snaps[0].id));
+}
+
+#[test]
+fn a_version_other_than_the_one_asked_for_is_rolled_back() {
+    let s = setup();
+    let expected = (6, "rolled_back", "version is 2.0.0, expected 3.0.0");
+    let v2 = user_wasm(&["v2"]);
+    s.upgrade_fails(&v2, &["--version", "3.0.0"], direct, expected);
+    s.assert_kept_v1();
+}
+
+#[test]
+fn a_module_whose_post_upgrade_traps_is_refused_and_the_canister_started_again() {
+    let s = setup();
+    let trap = user_wasm(&["v2", "fault_post_upgrade_trap"]);
+    s.upgrade_fails(&trap, &[], direct, (5, "install_failed", "refused"));
+    s.assert_kept_v1();
+}
+
+#[test]
+fn a_rejected_snapshot_starts_the_canister_again_and_installs_nothing() {
+    let s = setup();
+    let wrap = rejecting("take_canister_snapshot", 5, u32::MAX);
+    let expected = (4, "call_failed", "take_canister_snapshot");
+    s.upgrade_fails(&user_wasm(&["v2"]), &[], wrap, expected);
+    s.assert_unchanged();
+}
+
+#[test]
+fn a_transient_install_reject_is_not_blamed_on_the_module() {
+    let s = setup();
+    // SYS_TRANSIENT: the subnet's trouble, not the module's (an install refusal exits 5).
+    let wrap = rejecting("install_chunked_code", 2, 1);
+    let expected = (4, "call_failed", "install_chunked_code");
+    s.upgrade_fails(&user_wasm(&["v2"]), &[], wrap, expected);
+    s.assert_kept_v1();
+}
+
+#[test]
+fn a_start_rejected_twice_is_made_again_and_the_upgrade_completes() {
+    let s = setup();
+    let v2 = user_wasm(&["v2"]);
+    let out = s.upgrade_via(&v2, &[], rejecting("start_canister", 2, 2));
+    assert_eq!(out.unwrap().json["outcome"], "upgraded");
+    assert_eq!(s.world.module_hash(s.canister), Some(sha256(&v2)));
+    assert_eq!(s.world.notes(s.canister, s.owner), s.notes);
+    s.assert_running_with_empty_store();
+}
+
+#[test]
+fn a_start_that_keeps_failing_is_reported_as_needing_attention() {
+    let s = setup();
+    let wrap = rejecting("start_canister", 2, u32::MAX);
+    let expected = (7, "rollback_failed", "starting the canister again failed");
+    s.upgrade_fails(&user_wasm(&["v2"]), &[], wrap, expected);
+    assert_eq!(s.world.sim.is_running(s.canister), Some(false));
+    // The recovery principal can start it by hand.
+    s.world
+        .sim
+        .start_canister(s.canister, Some(s.recovery))
+        .unwrap();
+    assert_eq!(s.world.notes(s.canister, s.owner), s.notes);
+}
+
+#[test]
+fn a_failed_restore_after_a_failed_health_check_leaves_the_canister_running() {
+    let s = setup();
+    let faulty = user_wasm(&["v2", "fault_health"]);
+    let wrap = rejecting("load_canister_snapshot", 5, u32::MAX);
+    let expected = (7, "rollback_failed", "load_canister_snapshot");
+    s.upgrade_fails(&faulty, &[], wrap, expected);
+    // The unhealthy module stays, running, with its data; the snapshot is there to load.
+    assert_eq!(s.world.module_hash(s.canister), Some(sha256(&faulty)));
+    assert_eq!(s.world.notes(s.canister, s.owner), s.notes);
+    assert_eq!(s.world.snapshot_count(s.canister, s.recovery), 1);
+    s.assert_running_with_empty_store();
+    s.rollback().unwrap();
+    s.assert_kept_v1();
+}
+
+#[test]
+fn at_the_snapshot_limit_the_oldest_snapshot_is_replaced() {
+    let s = setup();
+    let sim = &s.world.sim;
+    let mut taken = Vec::new();
+    for _ in 0..ic_sim::MAX_SNAPSHOTS {
+        sim.advance_time(std::time::Duration::from_secs(1));
+        let snap = sim.take_canister_snapshot(s.canister, Some(s.recovery), None);
+        taken.push(snap.unwrap().id);
+    }
+    let v2 = user_wasm(&["v2"]);
+    assert_eq!(s.upgrade(&v2)["outcome"], "upgraded");
+    assert_eq!(s.world.module_hash(s.canister), Some(sha256(&v2)));
+    let ids: Vec<_> = sim
+        .list_canister_snapshots(s.canister, Some(s.recovery))
+        .unwrap()
+        .into_iter()
+        .map(|x| x.id)
+        .collect();
+    assert_eq!(ids.len(), ic_sim::MAX_SNAPSHOTS);
+    assert!(!ids.contains(&taken[0]), "the oldest is replaced");
+    assert!(
+        taken[1..].iter().all(|t| ids.contains(t)),
+        "the others stay"
+    );
+    s.assert_running_with_empty_store();
+}
+
+#[test]
+fn rollback_restores_the_latest_of_several_snapshots() {
+    let s = setup();
+    let v2 = user_wasm(&["v2"]);
+    s.upgrade(&v2);
+    s.world.put_note(s.canister, s.owner, "d", "on v2");
+    let with_d = s.world.notes(s.canister, s.owner);
+    // The same code under another hash: a second upgrade, a second snapshot (of v2 with d).
+    s.world.sim.advance_time(std::time::Duration::from_secs(1));
+    s.upgrade(&padded(&v2, 16));
+    s.world
+        .put_note(s.canister, s.owner, "e", "after the second upgrade");
+    assert_eq!(s.world.snapshot_count(s.canister, s.recovery), 2);
+
+    let out = s.rollback().unwrap();
+    assert_eq!(out.json["module_hash"], hex::encode(sha256(&v2)));
+    assert_eq!(out.json["version"], "2.0.0");
+    assert_eq!(s.world.module_hash(s.canister), Some(sha256(&v2)));
+    assert_eq!(s.world.notes(s.canister, s.owner), with_d);
+    s.assert_running_with_empty_store();
+}
+
+#[test]
+fn a_rejected_load_fails_the_rollback_and_starts_the_canister_again() {
+    let s = setup();
+    let v2 = user_wasm(&["v2"]);
+    s.upgrade(&v2);
+    let id = s.id();
+    let args = [
+        "recovery",
+        "rollback",
+        "--canister",
+        &id,
+        "--phrase-file",
+        &s.phrase_file,
+    ];
+    let wrap = rejecting("load_canister_snapshot", 5, u32::MAX);
+    let err = s.world.fleet_via(&args, wrap).unwrap_err();
+    assert_eq!(
+        (err.exit_code(), err.kind()),
+        (7, "rollback_failed"),
+        "{err}"
+    );
+    assert_eq!(s.world.module_hash(s.canister), Some(sha256(&v2)));
+    assert_eq!(s.world.notes(s.canister, s.owner), s.notes);
+    s.assert_running_with_empty_store();
+}
+
+#[test]
+fn detach_refuses_what_would_lock_the_caller_out_or_change_nothing() {
+    let s = setup();
+    let id = s.id();
+    let me = s.recovery.to_text();
+    // Naming the recovery principal as the manager.
+    let (code, err) = s.world.fleet_err(&[
+        "recovery",
+        "detach",
+        "--canister",
+        &id,
+        "--phrase-file",
+        &s.phrase_file,
+        "--manager",
+        &me,
+        "--yes",
+    ]);
+    assert_eq!((code, err.kind()), (8, "refused"), "{err}");
+    s.assert_unchanged();
+
+    // A plan without the caller is never written.
+    let ic = SimIc::new(Rc::clone(&s.world.sim), s.recovery);
+    let bad = fleet_cli::recovery::DetachPlan {
+        canister: s.canister,
+        controllers_before: vec![s.manager, s.recovery],
+        controllers_after: vec![s.manager],
+    };
+    let err = fleet_cli::recovery::apply_detach(&ic, &bad).unwrap_err();
+    assert_eq!(err.kind(), "refused", "{err}");
+    s.assert_unchanged();
+
+    // Once detached, there is nothing left to remove.
+    let detach = [
+        "recovery",
+        "detach",
+        "--canister",
+        &id,
+        "--phrase-file",
+        &s.phrase_file,
+        "--yes",
+    ];
+    s.world.fleet(&detach).unwrap();
+    assert_eq!(s.world.sim.get_controllers(s.canister), vec![s.recovery]);
+    let (code, err) = s.world.fleet_err(&detach);
+    assert_eq!((code, err.kind()), (8, "refused"), "{err}");
+    assert!(err.to_string().contains("no other controller"), "{err}");
+    assert_eq!(s.world.sim.get_controllers(s.canister), vec![s.recovery]);
 }

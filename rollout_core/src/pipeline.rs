@@ -4,6 +4,11 @@
 //! and names the one call to make next, so a canister never has two operations at once and a
 //! manager that restarts mid-way resumes from the record. Whatever fails after the canister was
 //! stopped, the next call is `start_canister`: a stopped canister is always started again.
+//!
+//! The manager is not the only shell: an end user's recovery (`fleet recovery upgrade` and
+//! `rollback`) drives one record of its own as a controller of the canister. The caller then
+//! is both [`Ctx::manager`] and the record's recovery principal, so the precheck's controller
+//! rule reads "the caller is a controller", and its retry policy allows one attempt.
 
 use candid::{CandidType, Principal};
 use serde::{Deserialize, Serialize};
@@ -783,4 +788,102 @@ fn skip(r: &mut CanisterRecord, why: Failure) -> Next {
 fn finish(r: &mut CanisterRecord, outcome: Outcome) -> Next {
     r.step = Step::Finished(outcome);
     Next::Finished
+}
+
+#[cfg(test)]
+mod tests {
+    //! The configuration a recovery runs the pipeline with (one shell, one canister, one
+    //! attempt); the manager's is tested in `tests/pipeline.rs`.
+    use super::*;
+
+    fn caller() -> Principal {
+        Principal::from_slice(&[7; 29])
+    }
+
+    const ONE_ATTEMPT: RetryPolicy = RetryPolicy {
+        stop_attempts: 1,
+        backoff_base_ns: 1,
+        backoff_max_ns: 4,
+    };
+    const NO_TOP_UP: CyclesPolicy = CyclesPolicy {
+        min_cycles: 0,
+        top_up_to: 0,
+        budget: 0,
+    };
+
+    fn ctx(target: &Release) -> Ctx<'_> {
+        Ctx {
+            manager: caller(),
+            target,
+            take_snapshot: true,
+            cycles: &NO_TOP_UP,
+            budget_left: 0,
+            retry: &ONE_ATTEMPT,
+            aborting: false,
+            manager_low: false,
+        }
+    }
+
+    fn status(controllers: Vec<Principal>) -> ActionResult {
+        ActionResult::Status {
+            controllers,
+            module_hash: Some(vec![1; 32]),
+            cycles: 0,
+        }
+    }
+
+    fn target() -> Release {
+        Release {
+            module_hash: vec![2; 32],
+            version: "2.0.0".into(),
+        }
+    }
+
+    fn upgrade() -> CanisterRecord {
+        let mut r = CanisterRecord::new(Job::Upgrade, 0, caller());
+        r.expected_module_hash = Some(vec![1; 32]);
+        r
+    }
+
+    #[test]
+    fn the_caller_as_manager_and_recovery_principal_needs_only_to_be_a_controller() {
+        let target = target();
+        let cx = ctx(&target);
+        let mut r = upgrade();
+        begin(&mut r, 0);
+        let next = on_result(&mut r, status(vec![caller()]), &cx, 0).unwrap();
+        assert_eq!(next, Next::Call(Op::Stop), "no top-up below a zero minimum");
+
+        let mut r = upgrade();
+        begin(&mut r, 0);
+        let other = Principal::from_slice(&[8; 29]);
+        let next = on_result(&mut r, status(vec![other]), &cx, 0).unwrap();
+        assert_eq!(next, Next::Finished, "one attempt: deferred at once");
+        assert_eq!(r.outcome(), Some(Outcome::Deferred));
+        assert_eq!(r.failure, Some(Failure::ManagerNotController));
+    }
+
+    #[test]
+    fn with_one_attempt_a_failure_after_the_stop_starts_again_and_ends_deferred() {
+        let target = target();
+        let cx = ctx(&target);
+        let mut r = upgrade();
+        begin(&mut r, 0);
+        on_result(&mut r, status(vec![caller()]), &cx, 0).unwrap();
+        let next = on_result(&mut r, ActionResult::Stopped, &cx, 0).unwrap();
+        assert_eq!(next, Next::Call(Op::TakeSnapshot { replace: None }));
+        let e = CallError {
+            reject_code: 5,
+            message: "limit".into(),
+        };
+        let next = on_result(&mut r, ActionResult::CallFailed(e), &cx, 0).unwrap();
+        assert_eq!(
+            next,
+            Next::Call(Op::Start),
+            "a stopped canister is started again"
+        );
+        let next = on_result(&mut r, ActionResult::Started, &cx, 0).unwrap();
+        assert_eq!(next, Next::Finished);
+        assert_eq!(r.outcome(), Some(Outcome::Deferred));
+    }
 }

@@ -116,11 +116,11 @@ fn transport(e: impl std::fmt::Display) -> CallError {
 fn convert(e: AgentError) -> CallError {
     match e {
         AgentError::CertifiedReject { reject, .. }
-        | AgentError::UncertifiedReject { reject, .. } => CallError::Reject {
-            code: reject.reject_code as u64,
-            message: reject.reject_message,
-            error_code: reject.error_code,
-        },
+        | AgentError::UncertifiedReject { reject, .. } => CallError::reject(
+            reject.reject_code as u32,
+            reject.reject_message,
+            reject.error_code,
+        ),
         other => transport(other),
     }
 }

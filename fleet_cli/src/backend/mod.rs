@@ -11,21 +11,23 @@ pub mod mgmt;
 pub mod sim;
 
 use candid::Principal;
+use rollout_core::CallError as Reject;
 use serde::Serialize;
 
 pub use mgmt::Management;
 
-/// A call that did not produce a reply.
+/// A call that did not produce a reply. A reject is the pipeline's own
+/// [`rollout_core::CallError`], so what the IC said reaches `rollout_core::classify` unchanged;
+/// the other two are failures only a client sees.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum CallError {
-    /// The IC or the canister rejected the call (IC interface spec, "Reject codes").
-    #[error("rejected (reject code {code}{}): {message}", error_code.as_deref().map(|c| format!(", {c}")).unwrap_or_default())]
+    /// The IC or the canister rejected the call (IC interface spec, "Reject codes": 1
+    /// SYS_FATAL, 2 SYS_TRANSIENT, 3 DESTINATION_INVALID, 4 CANISTER_REJECT, 5 CANISTER_ERROR,
+    /// 6 SYS_UNKNOWN).
+    #[error("rejected (reject code {}{}): {}", reject.reject_code, error_code.as_deref().map(|c| format!(", {c}")).unwrap_or_default(), reject.message)]
     Reject {
-        /// 1 SYS_FATAL, 2 SYS_TRANSIENT, 3 DESTINATION_INVALID, 4 CANISTER_REJECT,
-        /// 5 CANISTER_ERROR, 6 SYS_UNKNOWN.
-        code: u64,
-        message: String,
+        reject: Reject,
         /// The IC's error code such as `IC0512`, when given.
         error_code: Option<String>,
     },
@@ -37,20 +39,42 @@ pub enum CallError {
     Decode { method: String, message: String },
 }
 
+/// SYS_UNKNOWN: what the pipeline is told when the CLI cannot know whether a call took effect.
+const SYS_UNKNOWN: u32 = 6;
+
 impl CallError {
+    pub fn reject(code: u32, message: impl Into<String>, error_code: Option<String>) -> Self {
+        CallError::Reject {
+            reject: Reject {
+                reject_code: code,
+                message: message.into(),
+            },
+            error_code,
+        }
+    }
+
+    /// The error as the pipeline classifies it: a reject as it is; a transport or decoding
+    /// failure as SYS_UNKNOWN, since the call may or may not have taken effect.
+    pub fn to_pipeline(&self) -> Reject {
+        match self {
+            CallError::Reject { reject, .. } => reject.clone(),
+            other => Reject {
+                reject_code: SYS_UNKNOWN,
+                message: other.to_string(),
+            },
+        }
+    }
+
     /// True when the rejection says the caller lacks permission (e.g. is not a controller):
     /// CANISTER_REJECT or CANISTER_ERROR whose error code is IC0512 ("not authorized"), or a
     /// message saying so (older replicas omit error codes).
     pub fn is_not_authorized(&self) -> bool {
         match self {
-            CallError::Reject {
-                code,
-                message,
-                error_code,
-            } => {
+            CallError::Reject { reject, error_code } => {
                 error_code.as_deref() == Some("IC0512")
-                    || ((*code == 4 || *code == 5)
-                        && (message.contains("controller") || message.contains("authoriz")))
+                    || ((reject.reject_code == 4 || reject.reject_code == 5)
+                        && (reject.message.contains("controller")
+                            || reject.message.contains("authoriz")))
             }
             _ => false,
         }
@@ -125,17 +149,13 @@ mod tests {
 
     #[test]
     fn not_authorized_is_recognised() {
-        let e = CallError::Reject {
-            code: 5,
-            message: "Only controllers of canister x can call ic00 method canister_status".into(),
-            error_code: Some("IC0512".into()),
-        };
+        let e = CallError::reject(
+            5,
+            "Only controllers of canister x can call ic00 method canister_status",
+            Some("IC0512".into()),
+        );
         assert!(e.is_not_authorized());
-        let other = CallError::Reject {
-            code: 5,
-            message: "trapped".into(),
-            error_code: Some("IC0503".into()),
-        };
+        let other = CallError::reject(5, "trapped", Some("IC0503".into()));
         assert!(!other.is_not_authorized());
     }
 }

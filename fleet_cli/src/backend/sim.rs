@@ -39,11 +39,11 @@ impl SimIc {
 }
 
 fn convert(r: RejectResponse) -> CallError {
-    CallError::Reject {
-        code: r.reject_code as u64,
-        message: r.reject_message,
-        error_code: Some(r.error_code.to_string()),
-    }
+    CallError::reject(
+        r.reject_code as u32,
+        r.reject_message,
+        Some(r.error_code.to_string()),
+    )
 }
 
 impl Ic for SimIc {

@@ -38,11 +38,11 @@ use clap::Args;
 use fleet_api::rollout::{FailurePolicy, RolloutPlanArg};
 
 use crate::backend::sim::SimIc;
-use crate::cli::Bars;
 use crate::error::CliError;
 use crate::manager::Manager;
 use crate::plan::PlanArgs;
-use crate::recovery::Progress;
+use crate::progress::Bars;
+use crate::progress::Progress;
 
 pub use faults::{assign, FaultClass, FaultSpec, BUSY_SECS, FROZEN_SECS};
 pub use report::{

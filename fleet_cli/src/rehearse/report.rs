@@ -11,7 +11,7 @@ use super::setup::{Fleet, Modules};
 use super::verify::{Verification, Verified};
 use super::{Checked, RehearseArgs};
 use crate::manager as mgr;
-use crate::watch::phase_name;
+use crate::progress::watch::phase_name;
 
 /// Outcomes of the rollout, as the manager's per-canister results give them.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]

@@ -14,9 +14,9 @@ use super::report::OutcomeCounts;
 use super::setup::{Fleet, Modules};
 use super::sim::{decode_reply, drive, Driven, Rehearsal};
 use super::{recovery, Checked, RehearseArgs};
-use crate::cli::Bars;
 use crate::error::CliError;
 use crate::manager::{self as mgr, Manager};
+use crate::progress::Bars;
 
 /// The first rollout, driven to rest with the faults alongside.
 pub(super) struct FirstRollout {

@@ -15,9 +15,9 @@ use super::sim::{decode_reply, Rehearsal};
 use super::{operator, owner, recovery, RehearseArgs};
 use crate::backend::mgmt::query_typed;
 use crate::backend::sim::SimIc;
-use crate::cli::Bars;
 use crate::error::CliError;
 use crate::manager::{self as mgr, Manager};
+use crate::progress::Bars;
 use crate::wasm::WasmModule;
 
 /// Cycles each user canister receives at creation: above the rollout's default minimum.

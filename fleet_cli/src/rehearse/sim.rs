@@ -14,7 +14,8 @@ use super::faults::Injector;
 use super::SECOND_NS;
 use crate::error::CliError;
 use crate::manager::{self as mgr, Manager};
-use crate::watch::{at_rest, WaveBars};
+use crate::progress::count_bar;
+use crate::progress::watch::{at_rest, WaveBars};
 
 /// Simulated time per round: the manager's timer interval.
 const ROUND: Duration = Duration::from_secs(1);
@@ -113,19 +114,6 @@ where
     decode_one::<Result<T, E>>(bytes)
         .map_err(|e| CliError::Io(format!("{method} reply: {e}")))?
         .map_err(|e| CliError::Refused(format!("{what}: {e:?}")))
-}
-
-fn count_bar(enabled: bool, len: u64, what: &str) -> Option<indicatif::ProgressBar> {
-    use std::io::IsTerminal;
-    (enabled && std::io::stderr().is_terminal()).then(|| {
-        let b = indicatif::ProgressBar::new(len);
-        b.set_style(
-            indicatif::ProgressStyle::with_template("{msg:>24} {bar:40} {pos:>6}/{len}")
-                .expect("valid template"),
-        );
-        b.set_message(what.to_string());
-        b
-    })
 }
 
 /// A rollout driven to rest.

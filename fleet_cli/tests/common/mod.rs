@@ -14,7 +14,8 @@ use fleet_api::user::{
 };
 use fleet_cli::backend::sim::SimIc;
 use fleet_cli::backend::Ic;
-use fleet_cli::cli::{run, Cli, Output};
+use fleet_cli::cli::Cli;
+use fleet_cli::commands::{run, Output};
 use fleet_cli::error::CliError;
 use fleet_cli::phrase::RecoveryPhrase;
 use ic_sim::management_canister::CanisterSettings;

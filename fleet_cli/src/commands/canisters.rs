@@ -1,0 +1,56 @@
+//! `fleet canisters`: the manager's registry of user canisters.
+
+use fleet_api::manager::CanisterFilter;
+
+use crate::cli::CanistersCommand;
+use crate::error::CliError;
+use crate::manager::{self as mgr, Manager};
+
+use super::{connect_manager, output, Connector, Output};
+
+pub(super) fn run(cmd: &CanistersCommand, connector: &Connector) -> Result<Output, CliError> {
+    match cmd {
+        CanistersCommand::List {
+            target,
+            release,
+            status,
+            owner,
+            limit,
+        } => {
+            let filter = match (release, status, owner) {
+                (Some(v), _, _) => CanisterFilter::Release(v.clone()),
+                (_, Some(s), _) => CanisterFilter::Status((*s).into()),
+                (_, _, Some(p)) => CanisterFilter::Owner(*p),
+                _ => CanisterFilter::All,
+            };
+            let ic = connect_manager(target, connector, false)?;
+            let records: Vec<mgr::CanisterView> =
+                mgr::list_canisters(&Manager::new(ic.as_ref(), target.manager), filter, *limit)?
+                    .iter()
+                    .map(Into::into)
+                    .collect();
+            let text = if records.is_empty() {
+                "no user canisters match".to_string()
+            } else {
+                records
+                    .iter()
+                    .map(|c| {
+                        format!(
+                            "{:<27}  {:<12} {:<12} owner {}{}",
+                            c.canister_id.to_text(),
+                            c.status,
+                            c.release.as_deref().unwrap_or("-"),
+                            c.owner,
+                            c.last_error
+                                .as_deref()
+                                .map(|e| format!("  ({e})"))
+                                .unwrap_or_default()
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            output(&records, text)
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! `fleet recovery`: the end user's phrase, and their canister's status, upgrade, rollback and
+//! detaching, as its controller and without the manager.
+
+use std::io::Write;
+
+use crate::cli::RecoveryCommand;
+use crate::error::CliError;
+use crate::manager::{self as mgr, Manager};
+use crate::phrase::RecoveryPhrase;
+use crate::progress::Bars;
+use crate::recovery;
+use crate::wasm::WasmModule;
+
+use super::{connect, output, Connector, Output};
+
+/// Runs a recovery command. `confirm` asks the user a yes/no question (detach).
+pub(super) fn run(
+    cmd: &RecoveryCommand,
+    connector: &Connector,
+    confirm: &mut dyn FnMut(&str) -> Result<bool, CliError>,
+    bars: &mut Bars,
+) -> Result<Output, CliError> {
+    match cmd {
+        RecoveryCommand::New { phrase_out } => {
+            let phrase = RecoveryPhrase::generate()?;
+            let principal = phrase.principal()?;
+            match phrase_out {
+                Some(path) => {
+                    write_secret_file(path, phrase.reveal().as_bytes())?;
+                    let text = format!(
+                        "Recovery phrase written to {}\nRecovery principal: {principal}",
+                        path.display()
+                    );
+                    output(
+                        &serde_json::json!({ "principal": principal, "phrase_file": path }),
+                        text,
+                    )
+                }
+                None => {
+                    let words = phrase.reveal();
+                    let text = format!(
+                    "Write these {} words down and keep them offline. They are shown only this once.\n\n{}\n\nRecovery principal: {principal}",
+                    phrase.word_count(),
+                    words.as_str()
+                );
+                    output(
+                        &serde_json::json!({ "principal": principal, "phrase": words.as_str() }),
+                        text,
+                    )
+                }
+            }
+        }
+        RecoveryCommand::Principal { identity } => {
+            let id = identity.resolve(false)?;
+            output(
+                &serde_json::json!({ "principal": id.principal(), "key": id.kind() }),
+                id.principal().to_text(),
+            )
+        }
+        RecoveryCommand::Status { target } => {
+            let ic = connect(target, connector)?;
+            let r = recovery::status(ic.as_ref(), target.canister)?;
+            let snaps: Vec<String> = r
+                .snapshots
+                .iter()
+                .map(|s| {
+                    format!(
+                        "  {} taken at {} ns, {} bytes",
+                        s.id, s.taken_at_timestamp_nanos, s.total_size
+                    )
+                })
+                .collect();
+            let text = format!(
+            "canister:    {}\nstatus:      {:?}\ncontrollers: {}\nmodule hash: {}\nversion:     {}\ncycles:      {}\nsnapshots:   {}\n{}",
+            r.canister,
+            r.status,
+            r.controllers.iter().map(|p| p.to_text()).collect::<Vec<_>>().join(", "),
+            r.module_hash.as_deref().unwrap_or("(empty)"),
+            match &r.version { Ok(v) => v.clone(), Err(e) => format!("unknown ({e})") },
+            r.cycles,
+            r.snapshots.len(),
+            snaps.join("\n")
+        );
+            output(&r, text.trim_end().to_string())
+        }
+        RecoveryCommand::Upgrade {
+            target,
+            wasm,
+            manager,
+            sha256,
+            version,
+        } => {
+            // Check the input before touching the network: bad input changes nothing.
+            let (module, ic, expected_version) = match (wasm, manager) {
+                (Some(path), _) => {
+                    let module = WasmModule::read(path, sha256.as_deref())?;
+                    (module, connect(target, connector)?, version.clone())
+                }
+                (None, Some(manager)) => {
+                    let expected = sha256
+                        .as_deref()
+                        .map(crate::wasm::parse_sha256)
+                        .transpose()?;
+                    let release = version
+                        .as_deref()
+                        .ok_or_else(|| CliError::Usage("--manager needs --version".into()))?;
+                    let ic = connect(target, connector)?;
+                    let (meta, module) = mgr::download_release(
+                        &Manager::new(ic.as_ref(), *manager),
+                        release,
+                        expected,
+                        bars,
+                    )?;
+                    (module, ic, Some(meta.version))
+                }
+                (None, None) => {
+                    return Err(CliError::Usage("give --wasm FILE or --manager".into()))
+                }
+            };
+            let r = recovery::upgrade(
+                ic.as_ref(),
+                target.canister,
+                &module,
+                expected_version.as_deref(),
+                bars,
+            )?;
+            let text = match r.outcome {
+                recovery::UpgradeOutcome::AlreadyInstalled => {
+                    format!("{} already runs module {}", r.canister, r.module_hash)
+                }
+                recovery::UpgradeOutcome::Upgraded => format!(
+                    "upgraded {} to module {} (version {}); snapshot {} kept for rollback",
+                    r.canister,
+                    r.module_hash,
+                    r.version.as_deref().unwrap_or("?"),
+                    r.snapshot.as_deref().unwrap_or("-")
+                ),
+            };
+            output(&r, text)
+        }
+        RecoveryCommand::Rollback { target } => {
+            let ic = connect(target, connector)?;
+            let r = recovery::rollback(ic.as_ref(), target.canister, bars)?;
+            let text = format!(
+                "restored {} from snapshot {}: module {}, version {}",
+                r.canister,
+                r.snapshot.id,
+                r.module_hash.as_deref().unwrap_or("(empty)"),
+                r.version.as_deref().unwrap_or("?")
+            );
+            output(&r, text)
+        }
+        RecoveryCommand::Detach {
+            target,
+            manager,
+            yes,
+        } => {
+            let ic = connect(target, connector)?;
+            let plan = recovery::plan_detach(ic.as_ref(), target.canister, *manager)?;
+            if !yes {
+                let question = format!(
+                "Controllers of {} will become [{}]; the manager will no longer upgrade or repair it. Continue?",
+                plan.canister,
+                plan.controllers_after.iter().map(|p| p.to_text()).collect::<Vec<_>>().join(", ")
+            );
+                if !confirm(&question)? {
+                    return Err(CliError::Refused("not confirmed; nothing changed".into()));
+                }
+            }
+            let now = recovery::apply_detach(ic.as_ref(), &plan)?;
+            let text = format!(
+                "controllers of {} are now: {}",
+                plan.canister,
+                now.iter()
+                    .map(|p| p.to_text())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            output(
+                &serde_json::json!({ "canister": plan.canister, "controllers_before": plan.controllers_before, "controllers": now }),
+                text,
+            )
+        }
+    }
+}
+
+fn write_secret_file(path: &std::path::Path, bytes: &[u8]) -> Result<(), CliError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .map_err(|e| CliError::Io(format!("creating {}: {e}", path.display())))?;
+    file.write_all(bytes)
+        .and_then(|()| file.write_all(b"\n"))
+        .map_err(|e| CliError::Io(format!("writing {}: {e}", path.display())))
+}
