@@ -19,6 +19,10 @@ pub(crate) const GIB_SECOND_FEE: u128 = 127_000;
 /// `vetkd_derive_key`) on a 13-node subnet.
 pub(crate) const THRESHOLD_FEE: u128 = 26_153_846_153;
 
+/// Instructions the replica charges for each `ic0.performance_counter` call, on entry (its
+/// system API overhead table, `overhead::PERFORMANCE_COUNTER`): two reads in a row differ.
+pub(crate) const PERFORMANCE_COUNTER_OVERHEAD: u64 = 200;
+
 /// `ic0.cost_call`: what `call_perform` charges for a call (cycles sent on top).
 pub(crate) fn call_fee(method_name_size: u64, payload_size: u64) -> u128 {
     XNET_CALL_FEE + XNET_BYTE_FEE * u128::from(method_name_size + payload_size)

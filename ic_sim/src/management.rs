@@ -468,8 +468,9 @@ impl Sim {
                 }
                 Ok(Some(empty_reply()))
             }
+            // The replica's execution environment: an unknown `Ic00Method` is IC0536.
             other => Err(RejectResponse::new(
-                ErrorCode::UnknownManagementMessage,
+                ErrorCode::CanisterMethodNotFound,
                 format!("Management canister has no method '{other}'"),
             )),
         }

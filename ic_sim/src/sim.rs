@@ -849,22 +849,26 @@ impl Sim {
                 self.close_if_done(id, ctx_id, None);
             }
             Some(trap) => {
-                if let Some((fun, env)) = cleanup {
-                    self.run_cleanup(id, ctx_id, fun, env);
+                let cleanup_trap =
+                    cleanup.and_then(|(fun, env)| self.run_cleanup(id, ctx_id, fun, env));
+                let mut reject = trap_reject(&id, &trap);
+                if let Some(cleanup_trap) = cleanup_trap {
+                    // As the replica reports it: the callback's error code, both messages.
+                    reject.reject_message = format!(
+                        "{}\n\ncall_on_cleanup also failed:\n\n{}",
+                        reject.reject_message,
+                        trap_reject(&id, &cleanup_trap).reject_message
+                    );
                 }
-                let reject = trap_reject(&id, &trap);
                 self.close_if_done(id, ctx_id, Some(reject));
             }
         }
     }
 
-    fn run_cleanup(&mut self, id: Principal, ctx_id: u64, fun: u32, env: u32) {
-        let Some(c) = self.canisters.get(&id) else {
-            return;
-        };
-        let Some(module) = c.module.clone() else {
-            return;
-        };
+    /// Runs a cleanup callback after a trap; returns its own trap, if it trapped too.
+    fn run_cleanup(&mut self, id: Principal, ctx_id: u64, fun: u32, env: u32) -> Option<HostTrap> {
+        let c = self.canisters.get(&id)?;
+        let module = c.module.clone()?;
         let caller = c.contexts.get(&ctx_id).map_or(id, |ctx| ctx.caller);
         let host = self.host_for(c, ApiType::Cleanup, caller);
         let mut out = execute(
@@ -878,6 +882,7 @@ impl Sim {
             true,
         );
         self.settle(&id, &mut out, true);
+        out.result.err()
     }
 
     fn send_call(&mut self, from: Principal, ctx_id: u64, call: crate::system_api::OutgoingCall) {

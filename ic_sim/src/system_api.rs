@@ -389,6 +389,19 @@ fn write_u128(caller: &mut Caller<'_, Host>, dst: u32, value: u128) -> Result<()
     write_mem(caller, u64::from(dst), &value.to_le_bytes())
 }
 
+/// Charges a system API call's overhead to the message's instructions, as the replica does on
+/// entry; running out of instructions on it is the same trap as in wasm code.
+fn charge(caller: &mut Caller<'_, Host>, instructions: u64) -> Result<(), Error> {
+    let left = caller.get_fuel().unwrap_or(0);
+    if left < instructions {
+        let _ = caller.set_fuel(0);
+        return Err(Error::from(wasmi::TrapCode::OutOfFuel));
+    }
+    caller
+        .set_fuel(left - instructions)
+        .map_err(|e| violation(format!("charging instructions: {e}")))
+}
+
 fn instructions_used(caller: &Caller<'_, Host>) -> u64 {
     let left = caller.get_fuel().unwrap_or(0);
     caller.data().fuel_limit.saturating_sub(left)
@@ -1051,9 +1064,10 @@ pub(crate) fn linker(engine: &Engine) -> Linker<Host> {
         h.global_timer = ts as u64;
         Ok(old as i64)
     });
-    wrap!(l, "performance_counter", |c: Caller<'_, Host>,
+    wrap!(l, "performance_counter", |mut c: Caller<'_, Host>,
                                      kind: i32|
      -> Result<i64, Error> {
+        charge(&mut c, crate::costs::PERFORMANCE_COUNTER_OVERHEAD)?;
         let used = instructions_used(&c);
         match kind {
             0 => Ok(used as i64),

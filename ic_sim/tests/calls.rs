@@ -95,6 +95,25 @@ fn cleanup_runs_after_a_trapping_callback() {
     );
 }
 
+/// When the cleanup callback traps too, the reject carries both errors as the replica writes
+/// them (`HypervisorError::Cleanup`: "<callback error>\n\ncall_on_cleanup also failed:\n\n
+/// <cleanup error>"), with the callback's error code.
+#[test]
+fn a_trapping_cleanup_adds_its_error_to_the_callbacks() {
+    let pic = IcSim::new();
+    let a = install(&pic);
+    let b = install(&pic);
+    let err = update_candid::<_, ()>(&pic, a, "trap_in_callback_and_cleanup", (b,)).unwrap_err();
+    assert_eq!(err.reject_code, RejectCode::CanisterError);
+    assert_eq!(err.error_code, ErrorCode::CanisterCalledTrap);
+    let (callback, cleanup) = err
+        .reject_message
+        .split_once("\n\ncall_on_cleanup also failed:\n\n")
+        .unwrap_or_else(|| panic!("{}", err.reject_message));
+    assert!(callback.contains("callback traps"), "{callback}");
+    assert!(cleanup.contains("cleanup traps too"), "{cleanup}");
+}
+
 #[test]
 fn self_upgrade_through_a_regular_call_breaks_the_callback() {
     let pic = IcSim::new();

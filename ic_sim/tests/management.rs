@@ -226,7 +226,9 @@ fn controllers_unknown_methods_and_limits() {
         .unwrap();
     pic.stop_canister(a, Some(user)).unwrap();
     pic.start_canister(a, Some(user)).unwrap();
-    // Canisters calling an unknown management method are rejected.
+    // A canister calling an unknown management method is rejected as the replica rejects it:
+    // reject code 5 (CANISTER_ERROR) with IC0536 CanisterMethodNotFound (the execution
+    // environment's `Ic00Method` parse failure), not 4.
     let (r,): (Result<Vec<u8>, (u32, String)>,) = update_candid(
         &pic,
         a,
@@ -240,8 +242,11 @@ fn controllers_unknown_methods_and_limits() {
     )
     .unwrap();
     let (code, message) = r.unwrap_err();
-    assert_eq!(code, 4);
-    assert!(message.contains("no_such_method"), "{message}");
+    assert_eq!(code, 5);
+    assert!(
+        message.contains("Management canister has no method 'no_such_method'"),
+        "{message}"
+    );
     // create_canister needs the creation fee.
     let args = ic_sim::management_canister::CreateCanisterArgs {
         settings: None,

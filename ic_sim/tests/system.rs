@@ -294,3 +294,15 @@ fn msg_deadline_is_zero_unless_the_call_is_best_effort() {
     assert_eq!(seen, now + 300_000_000_000);
     assert_eq!(callback, seen);
 }
+
+/// `ic0.performance_counter` charges its own system API overhead on entry (the replica's
+/// `overhead::PERFORMANCE_COUNTER`, 200 instructions), so two reads in a row strictly increase
+/// (interface spec, "Performance counter": the counter is monotone within a message).
+#[test]
+fn consecutive_performance_counter_reads_increase() {
+    let pic = IcSim::new();
+    let a = install(&pic, &[], 0);
+    let (first, second): (u64, u64) =
+        query_candid(&pic, a, "performance_counter_twice", ()).unwrap();
+    assert!(second >= first + 200, "{first} then {second}");
+}

@@ -321,6 +321,29 @@ async fn trap_in_callback(canister: Principal) {
     ic_cdk::trap("callback traps");
 }
 
+/// Traps in the callback, and its cleanup callback traps too: dropping the future's guard
+/// traps.
+#[ic_cdk::update]
+async fn trap_in_callback_and_cleanup(canister: Principal) {
+    struct TrappingGuard;
+    impl Drop for TrappingGuard {
+        fn drop(&mut self) {
+            ic_cdk::trap("cleanup traps too");
+        }
+    }
+    let _guard = TrappingGuard;
+    let _ = Call::unbounded_wait(canister, "version").await;
+    ic_cdk::trap("callback traps");
+}
+
+/// Two reads of the message's instruction counter in a row.
+#[ic_cdk::query]
+fn performance_counter_twice() -> (u64, u64) {
+    let first = ic_cdk::api::performance_counter(0);
+    let second = ic_cdk::api::performance_counter(0);
+    (first, second)
+}
+
 #[ic_cdk::query]
 fn cleaned() -> u64 {
     CLEANED.get()
