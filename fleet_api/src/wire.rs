@@ -227,7 +227,7 @@ use wasm_store as store;
 
 structs! {
     store::BeginUpload == api_store::BeginUpload { version, total_size, sha256, notes }
-    store::Limits => api_store::StoreLimits { max_releases, max_total_bytes }
+    store::StoreLimits => api_store::StoreLimits { max_releases, max_total_bytes }
     store::ReleaseMeta => api_store::ReleaseMeta {
         version, sha256, size, uncompressed_size, chunk_count, chunk_hashes, uploaded_at,
         uploader, notes, gzipped,

@@ -18,7 +18,7 @@ use rollout_core::RolloutState;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::collections::BTreeSet;
-use wasm_store::{Limits, StoreMemories, WasmStore};
+use wasm_store::{StoreLimits, StoreMemories, WasmStore};
 
 /// Cycles a new user canister gets unless the init arg says otherwise: enough for a small app
 /// to run for months and to pay for its upgrades (interface spec, "Cycles cost").
@@ -108,7 +108,7 @@ impl State {
                     chunks: store_memory(2),
                     by_sha256: store_memory(3),
                 },
-                Limits::default(),
+                StoreLimits::default(),
             ),
             rollout_meta: StableCell::init(
                 memory::get(memory::ROLLOUT_META),

@@ -23,7 +23,7 @@ use candid::{decode_args, encode_args, encode_one, Principal};
 
 pub use errors::{ErrorCode, RejectCode, RejectResponse};
 pub use management::{MAX_CHUNKS, MAX_CHUNK_SIZE, MAX_CONTROLLERS, MAX_SNAPSHOTS};
-pub use sim::{Limits, DEFAULT_PROVISIONAL_CYCLES};
+pub use sim::{SimLimits, DEFAULT_PROVISIONAL_CYCLES};
 
 /// Management canister types, as pocket-ic's `management_canister` module offers them.
 pub mod management_canister {
@@ -87,7 +87,7 @@ pub const DEFAULT_START_TIME_NANOS: u64 = 1_735_689_600_000_000_000;
 /// Builds an [`IcSim`] (pocket-ic's `PocketIcBuilder`).
 #[derive(Clone, Debug)]
 pub struct IcSimBuilder {
-    limits: Limits,
+    limits: SimLimits,
     time: u64,
     print_logs: bool,
     live_instances: usize,
@@ -103,7 +103,7 @@ impl Default for IcSimBuilder {
 impl IcSimBuilder {
     pub fn new() -> Self {
         IcSimBuilder {
-            limits: Limits::default(),
+            limits: SimLimits::default(),
             time: DEFAULT_START_TIME_NANOS,
             print_logs: std::env::var_os("IC_SIM_QUIET").is_none(),
             live_instances: exec::DEFAULT_LIVE_INSTANCES,
@@ -114,7 +114,7 @@ impl IcSimBuilder {
     pub fn with_application_subnet(self) -> Self {
         self
     }
-    pub fn with_limits(mut self, limits: Limits) -> Self {
+    pub fn with_limits(mut self, limits: SimLimits) -> Self {
         self.limits = limits;
         self
     }
@@ -410,7 +410,7 @@ impl IcSim {
     // ------------------------------------------------------------ calls
 
     /// Submits an update call and ticks until it completes (bounded by
-    /// [`Limits::max_rounds_per_call`]). The management canister is a valid target: the
+    /// [`SimLimits::max_rounds_per_call`]). The management canister is a valid target: the
     /// effective canister is taken from the argument and the sender must control it.
     pub fn update_call(
         &self,

@@ -28,7 +28,7 @@ pub(crate) const STOP_TIMEOUT_NANOS: u64 = 5 * 60 * 1_000_000_000;
 
 /// Tunable limits of the simulated subnet.
 #[derive(Clone, Debug)]
-pub struct Limits {
+pub struct SimLimits {
     /// Instructions per update message, callback, timer or heartbeat (IC: 40B).
     pub update_instructions: u64,
     /// Instructions per code installation, pre- and post-upgrade together (IC: 300B).
@@ -39,9 +39,9 @@ pub struct Limits {
     pub max_rounds_per_call: u64,
 }
 
-impl Default for Limits {
+impl Default for SimLimits {
     fn default() -> Self {
-        Limits {
+        SimLimits {
             update_instructions: 40_000_000_000,
             install_instructions: 300_000_000_000,
             query_instructions: 5_000_000_000,
@@ -331,7 +331,7 @@ pub(crate) enum Message {
 }
 
 pub(crate) struct Sim {
-    pub limits: Limits,
+    pub limits: SimLimits,
     pub print_logs: bool,
     pub time: u64,
     pub round: u64,
@@ -392,7 +392,7 @@ pub(crate) fn trap_reject(canister: &Principal, trap: &HostTrap) -> RejectRespon
 }
 
 impl Sim {
-    pub fn new(limits: Limits, time: u64, print_logs: bool) -> Self {
+    pub fn new(limits: SimLimits, time: u64, print_logs: bool) -> Self {
         Sim {
             limits,
             print_logs,

@@ -2,8 +2,8 @@
 
 use candid::{encode_args, encode_one, Principal};
 use ic_sim::{
-    query_candid, update_candid, update_candid_as, ErrorCode, IcSim, IcSimBuilder, Limits,
-    RejectCode,
+    query_candid, update_candid, update_candid_as, ErrorCode, IcSim, IcSimBuilder, RejectCode,
+    SimLimits,
 };
 
 fn probe() -> Vec<u8> {
@@ -190,9 +190,9 @@ fn instructions_are_counted_and_limited() {
     );
     assert!(pic.instructions_total(id) >= before_total + (a2 - b2));
 
-    let limits = Limits {
+    let limits = SimLimits {
         update_instructions: 2_000_000,
-        ..Limits::default()
+        ..SimLimits::default()
     };
     let pic = IcSimBuilder::new().with_limits(limits).build();
     let id = pic.create_canister();

@@ -31,7 +31,7 @@
 //! # Memory bounds
 //!
 //! The store takes four stable memories ([`StoreMemories`]), in practice four `MemoryId`s of the
-//! canister's `MemoryManager`. [`Limits`] bound what it holds: by default at most 64 releases
+//! canister's `MemoryManager`. [`StoreLimits`] bound what it holds: by default at most 64 releases
 //! (finalized ones and uploads in progress together) and 1 GiB of module bytes (finalized sizes
 //! plus the declared size of unfinished uploads). A single module is at most 100 MiB as stored
 //! and 100 MiB uncompressed. Stable memory used is the module bytes plus B-tree overhead (a few

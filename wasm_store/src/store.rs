@@ -30,7 +30,7 @@ pub struct WasmStore<M: Memory> {
     uploads: BTreeMap<VersionKey, PendingUpload, M>,
     chunks: BTreeMap<ChunkKey, Vec<u8>, M>,
     by_sha256: BTreeMap<[u8; 32], VersionKey, M>,
-    limits: Limits,
+    limits: StoreLimits,
 }
 
 fn sha_array(sha256: &[u8]) -> Result<[u8; 32], StoreError> {
@@ -52,7 +52,7 @@ const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 impl<M: Memory> WasmStore<M> {
     /// Opens the store in `memories`, creating it when they are empty and loading it otherwise
     /// (after a canister upgrade).
-    pub fn init(memories: StoreMemories<M>, limits: Limits) -> Self {
+    pub fn init(memories: StoreMemories<M>, limits: StoreLimits) -> Self {
         WasmStore {
             releases: BTreeMap::init(memories.releases),
             uploads: BTreeMap::init(memories.uploads),
@@ -63,7 +63,7 @@ impl<M: Memory> WasmStore<M> {
     }
 
     /// The limits this store was opened with.
-    pub fn limits(&self) -> Limits {
+    pub fn limits(&self) -> StoreLimits {
         self.limits
     }
 

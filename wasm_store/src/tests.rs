@@ -24,7 +24,7 @@ impl Mems {
         Mems(std::array::from_fn(|_| VectorMemory::default()))
     }
 
-    fn open(&self, limits: Limits) -> WasmStore<VectorMemory> {
+    fn open(&self, limits: StoreLimits) -> WasmStore<VectorMemory> {
         let [releases, uploads, chunks, by_sha256] = self.0.clone();
         WasmStore::init(
             StoreMemories {
@@ -44,7 +44,7 @@ impl Mems {
 
 fn new_store() -> (Mems, WasmStore<VectorMemory>) {
     let mems = Mems::new();
-    let store = mems.open(Limits::default());
+    let store = mems.open(StoreLimits::default());
     (mems, store)
 }
 
@@ -511,7 +511,7 @@ fn unfinished_uploads_are_not_releases() {
 #[test]
 fn limits_on_releases_and_bytes_are_enforced() {
     let mems = Mems::new();
-    let limits = Limits {
+    let limits = StoreLimits {
         max_releases: 2,
         max_total_bytes: 3 * MIB as u64,
     };
@@ -664,9 +664,9 @@ fn list_is_in_semver_order_and_paginated() {
 #[test]
 fn list_pages_are_capped() {
     let mems = Mems::new();
-    let mut store = mems.open(Limits {
+    let mut store = mems.open(StoreLimits {
         max_releases: MAX_PAGE + 1,
-        ..Limits::default()
+        ..StoreLimits::default()
     });
     for i in 0..(MAX_PAGE + 1) {
         publish(
@@ -687,7 +687,7 @@ fn the_store_reloads_from_its_memories() {
     let done = wasm_module(MIB + 5, 30);
     let half = wasm_module(2 * MIB, 31);
     let meta = {
-        let mut store = mems.open(Limits::default());
+        let mut store = mems.open(StoreLimits::default());
         let meta = publish(&mut store, "1.0.0", &done);
         store
             .begin_upload(begin("1.1.0", &half), uploader(), 3)
@@ -696,7 +696,7 @@ fn the_store_reloads_from_its_memories() {
         meta
     };
     // Reopened, as after a canister upgrade.
-    let mut store = mems.open(Limits::default());
+    let mut store = mems.open(StoreLimits::default());
     assert_eq!(store.get("1.0.0"), Some(meta.clone()));
     assert_eq!(store.get_by_sha256(&sha(&done)), Some(meta));
     assert_eq!(store.module("1.0.0").unwrap(), done);

@@ -29,7 +29,7 @@ pub const MAX_PAGE: u32 = 100;
 /// canister upgrade may change them; lowering them below the current usage keeps every stored
 /// release and only refuses new uploads.
 #[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Limits {
+pub struct StoreLimits {
     /// Most releases kept, finalized releases and uploads in progress together.
     pub max_releases: u32,
     /// Most module bytes kept, counting finalized releases and the declared size of uploads in
@@ -37,11 +37,11 @@ pub struct Limits {
     pub max_total_bytes: u64,
 }
 
-impl Default for Limits {
+impl Default for StoreLimits {
     /// 64 releases and 1 GiB: ten times the largest module, and far below the 500 GiB of stable
     /// memory a canister may use, so that the rest of the manager's state always has room.
     fn default() -> Self {
-        Limits {
+        StoreLimits {
             max_releases: 64,
             max_total_bytes: 1024 * 1024 * 1024,
         }
@@ -113,7 +113,7 @@ pub struct StoreUsage {
     pub uploads: u32,
     /// Module bytes of finalized releases plus the declared size of uploads in progress.
     pub bytes: u64,
-    pub limits: Limits,
+    pub limits: StoreLimits,
 }
 
 /// Why a store operation was refused. A refused operation changes nothing.
