@@ -788,3 +788,40 @@ fn detach_refuses_what_would_lock_the_caller_out_or_change_nothing() {
     assert!(err.to_string().contains("no other controller"), "{err}");
     assert_eq!(s.world.sim.get_controllers(s.canister), vec![s.recovery]);
 }
+
+#[test]
+fn a_rollback_to_an_unhealthy_snapshot_is_reported_not_hidden() {
+    use candid::encode_one;
+    use fleet_api::user::{UserCanisterArg, UserUpgradeArg};
+    let s = setup();
+    s.upgrade(&user_wasm(&["v2"]));
+    // As the recovery controller, by hand: an unhealthy module, and a snapshot of it.
+    let faulty = user_wasm(&["v2", "fault_health"]);
+    let arg = UserCanisterArg::Upgrade(UserUpgradeArg {
+        release_sha256: sha256(&faulty).to_vec(),
+    });
+    let sim = &s.world.sim;
+    sim.upgrade_canister(
+        s.canister,
+        faulty.clone(),
+        encode_one(arg).unwrap(),
+        Some(s.recovery),
+    )
+    .unwrap();
+    sim.advance_time(std::time::Duration::from_secs(1));
+    sim.take_canister_snapshot(s.canister, Some(s.recovery), None)
+        .unwrap();
+
+    let err = s.rollback().unwrap_err();
+    assert_eq!(
+        (err.exit_code(), err.kind()),
+        (7, "rollback_failed"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("not healthy"), "{err}");
+    assert!(err.to_string().contains("fault_health"), "{err}");
+    // The snapshot was loaded and the canister runs it.
+    assert_eq!(s.world.module_hash(s.canister), Some(sha256(&faulty)));
+    assert_eq!(s.world.notes(s.canister, s.owner), s.notes);
+    s.assert_running_with_empty_store();
+}

@@ -4,7 +4,8 @@
 use candid::Principal;
 use ic_agent::{Agent, AgentError};
 
-use super::{effective_canister_id, CallError, Ic};
+use super::mgmt::effective_canister_id;
+use super::{CallError, Ic};
 use crate::identity::Identity;
 
 /// The IC mainnet API boundary.

@@ -111,6 +111,23 @@ pub struct UpdateSettingsArgs {
     pub settings: SettingsUpdate,
 }
 
+/// Effective canister id of a management-canister call (IC interface spec, "Effective
+/// canister id"): the `canister_id` (or, for `install_chunked_code`, `target_canister`) field
+/// of the candid argument record.
+pub fn effective_canister_id(arg: &[u8]) -> Option<Principal> {
+    /// The one field of `install_chunked_code`'s argument that names the canister.
+    #[derive(Deserialize, CandidType)]
+    struct WithTarget {
+        target_canister: Principal,
+    }
+    if let Ok(r) = candid::decode_one::<CanisterIdRecord>(arg) {
+        return Some(r.canister_id);
+    }
+    candid::decode_one::<WithTarget>(arg)
+        .ok()
+        .map(|r| r.target_canister)
+}
+
 /// Encodes `arg`, makes an update call and decodes the single reply value.
 pub fn update_typed<A, R>(
     ic: &(impl Ic + ?Sized),
@@ -308,3 +325,30 @@ pub trait Management: Ic {
 }
 
 impl<T: Ic + ?Sized> Management for T {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn effective_canister_id_is_read_from_the_argument() {
+        let c = Principal::from_text("rrkah-fqaaa-aaaaa-aaaaq-cai").unwrap();
+        let status = candid::encode_one(CanisterIdRecord { canister_id: c }).unwrap();
+        assert_eq!(effective_canister_id(&status), Some(c));
+        let install = candid::encode_one(InstallChunkedCodeArgs {
+            mode: InstallMode::Upgrade(None),
+            target_canister: c,
+            store_canister: Some(c),
+            chunk_hashes_list: vec![],
+            wasm_module_hash: serde_bytes::ByteBuf::from(vec![0; 32]),
+            arg: serde_bytes::ByteBuf::new(),
+            sender_canister_version: None,
+        })
+        .unwrap();
+        assert_eq!(effective_canister_id(&install), Some(c));
+        assert_eq!(
+            effective_canister_id(&candid::encode_one(7u8).unwrap()),
+            None
+        );
+    }
+}

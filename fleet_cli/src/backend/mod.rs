@@ -102,50 +102,9 @@ pub trait Ic {
     }
 }
 
-/// Effective canister id of a management-canister call: the `canister_id` (or, for
-/// `install_chunked_code`, `target_canister`) field of the candid argument record.
-pub fn effective_canister_id(arg: &[u8]) -> Option<Principal> {
-    #[derive(candid::Deserialize, candid::CandidType)]
-    struct WithCanisterId {
-        canister_id: Principal,
-    }
-    #[derive(candid::Deserialize, candid::CandidType)]
-    struct WithTarget {
-        target_canister: Principal,
-    }
-    if let Ok(r) = candid::decode_one::<WithCanisterId>(arg) {
-        return Some(r.canister_id);
-    }
-    candid::decode_one::<WithTarget>(arg)
-        .ok()
-        .map(|r| r.target_canister)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn effective_canister_id_is_read_from_the_argument() {
-        let c = Principal::from_text("rrkah-fqaaa-aaaaa-aaaaq-cai").unwrap();
-        let status = candid::encode_one(mgmt::CanisterIdRecord { canister_id: c }).unwrap();
-        assert_eq!(effective_canister_id(&status), Some(c));
-        let install = candid::encode_one(mgmt::InstallChunkedCodeArgs {
-            mode: mgmt::InstallMode::Upgrade(None),
-            target_canister: c,
-            store_canister: Some(c),
-            chunk_hashes_list: vec![],
-            wasm_module_hash: serde_bytes::ByteBuf::from(vec![0; 32]),
-            arg: serde_bytes::ByteBuf::new(),
-            sender_canister_version: None,
-        })
-        .unwrap();
-        assert_eq!(effective_canister_id(&install), Some(c));
-        assert_eq!(
-            effective_canister_id(&candid::encode_one(7u8).unwrap()),
-            None
-        );
-    }
 
     #[test]
     fn not_authorized_is_recognised() {

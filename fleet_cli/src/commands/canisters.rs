@@ -6,7 +6,7 @@ use crate::cli::CanistersCommand;
 use crate::error::CliError;
 use crate::manager::{self as mgr, Manager};
 
-use super::{connect_manager, output, Connector, Output};
+use super::{connect_manager, lines, output, Connector, Output};
 
 pub(super) fn run(cmd: &CanistersCommand, connector: &Connector) -> Result<Output, CliError> {
     match cmd {
@@ -29,27 +29,19 @@ pub(super) fn run(cmd: &CanistersCommand, connector: &Connector) -> Result<Outpu
                     .iter()
                     .map(Into::into)
                     .collect();
-            let text = if records.is_empty() {
-                "no user canisters match".to_string()
-            } else {
-                records
-                    .iter()
-                    .map(|c| {
-                        format!(
-                            "{:<27}  {:<12} {:<12} owner {}{}",
-                            c.canister_id.to_text(),
-                            c.status,
-                            c.release.as_deref().unwrap_or("-"),
-                            c.owner,
-                            c.last_error
-                                .as_deref()
-                                .map(|e| format!("  ({e})"))
-                                .unwrap_or_default()
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            };
+            let text = lines(&records, "no user canisters match", |c| {
+                format!(
+                    "{:<27}  {:<12} {:<12} owner {}{}",
+                    c.canister_id.to_text(),
+                    c.status,
+                    c.release.as_deref().unwrap_or("-"),
+                    c.owner,
+                    c.last_error
+                        .as_deref()
+                        .map(|e| format!("  ({e})"))
+                        .unwrap_or_default()
+                )
+            });
             output(&records, text)
         }
     }

@@ -34,6 +34,15 @@ pub(crate) fn output(value: &impl Serialize, text: String) -> Result<Output, Cli
     Ok(Output { json, text })
 }
 
+/// One line per item, or `none` when there are none.
+pub(crate) fn lines<T>(items: &[T], none: &str, line: impl Fn(&T) -> String) -> String {
+    if items.is_empty() {
+        none.to_string()
+    } else {
+        items.iter().map(line).collect::<Vec<_>>().join("\n")
+    }
+}
+
 /// Opens a connection as an identity; the binary's reaches the network through ic-agent, the
 /// tests' the simulator.
 pub type Connector<'a> = dyn Fn(&Network, &Identity) -> Result<Box<dyn Ic>, CliError> + 'a;

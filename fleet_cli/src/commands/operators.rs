@@ -6,7 +6,7 @@ use crate::cli::OperatorsCommand;
 use crate::error::CliError;
 use crate::manager::{self as mgr, Manager};
 
-use super::{connect_manager, output, Connector, Output};
+use super::{connect_manager, lines, output, Connector, Output};
 
 fn roles_text(roles: &[&str]) -> String {
     if roles.is_empty() {
@@ -25,49 +25,37 @@ pub(super) fn run(cmd: &OperatorsCommand, connector: &Connector) -> Result<Outpu
                     .iter()
                     .map(Into::into)
                     .collect();
-            let text = if ops.is_empty() {
-                "no operators besides the manager's controllers".to_string()
-            } else {
-                ops.iter()
-                    .map(|o| format!("{}  {}", o.principal, roles_text(&o.roles)))
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            };
+            let text = lines(
+                &ops,
+                "no operators besides the manager's controllers",
+                |o| format!("{}  {}", o.principal, roles_text(&o.roles)),
+            );
             output(&ops, text)
         }
         OperatorsCommand::Add {
             target,
             principal,
             roles,
-        } => {
-            let ic = connect_manager(target, connector, false)?;
-            let roles: Vec<Role> = roles.iter().map(|r| (*r).into()).collect();
-            let op = mgr::add_operator(
-                &Manager::new(ic.as_ref(), target.manager),
-                *principal,
-                &roles,
-            )?;
-            let view = mgr::OperatorView::from(&op);
-            let text = format!("{} now has: {}", view.principal, roles_text(&view.roles));
-            output(&view, text)
         }
-        OperatorsCommand::Remove {
+        | OperatorsCommand::Remove {
             target,
             principal,
             roles,
         } => {
+            let adding = matches!(cmd, OperatorsCommand::Add { .. });
             let ic = connect_manager(target, connector, false)?;
+            let m = Manager::new(ic.as_ref(), target.manager);
             let roles: Vec<Role> = roles.iter().map(|r| (*r).into()).collect();
-            let kept = mgr::remove_operator(
-                &Manager::new(ic.as_ref(), target.manager),
-                *principal,
-                &roles,
-            )?;
-            let view = mgr::OperatorView {
-                principal: *principal,
-                roles: kept.into_iter().map(mgr::role_name).collect(),
+            let view = if adding {
+                mgr::OperatorView::from(&mgr::add_operator(&m, *principal, &roles)?)
+            } else {
+                let kept = mgr::remove_operator(&m, *principal, &roles)?;
+                mgr::OperatorView {
+                    principal: *principal,
+                    roles: kept.into_iter().map(mgr::role_name).collect(),
+                }
             };
-            let text = if view.roles.is_empty() {
+            let text = if !adding && view.roles.is_empty() {
                 format!("{} is no longer an operator", view.principal)
             } else {
                 format!("{} now has: {}", view.principal, roles_text(&view.roles))

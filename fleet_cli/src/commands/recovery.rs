@@ -2,8 +2,11 @@
 //! detaching, as its controller and without the manager.
 
 use std::io::Write;
+use std::path::{Path, PathBuf};
 
-use crate::cli::RecoveryCommand;
+use candid::Principal;
+
+use crate::cli::{RecoveryCommand, Target};
 use crate::error::CliError;
 use crate::manager::{self as mgr, Manager};
 use crate::phrase::RecoveryPhrase;
@@ -21,35 +24,7 @@ pub(super) fn run(
     bars: &mut Bars,
 ) -> Result<Output, CliError> {
     match cmd {
-        RecoveryCommand::New { phrase_out } => {
-            let phrase = RecoveryPhrase::generate()?;
-            let principal = phrase.principal()?;
-            match phrase_out {
-                Some(path) => {
-                    write_secret_file(path, phrase.reveal().as_bytes())?;
-                    let text = format!(
-                        "Recovery phrase written to {}\nRecovery principal: {principal}",
-                        path.display()
-                    );
-                    output(
-                        &serde_json::json!({ "principal": principal, "phrase_file": path }),
-                        text,
-                    )
-                }
-                None => {
-                    let words = phrase.reveal();
-                    let text = format!(
-                    "Write these {} words down and keep them offline. They are shown only this once.\n\n{}\n\nRecovery principal: {principal}",
-                    phrase.word_count(),
-                    words.as_str()
-                );
-                    output(
-                        &serde_json::json!({ "principal": principal, "phrase": words.as_str() }),
-                        text,
-                    )
-                }
-            }
-        }
+        RecoveryCommand::New { phrase_out } => new(phrase_out.as_deref()),
         RecoveryCommand::Principal { identity } => {
             let id = identity.resolve(false)?;
             output(
@@ -57,32 +32,7 @@ pub(super) fn run(
                 id.principal().to_text(),
             )
         }
-        RecoveryCommand::Status { target } => {
-            let ic = connect(target, connector)?;
-            let r = recovery::status(ic.as_ref(), target.canister)?;
-            let snaps: Vec<String> = r
-                .snapshots
-                .iter()
-                .map(|s| {
-                    format!(
-                        "  {} taken at {} ns, {} bytes",
-                        s.id, s.taken_at_timestamp_nanos, s.total_size
-                    )
-                })
-                .collect();
-            let text = format!(
-            "canister:    {}\nstatus:      {:?}\ncontrollers: {}\nmodule hash: {}\nversion:     {}\ncycles:      {}\nsnapshots:   {}\n{}",
-            r.canister,
-            r.status,
-            r.controllers.iter().map(|p| p.to_text()).collect::<Vec<_>>().join(", "),
-            r.module_hash.as_deref().unwrap_or("(empty)"),
-            match &r.version { Ok(v) => v.clone(), Err(e) => format!("unknown ({e})") },
-            r.cycles,
-            r.snapshots.len(),
-            snaps.join("\n")
-        );
-            output(&r, text.trim_end().to_string())
-        }
+        RecoveryCommand::Status { target } => status(target, connector),
         RecoveryCommand::Upgrade {
             target,
             wasm,
@@ -90,53 +40,13 @@ pub(super) fn run(
             sha256,
             version,
         } => {
-            // Check the input before touching the network: bad input changes nothing.
-            let (module, ic, expected_version) = match (wasm, manager) {
-                (Some(path), _) => {
-                    let module = WasmModule::read(path, sha256.as_deref())?;
-                    (module, connect(target, connector)?, version.clone())
-                }
-                (None, Some(manager)) => {
-                    let expected = sha256
-                        .as_deref()
-                        .map(crate::wasm::parse_sha256)
-                        .transpose()?;
-                    let release = version
-                        .as_deref()
-                        .ok_or_else(|| CliError::Usage("--manager needs --version".into()))?;
-                    let ic = connect(target, connector)?;
-                    let (meta, module) = mgr::download_release(
-                        &Manager::new(ic.as_ref(), *manager),
-                        release,
-                        expected,
-                        bars,
-                    )?;
-                    (module, ic, Some(meta.version))
-                }
-                (None, None) => {
-                    return Err(CliError::Usage("give --wasm FILE or --manager".into()))
-                }
+            let source = Source {
+                wasm,
+                manager: *manager,
+                sha256: sha256.as_deref(),
+                version: version.as_deref(),
             };
-            let r = recovery::upgrade(
-                ic.as_ref(),
-                target.canister,
-                &module,
-                expected_version.as_deref(),
-                bars,
-            )?;
-            let text = match r.outcome {
-                recovery::UpgradeOutcome::AlreadyInstalled => {
-                    format!("{} already runs module {}", r.canister, r.module_hash)
-                }
-                recovery::UpgradeOutcome::Upgraded => format!(
-                    "upgraded {} to module {} (version {}); snapshot {} kept for rollback",
-                    r.canister,
-                    r.module_hash,
-                    r.version.as_deref().unwrap_or("?"),
-                    r.snapshot.as_deref().unwrap_or("-")
-                ),
-            };
-            output(&r, text)
+            upgrade(target, &source, connector, bars)
         }
         RecoveryCommand::Rollback { target } => {
             let ic = connect(target, connector)?;
@@ -154,37 +64,169 @@ pub(super) fn run(
             target,
             manager,
             yes,
-        } => {
-            let ic = connect(target, connector)?;
-            let plan = recovery::plan_detach(ic.as_ref(), target.canister, *manager)?;
-            if !yes {
-                let question = format!(
-                "Controllers of {} will become [{}]; the manager will no longer upgrade or repair it. Continue?",
-                plan.canister,
-                plan.controllers_after.iter().map(|p| p.to_text()).collect::<Vec<_>>().join(", ")
-            );
-                if !confirm(&question)? {
-                    return Err(CliError::Refused("not confirmed; nothing changed".into()));
-                }
-            }
-            let now = recovery::apply_detach(ic.as_ref(), &plan)?;
+        } => detach(target, *manager, *yes, connector, confirm),
+    }
+}
+
+fn new(phrase_out: Option<&Path>) -> Result<Output, CliError> {
+    let phrase = RecoveryPhrase::generate()?;
+    let principal = phrase.principal()?;
+    match phrase_out {
+        Some(path) => {
+            write_secret_file(path, phrase.reveal().as_bytes())?;
             let text = format!(
-                "controllers of {} are now: {}",
-                plan.canister,
-                now.iter()
-                    .map(|p| p.to_text())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                "Recovery phrase written to {}\nRecovery principal: {principal}",
+                path.display()
             );
             output(
-                &serde_json::json!({ "canister": plan.canister, "controllers_before": plan.controllers_before, "controllers": now }),
+                &serde_json::json!({ "principal": principal, "phrase_file": path }),
+                text,
+            )
+        }
+        None => {
+            let words = phrase.reveal();
+            let text = format!(
+                "Write these {} words down and keep them offline. They are shown only this once.\n\n{}\n\nRecovery principal: {principal}",
+                phrase.word_count(),
+                words.as_str()
+            );
+            output(
+                &serde_json::json!({ "principal": principal, "phrase": words.as_str() }),
                 text,
             )
         }
     }
 }
 
-fn write_secret_file(path: &std::path::Path, bytes: &[u8]) -> Result<(), CliError> {
+fn status(target: &Target, connector: &Connector) -> Result<Output, CliError> {
+    let ic = connect(target, connector)?;
+    let r = recovery::status(ic.as_ref(), target.canister)?;
+    let snaps: Vec<String> = r
+        .snapshots
+        .iter()
+        .map(|s| {
+            format!(
+                "  {} taken at {} ns, {} bytes",
+                s.id, s.taken_at_timestamp_nanos, s.total_size
+            )
+        })
+        .collect();
+    let version = match &r.version {
+        Ok(v) => v.clone(),
+        Err(e) => format!("unknown ({e})"),
+    };
+    let text = format!(
+        "canister:    {}\nstatus:      {:?}\ncontrollers: {}\nmodule hash: {}\nversion:     {}\ncycles:      {}\nsnapshots:   {}\n{}",
+        r.canister,
+        r.status,
+        principals(&r.controllers),
+        r.module_hash.as_deref().unwrap_or("(empty)"),
+        version,
+        r.cycles,
+        r.snapshots.len(),
+        snaps.join("\n")
+    );
+    output(&r, text.trim_end().to_string())
+}
+
+/// Where the module of `recovery upgrade` comes from, as the flags say.
+struct Source<'a> {
+    wasm: &'a Option<PathBuf>,
+    manager: Option<Principal>,
+    sha256: Option<&'a str>,
+    version: Option<&'a str>,
+}
+
+fn upgrade(
+    target: &Target,
+    source: &Source,
+    connector: &Connector,
+    bars: &mut Bars,
+) -> Result<Output, CliError> {
+    // Check the input before touching the network: bad input changes nothing.
+    let (module, ic, expected_version) = match (source.wasm, source.manager) {
+        (Some(path), _) => {
+            let module = WasmModule::read(path, source.sha256)?;
+            let version = source.version.map(str::to_string);
+            (module, connect(target, connector)?, version)
+        }
+        (None, Some(manager)) => {
+            let expected = source.sha256.map(crate::wasm::parse_sha256).transpose()?;
+            let release = source
+                .version
+                .ok_or_else(|| CliError::Usage("--manager needs --version".into()))?;
+            let ic = connect(target, connector)?;
+            let (meta, module) = mgr::download_release(
+                &Manager::new(ic.as_ref(), manager),
+                release,
+                expected,
+                bars,
+            )?;
+            (module, ic, Some(meta.version))
+        }
+        (None, None) => return Err(CliError::Usage("give --wasm FILE or --manager".into())),
+    };
+    let r = recovery::upgrade(
+        ic.as_ref(),
+        target.canister,
+        &module,
+        expected_version.as_deref(),
+        bars,
+    )?;
+    let text = match r.outcome {
+        recovery::UpgradeOutcome::AlreadyInstalled => {
+            format!("{} already runs module {}", r.canister, r.module_hash)
+        }
+        recovery::UpgradeOutcome::Upgraded => format!(
+            "upgraded {} to module {} (version {}); snapshot {} kept for rollback",
+            r.canister,
+            r.module_hash,
+            r.version.as_deref().unwrap_or("?"),
+            r.snapshot.as_deref().unwrap_or("-")
+        ),
+    };
+    output(&r, text)
+}
+
+fn detach(
+    target: &Target,
+    manager: Option<Principal>,
+    yes: bool,
+    connector: &Connector,
+    confirm: &mut dyn FnMut(&str) -> Result<bool, CliError>,
+) -> Result<Output, CliError> {
+    let ic = connect(target, connector)?;
+    let plan = recovery::plan_detach(ic.as_ref(), target.canister, manager)?;
+    if !yes {
+        let question = format!(
+            "Controllers of {} will become [{}]; the manager will no longer upgrade or repair it. Continue?",
+            plan.canister,
+            principals(&plan.controllers_after)
+        );
+        if !confirm(&question)? {
+            return Err(CliError::Refused("not confirmed; nothing changed".into()));
+        }
+    }
+    let now = recovery::apply_detach(ic.as_ref(), &plan)?;
+    let text = format!(
+        "controllers of {} are now: {}",
+        plan.canister,
+        principals(&now)
+    );
+    output(
+        &serde_json::json!({ "canister": plan.canister, "controllers_before": plan.controllers_before, "controllers": now }),
+        text,
+    )
+}
+
+fn principals(list: &[Principal]) -> String {
+    list.iter()
+        .map(|p| p.to_text())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn write_secret_file(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]

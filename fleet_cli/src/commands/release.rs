@@ -6,7 +6,7 @@ use crate::manager::{self as mgr, Manager};
 use crate::progress::Bars;
 use crate::wasm::WasmModule;
 
-use super::{connect_manager, output, Connector, Output};
+use super::{connect_manager, lines, output, Connector, Output};
 
 fn release_line(r: &mgr::ReleaseView) -> String {
     format!(
@@ -76,15 +76,7 @@ pub(super) fn run(
                     .iter()
                     .map(Into::into)
                     .collect();
-            let text = if releases.is_empty() {
-                "no releases".to_string()
-            } else {
-                releases
-                    .iter()
-                    .map(release_line)
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            };
+            let text = lines(&releases, "no releases", release_line);
             output(&releases, text)
         }
         ReleaseCommand::Show { target, version } => {

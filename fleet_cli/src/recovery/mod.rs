@@ -160,22 +160,14 @@ fn run_error(ic: &dyn Ic, canister: Principal, run: &Finished, rolling_back: boo
     match failure {
         Failure::CallFailed { op, error } | Failure::ManagerCall { op, error } => {
             let source = run.source(*op, error);
-            if source.is_not_authorized() {
-                CliError::NotController {
-                    canister,
-                    sender: ic.sender(),
-                    source,
-                }
-            } else if rolling_back && *op != rollout_core::OpKind::CanisterStatus {
+            let after_the_precheck = *op != rollout_core::OpKind::CanisterStatus;
+            if rolling_back && after_the_precheck && !source.is_not_authorized() {
                 CliError::RollbackFailed {
                     what: "rollback".into(),
                     rollback_error: format!("{} failed: {source}", op_name(*op)),
                 }
             } else {
-                CliError::Call {
-                    step: op_name(*op).into(),
-                    source,
-                }
+                not_controller_or(ic, canister, op_name(*op), source)
             }
         }
         Failure::ManagerNotController | Failure::RecoveryControllerMissing => CliError::Refused(

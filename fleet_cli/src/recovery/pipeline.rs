@@ -157,7 +157,8 @@ impl Shell<'_, '_> {
         let mut again = 0;
         loop {
             self.announce(&op);
-            if op == Op::Stop && self.done.rec.step == Step::Stopping && self.staged.is_none() {
+            let first_stop = op == Op::Stop && self.done.rec.step == Step::Stopping;
+            if first_stop && self.stage.is_some() && self.staged.is_none() {
                 self.upload()?;
             }
             let result = self.perform(&op)?;
@@ -172,8 +173,14 @@ impl Shell<'_, '_> {
                 aborting: false,
                 manager_low: false,
             };
-            let next = pipeline::on_result(&mut self.done.rec, result, &ctx, now())
-                .expect("the result answers the record's own call");
+            let step = self.done.rec.step.clone();
+            let next =
+                pipeline::on_result(&mut self.done.rec, result, &ctx, now()).map_err(|_| {
+                    CliError::Refused(format!(
+                        "the result of {} does not belong to the step {step:?}",
+                        op_name(op.kind())
+                    ))
+                })?;
             match next {
                 Next::Call(next) => {
                     op = next;
