@@ -227,7 +227,8 @@ pub enum RequestUpgradeError {
 /// Why the running rollout did not take an upgrade request.
 #[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RequestRefusal {
-    /// The rollout is paused, halted or finishing.
+    /// The rollout is being aborted (a paused or halted rollout still takes requests; they
+    /// start when it resumes).
     NotAccepting,
     /// A restore rollout does not take upgrade requests.
     NotAnUpgrade,

@@ -185,11 +185,11 @@ fn timer_tick() {
 /// for the metrics.
 fn drive(timer: bool) {
     let start = ic_cdk::api::performance_counter(0);
-    let now = ic_cdk::api::time();
+    let env = crate::env();
     let actions = if timer {
-        rollouts::tick(now)
+        rollouts::tick(env)
     } else {
-        rollouts::refill(now)
+        rollouts::refill(env)
     };
     for action in actions {
         spawn(action);
@@ -212,7 +212,7 @@ async fn run(mut action: Action) {
     let mut guard = InFlight::new(canister);
     loop {
         let result = perform(&action).await;
-        let Fed { next, slot_freed } = rollouts::on_result(canister, result, ic_cdk::api::time());
+        let Fed { next, slot_freed } = rollouts::on_result(canister, result, crate::env());
         ensure_timer();
         if slot_freed {
             // Fill the slot now rather than at the next timer tick, within what is left of

@@ -26,6 +26,15 @@ use fleet_api::user::UpgradeTicket;
 use fleet_api::wire::Wire;
 use ic_cdk::{init, post_upgrade, pre_upgrade, query, update};
 
+/// The IC as the rollout engine sees it at this message.
+pub fn env() -> rollouts::Env {
+    rollouts::Env {
+        now: ic_cdk::api::time(),
+        manager: ic_cdk::api::canister_self(),
+        liquid_cycles: ic_cdk::api::canister_liquid_cycle_balance(),
+    }
+}
+
 fn caller() -> Caller {
     let principal = ic_cdk::api::msg_caller();
     Caller {
@@ -507,7 +516,7 @@ async fn start_rollout_result(plan: RolloutPlanArg) -> Result<RolloutStarted, St
     rollouts::check_idle().map_err(busy_start)?;
     let cohort =
         rollouts::select_cohort(&core_plan).map_err(|e| StartRolloutError::Plan(e.wire()))?;
-    let started = rollouts::start(&core_plan, cohort, ic_cdk::api::time());
+    let started = rollouts::start(&core_plan, cohort, env());
     driver::ensure_timer();
     Ok(started)
 }
@@ -521,7 +530,7 @@ fn pause_rollout_result() -> Result<RolloutStatus, RolloutControlError> {
     if !is_deployer(caller()) {
         return Err(RolloutControlError::NotAuthorized);
     }
-    rollouts::pause()
+    rollouts::pause(ic_cdk::api::time())
 }
 
 /// Resumes a paused or halted rollout. It does not end a drain (`end_drain` does).
@@ -534,7 +543,7 @@ fn resume_rollout_result() -> Result<RolloutStatus, RolloutControlError> {
     if !is_deployer(caller()) {
         return Err(RolloutControlError::NotAuthorized);
     }
-    let status = rollouts::resume();
+    let status = rollouts::resume(ic_cdk::api::time());
     driver::ensure_timer();
     status
 }
@@ -549,7 +558,7 @@ fn abort_rollout_result() -> Result<RolloutStatus, RolloutControlError> {
     if !is_deployer(caller()) {
         return Err(RolloutControlError::NotAuthorized);
     }
-    let status = rollouts::abort();
+    let status = rollouts::abort(ic_cdk::api::time());
     driver::ensure_timer();
     status
 }
@@ -596,11 +605,11 @@ async fn rollback_result(arg: RollbackArg) -> Result<RolloutStarted, RollbackErr
             rollouts::check_idle().map_err(busy)?;
             let cohort =
                 rollouts::select_cohort(&core_plan).map_err(|e| RollbackError::Plan(e.wire()))?;
-            rollouts::start(&core_plan, cohort, ic_cdk::api::time())
+            rollouts::start(&core_plan, cohort, env())
         }
         RollbackArg::RestoreSnapshots { canisters, limits } => {
             let plan = rollouts::restore_plan(&canisters, limits)?;
-            rollouts::start_restore(plan, ic_cdk::api::time()).map_err(|e| match e {
+            rollouts::start_restore(plan, env()).map_err(|e| match e {
                 rollouts::PlanErrorOrBusy::Plan(p) => RollbackError::Plan(p.wire()),
                 rollouts::PlanErrorOrBusy::Busy(b) => busy(b),
             })?
@@ -622,7 +631,7 @@ fn drain_result() -> Result<DrainStatus, DrainError> {
     if !has_role(caller, Role::Admin) && !is_deployer(caller) {
         return Err(DrainError::NotAuthorized);
     }
-    let (draining, pipelines_in_flight) = rollouts::drain();
+    let (draining, pipelines_in_flight) = rollouts::drain(env());
     Ok(drain_status(draining, pipelines_in_flight))
 }
 
@@ -638,7 +647,7 @@ fn end_drain_result() -> Result<DrainStatus, DrainError> {
     if !has_role(caller, Role::Admin) && !is_deployer(caller) {
         return Err(DrainError::NotAuthorized);
     }
-    let (draining, pipelines_in_flight) = rollouts::end_drain();
+    let (draining, pipelines_in_flight) = rollouts::end_drain(env());
     driver::ensure_timer();
     Ok(drain_status(draining, pipelines_in_flight))
 }
@@ -659,7 +668,7 @@ fn rollout_status() -> RolloutStatusReply {
 }
 
 fn rollout_status_result() -> Result<Option<RolloutStatus>, QueryError> {
-    operators_only(rollouts::status)
+    operators_only(|| rollouts::status(ic_cdk::api::time()))
 }
 
 #[query]
@@ -732,7 +741,7 @@ fn request_upgrade_result(arg: RequestUpgradeArg) -> Result<UpgradeTicket, Reque
         ic_cdk::api::msg_caller(),
         arg.canister_id,
         arg.target_version,
-        ic_cdk::api::time(),
+        env(),
     )?;
     driver::ensure_timer();
     Ok(ticket)

@@ -36,7 +36,7 @@ pub fn collect() -> FleetMetrics {
         by_release,
         by_status,
         counters: rollouts::counters(),
-        rollout: rollouts::status(),
+        rollout: rollouts::status(ic_cdk::api::time()),
         calls_in_flight: driver::calls_in_flight(),
         draining: rollouts::draining(),
         cycles_balance: ic_cdk::api::canister_cycle_balance(),

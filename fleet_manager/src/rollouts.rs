@@ -44,6 +44,41 @@ struct Engine {
     meta: RolloutMeta,
 }
 
+impl Engine {
+    /// Opens the next rollout: `make` gets its id and the rollout store (emptied of the last
+    /// rollout). The one way a rollout is created (operator's plan, restore, owner's request);
+    /// a plan `make` refuses leaves the last rollout's store as it was.
+    fn open(
+        &mut self,
+        make: impl FnOnce(u64, Store) -> Result<Rollout<Store>, rollout_core::PlanError>,
+    ) -> Result<&mut Rollout<Store>, rollout_core::PlanError> {
+        let id = self.meta.next_id + 1;
+        let store = self.take_store();
+        match make(id, store) {
+            Ok(mut rollout) => {
+                rollout.set_event_capacity(EVENT_CAPACITY);
+                self.meta.next_id = id;
+                self.meta.counters.rollouts_started += 1;
+                Ok(self.rollout.insert(rollout))
+            }
+            Err(err) => {
+                reload(self);
+                Err(err)
+            }
+        }
+    }
+}
+
+/// What a started rollout reports to the operator.
+fn started(rollout: &Rollout<Store>, summary: rollout_core::CohortSummary) -> RolloutStarted {
+    RolloutStarted {
+        id: rollout.state().id,
+        canisters: rollout.state().counts.pending,
+        waves: rollout.state().waves.clone().wire(),
+        summary: summary.wire(),
+    }
+}
+
 thread_local! {
     static ENGINE: RefCell<Option<Engine>> = const { RefCell::new(None) };
     /// The settings' cycles reserve per pipeline, cached: read before every driver step.
@@ -68,11 +103,21 @@ pub fn settings_changed() {
     RESERVE.with(|r| r.set(None));
 }
 
+/// What the shell reads from the IC for the engine at the start of each step: the time, the
+/// manager's own id and its cycles above the freezing threshold. The engine reads nothing from
+/// the IC itself, so its policy runs natively in unit tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Env {
+    pub now: u64,
+    pub manager: Principal,
+    pub liquid_cycles: u128,
+}
+
 /// The manager's own condition, for the driver's holds and for attributing failures.
-fn manager_view(draining: bool) -> ManagerView {
+fn manager_view(draining: bool, env: Env) -> ManagerView {
     ManagerView {
         draining,
-        liquid_cycles: ic_cdk::api::canister_liquid_cycle_balance(),
+        liquid_cycles: env.liquid_cycles,
         reserve_per_pipeline: pipeline_reserve(),
     }
 }
@@ -273,31 +318,20 @@ pub fn check_idle() -> Result<(), Busy> {
 
 /// Starts an upgrade rollout over `cohort`. The caller checked [`check_idle`] after its last
 /// await.
-pub fn start(plan: &RolloutPlan, cohort: Cohort, now: u64) -> RolloutStarted {
+pub fn start(plan: &RolloutPlan, cohort: Cohort, env: Env) -> RolloutStarted {
     let summary = cohort.summary.clone();
     with_engine(|e| {
-        let id = e.meta.next_id + 1;
-        let store = e.take_store();
-        let manager = ic_cdk::api::canister_self();
-        let mut rollout = Rollout::start(id, manager, plan, cohort, store, now)
+        let rollout = e
+            .open(|id, store| Rollout::start(id, env.manager, plan, cohort, store, env.now))
             .expect("plan and cohort were validated by the builder");
-        rollout.set_event_capacity(EVENT_CAPACITY);
-        e.meta.next_id = id;
-        e.meta.counters.rollouts_started += 1;
-        let started = RolloutStarted {
-            id,
-            canisters: rollout.state().counts.pending,
-            waves: rollout.state().waves.clone().wire(),
-            summary: summary.wire(),
-        };
-        e.rollout = Some(rollout);
+        let reply = started(rollout, summary);
         e.save();
-        started
+        reply
     })
 }
 
 /// Starts a restore rollout (snapshot load and health check) over `canisters`.
-pub fn start_restore(plan: RestorePlan, now: u64) -> Result<RolloutStarted, PlanErrorOrBusy> {
+pub fn start_restore(plan: RestorePlan, env: Env) -> Result<RolloutStarted, PlanErrorOrBusy> {
     with_engine(|e| {
         if e.meta.draining {
             return Err(PlanErrorOrBusy::Busy(Busy::Draining));
@@ -308,29 +342,12 @@ pub fn start_restore(plan: RestorePlan, now: u64) -> Result<RolloutStarted, Plan
                 phase: r.state().phase.clone(),
             }));
         }
-        let id = e.meta.next_id + 1;
-        let manager = ic_cdk::api::canister_self();
-        let store = e.take_store();
-        // A refused plan leaves the previous rollout's store untouched; reopen it then.
-        let mut rollout = match Rollout::start_restore(id, manager, plan, store, now) {
-            Ok(r) => r,
-            Err(err) => {
-                reload(e);
-                return Err(PlanErrorOrBusy::Plan(err));
-            }
-        };
-        rollout.set_event_capacity(EVENT_CAPACITY);
-        e.meta.next_id = id;
-        e.meta.counters.rollouts_started += 1;
-        let started = RolloutStarted {
-            id,
-            canisters: rollout.state().counts.pending,
-            waves: rollout.state().waves.clone().wire(),
-            summary: Default::default(),
-        };
-        e.rollout = Some(rollout);
+        let rollout = e
+            .open(|id, store| Rollout::start_restore(id, env.manager, plan, store, env.now))
+            .map_err(PlanErrorOrBusy::Plan)?;
+        let reply = started(rollout, Default::default());
         e.save();
-        Ok(started)
+        Ok(reply)
     })
 }
 
@@ -410,9 +427,9 @@ pub fn last_target() -> Option<(Release, Limits)> {
 // ---------------------------------------------------------------------------------------------
 
 fn control(
+    now: u64,
     f: impl FnOnce(&mut Rollout<Store>, u64) -> Result<(), rollout_core::ControlError>,
 ) -> Result<WireStatus, RolloutControlError> {
-    let now = ic_cdk::api::time();
     with_engine(|e| {
         let r = e.rollout.as_mut().ok_or(RolloutControlError::NoRollout)?;
         f(r, now).map_err(|rollout_core::ControlError::InvalidPhase { phase }| {
@@ -426,23 +443,22 @@ fn control(
     })
 }
 
-pub fn pause() -> Result<WireStatus, RolloutControlError> {
-    control(|r, now| r.pause(now))
+pub fn pause(now: u64) -> Result<WireStatus, RolloutControlError> {
+    control(now, |r, now| r.pause(now))
 }
 
 /// Resumes a paused or halted rollout (or lifts a hold for manager faults). A drain is not
 /// the rollout's phase: only [`end_drain`] ends it.
-pub fn resume() -> Result<WireStatus, RolloutControlError> {
-    control(|r, now| r.resume(now))
+pub fn resume(now: u64) -> Result<WireStatus, RolloutControlError> {
+    control(now, |r, now| r.resume(now))
 }
 
-pub fn abort() -> Result<WireStatus, RolloutControlError> {
-    control(|r, now| r.abort(now))
+pub fn abort(now: u64) -> Result<WireStatus, RolloutControlError> {
+    control(now, |r, now| r.abort(now))
 }
 
 /// The current rollout's status as the interface shows it.
-pub fn status() -> Option<WireStatus> {
-    let now = ic_cdk::api::time();
+pub fn status(now: u64) -> Option<WireStatus> {
     with_engine(|e| e.rollout.as_ref().map(|r| r.status(now).wire()))
 }
 
@@ -521,21 +537,20 @@ pub fn draining() -> bool {
 
 /// Holds every new pipeline start for the manager's own upgrade (the rollout's phase is left
 /// as it is); [`end_drain`] lifts the hold. Returns (draining, pipelines in flight).
-pub fn drain() -> (bool, u64) {
-    set_draining(true)
+pub fn drain(env: Env) -> (bool, u64) {
+    set_draining(true, env)
 }
 
 /// Ends a drain; the rollout goes on in the phase it had (a halted rollout stays halted).
-pub fn end_drain() -> (bool, u64) {
-    set_draining(false)
+pub fn end_drain(env: Env) -> (bool, u64) {
+    set_draining(false, env)
 }
 
-fn set_draining(draining: bool) -> (bool, u64) {
-    let now = ic_cdk::api::time();
+fn set_draining(draining: bool, env: Env) -> (bool, u64) {
     with_engine(|e| {
         e.meta.draining = draining;
         if let Some(r) = e.rollout.as_mut() {
-            r.set_manager(manager_view(draining), now);
+            r.set_manager(manager_view(draining, env), env.now);
         }
         e.save();
         let in_flight = e.rollout.as_ref().map_or(0, |r| r.state().counts.in_flight);
@@ -567,9 +582,10 @@ pub fn request_upgrade(
     caller: Principal,
     canister_id: Option<Principal>,
     version: Option<String>,
-    now: u64,
+    env: Env,
 ) -> Result<fleet_api::user::UpgradeTicket, RequestUpgradeError> {
     use RequestUpgradeError as E;
+    let now = env.now;
     if caller == Principal::anonymous() {
         return Err(E::NotAuthorized);
     }
@@ -659,24 +675,10 @@ pub fn request_upgrade(
                 }],
                 summary: Default::default(),
             };
-            let id = e.meta.next_id + 1;
-            let store = e.take_store();
-            let started =
-                Rollout::start(id, ic_cdk::api::canister_self(), &plan, cohort, store, now);
-            let mut rollout = match started {
-                Ok(r) => r,
-                Err(err) => {
-                    // A refused plan leaves the previous rollout's store as it was.
-                    reload(e);
-                    return Err(E::Ineligible {
-                        reason: format!("{err:?}"),
-                    });
-                }
-            };
-            rollout.set_event_capacity(EVENT_CAPACITY);
-            e.meta.next_id = id;
-            e.meta.counters.rollouts_started += 1;
-            e.rollout = Some(rollout);
+            e.open(|id, store| Rollout::start(id, env.manager, &plan, cohort, store, env.now))
+                .map_err(|err| E::Ineligible {
+                    reason: format!("{err:?}"),
+                })?;
         }
         let r = e.rollout.as_mut().expect("an active rollout exists here");
         r.request(record.canister_id, Some(member), now)
@@ -714,17 +716,18 @@ fn refusal(e: &rollout_core::RequestError) -> fleet_api::rollout::RequestRefusal
 /// A timer tick of the driver: the calls to make now. It opens a new tick for the per-tick
 /// cap on pipeline starts, which [`refill`] shares until the next timer tick. Marks started
 /// canisters `Upgrading`.
-pub fn tick(now: u64) -> Vec<Action> {
-    drive(now, true)
+pub fn tick(env: Env) -> Vec<Action> {
+    drive(env, true)
 }
 
 /// A driver step between timer ticks (a pipeline gave its slot back): like [`tick`], but new
 /// pipelines start only within what is left of the current tick's cap.
-pub fn refill(now: u64) -> Vec<Action> {
-    drive(now, false)
+pub fn refill(env: Env) -> Vec<Action> {
+    drive(env, false)
 }
 
-fn drive(now: u64, timer: bool) -> Vec<Action> {
+fn drive(env: Env, timer: bool) -> Vec<Action> {
+    let now = env.now;
     with_engine(|e| {
         if timer {
             e.meta.timer_ticks = Some(e.meta.timer_ticks.unwrap_or(0) + 1);
@@ -735,7 +738,7 @@ fn drive(now: u64, timer: bool) -> Vec<Action> {
             }
             return Vec::new();
         };
-        r.set_manager(manager_view(e.meta.draining), now);
+        r.set_manager(manager_view(e.meta.draining, env), now);
         let actions = if timer { r.tick(now) } else { r.refill(now) };
         for a in &actions {
             if a.op == Op::CanisterStatus {
@@ -788,7 +791,8 @@ pub struct Fed {
     pub slot_freed: bool,
 }
 
-pub fn on_result(canister: Principal, result: ActionResult, now: u64) -> Fed {
+pub fn on_result(canister: Principal, result: ActionResult, env: Env) -> Fed {
+    let now = env.now;
     let failed_call = matches!(result, ActionResult::CallFailed(_));
     let deleted = matches!(result, ActionResult::SnapshotDeleted);
     with_engine(|e| {
@@ -798,7 +802,7 @@ pub fn on_result(canister: Principal, result: ActionResult, now: u64) -> Fed {
                 slot_freed: false,
             };
         };
-        r.set_manager(manager_view(e.meta.draining), now);
+        r.set_manager(manager_view(e.meta.draining, env), now);
         // The in-flight count drops exactly when this canister gave its slot back, which
         // spares decoding its record twice for every result.
         let in_flight_before = r.state().counts.in_flight;
@@ -1026,5 +1030,218 @@ mod tests {
         assert!(!upgradable(CanisterStatus::Provisioning));
         assert!(!upgradable(CanisterStatus::Upgrading));
         assert!(!upgradable(CanisterStatus::Detached));
+    }
+}
+
+/// The owner's upgrade request, decided natively: registry, releases, chunk-store mirror and the
+/// rollout engine in stable memory (`VectorMemory` off wasm), the IC given as an [`Env`].
+#[cfg(test)]
+mod request_tests {
+    use super::*;
+    use fleet_api::manager::MirroredRelease;
+    use sha2::{Digest, Sha256};
+
+    const MANAGER: Principal = Principal::from_slice(&[9; 10]);
+
+    fn p(n: u8) -> Principal {
+        Principal::from_slice(&[n; 29])
+    }
+
+    fn env(now: u64) -> Env {
+        Env {
+            now,
+            manager: MANAGER,
+            liquid_cycles: u128::MAX / 2,
+        }
+    }
+
+    /// Publishes `version` (a distinct minimal module) and, when `mirrored`, records it as in
+    /// the chunk store.
+    fn publish(version: &str, mirrored: bool) -> ReleaseRef {
+        let module = [b"\0asm\x01\0\0\0".as_slice(), version.as_bytes()].concat();
+        let sha = Sha256::digest(&module).to_vec();
+        state::with_mut(|s| {
+            s.store
+                .begin_upload(
+                    wasm_store::BeginUpload {
+                        version: version.into(),
+                        total_size: module.len() as u64,
+                        sha256: sha.clone(),
+                        notes: String::new(),
+                    },
+                    p(200),
+                    0,
+                )
+                .unwrap();
+            s.store.put_chunk(version, 0, module).unwrap();
+            s.store.finalize(version, 0).unwrap();
+            let release = ReleaseRef {
+                version: version.into(),
+                sha256: sha.clone(),
+            };
+            if mirrored {
+                let mut mirror = s.mirror_state();
+                mirror.stored.push(sha.clone());
+                mirror.releases.push(MirroredRelease {
+                    release: release.clone(),
+                    chunk_hashes: vec![sha],
+                });
+                s.set_mirror_state(mirror);
+            }
+            release
+        })
+    }
+
+    /// Canister `n`, owned by `p(n + 100)`, running `release`.
+    fn register(n: u8, release: &ReleaseRef, policy: ApiPolicy) -> Principal {
+        let id = Principal::from_slice(&[n, 0, 0, 0, 0, 0, 0, 0, 1, 1]);
+        state::with_mut(|s| {
+            s.registry.put(UserCanister {
+                canister_id: id,
+                owner: p(n + 100),
+                recovery_principal: p(n + 150),
+                current_release: Some(release.clone()),
+                policy,
+                status: CanisterStatus::Active,
+                last_error: None,
+                history: Vec::new(),
+                created_at_ns: 0,
+                updated_at_ns: 0,
+            })
+        });
+        id
+    }
+
+    fn ask(
+        caller: Principal,
+        id: Option<Principal>,
+        version: Option<&str>,
+    ) -> Result<u64, RequestUpgradeError> {
+        request_upgrade(caller, id, version.map(str::to_string), env(1_000))
+            .map(|ticket| ticket.ticket)
+    }
+
+    /// No rollout exists, and none was opened by a refused request.
+    fn no_rollout() -> bool {
+        status(1_000).is_none()
+    }
+
+    #[test]
+    fn only_the_canister_and_its_owner_may_ask() {
+        let v1 = publish("1.0.0", true);
+        publish("2.0.0", true);
+        let id = register(1, &v1, ApiPolicy::Auto);
+        assert_eq!(
+            ask(Principal::anonymous(), Some(id), Some("2.0.0")),
+            Err(RequestUpgradeError::NotAuthorized)
+        );
+        assert_eq!(
+            ask(p(7), Some(id), Some("2.0.0")),
+            Err(RequestUpgradeError::NotAuthorized)
+        );
+        assert_eq!(
+            ask(p(7), None, Some("2.0.0")),
+            Err(RequestUpgradeError::UnknownCanister)
+        );
+        assert_eq!(
+            ask(p(101), Some(p(9)), Some("2.0.0")),
+            Err(RequestUpgradeError::UnknownCanister)
+        );
+        assert!(no_rollout());
+        // The canister itself is heard, naming no canister (it is the caller).
+        assert_eq!(ask(id, None, Some("2.0.0")), Ok(1));
+        assert_eq!(status(1_000).map(|s| s.counts.total()), Some(1));
+    }
+
+    #[test]
+    fn a_request_the_release_or_the_policy_forbids_changes_nothing() {
+        let v1 = publish("1.0.0", true);
+        publish("2.0.0", false);
+        publish("3.0.0", true);
+        let pinned = register(1, &v1, ApiPolicy::Pinned("1.0.0".into()));
+        let free = register(2, &v1, ApiPolicy::Auto);
+        assert_eq!(
+            ask(p(102), Some(free), Some("9.9.9")),
+            Err(RequestUpgradeError::UnknownRelease {
+                version: "9.9.9".into()
+            })
+        );
+        assert_eq!(
+            ask(p(102), Some(free), None),
+            Err(RequestUpgradeError::NoTarget)
+        );
+        assert_eq!(
+            ask(p(101), Some(pinned), Some("3.0.0")),
+            Err(RequestUpgradeError::Pinned {
+                version: "1.0.0".into()
+            })
+        );
+        assert_eq!(
+            ask(p(102), Some(free), Some("1.0.0")),
+            Err(RequestUpgradeError::AlreadyOnTarget {
+                version: "1.0.0".into()
+            })
+        );
+        assert_eq!(
+            ask(p(102), Some(free), Some("2.0.0")),
+            Err(RequestUpgradeError::NotMirrored {
+                version: "2.0.0".into()
+            })
+        );
+        assert!(no_rollout());
+        assert_eq!(counters().upgrade_requests, 0);
+    }
+
+    #[test]
+    fn requests_join_the_rollout_to_their_target_and_no_other() {
+        let v1 = publish("1.0.0", true);
+        publish("2.0.0", true);
+        publish("3.0.0", true);
+        let a = register(1, &v1, ApiPolicy::Auto);
+        let b = register(2, &v1, ApiPolicy::Manual);
+        let c = register(3, &v1, ApiPolicy::Auto);
+        // The first request opens a rollout of its own, with this canister in it.
+        assert_eq!(ask(p(101), Some(a), Some("2.0.0")), Ok(1));
+        let first = status(1_000).expect("a rollout was opened");
+        assert_eq!(first.id, 1);
+        assert_eq!(first.counts.total(), 1);
+        // A manual canister's owner may still ask; the request joins the same rollout, also
+        // when it names no version (the running rollout's target).
+        assert_eq!(ask(p(102), Some(b), None), Ok(2));
+        let joined = status(1_000).unwrap();
+        assert_eq!(joined.id, 1);
+        assert_eq!(joined.counts.total(), 2);
+        // A request to another release is refused while that rollout runs.
+        assert_eq!(
+            ask(p(103), Some(c), Some("3.0.0")),
+            Err(RequestUpgradeError::OtherRolloutActive {
+                id: 1,
+                target_version: "2.0.0".into()
+            })
+        );
+        assert_eq!(status(1_000).unwrap().counts.total(), 2);
+        // A paused rollout still takes requests to its target: they wait for the resume.
+        pause(1_000).unwrap();
+        assert_eq!(ask(p(103), Some(c), Some("2.0.0")), Ok(3));
+        let paused = status(1_000).unwrap();
+        assert_eq!(paused.phase, fleet_api::rollout::Phase::Paused);
+        assert_eq!((paused.counts.total(), paused.counts.in_flight), (3, 0));
+        assert_eq!(counters().upgrade_requests, 3);
+        assert_eq!(counters().rollouts_started, 1);
+    }
+
+    #[test]
+    fn a_draining_manager_takes_no_request() {
+        let v1 = publish("1.0.0", true);
+        publish("2.0.0", true);
+        let a = register(1, &v1, ApiPolicy::Auto);
+        drain(env(1_000));
+        assert_eq!(
+            ask(p(101), Some(a), Some("2.0.0")),
+            Err(RequestUpgradeError::Draining)
+        );
+        assert!(no_rollout());
+        end_drain(env(1_000));
+        assert_eq!(ask(p(101), Some(a), Some("2.0.0")), Ok(1));
     }
 }
