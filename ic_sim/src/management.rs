@@ -74,6 +74,12 @@ struct InstallCodeArgs {
     sender_canister_version: Option<u64>,
 }
 
+/// The optional field every management method that changes a canister takes.
+#[derive(CandidType, Deserialize)]
+struct SenderVersion {
+    sender_canister_version: Option<u64>,
+}
+
 #[derive(CandidType, Deserialize)]
 struct EffectiveCanister {
     canister_id: Principal,
@@ -128,7 +134,12 @@ impl Sim {
             return self.respond(mgmt_id, req.reply_to, Err(reject), req.cycles);
         }
         let mut refund = req.cycles;
+        self.sender_version = crate::sim::is_canister_id(&req.sender)
+            .then(|| decode::<SenderVersion>(&req.arg).ok())
+            .flatten()
+            .and_then(|v| v.sender_canister_version);
         let result = self.management(&req, &mut refund);
+        self.sender_version = None;
         match result {
             Ok(Some(bytes)) => self.respond(mgmt_id, req.reply_to, Ok(bytes), refund),
             Ok(None) => {}
@@ -236,6 +247,7 @@ impl Sim {
                 let args: mgmt::UpdateSettingsArgs = decode(arg)?;
                 self.controlled(&args.canister_id, &sender)?;
                 let now = self.time;
+                let sender_version = self.sender_version;
                 let c = self.canisters.get_mut(&args.canister_id).expect("checked");
                 let mut settings = c.settings.clone();
                 apply_settings(&mut settings, &args.settings)?;
@@ -247,6 +259,7 @@ impl Sim {
                     c.record_change(
                         now,
                         sender,
+                        sender_version,
                         ChangeDetails::ControllersChange(mgmt::ControllersChangeRecord {
                             controllers,
                         }),
@@ -503,6 +516,7 @@ impl Sim {
         c.record_change(
             self.time,
             sender,
+            self.sender_version,
             ChangeDetails::Creation(mgmt::CreationRecord {
                 controllers,
                 environment_variables_hash: None,
@@ -624,6 +638,7 @@ impl Sim {
         let now = self.time;
         let mut stable_map = stable;
         let pages = host.stable.commit(&mut stable_map);
+        let sender_version = self.sender_version;
         let c = self.canisters.get_mut(&id).expect("checked");
         let deployment = match mode {
             CanisterInstallMode::Install => mgmt::CodeDeploymentMode::Install,
@@ -641,6 +656,7 @@ impl Sim {
         c.record_change(
             now,
             sender,
+            sender_version,
             ChangeDetails::CodeDeployment(mgmt::CodeDeploymentRecord {
                 mode: deployment,
                 module_hash: module.hash.to_vec(),
@@ -669,6 +685,7 @@ impl Sim {
     /// (interface spec, "IC method uninstall_code").
     pub(crate) fn uninstall(&mut self, sender: Principal, id: Principal) {
         let now = self.time;
+        let sender_version = self.sender_version;
         self.instances.forget(&id);
         let c = self.canisters.get_mut(&id).expect("checked by caller");
         c.module = None;
@@ -679,7 +696,7 @@ impl Sim {
         c.certified_data.clear();
         c.callbacks.clear();
         c.version += 1;
-        c.record_change(now, sender, ChangeDetails::CodeUninstall);
+        c.record_change(now, sender, sender_version, ChangeDetails::CodeUninstall);
         let contexts = std::mem::take(&mut c.contexts);
         for ctx in contexts.into_values() {
             if !ctx.replied {
@@ -753,6 +770,7 @@ impl Sim {
             .cloned()
             .ok_or_else(|| snapshot_not_found(&id, snapshot_id))?;
         let now = self.time;
+        let sender_version = self.sender_version;
         let c = self.canisters.get_mut(&id).expect("checked");
         c.module = snap.module;
         c.heap = snap.heap;
@@ -765,6 +783,7 @@ impl Sim {
         c.record_change(
             now,
             sender,
+            sender_version,
             ChangeDetails::LoadSnapshot(mgmt::LoadSnapshotRecord {
                 from_canister_id: None,
                 snapshot_id: snapshot_id.to_vec(),

@@ -264,17 +264,21 @@ impl Canister {
         }
     }
 
+    /// Appends to the canister's history. A change made by a canister carries the
+    /// `sender_canister_version` its call gave (interface spec, "IC method `canister_info`":
+    /// `from_canister` records the calling canister's version when it passed one).
     pub fn record_change(
         &mut self,
         time: u64,
         origin: Principal,
+        sender_version: Option<u64>,
         details: ic_management_canister_types::ChangeDetails,
     ) {
         use ic_management_canister_types::{ChangeOrigin, FromCanisterRecord, FromUserRecord};
         let origin = if is_canister_id(&origin) {
             ChangeOrigin::FromCanister(FromCanisterRecord {
                 canister_id: origin,
-                canister_version: None,
+                canister_version: sender_version,
             })
         } else {
             ChangeOrigin::FromUser(FromUserRecord { user_id: origin })
@@ -351,6 +355,9 @@ pub(crate) struct Sim {
     pub management_faults: HashMap<Principal, (u32, RejectCode)>,
     /// Best-effort callbacks with their deadline: (deadline, canister, callback).
     pub best_effort: Vec<(u64, Principal, u64)>,
+    /// `sender_canister_version` of the management call being executed, if its caller is a
+    /// canister that gave one: canister history records it.
+    pub sender_version: Option<u64>,
     /// Live instances of recently used canisters.
     pub instances: Instances,
 }
@@ -411,6 +418,7 @@ impl Sim {
             rand_counter: 0,
             response_faults: HashMap::new(),
             management_faults: HashMap::new(),
+            sender_version: None,
             best_effort: Vec::new(),
             instances: Instances::new(
                 crate::exec::DEFAULT_LIVE_INSTANCES,

@@ -4,7 +4,7 @@
 use candid::{decode_one, encode_args, encode_one, Principal};
 use ic_sim::management_canister::{
     CanisterInfoArgs, CanisterInfoResult, CanisterInstallMode, CanisterSettings, ChangeDetails,
-    CodeDeploymentMode, EnvironmentVariable,
+    ChangeOrigin, CodeDeploymentMode, EnvironmentVariable, UpdateSettingsArgs,
 };
 use ic_sim::{query_candid, update_candid, ErrorCode, IcSim, IcSimBuilder};
 use sha2::{Digest, Sha256};
@@ -305,4 +305,45 @@ fn consecutive_performance_counter_reads_increase() {
     let (first, second): (u64, u64) =
         query_candid(&pic, a, "performance_counter_twice", ()).unwrap();
     assert!(second >= first + 200, "{first} then {second}");
+}
+
+/// Interface spec, "IC method `canister_info`": a change made by a canister is recorded as
+/// `from_canister` with the `sender_canister_version` its call passed (ic-cdk passes the
+/// caller's own version), and without one when the call gave none.
+#[test]
+fn canister_history_records_the_calling_canisters_version() {
+    let pic = sim();
+    let caller = install(&pic, &[], 0);
+    let target = install(&pic, &[], 0);
+    pic.set_controllers(target, None, vec![caller]).unwrap();
+    let change = |controllers: Vec<Principal>, version: Option<u64>| {
+        let arg = encode_one(UpdateSettingsArgs {
+            canister_id: target,
+            settings: CanisterSettings {
+                controllers: Some(controllers),
+                ..Default::default()
+            },
+            sender_canister_version: version,
+        })
+        .unwrap();
+        call_management(&pic, caller, "update_settings", arg, 0).unwrap();
+    };
+    change(vec![caller, Principal::anonymous()], Some(41));
+    change(vec![caller], None);
+    let arg = encode_one(CanisterInfoArgs {
+        canister_id: target,
+        num_requested_changes: Some(2),
+    })
+    .unwrap();
+    let info: CanisterInfoResult =
+        decode_one(&call_management(&pic, caller, "canister_info", arg, 0).unwrap()).unwrap();
+    let origins: Vec<_> = info
+        .recent_changes
+        .iter()
+        .map(|c| match &c.origin {
+            ChangeOrigin::FromCanister(r) => (r.canister_id, r.canister_version),
+            other => panic!("expected a change from a canister, got {other:?}"),
+        })
+        .collect();
+    assert_eq!(origins, vec![(caller, Some(41)), (caller, None)]);
 }
