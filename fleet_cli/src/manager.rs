@@ -2,33 +2,44 @@
 //! listing the registry, managing operators, and fetching a release for an end user's own
 //! upgrade.
 //!
-//! Every endpoint answers `Result<_, E>` with one error enum per endpoint; this module turns
-//! those into [`CliError`]s that say what to do next, and never retries on its own: a publish
-//! that was interrupted is resumed by running it again, because the manager remembers which
-//! chunks it holds.
+//! Every method is called through its `fleet_api` endpoint type ([`Manager::call`]). A reply
+//! that can fail is a named `variant { Ok; Err }` with one error enum per endpoint; this module
+//! turns those errors into [`CliError`]s that say what to do next ([`Manager::call_ok`]), and
+//! never retries on its own: a publish that was interrupted is resumed by running it again,
+//! because the manager remembers which chunks it holds.
 
 use std::fmt::Debug;
 
-use candid::{CandidType, Deserialize, Principal};
+use candid::Principal;
+use fleet_api::endpoint::Endpoint;
+use fleet_api::manager::method::{
+    AbortReleaseUpload, BeginRelease, FinalizeRelease, GetRelease, ListOperators, ListReleases,
+    ListUserCanisters, ReleaseChunk, ReleaseUploadStatus, RemoveOperator, SetOperator,
+    UploadReleaseChunk,
+};
 use fleet_api::manager::{
-    AbortReleaseUploadError, BeginReleaseError, BeginUpload, CanisterFilter, CanisterStatus,
-    FinalizeReleaseError, FinalizedRelease, ListReleasesArg, ListUserCanistersArg,
-    ListUserCanistersError, MirrorError, Operator, OperatorError, QueryError, ReleaseChunkArg,
-    ReleaseMeta, Role, StoreError, UpgradePolicy, UploadReleaseChunkArg, UploadReleaseChunkError,
-    UploadStatus, UserCanister,
+    AbortReleaseUploadError, AbortReleaseUploadReply, BeginReleaseError, BeginUpload,
+    CanisterFilter, CanisterStatus, FinalizeReleaseError, ListOperatorsReply, ListReleasesArg,
+    ListReleasesReply, ListUserCanistersArg, ListUserCanistersError, ListUserCanistersReply,
+    MirrorError, Operator, OperatorError, OperatorReply, QueryError, ReleaseChunkArg,
+    ReleaseChunkReply, ReleaseMeta, Role, StoreError, UpgradePolicy, UploadReleaseChunkArg,
+    UploadReleaseChunkError, UploadStatus, UserCanister, UserCanisterPage,
+};
+use fleet_api::rollout::method::{
+    Drain, EndDrain, GetRolloutStatus, Metrics, Rollback, RolloutResults, StartRollout,
 };
 use fleet_api::rollout::{
-    DrainError, DrainStatus, FleetMetrics, Hold, RollbackArg, RollbackError, RolloutCanisterResult,
-    RolloutControlError, RolloutPlanArg, RolloutResultsArg, RolloutResultsPage, RolloutStarted,
-    RolloutStatus, StartRolloutError, WaveLabel, MAX_ROLLOUT_PAGE,
+    DrainError, DrainReply, DrainStatus, FleetMetrics, Hold, PipelineLogPage, PipelineLogReply,
+    RollbackArg, RollbackError, RolloutCanisterResult, RolloutControlError, RolloutControlReply,
+    RolloutPlanArg, RolloutResultsArg, RolloutResultsPage, RolloutResultsReply, RolloutStarted,
+    RolloutStatus, RolloutStatusReply, StartRolloutError, WaveLabel, MAX_ROLLOUT_PAGE,
 };
 use fleet_api::wire::Wire;
 use serde::Serialize;
-use serde_bytes::ByteBuf;
 use sha2::{Digest, Sha256};
 
-use crate::backend::mgmt::{query_typed, update_typed, MAX_CHUNK_SIZE};
-use crate::backend::{CallError, Ic};
+use crate::backend::mgmt::MAX_CHUNK_SIZE;
+use crate::backend::{CallError, Endpoints, Ic};
 use crate::error::CliError;
 use crate::progress::Progress;
 use crate::wasm::WasmModule;
@@ -145,7 +156,40 @@ impl EndpointError for ListUserCanistersError {
     }
 }
 
-/// One endpoint of one manager, as one caller.
+/// A named reply that can fail (`variant { Ok; Err }`), as the `Result` it stands for, whose
+/// error [`Manager::call_ok`] turns into a [`CliError`].
+pub trait Refusable {
+    type Ok;
+    type Err: EndpointError;
+    fn into_result(self) -> Result<Self::Ok, Self::Err>;
+}
+
+macro_rules! refusable {
+    ($($reply:ty => $ok:ty, $err:ty;)*) => {$(
+        impl Refusable for $reply {
+            type Ok = $ok;
+            type Err = $err;
+            fn into_result(self) -> Result<$ok, $err> {
+                <$reply>::into_result(self)
+            }
+        }
+    )*};
+}
+refusable! {
+    OperatorReply => (), OperatorError;
+    ListOperatorsReply => Vec<Operator>, QueryError;
+    AbortReleaseUploadReply => (), AbortReleaseUploadError;
+    ListReleasesReply => Vec<ReleaseMeta>, StoreError;
+    ReleaseChunkReply => serde_bytes::ByteBuf, StoreError;
+    ListUserCanistersReply => UserCanisterPage, ListUserCanistersError;
+    RolloutStatusReply => Option<RolloutStatus>, QueryError;
+    RolloutControlReply => RolloutStatus, RolloutControlError;
+    DrainReply => DrainStatus, DrainError;
+    RolloutResultsReply => Option<RolloutResultsPage>, QueryError;
+    PipelineLogReply => PipelineLogPage, QueryError;
+}
+
+/// One manager, as one caller.
 pub struct Manager<'a> {
     pub ic: &'a dyn Ic,
     pub id: Principal,
@@ -161,6 +205,8 @@ impl<'a> Manager<'a> {
         move |source| CliError::Call { step, source }
     }
 
+    /// The [`CliError`] for a refusal `e` of `method`: not authorized, bad input, or refused in
+    /// the manager's current state.
     fn refused<E: EndpointError>(&self, method: &str, e: E) -> CliError {
         if e.not_authorized() {
             CliError::NotAuthorized {
@@ -175,43 +221,22 @@ impl<'a> Manager<'a> {
         }
     }
 
-    /// An update whose reply is `Result<T, E>`.
-    pub fn update<A, T, E>(&self, method: &str, arg: &A) -> Result<Result<T, E>, CliError>
-    where
-        A: CandidType,
-        T: CandidType + for<'de> Deserialize<'de>,
-        E: CandidType + for<'de> Deserialize<'de>,
-    {
-        update_typed(self.ic, self.id, method, arg).map_err(self.call_failed(method))
+    /// Calls `E` (a query or an update, as it is declared) and returns its reply as it is.
+    pub fn call<E: Endpoint>(&self, args: E::Args) -> Result<E::Reply, CliError> {
+        self.ic
+            .call::<E>(self.id, args)
+            .map_err(self.call_failed(E::NAME))
     }
 
-    pub fn query<A, R>(&self, method: &str, arg: &A) -> Result<R, CliError>
+    /// Calls `E` and turns a refusal into a [`CliError`] ([`Self::refused`]).
+    pub fn call_ok<E>(&self, args: E::Args) -> Result<<E::Reply as Refusable>::Ok, CliError>
     where
-        A: CandidType,
-        R: CandidType + for<'de> Deserialize<'de>,
+        E: Endpoint,
+        E::Reply: Refusable,
     {
-        query_typed(self.ic, self.id, method, arg).map_err(self.call_failed(method))
-    }
-
-    /// An update whose `Err` is turned into a [`CliError`].
-    pub fn update_ok<A, T, E>(&self, method: &str, arg: &A) -> Result<T, CliError>
-    where
-        A: CandidType,
-        T: CandidType + for<'de> Deserialize<'de>,
-        E: CandidType + for<'de> Deserialize<'de> + EndpointError,
-    {
-        self.update::<A, T, E>(method, arg)?
-            .map_err(|e| self.refused(method, e))
-    }
-
-    pub fn query_ok<A, T, E>(&self, method: &str, arg: &A) -> Result<T, CliError>
-    where
-        A: CandidType,
-        T: CandidType + for<'de> Deserialize<'de>,
-        E: CandidType + for<'de> Deserialize<'de> + EndpointError,
-    {
-        self.query::<A, Result<T, E>>(method, arg)?
-            .map_err(|e| self.refused(method, e))
+        self.call::<E>(args)?
+            .into_result()
+            .map_err(|e| self.refused(E::NAME, e))
     }
 }
 
@@ -377,8 +402,9 @@ pub fn publish(
     let sha = module.sha256.to_vec();
     let size = module.bytes.len() as u64;
     progress.step("asking the manager for an unfinished upload");
-    let pending: Result<UploadStatus, StoreError> =
-        m.query("release_upload_status", &version.to_string())?;
+    let pending = m
+        .call::<ReleaseUploadStatus>((version.to_string(),))?
+        .into_result();
     let (status, resumed) = match pending {
         Ok(st) if st.sha256 == sha && st.total_size == size => (st, true),
         Ok(st) => {
@@ -387,18 +413,15 @@ pub fn publish(
                 hex::encode(&st.sha256)
             )))
         }
-        Err(e) if store_bad_input(&e) => return Err(m.refused("release_upload_status", e)),
+        Err(e) if store_bad_input(&e) => return Err(m.refused(ReleaseUploadStatus::NAME, e)),
         Err(_) => {
-            let begin: Result<UploadStatus, BeginReleaseError> = m.update(
-                "begin_release",
-                &BeginUpload {
-                    version: version.to_string(),
-                    total_size: size,
-                    sha256: sha.clone(),
-                    notes: notes.to_string(),
-                },
-            )?;
-            match begin {
+            let begin = m.call::<BeginRelease>((BeginUpload {
+                version: version.to_string(),
+                total_size: size,
+                sha256: sha.clone(),
+                notes: notes.to_string(),
+            },))?;
+            match begin.into_result() {
                 Ok(st) => (st, false),
                 Err(BeginReleaseError::Store(StoreError::AlreadyExists { .. })) => {
                     let meta = get_release(m, version)?.ok_or_else(|| {
@@ -414,7 +437,7 @@ pub fn publish(
                         mirror_error: None,
                     });
                 }
-                Err(e) => return Err(m.refused("begin_release", e)),
+                Err(e) => return Err(m.refused(BeginRelease::NAME, e)),
             }
         }
     };
@@ -437,15 +460,12 @@ pub fn publish(
             .ok_or_else(|| {
                 CliError::Refused(format!("the manager asks for chunk {index}, past the end"))
             })?;
-        let sent: Result<(), UploadReleaseChunkError> = m
-            .update(
-                "upload_release_chunk",
-                &UploadReleaseChunkArg {
-                    version: version.to_string(),
-                    index,
-                    bytes: chunk.to_vec(),
-                },
-            )
+        let sent = m
+            .call::<UploadReleaseChunk>((UploadReleaseChunkArg {
+                version: version.to_string(),
+                index,
+                bytes: chunk.to_vec(),
+            },))
             .map_err(|e| match e {
                 CliError::Call { step, source } => CliError::Call {
                     step: format!(
@@ -456,26 +476,23 @@ pub fn publish(
                 },
                 other => other,
             })?;
-        sent.map_err(|e| m.refused("upload_release_chunk", e))?;
+        sent.into_result()
+            .map_err(|e| m.refused(UploadReleaseChunk::NAME, e))?;
         done += 1;
         progress.chunk_uploaded(done, total);
     }
     progress.step("finalizing");
-    let finalized: FinalizedRelease = match m.update::<_, FinalizedRelease, FinalizeReleaseError>(
-        "finalize_release",
-        &version.to_string(),
-    )? {
+    let finalized = match m
+        .call::<FinalizeRelease>((version.to_string(),))?
+        .into_result()
+    {
         Ok(f) => f,
         Err(e @ FinalizeReleaseError::Store(StoreError::HashMismatch { .. })) => {
             // The chunks on the manager are not this file's; a resume cannot repair that, and
             // the upload would keep its reservation: discard it so the next publish starts clean.
             let aborted = m
-                .update::<_, (), AbortReleaseUploadError>(
-                    "abort_release_upload",
-                    &version.to_string(),
-                )
-                .map(|r| r.is_ok())
-                .unwrap_or(false);
+                .call::<AbortReleaseUpload>((version.to_string(),))
+                .is_ok_and(|r| r.into_result().is_ok());
             return Err(CliError::Refused(format!(
                 "finalize_release: {}; {}",
                 e.describe(),
@@ -486,7 +503,7 @@ pub fn publish(
                 }
             )));
         }
-        Err(e) => return Err(m.refused("finalize_release", e)),
+        Err(e) => return Err(m.refused(FinalizeRelease::NAME, e)),
     };
     if finalized.release.sha256 != sha {
         return Err(CliError::Refused(format!(
@@ -518,11 +535,11 @@ fn describe_mirror_error(e: &MirrorError) -> String {
 
 /// Cancels the unfinished upload of `version`.
 pub fn abort_upload(m: &Manager, version: &str) -> Result<(), CliError> {
-    m.update_ok::<_, (), AbortReleaseUploadError>("abort_release_upload", &version.to_string())
+    m.call_ok::<AbortReleaseUpload>((version.to_string(),))
 }
 
 pub fn get_release(m: &Manager, version: &str) -> Result<Option<ReleaseMeta>, CliError> {
-    m.query("get_release", &version.to_string())
+    m.call::<GetRelease>((version.to_string(),))
 }
 
 /// What `release show` finds under a version: a release, an unfinished upload, or nothing.
@@ -537,11 +554,12 @@ pub fn show_release(m: &Manager, version: &str) -> Result<ReleaseState, CliError
     if let Some(meta) = get_release(m, version)? {
         return Ok(ReleaseState::Finalized((&meta).into()));
     }
-    let pending: Result<UploadStatus, StoreError> =
-        m.query("release_upload_status", &version.to_string())?;
+    let pending = m
+        .call::<ReleaseUploadStatus>((version.to_string(),))?
+        .into_result();
     match pending {
         Ok(st) => Ok(ReleaseState::Uploading((&st).into())),
-        Err(e) if store_bad_input(&e) => Err(m.refused("get_release", e)),
+        Err(e) if store_bad_input(&e) => Err(m.refused(GetRelease::NAME, e)),
         Err(_) => Err(CliError::NotFound(format!(
             "manager {} has no release {version}",
             m.id
@@ -553,13 +571,10 @@ pub fn show_release(m: &Manager, version: &str) -> Result<ReleaseState, CliError
 pub fn list_releases(m: &Manager) -> Result<Vec<ReleaseMeta>, CliError> {
     let mut all: Vec<ReleaseMeta> = Vec::new();
     loop {
-        let page: Vec<ReleaseMeta> = m.query_ok::<_, _, StoreError>(
-            "list_releases",
-            &ListReleasesArg {
-                start_after: all.last().map(|r| r.version.clone()),
-                limit: None,
-            },
-        )?;
+        let page = m.call_ok::<ListReleases>((ListReleasesArg {
+            start_after: all.last().map(|r| r.version.clone()),
+            limit: None,
+        },))?;
         if page.is_empty() {
             return Ok(all);
         }
@@ -582,7 +597,7 @@ pub fn download_release(
     let corrupt = |message: String| CliError::Call {
         step: format!("downloading release {version}"),
         source: CallError::Decode {
-            method: "release_chunk".into(),
+            method: ReleaseChunk::NAME.into(),
             message,
         },
     };
@@ -595,13 +610,10 @@ pub fn download_release(
     }
     let mut bytes = Vec::with_capacity(meta.size.min(crate::wasm::MAX_WASM_SIZE) as usize);
     for index in 0..meta.chunk_count {
-        let chunk: ByteBuf = m.query_ok::<_, _, StoreError>(
-            "release_chunk",
-            &ReleaseChunkArg {
-                version: version.to_string(),
-                index,
-            },
-        )?;
+        let chunk = m.call_ok::<ReleaseChunk>((ReleaseChunkArg {
+            version: version.to_string(),
+            index,
+        },))?;
         if Sha256::digest(&chunk)[..] != meta.chunk_hashes[index as usize][..] {
             return Err(corrupt(format!(
                 "chunk {index} does not match its published hash"
@@ -654,15 +666,11 @@ pub fn list_canisters(
     let mut all = Vec::new();
     let mut start_after = None;
     loop {
-        let page: fleet_api::manager::UserCanisterPage = m
-            .query_ok::<_, _, ListUserCanistersError>(
-                "list_user_canisters",
-                &ListUserCanistersArg {
-                    filter: filter.clone(),
-                    start_after,
-                    limit: None,
-                },
-            )?;
+        let page = m.call_ok::<ListUserCanisters>((ListUserCanistersArg {
+            filter: filter.clone(),
+            start_after,
+            limit: None,
+        },))?;
         all.extend(page.canisters);
         if let Some(limit) = limit {
             if all.len() >= limit {
@@ -680,7 +688,7 @@ pub fn list_canisters(
 // -------------------------------------------------------------------------------- operators
 
 pub fn list_operators(m: &Manager) -> Result<Vec<Operator>, CliError> {
-    m.query_ok::<_, _, QueryError>("list_operators", &())
+    m.call_ok::<ListOperators>(())
 }
 
 /// Grants `roles` to `principal`, keeping the roles it already has.
@@ -704,7 +712,7 @@ pub fn add_operator(
         principal,
         roles: all,
     };
-    m.update_ok::<_, (), OperatorError>("set_operator", &operator)?;
+    m.call_ok::<SetOperator>((operator.clone(),))?;
     Ok(operator)
 }
 
@@ -726,15 +734,12 @@ pub fn remove_operator(
         .filter(|r| !roles.is_empty() && !roles.contains(r))
         .collect();
     if kept.is_empty() {
-        m.update_ok::<_, (), OperatorError>("remove_operator", &principal)?;
+        m.call_ok::<RemoveOperator>((principal,))?;
     } else {
-        m.update_ok::<_, (), OperatorError>(
-            "set_operator",
-            &Operator {
-                principal,
-                roles: kept.clone(),
-            },
-        )?;
+        m.call_ok::<SetOperator>((Operator {
+            principal,
+            roles: kept.clone(),
+        },))?;
     }
     Ok(kept)
 }
@@ -782,7 +787,7 @@ impl EndpointError for DrainError {
 /// Starts a rollout of `plan` (built and validated by [`crate::plan::PlanArgs::to_plan`]).
 /// A plan the manager refuses is a usage error naming the problem.
 pub fn start_rollout(m: &Manager, plan: &RolloutPlanArg) -> Result<RolloutStarted, CliError> {
-    match m.update::<_, RolloutStarted, StartRolloutError>("start_rollout", plan)? {
+    match m.call::<StartRollout>((plan.clone(),))?.into_result() {
         Ok(started) => Ok(started),
         Err(StartRolloutError::Plan(e)) => Err(crate::plan::plan_error(e)),
         Err(StartRolloutError::UnknownRelease { version }) => Err(CliError::Usage(format!(
@@ -792,37 +797,40 @@ pub fn start_rollout(m: &Manager, plan: &RolloutPlanArg) -> Result<RolloutStarte
         Err(StartRolloutError::RolloutActive { id, phase }) => Err(CliError::Refused(format!(
             "start_rollout: rollout {id} is still {phase:?}; abort it or wait until it ends"
         ))),
-        Err(e) => Err(m.refused("start_rollout", e)),
+        Err(e) => Err(m.refused(StartRollout::NAME, e)),
     }
 }
 
 /// The current (or last) rollout, if any.
 pub fn rollout_status(m: &Manager) -> Result<Option<RolloutStatus>, CliError> {
-    m.query_ok::<_, _, QueryError>("rollout_status", &())
+    m.call_ok::<GetRolloutStatus>(())
 }
 
-/// `pause_rollout`, `resume_rollout` or `abort_rollout`.
-pub fn control_rollout(m: &Manager, method: &str) -> Result<RolloutStatus, CliError> {
-    m.update_ok::<_, _, RolloutControlError>(method, &())
+/// `E`: `PauseRollout`, `ResumeRollout` or `AbortRollout`.
+pub fn control_rollout<E>(m: &Manager) -> Result<RolloutStatus, CliError>
+where
+    E: Endpoint<Args = (), Reply = RolloutControlReply>,
+{
+    m.call_ok::<E>(())
 }
 
 /// Undoes the last rollout: a new rollout back to an earlier release, or snapshot restores.
 pub fn rollback_rollout(m: &Manager, arg: &RollbackArg) -> Result<RolloutStarted, CliError> {
-    match m.update::<_, RolloutStarted, RollbackError>("rollback", arg)? {
+    match m.call::<Rollback>((arg.clone(),))?.into_result() {
         Ok(started) => Ok(started),
         Err(RollbackError::Plan(e)) => Err(crate::plan::plan_error(e)),
-        Err(e) => Err(m.refused("rollback", e)),
+        Err(e) => Err(m.refused(Rollback::NAME, e)),
     }
 }
 
 /// Pauses every rollout activity for the manager's own upgrade; `ready` once nothing is in
 /// flight.
 pub fn drain(m: &Manager) -> Result<DrainStatus, CliError> {
-    m.update_ok::<_, _, DrainError>("drain", &())
+    m.call_ok::<Drain>(())
 }
 
 pub fn end_drain(m: &Manager) -> Result<DrainStatus, CliError> {
-    m.update_ok::<_, _, DrainError>("end_drain", &())
+    m.call_ok::<EndDrain>(())
 }
 
 /// Every per-canister result of the current rollout, page by page.
@@ -830,13 +838,10 @@ pub fn rollout_results(m: &Manager) -> Result<Vec<RolloutCanisterResult>, CliErr
     let mut out = Vec::new();
     let mut start_after = None;
     loop {
-        let page: Option<RolloutResultsPage> = m.query_ok::<_, _, QueryError>(
-            "rollout_results",
-            &RolloutResultsArg {
-                start_after,
-                limit: Some(MAX_ROLLOUT_PAGE),
-            },
-        )?;
+        let page = m.call_ok::<RolloutResults>((RolloutResultsArg {
+            start_after,
+            limit: Some(MAX_ROLLOUT_PAGE),
+        },))?;
         let Some(page) = page else {
             return Ok(out);
         };
@@ -850,7 +855,7 @@ pub fn rollout_results(m: &Manager) -> Result<Vec<RolloutCanisterResult>, CliErr
 
 /// The manager's metrics (counters, rollout, tick instructions).
 pub fn metrics(m: &Manager) -> Result<FleetMetrics, CliError> {
-    m.query::<_, FleetMetrics>("metrics", &())
+    m.call::<Metrics>(())
 }
 
 /// A rollout status as JSON, with the target's module hash in hex.

@@ -7,10 +7,9 @@ use std::cell::Cell;
 
 use candid::{encode_one, Principal};
 use common::*;
-use fleet_api::manager::{
-    CreateUserCanisterArg, CreateUserCanisterError, ManagerInitArg, SetDefaultReleaseError,
-    Settings, UserCanister,
-};
+use fleet_api::endpoint::Endpoint;
+use fleet_api::manager::method::{CreateUserCanister, SetDefaultRelease, UploadReleaseChunk};
+use fleet_api::manager::{CreateUserCanisterArg, ManagerInitArg};
 use fleet_cli::backend::sim::SimIc;
 use fleet_cli::backend::{CallError, Ic};
 
@@ -79,6 +78,27 @@ impl Fleet {
         let file = self.world.dir.file(name, bytes);
         self.admin(&["release", "publish", &file, "--version", version])
     }
+
+    /// Makes `version` the release new canisters get, as the admin.
+    fn set_default_release(&self, version: &str) {
+        let admin = principal_of(PHRASE);
+        self.world
+            .call::<SetDefaultRelease>(self.manager, admin, (version.to_string(),))
+            .into_result()
+            .unwrap();
+    }
+
+    /// `user(n)` creates its canister through the manager, recovered by `user(n + 100)`.
+    fn create_user_canister(&self, n: u8) -> Principal {
+        let arg = CreateUserCanisterArg {
+            recovery_principal: user(n + 100),
+        };
+        self.world
+            .call::<CreateUserCanister>(self.manager, user(n), (arg,))
+            .into_result()
+            .unwrap()
+            .canister_id
+    }
 }
 
 /// Fails the `n`-th `upload_release_chunk` call (1-based) as a lost connection would.
@@ -90,7 +110,7 @@ struct DropsUpload {
 
 impl Ic for DropsUpload {
     fn update(&self, c: Principal, method: &str, arg: Vec<u8>) -> Result<Vec<u8>, CallError> {
-        if method == "upload_release_chunk" {
+        if method == UploadReleaseChunk::NAME {
             self.seen.set(self.seen.get() + 1);
             if self.seen.get() == self.n {
                 return Err(CallError::Transport("connection reset".into()));
@@ -295,26 +315,11 @@ fn recovery_upgrade_downloads_the_release_from_the_manager() {
 #[test]
 fn canisters_are_listed_with_filters_for_operators_only() {
     let f = fleet();
-    let admin = principal_of(PHRASE);
     f.publish_file("v1.wasm", &user_wasm(&[]), "1.0.0");
-    let (set,): (Result<Settings, SetDefaultReleaseError>,) = f.world.update(
-        f.manager,
-        admin,
-        "set_default_release",
-        ("1.0.0".to_string(),),
-    );
-    set.unwrap();
+    f.set_default_release("1.0.0");
     let mut created = Vec::new();
     for n in [11u8, 12] {
-        let (r,): (Result<UserCanister, CreateUserCanisterError>,) = f.world.update(
-            f.manager,
-            user(n),
-            "create_user_canister",
-            (CreateUserCanisterArg {
-                recovery_principal: user(n + 100),
-            },),
-        );
-        created.push(r.unwrap().canister_id.to_text());
+        created.push(f.create_user_canister(n).to_text());
     }
     created.sort();
 
@@ -361,29 +366,14 @@ fn canisters_are_listed_with_filters_for_operators_only() {
 #[test]
 fn rollout_upgrades_the_fleet_with_pause_and_resume() {
     let f = fleet();
-    let admin = principal_of(PHRASE);
     let v1 = user_wasm(&[]);
     let v2 = user_wasm(&["v2"]);
     f.publish_file("v1.wasm", &v1, "1.0.0");
     f.publish_file("v2.wasm", &v2, "2.0.0");
-    let (set,): (Result<Settings, SetDefaultReleaseError>,) = f.world.update(
-        f.manager,
-        admin,
-        "set_default_release",
-        ("1.0.0".to_string(),),
-    );
-    set.unwrap();
+    f.set_default_release("1.0.0");
     let mut canisters = Vec::new();
     for n in [21u8, 22] {
-        let (r,): (Result<UserCanister, CreateUserCanisterError>,) = f.world.update(
-            f.manager,
-            user(n),
-            "create_user_canister",
-            (CreateUserCanisterArg {
-                recovery_principal: user(n + 100),
-            },),
-        );
-        let c = r.unwrap().canister_id;
+        let c = f.create_user_canister(n);
         f.world.put_note(c, user(n), "k", "v");
         canisters.push((c, user(n)));
     }
@@ -455,29 +445,12 @@ fn rollout_upgrades_the_fleet_with_pause_and_resume() {
 
 /// Two canisters on 1.0.0 with 2.0.0 published: (canister, owner) pairs.
 fn fleet_of_two(f: &Fleet) -> Vec<(Principal, Principal)> {
-    let admin = principal_of(PHRASE);
     f.publish_file("v1.wasm", &user_wasm(&[]), "1.0.0");
     f.publish_file("v2.wasm", &user_wasm(&["v2"]), "2.0.0");
-    let (set,): (Result<Settings, SetDefaultReleaseError>,) = f.world.update(
-        f.manager,
-        admin,
-        "set_default_release",
-        ("1.0.0".to_string(),),
-    );
-    set.unwrap();
+    f.set_default_release("1.0.0");
     let mut canisters: Vec<(Principal, Principal)> = [31u8, 32]
         .iter()
-        .map(|&n| {
-            let (r,): (Result<UserCanister, CreateUserCanisterError>,) = f.world.update(
-                f.manager,
-                user(n),
-                "create_user_canister",
-                (CreateUserCanisterArg {
-                    recovery_principal: user(n + 100),
-                },),
-            );
-            (r.unwrap().canister_id, user(n))
-        })
+        .map(|&n| (f.create_user_canister(n), user(n)))
         .collect();
     canisters.sort();
     canisters

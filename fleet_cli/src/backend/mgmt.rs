@@ -128,52 +128,15 @@ pub fn effective_canister_id(arg: &[u8]) -> Option<Principal> {
         .map(|r| r.target_canister)
 }
 
-/// Encodes `arg`, makes an update call and decodes the single reply value.
-pub fn update_typed<A, R>(
-    ic: &(impl Ic + ?Sized),
-    canister: Principal,
-    method: &str,
-    arg: &A,
-) -> Result<R, CallError>
+/// Encodes `arg`, makes an update call to the management canister and decodes the single
+/// reply value.
+fn update_typed<A, R>(ic: &(impl Ic + ?Sized), method: &str, arg: &A) -> Result<R, CallError>
 where
     A: CandidType,
     R: CandidType + for<'de> Deserialize<'de>,
 {
     let bytes = candid::encode_one(arg).map_err(|e| decode_error(method, e))?;
-    let reply = ic.update(canister, method, bytes)?;
-    candid::decode_one(&reply).map_err(|e| decode_error(method, e))
-}
-
-/// Encodes `arg`, makes a query call and decodes the single reply value.
-pub fn query_typed<A, R>(
-    ic: &(impl Ic + ?Sized),
-    canister: Principal,
-    method: &str,
-    arg: &A,
-) -> Result<R, CallError>
-where
-    A: CandidType,
-    R: CandidType + for<'de> Deserialize<'de>,
-{
-    let bytes = candid::encode_one(arg).map_err(|e| decode_error(method, e))?;
-    let reply = ic.query(canister, method, bytes)?;
-    candid::decode_one(&reply).map_err(|e| decode_error(method, e))
-}
-
-/// Like [`query_typed`] for methods without arguments.
-pub fn query_no_arg<R>(
-    ic: &(impl Ic + ?Sized),
-    canister: Principal,
-    method: &str,
-) -> Result<R, CallError>
-where
-    R: CandidType + for<'de> Deserialize<'de>,
-{
-    let reply = ic.query(
-        canister,
-        method,
-        candid::encode_args(()).expect("empty args encode"),
-    )?;
+    let reply = ic.update(Principal::management_canister(), method, bytes)?;
     candid::decode_one(&reply).map_err(|e| decode_error(method, e))
 }
 
@@ -193,7 +156,6 @@ pub trait Management: Ic {
     fn canister_status(&self, canister: Principal) -> Result<CanisterStatus, CallError> {
         update_typed(
             self,
-            Principal::management_canister(),
             "canister_status",
             &CanisterIdRecord {
                 canister_id: canister,
@@ -231,7 +193,6 @@ pub trait Management: Ic {
     ) -> Result<Snapshot, CallError> {
         update_typed(
             self,
-            Principal::management_canister(),
             "take_canister_snapshot",
             &TakeSnapshotArgs {
                 canister_id: canister,
@@ -264,7 +225,6 @@ pub trait Management: Ic {
     fn list_canister_snapshots(&self, canister: Principal) -> Result<Vec<Snapshot>, CallError> {
         update_typed(
             self,
-            Principal::management_canister(),
             "list_canister_snapshots",
             &CanisterIdRecord {
                 canister_id: canister,
@@ -276,7 +236,6 @@ pub trait Management: Ic {
     fn upload_chunk(&self, store: Principal, chunk: Vec<u8>) -> Result<Vec<u8>, CallError> {
         let reply: ChunkHash = update_typed(
             self,
-            Principal::management_canister(),
             "upload_chunk",
             &UploadChunkArgs {
                 canister_id: store,

@@ -1,5 +1,6 @@
-//! The one seam between command logic and an IC: [`Ic`], with typed management-canister
-//! helpers ([`Management`]) built on it.
+//! The one seam between command logic and an IC: [`Ic`], with typed calls built on it: to the
+//! fleet's own canisters through `fleet_api`'s endpoint types ([`Endpoints`]), and to the
+//! management canister ([`Management`]).
 //!
 //! Two implementations: [`agent::AgentIc`] talks to a real network through ic-agent; the
 //! embedded simulator backend (`ic_sim`) plugs in behind the same trait, so every command runs
@@ -11,6 +12,7 @@ pub mod mgmt;
 pub mod sim;
 
 use candid::Principal;
+use fleet_api::endpoint::{CallKind, Endpoint};
 use rollout_core::CallError as Reject;
 use serde::Serialize;
 
@@ -101,6 +103,27 @@ pub trait Ic {
         std::thread::sleep(duration);
     }
 }
+
+/// Calls to the manager and the user canisters, available on every [`Ic`]: a method is named
+/// by its [`Endpoint`] type, never by a string.
+pub trait Endpoints: Ic {
+    /// Calls `E` on `canister`, as a query or an update as `E::KIND` says, and decodes its
+    /// reply.
+    fn call<E: Endpoint>(&self, canister: Principal, args: E::Args) -> Result<E::Reply, CallError> {
+        let decode = |e: candid::Error| CallError::Decode {
+            method: E::NAME.to_string(),
+            message: e.to_string(),
+        };
+        let arg = candid::encode_args(args).map_err(decode)?;
+        let reply = match E::KIND {
+            CallKind::Query => self.query(canister, E::NAME, arg)?,
+            CallKind::Update => self.update(canister, E::NAME, arg)?,
+        };
+        candid::decode_one(&reply).map_err(decode)
+    }
+}
+
+impl<T: Ic + ?Sized> Endpoints for T {}
 
 #[cfg(test)]
 mod tests {

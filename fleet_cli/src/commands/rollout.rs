@@ -1,5 +1,6 @@
 //! `fleet rollout`: start, watch, pause, resume, abort and roll back the manager's rollouts.
 
+use fleet_api::rollout::method::{AbortRollout, PauseRollout, ResumeRollout};
 use fleet_api::rollout::RollbackArg;
 
 use crate::cli::RolloutCommand;
@@ -117,12 +118,11 @@ pub(super) fn run(
         RolloutCommand::Pause { .. }
         | RolloutCommand::Resume { .. }
         | RolloutCommand::Abort { .. } => {
-            let method = match cmd {
-                RolloutCommand::Pause { .. } => "pause_rollout",
-                RolloutCommand::Resume { .. } => "resume_rollout",
-                _ => "abort_rollout",
+            let s = match cmd {
+                RolloutCommand::Pause { .. } => mgr::control_rollout::<PauseRollout>(&m)?,
+                RolloutCommand::Resume { .. } => mgr::control_rollout::<ResumeRollout>(&m)?,
+                _ => mgr::control_rollout::<AbortRollout>(&m)?,
             };
-            let s = mgr::control_rollout(&m, method)?;
             Ok(Output {
                 json: mgr::rollout_json(&s),
                 text: mgr::rollout_text(&s),

@@ -10,14 +10,15 @@
 pub mod pipeline;
 
 use candid::Principal;
+use fleet_api::user::method::Version;
 use fleet_api::user::{UserCanisterArg, UserUpgradeArg};
 use rollout_core::pipeline::{CanisterRecord, Job};
 use rollout_core::{Failure, Outcome, Release};
 use serde::Serialize;
 use serde_bytes::ByteBuf;
 
-use crate::backend::mgmt::{self, CanisterStatus, RunStatus, SettingsUpdate, Snapshot};
-use crate::backend::{CallError, Ic, Management};
+use crate::backend::mgmt::{CanisterStatus, RunStatus, SettingsUpdate, Snapshot};
+use crate::backend::{CallError, Endpoints, Ic, Management};
 use crate::error::CliError;
 use crate::progress::Progress;
 use crate::wasm::{WasmModule, MAX_CHUNKS};
@@ -121,7 +122,7 @@ fn hash_hex(h: &Option<ByteBuf>) -> Option<String> {
 }
 
 fn query_version(ic: &dyn Ic, canister: Principal) -> Result<String, String> {
-    mgmt::query_no_arg::<String>(ic, canister, "version").map_err(|e| e.to_string())
+    ic.call::<Version>(canister, ()).map_err(|e| e.to_string())
 }
 
 pub fn status(ic: &dyn Ic, canister: Principal) -> Result<StatusReport, CliError> {

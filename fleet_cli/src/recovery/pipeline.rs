@@ -17,14 +17,15 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use candid::Principal;
-use fleet_api::user::FleetHealth;
+use fleet_api::endpoint::Endpoint;
+use fleet_api::user::method::GetFleetHealth;
 use rollout_core::pipeline::{self, ActionResult, CanisterRecord, Ctx, Next, Op, OpKind, Step};
 use rollout_core::{CyclesPolicy, Failure, Nanos, Outcome, Release, RetryPolicy, SECOND};
 use serde_bytes::ByteBuf;
 use sha2::{Digest, Sha256};
 
-use crate::backend::mgmt::{self, ChunkHash, InstallChunkedCodeArgs, InstallMode, Snapshot};
-use crate::backend::{CallError, Ic, Management};
+use crate::backend::mgmt::{ChunkHash, InstallChunkedCodeArgs, InstallMode, Snapshot};
+use crate::backend::{CallError, Endpoints, Ic, Management};
 use crate::error::CliError;
 use crate::progress::Progress;
 use crate::wasm::WasmModule;
@@ -91,7 +92,7 @@ pub fn op_name(op: OpKind) -> &'static str {
         OpKind::Start => "start_canister",
         OpKind::TakeSnapshot => "take_canister_snapshot",
         OpKind::InstallChunked => "install_chunked_code",
-        OpKind::HealthCheck => "fleet_health",
+        OpKind::HealthCheck => GetFleetHealth::NAME,
         OpKind::LoadSnapshot => "load_canister_snapshot",
         OpKind::DeleteSnapshot => "delete_canister_snapshot",
     }
@@ -331,7 +332,7 @@ impl Shell<'_, '_> {
     }
 
     fn health(&mut self) -> ActionResult {
-        match mgmt::query_no_arg::<FleetHealth>(self.ic, self.canister, "fleet_health") {
+        match self.ic.call::<GetFleetHealth>(self.canister, ()) {
             Ok(h) => {
                 let expected = self.expected_version.clone();
                 // Without an expected version, the version the module reports is the target's.

@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use candid::{encode_args, CandidType, Principal};
-use fleet_api::manager::{QueryError, Settings, SettingsUpdate, UpdateSettingsError};
+use fleet_api::endpoint::{CallKind, Endpoint};
+use fleet_api::manager::method::UpdateSettings;
+use fleet_api::manager::SettingsUpdate;
+use fleet_api::rollout::method::PipelineLog;
 use fleet_api::rollout::{
     Hold, LogPageArg, Phase, PipelineLogKind, PipelineLogPage, RolloutStatus, MAX_ROLLOUT_PAGE,
 };
@@ -223,6 +226,17 @@ pub(super) enum SetFaultsError {
     NotAController,
 }
 
+/// The fault switch's `set_faults`, which only `fault_switch` builds export (so it is not part of
+/// the user canister's interface in `fleet_api`).
+pub(super) struct SetFaults;
+
+impl Endpoint for SetFaults {
+    const NAME: &'static str = "set_faults";
+    const KIND: CallKind = CallKind::Update;
+    type Args = (FaultSwitch,);
+    type Reply = Result<(), SetFaultsError>;
+}
+
 /// A failing health check without the fault switch (foreign releases): the health check is the
 /// next call the canister receives after its upgrade, and it is rejected.
 pub(super) fn reject_health_check(sim: &IcSim, id: Principal) {
@@ -406,7 +420,7 @@ impl Injector {
             from,
             limit: Some(limit),
         };
-        self.measure(|| m.query_ok::<_, _, QueryError>("pipeline_log", &arg))
+        self.measure(|| m.call_ok::<PipelineLog>((arg,)))
     }
 
     /// Reads the pipeline log up to its end: a busy or frozen canister's clock starts at the
@@ -465,13 +479,9 @@ impl Injector {
     /// stands for any command.
     fn top_up(&mut self, m: &Manager, cycles: u128) -> Result<(), CliError> {
         self.sim.add_cycles(self.manager, cycles);
-        let r = self.measure(|| {
-            m.update::<_, Settings, UpdateSettingsError>(
-                "update_settings",
-                &SettingsUpdate::default(),
-            )
-        })?;
-        r.map(|_| ())
+        let r = self.measure(|| m.call::<UpdateSettings>((SettingsUpdate::default(),)))?;
+        r.into_result()
+            .map(|_| ())
             .map_err(|e| CliError::Refused(format!("update_settings after the top-up: {e:?}")))
     }
 

@@ -4,15 +4,16 @@
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use candid::{encode_one, Principal};
+use candid::Principal;
+use fleet_api::endpoint::Endpoint;
 use fleet_api::rollout::{Canary, Outcome, Phase, RolloutCanisterResult, RolloutPlanArg};
 
 use super::faults::{
-    reject_health_check, FaultClass, FaultSwitch, Injector, ManagerFaults, SetFaultsError,
+    reject_health_check, FaultClass, FaultSwitch, Injector, ManagerFaults, SetFaults,
 };
 use super::report::OutcomeCounts;
 use super::setup::{Fleet, Modules};
-use super::sim::{decode_reply, drive, Driven, Rehearsal};
+use super::sim::{drive, refused, Driven, Rehearsal};
 use super::{recovery, Checked, RehearseArgs};
 use crate::error::CliError;
 use crate::manager::{self as mgr, Manager};
@@ -124,12 +125,11 @@ fn set_fault_switches(
         if !class.is_release() {
             continue;
         }
-        let arg =
-            encode_one(FaultSwitch::for_class(*class)).map_err(|e| CliError::Io(e.to_string()))?;
-        switches.push(r.submit(canisters[i], recovery(i as u32), "set_faults", arg)?);
+        let arg = FaultSwitch::for_class(*class);
+        switches.push(r.submit::<SetFaults>(canisters[i], recovery(i as u32), (arg,))?);
     }
-    for bytes in r.run_all(&switches, None)? {
-        decode_reply::<(), SetFaultsError>(&bytes, "set_faults", "set_faults")?;
+    for reply in r.run_all(&switches, None)? {
+        reply.map_err(refused(SetFaults::NAME))?;
     }
     Ok(())
 }

@@ -4,17 +4,17 @@
 use std::rc::Rc;
 
 use candid::{encode_one, Principal};
-use fleet_api::manager::{
-    CreateUserCanisterArg, CreateUserCanisterError, ManagerInitArg, RateLimit,
-    SetDefaultReleaseError, Settings, UserCanister,
-};
-use fleet_api::user::{FleetHealth, NoteError};
+use fleet_api::endpoint::Endpoint;
+use fleet_api::manager::method::{CreateUserCanister, SetDefaultRelease};
+use fleet_api::manager::{CreateUserCanisterArg, ManagerInitArg, RateLimit};
+use fleet_api::user::method::{GetFleetHealth, Put};
+use fleet_api::user::{FleetHealth, PutNoteArg};
 use ic_sim::{IcSim, IcSimBuilder};
 
-use super::sim::{decode_reply, Rehearsal};
+use super::sim::{refused, Rehearsal};
 use super::{operator, owner, recovery, RehearseArgs};
-use crate::backend::mgmt::query_typed;
 use crate::backend::sim::SimIc;
+use crate::backend::Endpoints;
 use crate::error::CliError;
 use crate::manager::{self as mgr, Manager};
 use crate::progress::Bars;
@@ -132,9 +132,9 @@ pub(super) fn publish_start(
     bars: &mut Bars,
 ) -> Result<(), CliError> {
     mgr::publish(m, from, version, "rehearsal: starting release", bars)?;
-    let set: Result<Settings, SetDefaultReleaseError> =
-        m.update("set_default_release", &version)?;
-    set.map_err(|e| CliError::Refused(format!("set_default_release: {e:?}")))?;
+    m.call::<SetDefaultRelease>((version.to_string(),))?
+        .into_result()
+        .map_err(refused(SetDefaultRelease::NAME))?;
     Ok(())
 }
 
@@ -151,25 +151,18 @@ pub(super) fn provision(
             let arg = CreateUserCanisterArg {
                 recovery_principal: recovery(i),
             };
-            r.submit(
-                manager,
-                owner(i),
-                "create_user_canister",
-                encode_one(arg).map_err(|e| CliError::Io(e.to_string()))?,
-            )
+            r.submit::<CreateUserCanister>(manager, owner(i), (arg,))
         })
         .collect::<Result<Vec<_>, _>>()?;
     let replies = r.run_all(&messages, Some("creating canisters"))?;
     let canisters = replies
-        .iter()
+        .into_iter()
         .enumerate()
-        .map(|(i, bytes)| {
-            decode_reply::<UserCanister, CreateUserCanisterError>(
-                bytes,
-                "create_user_canister",
-                &format!("create_user_canister for user {i}"),
-            )
-            .map(|created| created.canister_id)
+        .map(|(i, reply)| {
+            reply
+                .into_result()
+                .map(|created| created.canister_id)
+                .map_err(refused(&format!("create_user_canister for user {i}")))
         })
         .collect::<Result<_, _>>()?;
     Ok(Fleet {
@@ -189,16 +182,15 @@ pub(super) fn write_data(r: &mut Rehearsal, fleet: Fleet, notes: u32) -> Result<
         let mut messages = Vec::new();
         for (i, id) in fleet.canisters.iter().enumerate() {
             for k in 0..notes {
-                let arg = encode_one(fleet_api::user::PutNoteArg {
+                let arg = PutNoteArg {
                     key: format!("note-{k}"),
                     text: format!("user {i} wrote note {k} before the upgrade"),
-                })
-                .map_err(|e| CliError::Io(e.to_string()))?;
-                messages.push(r.submit(*id, owner(i as u32), "put", arg)?);
+                };
+                messages.push(r.submit::<Put>(*id, owner(i as u32), (arg,))?);
             }
         }
-        for bytes in r.run_all(&messages, Some("writing notes"))? {
-            decode_reply::<(), NoteError>(&bytes, "put", "put")?;
+        for reply in r.run_all(&messages, Some("writing notes"))? {
+            reply.into_result().map_err(refused(Put::NAME))?;
         }
     }
     let anyone = SimIc::new(Rc::clone(&r.sim), Principal::anonymous());
@@ -216,5 +208,5 @@ pub(super) fn write_data(r: &mut Rehearsal, fleet: Fleet, notes: u32) -> Result<
 
 /// A canister's `fleet_health`, as `anyone` asks for it; `None` when it does not answer.
 pub(super) fn fleet_health(anyone: &SimIc, id: Principal) -> Option<FleetHealth> {
-    query_typed::<_, FleetHealth>(anyone, id, "fleet_health", &()).ok()
+    anyone.call::<GetFleetHealth>(id, ()).ok()
 }

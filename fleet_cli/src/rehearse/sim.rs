@@ -2,13 +2,14 @@
 //! together, and a rollout run to rest with the faults alongside.
 
 use std::fmt::Debug;
+use std::marker::PhantomData;
 use std::rc::Rc;
 use std::time::Duration;
 
-use candid::{decode_one, CandidType, Principal};
+use candid::{decode_one, encode_args, Principal};
+use fleet_api::endpoint::Endpoint;
 use fleet_api::rollout::RolloutStatus;
 use ic_sim::{IcSim, RawMessageId};
-use serde::Deserialize;
 
 use super::faults::Injector;
 use super::SECOND_NS;
@@ -19,6 +20,12 @@ use crate::progress::watch::{at_rest, WaveBars};
 
 /// Simulated time per round: the manager's timer interval.
 const ROUND: Duration = Duration::from_secs(1);
+
+/// A call of `E` sent with [`Rehearsal::submit`], not answered yet.
+pub(super) struct Sent<E> {
+    id: RawMessageId,
+    endpoint: PhantomData<E>,
+}
 
 /// The simulator, and the rounds run on it so far.
 pub(super) struct Rehearsal {
@@ -47,32 +54,41 @@ impl Rehearsal {
         self.sim.get_time().as_nanos_since_unix_epoch()
     }
 
-    /// Sends a call as `sender`; it is answered by the rounds of [`Self::run_all`].
-    pub(super) fn submit(
+    /// Sends a call of `E` as `sender`; it is answered by the rounds of [`Self::run_all`].
+    pub(super) fn submit<E: Endpoint>(
         &self,
         canister: Principal,
         sender: Principal,
-        method: &str,
-        arg: Vec<u8>,
-    ) -> Result<RawMessageId, CliError> {
-        self.sim
+        args: E::Args,
+    ) -> Result<Sent<E>, CliError> {
+        let method = E::NAME;
+        let arg = encode_args(args).map_err(|e| CliError::Io(e.to_string()))?;
+        let id = self
+            .sim
             .submit_call(canister, sender, method, arg)
-            .map_err(|e| CliError::Refused(format!("{method} on {canister}: {}", e.reject_message)))
+            .map_err(|e| {
+                CliError::Refused(format!("{method} on {canister}: {}", e.reject_message))
+            })?;
+        Ok(Sent {
+            id,
+            endpoint: PhantomData,
+        })
     }
 
-    /// Runs rounds until every message has an answer, with a bar named `what` on a terminal.
-    pub(super) fn run_all(
+    /// Runs rounds until every message has an answer, with a bar named `what` on a terminal;
+    /// returns the replies in the order of `messages`.
+    pub(super) fn run_all<E: Endpoint>(
         &mut self,
-        messages: &[RawMessageId],
+        messages: &[Sent<E>],
         what: Option<&str>,
-    ) -> Result<Vec<Vec<u8>>, CliError> {
+    ) -> Result<Vec<E::Reply>, CliError> {
         let bar = what.and_then(|w| count_bar(self.show_progress, messages.len() as u64, w));
         let mut replies: Vec<Option<Vec<u8>>> = vec![None; messages.len()];
         let mut answered = 0;
         for _ in 0..100_000 {
             for (i, m) in messages.iter().enumerate() {
                 if replies[i].is_none() {
-                    match self.sim.ingress_status(m) {
+                    match self.sim.ingress_status(&m.id) {
                         Some(Ok(bytes)) => {
                             replies[i] = Some(bytes);
                             answered += 1;
@@ -94,7 +110,14 @@ impl Rehearsal {
                 if let Some(b) = bar {
                     b.finish_and_clear();
                 }
-                return Ok(replies.into_iter().flatten().collect());
+                return replies
+                    .into_iter()
+                    .flatten()
+                    .map(|bytes| {
+                        decode_one::<E::Reply>(&bytes)
+                            .map_err(|e| CliError::Io(format!("{} reply: {e}", E::NAME)))
+                    })
+                    .collect();
             }
             self.step();
         }
@@ -105,15 +128,9 @@ impl Rehearsal {
     }
 }
 
-/// Decodes a reply of type `Result<T, E>`; `what` names the call when it returns an error.
-pub(super) fn decode_reply<T, E>(bytes: &[u8], method: &str, what: &str) -> Result<T, CliError>
-where
-    T: CandidType + for<'de> Deserialize<'de>,
-    E: CandidType + for<'de> Deserialize<'de> + Debug,
-{
-    decode_one::<Result<T, E>>(bytes)
-        .map_err(|e| CliError::Io(format!("{method} reply: {e}")))?
-        .map_err(|e| CliError::Refused(format!("{what}: {e:?}")))
+/// A refused call as an error; `what` names the call.
+pub(super) fn refused<E: Debug>(what: &str) -> impl FnOnce(E) -> CliError + '_ {
+    move |e| CliError::Refused(format!("{what}: {e:?}"))
 }
 
 /// A rollout driven to rest.

@@ -6,12 +6,11 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use candid::utils::{ArgumentDecoder, ArgumentEncoder};
-use candid::{decode_args, encode_args, encode_one, Principal};
+use candid::{decode_one, encode_args, encode_one, Principal};
 use clap::Parser;
-use fleet_api::user::{
-    ListNotesArg, NoteEntry, NoteError, PutNoteArg, UserCanisterArg, UserInitArg,
-};
+use fleet_api::endpoint::{CallKind, Endpoint};
+use fleet_api::user::method::{List, Put, Version};
+use fleet_api::user::{ListNotesArg, PutNoteArg, UserCanisterArg, UserInitArg};
 use fleet_cli::backend::sim::SimIc;
 use fleet_cli::backend::Ic;
 use fleet_cli::cli::Cli;
@@ -157,32 +156,22 @@ impl World {
         }
     }
 
-    pub fn update<A: ArgumentEncoder, R: for<'a> ArgumentDecoder<'a>>(
+    /// Calls `E` on `canister` as `sender` (a query or an update, as `E` is declared); a
+    /// reject or an undecodable reply fails the test.
+    pub fn call<E: Endpoint>(
         &self,
         canister: Principal,
         sender: Principal,
-        method: &str,
-        args: A,
-    ) -> R {
-        let reply = self
-            .sim
-            .update_call(canister, sender, method, encode_args(args).unwrap())
-            .unwrap_or_else(|e| panic!("{method}: {e}"));
-        decode_args(&reply).unwrap_or_else(|e| panic!("decoding {method}: {e}"))
-    }
-
-    pub fn query<A: ArgumentEncoder, R: for<'a> ArgumentDecoder<'a>>(
-        &self,
-        canister: Principal,
-        sender: Principal,
-        method: &str,
-        args: A,
-    ) -> R {
-        let reply = self
-            .sim
-            .query_call(canister, sender, method, encode_args(args).unwrap())
-            .unwrap_or_else(|e| panic!("{method}: {e}"));
-        decode_args(&reply).unwrap_or_else(|e| panic!("decoding {method}: {e}"))
+        args: E::Args,
+    ) -> E::Reply {
+        let method = E::NAME;
+        let arg = encode_args(args).unwrap();
+        let reply = match E::KIND {
+            CallKind::Query => self.sim.query_call(canister, sender, method, arg),
+            CallKind::Update => self.sim.update_call(canister, sender, method, arg),
+        }
+        .unwrap_or_else(|e| panic!("{method}: {e}"));
+        decode_one(&reply).unwrap_or_else(|e| panic!("decoding {method}: {e}"))
     }
 
     /// A user canister controlled by exactly `[manager, recovery]`, running user_canister v1
@@ -215,38 +204,31 @@ impl World {
     }
 
     pub fn put_note(&self, canister: Principal, owner: Principal, key: &str, text: &str) {
-        let (r,): (Result<(), NoteError>,) = self.update(
-            canister,
-            owner,
-            "put",
-            (PutNoteArg {
-                key: key.to_string(),
-                text: text.to_string(),
-            },),
-        );
-        r.unwrap();
+        let arg = PutNoteArg {
+            key: key.to_string(),
+            text: text.to_string(),
+        };
+        self.call::<Put>(canister, owner, (arg,))
+            .into_result()
+            .unwrap();
     }
 
     /// The notes as (key, text), read by the owner.
     pub fn notes(&self, canister: Principal, owner: Principal) -> Vec<(String, String)> {
-        let (r,): (Result<Vec<NoteEntry>, NoteError>,) = self.query(
-            canister,
-            owner,
-            "list",
-            (ListNotesArg {
-                start_after: None,
-                limit: 100,
-            },),
-        );
-        r.unwrap()
+        let arg = ListNotesArg {
+            start_after: None,
+            limit: 100,
+        };
+        self.call::<List>(canister, owner, (arg,))
+            .into_result()
+            .unwrap()
             .into_iter()
             .map(|e| (e.key, e.note.text))
             .collect()
     }
 
     pub fn version(&self, canister: Principal) -> String {
-        let (v,): (String,) = self.query(canister, Principal::anonymous(), "version", ());
-        v
+        self.call::<Version>(canister, Principal::anonymous(), ())
     }
 
     pub fn module_hash(&self, canister: Principal) -> Option<[u8; 32]> {
