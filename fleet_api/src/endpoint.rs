@@ -25,6 +25,13 @@ pub trait Endpoint {
     type Reply: CandidType + DeserializeOwned;
 }
 
+/// A named reply that can fail: `variant { Ok : T; Err : E }`, the `Result` it stands for.
+pub trait Reply {
+    type Ok;
+    type Err;
+    fn into_result(self) -> Result<Self::Ok, Self::Err>;
+}
+
 /// Declares one unit type per method, implementing [`Endpoint`], and `METHODS`: every method's
 /// name and kind, which the canisters' tests compare with the interface they export.
 macro_rules! endpoints {
@@ -72,6 +79,13 @@ macro_rules! reply {
                     $name::Ok(v) => Ok(v),
                     $name::Err(e) => Err(e),
                 }
+            }
+        }
+        impl $crate::endpoint::Reply for $name {
+            type Ok = $ok;
+            type Err = $err;
+            fn into_result(self) -> Result<$ok, $err> {
+                <$name>::into_result(self)
             }
         }
         impl From<Result<$ok, $err>> for $name {

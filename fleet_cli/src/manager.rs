@@ -11,28 +11,26 @@
 use std::fmt::Debug;
 
 use candid::Principal;
-use fleet_api::endpoint::Endpoint;
+use fleet_api::endpoint::{Endpoint, Reply};
 use fleet_api::manager::method::{
     AbortReleaseUpload, BeginRelease, FinalizeRelease, GetRelease, ListOperators, ListReleases,
     ListUserCanisters, ReleaseChunk, ReleaseUploadStatus, RemoveOperator, SetOperator,
     UploadReleaseChunk,
 };
 use fleet_api::manager::{
-    AbortReleaseUploadError, AbortReleaseUploadReply, BeginReleaseError, BeginUpload,
-    CanisterFilter, CanisterStatus, FinalizeReleaseError, ListOperatorsReply, ListReleasesArg,
-    ListReleasesReply, ListUserCanistersArg, ListUserCanistersError, ListUserCanistersReply,
-    MirrorError, Operator, OperatorError, OperatorReply, QueryError, ReleaseChunkArg,
-    ReleaseChunkReply, ReleaseMeta, Role, StoreError, UpgradePolicy, UploadReleaseChunkArg,
-    UploadReleaseChunkError, UploadStatus, UserCanister, UserCanisterPage,
+    AbortReleaseUploadError, BeginReleaseError, BeginUpload, CanisterFilter, CanisterStatus,
+    FinalizeReleaseError, ListReleasesArg, ListUserCanistersArg, ListUserCanistersError,
+    MirrorError, Operator, OperatorError, QueryError, ReleaseChunkArg, ReleaseMeta, Role,
+    StoreError, UpgradePolicy, UploadReleaseChunkArg, UploadReleaseChunkError, UploadStatus,
+    UserCanister,
 };
 use fleet_api::rollout::method::{
     Drain, EndDrain, GetRolloutStatus, Metrics, Rollback, RolloutResults, StartRollout,
 };
 use fleet_api::rollout::{
-    DrainError, DrainReply, DrainStatus, FleetMetrics, Hold, PipelineLogPage, PipelineLogReply,
-    RollbackArg, RollbackError, RolloutCanisterResult, RolloutControlError, RolloutControlReply,
-    RolloutPlanArg, RolloutResultsArg, RolloutResultsPage, RolloutResultsReply, RolloutStarted,
-    RolloutStatus, RolloutStatusReply, StartRolloutError, WaveLabel, MAX_ROLLOUT_PAGE,
+    DrainError, DrainStatus, FleetMetrics, Hold, RollbackArg, RollbackError, RolloutCanisterResult,
+    RolloutControlError, RolloutControlReply, RolloutPlanArg, RolloutResultsArg, RolloutStarted,
+    RolloutStatus, StartRolloutError, WaveLabel, MAX_ROLLOUT_PAGE,
 };
 use fleet_api::wire::Wire;
 use serde::Serialize;
@@ -156,39 +154,6 @@ impl EndpointError for ListUserCanistersError {
     }
 }
 
-/// A named reply that can fail (`variant { Ok; Err }`), as the `Result` it stands for, whose
-/// error [`Manager::call_ok`] turns into a [`CliError`].
-pub trait Refusable {
-    type Ok;
-    type Err: EndpointError;
-    fn into_result(self) -> Result<Self::Ok, Self::Err>;
-}
-
-macro_rules! refusable {
-    ($($reply:ty => $ok:ty, $err:ty;)*) => {$(
-        impl Refusable for $reply {
-            type Ok = $ok;
-            type Err = $err;
-            fn into_result(self) -> Result<$ok, $err> {
-                <$reply>::into_result(self)
-            }
-        }
-    )*};
-}
-refusable! {
-    OperatorReply => (), OperatorError;
-    ListOperatorsReply => Vec<Operator>, QueryError;
-    AbortReleaseUploadReply => (), AbortReleaseUploadError;
-    ListReleasesReply => Vec<ReleaseMeta>, StoreError;
-    ReleaseChunkReply => serde_bytes::ByteBuf, StoreError;
-    ListUserCanistersReply => UserCanisterPage, ListUserCanistersError;
-    RolloutStatusReply => Option<RolloutStatus>, QueryError;
-    RolloutControlReply => RolloutStatus, RolloutControlError;
-    DrainReply => DrainStatus, DrainError;
-    RolloutResultsReply => Option<RolloutResultsPage>, QueryError;
-    PipelineLogReply => PipelineLogPage, QueryError;
-}
-
 /// One manager, as one caller.
 pub struct Manager<'a> {
     pub ic: &'a dyn Ic,
@@ -229,14 +194,13 @@ impl<'a> Manager<'a> {
     }
 
     /// Calls `E` and turns a refusal into a [`CliError`] ([`Self::refused`]).
-    pub fn call_ok<E>(&self, args: E::Args) -> Result<<E::Reply as Refusable>::Ok, CliError>
+    pub fn call_ok<E>(&self, args: E::Args) -> Result<<E::Reply as Reply>::Ok, CliError>
     where
         E: Endpoint,
-        E::Reply: Refusable,
+        E::Reply: Reply,
+        <E::Reply as Reply>::Err: EndpointError,
     {
-        self.call::<E>(args)?
-            .into_result()
-            .map_err(|e| self.refused(E::NAME, e))
+        Reply::into_result(self.call::<E>(args)?).map_err(|e| self.refused(E::NAME, e))
     }
 }
 
