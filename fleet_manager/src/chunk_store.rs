@@ -20,10 +20,9 @@
 
 use crate::mgmt::Runtime;
 use crate::state::{self, MirrorGuard};
+use crate::stored::{MirroredRelease, ReleaseRef};
 use candid::CandidType;
-use fleet_api::manager::{
-    ChunkStoreStatus, MirrorError, MirroredRelease, ReleaseRef, CHUNK_STORE_CAPACITY,
-};
+use fleet_api::manager::{ChunkStoreStatus, MirrorError, CHUNK_STORE_CAPACITY};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use wasm_store::ReleaseMeta;
@@ -46,7 +45,7 @@ impl MirrorState {
         ChunkStoreStatus {
             capacity: CHUNK_STORE_CAPACITY,
             used: self.stored.len() as u32,
-            releases: self.releases.clone(),
+            releases: self.releases.iter().cloned().map(Into::into).collect(),
             busy,
         }
     }

@@ -17,6 +17,7 @@ pub mod registry;
 pub mod releases;
 pub mod rollouts;
 pub mod state;
+pub mod stored;
 
 use access::Caller;
 use candid::Principal;
@@ -58,7 +59,7 @@ fn has_role(caller: Caller, role: Role) -> bool {
 fn init(arg: Option<ManagerInitArg>) {
     let arg = arg.unwrap_or_default();
     if let Some(limit) = arg.creation_limit {
-        if !rate_limit::valid(limit) {
+        if !rate_limit::valid(limit.into()) {
             ic_cdk::trap("creation_limit needs capacity >= 1 and refill_period_secs >= 1");
         }
     }
@@ -104,7 +105,7 @@ fn post_upgrade() {
 
 #[query]
 fn get_settings() -> Settings {
-    state::with(|s| s.settings())
+    state::with(|s| s.settings()).into()
 }
 
 #[update(guard = "awake")]
@@ -116,7 +117,10 @@ fn update_settings_result(update: SettingsUpdate) -> Result<Settings, UpdateSett
     if !has_role(caller(), Role::Admin) {
         return Err(UpdateSettingsError::NotAuthorized);
     }
-    if update.creation_limit.is_some_and(|l| !rate_limit::valid(l)) {
+    if update
+        .creation_limit
+        .is_some_and(|l| !rate_limit::valid(l.into()))
+    {
         return Err(UpdateSettingsError::InvalidRateLimit);
     }
     Ok(state::with_mut(|s| {
@@ -125,14 +129,14 @@ fn update_settings_result(update: SettingsUpdate) -> Result<Settings, UpdateSett
             settings.user_canister_cycles = cycles;
         }
         if let Some(limit) = update.creation_limit {
-            settings.creation_limit = limit;
+            settings.creation_limit = limit.into();
         }
         if let Some(reserve) = update.pipeline_cycles_reserve {
             settings.pipeline_cycles_reserve = Some(reserve);
         }
         s.set_settings(settings.clone());
         rollouts::settings_changed();
-        settings
+        settings.into()
     }))
 }
 
@@ -348,7 +352,9 @@ async fn create_user_canister(arg: CreateUserCanisterArg) -> CreateUserCanisterR
 async fn create_user_canister_result(
     arg: CreateUserCanisterArg,
 ) -> Result<UserCanister, CreateUserCanisterError> {
-    provisioning::create_user_canister(&mgmt::Ic, caller().principal, arg).await
+    provisioning::create_user_canister(&mgmt::Ic, caller().principal, arg)
+        .await
+        .map(Into::into)
 }
 
 #[update(guard = "awake")]
@@ -359,7 +365,9 @@ async fn adopt_canister(arg: AdoptCanisterArg) -> AdoptCanisterReply {
 async fn adopt_canister_result(arg: AdoptCanisterArg) -> Result<UserCanister, AdoptCanisterError> {
     let caller = caller();
     let privileged = has_role(caller, Role::Admin) || has_role(caller, Role::Deployer);
-    provisioning::adopt_canister(&mgmt::Ic, caller, privileged, arg).await
+    provisioning::adopt_canister(&mgmt::Ic, caller, privileged, arg)
+        .await
+        .map(Into::into)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -373,7 +381,7 @@ fn my_user_canister() -> Option<UserCanister> {
     if caller == Principal::anonymous() {
         return None;
     }
-    state::with(|s| s.registry.by_owner(&caller))
+    state::with(|s| s.registry.by_owner(&caller)).map(Into::into)
 }
 
 #[query]
@@ -393,7 +401,7 @@ fn get_user_canister_result(canister_id: Principal) -> Result<UserCanister, GetU
         match (allowed, record) {
             (false, _) => Err(GetUserCanisterError::NotAuthorized),
             (true, None) => Err(GetUserCanisterError::NotFound),
-            (true, Some(r)) => Ok(r),
+            (true, Some(r)) => Ok(r.into()),
         }
     })
 }
@@ -414,7 +422,7 @@ fn list_user_canisters_result(
         let filter = match arg.filter {
             CanisterFilter::All => registry::Filter::All,
             CanisterFilter::Owner(owner) => registry::Filter::Owner(owner),
-            CanisterFilter::Status(status) => registry::Filter::Status(status),
+            CanisterFilter::Status(status) => registry::Filter::Status(status.into()),
             CanisterFilter::Release(version) => {
                 let meta = s
                     .store
@@ -428,7 +436,11 @@ fn list_user_canisters_result(
                 registry::Filter::Release(sha)
             }
         };
-        Ok(s.registry.page(&filter, arg.start_after, arg.limit))
+        let page = s.registry.page(&filter, arg.start_after, arg.limit);
+        Ok(UserCanisterPage {
+            canisters: page.canisters.into_iter().map(Into::into).collect(),
+            next: page.next,
+        })
     })
 }
 
@@ -462,10 +474,10 @@ fn set_upgrade_policy_result(
                 return Err(SetUpgradePolicyError::UnknownRelease);
             }
         }
-        record.policy = arg.policy;
+        record.policy = arg.policy.into();
         record.updated_at_ns = ic_cdk::api::time();
         s.registry.put(record.clone());
-        Ok(record)
+        Ok(record.into())
     })
 }
 

@@ -22,13 +22,13 @@ pub const LAYOUT_VERSION: u32 = 1;
 
 /// `StableCell<u32>`: the layout version (0 before the first `init`).
 pub const HEADER: MemoryId = MemoryId::new(0);
-/// `StableCell<Stored<Settings>>`.
+/// `StableCell<Stored<stored::Settings>>`.
 pub const SETTINGS: MemoryId = MemoryId::new(1);
 /// `StableBTreeMap<Principal, u8>`: operator → role bit set.
 pub const OPERATORS: MemoryId = MemoryId::new(2);
 /// `StableCell<CreationLimiter>`: state of the creation rate limit (8 bytes).
 pub const CREATION_BUCKET: MemoryId = MemoryId::new(3);
-/// `StableBTreeMap<Principal, Stored<UserCanister>>`: registry records by canister id.
+/// `StableBTreeMap<Principal, Stored<RegistryRecord>>`: registry records by canister id.
 pub const REGISTRY: MemoryId = MemoryId::new(4);
 /// `StableBTreeMap<Principal, Principal>`: owner → canister id.
 pub const BY_OWNER: MemoryId = MemoryId::new(5);
@@ -49,7 +49,7 @@ pub const ROLLOUT_RECORDS: MemoryId = MemoryId::new(10);
 pub const ROLLOUT_QUEUES: MemoryId = MemoryId::new(11);
 /// `StableBTreeMap<u64, Event>` (candid-encoded): the current rollout's event log (bounded).
 pub const ROLLOUT_EVENTS: MemoryId = MemoryId::new(12);
-/// `StableBTreeMap<u64, Stored<PipelineLogEntry>>`: pipeline starts and ends (bounded).
+/// `StableBTreeMap<u64, Stored<stored::PipelineLogEntry>>`: pipeline starts and ends (bounded).
 pub const PIPELINE_LOG: MemoryId = MemoryId::new(13);
 /// `StableBTreeMap<Principal, Stored<FleetSnapshot>>`: the snapshot taken before each
 /// canister's last upgrade, and the release it holds.
@@ -68,24 +68,127 @@ pub fn get(id: MemoryId) -> Memory {
     MEMORY_MANAGER.with(|m| m.borrow().get(id))
 }
 
-/// A value in stable memory, in the compact stored encoding (`rollout_core::codec`): a format
-/// tag, then postcard. Values an earlier layout wrote in candid are still read. A stored type
-/// that changes shape takes the next tag and a conversion.
+/// A value in stable memory: its type's format tag ([`StoredShape::TAG`]), then postcard.
+/// Values an earlier layout wrote in candid (they begin with `DIDL`) are still read, and
+/// stored again compact at their next write.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Stored<T>(pub T);
 
-impl<T: CandidType + Serialize + DeserializeOwned> Storable for Stored<T> {
+/// A type stored in [`Stored`]. Its shape is fixed by its tag: a type that gains, loses or
+/// reorders a field or a variant takes a new tag, and reads the shapes of its earlier tags in
+/// [`StoredShape::from_older`].
+pub trait StoredShape: CandidType + Serialize + DeserializeOwned {
+    /// Tag of the shape this module writes.
+    const TAG: u8;
+
+    /// The value of bytes written under an earlier `tag` (the bytes after the tag); `None`
+    /// for a tag this type never had.
+    fn from_older(tag: u8, bytes: &[u8]) -> Option<Self> {
+        let _ = (tag, bytes);
+        None
+    }
+}
+
+/// How candid values begin (interface spec, "Candid": the magic number).
+const CANDID_MAGIC: &[u8] = b"DIDL";
+
+fn encode<T: StoredShape>(value: &T) -> Vec<u8> {
+    postcard::to_extend(value, vec![T::TAG]).expect("encoding a stored value")
+}
+
+/// Only bytes this canister wrote are ever decoded: failing here means the layout was broken,
+/// and trapping keeps the old state instead of working on garbage.
+fn decode<T: StoredShape>(bytes: &[u8]) -> T {
+    match bytes.split_first() {
+        Some((&tag, rest)) if tag == T::TAG => {
+            postcard::from_bytes(rest).expect("a stored compact value")
+        }
+        _ if bytes.starts_with(CANDID_MAGIC) => {
+            candid::decode_one(bytes).expect("a stored candid value")
+        }
+        Some((&tag, rest)) => T::from_older(tag, rest)
+            .unwrap_or_else(|| panic!("a stored value in an unknown format (tag {tag:#04x})")),
+        None => panic!("an empty stored value"),
+    }
+}
+
+impl<T: StoredShape> Storable for Stored<T> {
     fn to_bytes(&self) -> Cow<'_, [u8]> {
-        Cow::Owned(rollout_core::codec::encode(&self.0))
+        Cow::Owned(encode(&self.0))
     }
 
     fn into_bytes(self) -> Vec<u8> {
-        rollout_core::codec::encode(&self.0)
+        encode(&self.0)
     }
 
     fn from_bytes(bytes: Cow<[u8]>) -> Self {
-        Stored(rollout_core::codec::decode(bytes.as_ref()))
+        Stored(decode(bytes.as_ref()))
     }
 
     const BOUND: Bound = Bound::Unbounded;
+}
+
+/// The rollout header, at the first shape (the one `rollout_core::codec` wrote).
+impl StoredShape for crate::state::RolloutMeta {
+    const TAG: u8 = rollout_core::codec::COMPACT_V1;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    /// A stored type whose second shape added a field to its first.
+    #[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq)]
+    struct Counter {
+        count: u64,
+        label: String,
+    }
+
+    #[derive(Deserialize)]
+    struct CounterV1 {
+        count: u64,
+    }
+
+    impl StoredShape for Counter {
+        const TAG: u8 = 0xC2;
+
+        fn from_older(tag: u8, bytes: &[u8]) -> Option<Self> {
+            match tag {
+                0xC1 => {
+                    let CounterV1 { count } = postcard::from_bytes(bytes).ok()?;
+                    Some(Counter {
+                        count,
+                        label: String::new(),
+                    })
+                }
+                _ => None,
+            }
+        }
+    }
+
+    #[test]
+    fn a_value_is_written_with_its_tag_and_an_earlier_shape_is_converted() {
+        let c = Counter {
+            count: 300,
+            label: "x".into(),
+        };
+        let bytes = Stored(c.clone()).into_bytes();
+        assert_eq!(bytes[0], 0xC2);
+        assert_eq!(Stored::<Counter>::from_bytes(Cow::Owned(bytes)).0, c);
+        let v1 = rollout_core::codec::encode(&300u64);
+        assert_eq!(
+            Stored::<Counter>::from_bytes(Cow::Owned(v1)).0,
+            Counter {
+                count: 300,
+                label: String::new()
+            }
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "unknown format (tag 0xc3)")]
+    fn an_unknown_tag_is_refused() {
+        Stored::<Counter>::from_bytes(Cow::Borrowed(&[0xC3, 1]));
+    }
 }

@@ -26,7 +26,10 @@ pub fn collect() -> FleetMetrics {
             .registry
             .status_counts()
             .into_iter()
-            .map(|(status, canisters)| StatusCount { status, canisters })
+            .map(|(status, canisters)| StatusCount {
+                status: status.into(),
+                canisters,
+            })
             .collect();
         (s.registry.len(), by_release, by_status)
     });

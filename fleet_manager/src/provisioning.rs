@@ -9,10 +9,12 @@ use crate::chunk_store::ensure_mirrored;
 use crate::mgmt::Runtime;
 use crate::registry::push_history;
 use crate::state::{self, CreationGuard};
+use crate::stored::{
+    CanisterStatus, RegistryRecord, ReleaseRef, UpgradeEvent, UpgradeOutcome, UpgradePolicy,
+};
 use candid::{Encode, Principal};
 use fleet_api::manager::{
-    AdoptCanisterArg, AdoptCanisterError, CanisterStatus, CreateUserCanisterArg,
-    CreateUserCanisterError, ReleaseRef, UpgradeEvent, UpgradeOutcome, UpgradePolicy, UserCanister,
+    AdoptCanisterArg, AdoptCanisterError, CreateUserCanisterArg, CreateUserCanisterError,
 };
 use fleet_api::user::{UserCanisterArg, UserInitArg};
 
@@ -29,7 +31,7 @@ pub async fn create_user_canister<R: Runtime>(
     rt: &R,
     caller: Principal,
     arg: CreateUserCanisterArg,
-) -> Result<UserCanister, CreateUserCanisterError> {
+) -> Result<RegistryRecord, CreateUserCanisterError> {
     use CreateUserCanisterError as E;
     if caller == Principal::anonymous() {
         return Err(E::AnonymousCaller);
@@ -62,7 +64,7 @@ async fn create<R: Runtime>(
     rt: &R,
     owner: Principal,
     recovery: Principal,
-) -> Result<UserCanister, CreateUserCanisterError> {
+) -> Result<RegistryRecord, CreateUserCanisterError> {
     use CreateUserCanisterError as E;
     let settings = state::with(|s| s.settings());
     let default = settings
@@ -107,7 +109,7 @@ async fn create<R: Runtime>(
         }
     };
     let now = rt.now_ns();
-    let record = UserCanister {
+    let record = RegistryRecord {
         canister_id,
         owner,
         recovery_principal: recovery,
@@ -135,8 +137,8 @@ fn check_cycles<R: Runtime>(rt: &R, user_cycles: u128) -> Result<(), CreateUserC
 /// Installs the default release into a `Provisioning` canister and marks it `Active`.
 async fn install<R: Runtime>(
     rt: &R,
-    mut record: UserCanister,
-) -> Result<UserCanister, CreateUserCanisterError> {
+    mut record: RegistryRecord,
+) -> Result<RegistryRecord, CreateUserCanisterError> {
     use CreateUserCanisterError as E;
     let release: ReleaseRef =
         state::with(|s| s.settings().default_release).ok_or(E::NoDefaultRelease)?;
@@ -201,7 +203,7 @@ pub async fn adopt_canister<R: Runtime>(
     caller: Caller,
     caller_is_deployer: bool,
     arg: AdoptCanisterArg,
-) -> Result<UserCanister, AdoptCanisterError> {
+) -> Result<RegistryRecord, AdoptCanisterError> {
     use AdoptCanisterError as E;
     if caller.principal == Principal::anonymous() {
         return Err(E::AnonymousCaller);
@@ -266,7 +268,7 @@ pub async fn adopt_canister<R: Runtime>(
     // Another call may have registered the canister or the owner while we awaited.
     check_free()?;
     let now = rt.now_ns();
-    let mut record = UserCanister {
+    let mut record = RegistryRecord {
         canister_id: id,
         owner,
         recovery_principal: recovery,
@@ -524,7 +526,7 @@ mod tests {
         caller: Principal,
         deployer: bool,
         id: Principal,
-    ) -> Result<UserCanister, AdoptCanisterError> {
+    ) -> Result<RegistryRecord, AdoptCanisterError> {
         block_on(adopt_canister(
             rt,
             Caller {

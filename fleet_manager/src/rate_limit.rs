@@ -4,7 +4,7 @@
 //! Only its state is stored; its rate and burst come from the settings at each use, so an admin's
 //! change applies at once and keeps what was already taken.
 
-use fleet_api::manager::RateLimit;
+use crate::stored::RateLimit;
 use ic_stable_structures::storable::Bound;
 use ic_stable_structures::Storable;
 use rollout_core::limiter::TokenBucket;

@@ -3,11 +3,9 @@
 //! the size of the fleet (designed for 100k records).
 
 use crate::memory::Stored;
+use crate::stored::{CanisterStatus, RegistryRecord, ReleaseRef, UpgradeEvent};
 use candid::Principal;
-use fleet_api::manager::{
-    CanisterStatus, ReleaseRef, UpgradeEvent, UserCanister, UserCanisterPage, MAX_HISTORY,
-    MAX_PAGE_SIZE,
-};
+use fleet_api::manager::{MAX_HISTORY, MAX_PAGE_SIZE};
 use ic_stable_structures::{Memory, StableBTreeMap};
 use std::ops::Bound::{Excluded, Included, Unbounded};
 
@@ -40,14 +38,21 @@ pub fn release_key(release: &ReleaseRef) -> Option<[u8; 32]> {
 }
 
 /// Appends an event, dropping the oldest beyond [`MAX_HISTORY`].
-pub fn push_history(record: &mut UserCanister, event: UpgradeEvent) {
+pub fn push_history(record: &mut RegistryRecord, event: UpgradeEvent) {
     record.history.push(event);
     let excess = record.history.len().saturating_sub(MAX_HISTORY);
     record.history.drain(..excess);
 }
 
+/// One page of records; the endpoint turns it into the interface's `UserCanisterPage`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordPage {
+    pub canisters: Vec<RegistryRecord>,
+    pub next: Option<Principal>,
+}
+
 pub struct Registry<M: Memory> {
-    records: StableBTreeMap<Principal, Stored<UserCanister>, M>,
+    records: StableBTreeMap<Principal, Stored<RegistryRecord>, M>,
     by_owner: StableBTreeMap<Principal, Principal, M>,
     by_release: StableBTreeMap<([u8; 32], Principal), (), M>,
     by_status: StableBTreeMap<(u8, Principal), (), M>,
@@ -130,11 +135,11 @@ impl<M: Memory> Registry<M> {
         self.records.is_empty()
     }
 
-    pub fn get(&self, canister_id: &Principal) -> Option<UserCanister> {
+    pub fn get(&self, canister_id: &Principal) -> Option<RegistryRecord> {
         self.records.get(canister_id).map(|c| c.0)
     }
 
-    pub fn by_owner(&self, owner: &Principal) -> Option<UserCanister> {
+    pub fn by_owner(&self, owner: &Principal) -> Option<RegistryRecord> {
         self.by_owner.get(owner).and_then(|id| self.get(&id))
     }
 
@@ -149,13 +154,13 @@ impl<M: Memory> Registry<M> {
     /// owner has one canister: the owner index would otherwise point at the newest only.
     /// Only the indexes and counts whose key changed are written: a status change (the
     /// most frequent, twice per upgrade) touches the status index and counts alone.
-    pub fn put(&mut self, record: UserCanister) {
+    pub fn put(&mut self, record: RegistryRecord) {
         let old = self.get(&record.canister_id);
         self.write(old, record);
     }
 
     /// Changes the record of `canister_id` with `f`, reading it once; false if there is none.
-    pub fn update(&mut self, canister_id: &Principal, f: impl FnOnce(&mut UserCanister)) -> bool {
+    pub fn update(&mut self, canister_id: &Principal, f: impl FnOnce(&mut RegistryRecord)) -> bool {
         let Some(old) = self.get(canister_id) else {
             return false;
         };
@@ -167,12 +172,12 @@ impl<M: Memory> Registry<M> {
 
     /// Writes `record` over `old`, the record [`Registry::get`] returned for its id, without
     /// reading it again.
-    pub fn replace(&mut self, old: UserCanister, record: UserCanister) {
+    pub fn replace(&mut self, old: RegistryRecord, record: RegistryRecord) {
         self.write(Some(old), record);
     }
 
     /// Writes `record` over `old`, the record stored under its id.
-    fn write(&mut self, old: Option<UserCanister>, record: UserCanister) {
+    fn write(&mut self, old: Option<RegistryRecord>, record: RegistryRecord) {
         let id = record.canister_id;
         let old_release = old.as_ref().map(|o| o.current_release.as_ref());
         if old_release != Some(record.current_release.as_ref()) {
@@ -213,7 +218,7 @@ impl<M: Memory> Registry<M> {
         filter: &Filter,
         start_after: Option<Principal>,
         limit: Option<u32>,
-    ) -> UserCanisterPage {
+    ) -> RecordPage {
         let limit = limit.unwrap_or(DEFAULT_PAGE_SIZE).clamp(1, MAX_PAGE_SIZE) as usize;
         // One more than the page, to know whether there is a next one.
         let ids: Vec<Principal> = match filter {
@@ -257,7 +262,7 @@ impl<M: Memory> Registry<M> {
             }
         };
         let more = ids.len() > limit;
-        let canisters: Vec<UserCanister> = ids
+        let canisters: Vec<RegistryRecord> = ids
             .into_iter()
             .take(limit)
             .filter_map(|id| self.get(&id))
@@ -267,14 +272,14 @@ impl<M: Memory> Registry<M> {
         } else {
             None
         };
-        UserCanisterPage { canisters, next }
+        RecordPage { canisters, next }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fleet_api::manager::{UpgradeOutcome, UpgradePolicy};
+    use crate::stored::{UpgradeOutcome, UpgradePolicy};
     use ic_stable_structures::VectorMemory;
 
     fn registry() -> Registry<VectorMemory> {
@@ -307,8 +312,8 @@ mod tests {
         }
     }
 
-    fn record(n: u32, status: CanisterStatus, rel: Option<u8>) -> UserCanister {
-        UserCanister {
+    fn record(n: u32, status: CanisterStatus, rel: Option<u8>) -> RegistryRecord {
+        RegistryRecord {
             canister_id: id(n),
             owner: owner(n),
             recovery_principal: owner(n + 1_000_000),
@@ -322,7 +327,7 @@ mod tests {
         }
     }
 
-    fn ids(page: &UserCanisterPage) -> Vec<Principal> {
+    fn ids(page: &RecordPage) -> Vec<Principal> {
         page.canisters.iter().map(|c| c.canister_id).collect()
     }
 

@@ -5,10 +5,11 @@ use crate::chunk_store::ensure_mirrored;
 use crate::mgmt::Runtime;
 use crate::registry::release_key;
 use crate::state::{self, MirrorGuard};
+use crate::stored::ReleaseRef;
 use candid::Principal;
 use fleet_api::manager::{
     BeginUpload, DeleteReleaseError, FinalizeReleaseError, FinalizedRelease, ReleaseMeta,
-    ReleaseRef, SetDefaultReleaseError, Settings, StoreError, UploadStatus,
+    SetDefaultReleaseError, Settings, StoreError, UploadStatus,
 };
 use fleet_api::wire::Wire;
 
@@ -90,6 +91,6 @@ pub async fn set_default<R: Runtime>(
             sha256: meta.sha256,
         });
         s.set_settings(settings.clone());
-        settings
+        settings.into()
     }))
 }

@@ -10,17 +10,16 @@
 use crate::memory::{self, Memory, Stored};
 use crate::registry::push_history;
 use crate::state::{self, FleetSnapshot, RolloutMeta};
-use candid::Principal;
-use fleet_api::manager::{
-    CanisterStatus, ReleaseRef, UpgradeEvent, UpgradeOutcome, UpgradePolicy as ApiPolicy,
-    UserCanister,
+use crate::stored::{
+    CanisterStatus, PipelineLogEntry, PipelineLogKind, RegistryRecord, ReleaseRef, UpgradeEvent,
+    UpgradeOutcome, UpgradePolicy as RecordPolicy,
 };
+use candid::Principal;
 use fleet_api::rollout::RolloutStatus as WireStatus;
 use fleet_api::rollout::{
-    LogPageArg, PipelineLogEntry, PipelineLogKind, PipelineLogPage, RequestUpgradeError,
-    RollbackError, RolloutCanisterResult, RolloutControlError, RolloutCounters, RolloutEventsPage,
-    RolloutPlanArg, RolloutResultsArg, RolloutResultsPage, RolloutStarted, StartRolloutError,
-    MAX_ROLLOUT_PAGE,
+    LogPageArg, PipelineLogPage, RequestUpgradeError, RollbackError, RolloutCanisterResult,
+    RolloutControlError, RolloutCounters, RolloutEventsPage, RolloutPlanArg, RolloutResultsArg,
+    RolloutResultsPage, RolloutStarted, StartRolloutError, MAX_ROLLOUT_PAGE,
 };
 use fleet_api::wire::Wire;
 use rollout_core::StableStore;
@@ -235,15 +234,15 @@ fn upgradable(status: CanisterStatus) -> bool {
     )
 }
 
-fn fleet_canister(s: &state::State, c: &UserCanister) -> Option<FleetCanister> {
+fn fleet_canister(s: &state::State, c: &RegistryRecord) -> Option<FleetCanister> {
     if !upgradable(c.status) {
         return None;
     }
     let release = c.current_release.as_ref()?;
     let policy = match &c.policy {
-        ApiPolicy::Auto => UpgradePolicy::Auto,
-        ApiPolicy::Manual => UpgradePolicy::Manual,
-        ApiPolicy::Pinned(version) => {
+        RecordPolicy::Auto => UpgradePolicy::Auto,
+        RecordPolicy::Manual => UpgradePolicy::Manual,
+        RecordPolicy::Pinned(version) => {
             UpgradePolicy::Pinned(s.store.get(version).map(|m| m.sha256).unwrap_or_default())
         }
     };
@@ -516,7 +515,7 @@ pub fn pipeline_log(arg: LogPageArg) -> PipelineLogPage {
             s.pipeline_log
                 .range(from..)
                 .take(limit)
-                .map(|en| (*en.key(), en.value().0))
+                .map(|en| (*en.key(), en.value().0.into()))
                 .collect()
         });
         PipelineLogPage {
@@ -630,7 +629,7 @@ pub fn request_upgrade(
                 }
             }
         };
-        if let ApiPolicy::Pinned(pin) = &record.policy {
+        if let RecordPolicy::Pinned(pin) = &record.policy {
             if *pin != meta.version {
                 return Err(E::Pinned {
                     version: pin.clone(),
@@ -768,9 +767,7 @@ pub fn reissue_lost(issued_before: u64, now: u64, limit: usize) -> Vec<Action> {
             e.log(
                 now,
                 a.canister,
-                PipelineLogKind::Reissued {
-                    op: a.op.kind().wire(),
-                },
+                PipelineLogKind::Reissued { op: a.op.kind() },
             );
         }
         count_calls(&mut e.meta, &actions);
@@ -829,13 +826,7 @@ pub fn on_result(canister: Principal, result: ActionResult, env: Env) -> Fed {
         }
         if let Some(rec) = left {
             let outcome = rec.outcome();
-            e.log(
-                now,
-                canister,
-                PipelineLogKind::Left {
-                    outcome: outcome.wire(),
-                },
-            );
+            e.log(now, canister, PipelineLogKind::Left { outcome });
             if outcome.is_some() {
                 finish_record(&mut e.meta, canister, &rec, job, &target, now);
             } else {
@@ -1038,7 +1029,7 @@ mod tests {
 #[cfg(test)]
 mod request_tests {
     use super::*;
-    use fleet_api::manager::MirroredRelease;
+    use crate::stored::MirroredRelease;
     use sha2::{Digest, Sha256};
 
     const MANAGER: Principal = Principal::from_slice(&[9; 10]);
@@ -1093,10 +1084,10 @@ mod request_tests {
     }
 
     /// Canister `n`, owned by `p(n + 100)`, running `release`.
-    fn register(n: u8, release: &ReleaseRef, policy: ApiPolicy) -> Principal {
+    fn register(n: u8, release: &ReleaseRef, policy: RecordPolicy) -> Principal {
         let id = Principal::from_slice(&[n, 0, 0, 0, 0, 0, 0, 0, 1, 1]);
         state::with_mut(|s| {
-            s.registry.put(UserCanister {
+            s.registry.put(RegistryRecord {
                 canister_id: id,
                 owner: p(n + 100),
                 recovery_principal: p(n + 150),
@@ -1130,7 +1121,7 @@ mod request_tests {
     fn only_the_canister_and_its_owner_may_ask() {
         let v1 = publish("1.0.0", true);
         publish("2.0.0", true);
-        let id = register(1, &v1, ApiPolicy::Auto);
+        let id = register(1, &v1, RecordPolicy::Auto);
         assert_eq!(
             ask(Principal::anonymous(), Some(id), Some("2.0.0")),
             Err(RequestUpgradeError::NotAuthorized)
@@ -1158,8 +1149,8 @@ mod request_tests {
         let v1 = publish("1.0.0", true);
         publish("2.0.0", false);
         publish("3.0.0", true);
-        let pinned = register(1, &v1, ApiPolicy::Pinned("1.0.0".into()));
-        let free = register(2, &v1, ApiPolicy::Auto);
+        let pinned = register(1, &v1, RecordPolicy::Pinned("1.0.0".into()));
+        let free = register(2, &v1, RecordPolicy::Auto);
         assert_eq!(
             ask(p(102), Some(free), Some("9.9.9")),
             Err(RequestUpgradeError::UnknownRelease {
@@ -1197,9 +1188,9 @@ mod request_tests {
         let v1 = publish("1.0.0", true);
         publish("2.0.0", true);
         publish("3.0.0", true);
-        let a = register(1, &v1, ApiPolicy::Auto);
-        let b = register(2, &v1, ApiPolicy::Manual);
-        let c = register(3, &v1, ApiPolicy::Auto);
+        let a = register(1, &v1, RecordPolicy::Auto);
+        let b = register(2, &v1, RecordPolicy::Manual);
+        let c = register(3, &v1, RecordPolicy::Auto);
         // The first request opens a rollout of its own, with this canister in it.
         assert_eq!(ask(p(101), Some(a), Some("2.0.0")), Ok(1));
         let first = status(1_000).expect("a rollout was opened");
@@ -1234,7 +1225,7 @@ mod request_tests {
     fn a_draining_manager_takes_no_request() {
         let v1 = publish("1.0.0", true);
         publish("2.0.0", true);
-        let a = register(1, &v1, ApiPolicy::Auto);
+        let a = register(1, &v1, RecordPolicy::Auto);
         drain(env(1_000));
         assert_eq!(
             ask(p(101), Some(a), Some("2.0.0")),

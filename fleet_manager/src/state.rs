@@ -9,9 +9,10 @@ use crate::chunk_store::MirrorState;
 use crate::memory::{self, Memory, Stored};
 use crate::rate_limit::CreationLimiter;
 use crate::registry::Registry;
+use crate::stored::{PipelineLogEntry, RateLimit, ReleaseRef, Settings};
 use candid::{CandidType, Principal};
-use fleet_api::manager::{ManagerInitArg, RateLimit, ReleaseRef, Settings};
-use fleet_api::rollout::{PipelineLogEntry, RolloutCounters};
+use fleet_api::manager::ManagerInitArg;
+use fleet_api::rollout::RolloutCounters;
 use ic_stable_structures::memory_manager::MemoryId;
 use ic_stable_structures::{StableBTreeMap, StableCell};
 use rollout_core::RolloutState;
@@ -151,7 +152,7 @@ impl State {
             settings.user_canister_cycles = cycles;
         }
         if let Some(limit) = arg.creation_limit {
-            settings.creation_limit = limit;
+            settings.creation_limit = limit.into();
         }
         self.creation_bucket.set(CreationLimiter::default());
         self.set_settings(settings);

@@ -1,0 +1,768 @@
+//! The manager's stored records: the shapes it writes to stable memory, kept apart from the
+//! wire types of its interface (`fleet_api`), so that the interface can change without
+//! changing what every manager has stored, and the reverse.
+//!
+//! Each type here is written with its format tag ([`StoredShape::TAG`]); a type that changes
+//! shape takes a new tag and reads its previous shape in [`StoredShape::from_older`]. The first
+//! shapes are those the wire types had when the manager stored them directly: same fields in
+//! the same order, same variants in the same order, same names. So values written by that
+//! layout (tag `0xC1` then postcard, or candid beginning with `DIDL`) decode unchanged.
+//!
+//! The conversions to and from the wire types destructure every field and match every variant:
+//! a field or variant added on either side stops this module from compiling until someone
+//! decides how it is stored. They are used where the interface is: endpoints, queries, metrics.
+
+use crate::memory::StoredShape;
+use candid::{CandidType, Principal};
+use fleet_api::manager as api;
+use fleet_api::rollout as api_rollout;
+use fleet_api::wire::Wire;
+use rollout_core::codec::COMPACT_V1;
+use rollout_core::{OpKind, Outcome};
+use serde::{Deserialize, Serialize};
+
+/// A release as the registry, the settings, the mirror and the snapshots refer to it.
+#[derive(
+    CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash,
+)]
+pub struct ReleaseRef {
+    pub version: String,
+    #[serde(with = "serde_bytes")]
+    pub sha256: Vec<u8>,
+}
+
+/// The creation rate limit: a token bucket of `capacity`, one token every
+/// `refill_period_secs` seconds.
+#[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    pub capacity: u32,
+    pub refill_period_secs: u64,
+}
+
+/// The manager's settings (memory 1).
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    pub user_canister_cycles: u128,
+    pub creation_limit: RateLimit,
+    pub default_release: Option<ReleaseRef>,
+    /// `None`: the interface's default reserve.
+    pub pipeline_cycles_reserve: Option<u128>,
+}
+
+/// Lifecycle of a registry record; the registry's status index keys on it.
+#[derive(
+    CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash,
+)]
+pub enum CanisterStatus {
+    Provisioning,
+    Active,
+    Upgrading,
+    Failed,
+    RolledBack,
+    Detached,
+}
+
+impl CanisterStatus {
+    pub const ALL: [CanisterStatus; 6] = [
+        CanisterStatus::Provisioning,
+        CanisterStatus::Active,
+        CanisterStatus::Upgrading,
+        CanisterStatus::Failed,
+        CanisterStatus::RolledBack,
+        CanisterStatus::Detached,
+    ];
+}
+
+/// How rollouts treat a registered canister.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum UpgradePolicy {
+    Auto,
+    Manual,
+    /// Kept on this version.
+    Pinned(String),
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum UpgradeOutcome {
+    Installed,
+    Adopted,
+    Upgraded,
+    Failed(String),
+    RolledBack(String),
+    Restored,
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct UpgradeEvent {
+    pub at_ns: u64,
+    pub from: Option<ReleaseRef>,
+    pub to: ReleaseRef,
+    pub outcome: UpgradeOutcome,
+}
+
+/// One registry record (memory 4).
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct RegistryRecord {
+    pub canister_id: Principal,
+    pub owner: Principal,
+    pub recovery_principal: Principal,
+    pub current_release: Option<ReleaseRef>,
+    pub policy: UpgradePolicy,
+    pub status: CanisterStatus,
+    pub last_error: Option<String>,
+    /// The last [`api::MAX_HISTORY`] upgrade events, oldest first.
+    pub history: Vec<UpgradeEvent>,
+    pub created_at_ns: u64,
+    pub updated_at_ns: u64,
+}
+
+/// A release mirrored into the IC chunk store (inside memory 8's `MirrorState`).
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct MirroredRelease {
+    pub release: ReleaseRef,
+    /// sha256 of each ≤ 1 MiB slice of the module, in order.
+    pub chunk_hashes: Vec<Vec<u8>>,
+}
+
+/// What the pipeline log records; outcomes and calls in the engine's own types.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum PipelineLogKind {
+    Started,
+    Left { outcome: Option<Outcome> },
+    Reissued { op: OpKind },
+}
+
+/// One pipeline log entry (memory 13).
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct PipelineLogEntry {
+    pub at: u64,
+    pub rollout_id: u64,
+    pub canister_id: Principal,
+    pub kind: PipelineLogKind,
+    /// `None` in entries written before timer ticks were numbered.
+    pub tick: Option<u64>,
+}
+
+impl StoredShape for Settings {
+    const TAG: u8 = COMPACT_V1;
+}
+
+impl StoredShape for RegistryRecord {
+    const TAG: u8 = COMPACT_V1;
+}
+
+impl StoredShape for PipelineLogEntry {
+    const TAG: u8 = COMPACT_V1;
+}
+
+impl StoredShape for crate::chunk_store::MirrorState {
+    const TAG: u8 = COMPACT_V1;
+}
+
+impl StoredShape for crate::state::FleetSnapshot {
+    const TAG: u8 = COMPACT_V1;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Conversions to and from the wire types
+// ---------------------------------------------------------------------------------------------
+
+impl From<api::ReleaseRef> for ReleaseRef {
+    fn from(r: api::ReleaseRef) -> Self {
+        let api::ReleaseRef { version, sha256 } = r;
+        ReleaseRef { version, sha256 }
+    }
+}
+
+impl From<ReleaseRef> for api::ReleaseRef {
+    fn from(r: ReleaseRef) -> Self {
+        let ReleaseRef { version, sha256 } = r;
+        api::ReleaseRef { version, sha256 }
+    }
+}
+
+impl From<api::RateLimit> for RateLimit {
+    fn from(l: api::RateLimit) -> Self {
+        let api::RateLimit {
+            capacity,
+            refill_period_secs,
+        } = l;
+        RateLimit {
+            capacity,
+            refill_period_secs,
+        }
+    }
+}
+
+impl From<RateLimit> for api::RateLimit {
+    fn from(l: RateLimit) -> Self {
+        let RateLimit {
+            capacity,
+            refill_period_secs,
+        } = l;
+        api::RateLimit {
+            capacity,
+            refill_period_secs,
+        }
+    }
+}
+
+impl From<api::Settings> for Settings {
+    fn from(s: api::Settings) -> Self {
+        let api::Settings {
+            user_canister_cycles,
+            creation_limit,
+            default_release,
+            pipeline_cycles_reserve,
+        } = s;
+        Settings {
+            user_canister_cycles,
+            creation_limit: creation_limit.into(),
+            default_release: default_release.map(Into::into),
+            pipeline_cycles_reserve,
+        }
+    }
+}
+
+impl From<Settings> for api::Settings {
+    fn from(s: Settings) -> Self {
+        let Settings {
+            user_canister_cycles,
+            creation_limit,
+            default_release,
+            pipeline_cycles_reserve,
+        } = s;
+        api::Settings {
+            user_canister_cycles,
+            creation_limit: creation_limit.into(),
+            default_release: default_release.map(Into::into),
+            pipeline_cycles_reserve,
+        }
+    }
+}
+
+impl From<api::CanisterStatus> for CanisterStatus {
+    fn from(s: api::CanisterStatus) -> Self {
+        use api::CanisterStatus as W;
+        match s {
+            W::Provisioning => CanisterStatus::Provisioning,
+            W::Active => CanisterStatus::Active,
+            W::Upgrading => CanisterStatus::Upgrading,
+            W::Failed => CanisterStatus::Failed,
+            W::RolledBack => CanisterStatus::RolledBack,
+            W::Detached => CanisterStatus::Detached,
+        }
+    }
+}
+
+impl From<CanisterStatus> for api::CanisterStatus {
+    fn from(s: CanisterStatus) -> Self {
+        use api::CanisterStatus as W;
+        match s {
+            CanisterStatus::Provisioning => W::Provisioning,
+            CanisterStatus::Active => W::Active,
+            CanisterStatus::Upgrading => W::Upgrading,
+            CanisterStatus::Failed => W::Failed,
+            CanisterStatus::RolledBack => W::RolledBack,
+            CanisterStatus::Detached => W::Detached,
+        }
+    }
+}
+
+impl From<api::UpgradePolicy> for UpgradePolicy {
+    fn from(p: api::UpgradePolicy) -> Self {
+        match p {
+            api::UpgradePolicy::Auto => UpgradePolicy::Auto,
+            api::UpgradePolicy::Manual => UpgradePolicy::Manual,
+            api::UpgradePolicy::Pinned(version) => UpgradePolicy::Pinned(version),
+        }
+    }
+}
+
+impl From<UpgradePolicy> for api::UpgradePolicy {
+    fn from(p: UpgradePolicy) -> Self {
+        match p {
+            UpgradePolicy::Auto => api::UpgradePolicy::Auto,
+            UpgradePolicy::Manual => api::UpgradePolicy::Manual,
+            UpgradePolicy::Pinned(version) => api::UpgradePolicy::Pinned(version),
+        }
+    }
+}
+
+impl From<api::UpgradeOutcome> for UpgradeOutcome {
+    fn from(o: api::UpgradeOutcome) -> Self {
+        use api::UpgradeOutcome as W;
+        match o {
+            W::Installed => UpgradeOutcome::Installed,
+            W::Adopted => UpgradeOutcome::Adopted,
+            W::Upgraded => UpgradeOutcome::Upgraded,
+            W::Failed(why) => UpgradeOutcome::Failed(why),
+            W::RolledBack(why) => UpgradeOutcome::RolledBack(why),
+            W::Restored => UpgradeOutcome::Restored,
+        }
+    }
+}
+
+impl From<UpgradeOutcome> for api::UpgradeOutcome {
+    fn from(o: UpgradeOutcome) -> Self {
+        use api::UpgradeOutcome as W;
+        match o {
+            UpgradeOutcome::Installed => W::Installed,
+            UpgradeOutcome::Adopted => W::Adopted,
+            UpgradeOutcome::Upgraded => W::Upgraded,
+            UpgradeOutcome::Failed(why) => W::Failed(why),
+            UpgradeOutcome::RolledBack(why) => W::RolledBack(why),
+            UpgradeOutcome::Restored => W::Restored,
+        }
+    }
+}
+
+impl From<api::UpgradeEvent> for UpgradeEvent {
+    fn from(e: api::UpgradeEvent) -> Self {
+        let api::UpgradeEvent {
+            at_ns,
+            from,
+            to,
+            outcome,
+        } = e;
+        UpgradeEvent {
+            at_ns,
+            from: from.map(Into::into),
+            to: to.into(),
+            outcome: outcome.into(),
+        }
+    }
+}
+
+impl From<UpgradeEvent> for api::UpgradeEvent {
+    fn from(e: UpgradeEvent) -> Self {
+        let UpgradeEvent {
+            at_ns,
+            from,
+            to,
+            outcome,
+        } = e;
+        api::UpgradeEvent {
+            at_ns,
+            from: from.map(Into::into),
+            to: to.into(),
+            outcome: outcome.into(),
+        }
+    }
+}
+
+impl From<api::UserCanister> for RegistryRecord {
+    fn from(c: api::UserCanister) -> Self {
+        let api::UserCanister {
+            canister_id,
+            owner,
+            recovery_principal,
+            current_release,
+            policy,
+            status,
+            last_error,
+            history,
+            created_at_ns,
+            updated_at_ns,
+        } = c;
+        RegistryRecord {
+            canister_id,
+            owner,
+            recovery_principal,
+            current_release: current_release.map(Into::into),
+            policy: policy.into(),
+            status: status.into(),
+            last_error,
+            history: history.into_iter().map(Into::into).collect(),
+            created_at_ns,
+            updated_at_ns,
+        }
+    }
+}
+
+impl From<RegistryRecord> for api::UserCanister {
+    fn from(c: RegistryRecord) -> Self {
+        let RegistryRecord {
+            canister_id,
+            owner,
+            recovery_principal,
+            current_release,
+            policy,
+            status,
+            last_error,
+            history,
+            created_at_ns,
+            updated_at_ns,
+        } = c;
+        api::UserCanister {
+            canister_id,
+            owner,
+            recovery_principal,
+            current_release: current_release.map(Into::into),
+            policy: policy.into(),
+            status: status.into(),
+            last_error,
+            history: history.into_iter().map(Into::into).collect(),
+            created_at_ns,
+            updated_at_ns,
+        }
+    }
+}
+
+impl From<api::MirroredRelease> for MirroredRelease {
+    fn from(m: api::MirroredRelease) -> Self {
+        let api::MirroredRelease {
+            release,
+            chunk_hashes,
+        } = m;
+        MirroredRelease {
+            release: release.into(),
+            chunk_hashes,
+        }
+    }
+}
+
+impl From<MirroredRelease> for api::MirroredRelease {
+    fn from(m: MirroredRelease) -> Self {
+        let MirroredRelease {
+            release,
+            chunk_hashes,
+        } = m;
+        api::MirroredRelease {
+            release: release.into(),
+            chunk_hashes,
+        }
+    }
+}
+
+/// The engine's outcome of a wire one (`fleet_api::wire` maps the other way).
+fn engine_outcome(o: api_rollout::Outcome) -> Outcome {
+    use api_rollout::Outcome as W;
+    match o {
+        W::Done => Outcome::Done,
+        W::Restored => Outcome::Restored,
+        W::RolledBack => Outcome::RolledBack,
+        W::Failed => Outcome::Failed,
+        W::Skipped => Outcome::Skipped,
+        W::Cancelled => Outcome::Cancelled,
+        W::Deferred => Outcome::Deferred,
+    }
+}
+
+/// The engine's call of a wire one (`fleet_api::wire` maps the other way).
+fn engine_op(op: api_rollout::OpKind) -> OpKind {
+    use api_rollout::OpKind as W;
+    match op {
+        W::CanisterStatus => OpKind::CanisterStatus,
+        W::TopUp => OpKind::TopUp,
+        W::Stop => OpKind::Stop,
+        W::Start => OpKind::Start,
+        W::TakeSnapshot => OpKind::TakeSnapshot,
+        W::InstallChunked => OpKind::InstallChunked,
+        W::HealthCheck => OpKind::HealthCheck,
+        W::LoadSnapshot => OpKind::LoadSnapshot,
+        W::DeleteSnapshot => OpKind::DeleteSnapshot,
+    }
+}
+
+impl From<api_rollout::PipelineLogKind> for PipelineLogKind {
+    fn from(k: api_rollout::PipelineLogKind) -> Self {
+        use api_rollout::PipelineLogKind as W;
+        match k {
+            W::Started => PipelineLogKind::Started,
+            W::Left { outcome } => PipelineLogKind::Left {
+                outcome: outcome.map(engine_outcome),
+            },
+            W::Reissued { op } => PipelineLogKind::Reissued { op: engine_op(op) },
+        }
+    }
+}
+
+impl From<PipelineLogKind> for api_rollout::PipelineLogKind {
+    fn from(k: PipelineLogKind) -> Self {
+        use api_rollout::PipelineLogKind as W;
+        match k {
+            PipelineLogKind::Started => W::Started,
+            PipelineLogKind::Left { outcome } => W::Left {
+                outcome: outcome.wire(),
+            },
+            PipelineLogKind::Reissued { op } => W::Reissued { op: op.wire() },
+        }
+    }
+}
+
+impl From<api_rollout::PipelineLogEntry> for PipelineLogEntry {
+    fn from(e: api_rollout::PipelineLogEntry) -> Self {
+        let api_rollout::PipelineLogEntry {
+            at,
+            rollout_id,
+            canister_id,
+            kind,
+            tick,
+        } = e;
+        PipelineLogEntry {
+            at,
+            rollout_id,
+            canister_id,
+            kind: kind.into(),
+            tick,
+        }
+    }
+}
+
+impl From<PipelineLogEntry> for api_rollout::PipelineLogEntry {
+    fn from(e: PipelineLogEntry) -> Self {
+        let PipelineLogEntry {
+            at,
+            rollout_id,
+            canister_id,
+            kind,
+            tick,
+        } = e;
+        api_rollout::PipelineLogEntry {
+            at,
+            rollout_id,
+            canister_id,
+            kind: kind.into(),
+            tick,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chunk_store::MirrorState;
+    use crate::memory::Stored;
+    use crate::state::FleetSnapshot;
+    use ic_stable_structures::Storable;
+    use std::borrow::Cow;
+    use std::fmt::Debug;
+
+    fn p(n: u8) -> Principal {
+        Principal::from_slice(&[n; 29])
+    }
+
+    fn release(n: u8) -> api::ReleaseRef {
+        api::ReleaseRef {
+            version: format!("1.{n}.0"),
+            sha256: vec![n; 32],
+        }
+    }
+
+    /// Bytes written by the earlier layout, which stored `wire` itself: compact (tag `0xC1`,
+    /// then postcard) and candid. Both decode to `expected`, and the stored type writes the
+    /// same compact bytes again.
+    fn reads_bytes_of_the_wire_layout<W, S>(wire: &W, expected: &S)
+    where
+        W: Serialize + CandidType,
+        S: StoredShape + Clone + PartialEq + Debug,
+    {
+        let compact = rollout_core::codec::encode(wire);
+        assert_eq!(compact[0], COMPACT_V1);
+        assert_eq!(
+            &Stored::<S>::from_bytes(Cow::Borrowed(&compact)).0,
+            expected
+        );
+        assert_eq!(Stored(expected.clone()).to_bytes().as_ref(), &compact[..]);
+        let candid = candid::encode_one(wire).expect("candid");
+        assert_eq!(&Stored::<S>::from_bytes(Cow::Owned(candid)).0, expected);
+    }
+
+    fn settings() -> Vec<api::Settings> {
+        vec![
+            api::Settings {
+                user_canister_cycles: 1_000_000_000_000,
+                creation_limit: api::RateLimit {
+                    capacity: 10,
+                    refill_period_secs: 6,
+                },
+                default_release: None,
+                pipeline_cycles_reserve: None,
+            },
+            api::Settings {
+                user_canister_cycles: u128::MAX,
+                creation_limit: api::RateLimit {
+                    capacity: 1,
+                    refill_period_secs: u64::MAX,
+                },
+                default_release: Some(release(3)),
+                pipeline_cycles_reserve: Some(20_000_000_000),
+            },
+        ]
+    }
+
+    /// A record per status and per policy, with every upgrade outcome in its history.
+    fn records() -> Vec<api::UserCanister> {
+        let outcomes = [
+            api::UpgradeOutcome::Installed,
+            api::UpgradeOutcome::Adopted,
+            api::UpgradeOutcome::Upgraded,
+            api::UpgradeOutcome::Failed("unhealthy".into()),
+            api::UpgradeOutcome::RolledBack("trapped".into()),
+            api::UpgradeOutcome::Restored,
+        ];
+        let history: Vec<api::UpgradeEvent> = outcomes
+            .into_iter()
+            .enumerate()
+            .map(|(n, outcome)| api::UpgradeEvent {
+                at_ns: n as u64 * 1_000,
+                from: (n > 0).then(|| release(n as u8)),
+                to: release(n as u8 + 1),
+                outcome,
+            })
+            .collect();
+        let policies = [
+            api::UpgradePolicy::Auto,
+            api::UpgradePolicy::Manual,
+            api::UpgradePolicy::Pinned("1.2.0".into()),
+        ];
+        api::CanisterStatus::ALL
+            .into_iter()
+            .enumerate()
+            .map(|(n, status)| api::UserCanister {
+                canister_id: Principal::from_slice(&[n as u8, 0, 0, 0, 0, 0, 0, 0, 1, 1]),
+                owner: p(n as u8),
+                recovery_principal: p(100 + n as u8),
+                current_release: (n % 2 == 0).then(|| release(n as u8)),
+                policy: policies[n % policies.len()].clone(),
+                status,
+                last_error: (n % 3 == 0).then(|| format!("error {n}")),
+                history: history[..n].to_vec(),
+                created_at_ns: 1_700_000_000_000_000_000 + n as u64,
+                updated_at_ns: u64::MAX - n as u64,
+            })
+            .collect()
+    }
+
+    fn log_entries() -> Vec<api_rollout::PipelineLogEntry> {
+        use api_rollout::{OpKind as Op, Outcome as O, PipelineLogKind as K};
+        let mut kinds = vec![K::Started, K::Left { outcome: None }];
+        kinds.extend(
+            [
+                O::Done,
+                O::Restored,
+                O::RolledBack,
+                O::Failed,
+                O::Skipped,
+                O::Cancelled,
+                O::Deferred,
+            ]
+            .map(|o| K::Left { outcome: Some(o) }),
+        );
+        kinds.extend(
+            [
+                Op::CanisterStatus,
+                Op::TopUp,
+                Op::Stop,
+                Op::Start,
+                Op::TakeSnapshot,
+                Op::InstallChunked,
+                Op::HealthCheck,
+                Op::LoadSnapshot,
+                Op::DeleteSnapshot,
+            ]
+            .map(|op| K::Reissued { op }),
+        );
+        kinds
+            .into_iter()
+            .enumerate()
+            .map(|(n, kind)| api_rollout::PipelineLogEntry {
+                at: 1_700_000_000_000_000_000 + n as u64,
+                rollout_id: n as u64 / 3,
+                canister_id: p(n as u8),
+                kind,
+                tick: (n % 2 == 1).then_some(n as u64),
+            })
+            .collect()
+    }
+
+    fn mirrored() -> Vec<api::MirroredRelease> {
+        (1..4)
+            .map(|n| api::MirroredRelease {
+                release: release(n),
+                chunk_hashes: (0..n).map(|c| vec![c; 32]).collect(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn wire_values_round_trip_through_their_stored_records() {
+        fn round_trip<W, S>(values: Vec<W>)
+        where
+            W: Clone + PartialEq + Debug + From<S>,
+            S: From<W>,
+        {
+            for w in values {
+                assert_eq!(W::from(S::from(w.clone())), w);
+            }
+        }
+        round_trip::<_, Settings>(settings());
+        round_trip::<_, RegistryRecord>(records());
+        round_trip::<_, MirroredRelease>(mirrored());
+        round_trip::<_, PipelineLogEntry>(log_entries());
+    }
+
+    #[test]
+    fn settings_written_by_the_wire_layout_are_read() {
+        for wire in settings() {
+            reads_bytes_of_the_wire_layout(&wire, &Settings::from(wire.clone()));
+        }
+    }
+
+    #[test]
+    fn registry_records_written_by_the_wire_layout_are_read() {
+        for wire in records() {
+            reads_bytes_of_the_wire_layout(&wire, &RegistryRecord::from(wire.clone()));
+        }
+    }
+
+    #[test]
+    fn pipeline_log_entries_written_by_the_wire_layout_are_read() {
+        for wire in log_entries() {
+            reads_bytes_of_the_wire_layout(&wire, &PipelineLogEntry::from(wire.clone()));
+        }
+    }
+
+    #[test]
+    fn a_mirror_state_written_with_wire_releases_is_read() {
+        /// The mirror state as the earlier layout stored it.
+        #[derive(CandidType, Serialize)]
+        struct WireMirrorState {
+            stored: Vec<Vec<u8>>,
+            releases: Vec<api::MirroredRelease>,
+        }
+        for releases in [vec![], mirrored()] {
+            let stored: Vec<Vec<u8>> = (0..releases.len() as u8).map(|c| vec![c; 32]).collect();
+            let expected = MirrorState {
+                stored: stored.clone(),
+                releases: releases.iter().cloned().map(Into::into).collect(),
+            };
+            reads_bytes_of_the_wire_layout(&WireMirrorState { stored, releases }, &expected);
+        }
+    }
+
+    #[test]
+    fn a_fleet_snapshot_written_with_a_wire_release_is_read() {
+        /// The snapshot as the earlier layout stored it.
+        #[derive(CandidType, Serialize)]
+        struct WireFleetSnapshot {
+            id: Vec<u8>,
+            release: Option<api::ReleaseRef>,
+            taken_at_ns: u64,
+        }
+        for release in [None, Some(release(7))] {
+            let expected = FleetSnapshot {
+                id: vec![0, 0, 0, 1, 2],
+                release: release.clone().map(Into::into),
+                taken_at_ns: 1_700_000_000_000_000_000,
+            };
+            let wire = WireFleetSnapshot {
+                id: expected.id.clone(),
+                release,
+                taken_at_ns: expected.taken_at_ns,
+            };
+            reads_bytes_of_the_wire_layout(&wire, &expected);
+        }
+    }
+}
