@@ -16,7 +16,6 @@ use crate::memory::StoredShape;
 use candid::{CandidType, Principal};
 use fleet_api::manager as api;
 use fleet_api::rollout as api_rollout;
-use fleet_api::wire::Wire;
 use rollout_core::codec::COMPACT_V1;
 use rollout_core::{OpKind, Outcome};
 use serde::{Deserialize, Serialize};
@@ -167,366 +166,161 @@ impl StoredShape for crate::state::FleetSnapshot {
 // Conversions to and from the wire types
 // ---------------------------------------------------------------------------------------------
 
-impl From<api::ReleaseRef> for ReleaseRef {
-    fn from(r: api::ReleaseRef) -> Self {
-        let api::ReleaseRef { version, sha256 } = r;
-        ReleaseRef { version, sha256 }
-    }
+/// A value's counterpart on the other side of the storage seam: field types convert one by
+/// one, and `Option`s and `Vec`s element by element.
+trait Convert<T> {
+    fn convert(self) -> T;
 }
 
-impl From<ReleaseRef> for api::ReleaseRef {
-    fn from(r: ReleaseRef) -> Self {
-        let ReleaseRef { version, sha256 } = r;
-        api::ReleaseRef { version, sha256 }
-    }
-}
-
-impl From<api::RateLimit> for RateLimit {
-    fn from(l: api::RateLimit) -> Self {
-        let api::RateLimit {
-            capacity,
-            refill_period_secs,
-        } = l;
-        RateLimit {
-            capacity,
-            refill_period_secs,
+macro_rules! same {
+    ($($t:ty),*) => {$(
+        impl Convert<$t> for $t {
+            fn convert(self) -> $t {
+                self
+            }
         }
+    )*};
+}
+same!(u8, u32, u64, u128, String, Principal);
+
+impl<A: Convert<B>, B> Convert<Option<B>> for Option<A> {
+    fn convert(self) -> Option<B> {
+        self.map(Convert::convert)
     }
 }
 
-impl From<RateLimit> for api::RateLimit {
-    fn from(l: RateLimit) -> Self {
-        let RateLimit {
-            capacity,
-            refill_period_secs,
-        } = l;
-        api::RateLimit {
-            capacity,
-            refill_period_secs,
+impl<A: Convert<B>, B> Convert<Vec<B>> for Vec<A> {
+    fn convert(self) -> Vec<B> {
+        self.into_iter().map(Convert::convert).collect()
+    }
+}
+
+/// `Convert` both ways between `$a` and `$b`.
+macro_rules! both_ways {
+    ($a:ty, $b:ty, |$x:ident| $to_b:expr, |$y:ident| $to_a:expr) => {
+        impl Convert<$b> for $a {
+            fn convert(self) -> $b {
+                let $x = self;
+                $to_b
+            }
         }
-    }
-}
-
-impl From<api::Settings> for Settings {
-    fn from(s: api::Settings) -> Self {
-        let api::Settings {
-            user_canister_cycles,
-            creation_limit,
-            default_release,
-            pipeline_cycles_reserve,
-        } = s;
-        Settings {
-            user_canister_cycles,
-            creation_limit: creation_limit.into(),
-            default_release: default_release.map(Into::into),
-            pipeline_cycles_reserve,
+        impl Convert<$a> for $b {
+            fn convert(self) -> $a {
+                let $y = self;
+                $to_a
+            }
         }
-    }
+    };
 }
 
-impl From<Settings> for api::Settings {
-    fn from(s: Settings) -> Self {
-        let Settings {
-            user_canister_cycles,
-            creation_limit,
-            default_release,
-            pipeline_cycles_reserve,
-        } = s;
-        api::Settings {
-            user_canister_cycles,
-            creation_limit: creation_limit.into(),
-            default_release: default_release.map(Into::into),
-            pipeline_cycles_reserve,
+/// `From` both ways, for the conversions the endpoints make.
+macro_rules! from_both_ways {
+    ($($a:ty => $b:ty),* $(,)?) => {$(
+        impl From<$a> for $b {
+            fn from(x: $a) -> $b {
+                x.convert()
+            }
         }
-    }
-}
-
-impl From<api::CanisterStatus> for CanisterStatus {
-    fn from(s: api::CanisterStatus) -> Self {
-        use api::CanisterStatus as W;
-        match s {
-            W::Provisioning => CanisterStatus::Provisioning,
-            W::Active => CanisterStatus::Active,
-            W::Upgrading => CanisterStatus::Upgrading,
-            W::Failed => CanisterStatus::Failed,
-            W::RolledBack => CanisterStatus::RolledBack,
-            W::Detached => CanisterStatus::Detached,
+        impl From<$b> for $a {
+            fn from(y: $b) -> $a {
+                y.convert()
+            }
         }
-    }
+    )*};
 }
 
-impl From<CanisterStatus> for api::CanisterStatus {
-    fn from(s: CanisterStatus) -> Self {
-        use api::CanisterStatus as W;
-        match s {
-            CanisterStatus::Provisioning => W::Provisioning,
-            CanisterStatus::Active => W::Active,
-            CanisterStatus::Upgrading => W::Upgrading,
-            CanisterStatus::Failed => W::Failed,
-            CanisterStatus::RolledBack => W::RolledBack,
-            CanisterStatus::Detached => W::Detached,
-        }
-    }
-}
-
-impl From<api::UpgradePolicy> for UpgradePolicy {
-    fn from(p: api::UpgradePolicy) -> Self {
-        match p {
-            api::UpgradePolicy::Auto => UpgradePolicy::Auto,
-            api::UpgradePolicy::Manual => UpgradePolicy::Manual,
-            api::UpgradePolicy::Pinned(version) => UpgradePolicy::Pinned(version),
-        }
-    }
-}
-
-impl From<UpgradePolicy> for api::UpgradePolicy {
-    fn from(p: UpgradePolicy) -> Self {
-        match p {
-            UpgradePolicy::Auto => api::UpgradePolicy::Auto,
-            UpgradePolicy::Manual => api::UpgradePolicy::Manual,
-            UpgradePolicy::Pinned(version) => api::UpgradePolicy::Pinned(version),
-        }
-    }
-}
-
-impl From<api::UpgradeOutcome> for UpgradeOutcome {
-    fn from(o: api::UpgradeOutcome) -> Self {
-        use api::UpgradeOutcome as W;
-        match o {
-            W::Installed => UpgradeOutcome::Installed,
-            W::Adopted => UpgradeOutcome::Adopted,
-            W::Upgraded => UpgradeOutcome::Upgraded,
-            W::Failed(why) => UpgradeOutcome::Failed(why),
-            W::RolledBack(why) => UpgradeOutcome::RolledBack(why),
-            W::Restored => UpgradeOutcome::Restored,
-        }
-    }
-}
-
-impl From<UpgradeOutcome> for api::UpgradeOutcome {
-    fn from(o: UpgradeOutcome) -> Self {
-        use api::UpgradeOutcome as W;
-        match o {
-            UpgradeOutcome::Installed => W::Installed,
-            UpgradeOutcome::Adopted => W::Adopted,
-            UpgradeOutcome::Upgraded => W::Upgraded,
-            UpgradeOutcome::Failed(why) => W::Failed(why),
-            UpgradeOutcome::RolledBack(why) => W::RolledBack(why),
-            UpgradeOutcome::Restored => W::Restored,
-        }
-    }
-}
-
-impl From<api::UpgradeEvent> for UpgradeEvent {
-    fn from(e: api::UpgradeEvent) -> Self {
-        let api::UpgradeEvent {
-            at_ns,
-            from,
-            to,
-            outcome,
-        } = e;
-        UpgradeEvent {
-            at_ns,
-            from: from.map(Into::into),
-            to: to.into(),
-            outcome: outcome.into(),
-        }
-    }
-}
-
-impl From<UpgradeEvent> for api::UpgradeEvent {
-    fn from(e: UpgradeEvent) -> Self {
-        let UpgradeEvent {
-            at_ns,
-            from,
-            to,
-            outcome,
-        } = e;
-        api::UpgradeEvent {
-            at_ns,
-            from: from.map(Into::into),
-            to: to.into(),
-            outcome: outcome.into(),
-        }
-    }
-}
-
-impl From<api::UserCanister> for RegistryRecord {
-    fn from(c: api::UserCanister) -> Self {
-        let api::UserCanister {
-            canister_id,
-            owner,
-            recovery_principal,
-            current_release,
-            policy,
-            status,
-            last_error,
-            history,
-            created_at_ns,
-            updated_at_ns,
-        } = c;
-        RegistryRecord {
-            canister_id,
-            owner,
-            recovery_principal,
-            current_release: current_release.map(Into::into),
-            policy: policy.into(),
-            status: status.into(),
-            last_error,
-            history: history.into_iter().map(Into::into).collect(),
-            created_at_ns,
-            updated_at_ns,
-        }
-    }
-}
-
-impl From<RegistryRecord> for api::UserCanister {
-    fn from(c: RegistryRecord) -> Self {
-        let RegistryRecord {
-            canister_id,
-            owner,
-            recovery_principal,
-            current_release,
-            policy,
-            status,
-            last_error,
-            history,
-            created_at_ns,
-            updated_at_ns,
-        } = c;
-        api::UserCanister {
-            canister_id,
-            owner,
-            recovery_principal,
-            current_release: current_release.map(Into::into),
-            policy: policy.into(),
-            status: status.into(),
-            last_error,
-            history: history.into_iter().map(Into::into).collect(),
-            created_at_ns,
-            updated_at_ns,
-        }
-    }
-}
-
-impl From<api::MirroredRelease> for MirroredRelease {
-    fn from(m: api::MirroredRelease) -> Self {
-        let api::MirroredRelease {
-            release,
-            chunk_hashes,
-        } = m;
-        MirroredRelease {
-            release: release.into(),
-            chunk_hashes,
-        }
-    }
-}
-
-impl From<MirroredRelease> for api::MirroredRelease {
-    fn from(m: MirroredRelease) -> Self {
-        let MirroredRelease {
-            release,
-            chunk_hashes,
-        } = m;
-        api::MirroredRelease {
-            release: release.into(),
-            chunk_hashes,
-        }
-    }
-}
-
-/// The engine's outcome of a wire one (`fleet_api::wire` maps the other way).
-fn engine_outcome(o: api_rollout::Outcome) -> Outcome {
-    use api_rollout::Outcome as W;
-    match o {
-        W::Done => Outcome::Done,
-        W::Restored => Outcome::Restored,
-        W::RolledBack => Outcome::RolledBack,
-        W::Failed => Outcome::Failed,
-        W::Skipped => Outcome::Skipped,
-        W::Cancelled => Outcome::Cancelled,
-        W::Deferred => Outcome::Deferred,
-    }
-}
-
-/// The engine's call of a wire one (`fleet_api::wire` maps the other way).
-fn engine_op(op: api_rollout::OpKind) -> OpKind {
-    use api_rollout::OpKind as W;
-    match op {
-        W::CanisterStatus => OpKind::CanisterStatus,
-        W::TopUp => OpKind::TopUp,
-        W::Stop => OpKind::Stop,
-        W::Start => OpKind::Start,
-        W::TakeSnapshot => OpKind::TakeSnapshot,
-        W::InstallChunked => OpKind::InstallChunked,
-        W::HealthCheck => OpKind::HealthCheck,
-        W::LoadSnapshot => OpKind::LoadSnapshot,
-        W::DeleteSnapshot => OpKind::DeleteSnapshot,
-    }
-}
-
-impl From<api_rollout::PipelineLogKind> for PipelineLogKind {
-    fn from(k: api_rollout::PipelineLogKind) -> Self {
-        use api_rollout::PipelineLogKind as W;
-        match k {
-            W::Started => PipelineLogKind::Started,
-            W::Left { outcome } => PipelineLogKind::Left {
-                outcome: outcome.map(engine_outcome),
+/// Structs mapped field by field, destructured so that a field added on either side does not
+/// compile until it is mapped.
+macro_rules! structs {
+    ($($a:ident::$at:ident <=> $b:ident::$bt:ident { $($f:ident),* $(,)? })*) => {$(
+        both_ways!(
+            $a::$at,
+            $b::$bt,
+            |x| {
+                let $a::$at { $($f),* } = x;
+                $b::$bt { $($f: $f.convert()),* }
             },
-            W::Reissued { op } => PipelineLogKind::Reissued { op: engine_op(op) },
-        }
-    }
+            |y| {
+                let $b::$bt { $($f),* } = y;
+                $a::$at { $($f: $f.convert()),* }
+            }
+        );
+    )*};
 }
 
-impl From<PipelineLogKind> for api_rollout::PipelineLogKind {
-    fn from(k: PipelineLogKind) -> Self {
-        use api_rollout::PipelineLogKind as W;
-        match k {
-            PipelineLogKind::Started => W::Started,
-            PipelineLogKind::Left { outcome } => W::Left {
-                outcome: outcome.wire(),
+/// Enums mapped variant by variant (unit, one-field tuple or struct-like variants).
+macro_rules! enums {
+    ($($a:ident::$at:ident <=> $b:ident::$bt:ident {
+        $($v:ident $(($t:ident))? $({ $($f:ident),* })?),* $(,)?
+    })*) => {$(
+        both_ways!(
+            $a::$at,
+            $b::$bt,
+            |x| match x {
+                $($a::$at::$v $(($t))? $({ $($f),* })? =>
+                    $b::$bt::$v $(($t.convert()))? $({ $($f: $f.convert()),* })?,)*
             },
-            PipelineLogKind::Reissued { op } => W::Reissued { op: op.wire() },
-        }
+            |y| match y {
+                $($b::$bt::$v $(($t))? $({ $($f),* })? =>
+                    $a::$at::$v $(($t.convert()))? $({ $($f: $f.convert()),* })?,)*
+            }
+        );
+    )*};
+}
+
+// This module and the engine, for the macros' `module::Type` paths.
+use crate::stored;
+use rollout_core as eng;
+
+structs! {
+    stored::ReleaseRef <=> api::ReleaseRef { version, sha256 }
+    stored::RateLimit <=> api::RateLimit { capacity, refill_period_secs }
+    stored::Settings <=> api::Settings {
+        user_canister_cycles, creation_limit, default_release, pipeline_cycles_reserve,
+    }
+    stored::UpgradeEvent <=> api::UpgradeEvent { at_ns, from, to, outcome }
+    stored::RegistryRecord <=> api::UserCanister {
+        canister_id, owner, recovery_principal, current_release, policy, status, last_error,
+        history, created_at_ns, updated_at_ns,
+    }
+    stored::MirroredRelease <=> api::MirroredRelease { release, chunk_hashes }
+    stored::PipelineLogEntry <=> api_rollout::PipelineLogEntry {
+        at, rollout_id, canister_id, kind, tick,
     }
 }
 
-impl From<api_rollout::PipelineLogEntry> for PipelineLogEntry {
-    fn from(e: api_rollout::PipelineLogEntry) -> Self {
-        let api_rollout::PipelineLogEntry {
-            at,
-            rollout_id,
-            canister_id,
-            kind,
-            tick,
-        } = e;
-        PipelineLogEntry {
-            at,
-            rollout_id,
-            canister_id,
-            kind: kind.into(),
-            tick,
-        }
+enums! {
+    stored::CanisterStatus <=> api::CanisterStatus {
+        Provisioning, Active, Upgrading, Failed, RolledBack, Detached,
+    }
+    stored::UpgradePolicy <=> api::UpgradePolicy { Auto, Manual, Pinned(version) }
+    stored::UpgradeOutcome <=> api::UpgradeOutcome {
+        Installed, Adopted, Upgraded, Failed(why), RolledBack(why), Restored,
+    }
+    stored::PipelineLogKind <=> api_rollout::PipelineLogKind {
+        Started, Left { outcome }, Reissued { op },
+    }
+    eng::Outcome <=> api_rollout::Outcome {
+        Done, Restored, RolledBack, Failed, Skipped, Cancelled, Deferred,
+    }
+    eng::OpKind <=> api_rollout::OpKind {
+        CanisterStatus, TopUp, Stop, Start, TakeSnapshot, InstallChunked, HealthCheck,
+        LoadSnapshot, DeleteSnapshot,
     }
 }
 
-impl From<PipelineLogEntry> for api_rollout::PipelineLogEntry {
-    fn from(e: PipelineLogEntry) -> Self {
-        let PipelineLogEntry {
-            at,
-            rollout_id,
-            canister_id,
-            kind,
-            tick,
-        } = e;
-        api_rollout::PipelineLogEntry {
-            at,
-            rollout_id,
-            canister_id,
-            kind: kind.into(),
-            tick,
-        }
-    }
+from_both_ways! {
+    ReleaseRef => api::ReleaseRef,
+    RateLimit => api::RateLimit,
+    Settings => api::Settings,
+    CanisterStatus => api::CanisterStatus,
+    UpgradePolicy => api::UpgradePolicy,
+    UpgradeOutcome => api::UpgradeOutcome,
+    UpgradeEvent => api::UpgradeEvent,
+    RegistryRecord => api::UserCanister,
+    MirroredRelease => api::MirroredRelease,
+    PipelineLogKind => api_rollout::PipelineLogKind,
+    PipelineLogEntry => api_rollout::PipelineLogEntry,
 }
 
 #[cfg(test)]
