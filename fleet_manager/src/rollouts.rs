@@ -1024,21 +1024,21 @@ mod tests {
     }
 }
 
-/// The owner's upgrade request, decided natively: registry, releases, chunk-store mirror and the
-/// rollout engine in stable memory (`VectorMemory` off wasm), the IC given as an [`Env`].
+/// A fleet in the heap-backed stable memory (`VectorMemory` off wasm): published releases,
+/// their chunk-store mirror and registered canisters, and the [`Env`] the shell would pass.
 #[cfg(test)]
-mod request_tests {
+mod fixtures {
     use super::*;
     use crate::stored::MirroredRelease;
     use sha2::{Digest, Sha256};
 
-    const MANAGER: Principal = Principal::from_slice(&[9; 10]);
+    pub const MANAGER: Principal = Principal::from_slice(&[9; 10]);
 
-    fn p(n: u8) -> Principal {
+    pub fn p(n: u8) -> Principal {
         Principal::from_slice(&[n; 29])
     }
 
-    fn env(now: u64) -> Env {
+    pub fn env(now: u64) -> Env {
         Env {
             now,
             manager: MANAGER,
@@ -1048,7 +1048,7 @@ mod request_tests {
 
     /// Publishes `version` (a distinct minimal module) and, when `mirrored`, records it as in
     /// the chunk store.
-    fn publish(version: &str, mirrored: bool) -> ReleaseRef {
+    pub fn publish(version: &str, mirrored: bool) -> ReleaseRef {
         let module = [b"\0asm\x01\0\0\0".as_slice(), version.as_bytes()].concat();
         let sha = Sha256::digest(&module).to_vec();
         state::with_mut(|s| {
@@ -1084,7 +1084,7 @@ mod request_tests {
     }
 
     /// Canister `n`, owned by `p(n + 100)`, running `release`.
-    fn register(n: u8, release: &ReleaseRef, policy: RecordPolicy) -> Principal {
+    pub fn register(n: u8, release: &ReleaseRef, policy: RecordPolicy) -> Principal {
         let id = Principal::from_slice(&[n, 0, 0, 0, 0, 0, 0, 0, 1, 1]);
         state::with_mut(|s| {
             s.registry.put(RegistryRecord {
@@ -1102,6 +1102,14 @@ mod request_tests {
         });
         id
     }
+}
+
+/// The owner's upgrade request, decided natively: registry, releases, chunk-store mirror and the
+/// rollout engine in stable memory (`VectorMemory` off wasm), the IC given as an [`Env`].
+#[cfg(test)]
+mod request_tests {
+    use super::fixtures::*;
+    use super::*;
 
     fn ask(
         caller: Principal,
@@ -1234,5 +1242,546 @@ mod request_tests {
         assert!(no_rollout());
         end_drain(env(1_000));
         assert_eq!(ask(p(101), Some(a), Some("2.0.0")), Ok(1));
+    }
+}
+
+/// Rollouts driven end to end against a fake IC that answers every call the way the management
+/// canister and a user canister would: the rollout policy and the registry's reconciliation,
+/// proved natively from the manager's own queries.
+#[cfg(test)]
+mod rollout_tests {
+    use super::fixtures::*;
+    use super::*;
+    use fleet_api::rollout::{
+        Canary, FailurePolicy as WireFailure, HaltReason, Hold, Limits as WireLimits,
+        Outcome as WireOutcome, Phase as WirePhase, PipelineLogKind as LogKind,
+        RetryPolicy as WireRetry,
+    };
+    use rollout_core::{CallError, MINUTE};
+    use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+    /// A user canister as the IC holds it.
+    struct Canister {
+        controllers: Vec<Principal>,
+        module_hash: Option<Vec<u8>>,
+        running: bool,
+        /// Its snapshot: id, and the module it holds.
+        snapshot: Option<(Vec<u8>, Option<Vec<u8>>)>,
+    }
+
+    /// The IC under the driver: answers each action as `driver::perform` reports it, and feeds
+    /// the results back the way `driver::run` does (next action, refill when a slot frees).
+    struct Ic {
+        env: Env,
+        canisters: BTreeMap<Principal, Canister>,
+        /// Modules whose `fleet_health` reports unhealthy.
+        broken: BTreeSet<Vec<u8>>,
+        /// Canisters whose `stop_canister` is rejected.
+        busy: BTreeSet<Principal>,
+        /// Calls issued, not answered yet.
+        pending: VecDeque<Action>,
+        answered: Vec<Action>,
+        snapshots_taken: u8,
+    }
+
+    impl Ic {
+        /// The registered canisters `ids`, running their registered release, controlled by the
+        /// manager and their recovery principal.
+        fn new(ids: &[Principal], env: Env) -> Self {
+            let canisters = ids
+                .iter()
+                .map(|id| {
+                    let r = record(*id);
+                    let canister = Canister {
+                        controllers: vec![env.manager, r.recovery_principal],
+                        module_hash: r.current_release.map(|r| r.sha256),
+                        running: true,
+                        snapshot: None,
+                    };
+                    (*id, canister)
+                })
+                .collect();
+            Ic {
+                env,
+                canisters,
+                broken: BTreeSet::new(),
+                busy: BTreeSet::new(),
+                pending: VecDeque::new(),
+                answered: Vec::new(),
+                snapshots_taken: 0,
+            }
+        }
+
+        fn answer(&mut self, action: &Action) -> ActionResult {
+            use ActionResult as R;
+            let c = self
+                .canisters
+                .get_mut(&action.canister)
+                .expect("calls go to canisters of the fleet");
+            match &action.op {
+                Op::CanisterStatus => R::Status {
+                    controllers: c.controllers.clone(),
+                    module_hash: c.module_hash.clone(),
+                    cycles: 10_000_000_000_000,
+                },
+                Op::TopUp { .. } => R::ToppedUp,
+                Op::Stop if self.busy.contains(&action.canister) => R::CallFailed(CallError {
+                    reject_code: 5,
+                    message: "canister is busy".into(),
+                }),
+                Op::Stop => {
+                    c.running = false;
+                    R::Stopped
+                }
+                Op::Start => {
+                    c.running = true;
+                    R::Started
+                }
+                Op::TakeSnapshot { .. } => {
+                    assert!(!c.running, "snapshots are taken of a stopped canister");
+                    self.snapshots_taken += 1;
+                    let id = vec![self.snapshots_taken; 4];
+                    c.snapshot = Some((id.clone(), c.module_hash.clone()));
+                    R::SnapshotTaken { snapshot: id }
+                }
+                Op::InstallChunked { module_hash } => {
+                    assert!(!c.running, "upgrades install on a stopped canister");
+                    c.module_hash = Some(module_hash.clone());
+                    R::Installed
+                }
+                Op::HealthCheck => {
+                    assert!(c.running, "fleet_health is asked of a running canister");
+                    let hash = c.module_hash.clone().expect("a module is installed");
+                    let version = state::with(|s| s.store.get_by_sha256(&hash))
+                        .map(|m| health_version(&m.version))
+                        .expect("a published module");
+                    let ok = !self.broken.contains(&hash);
+                    R::Health {
+                        ok,
+                        version,
+                        message: (!ok).then(|| "invariant broken".to_string()),
+                    }
+                }
+                Op::LoadSnapshot { snapshot } => {
+                    assert!(!c.running, "snapshots are loaded into a stopped canister");
+                    let (id, module) = c.snapshot.clone().expect("a snapshot to load");
+                    assert_eq!(&id, snapshot);
+                    c.module_hash = module;
+                    R::SnapshotLoaded
+                }
+                Op::DeleteSnapshot { snapshot } => {
+                    assert_eq!(c.snapshot.as_ref().map(|s| &s.0), Some(snapshot));
+                    c.snapshot = None;
+                    R::SnapshotDeleted
+                }
+            }
+        }
+
+        /// A timer tick; returns the canisters whose pipeline it started.
+        fn tick(&mut self) -> Vec<Principal> {
+            let actions = tick(self.env);
+            let started = starts(&actions);
+            self.pending.extend(actions);
+            started
+        }
+
+        /// Answers the oldest outstanding call; false when none is left.
+        fn answer_one(&mut self) -> bool {
+            let Some(action) = self.pending.pop_front() else {
+                return false;
+            };
+            let result = self.answer(&action);
+            self.answered.push(action.clone());
+            self.env.now += SECOND;
+            let fed = on_result(action.canister, result, self.env);
+            self.pending.extend(fed.next);
+            if fed.slot_freed {
+                self.pending.extend(refill(self.env));
+            }
+            true
+        }
+
+        /// Answers calls until none is outstanding.
+        fn settle(&mut self) {
+            while self.answer_one() {}
+        }
+
+        /// A tick a minute, every call answered, until the rollout ends or `ticks` passed.
+        fn run(&mut self, ticks: usize) {
+            for _ in 0..ticks {
+                self.tick();
+                self.settle();
+                let phase = status(self.env.now).map(|s| s.phase);
+                if matches!(phase, Some(WirePhase::Completed | WirePhase::Aborted)) {
+                    return;
+                }
+                self.env.now += MINUTE;
+            }
+        }
+
+        fn calls_to(&self, id: Principal) -> usize {
+            self.answered.iter().filter(|a| a.canister == id).count()
+        }
+    }
+
+    fn starts(actions: &[Action]) -> Vec<Principal> {
+        actions
+            .iter()
+            .filter(|a| a.op == Op::CanisterStatus)
+            .map(|a| a.canister)
+            .collect()
+    }
+
+    /// Releases 1.0.0 and 2.0.0, mirrored, and `n` canisters on 1.0.0.
+    fn fleet(n: u8) -> (ReleaseRef, ReleaseRef, Vec<Principal>) {
+        let v1 = publish("1.0.0", true);
+        let v2 = publish("2.0.0", true);
+        let ids = (1..=n)
+            .map(|i| register(i, &v1, RecordPolicy::Auto))
+            .collect();
+        (v1, v2, ids)
+    }
+
+    /// One wave of the whole cohort, no canary, no bake time.
+    fn plan(target: &str) -> RolloutPlanArg {
+        let mut arg = RolloutPlanArg::to(target);
+        arg.canary = Some(Canary::None);
+        arg.waves_percent = Some(vec![100]);
+        arg.bake_secs = Some(0);
+        arg
+    }
+
+    fn in_flight(max: u32) -> Option<WireLimits> {
+        Some(WireLimits {
+            max_in_flight: max,
+            starts_per_minute: 60,
+            burst: 10,
+            max_starts_per_tick: 10,
+        })
+    }
+
+    /// What the operator's `start_rollout` does once its checks passed.
+    fn launch(arg: &RolloutPlanArg, env: Env) -> RolloutStarted {
+        let plan = to_plan(arg).unwrap_or_else(|e| panic!("plan refused: {e:?}"));
+        assert!(check_idle().is_ok());
+        let cohort = select_cohort(&plan).unwrap_or_else(|e| panic!("no cohort: {e:?}"));
+        start(&plan, cohort, env)
+    }
+
+    fn record(id: Principal) -> RegistryRecord {
+        state::with(|s| s.registry.get(&id)).expect("a registered canister")
+    }
+
+    fn fleet_snapshot(id: Principal) -> Option<FleetSnapshot> {
+        state::with(|s| s.snapshots.get(&id)).map(|f| f.0)
+    }
+
+    /// The pipeline log's entries for `id`, oldest first.
+    fn log_of(id: Principal) -> Vec<LogKind> {
+        let page = pipeline_log(LogPageArg {
+            from: 0,
+            limit: Some(MAX_ROLLOUT_PAGE),
+        });
+        page.entries
+            .into_iter()
+            .filter(|(_, e)| e.canister_id == id)
+            .map(|(_, e)| e.kind)
+            .collect()
+    }
+
+    fn left(outcome: Option<WireOutcome>) -> LogKind {
+        LogKind::Left { outcome }
+    }
+
+    /// The IC runs `release` in `id`, and the registry records it so, with `status`.
+    fn runs(
+        ic: &Ic,
+        id: Principal,
+        release: &ReleaseRef,
+        status: CanisterStatus,
+    ) -> RegistryRecord {
+        let c = &ic.canisters[&id];
+        assert_eq!(c.module_hash.as_ref(), Some(&release.sha256));
+        assert!(c.running);
+        let r = record(id);
+        assert_eq!(r.status, status);
+        assert_eq!(r.current_release.as_ref(), Some(release));
+        r
+    }
+
+    /// Runs the rollout to its end: completed, every canister of `ids` upgraded to `release`.
+    fn completes(ic: &mut Ic, ids: &[Principal], release: &ReleaseRef) {
+        ic.run(10);
+        let st = status(ic.env.now).expect("a rollout");
+        assert_eq!(st.phase, WirePhase::Completed);
+        let n = ids.len() as u64;
+        assert_eq!((st.counts.done, st.counts.total()), (n, n));
+        for id in ids {
+            runs(ic, *id, release, CanisterStatus::Active);
+        }
+    }
+
+    /// On `release`, running, never touched by a rollout.
+    fn untouched(id: Principal, release: &ReleaseRef, ic: &Ic) {
+        let r = runs(ic, id, release, CanisterStatus::Active);
+        assert!(r.history.is_empty());
+        assert!(log_of(id).is_empty());
+        assert_eq!(ic.calls_to(id), 0);
+    }
+
+    #[test]
+    fn a_rollout_upgrades_every_canister_and_the_registry_follows() {
+        let (v1, v2, ids) = fleet(3);
+        let mut ic = Ic::new(&ids, env(1_000));
+        assert_eq!(launch(&plan("2.0.0"), ic.env).canisters, 3);
+        completes(&mut ic, &ids, &v2);
+        for id in &ids {
+            let r = record(*id);
+            assert_eq!(r.last_error, None);
+            assert_eq!(r.history.len(), 1);
+            let event = &r.history[0];
+            assert_eq!(event.from.as_ref(), Some(&v1));
+            assert_eq!(event.to, v2);
+            assert_eq!(event.outcome, UpgradeOutcome::Upgraded);
+            // The fleet snapshot is the one the IC holds, of the release before.
+            let snap = fleet_snapshot(*id).expect("the snapshot is recorded");
+            let held = ic.canisters[id].snapshot.as_ref().map(|s| &s.0);
+            assert_eq!(Some(&snap.id), held);
+            assert_eq!(snap.release.as_ref(), Some(&v1));
+            assert_eq!(
+                log_of(*id),
+                vec![LogKind::Started, left(Some(WireOutcome::Done))]
+            );
+        }
+        // A rollback of these canisters would restore 1.0.0.
+        let back = restore_plan(&ids, None).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(back.release.module_hash, v1.sha256);
+        let c = counters();
+        assert_eq!(c.rollouts_started, 1);
+        assert_eq!(c.pipelines_started, 3);
+        assert_eq!(c.upgraded, 3);
+        assert_eq!(
+            (c.failed, c.rolled_back, c.deferred.unwrap_or(0)),
+            (0, 0, 0)
+        );
+        assert_eq!(c.calls_issued, ic.answered.len() as u64);
+
+        // Once their retention is over the snapshots are deleted, and forgotten.
+        assert!(has_work());
+        ic.env.now += 8 * 24 * 60 * MINUTE;
+        ic.run(1);
+        for id in &ids {
+            assert!(ic.canisters[id].snapshot.is_none());
+            assert!(fleet_snapshot(*id).is_none());
+        }
+        assert!(!has_work());
+    }
+
+    #[test]
+    fn an_unhealthy_release_is_rolled_back_and_halts_the_rollout() {
+        let (v1, v2, ids) = fleet(3);
+        let mut ic = Ic::new(&ids, env(1_000));
+        ic.broken.insert(v2.sha256.clone());
+        let mut arg = plan("2.0.0");
+        arg.limits = in_flight(1);
+        arg.failure = Some(WireFailure {
+            max_failed_percent: 100,
+            max_consecutive_failures: 1,
+        });
+        launch(&arg, ic.env);
+        ic.run(10);
+
+        let first = ic.answered[0].canister;
+        // The IC: the snapshot was loaded, the canister runs its old module again.
+        assert!(ic
+            .answered
+            .iter()
+            .any(|a| a.canister == first && matches!(a.op, Op::LoadSnapshot { .. })));
+        // The registry: rolled back, on the release it runs, with the reason.
+        let r = runs(&ic, first, &v1, CanisterStatus::RolledBack);
+        assert!(r.last_error.is_some());
+        assert_eq!(r.history.len(), 1);
+        assert_eq!(r.history[0].to, v2);
+        assert!(matches!(
+            r.history[0].outcome,
+            UpgradeOutcome::RolledBack(_)
+        ));
+        let snap = fleet_snapshot(first).expect("the snapshot is recorded");
+        assert_eq!(snap.release.as_ref(), Some(&v1));
+        assert_eq!(
+            log_of(first),
+            vec![LogKind::Started, left(Some(WireOutcome::RolledBack))]
+        );
+        // One failure in a row halts the rollout: nothing more started in ten minutes.
+        let st = status(ic.env.now).expect("a rollout");
+        assert_eq!(
+            st.phase,
+            WirePhase::Halted(HaltReason::ConsecutiveFailures { count: 1 })
+        );
+        assert_eq!(
+            (
+                st.counts.rolled_back,
+                st.counts.pending,
+                st.counts.in_flight
+            ),
+            (1, 2, 0)
+        );
+        for id in ids.iter().filter(|id| **id != first) {
+            untouched(*id, &v1, &ic);
+        }
+        let c = counters();
+        assert_eq!((c.pipelines_started, c.rolled_back, c.upgraded), (1, 1, 0));
+    }
+
+    #[test]
+    fn a_busy_canister_is_deferred_not_failed() {
+        let (v1, v2, ids) = fleet(3);
+        let mut ic = Ic::new(&ids, env(1_000));
+        let busy = ids[1];
+        ic.busy.insert(busy);
+        let mut arg = plan("2.0.0");
+        // The strictest failure policy: any failure would halt the rollout.
+        arg.failure = Some(WireFailure {
+            max_failed_percent: 0,
+            max_consecutive_failures: 1,
+        });
+        arg.retry = Some(WireRetry {
+            stop_attempts: 2,
+            backoff_base_ns: MINUTE,
+            backoff_max_ns: MINUTE,
+        });
+        launch(&arg, ic.env);
+
+        ic.tick();
+        ic.settle();
+        // Rejected once: started again, waiting for its retry, running its release.
+        let st = status(ic.env.now).expect("a rollout");
+        assert_eq!((st.counts.done, st.counts.busy), (2, 1));
+        assert_eq!(st.phase, WirePhase::Running);
+        assert_eq!(record(busy).status, CanisterStatus::Active);
+        assert!(ic.canisters[&busy].running);
+
+        ic.run(10);
+        let st = status(ic.env.now).expect("a rollout");
+        assert_eq!(st.phase, WirePhase::Completed);
+        assert_eq!(st.counts.done, 2);
+        assert_eq!(st.counts.deferred, Some(1));
+        assert_eq!((st.counts.failed, st.counts.rolled_back), (0, 0));
+        assert_eq!((st.deferrals.environment, st.deferrals.manager), (2, 0));
+        // Left on its release, running, not failed; no upgrade in its history.
+        let r = runs(&ic, busy, &v1, CanisterStatus::Active);
+        assert!(r.history.is_empty());
+        let why = r.last_error.expect("the reason is kept");
+        assert!(
+            why.contains("Stop") && why.contains("reject_code: 5"),
+            "{why}"
+        );
+        assert_eq!(
+            log_of(busy),
+            vec![
+                LogKind::Started,
+                left(None),
+                LogKind::Started,
+                left(Some(WireOutcome::Deferred)),
+            ]
+        );
+        for id in ids.iter().filter(|id| **id != busy) {
+            assert_eq!(record(*id).current_release.as_ref(), Some(&v2));
+        }
+        let c = counters();
+        assert_eq!((c.upgraded, c.failed, c.rolled_back), (2, 0, 0));
+        assert_eq!(c.deferred, Some(1));
+    }
+
+    #[test]
+    fn a_drain_holds_new_starts_while_pipelines_in_flight_finish() {
+        let (v1, v2, ids) = fleet(4);
+        let mut ic = Ic::new(&ids, env(1_000));
+        let mut arg = plan("2.0.0");
+        arg.limits = in_flight(2);
+        launch(&arg, ic.env);
+
+        let first = ic.tick();
+        assert_eq!(first.len(), 2);
+        assert_eq!(drain(ic.env), (true, 2));
+        // The two in flight finish; the slots they free start nothing.
+        ic.settle();
+        for id in &first {
+            assert_eq!(record(*id).current_release.as_ref(), Some(&v2));
+        }
+        assert!(ic.tick().is_empty());
+        ic.env.now += 10 * MINUTE;
+        assert!(ic.tick().is_empty());
+        let st = status(ic.env.now).expect("a rollout");
+        assert_eq!(st.phase, WirePhase::Running);
+        assert_eq!(st.hold, Some(Hold::Draining));
+        assert_eq!(
+            (st.counts.done, st.counts.pending, st.counts.in_flight),
+            (2, 2, 0)
+        );
+        for id in ids.iter().filter(|id| !first.contains(id)) {
+            untouched(*id, &v1, &ic);
+        }
+        assert_eq!(counters().pipelines_started, 2);
+
+        // The end of the drain lets the rest start.
+        assert_eq!(end_drain(ic.env), (false, 0));
+        assert_eq!(status(ic.env.now).and_then(|s| s.hold), None);
+        completes(&mut ic, &ids, &v2);
+    }
+
+    #[test]
+    fn a_manager_low_on_cycles_starts_only_what_its_reserve_covers() {
+        let (v1, v2, ids) = fleet(4);
+        let reserve = pipeline_reserve();
+        assert!(reserve > 0);
+        let mut ic = Ic::new(
+            &ids,
+            Env {
+                liquid_cycles: reserve - 1,
+                ..env(1_000)
+            },
+        );
+        let mut arg = plan("2.0.0");
+        arg.limits = in_flight(4);
+        launch(&arg, ic.env);
+
+        // Below one pipeline's reserve: nothing starts, and the status says why.
+        assert!(ic.tick().is_empty());
+        let st = status(ic.env.now).expect("a rollout");
+        assert_eq!(st.phase, WirePhase::Running);
+        assert_eq!(
+            st.hold,
+            Some(Hold::ManagerLowCycles {
+                liquid: reserve - 1,
+                needed: reserve
+            })
+        );
+        assert_eq!(st.counts.pending, 4);
+        for id in &ids {
+            untouched(*id, &v1, &ic);
+        }
+
+        // Enough for two pipelines: two start, and the rest wait while they run.
+        ic.env.liquid_cycles = 2 * reserve;
+        assert_eq!(ic.tick().len(), 2);
+        ic.env.now += MINUTE;
+        assert!(ic.tick().is_empty());
+        let st = status(ic.env.now).expect("a rollout");
+        assert_eq!(
+            st.hold,
+            Some(Hold::ManagerLowCycles {
+                liquid: 2 * reserve,
+                needed: 3 * reserve
+            })
+        );
+        assert_eq!((st.counts.in_flight, st.counts.pending), (2, 2));
+
+        // Topped up: the hold is lifted and the others start.
+        ic.env.liquid_cycles = 100 * reserve;
+        assert_eq!(ic.tick().len(), 2);
+        assert_eq!(status(ic.env.now).and_then(|s| s.hold), None);
+        completes(&mut ic, &ids, &v2);
+        assert_eq!(counters().pipelines_started, 4);
     }
 }
