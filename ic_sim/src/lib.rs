@@ -799,67 +799,43 @@ impl IcSim {
 
 // ---------------------------------------------------------------- candid helpers
 
-/// Calls a candid update method as the anonymous principal.
-pub fn update_candid<Input, Output>(
-    env: &IcSim,
-    canister_id: CanisterId,
-    method: &str,
-    input: Input,
-) -> Result<Output, RejectResponse>
-where
-    Input: ArgumentEncoder,
-    Output: for<'a> ArgumentDecoder<'a>,
-{
-    update_candid_as(env, canister_id, Principal::anonymous(), method, input)
+/// Defines the pocket-ic style pair of candid helpers for one kind of call: `$plain` calls as
+/// the anonymous principal, `$as_sender` as a given principal, both through `IcSim::$call`.
+macro_rules! candid_calls {
+    ($kind:literal, $plain:ident, $as_sender:ident, $call:ident) => {
+        #[doc = concat!("Calls a candid ", $kind, " method as the anonymous principal.")]
+        pub fn $plain<Input, Output>(
+            env: &IcSim,
+            canister_id: CanisterId,
+            method: &str,
+            input: Input,
+        ) -> Result<Output, RejectResponse>
+        where
+            Input: ArgumentEncoder,
+            Output: for<'a> ArgumentDecoder<'a>,
+        {
+            $as_sender(env, canister_id, Principal::anonymous(), method, input)
+        }
+
+        #[doc = concat!("Calls a candid ", $kind, " method as `sender`.")]
+        pub fn $as_sender<Input, Output>(
+            env: &IcSim,
+            canister_id: CanisterId,
+            sender: Principal,
+            method: &str,
+            input: Input,
+        ) -> Result<Output, RejectResponse>
+        where
+            Input: ArgumentEncoder,
+            Output: for<'a> ArgumentDecoder<'a>,
+        {
+            with_candid(input, |bytes| env.$call(canister_id, sender, method, bytes))
+        }
+    };
 }
 
-/// Calls a candid update method as `sender`.
-pub fn update_candid_as<Input, Output>(
-    env: &IcSim,
-    canister_id: CanisterId,
-    sender: Principal,
-    method: &str,
-    input: Input,
-) -> Result<Output, RejectResponse>
-where
-    Input: ArgumentEncoder,
-    Output: for<'a> ArgumentDecoder<'a>,
-{
-    with_candid(input, |bytes| {
-        env.update_call(canister_id, sender, method, bytes)
-    })
-}
-
-/// Calls a candid query method as the anonymous principal.
-pub fn query_candid<Input, Output>(
-    env: &IcSim,
-    canister_id: CanisterId,
-    method: &str,
-    input: Input,
-) -> Result<Output, RejectResponse>
-where
-    Input: ArgumentEncoder,
-    Output: for<'a> ArgumentDecoder<'a>,
-{
-    query_candid_as(env, canister_id, Principal::anonymous(), method, input)
-}
-
-/// Calls a candid query method as `sender`.
-pub fn query_candid_as<Input, Output>(
-    env: &IcSim,
-    canister_id: CanisterId,
-    sender: Principal,
-    method: &str,
-    input: Input,
-) -> Result<Output, RejectResponse>
-where
-    Input: ArgumentEncoder,
-    Output: for<'a> ArgumentDecoder<'a>,
-{
-    with_candid(input, |bytes| {
-        env.query_call(canister_id, sender, method, bytes)
-    })
-}
+candid_calls!("update", update_candid, update_candid_as, update_call);
+candid_calls!("query", query_candid, query_candid_as, query_call);
 
 /// Encodes `input`, runs `f`, decodes its reply (panicking on undecodable replies, as pocket-ic).
 pub fn with_candid<Input, Output>(

@@ -371,6 +371,25 @@ fn copy_out(
     size: u32,
     what: &str,
 ) -> Result<(), Error> {
+    let slice = blob_range(data, offset, size, what)?;
+    write_mem(caller, u64::from(dst), slice)
+}
+
+/// [`copy_out`] for bytes the host holds: only the requested range is copied out of the host
+/// before writing it into the canister's memory.
+fn copy_host_blob(
+    caller: &mut Caller<'_, Host>,
+    bytes: fn(&Host) -> &[u8],
+    dst: u32,
+    offset: u32,
+    size: u32,
+    what: &str,
+) -> Result<(), Error> {
+    let slice = blob_range(bytes(caller.data()), offset, size, what)?.to_vec();
+    write_mem(caller, u64::from(dst), &slice)
+}
+
+fn blob_range<'a>(data: &'a [u8], offset: u32, size: u32, what: &str) -> Result<&'a [u8], Error> {
     let (offset, size) = (offset as usize, size as usize);
     let end = offset
         .checked_add(size)
@@ -381,8 +400,7 @@ fn copy_out(
                 data.len()
             ))
         })?;
-    let slice = data[offset..end].to_vec();
-    write_mem(caller, u64::from(dst), &slice)
+    Ok(&data[offset..end])
 }
 
 fn write_u128(caller: &mut Caller<'_, Host>, dst: u32, value: u128) -> Result<(), Error> {
@@ -422,12 +440,61 @@ fn env_value(caller: &Caller<'_, Host>, name: &str) -> Result<Vec<u8>, Error> {
         .ok_or_else(|| violation(format!("environment variable '{name}' not found")))
 }
 
+/// The result convention of `cost_sign_with_ecdsa`, `cost_sign_with_schnorr` and
+/// `cost_vetkd_derive_key`: 0 with the fee written to `dst`, 1 for an unknown curve or
+/// algorithm, 2 for an unknown key name. The key name is read (and may trap) first.
+fn threshold_cost(
+    caller: &mut Caller<'_, Host>,
+    src: i32,
+    size: i32,
+    known_algorithm: bool,
+    dst: i32,
+) -> Result<i32, Error> {
+    let name = env_name(caller, src as u32, size as u32)?;
+    if !known_algorithm {
+        return Ok(1);
+    }
+    match costs::threshold_fee(&name) {
+        Some(fee) => {
+            write_u128(caller, dst as u32, fee)?;
+            Ok(0)
+        }
+        None => Ok(2),
+    }
+}
+
 macro_rules! wrap {
-    ($linker:ident, $name:literal, $f:expr) => {
+    ($linker:ident, $name:expr, $f:expr) => {
         $linker
             .func_wrap("ic0", $name, $f)
             .expect(concat!("linking ic0.", $name));
     };
+}
+
+/// Links `ic0.<stem>_size` and `ic0.<stem>_copy` over bytes the host holds. The spec gives
+/// both functions of a pair the same availability, so the allowed API types (when restricted)
+/// are named once.
+macro_rules! blob {
+    ($linker:ident, $stem:literal $(, $allowed:expr)? => $bytes:expr) => {{
+        let bytes: fn(&Host) -> &[u8] = $bytes;
+        wrap!(
+            $linker,
+            concat!($stem, "_size"),
+            move |c: Caller<'_, Host>| -> Result<i32, Error> {
+                $(check(&c, concat!($stem, "_size"), $allowed)?;)?
+                Ok(bytes(c.data()).len() as i32)
+            }
+        );
+        wrap!(
+            $linker,
+            concat!($stem, "_copy"),
+            move |mut c: Caller<'_, Host>, dst: i32, off: i32, size: i32| -> Result<(), Error> {
+                $(check(&c, concat!($stem, "_copy"), $allowed)?;)?
+                let what = concat!("ic0.", $stem, "_copy");
+                copy_host_blob(&mut c, bytes, dst as u32, off as u32, size as u32, what)
+            }
+        );
+    }};
 }
 
 /// Builds the linker that provides `ic0` to canister modules.
@@ -435,94 +502,11 @@ pub(crate) fn linker(engine: &Engine) -> Linker<Host> {
     let mut l = Linker::<Host>::new(engine);
 
     // Message data.
-    wrap!(
-        l,
-        "msg_arg_data_size",
-        |c: Caller<'_, Host>| -> Result<i32, Error> {
-            check(&c, "msg_arg_data_size", ARG_DATA)?;
-            Ok(c.data().arg.len() as i32)
-        }
-    );
-    wrap!(l, "msg_arg_data_copy", |mut c: Caller<'_, Host>,
-                                   dst: i32,
-                                   off: i32,
-                                   size: i32|
-     -> Result<(), Error> {
-        check(&c, "msg_arg_data_copy", ARG_DATA)?;
-        let data = std::mem::take(&mut c.data_mut().arg);
-        let r = copy_out(
-            &mut c,
-            &data,
-            dst as u32,
-            off as u32,
-            size as u32,
-            "ic0.msg_arg_data_copy",
-        );
-        c.data_mut().arg = data;
-        r
-    });
-    wrap!(
-        l,
-        "msg_caller_size",
-        |c: Caller<'_, Host>| -> Result<i32, Error> { Ok(c.data().caller.as_slice().len() as i32) }
-    );
-    wrap!(l, "msg_caller_copy", |mut c: Caller<'_, Host>,
-                                 dst: i32,
-                                 off: i32,
-                                 size: i32|
-     -> Result<(), Error> {
-        let data = c.data().caller.as_slice().to_vec();
-        copy_out(
-            &mut c,
-            &data,
-            dst as u32,
-            off as u32,
-            size as u32,
-            "ic0.msg_caller_copy",
-        )
-    });
+    blob!(l, "msg_arg_data", ARG_DATA => |h| &h.arg);
+    blob!(l, "msg_caller" => |h| h.caller.as_slice());
     // Caller info (sender attributes) is not modelled: callers carry no signed attributes.
-    wrap!(
-        l,
-        "msg_caller_info_data_size",
-        |_c: Caller<'_, Host>| -> Result<i32, Error> { Ok(0) }
-    );
-    wrap!(l, "msg_caller_info_data_copy", |mut c: Caller<'_, Host>,
-                                           dst: i32,
-                                           off: i32,
-                                           size: i32|
-     -> Result<(), Error> {
-        copy_out(
-            &mut c,
-            &[],
-            dst as u32,
-            off as u32,
-            size as u32,
-            "ic0.msg_caller_info_data_copy",
-        )
-    });
-    wrap!(
-        l,
-        "msg_caller_info_signer_size",
-        |_c: Caller<'_, Host>| -> Result<i32, Error> { Ok(0) }
-    );
-    wrap!(l, "msg_caller_info_signer_copy", |mut c: Caller<
-        '_,
-        Host,
-    >,
-                                             dst: i32,
-                                             off: i32,
-                                             size: i32|
-     -> Result<(), Error> {
-        copy_out(
-            &mut c,
-            &[],
-            dst as u32,
-            off as u32,
-            size as u32,
-            "ic0.msg_caller_info_signer_copy",
-        )
-    });
+    blob!(l, "msg_caller_info_data" => |_| &[]);
+    blob!(l, "msg_caller_info_signer" => |_| &[]);
     wrap!(
         l,
         "msg_reject_code",
@@ -531,30 +515,7 @@ pub(crate) fn linker(engine: &Engine) -> Linker<Host> {
             Ok(c.data().reject_code as i32)
         }
     );
-    wrap!(
-        l,
-        "msg_reject_msg_size",
-        |c: Caller<'_, Host>| -> Result<i32, Error> {
-            check(&c, "msg_reject_msg_size", &[RejectCallback])?;
-            Ok(c.data().reject_message.len() as i32)
-        }
-    );
-    wrap!(l, "msg_reject_msg_copy", |mut c: Caller<'_, Host>,
-                                     dst: i32,
-                                     off: i32,
-                                     size: i32|
-     -> Result<(), Error> {
-        check(&c, "msg_reject_msg_copy", &[RejectCallback])?;
-        let data = c.data().reject_message.as_bytes().to_vec();
-        copy_out(
-            &mut c,
-            &data,
-            dst as u32,
-            off as u32,
-            size as u32,
-            "ic0.msg_reject_msg_copy",
-        )
-    });
+    blob!(l, "msg_reject_msg", &[RejectCallback] => |h| h.reject_message.as_bytes());
     wrap!(
         l,
         "msg_deadline",
@@ -699,28 +660,7 @@ pub(crate) fn linker(engine: &Engine) -> Linker<Host> {
     });
 
     // Canister and subnet.
-    wrap!(
-        l,
-        "canister_self_size",
-        |c: Caller<'_, Host>| -> Result<i32, Error> {
-            Ok(c.data().canister_id.as_slice().len() as i32)
-        }
-    );
-    wrap!(l, "canister_self_copy", |mut c: Caller<'_, Host>,
-                                    dst: i32,
-                                    off: i32,
-                                    size: i32|
-     -> Result<(), Error> {
-        let data = c.data().canister_id.as_slice().to_vec();
-        copy_out(
-            &mut c,
-            &data,
-            dst as u32,
-            off as u32,
-            size as u32,
-            "ic0.canister_self_copy",
-        )
-    });
+    blob!(l, "canister_self" => |h| h.canister_id.as_slice());
     wrap!(
         l,
         "canister_status",
@@ -731,55 +671,13 @@ pub(crate) fn linker(engine: &Engine) -> Linker<Host> {
         "canister_version",
         |c: Caller<'_, Host>| -> Result<i64, Error> { Ok(c.data().canister_version as i64) }
     );
-    wrap!(
-        l,
-        "subnet_self_size",
-        |c: Caller<'_, Host>| -> Result<i32, Error> { Ok(c.data().subnet.as_slice().len() as i32) }
-    );
-    wrap!(l, "subnet_self_copy", |mut c: Caller<'_, Host>,
-                                  dst: i32,
-                                  off: i32,
-                                  size: i32|
-     -> Result<(), Error> {
-        let data = c.data().subnet.as_slice().to_vec();
-        copy_out(
-            &mut c,
-            &data,
-            dst as u32,
-            off as u32,
-            size as u32,
-            "ic0.subnet_self_copy",
-        )
-    });
+    blob!(l, "subnet_self" => |h| h.subnet.as_slice());
     wrap!(
         l,
         "subnet_self_node_count",
         |_c: Caller<'_, Host>| -> Result<i32, Error> { Ok(costs::SUBNET_SIZE as i32) }
     );
-    wrap!(
-        l,
-        "msg_method_name_size",
-        |c: Caller<'_, Host>| -> Result<i32, Error> {
-            check(&c, "msg_method_name_size", &[InspectMessage])?;
-            Ok(c.data().method_name.len() as i32)
-        }
-    );
-    wrap!(l, "msg_method_name_copy", |mut c: Caller<'_, Host>,
-                                      dst: i32,
-                                      off: i32,
-                                      size: i32|
-     -> Result<(), Error> {
-        check(&c, "msg_method_name_copy", &[InspectMessage])?;
-        let data = c.data().method_name.as_bytes().to_vec();
-        copy_out(
-            &mut c,
-            &data,
-            dst as u32,
-            off as u32,
-            size as u32,
-            "ic0.msg_method_name_copy",
-        )
-    });
+    blob!(l, "msg_method_name", &[InspectMessage] => |h| h.method_name.as_bytes());
     wrap!(
         l,
         "accept_message",
@@ -981,25 +879,7 @@ pub(crate) fn linker(engine: &Engine) -> Linker<Host> {
     });
 
     // Certification.
-    wrap!(
-        l,
-        "root_key_size",
-        |_c: Caller<'_, Host>| -> Result<i32, Error> { Ok(ROOT_KEY.len() as i32) }
-    );
-    wrap!(l, "root_key_copy", |mut c: Caller<'_, Host>,
-                               dst: i32,
-                               off: i32,
-                               size: i32|
-     -> Result<(), Error> {
-        copy_out(
-            &mut c,
-            &ROOT_KEY,
-            dst as u32,
-            off as u32,
-            size as u32,
-            "ic0.root_key_copy",
-        )
-    });
+    blob!(l, "root_key" => |_| &ROOT_KEY);
     wrap!(l, "certified_data_set", |mut c: Caller<'_, Host>,
                                     src: i32,
                                     size: i32|
@@ -1145,17 +1025,7 @@ pub(crate) fn linker(engine: &Engine) -> Linker<Host> {
                                       curve: i32,
                                       dst: i32|
      -> Result<i32, Error> {
-        let name = env_name(&c, src as u32, size as u32)?;
-        if curve != 0 {
-            return Ok(1);
-        }
-        match costs::threshold_fee(&name) {
-            Some(fee) => {
-                write_u128(&mut c, dst as u32, fee)?;
-                Ok(0)
-            }
-            None => Ok(2),
-        }
+        threshold_cost(&mut c, src, size, curve == 0, dst)
     });
     wrap!(l, "cost_sign_with_schnorr", |mut c: Caller<'_, Host>,
                                         src: i32,
@@ -1163,17 +1033,7 @@ pub(crate) fn linker(engine: &Engine) -> Linker<Host> {
                                         algorithm: i32,
                                         dst: i32|
      -> Result<i32, Error> {
-        let name = env_name(&c, src as u32, size as u32)?;
-        if !(0..=1).contains(&algorithm) {
-            return Ok(1);
-        }
-        match costs::threshold_fee(&name) {
-            Some(fee) => {
-                write_u128(&mut c, dst as u32, fee)?;
-                Ok(0)
-            }
-            None => Ok(2),
-        }
+        threshold_cost(&mut c, src, size, (0..=1).contains(&algorithm), dst)
     });
     wrap!(l, "cost_vetkd_derive_key", |mut c: Caller<'_, Host>,
                                        src: i32,
@@ -1181,17 +1041,7 @@ pub(crate) fn linker(engine: &Engine) -> Linker<Host> {
                                        curve: i32,
                                        dst: i32|
      -> Result<i32, Error> {
-        let name = env_name(&c, src as u32, size as u32)?;
-        if curve != 0 {
-            return Ok(1);
-        }
-        match costs::threshold_fee(&name) {
-            Some(fee) => {
-                write_u128(&mut c, dst as u32, fee)?;
-                Ok(0)
-            }
-            None => Ok(2),
-        }
+        threshold_cost(&mut c, src, size, curve == 0, dst)
     });
 
     // Environment variables (interface spec, "Environment variables"), sorted by name.
