@@ -339,7 +339,9 @@ async fn create_user_canister(arg: CreateUserCanisterArg) -> CreateUserCanisterR
 async fn create_user_canister_result(
     arg: CreateUserCanisterArg,
 ) -> Result<UserCanister, CreateUserCanisterError> {
-    provisioning::create_user_canister(&mgmt::Ic, caller().principal, arg).await
+    provisioning::create_user_canister(&mgmt::Ic, caller().principal, arg)
+        .await
+        .map(rollouts::with_status)
 }
 
 #[update(guard = "awake")]
@@ -350,7 +352,9 @@ async fn adopt_canister(arg: AdoptCanisterArg) -> AdoptCanisterReply {
 async fn adopt_canister_result(arg: AdoptCanisterArg) -> Result<UserCanister, AdoptCanisterError> {
     let caller = caller();
     let privileged = has_role(caller, Role::Admin) || has_role(caller, Role::Deployer);
-    provisioning::adopt_canister(&mgmt::Ic, caller, privileged, arg).await
+    provisioning::adopt_canister(&mgmt::Ic, caller, privileged, arg)
+        .await
+        .map(rollouts::with_status)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -364,7 +368,7 @@ fn my_user_canister() -> Option<UserCanister> {
     if caller == Principal::anonymous() {
         return None;
     }
-    state::with(|s| s.registry.by_owner(&caller))
+    state::with(|s| s.registry.by_owner(&caller)).map(rollouts::with_status)
 }
 
 #[query]
@@ -387,6 +391,7 @@ fn get_user_canister_result(canister_id: Principal) -> Result<UserCanister, GetU
             (true, Some(r)) => Ok(r),
         }
     })
+    .map(rollouts::with_status)
 }
 
 #[query]
@@ -398,7 +403,7 @@ fn list_user_canisters_result(
     arg: ListUserCanistersArg,
 ) -> Result<UserCanisterPage, ListUserCanistersError> {
     let caller = caller();
-    state::with(|s| {
+    let filter = state::with(|s| {
         if !s.operators.is_operator(caller) {
             return Err(ListUserCanistersError::NotAuthorized);
         }
@@ -419,7 +424,31 @@ fn list_user_canisters_result(
                 registry::Filter::Release(sha)
             }
         };
-        Ok(s.registry.page(&filter, arg.start_after, arg.limit))
+        Ok(filter)
+    })?;
+    let page = match filter {
+        // Not a stored status: the canisters whose pipeline is in flight.
+        registry::Filter::Status(CanisterStatus::Upgrading) => {
+            let limit = registry::page_limit(arg.limit);
+            let ids = rollouts::upgrading_page(arg.start_after, limit + 1);
+            state::with(|s| s.registry.page_of(ids, limit))
+        }
+        // The stored status, less the canisters that answer as upgrading.
+        registry::Filter::Status(_) => state::with(|s| {
+            s.registry
+                .page_where(&filter, arg.start_after, arg.limit, |id| {
+                    !rollouts::upgrading(id)
+                })
+        }),
+        _ => state::with(|s| s.registry.page(&filter, arg.start_after, arg.limit)),
+    };
+    Ok(UserCanisterPage {
+        canisters: page
+            .canisters
+            .into_iter()
+            .map(rollouts::with_status)
+            .collect(),
+        next: page.next,
     })
 }
 
@@ -458,6 +487,7 @@ fn set_upgrade_policy_result(
         s.registry.put(record.clone());
         Ok(record)
     })
+    .map(rollouts::with_status)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -18,7 +18,10 @@ use std::cell::RefCell;
 pub type Memory = VirtualMemory<DefaultMemoryImpl>;
 
 /// Version of the layout below; bump it with a migration when the meaning of a memory changes.
-pub const LAYOUT_VERSION: u32 = 1;
+/// Version 2: the registry no longer stores the transient `Upgrading` status (the rollout's
+/// in-flight set, memory 20, answers it), and a pipeline's calls are no longer entries of the
+/// rollout queues (memory 11). A version 1 layout is refused, not migrated: none was deployed.
+pub const LAYOUT_VERSION: u32 = 2;
 
 /// `StableCell<u32>`: the layout version (0 before the first `init`).
 pub const HEADER: MemoryId = MemoryId::new(0);
@@ -42,10 +45,11 @@ pub const CHUNK_MIRROR: MemoryId = MemoryId::new(8);
 /// counters and the pipeline log's bounds.
 pub const ROLLOUT_META: MemoryId = MemoryId::new(9);
 /// `StableBTreeMap<Principal, CanisterRecord>` (candid-encoded): the current rollout's canisters.
-/// Memories 10-12 are `rollout_core::StableStore`.
+/// Memories 10-12 and 20 are `rollout_core::StableStore`.
 pub const ROLLOUT_RECORDS: MemoryId = MemoryId::new(10);
 /// `StableBTreeMap<QueueKey, Principal>`: the current rollout's queues, keys as 17 big-endian
-/// bytes (kind, a, b).
+/// bytes (kind, a, b). A pipeline's outstanding call is not an entry (its record holds it);
+/// snapshot deletions are.
 pub const ROLLOUT_QUEUES: MemoryId = MemoryId::new(11);
 /// `StableBTreeMap<u64, Event>` (candid-encoded): the current rollout's event log (bounded).
 pub const ROLLOUT_EVENTS: MemoryId = MemoryId::new(12);
@@ -56,8 +60,11 @@ pub const PIPELINE_LOG: MemoryId = MemoryId::new(13);
 pub const SNAPSHOTS: MemoryId = MemoryId::new(14);
 /// `StableBTreeMap<[u8; 33], u64>`: registry counts per release and per status.
 pub const FLEET_COUNTS: MemoryId = MemoryId::new(15);
-/// First of the memories handed to `wasm_store` (it takes consecutive ids from here).
+/// First of the memories handed to `wasm_store` (it takes consecutive ids from here: 16-19).
 pub const WASM_STORE_BASE: u8 = 16;
+/// `StableBTreeMap<Principal, ()>`: the current rollout's canisters whose pipeline is in flight
+/// (the fourth memory of `rollout_core::StableStore`).
+pub const ROLLOUT_IN_FLIGHT: MemoryId = MemoryId::new(20);
 
 thread_local! {
     static MEMORY_MANAGER: RefCell<MemoryManager<DefaultMemoryImpl>> =

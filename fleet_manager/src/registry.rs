@@ -22,6 +22,11 @@ pub enum Filter {
     Status(CanisterStatus),
 }
 
+/// The number of records a page holds when the caller asks for `limit`.
+pub fn page_limit(limit: Option<u32>) -> usize {
+    limit.unwrap_or(DEFAULT_PAGE_SIZE).clamp(1, MAX_PAGE_SIZE) as usize
+}
+
 fn status_key(status: CanisterStatus) -> u8 {
     match status {
         CanisterStatus::Provisioning => 0,
@@ -214,13 +219,25 @@ impl<M: Memory> Registry<M> {
         start_after: Option<Principal>,
         limit: Option<u32>,
     ) -> UserCanisterPage {
-        let limit = limit.unwrap_or(DEFAULT_PAGE_SIZE).clamp(1, MAX_PAGE_SIZE) as usize;
+        self.page_where(filter, start_after, limit, |_| true)
+    }
+
+    /// Like [`Registry::page`], keeping only the ids for which `keep` holds.
+    pub fn page_where(
+        &self,
+        filter: &Filter,
+        start_after: Option<Principal>,
+        limit: Option<u32>,
+        keep: impl Fn(&Principal) -> bool,
+    ) -> UserCanisterPage {
+        let limit = page_limit(limit);
         // One more than the page, to know whether there is a next one.
         let ids: Vec<Principal> = match filter {
             Filter::All => {
                 let lower = start_after.map_or(Unbounded, Excluded);
                 self.records
                     .keys_range((lower, Unbounded))
+                    .filter(|id| keep(id))
                     .take(limit + 1)
                     .collect()
             }
@@ -228,6 +245,7 @@ impl<M: Memory> Registry<M> {
                 .by_owner
                 .get(owner)
                 .filter(|id| start_after.is_none_or(|after| after.as_slice() < id.as_slice()))
+                .filter(|id| keep(id))
                 .into_iter()
                 .collect(),
             Filter::Release(sha) => {
@@ -239,6 +257,7 @@ impl<M: Memory> Registry<M> {
                     .keys_range((lower, Unbounded))
                     .take_while(|(key, _)| key == sha)
                     .map(|(_, id)| id)
+                    .filter(|id| keep(id))
                     .take(limit + 1)
                     .collect()
             }
@@ -252,10 +271,17 @@ impl<M: Memory> Registry<M> {
                     .keys_range((lower, Unbounded))
                     .take_while(|(key, _)| *key == s)
                     .map(|(_, id)| id)
+                    .filter(|id| keep(id))
                     .take(limit + 1)
                     .collect()
             }
         };
+        self.page_of(ids, limit)
+    }
+
+    /// The records of `ids` (in order, up to `limit + 1` of them), as a page of `limit`: one id
+    /// more than the page says there is a next one.
+    pub fn page_of(&self, ids: Vec<Principal>, limit: usize) -> UserCanisterPage {
         let more = ids.len() > limit;
         let canisters: Vec<UserCanister> = ids
             .into_iter()

@@ -82,6 +82,7 @@ fn open_store() -> Store {
         memory::get(memory::ROLLOUT_RECORDS),
         memory::get(memory::ROLLOUT_QUEUES),
         memory::get(memory::ROLLOUT_EVENTS),
+        memory::get(memory::ROLLOUT_IN_FLIGHT),
     )
 }
 
@@ -587,6 +588,7 @@ pub fn request_upgrade(
             .or_else(|| s.registry.by_owner(&caller))
             .ok_or(E::UnknownCanister),
     })?;
+    let record = with_status(record);
     if !upgradable(record.status) {
         return Err(E::NotUpgradable {
             status: format!("{:?}", record.status),
@@ -712,8 +714,7 @@ fn refusal(e: &rollout_core::RequestError) -> fleet_api::rollout::RequestRefusal
 // ---------------------------------------------------------------------------------------------
 
 /// A timer tick of the driver: the calls to make now. It opens a new tick for the per-tick
-/// cap on pipeline starts, which [`refill`] shares until the next timer tick. Marks started
-/// canisters `Upgrading`.
+/// cap on pipeline starts, which [`refill`] shares until the next timer tick.
 pub fn tick(now: u64) -> Vec<Action> {
     drive(now, true)
 }
@@ -741,7 +742,6 @@ fn drive(now: u64, timer: bool) -> Vec<Action> {
             if a.op == Op::CanisterStatus {
                 e.meta.counters.pipelines_started += 1;
                 e.log(now, a.canister, PipelineLogKind::Started);
-                set_status(a.canister, CanisterStatus::Upgrading, now);
             }
         }
         count_calls(&mut e.meta, &actions);
@@ -832,13 +832,8 @@ pub fn on_result(canister: Principal, result: ActionResult, now: u64) -> Fed {
                     outcome: outcome.wire(),
                 },
             );
-            if outcome.is_some() {
-                finish_record(&mut e.meta, canister, &rec, job, &target, now);
-            } else {
-                // Busy: it runs its old release until the retry (which an abort may
-                // cancel without another result).
-                set_status(canister, CanisterStatus::Active, now);
-            }
+            // Busy ones run their old release until the retry: the registry is unchanged.
+            finish_record(&mut e.meta, canister, &rec, job, &target, now);
         }
         if let Some(a) = &next {
             e.meta.counters.calls_issued += 1;
@@ -856,13 +851,28 @@ pub fn add_bytes_sent(bytes: u64) {
     with_engine(|e| e.meta.counters.bytes_sent += bytes);
 }
 
-fn set_status(canister: Principal, status: CanisterStatus, now: u64) {
-    state::with_mut(|s| {
-        s.registry.update(&canister, |rec| {
-            rec.status = status;
-            rec.updated_at_ns = now;
-        })
-    });
+/// Whether the canister's pipeline is in flight in the current rollout: the registry answers
+/// it as `Upgrading` without storing that transient status.
+pub fn upgrading(canister: &Principal) -> bool {
+    with_engine(|e| e.rollout.as_ref().is_some_and(|r| r.is_in_flight(canister)))
+}
+
+/// Up to `limit` canisters whose pipeline is in flight, in id order, after `after`.
+pub fn upgrading_page(after: Option<Principal>, limit: usize) -> Vec<Principal> {
+    with_engine(|e| {
+        e.rollout
+            .as_ref()
+            .map_or_else(Vec::new, |r| r.in_flight_page(after, limit))
+    })
+}
+
+/// The registry's record as the interface answers it: `Upgrading` while its pipeline is in
+/// flight.
+pub fn with_status(mut record: UserCanister) -> UserCanister {
+    if upgrading(&record.canister_id) {
+        record.status = CanisterStatus::Upgrading;
+    }
+    record
 }
 
 fn describe(rec: &rollout_core::CanisterRecord) -> String {

@@ -358,6 +358,9 @@ pub struct RestorePlan {
 pub struct Rollout<S> {
     state: RolloutState,
     store: S,
+    /// Where [`Rollout::reissue_outstanding`] goes on in the in-flight set; not persisted (a
+    /// fresh driver starts from the beginning, which only costs reading records again).
+    reissue_after: Option<Principal>,
 }
 
 impl<S: RolloutStore> Rollout<S> {
@@ -496,7 +499,11 @@ impl<S: RolloutStore> Rollout<S> {
                 state.counts.pending += 1;
             }
         }
-        let mut rollout = Rollout { state, store };
+        let mut rollout = Rollout {
+            state,
+            store,
+            reissue_after: None,
+        };
         rollout.log(
             now,
             EventKind::Started {
@@ -509,7 +516,11 @@ impl<S: RolloutStore> Rollout<S> {
 
     /// Rebuilds the driver from its persisted parts.
     pub fn from_parts(state: RolloutState, store: S) -> Self {
-        Rollout { state, store }
+        Rollout {
+            state,
+            store,
+            reissue_after: None,
+        }
     }
 
     pub fn into_parts(self) -> (RolloutState, S) {
@@ -661,7 +672,6 @@ impl<S: RolloutStore> Rollout<S> {
         };
         self.count_manager_fault(manager_fault, now);
         self.state.budget_left += refund;
-        self.store.dequeue(&issued);
         rec.outstanding = None;
         if let Some(error) = start_error {
             self.log(now, EventKind::StartRetrying { canister, error });
@@ -682,6 +692,7 @@ impl<S: RolloutStore> Rollout<S> {
             Next::RetryAt(at) => {
                 self.count_deferral(&rec);
                 self.state.counts.in_flight -= 1;
+                self.store.set_in_flight(canister, false);
                 self.state.counts.busy += 1;
                 let key = self.key(QueueKind::Retry, at);
                 rec.queued = Some(key);
@@ -693,6 +704,7 @@ impl<S: RolloutStore> Rollout<S> {
                     self.count_deferral(&rec);
                 }
                 self.state.counts.in_flight -= 1;
+                self.store.set_in_flight(canister, false);
                 self.finished(canister, &mut rec, now);
                 None
             }
@@ -862,6 +874,17 @@ impl<S: RolloutStore> Rollout<S> {
         })
     }
 
+    /// Whether the canister's pipeline is in flight: started, not finished, not waiting as
+    /// busy for a retry.
+    pub fn is_in_flight(&self, canister: &Principal) -> bool {
+        self.store.is_in_flight(canister)
+    }
+
+    /// Up to `limit` canisters whose pipeline is in flight, in id order, after `after`.
+    pub fn in_flight_page(&self, after: Option<Principal>, limit: usize) -> Vec<Principal> {
+        self.store.in_flight_page(after, limit)
+    }
+
     /// A canister's record: its step, outcome and errors.
     pub fn record(&self, canister: &Principal) -> Option<CanisterRecord> {
         self.store.get(canister)
@@ -908,6 +931,7 @@ impl<S: RolloutStore> Rollout<S> {
         limit: usize,
     ) -> Vec<Action> {
         let mut actions = Vec::new();
+        // Snapshot deletions, in the outstanding queue.
         let from = QueueKey::new(QueueKind::Outstanding, 0, 0);
         let to = QueueKey::new(QueueKind::Outstanding, issued_before, 0);
         while actions.len() < limit {
@@ -925,6 +949,35 @@ impl<S: RolloutStore> Rollout<S> {
                 self.store.put(canister, rec);
             }
             actions.push(action);
+        }
+        // Pipelines: those in flight whose record holds a call issued before the upgrade (one
+        // in a backoff holds none, and issues its call with a live callback when it wakes).
+        'pages: while actions.len() < limit {
+            let page = self.store.in_flight_page(self.reissue_after, 100);
+            if page.is_empty() {
+                break;
+            }
+            for canister in page {
+                if actions.len() >= limit {
+                    break 'pages;
+                }
+                self.reissue_after = Some(canister);
+                let Some(mut rec) = self.store.get(&canister) else {
+                    continue;
+                };
+                if rec.outstanding.is_none_or(|k| k.a >= issued_before) {
+                    continue;
+                }
+                let Some(action) = self.current_action(&canister) else {
+                    continue;
+                };
+                rec.outstanding = Some(self.key(QueueKind::Outstanding, now));
+                self.store.put(canister, rec);
+                actions.push(action);
+            }
+        }
+        if actions.is_empty() {
+            self.reissue_after = None;
         }
         actions
     }
@@ -1033,7 +1086,9 @@ impl<S: RolloutStore> Rollout<S> {
         )
     }
 
-    /// Records the call as outstanding and returns it.
+    /// Records a pipeline's call as outstanding, with the time it is issued, and returns it.
+    /// The record alone says so: the canister is in the in-flight set from its pipeline's
+    /// start to its end, so a call costs no queue entry.
     fn issue(
         &mut self,
         canister: Principal,
@@ -1041,10 +1096,26 @@ impl<S: RolloutStore> Rollout<S> {
         op: Op,
         now: Nanos,
     ) -> Action {
+        rec.outstanding = Some(self.key(QueueKind::Outstanding, now));
+        Action { canister, op }
+    }
+
+    /// Records a finished canister's snapshot deletion as outstanding, in the outstanding
+    /// queue (a finished canister is not in the in-flight set), and returns it.
+    fn issue_delete(
+        &mut self,
+        canister: Principal,
+        rec: &mut CanisterRecord,
+        snapshot: Vec<u8>,
+        now: Nanos,
+    ) -> Action {
         let key = self.key(QueueKind::Outstanding, now);
         rec.outstanding = Some(key);
         self.store.enqueue(key, canister);
-        Action { canister, op }
+        Action {
+            canister,
+            op: Op::DeleteSnapshot { snapshot },
+        }
     }
 
     fn wake_due(&mut self, now: Nanos, actions: &mut Vec<Action>) {
@@ -1078,7 +1149,7 @@ impl<S: RolloutStore> Rollout<S> {
             }
             rec.queued = None;
             if let Some(snapshot) = rec.snapshot.clone() {
-                actions.push(self.issue(canister, &mut rec, Op::DeleteSnapshot { snapshot }, now));
+                actions.push(self.issue_delete(canister, &mut rec, snapshot, now));
             }
             self.store.put(canister, rec);
         }
@@ -1170,6 +1241,7 @@ impl<S: RolloutStore> Rollout<S> {
                 self.wave_mut(rec.wave).started += 1;
             }
             self.state.counts.in_flight += 1;
+            self.store.set_in_flight(canister, true);
             let op = pipeline::begin(&mut rec, now);
             actions.push(self.issue(canister, &mut rec, op, now));
             self.store.put(canister, rec);

@@ -1,6 +1,7 @@
 //! [`RolloutStore`] over ic-stable-structures, so that the manager keeps rollout state in
-//! stable memory and nothing is serialised in `pre_upgrade`. Give it three memories from the
-//! manager's `MemoryManager` (records, queues, events) that no other structure uses.
+//! stable memory and nothing is serialised in `pre_upgrade`. Give it four memories from the
+//! manager's `MemoryManager` (records, queues, events, in-flight set) that no other structure
+//! uses.
 
 use std::borrow::Cow;
 
@@ -81,7 +82,7 @@ impl Storable for Event {
 /// Records kept in the heap copy of the most recently written records.
 const RECENT_CAPACITY: usize = 1_024;
 
-/// Rollout storage in three stable B-trees.
+/// Rollout storage in four stable B-trees.
 ///
 /// Every write goes to stable memory. The records written last are also kept in the heap, so
 /// that reading a pipeline's record on each of its call results (the most frequent read) costs
@@ -91,16 +92,18 @@ pub struct StableStore<M: Memory> {
     records: BTreeMap<Principal, CanisterRecord, M>,
     queues: BTreeMap<QueueKey, Principal, M>,
     events: BTreeMap<u64, Event, M>,
+    in_flight: BTreeMap<Principal, (), M>,
     recent: std::collections::BTreeMap<Principal, CanisterRecord>,
 }
 
 impl<M: Memory> StableStore<M> {
     /// Opens the maps, keeping what the memories already hold (after an upgrade).
-    pub fn init(records: M, queues: M, events: M) -> Self {
+    pub fn init(records: M, queues: M, events: M, in_flight: M) -> Self {
         StableStore {
             records: BTreeMap::init(records),
             queues: BTreeMap::init(queues),
             events: BTreeMap::init(events),
+            in_flight: BTreeMap::init(in_flight),
             recent: std::collections::BTreeMap::new(),
         }
     }
@@ -157,6 +160,30 @@ impl<M: Memory> RolloutStore for StableStore<M> {
         self.queues.range(from..to).next().map(|e| e.into_pair())
     }
 
+    fn set_in_flight(&mut self, id: Principal, in_flight: bool) {
+        if in_flight {
+            self.in_flight.insert(id, ());
+        } else {
+            self.in_flight.remove(&id);
+        }
+    }
+
+    fn is_in_flight(&self, id: &Principal) -> bool {
+        self.in_flight.contains_key(id)
+    }
+
+    fn in_flight_page(&self, after: Option<Principal>, limit: usize) -> Vec<Principal> {
+        use std::ops::Bound as B;
+        let lower = match after {
+            Some(a) => B::Excluded(a),
+            None => B::Unbounded,
+        };
+        self.in_flight
+            .keys_range((lower, B::Unbounded))
+            .take(limit)
+            .collect()
+    }
+
     fn push_event(&mut self, seq: u64, event: Event) {
         self.events.insert(seq, event);
     }
@@ -178,6 +205,7 @@ impl<M: Memory> RolloutStore for StableStore<M> {
         self.records.clear_new();
         self.queues.clear_new();
         self.events.clear_new();
+        self.in_flight.clear_new();
     }
 }
 
@@ -222,13 +250,16 @@ mod tests {
         Vec<(Principal, CanisterRecord)>,
     );
 
-    fn drive<S: RolloutStore>(store: S) -> Driven {
-        let mut plan = RolloutPlan::new(Release {
+    fn plan_to_v2() -> RolloutPlan {
+        RolloutPlan::new(Release {
             module_hash: vec![2; 32],
             version: "2.0.0".into(),
-        });
-        plan.snapshot.keep_ns = Some(MINUTE);
-        let fleet: Vec<FleetCanister> = (0..500)
+        })
+    }
+
+    /// A rollout of `plan` over `n` canisters on v1.
+    fn start<S: RolloutStore>(plan: &RolloutPlan, n: u32, store: S) -> Rollout<S> {
+        let fleet: Vec<FleetCanister> = (0..n)
             .map(|i| FleetCanister {
                 id: p(i),
                 policy: UpgradePolicy::Auto,
@@ -237,8 +268,14 @@ mod tests {
                 snapshot: None,
             })
             .collect();
-        let cohort = plan::select(&plan, &fleet).unwrap();
-        let mut r = Rollout::start(1, p(u32::MAX), &plan, cohort, store, 0).unwrap();
+        let cohort = plan::select(plan, &fleet).unwrap();
+        Rollout::start(1, p(u32::MAX), plan, cohort, store, 0).unwrap()
+    }
+
+    fn drive<S: RolloutStore>(store: S) -> Driven {
+        let mut plan = plan_to_v2();
+        plan.snapshot.keep_ns = Some(MINUTE);
+        let mut r = start(&plan, 500, store);
         let mut now = 0;
         while r.has_work() {
             now += SECOND;
@@ -258,7 +295,7 @@ mod tests {
     #[test]
     fn stable_store_behaves_like_the_memory_store() {
         let m = || DefaultMemoryImpl::default();
-        let stable = drive(StableStore::init(m(), m(), m()));
+        let stable = drive(StableStore::init(m(), m(), m(), m()));
         let mem = drive(MemStore::new());
         assert_eq!(stable.0.counts.done, 500);
         assert_eq!(stable.0.phase, Phase::Completed);
@@ -267,10 +304,75 @@ mod tests {
     }
 
     #[test]
+    fn pipelines_are_in_the_in_flight_set_and_their_calls_are_not_queued() {
+        let m = || DefaultMemoryImpl::default();
+        let mut plan = plan_to_v2();
+        plan.limits.max_in_flight = 20;
+        plan.limits.max_starts_per_tick = 20;
+        plan.limits.burst = 20;
+        let mut r = start(&plan, 50, StableStore::init(m(), m(), m(), m()));
+        let started = r.tick(SECOND);
+        assert!(started.len() > 2, "{}", started.len());
+        // Half of them answer once; their next calls are lost with their callbacks.
+        for a in started.iter().step_by(2) {
+            let next = r
+                .on_result(a.canister, answer(&a.op, "2.0.0"), 2 * SECOND)
+                .unwrap();
+            assert!(next.is_some());
+        }
+        let in_flight: Vec<Principal> = r
+            .records(None, 1_000)
+            .into_iter()
+            .filter(|(_, rec)| rec.in_flight())
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(in_flight.len(), started.len());
+        assert_eq!(r.in_flight_page(None, 1_000), in_flight);
+        assert!(in_flight.iter().all(|id| r.is_in_flight(id)));
+        assert!(!r.is_in_flight(&p(49)));
+        let outstanding = (
+            QueueKey::new(QueueKind::Outstanding, 0, 0),
+            QueueKey::new(QueueKind::Outstanding, u64::MAX, u64::MAX),
+        );
+        assert_eq!(r.store().first_in(outstanding.0, outstanding.1), None);
+        // After an upgrade, every lost call is issued again exactly once, a few per call.
+        let mut again = Vec::new();
+        loop {
+            let batch = r.reissue_outstanding(3 * SECOND, 3 * SECOND, 3);
+            assert!(batch.len() <= 3);
+            if batch.is_empty() {
+                break;
+            }
+            again.extend(batch.into_iter().map(|a| a.canister));
+        }
+        again.sort();
+        assert_eq!(again, in_flight);
+        // The calls issued again answer; one that ends its pipeline leaves the set.
+        let c = in_flight[0];
+        let action = r.current_action(&c).unwrap();
+        r.on_result(c, answer(&action.op, "2.0.0"), 4 * SECOND)
+            .unwrap();
+        let mut now = 4 * SECOND;
+        let mut next = r.current_action(&c);
+        while let Some(a) = next {
+            now += SECOND;
+            next = r.on_result(c, answer(&a.op, "2.0.0"), now).unwrap();
+        }
+        assert!(r.record(&c).unwrap().outcome().is_some());
+        assert!(!r.is_in_flight(&c));
+        assert_eq!(r.in_flight_page(None, 1_000).len(), in_flight.len() - 1);
+    }
+
+    #[test]
     fn records_read_the_same_from_the_heap_copy_and_from_stable_memory() {
         let m = || DefaultMemoryImpl::default();
-        let (records, queues, events) = (m(), m(), m());
-        let mut store = StableStore::init(records.clone(), queues.clone(), events.clone());
+        let (records, queues, events, in_flight) = (m(), m(), m(), m());
+        let mut store = StableStore::init(
+            records.clone(),
+            queues.clone(),
+            events.clone(),
+            in_flight.clone(),
+        );
         let n = RECENT_CAPACITY as u32 + 10;
         for i in 0..n {
             let mut r = CanisterRecord::new(Job::Upgrade, 0, p(u32::MAX));
@@ -281,7 +383,7 @@ mod tests {
         let mut r = store.get(&p(3)).unwrap();
         r.started_at = Some(99);
         store.put(p(3), r);
-        let reopened = StableStore::init(records, queues, events);
+        let reopened = StableStore::init(records, queues, events, in_flight);
         assert!(reopened.recent.is_empty());
         for i in 0..n {
             assert_eq!(store.get(&p(i)), reopened.get(&p(i)), "{i}");

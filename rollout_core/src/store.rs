@@ -3,7 +3,7 @@
 //! [`MemStore`]. The driver touches only the entries of the canisters it works on, so a tick
 //! costs O(actions · log fleet), never a scan.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use candid::{CandidType, Principal};
 use serde::{Deserialize, Serialize};
@@ -26,7 +26,9 @@ pub enum QueueKind {
     Wake,
     /// Done canisters whose snapshot is due for deletion: `(time, sequence)`.
     Cleanup,
-    /// Calls issued and not answered yet: `(time issued, sequence)`.
+    /// Snapshot deletions issued and not answered yet: `(time issued, sequence)`. A pipeline's
+    /// calls are not queued: its record is the source of truth, and the canister is in the
+    /// store's in-flight set from its start to its end.
     Outstanding,
 }
 
@@ -88,6 +90,13 @@ pub trait RolloutStore {
     /// The first entry with `from <= key < to`.
     fn first_in(&self, from: QueueKey, to: QueueKey) -> Option<(QueueKey, Principal)>;
 
+    /// Adds a canister to the in-flight set (its pipeline started) or removes it (it left
+    /// flight: finished, or busy until a retry).
+    fn set_in_flight(&mut self, id: Principal, in_flight: bool);
+    fn is_in_flight(&self, id: &Principal) -> bool;
+    /// Up to `limit` canisters of the in-flight set in id order, starting after `after`.
+    fn in_flight_page(&self, after: Option<Principal>, limit: usize) -> Vec<Principal>;
+
     fn push_event(&mut self, seq: u64, event: Event);
     fn drop_event(&mut self, seq: u64);
     /// Up to `limit` events with sequence number at least `from`, oldest first.
@@ -103,6 +112,7 @@ pub struct MemStore {
     records: BTreeMap<Principal, CanisterRecord>,
     queues: BTreeMap<QueueKey, Principal>,
     events: BTreeMap<u64, Event>,
+    in_flight: BTreeSet<Principal>,
 }
 
 impl MemStore {
@@ -149,6 +159,31 @@ impl RolloutStore for MemStore {
         self.queues.range(from..to).next().map(|(k, v)| (*k, *v))
     }
 
+    fn set_in_flight(&mut self, id: Principal, in_flight: bool) {
+        if in_flight {
+            self.in_flight.insert(id);
+        } else {
+            self.in_flight.remove(&id);
+        }
+    }
+
+    fn is_in_flight(&self, id: &Principal) -> bool {
+        self.in_flight.contains(id)
+    }
+
+    fn in_flight_page(&self, after: Option<Principal>, limit: usize) -> Vec<Principal> {
+        use std::ops::Bound;
+        let lower = match after {
+            Some(a) => Bound::Excluded(a),
+            None => Bound::Unbounded,
+        };
+        self.in_flight
+            .range((lower, Bound::Unbounded))
+            .take(limit)
+            .copied()
+            .collect()
+    }
+
     fn push_event(&mut self, seq: u64, event: Event) {
         self.events.insert(seq, event);
     }
@@ -166,6 +201,7 @@ impl RolloutStore for MemStore {
     }
 
     fn clear(&mut self) {
+        self.in_flight.clear();
         self.records.clear();
         self.queues.clear();
         self.events.clear();
