@@ -2,13 +2,13 @@
 //! lookup by owner and a page by release or status read only the entries they return, whatever
 //! the size of the fleet (designed for 100k records).
 
-use crate::memory::Stored;
 use candid::Principal;
 use fleet_api::manager::{
     CanisterStatus, ReleaseRef, UpgradeEvent, UserCanister, UserCanisterPage, MAX_HISTORY,
     MAX_PAGE_SIZE,
 };
 use ic_stable_structures::{Memory, StableBTreeMap};
+use rollout_core::stable::Encoded;
 use std::ops::Bound::{Excluded, Included, Unbounded};
 
 pub const DEFAULT_PAGE_SIZE: u32 = 100;
@@ -52,7 +52,8 @@ pub fn push_history(record: &mut UserCanister, event: UpgradeEvent) {
 }
 
 pub struct Registry<M: Memory> {
-    records: StableBTreeMap<Principal, Stored<UserCanister>, M>,
+    /// The same bytes as `Stored<UserCanister>`; a write does not decode the record it replaces.
+    records: StableBTreeMap<Principal, Encoded<UserCanister>, M>,
     by_owner: StableBTreeMap<Principal, Principal, M>,
     by_release: StableBTreeMap<([u8; 32], Principal), (), M>,
     by_status: StableBTreeMap<(u8, Principal), (), M>,
@@ -136,7 +137,7 @@ impl<M: Memory> Registry<M> {
     }
 
     pub fn get(&self, canister_id: &Principal) -> Option<UserCanister> {
-        self.records.get(canister_id).map(|c| c.0)
+        self.records.get(canister_id).map(|c| c.decode())
     }
 
     pub fn by_owner(&self, owner: &Principal) -> Option<UserCanister> {
@@ -208,7 +209,7 @@ impl<M: Memory> Registry<M> {
             }
             self.by_owner.insert(record.owner, id);
         }
-        self.records.insert(id, Stored(record));
+        self.records.insert(id, Encoded::new(&record));
     }
 
     /// One page of records matching `filter`, in canister-id order (by bytes), after

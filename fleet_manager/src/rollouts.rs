@@ -103,9 +103,8 @@ fn with_engine<R>(f: impl FnOnce(&mut Engine) -> R) -> R {
 
 impl Engine {
     fn save(&self) {
-        let mut meta = self.meta.clone();
-        meta.current = self.rollout.as_ref().map(|r| r.state().clone());
-        state::with_mut(|s| s.set_rollout_meta(meta));
+        let current = self.rollout.as_ref().map(|r| r.state());
+        state::with_mut(|s| s.save_rollout_meta(&self.meta, current));
     }
 
     fn active(&self) -> Option<&Rollout<Store>> {

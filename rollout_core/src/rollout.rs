@@ -354,6 +354,12 @@ pub struct RestorePlan {
     pub retry: RetryPolicy,
 }
 
+/// The queues ahead of the current wave that may still hold a canister to start.
+struct Lanes {
+    requests: bool,
+    retries: bool,
+}
+
 /// One rollout: its header and its store.
 pub struct Rollout<S> {
     state: RolloutState,
@@ -1218,8 +1224,14 @@ impl<S: RolloutStore> Rollout<S> {
             .map_or(u64::MAX, ManagerView::affordable);
         let room = room.min(affordable.saturating_sub(self.state.counts.in_flight));
         let mut allowed = room.min(left as u64);
+        // Starting only takes entries out of the queues: one found empty stays empty for
+        // the rest of this step, and is not looked up again for each start.
+        let mut lanes = Lanes {
+            requests: true,
+            retries: true,
+        };
         while allowed > 0 && self.state.bucket.available(now) {
-            let Some((key, canister, from_busy)) = self.next_to_start(now) else {
+            let Some((key, canister, from_busy)) = self.next_to_start(now, &mut lanes) else {
                 break;
             };
             self.store.dequeue(&key);
@@ -1248,12 +1260,18 @@ impl<S: RolloutStore> Rollout<S> {
         }
     }
 
-    fn next_to_start(&self, now: Nanos) -> Option<(QueueKey, Principal, bool)> {
-        if let Some((k, c)) = self.first(QueueKind::Request) {
-            return Some((k, c, false));
+    fn next_to_start(&self, now: Nanos, lanes: &mut Lanes) -> Option<(QueueKey, Principal, bool)> {
+        if lanes.requests {
+            match self.first(QueueKind::Request) {
+                Some((k, c)) => return Some((k, c, false)),
+                None => lanes.requests = false,
+            }
         }
-        if let Some((k, c)) = self.first_due(QueueKind::Retry, now) {
-            return Some((k, c, true));
+        if lanes.retries {
+            match self.first_due(QueueKind::Retry, now) {
+                Some((k, c)) => return Some((k, c, true)),
+                None => lanes.retries = false,
+            }
         }
         let cw = self.state.current_wave as u64;
         self.state.waves[cw as usize].opened_at?;

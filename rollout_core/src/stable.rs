@@ -16,6 +16,57 @@ use crate::store::{QueueKey, QueueKind, RolloutStore};
 
 const KEY_LEN: usize = 17;
 
+/// A stored value kept as its encoded bytes ([`crate::codec`]): the same bytes as the value
+/// itself stores, but reading it from a map decodes nothing until [`Encoded::decode`]. A map's
+/// `insert` returns the value it replaces, which would otherwise be decoded on every write
+/// only to be dropped.
+pub struct Encoded<T> {
+    bytes: Vec<u8>,
+    value: std::marker::PhantomData<T>,
+}
+
+impl<T: serde::Serialize + serde::de::DeserializeOwned + candid::CandidType> Encoded<T> {
+    pub fn new(value: &T) -> Self {
+        Encoded {
+            bytes: codec::encode(value),
+            value: std::marker::PhantomData,
+        }
+    }
+
+    pub fn decode(&self) -> T {
+        codec::decode(&self.bytes)
+    }
+
+    /// The encoding of a value of `T` from `view`, a value that serializes as `T` does (the
+    /// same fields in the same order, borrowed), so that a large value is stored without being
+    /// copied first.
+    pub fn encode_as<V: serde::Serialize>(view: &V) -> Self {
+        Encoded {
+            bytes: codec::encode(view),
+            value: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<T> Storable for Encoded<T> {
+    fn to_bytes(&self) -> Cow<'_, [u8]> {
+        Cow::Borrowed(&self.bytes)
+    }
+
+    fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
+
+    fn from_bytes(bytes: Cow<[u8]>) -> Self {
+        Encoded {
+            bytes: bytes.into_owned(),
+            value: std::marker::PhantomData,
+        }
+    }
+
+    const BOUND: Bound = Bound::Unbounded;
+}
+
 impl Storable for QueueKey {
     fn to_bytes(&self) -> Cow<'_, [u8]> {
         Cow::Owned(self.into_bytes())
@@ -89,7 +140,7 @@ const RECENT_CAPACITY: usize = 1_024;
 /// no B-tree lookup and no decoding. The copy holds exactly what was written (a trap rolls the
 /// heap back with stable memory), and starts empty after an upgrade.
 pub struct StableStore<M: Memory> {
-    records: BTreeMap<Principal, CanisterRecord, M>,
+    records: BTreeMap<Principal, Encoded<CanisterRecord>, M>,
     queues: BTreeMap<QueueKey, Principal, M>,
     events: BTreeMap<u64, Event, M>,
     in_flight: BTreeMap<Principal, (), M>,
@@ -113,12 +164,12 @@ impl<M: Memory> RolloutStore for StableStore<M> {
     fn get(&self, id: &Principal) -> Option<CanisterRecord> {
         match self.recent.get(id) {
             Some(r) => Some(r.clone()),
-            None => self.records.get(id),
+            None => self.records.get(id).map(|e| e.decode()),
         }
     }
 
     fn put(&mut self, id: Principal, record: CanisterRecord) {
-        self.records.insert(id, record.clone());
+        self.records.insert(id, Encoded::new(&record));
         if self.recent.insert(id, record).is_none() && self.recent.len() > RECENT_CAPACITY {
             // Make room: the entry with the smallest id, unless it is this one.
             let evict = self
@@ -144,7 +195,10 @@ impl<M: Memory> RolloutStore for StableStore<M> {
         self.records
             .range((lower, B::Unbounded))
             .take(limit)
-            .map(|e| e.into_pair())
+            .map(|e| {
+                let (id, record) = e.into_pair();
+                (id, record.decode())
+            })
             .collect()
     }
 
@@ -361,6 +415,19 @@ mod tests {
         assert!(r.record(&c).unwrap().outcome().is_some());
         assert!(!r.is_in_flight(&c));
         assert_eq!(r.in_flight_page(None, 1_000).len(), in_flight.len() - 1);
+    }
+
+    #[test]
+    fn an_encoded_record_is_stored_as_the_record_itself() {
+        let mut r = CanisterRecord::new(Job::Upgrade, 3, p(9));
+        r.started_at = Some(5);
+        r.snapshot = Some(vec![1, 2, 3]);
+        let e = Encoded::new(&r);
+        assert_eq!(e.to_bytes(), r.to_bytes());
+        assert_eq!(
+            Encoded::<CanisterRecord>::from_bytes(r.to_bytes()).decode(),
+            r
+        );
     }
 
     #[test]
