@@ -11,6 +11,7 @@ pub mod driver;
 pub mod memory;
 pub mod metrics;
 pub mod mgmt;
+pub mod pipeline_log;
 pub mod provisioning;
 pub mod rate_limit;
 pub mod registry;

@@ -19,8 +19,9 @@ pub type Memory = VirtualMemory<DefaultMemoryImpl>;
 
 /// Version of the layout below; bump it with a migration when the meaning of a memory changes.
 /// Version 2: the registry no longer stores the transient `Upgrading` status (the rollout's
-/// in-flight set, memory 20, answers it), and a pipeline's calls are no longer entries of the
-/// rollout queues (memory 11). A version 1 layout is refused, not migrated: none was deployed.
+/// in-flight set, memory 20, answers it), a pipeline's calls are no longer entries of the
+/// rollout queues (memory 11), and the pipeline log is a ring of slots instead of a B-tree
+/// (memory 13). A version 1 layout is refused, not migrated: none was deployed.
 pub const LAYOUT_VERSION: u32 = 2;
 
 /// `StableCell<u32>`: the layout version (0 before the first `init`).
@@ -53,7 +54,8 @@ pub const ROLLOUT_RECORDS: MemoryId = MemoryId::new(10);
 pub const ROLLOUT_QUEUES: MemoryId = MemoryId::new(11);
 /// `StableBTreeMap<u64, Event>` (candid-encoded): the current rollout's event log (bounded).
 pub const ROLLOUT_EVENTS: MemoryId = MemoryId::new(12);
-/// `StableBTreeMap<u64, Stored<PipelineLogEntry>>`: pipeline starts and ends (bounded).
+/// `PipelineLog`: pipeline starts and ends, a ring of 128-byte slots (entry `seq` in slot
+/// `seq % 50,000`), bounded by the rollout header's `log_first` and `log_next`.
 pub const PIPELINE_LOG: MemoryId = MemoryId::new(13);
 /// `StableBTreeMap<Principal, Stored<FleetSnapshot>>`: the snapshot taken before each
 /// canister's last upgrade, and the release it holds.
@@ -62,8 +64,9 @@ pub const SNAPSHOTS: MemoryId = MemoryId::new(14);
 pub const FLEET_COUNTS: MemoryId = MemoryId::new(15);
 /// First of the memories handed to `wasm_store` (it takes consecutive ids from here: 16-19).
 pub const WASM_STORE_BASE: u8 = 16;
-/// `StableBTreeMap<Principal, ()>`: the current rollout's canisters whose pipeline is in flight
-/// (the fourth memory of `rollout_core::StableStore`).
+/// `StableBTreeMap<Principal, CanisterRecord>` (compact): the current rollout's canisters whose
+/// pipeline is in flight, with their current record (the fourth memory of
+/// `rollout_core::StableStore`).
 pub const ROLLOUT_IN_FLIGHT: MemoryId = MemoryId::new(20);
 
 thread_local! {

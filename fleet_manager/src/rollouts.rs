@@ -117,22 +117,19 @@ impl Engine {
         let seq = self.meta.log_next;
         self.meta.log_next += 1;
         let rollout_id = self.rollout.as_ref().map_or(0, |r| r.state().id);
-        state::with_mut(|s| {
-            s.pipeline_log.insert(
-                seq,
-                Stored(PipelineLogEntry {
-                    at,
-                    rollout_id,
-                    canister_id,
-                    kind,
-                    tick: self.meta.timer_ticks,
-                }),
-            );
-            while self.meta.log_next - self.meta.log_first > PIPELINE_LOG_CAPACITY {
-                s.pipeline_log.remove(&self.meta.log_first);
-                self.meta.log_first += 1;
-            }
-        });
+        let entry = PipelineLogEntry {
+            at,
+            rollout_id,
+            canister_id,
+            kind,
+            tick: self.meta.timer_ticks,
+        };
+        state::with_mut(|s| s.pipeline_log.put(seq, &entry));
+        // The ring overwrote the oldest entry beyond the capacity.
+        self.meta.log_first = self
+            .meta
+            .log_first
+            .max(self.meta.log_next.saturating_sub(PIPELINE_LOG_CAPACITY));
     }
 
     /// Takes the store of the previous rollout (one instance per memory) or opens it.
@@ -496,11 +493,10 @@ pub fn pipeline_log(arg: LogPageArg) -> PipelineLogPage {
     let limit = arg.limit.unwrap_or(100).clamp(1, MAX_ROLLOUT_PAGE) as usize;
     with_engine(|e| {
         let from = arg.from.max(e.meta.log_first);
+        let to = e.meta.log_next.min(from.saturating_add(limit as u64));
         let entries = state::with(|s| {
-            s.pipeline_log
-                .range(from..)
-                .take(limit)
-                .map(|en| (*en.key(), en.value().0))
+            (from..to)
+                .map(|seq| (seq, s.pipeline_log.get(seq)))
                 .collect()
         });
         PipelineLogPage {

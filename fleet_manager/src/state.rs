@@ -7,11 +7,12 @@
 use crate::access::Operators;
 use crate::chunk_store::MirrorState;
 use crate::memory::{self, Memory, Stored};
+use crate::pipeline_log::PipelineLog;
 use crate::rate_limit::CreationLimiter;
 use crate::registry::Registry;
 use candid::{CandidType, Principal};
 use fleet_api::manager::{ManagerInitArg, RateLimit, ReleaseRef, Settings};
-use fleet_api::rollout::{PipelineLogEntry, RolloutCounters};
+use fleet_api::rollout::RolloutCounters;
 use ic_stable_structures::memory_manager::MemoryId;
 use ic_stable_structures::{StableBTreeMap, StableCell};
 use rollout_core::stable::Encoded;
@@ -41,7 +42,7 @@ pub struct State {
     pub store: WasmStore<Memory>,
     /// The same bytes as `Stored<RolloutMeta>`, written from the engine's parts without a copy.
     pub rollout_meta: StableCell<Encoded<RolloutMeta>, Memory>,
-    pub pipeline_log: StableBTreeMap<u64, Stored<PipelineLogEntry>, Memory>,
+    pub pipeline_log: PipelineLog<Memory>,
     pub snapshots: StableBTreeMap<Principal, Stored<FleetSnapshot>, Memory>,
 }
 
@@ -156,7 +157,10 @@ impl State {
                 memory::get(memory::ROLLOUT_META),
                 Encoded::new(&RolloutMeta::default()),
             ),
-            pipeline_log: StableBTreeMap::init(memory::get(memory::PIPELINE_LOG)),
+            pipeline_log: PipelineLog::init(
+                memory::get(memory::PIPELINE_LOG),
+                crate::rollouts::PIPELINE_LOG_CAPACITY,
+            ),
             snapshots: StableBTreeMap::init(memory::get(memory::SNAPSHOTS)),
         }
     }

@@ -698,7 +698,6 @@ impl<S: RolloutStore> Rollout<S> {
             Next::RetryAt(at) => {
                 self.count_deferral(&rec);
                 self.state.counts.in_flight -= 1;
-                self.store.set_in_flight(canister, false);
                 self.state.counts.busy += 1;
                 let key = self.key(QueueKind::Retry, at);
                 rec.queued = Some(key);
@@ -710,7 +709,6 @@ impl<S: RolloutStore> Rollout<S> {
                     self.count_deferral(&rec);
                 }
                 self.state.counts.in_flight -= 1;
-                self.store.set_in_flight(canister, false);
                 self.finished(canister, &mut rec, now);
                 None
             }
@@ -1253,7 +1251,6 @@ impl<S: RolloutStore> Rollout<S> {
                 self.wave_mut(rec.wave).started += 1;
             }
             self.state.counts.in_flight += 1;
-            self.store.set_in_flight(canister, true);
             let op = pipeline::begin(&mut rec, now);
             actions.push(self.issue(canister, &mut rec, op, now));
             self.store.put(canister, rec);

@@ -1,7 +1,7 @@
 //! [`RolloutStore`] over ic-stable-structures, so that the manager keeps rollout state in
 //! stable memory and nothing is serialised in `pre_upgrade`. Give it four memories from the
-//! manager's `MemoryManager` (records, queues, events, in-flight set) that no other structure
-//! uses.
+//! manager's `MemoryManager` (records, queues, events, in-flight records) that no other
+//! structure uses.
 
 use std::borrow::Cow;
 
@@ -135,7 +135,12 @@ const RECENT_CAPACITY: usize = 1_024;
 
 /// Rollout storage in four stable B-trees.
 ///
-/// Every write goes to stable memory. The records written last are also kept in the heap, so
+/// Every write goes to stable memory. The record of a canister in flight is kept in a map of
+/// its own, which holds the pipelines in flight alone (a few dozen, whatever the size of the
+/// fleet): each call result rewrites the record there, in a small tree, and the map of all
+/// records is written when the pipeline leaves flight. Its entry in the map of all records
+/// is then the one written before the pipeline started, and is not read while it is in
+/// flight. The records written last are also kept in the heap, so
 /// that reading a pipeline's record on each of its call results (the most frequent read) costs
 /// no B-tree lookup and no decoding. The copy holds exactly what was written (a trap rolls the
 /// heap back with stable memory), and starts empty after an upgrade.
@@ -143,7 +148,7 @@ pub struct StableStore<M: Memory> {
     records: BTreeMap<Principal, Encoded<CanisterRecord>, M>,
     queues: BTreeMap<QueueKey, Principal, M>,
     events: BTreeMap<u64, Event, M>,
-    in_flight: BTreeMap<Principal, (), M>,
+    in_flight: BTreeMap<Principal, Encoded<CanisterRecord>, M>,
     recent: std::collections::BTreeMap<Principal, CanisterRecord>,
 }
 
@@ -164,12 +169,23 @@ impl<M: Memory> RolloutStore for StableStore<M> {
     fn get(&self, id: &Principal) -> Option<CanisterRecord> {
         match self.recent.get(id) {
             Some(r) => Some(r.clone()),
-            None => self.records.get(id).map(|e| e.decode()),
+            None => self
+                .in_flight
+                .get(id)
+                .or_else(|| self.records.get(id))
+                .map(|e| e.decode()),
         }
     }
 
     fn put(&mut self, id: Principal, record: CanisterRecord) {
-        self.records.insert(id, Encoded::new(&record));
+        if record.in_flight() {
+            self.in_flight.insert(id, Encoded::new(&record));
+        } else {
+            // Leaving flight, or never in it: a lookup of a key that is not there reads
+            // the small tree only.
+            self.in_flight.remove(&id);
+            self.records.insert(id, Encoded::new(&record));
+        }
         if self.recent.insert(id, record).is_none() && self.recent.len() > RECENT_CAPACITY {
             // Make room: the entry with the smallest id, unless it is this one.
             let evict = self
@@ -197,7 +213,11 @@ impl<M: Memory> RolloutStore for StableStore<M> {
             .take(limit)
             .map(|e| {
                 let (id, record) = e.into_pair();
-                (id, record.decode())
+                let record = match self.in_flight.get(&id) {
+                    Some(in_flight) => in_flight.decode(),
+                    None => record.decode(),
+                };
+                (id, record)
             })
             .collect()
     }
@@ -212,14 +232,6 @@ impl<M: Memory> RolloutStore for StableStore<M> {
 
     fn first_in(&self, from: QueueKey, to: QueueKey) -> Option<(QueueKey, Principal)> {
         self.queues.range(from..to).next().map(|e| e.into_pair())
-    }
-
-    fn set_in_flight(&mut self, id: Principal, in_flight: bool) {
-        if in_flight {
-            self.in_flight.insert(id, ());
-        } else {
-            self.in_flight.remove(&id);
-        }
     }
 
     fn is_in_flight(&self, id: &Principal) -> bool {
@@ -364,7 +376,9 @@ mod tests {
         plan.limits.max_in_flight = 20;
         plan.limits.max_starts_per_tick = 20;
         plan.limits.burst = 20;
-        let mut r = start(&plan, 50, StableStore::init(m(), m(), m(), m()));
+        let memories = [m(), m(), m(), m()];
+        let [a, b, c, d] = memories.clone();
+        let mut r = start(&plan, 50, StableStore::init(a, b, c, d));
         let started = r.tick(SECOND);
         assert!(started.len() > 2, "{}", started.len());
         // Half of them answer once; their next calls are lost with their callbacks.
@@ -389,6 +403,14 @@ mod tests {
             QueueKey::new(QueueKind::Outstanding, u64::MAX, u64::MAX),
         );
         assert_eq!(r.store().first_in(outstanding.0, outstanding.1), None);
+        // Stable memory alone (after an upgrade, without the heap copy) reads the same.
+        let [a, b, c, d] = memories;
+        let reopened = StableStore::init(a, b, c, d);
+        for (id, record) in r.records(None, 1_000) {
+            assert_eq!(reopened.get(&id), Some(record));
+            assert_eq!(reopened.is_in_flight(&id), r.is_in_flight(&id));
+        }
+        assert_eq!(reopened.page(None, 1_000), r.records(None, 1_000));
         // After an upgrade, every lost call is issued again exactly once, a few per call.
         let mut again = Vec::new();
         loop {

@@ -76,6 +76,8 @@ impl QueueKey {
 /// Storage of one rollout's per-canister records, queues and event log.
 pub trait RolloutStore {
     fn get(&self, id: &Principal) -> Option<CanisterRecord>;
+    /// Writes a record; the canister is in the in-flight set exactly while its last record
+    /// written is [`CanisterRecord::in_flight`].
     fn put(&mut self, id: Principal, record: CanisterRecord);
     /// Number of records.
     fn len(&self) -> u64;
@@ -90,9 +92,8 @@ pub trait RolloutStore {
     /// The first entry with `from <= key < to`.
     fn first_in(&self, from: QueueKey, to: QueueKey) -> Option<(QueueKey, Principal)>;
 
-    /// Adds a canister to the in-flight set (its pipeline started) or removes it (it left
-    /// flight: finished, or busy until a retry).
-    fn set_in_flight(&mut self, id: Principal, in_flight: bool);
+    /// Whether the canister's record is in flight: its pipeline started, and it has not
+    /// finished nor waits as busy for a retry.
     fn is_in_flight(&self, id: &Principal) -> bool;
     /// Up to `limit` canisters of the in-flight set in id order, starting after `after`.
     fn in_flight_page(&self, after: Option<Principal>, limit: usize) -> Vec<Principal>;
@@ -127,6 +128,11 @@ impl RolloutStore for MemStore {
     }
 
     fn put(&mut self, id: Principal, record: CanisterRecord) {
+        if record.in_flight() {
+            self.in_flight.insert(id);
+        } else {
+            self.in_flight.remove(&id);
+        }
         self.records.insert(id, record);
     }
 
@@ -157,14 +163,6 @@ impl RolloutStore for MemStore {
 
     fn first_in(&self, from: QueueKey, to: QueueKey) -> Option<(QueueKey, Principal)> {
         self.queues.range(from..to).next().map(|(k, v)| (*k, *v))
-    }
-
-    fn set_in_flight(&mut self, id: Principal, in_flight: bool) {
-        if in_flight {
-            self.in_flight.insert(id);
-        } else {
-            self.in_flight.remove(&id);
-        }
     }
 
     fn is_in_flight(&self, id: &Principal) -> bool {

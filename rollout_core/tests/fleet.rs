@@ -519,10 +519,6 @@ impl RolloutStore for Counting {
         self.bump();
         self.inner.first_in(from, to)
     }
-    fn set_in_flight(&mut self, id: Principal, in_flight: bool) {
-        self.bump();
-        self.inner.set_in_flight(id, in_flight)
-    }
     fn is_in_flight(&self, id: &Principal) -> bool {
         self.bump();
         self.inner.is_in_flight(id)
