@@ -11,6 +11,7 @@ pub mod driver;
 pub mod memory;
 pub mod metrics;
 pub mod mgmt;
+pub mod pipeline_log;
 pub mod provisioning;
 pub mod rate_limit;
 pub mod registry;
@@ -354,7 +355,7 @@ async fn create_user_canister_result(
 ) -> Result<UserCanister, CreateUserCanisterError> {
     provisioning::create_user_canister(&mgmt::Ic, caller().principal, arg)
         .await
-        .map(Into::into)
+        .map(rollouts::with_status)
 }
 
 #[update(guard = "awake")]
@@ -367,7 +368,7 @@ async fn adopt_canister_result(arg: AdoptCanisterArg) -> Result<UserCanister, Ad
     let privileged = has_role(caller, Role::Admin) || has_role(caller, Role::Deployer);
     provisioning::adopt_canister(&mgmt::Ic, caller, privileged, arg)
         .await
-        .map(Into::into)
+        .map(rollouts::with_status)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -381,7 +382,7 @@ fn my_user_canister() -> Option<UserCanister> {
     if caller == Principal::anonymous() {
         return None;
     }
-    state::with(|s| s.registry.by_owner(&caller)).map(Into::into)
+    state::with(|s| s.registry.by_owner(&caller)).map(rollouts::with_status)
 }
 
 #[query]
@@ -401,9 +402,10 @@ fn get_user_canister_result(canister_id: Principal) -> Result<UserCanister, GetU
         match (allowed, record) {
             (false, _) => Err(GetUserCanisterError::NotAuthorized),
             (true, None) => Err(GetUserCanisterError::NotFound),
-            (true, Some(r)) => Ok(r.into()),
+            (true, Some(r)) => Ok(r),
         }
     })
+    .map(rollouts::with_status)
 }
 
 #[query]
@@ -415,7 +417,7 @@ fn list_user_canisters_result(
     arg: ListUserCanistersArg,
 ) -> Result<UserCanisterPage, ListUserCanistersError> {
     let caller = caller();
-    state::with(|s| {
+    let filter = state::with(|s| {
         if !s.operators.is_operator(caller) {
             return Err(ListUserCanistersError::NotAuthorized);
         }
@@ -436,11 +438,31 @@ fn list_user_canisters_result(
                 registry::Filter::Release(sha)
             }
         };
-        let page = s.registry.page(&filter, arg.start_after, arg.limit);
-        Ok(UserCanisterPage {
-            canisters: page.canisters.into_iter().map(Into::into).collect(),
-            next: page.next,
-        })
+        Ok(filter)
+    })?;
+    let page = match filter {
+        // Not a stored status: the canisters whose pipeline is in flight.
+        registry::Filter::Status(stored::CanisterStatus::Upgrading) => {
+            let limit = registry::page_limit(arg.limit);
+            let ids = rollouts::upgrading_page(arg.start_after, limit + 1);
+            state::with(|s| s.registry.page_of(ids, limit))
+        }
+        // The stored status, less the canisters that answer as upgrading.
+        registry::Filter::Status(_) => state::with(|s| {
+            s.registry
+                .page_where(&filter, arg.start_after, arg.limit, |id| {
+                    !rollouts::upgrading(id)
+                })
+        }),
+        _ => state::with(|s| s.registry.page(&filter, arg.start_after, arg.limit)),
+    };
+    Ok(UserCanisterPage {
+        canisters: page
+            .canisters
+            .into_iter()
+            .map(rollouts::with_status)
+            .collect(),
+        next: page.next,
     })
 }
 
@@ -479,6 +501,7 @@ fn set_upgrade_policy_result(
         s.registry.put(record.clone());
         Ok(record.into())
     })
+    .map(rollouts::with_status)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -18,7 +18,11 @@ use std::cell::RefCell;
 pub type Memory = VirtualMemory<DefaultMemoryImpl>;
 
 /// Version of the layout below; bump it with a migration when the meaning of a memory changes.
-pub const LAYOUT_VERSION: u32 = 1;
+/// Version 2: the registry no longer stores the transient `Upgrading` status (the rollout's
+/// in-flight set, memory 20, answers it), a pipeline's calls are no longer entries of the
+/// rollout queues (memory 11), and the pipeline log is a ring of slots instead of a B-tree
+/// (memory 13). A version 1 layout is refused, not migrated: none was deployed.
+pub const LAYOUT_VERSION: u32 = 2;
 
 /// `StableCell<u32>`: the layout version (0 before the first `init`).
 pub const HEADER: MemoryId = MemoryId::new(0);
@@ -42,22 +46,29 @@ pub const CHUNK_MIRROR: MemoryId = MemoryId::new(8);
 /// counters and the pipeline log's bounds.
 pub const ROLLOUT_META: MemoryId = MemoryId::new(9);
 /// `StableBTreeMap<Principal, CanisterRecord>` (candid-encoded): the current rollout's canisters.
-/// Memories 10-12 are `rollout_core::StableStore`.
+/// Memories 10-12 and 20 are `rollout_core::StableStore`.
 pub const ROLLOUT_RECORDS: MemoryId = MemoryId::new(10);
 /// `StableBTreeMap<QueueKey, Principal>`: the current rollout's queues, keys as 17 big-endian
-/// bytes (kind, a, b).
+/// bytes (kind, a, b). A pipeline's outstanding call is not an entry (its record holds it);
+/// snapshot deletions are.
 pub const ROLLOUT_QUEUES: MemoryId = MemoryId::new(11);
 /// `StableBTreeMap<u64, Event>` (candid-encoded): the current rollout's event log (bounded).
 pub const ROLLOUT_EVENTS: MemoryId = MemoryId::new(12);
-/// `StableBTreeMap<u64, Stored<stored::PipelineLogEntry>>`: pipeline starts and ends (bounded).
+/// `PipelineLog`: pipeline starts and ends (`stored::PipelineLogEntry`), a ring of 128-byte
+/// slots (entry `seq` in slot `seq % 50,000`), bounded by the rollout header's `log_first` and
+/// `log_next`.
 pub const PIPELINE_LOG: MemoryId = MemoryId::new(13);
 /// `StableBTreeMap<Principal, Stored<FleetSnapshot>>`: the snapshot taken before each
 /// canister's last upgrade, and the release it holds.
 pub const SNAPSHOTS: MemoryId = MemoryId::new(14);
 /// `StableBTreeMap<[u8; 33], u64>`: registry counts per release and per status.
 pub const FLEET_COUNTS: MemoryId = MemoryId::new(15);
-/// First of the memories handed to `wasm_store` (it takes consecutive ids from here).
+/// First of the memories handed to `wasm_store` (it takes consecutive ids from here: 16-19).
 pub const WASM_STORE_BASE: u8 = 16;
+/// `StableBTreeMap<Principal, CanisterRecord>` (compact): the current rollout's canisters whose
+/// pipeline is in flight, with their current record (the fourth memory of
+/// `rollout_core::StableStore`).
+pub const ROLLOUT_IN_FLIGHT: MemoryId = MemoryId::new(20);
 
 thread_local! {
     static MEMORY_MANAGER: RefCell<MemoryManager<DefaultMemoryImpl>> =
@@ -92,8 +103,24 @@ pub trait StoredShape: CandidType + Serialize + DeserializeOwned {
 /// How candid values begin (interface spec, "Candid": the magic number).
 const CANDID_MAGIC: &[u8] = b"DIDL";
 
+/// `value`'s stored bytes: its shape's tag, then postcard.
+pub fn encode_stored<T: StoredShape>(value: &T) -> Vec<u8> {
+    encode(value)
+}
+
 fn encode<T: StoredShape>(value: &T) -> Vec<u8> {
     postcard::to_extend(value, vec![T::TAG]).expect("encoding a stored value")
+}
+
+/// `value`'s stored bytes (those of `Stored<T>`), held undecoded: a map of them decodes nothing
+/// when an insert returns the value it replaces.
+pub fn encoded<T: StoredShape>(value: &T) -> rollout_core::stable::Encoded<T> {
+    rollout_core::stable::Encoded::from_bytes(Cow::Owned(encode(value)))
+}
+
+/// Reads bytes written as `Stored<T>` (or by [`encoded`]), with every earlier shape of `T`.
+pub fn decode_stored<T: StoredShape>(bytes: &[u8]) -> T {
+    decode(bytes)
 }
 
 /// Only bytes this canister wrote are ever decoded: failing here means the layout was broken,

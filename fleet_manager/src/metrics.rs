@@ -22,9 +22,7 @@ pub fn collect() -> FleetMetrics {
                 canisters,
             })
             .collect();
-        let by_status = s
-            .registry
-            .status_counts()
+        let by_status = answered_status_counts(s)
             .into_iter()
             .map(|(status, canisters)| StatusCount {
                 status: status.into(),
@@ -50,6 +48,39 @@ pub fn collect() -> FleetMetrics {
         tick_instructions_mean,
         tick_instructions_max,
     }
+}
+
+/// Records per status as the interface answers them: the canisters whose pipeline is in
+/// flight count as `Upgrading` rather than under their stored status. Reads one registry
+/// record per pipeline in flight, which the rollout's limits bound.
+fn answered_status_counts(s: &state::State) -> Vec<(CanisterStatus, u64)> {
+    use crate::stored::CanisterStatus as Stored;
+    let mut counts = s.registry.status_counts();
+    let mut after = None;
+    loop {
+        let page = rollouts::upgrading_page(after, 500);
+        let Some(last) = page.last().copied() else {
+            break;
+        };
+        after = Some(last);
+        for id in page {
+            let Some(stored) = s.registry.get(&id).map(|r| r.status) else {
+                continue;
+            };
+            for (status, n) in counts.iter_mut() {
+                if *status == stored {
+                    *n = n.saturating_sub(1);
+                }
+                if *status == Stored::Upgrading {
+                    *n += 1;
+                }
+            }
+        }
+    }
+    counts
+        .into_iter()
+        .map(|(status, n)| (status.into(), n))
+        .collect()
 }
 
 fn status_name(s: CanisterStatus) -> &'static str {

@@ -2,11 +2,12 @@
 //! lookup by owner and a page by release or status read only the entries they return, whatever
 //! the size of the fleet (designed for 100k records).
 
-use crate::memory::Stored;
+use crate::memory;
 use crate::stored::{CanisterStatus, RegistryRecord, ReleaseRef, UpgradeEvent};
 use candid::Principal;
 use fleet_api::manager::{MAX_HISTORY, MAX_PAGE_SIZE};
-use ic_stable_structures::{Memory, StableBTreeMap};
+use ic_stable_structures::{Memory, StableBTreeMap, Storable};
+use rollout_core::stable::Encoded;
 use std::ops::Bound::{Excluded, Included, Unbounded};
 
 pub const DEFAULT_PAGE_SIZE: u32 = 100;
@@ -18,6 +19,11 @@ pub enum Filter {
     Owner(Principal),
     Release([u8; 32]),
     Status(CanisterStatus),
+}
+
+/// The number of records a page holds when the caller asks for `limit`.
+pub fn page_limit(limit: Option<u32>) -> usize {
+    limit.unwrap_or(DEFAULT_PAGE_SIZE).clamp(1, MAX_PAGE_SIZE) as usize
 }
 
 fn status_key(status: CanisterStatus) -> u8 {
@@ -52,7 +58,9 @@ pub struct RecordPage {
 }
 
 pub struct Registry<M: Memory> {
-    records: StableBTreeMap<Principal, Stored<RegistryRecord>, M>,
+    /// The same bytes as `Stored<RegistryRecord>` (`memory::encode_stored`), kept undecoded
+    /// in the map so that a write does not decode the record it replaces.
+    records: StableBTreeMap<Principal, Encoded<RegistryRecord>, M>,
     by_owner: StableBTreeMap<Principal, Principal, M>,
     by_release: StableBTreeMap<([u8; 32], Principal), (), M>,
     by_status: StableBTreeMap<(u8, Principal), (), M>,
@@ -136,7 +144,9 @@ impl<M: Memory> Registry<M> {
     }
 
     pub fn get(&self, canister_id: &Principal) -> Option<RegistryRecord> {
-        self.records.get(canister_id).map(|c| c.0)
+        self.records
+            .get(canister_id)
+            .map(|c| memory::decode_stored(&c.to_bytes()))
     }
 
     pub fn by_owner(&self, owner: &Principal) -> Option<RegistryRecord> {
@@ -208,7 +218,7 @@ impl<M: Memory> Registry<M> {
             }
             self.by_owner.insert(record.owner, id);
         }
-        self.records.insert(id, Stored(record));
+        self.records.insert(id, memory::encoded(&record));
     }
 
     /// One page of records matching `filter`, in canister-id order (by bytes), after
@@ -219,13 +229,25 @@ impl<M: Memory> Registry<M> {
         start_after: Option<Principal>,
         limit: Option<u32>,
     ) -> RecordPage {
-        let limit = limit.unwrap_or(DEFAULT_PAGE_SIZE).clamp(1, MAX_PAGE_SIZE) as usize;
+        self.page_where(filter, start_after, limit, |_| true)
+    }
+
+    /// Like [`Registry::page`], keeping only the ids for which `keep` holds.
+    pub fn page_where(
+        &self,
+        filter: &Filter,
+        start_after: Option<Principal>,
+        limit: Option<u32>,
+        keep: impl Fn(&Principal) -> bool,
+    ) -> RecordPage {
+        let limit = page_limit(limit);
         // One more than the page, to know whether there is a next one.
         let ids: Vec<Principal> = match filter {
             Filter::All => {
                 let lower = start_after.map_or(Unbounded, Excluded);
                 self.records
                     .keys_range((lower, Unbounded))
+                    .filter(|id| keep(id))
                     .take(limit + 1)
                     .collect()
             }
@@ -233,6 +255,7 @@ impl<M: Memory> Registry<M> {
                 .by_owner
                 .get(owner)
                 .filter(|id| start_after.is_none_or(|after| after.as_slice() < id.as_slice()))
+                .filter(|id| keep(id))
                 .into_iter()
                 .collect(),
             Filter::Release(sha) => {
@@ -244,6 +267,7 @@ impl<M: Memory> Registry<M> {
                     .keys_range((lower, Unbounded))
                     .take_while(|(key, _)| key == sha)
                     .map(|(_, id)| id)
+                    .filter(|id| keep(id))
                     .take(limit + 1)
                     .collect()
             }
@@ -257,10 +281,17 @@ impl<M: Memory> Registry<M> {
                     .keys_range((lower, Unbounded))
                     .take_while(|(key, _)| *key == s)
                     .map(|(_, id)| id)
+                    .filter(|id| keep(id))
                     .take(limit + 1)
                     .collect()
             }
         };
+        self.page_of(ids, limit)
+    }
+
+    /// The records of `ids` (in order, up to `limit + 1` of them), as a page of `limit`: one id
+    /// more than the page says there is a next one.
+    pub fn page_of(&self, ids: Vec<Principal>, limit: usize) -> RecordPage {
         let more = ids.len() > limit;
         let canisters: Vec<RegistryRecord> = ids
             .into_iter()

@@ -126,6 +126,7 @@ fn open_store() -> Store {
         memory::get(memory::ROLLOUT_RECORDS),
         memory::get(memory::ROLLOUT_QUEUES),
         memory::get(memory::ROLLOUT_EVENTS),
+        memory::get(memory::ROLLOUT_IN_FLIGHT),
     )
 }
 
@@ -146,9 +147,8 @@ fn with_engine<R>(f: impl FnOnce(&mut Engine) -> R) -> R {
 
 impl Engine {
     fn save(&self) {
-        let mut meta = self.meta.clone();
-        meta.current = self.rollout.as_ref().map(|r| r.state().clone());
-        state::with_mut(|s| s.set_rollout_meta(meta));
+        let current = self.rollout.as_ref().map(|r| r.state());
+        state::with_mut(|s| s.save_rollout_meta(&self.meta, current));
     }
 
     fn active(&self) -> Option<&Rollout<Store>> {
@@ -161,22 +161,19 @@ impl Engine {
         let seq = self.meta.log_next;
         self.meta.log_next += 1;
         let rollout_id = self.rollout.as_ref().map_or(0, |r| r.state().id);
-        state::with_mut(|s| {
-            s.pipeline_log.insert(
-                seq,
-                Stored(PipelineLogEntry {
-                    at,
-                    rollout_id,
-                    canister_id,
-                    kind,
-                    tick: self.meta.timer_ticks,
-                }),
-            );
-            while self.meta.log_next - self.meta.log_first > PIPELINE_LOG_CAPACITY {
-                s.pipeline_log.remove(&self.meta.log_first);
-                self.meta.log_first += 1;
-            }
-        });
+        let entry = PipelineLogEntry {
+            at,
+            rollout_id,
+            canister_id,
+            kind,
+            tick: self.meta.timer_ticks,
+        };
+        state::with_mut(|s| s.pipeline_log.put(seq, &entry));
+        // The ring overwrote the oldest entry beyond the capacity.
+        self.meta.log_first = self
+            .meta
+            .log_first
+            .max(self.meta.log_next.saturating_sub(PIPELINE_LOG_CAPACITY));
     }
 
     /// Takes the store of the previous rollout (one instance per memory) or opens it.
@@ -511,11 +508,10 @@ pub fn pipeline_log(arg: LogPageArg) -> PipelineLogPage {
     let limit = arg.limit.unwrap_or(100).clamp(1, MAX_ROLLOUT_PAGE) as usize;
     with_engine(|e| {
         let from = arg.from.max(e.meta.log_first);
+        let to = e.meta.log_next.min(from.saturating_add(limit as u64));
         let entries = state::with(|s| {
-            s.pipeline_log
-                .range(from..)
-                .take(limit)
-                .map(|en| (*en.key(), en.value().0.into()))
+            (from..to)
+                .map(|seq| (seq, s.pipeline_log.get(seq).into()))
                 .collect()
         });
         PipelineLogPage {
@@ -602,9 +598,15 @@ pub fn request_upgrade(
             .or_else(|| s.registry.by_owner(&caller))
             .ok_or(E::UnknownCanister),
     })?;
-    if !upgradable(record.status) {
+    // In flight answers as `Upgrading` (not a stored status).
+    let status = if upgrading(&record.canister_id) {
+        CanisterStatus::Upgrading
+    } else {
+        record.status
+    };
+    if !upgradable(status) {
         return Err(E::NotUpgradable {
-            status: format!("{:?}", record.status),
+            status: format!("{status:?}"),
         });
     }
     with_engine(|e| {
@@ -713,8 +715,7 @@ fn refusal(e: &rollout_core::RequestError) -> fleet_api::rollout::RequestRefusal
 // ---------------------------------------------------------------------------------------------
 
 /// A timer tick of the driver: the calls to make now. It opens a new tick for the per-tick
-/// cap on pipeline starts, which [`refill`] shares until the next timer tick. Marks started
-/// canisters `Upgrading`.
+/// cap on pipeline starts, which [`refill`] shares until the next timer tick.
 pub fn tick(env: Env) -> Vec<Action> {
     drive(env, true)
 }
@@ -743,7 +744,6 @@ fn drive(env: Env, timer: bool) -> Vec<Action> {
             if a.op == Op::CanisterStatus {
                 e.meta.counters.pipelines_started += 1;
                 e.log(now, a.canister, PipelineLogKind::Started);
-                set_status(a.canister, CanisterStatus::Upgrading, now);
             }
         }
         count_calls(&mut e.meta, &actions);
@@ -827,13 +827,8 @@ pub fn on_result(canister: Principal, result: ActionResult, env: Env) -> Fed {
         if let Some(rec) = left {
             let outcome = rec.outcome();
             e.log(now, canister, PipelineLogKind::Left { outcome });
-            if outcome.is_some() {
-                finish_record(&mut e.meta, canister, &rec, job, &target, now);
-            } else {
-                // Busy: it runs its old release until the retry (which an abort may
-                // cancel without another result).
-                set_status(canister, CanisterStatus::Active, now);
-            }
+            // Busy ones run their old release until the retry: the registry is unchanged.
+            finish_record(&mut e.meta, canister, &rec, job, &target, now);
         }
         if let Some(a) = &next {
             e.meta.counters.calls_issued += 1;
@@ -851,13 +846,29 @@ pub fn add_bytes_sent(bytes: u64) {
     with_engine(|e| e.meta.counters.bytes_sent += bytes);
 }
 
-fn set_status(canister: Principal, status: CanisterStatus, now: u64) {
-    state::with_mut(|s| {
-        s.registry.update(&canister, |rec| {
-            rec.status = status;
-            rec.updated_at_ns = now;
-        })
-    });
+/// Whether the canister's pipeline is in flight in the current rollout: the registry answers
+/// it as `Upgrading` without storing that transient status.
+pub fn upgrading(canister: &Principal) -> bool {
+    with_engine(|e| e.rollout.as_ref().is_some_and(|r| r.is_in_flight(canister)))
+}
+
+/// Up to `limit` canisters whose pipeline is in flight, in id order, after `after`.
+pub fn upgrading_page(after: Option<Principal>, limit: usize) -> Vec<Principal> {
+    with_engine(|e| {
+        e.rollout
+            .as_ref()
+            .map_or_else(Vec::new, |r| r.in_flight_page(after, limit))
+    })
+}
+
+/// The registry's record as the interface answers it: `Upgrading` while its pipeline is in
+/// flight.
+pub fn with_status(record: RegistryRecord) -> fleet_api::manager::UserCanister {
+    let mut canister: fleet_api::manager::UserCanister = record.into();
+    if upgrading(&canister.canister_id) {
+        canister.status = fleet_api::manager::CanisterStatus::Upgrading;
+    }
+    canister
 }
 
 fn describe(rec: &rollout_core::CanisterRecord) -> String {

@@ -7,14 +7,16 @@
 use crate::access::Operators;
 use crate::chunk_store::MirrorState;
 use crate::memory::{self, Memory, Stored};
+use crate::pipeline_log::PipelineLog;
 use crate::rate_limit::CreationLimiter;
 use crate::registry::Registry;
-use crate::stored::{PipelineLogEntry, RateLimit, ReleaseRef, Settings};
+use crate::stored::{RateLimit, ReleaseRef, Settings};
 use candid::{CandidType, Principal};
 use fleet_api::manager::ManagerInitArg;
 use fleet_api::rollout::RolloutCounters;
 use ic_stable_structures::memory_manager::MemoryId;
 use ic_stable_structures::{StableBTreeMap, StableCell};
+use rollout_core::stable::Encoded;
 use rollout_core::RolloutState;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
@@ -39,8 +41,9 @@ pub struct State {
     pub registry: Registry<Memory>,
     pub mirror: StableCell<Stored<MirrorState>, Memory>,
     pub store: WasmStore<Memory>,
-    pub rollout_meta: StableCell<Stored<RolloutMeta>, Memory>,
-    pub pipeline_log: StableBTreeMap<u64, Stored<PipelineLogEntry>, Memory>,
+    /// The same bytes as `Stored<RolloutMeta>`, written from the engine's parts without a copy.
+    pub rollout_meta: StableCell<Encoded<RolloutMeta>, Memory>,
+    pub pipeline_log: PipelineLog<Memory>,
     pub snapshots: StableBTreeMap<Principal, Stored<FleetSnapshot>, Memory>,
 }
 
@@ -60,6 +63,46 @@ pub struct RolloutMeta {
     /// Timer ticks of the driver so far, which number the pipeline log's entries. `None` in
     /// a header written before ticks were counted; counting then resumes from zero.
     pub timer_ticks: Option<u64>,
+}
+
+/// [`RolloutMeta`] by reference: the same fields in the same order, so it encodes to the same
+/// bytes.
+#[derive(Serialize)]
+struct MetaView<'a> {
+    next_id: u64,
+    current: Option<&'a RolloutState>,
+    draining: bool,
+    counters: &'a RolloutCounters,
+    log_first: u64,
+    log_next: u64,
+    next_ticket: u64,
+    timer_ticks: Option<u64>,
+}
+
+impl<'a> MetaView<'a> {
+    fn new(meta: &'a RolloutMeta, current: Option<&'a RolloutState>) -> Self {
+        // Destructured, so that a field added to `RolloutMeta` fails to compile here.
+        let RolloutMeta {
+            next_id,
+            current: _,
+            draining,
+            counters,
+            log_first,
+            log_next,
+            next_ticket,
+            timer_ticks,
+        } = meta;
+        MetaView {
+            next_id: *next_id,
+            current,
+            draining: *draining,
+            counters,
+            log_first: *log_first,
+            log_next: *log_next,
+            next_ticket: *next_ticket,
+            timer_ticks: *timer_ticks,
+        }
+    }
 }
 
 /// The snapshot a rollout took before a canister's last upgrade, and the release it holds.
@@ -113,19 +156,25 @@ impl State {
             ),
             rollout_meta: StableCell::init(
                 memory::get(memory::ROLLOUT_META),
-                Stored(RolloutMeta::default()),
+                Encoded::new(&RolloutMeta::default()),
             ),
-            pipeline_log: StableBTreeMap::init(memory::get(memory::PIPELINE_LOG)),
+            pipeline_log: PipelineLog::init(
+                memory::get(memory::PIPELINE_LOG),
+                crate::rollouts::PIPELINE_LOG_CAPACITY,
+            ),
             snapshots: StableBTreeMap::init(memory::get(memory::SNAPSHOTS)),
         }
     }
 
     pub fn rollout_meta(&self) -> RolloutMeta {
-        self.rollout_meta.get().0.clone()
+        self.rollout_meta.get().decode()
     }
 
-    pub fn set_rollout_meta(&mut self, meta: RolloutMeta) {
-        self.rollout_meta.set(Stored(meta));
+    /// Stores `meta` with `current` as its current rollout (`meta.current` is ignored), after
+    /// every change of the engine: encoded from references, not from a copy of both.
+    pub fn save_rollout_meta(&mut self, meta: &RolloutMeta, current: Option<&RolloutState>) {
+        self.rollout_meta
+            .set(Encoded::encode_as(&MetaView::new(meta, current)));
     }
 
     pub fn settings(&self) -> Settings {
@@ -234,5 +283,59 @@ impl MirrorGuard {
 impl Drop for MirrorGuard {
     fn drop(&mut self) {
         MIRRORING.with(|m| *m.borrow_mut() = false);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ic_stable_structures::Storable;
+    use rollout_core::{FleetCanister, MemStore, Release, Rollout, RolloutPlan, UpgradePolicy};
+
+    fn p(n: u8) -> Principal {
+        Principal::from_slice(&[n; 10])
+    }
+
+    #[test]
+    fn the_header_is_stored_from_references_as_the_header_itself() {
+        let plan = RolloutPlan::new(Release {
+            module_hash: vec![2; 32],
+            version: "2.0.0".into(),
+        });
+        let fleet: Vec<FleetCanister> = (1..=3)
+            .map(|n| FleetCanister {
+                id: p(n),
+                policy: UpgradePolicy::Auto,
+                module_hash: Some(vec![1; 32]),
+                recovery: p(200),
+                snapshot: None,
+            })
+            .collect();
+        let cohort = rollout_core::plan::select(&plan, &fleet).unwrap();
+        let mut rollout = Rollout::start(7, p(201), &plan, cohort, MemStore::new(), 5).unwrap();
+        rollout.tick(10);
+        let mut meta = RolloutMeta {
+            next_id: 8,
+            current: None,
+            draining: true,
+            counters: RolloutCounters {
+                calls_issued: 3,
+                cycles_topped_up: u128::MAX,
+                deferred: Some(2),
+                ..Default::default()
+            },
+            log_first: 4,
+            log_next: 9,
+            next_ticket: 11,
+            timer_ticks: Some(12),
+        };
+        let state = rollout.state();
+        let from_view = Encoded::<RolloutMeta>::encode_as(&MetaView::new(&meta, Some(state)));
+        meta.current = Some(state.clone());
+        assert_eq!(from_view.to_bytes(), Stored(meta.clone()).to_bytes());
+        assert_eq!(from_view.decode(), meta);
+        let without = Encoded::<RolloutMeta>::encode_as(&MetaView::new(&meta, None));
+        meta.current = None;
+        assert_eq!(without.to_bytes(), Stored(meta).to_bytes());
     }
 }

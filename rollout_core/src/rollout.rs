@@ -354,10 +354,19 @@ pub struct RestorePlan {
     pub retry: RetryPolicy,
 }
 
+/// The queues ahead of the current wave that may still hold a canister to start.
+struct Lanes {
+    requests: bool,
+    retries: bool,
+}
+
 /// One rollout: its header and its store.
 pub struct Rollout<S> {
     state: RolloutState,
     store: S,
+    /// Where [`Rollout::reissue_outstanding`] goes on in the in-flight set; not persisted (a
+    /// fresh driver starts from the beginning, which only costs reading records again).
+    reissue_after: Option<Principal>,
 }
 
 impl<S: RolloutStore> Rollout<S> {
@@ -496,7 +505,11 @@ impl<S: RolloutStore> Rollout<S> {
                 state.counts.pending += 1;
             }
         }
-        let mut rollout = Rollout { state, store };
+        let mut rollout = Rollout {
+            state,
+            store,
+            reissue_after: None,
+        };
         rollout.log(
             now,
             EventKind::Started {
@@ -509,7 +522,11 @@ impl<S: RolloutStore> Rollout<S> {
 
     /// Rebuilds the driver from its persisted parts.
     pub fn from_parts(state: RolloutState, store: S) -> Self {
-        Rollout { state, store }
+        Rollout {
+            state,
+            store,
+            reissue_after: None,
+        }
     }
 
     pub fn into_parts(self) -> (RolloutState, S) {
@@ -661,7 +678,6 @@ impl<S: RolloutStore> Rollout<S> {
         };
         self.count_manager_fault(manager_fault, now);
         self.state.budget_left += refund;
-        self.store.dequeue(&issued);
         rec.outstanding = None;
         if let Some(error) = start_error {
             self.log(now, EventKind::StartRetrying { canister, error });
@@ -862,6 +878,17 @@ impl<S: RolloutStore> Rollout<S> {
         })
     }
 
+    /// Whether the canister's pipeline is in flight: started, not finished, not waiting as
+    /// busy for a retry.
+    pub fn is_in_flight(&self, canister: &Principal) -> bool {
+        self.store.is_in_flight(canister)
+    }
+
+    /// Up to `limit` canisters whose pipeline is in flight, in id order, after `after`.
+    pub fn in_flight_page(&self, after: Option<Principal>, limit: usize) -> Vec<Principal> {
+        self.store.in_flight_page(after, limit)
+    }
+
     /// A canister's record: its step, outcome and errors.
     pub fn record(&self, canister: &Principal) -> Option<CanisterRecord> {
         self.store.get(canister)
@@ -908,6 +935,7 @@ impl<S: RolloutStore> Rollout<S> {
         limit: usize,
     ) -> Vec<Action> {
         let mut actions = Vec::new();
+        // Snapshot deletions, in the outstanding queue.
         let from = QueueKey::new(QueueKind::Outstanding, 0, 0);
         let to = QueueKey::new(QueueKind::Outstanding, issued_before, 0);
         while actions.len() < limit {
@@ -925,6 +953,35 @@ impl<S: RolloutStore> Rollout<S> {
                 self.store.put(canister, rec);
             }
             actions.push(action);
+        }
+        // Pipelines: those in flight whose record holds a call issued before the upgrade (one
+        // in a backoff holds none, and issues its call with a live callback when it wakes).
+        'pages: while actions.len() < limit {
+            let page = self.store.in_flight_page(self.reissue_after, 100);
+            if page.is_empty() {
+                break;
+            }
+            for canister in page {
+                if actions.len() >= limit {
+                    break 'pages;
+                }
+                self.reissue_after = Some(canister);
+                let Some(mut rec) = self.store.get(&canister) else {
+                    continue;
+                };
+                if rec.outstanding.is_none_or(|k| k.a >= issued_before) {
+                    continue;
+                }
+                let Some(action) = self.current_action(&canister) else {
+                    continue;
+                };
+                rec.outstanding = Some(self.key(QueueKind::Outstanding, now));
+                self.store.put(canister, rec);
+                actions.push(action);
+            }
+        }
+        if actions.is_empty() {
+            self.reissue_after = None;
         }
         actions
     }
@@ -1033,7 +1090,9 @@ impl<S: RolloutStore> Rollout<S> {
         )
     }
 
-    /// Records the call as outstanding and returns it.
+    /// Records a pipeline's call as outstanding, with the time it is issued, and returns it.
+    /// The record alone says so: the canister is in the in-flight set from its pipeline's
+    /// start to its end, so a call costs no queue entry.
     fn issue(
         &mut self,
         canister: Principal,
@@ -1041,10 +1100,26 @@ impl<S: RolloutStore> Rollout<S> {
         op: Op,
         now: Nanos,
     ) -> Action {
+        rec.outstanding = Some(self.key(QueueKind::Outstanding, now));
+        Action { canister, op }
+    }
+
+    /// Records a finished canister's snapshot deletion as outstanding, in the outstanding
+    /// queue (a finished canister is not in the in-flight set), and returns it.
+    fn issue_delete(
+        &mut self,
+        canister: Principal,
+        rec: &mut CanisterRecord,
+        snapshot: Vec<u8>,
+        now: Nanos,
+    ) -> Action {
         let key = self.key(QueueKind::Outstanding, now);
         rec.outstanding = Some(key);
         self.store.enqueue(key, canister);
-        Action { canister, op }
+        Action {
+            canister,
+            op: Op::DeleteSnapshot { snapshot },
+        }
     }
 
     fn wake_due(&mut self, now: Nanos, actions: &mut Vec<Action>) {
@@ -1078,7 +1153,7 @@ impl<S: RolloutStore> Rollout<S> {
             }
             rec.queued = None;
             if let Some(snapshot) = rec.snapshot.clone() {
-                actions.push(self.issue(canister, &mut rec, Op::DeleteSnapshot { snapshot }, now));
+                actions.push(self.issue_delete(canister, &mut rec, snapshot, now));
             }
             self.store.put(canister, rec);
         }
@@ -1147,8 +1222,14 @@ impl<S: RolloutStore> Rollout<S> {
             .map_or(u64::MAX, ManagerView::affordable);
         let room = room.min(affordable.saturating_sub(self.state.counts.in_flight));
         let mut allowed = room.min(left as u64);
+        // Starting only takes entries out of the queues: one found empty stays empty for
+        // the rest of this step, and is not looked up again for each start.
+        let mut lanes = Lanes {
+            requests: true,
+            retries: true,
+        };
         while allowed > 0 && self.state.bucket.available(now) {
-            let Some((key, canister, from_busy)) = self.next_to_start(now) else {
+            let Some((key, canister, from_busy)) = self.next_to_start(now, &mut lanes) else {
                 break;
             };
             self.store.dequeue(&key);
@@ -1176,12 +1257,18 @@ impl<S: RolloutStore> Rollout<S> {
         }
     }
 
-    fn next_to_start(&self, now: Nanos) -> Option<(QueueKey, Principal, bool)> {
-        if let Some((k, c)) = self.first(QueueKind::Request) {
-            return Some((k, c, false));
+    fn next_to_start(&self, now: Nanos, lanes: &mut Lanes) -> Option<(QueueKey, Principal, bool)> {
+        if lanes.requests {
+            match self.first(QueueKind::Request) {
+                Some((k, c)) => return Some((k, c, false)),
+                None => lanes.requests = false,
+            }
         }
-        if let Some((k, c)) = self.first_due(QueueKind::Retry, now) {
-            return Some((k, c, true));
+        if lanes.retries {
+            match self.first_due(QueueKind::Retry, now) {
+                Some((k, c)) => return Some((k, c, true)),
+                None => lanes.retries = false,
+            }
         }
         let cw = self.state.current_wave as u64;
         self.state.waves[cw as usize].opened_at?;

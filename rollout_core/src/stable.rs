@@ -1,6 +1,7 @@
 //! [`RolloutStore`] over ic-stable-structures, so that the manager keeps rollout state in
-//! stable memory and nothing is serialised in `pre_upgrade`. Give it three memories from the
-//! manager's `MemoryManager` (records, queues, events) that no other structure uses.
+//! stable memory and nothing is serialised in `pre_upgrade`. Give it four memories from the
+//! manager's `MemoryManager` (records, queues, events, in-flight records) that no other
+//! structure uses.
 
 use std::borrow::Cow;
 
@@ -14,6 +15,57 @@ use crate::rollout::Event;
 use crate::store::{QueueKey, QueueKind, RolloutStore};
 
 const KEY_LEN: usize = 17;
+
+/// A stored value kept as its encoded bytes ([`crate::codec`]): the same bytes as the value
+/// itself stores, but reading it from a map decodes nothing until [`Encoded::decode`]. A map's
+/// `insert` returns the value it replaces, which would otherwise be decoded on every write
+/// only to be dropped.
+pub struct Encoded<T> {
+    bytes: Vec<u8>,
+    value: std::marker::PhantomData<T>,
+}
+
+impl<T: serde::Serialize + serde::de::DeserializeOwned + candid::CandidType> Encoded<T> {
+    pub fn new(value: &T) -> Self {
+        Encoded {
+            bytes: codec::encode(value),
+            value: std::marker::PhantomData,
+        }
+    }
+
+    pub fn decode(&self) -> T {
+        codec::decode(&self.bytes)
+    }
+
+    /// The encoding of a value of `T` from `view`, a value that serializes as `T` does (the
+    /// same fields in the same order, borrowed), so that a large value is stored without being
+    /// copied first.
+    pub fn encode_as<V: serde::Serialize>(view: &V) -> Self {
+        Encoded {
+            bytes: codec::encode(view),
+            value: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<T> Storable for Encoded<T> {
+    fn to_bytes(&self) -> Cow<'_, [u8]> {
+        Cow::Borrowed(&self.bytes)
+    }
+
+    fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
+
+    fn from_bytes(bytes: Cow<[u8]>) -> Self {
+        Encoded {
+            bytes: bytes.into_owned(),
+            value: std::marker::PhantomData,
+        }
+    }
+
+    const BOUND: Bound = Bound::Unbounded;
+}
 
 impl Storable for QueueKey {
     fn to_bytes(&self) -> Cow<'_, [u8]> {
@@ -81,26 +133,33 @@ impl Storable for Event {
 /// Records kept in the heap copy of the most recently written records.
 const RECENT_CAPACITY: usize = 1_024;
 
-/// Rollout storage in three stable B-trees.
+/// Rollout storage in four stable B-trees.
 ///
-/// Every write goes to stable memory. The records written last are also kept in the heap, so
+/// Every write goes to stable memory. The record of a canister in flight is kept in a map of
+/// its own, which holds the pipelines in flight alone (a few dozen, whatever the size of the
+/// fleet): each call result rewrites the record there, in a small tree, and the map of all
+/// records is written when the pipeline leaves flight. Its entry in the map of all records
+/// is then the one written before the pipeline started, and is not read while it is in
+/// flight. The records written last are also kept in the heap, so
 /// that reading a pipeline's record on each of its call results (the most frequent read) costs
 /// no B-tree lookup and no decoding. The copy holds exactly what was written (a trap rolls the
 /// heap back with stable memory), and starts empty after an upgrade.
 pub struct StableStore<M: Memory> {
-    records: BTreeMap<Principal, CanisterRecord, M>,
+    records: BTreeMap<Principal, Encoded<CanisterRecord>, M>,
     queues: BTreeMap<QueueKey, Principal, M>,
     events: BTreeMap<u64, Event, M>,
+    in_flight: BTreeMap<Principal, Encoded<CanisterRecord>, M>,
     recent: std::collections::BTreeMap<Principal, CanisterRecord>,
 }
 
 impl<M: Memory> StableStore<M> {
     /// Opens the maps, keeping what the memories already hold (after an upgrade).
-    pub fn init(records: M, queues: M, events: M) -> Self {
+    pub fn init(records: M, queues: M, events: M, in_flight: M) -> Self {
         StableStore {
             records: BTreeMap::init(records),
             queues: BTreeMap::init(queues),
             events: BTreeMap::init(events),
+            in_flight: BTreeMap::init(in_flight),
             recent: std::collections::BTreeMap::new(),
         }
     }
@@ -110,12 +169,23 @@ impl<M: Memory> RolloutStore for StableStore<M> {
     fn get(&self, id: &Principal) -> Option<CanisterRecord> {
         match self.recent.get(id) {
             Some(r) => Some(r.clone()),
-            None => self.records.get(id),
+            None => self
+                .in_flight
+                .get(id)
+                .or_else(|| self.records.get(id))
+                .map(|e| e.decode()),
         }
     }
 
     fn put(&mut self, id: Principal, record: CanisterRecord) {
-        self.records.insert(id, record.clone());
+        if record.in_flight() {
+            self.in_flight.insert(id, Encoded::new(&record));
+        } else {
+            // Leaving flight, or never in it: a lookup of a key that is not there reads
+            // the small tree only.
+            self.in_flight.remove(&id);
+            self.records.insert(id, Encoded::new(&record));
+        }
         if self.recent.insert(id, record).is_none() && self.recent.len() > RECENT_CAPACITY {
             // Make room: the entry with the smallest id, unless it is this one.
             let evict = self
@@ -141,7 +211,14 @@ impl<M: Memory> RolloutStore for StableStore<M> {
         self.records
             .range((lower, B::Unbounded))
             .take(limit)
-            .map(|e| e.into_pair())
+            .map(|e| {
+                let (id, record) = e.into_pair();
+                let record = match self.in_flight.get(&id) {
+                    Some(in_flight) => in_flight.decode(),
+                    None => record.decode(),
+                };
+                (id, record)
+            })
             .collect()
     }
 
@@ -155,6 +232,22 @@ impl<M: Memory> RolloutStore for StableStore<M> {
 
     fn first_in(&self, from: QueueKey, to: QueueKey) -> Option<(QueueKey, Principal)> {
         self.queues.range(from..to).next().map(|e| e.into_pair())
+    }
+
+    fn is_in_flight(&self, id: &Principal) -> bool {
+        self.in_flight.contains_key(id)
+    }
+
+    fn in_flight_page(&self, after: Option<Principal>, limit: usize) -> Vec<Principal> {
+        use std::ops::Bound as B;
+        let lower = match after {
+            Some(a) => B::Excluded(a),
+            None => B::Unbounded,
+        };
+        self.in_flight
+            .keys_range((lower, B::Unbounded))
+            .take(limit)
+            .collect()
     }
 
     fn push_event(&mut self, seq: u64, event: Event) {
@@ -178,6 +271,7 @@ impl<M: Memory> RolloutStore for StableStore<M> {
         self.records.clear_new();
         self.queues.clear_new();
         self.events.clear_new();
+        self.in_flight.clear_new();
     }
 }
 
@@ -222,13 +316,16 @@ mod tests {
         Vec<(Principal, CanisterRecord)>,
     );
 
-    fn drive<S: RolloutStore>(store: S) -> Driven {
-        let mut plan = RolloutPlan::new(Release {
+    fn plan_to_v2() -> RolloutPlan {
+        RolloutPlan::new(Release {
             module_hash: vec![2; 32],
             version: "2.0.0".into(),
-        });
-        plan.snapshot.keep_ns = Some(MINUTE);
-        let fleet: Vec<FleetCanister> = (0..500)
+        })
+    }
+
+    /// A rollout of `plan` over `n` canisters on v1.
+    fn start<S: RolloutStore>(plan: &RolloutPlan, n: u32, store: S) -> Rollout<S> {
+        let fleet: Vec<FleetCanister> = (0..n)
             .map(|i| FleetCanister {
                 id: p(i),
                 policy: UpgradePolicy::Auto,
@@ -237,8 +334,14 @@ mod tests {
                 snapshot: None,
             })
             .collect();
-        let cohort = plan::select(&plan, &fleet).unwrap();
-        let mut r = Rollout::start(1, p(u32::MAX), &plan, cohort, store, 0).unwrap();
+        let cohort = plan::select(plan, &fleet).unwrap();
+        Rollout::start(1, p(u32::MAX), plan, cohort, store, 0).unwrap()
+    }
+
+    fn drive<S: RolloutStore>(store: S) -> Driven {
+        let mut plan = plan_to_v2();
+        plan.snapshot.keep_ns = Some(MINUTE);
+        let mut r = start(&plan, 500, store);
         let mut now = 0;
         while r.has_work() {
             now += SECOND;
@@ -258,7 +361,7 @@ mod tests {
     #[test]
     fn stable_store_behaves_like_the_memory_store() {
         let m = || DefaultMemoryImpl::default();
-        let stable = drive(StableStore::init(m(), m(), m()));
+        let stable = drive(StableStore::init(m(), m(), m(), m()));
         let mem = drive(MemStore::new());
         assert_eq!(stable.0.counts.done, 500);
         assert_eq!(stable.0.phase, Phase::Completed);
@@ -267,10 +370,98 @@ mod tests {
     }
 
     #[test]
+    fn pipelines_are_in_the_in_flight_set_and_their_calls_are_not_queued() {
+        let m = || DefaultMemoryImpl::default();
+        let mut plan = plan_to_v2();
+        plan.limits.max_in_flight = 20;
+        plan.limits.max_starts_per_tick = 20;
+        plan.limits.burst = 20;
+        let memories = [m(), m(), m(), m()];
+        let [a, b, c, d] = memories.clone();
+        let mut r = start(&plan, 50, StableStore::init(a, b, c, d));
+        let started = r.tick(SECOND);
+        assert!(started.len() > 2, "{}", started.len());
+        // Half of them answer once; their next calls are lost with their callbacks.
+        for a in started.iter().step_by(2) {
+            let next = r
+                .on_result(a.canister, answer(&a.op, "2.0.0"), 2 * SECOND)
+                .unwrap();
+            assert!(next.is_some());
+        }
+        let in_flight: Vec<Principal> = r
+            .records(None, 1_000)
+            .into_iter()
+            .filter(|(_, rec)| rec.in_flight())
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(in_flight.len(), started.len());
+        assert_eq!(r.in_flight_page(None, 1_000), in_flight);
+        assert!(in_flight.iter().all(|id| r.is_in_flight(id)));
+        assert!(!r.is_in_flight(&p(49)));
+        let outstanding = (
+            QueueKey::new(QueueKind::Outstanding, 0, 0),
+            QueueKey::new(QueueKind::Outstanding, u64::MAX, u64::MAX),
+        );
+        assert_eq!(r.store().first_in(outstanding.0, outstanding.1), None);
+        // Stable memory alone (after an upgrade, without the heap copy) reads the same.
+        let [a, b, c, d] = memories;
+        let reopened = StableStore::init(a, b, c, d);
+        for (id, record) in r.records(None, 1_000) {
+            assert_eq!(reopened.get(&id), Some(record));
+            assert_eq!(reopened.is_in_flight(&id), r.is_in_flight(&id));
+        }
+        assert_eq!(reopened.page(None, 1_000), r.records(None, 1_000));
+        // After an upgrade, every lost call is issued again exactly once, a few per call.
+        let mut again = Vec::new();
+        loop {
+            let batch = r.reissue_outstanding(3 * SECOND, 3 * SECOND, 3);
+            assert!(batch.len() <= 3);
+            if batch.is_empty() {
+                break;
+            }
+            again.extend(batch.into_iter().map(|a| a.canister));
+        }
+        again.sort();
+        assert_eq!(again, in_flight);
+        // The calls issued again answer; one that ends its pipeline leaves the set.
+        let c = in_flight[0];
+        let action = r.current_action(&c).unwrap();
+        r.on_result(c, answer(&action.op, "2.0.0"), 4 * SECOND)
+            .unwrap();
+        let mut now = 4 * SECOND;
+        let mut next = r.current_action(&c);
+        while let Some(a) = next {
+            now += SECOND;
+            next = r.on_result(c, answer(&a.op, "2.0.0"), now).unwrap();
+        }
+        assert!(r.record(&c).unwrap().outcome().is_some());
+        assert!(!r.is_in_flight(&c));
+        assert_eq!(r.in_flight_page(None, 1_000).len(), in_flight.len() - 1);
+    }
+
+    #[test]
+    fn an_encoded_record_is_stored_as_the_record_itself() {
+        let mut r = CanisterRecord::new(Job::Upgrade, 3, p(9));
+        r.started_at = Some(5);
+        r.snapshot = Some(vec![1, 2, 3]);
+        let e = Encoded::new(&r);
+        assert_eq!(e.to_bytes(), r.to_bytes());
+        assert_eq!(
+            Encoded::<CanisterRecord>::from_bytes(r.to_bytes()).decode(),
+            r
+        );
+    }
+
+    #[test]
     fn records_read_the_same_from_the_heap_copy_and_from_stable_memory() {
         let m = || DefaultMemoryImpl::default();
-        let (records, queues, events) = (m(), m(), m());
-        let mut store = StableStore::init(records.clone(), queues.clone(), events.clone());
+        let (records, queues, events, in_flight) = (m(), m(), m(), m());
+        let mut store = StableStore::init(
+            records.clone(),
+            queues.clone(),
+            events.clone(),
+            in_flight.clone(),
+        );
         let n = RECENT_CAPACITY as u32 + 10;
         for i in 0..n {
             let mut r = CanisterRecord::new(Job::Upgrade, 0, p(u32::MAX));
@@ -281,7 +472,7 @@ mod tests {
         let mut r = store.get(&p(3)).unwrap();
         r.started_at = Some(99);
         store.put(p(3), r);
-        let reopened = StableStore::init(records, queues, events);
+        let reopened = StableStore::init(records, queues, events, in_flight);
         assert!(reopened.recent.is_empty());
         for i in 0..n {
             assert_eq!(store.get(&p(i)), reopened.get(&p(i)), "{i}");

@@ -3,7 +3,7 @@
 //! [`MemStore`]. The driver touches only the entries of the canisters it works on, so a tick
 //! costs O(actions · log fleet), never a scan.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use candid::{CandidType, Principal};
 use serde::{Deserialize, Serialize};
@@ -26,7 +26,9 @@ pub enum QueueKind {
     Wake,
     /// Done canisters whose snapshot is due for deletion: `(time, sequence)`.
     Cleanup,
-    /// Calls issued and not answered yet: `(time issued, sequence)`.
+    /// Snapshot deletions issued and not answered yet: `(time issued, sequence)`. A pipeline's
+    /// calls are not queued: its record is the source of truth, and the canister is in the
+    /// store's in-flight set from its start to its end.
     Outstanding,
 }
 
@@ -74,6 +76,8 @@ impl QueueKey {
 /// Storage of one rollout's per-canister records, queues and event log.
 pub trait RolloutStore {
     fn get(&self, id: &Principal) -> Option<CanisterRecord>;
+    /// Writes a record; the canister is in the in-flight set exactly while its last record
+    /// written is [`CanisterRecord::in_flight`].
     fn put(&mut self, id: Principal, record: CanisterRecord);
     /// Number of records.
     fn len(&self) -> u64;
@@ -87,6 +91,12 @@ pub trait RolloutStore {
     fn dequeue(&mut self, key: &QueueKey) -> Option<Principal>;
     /// The first entry with `from <= key < to`.
     fn first_in(&self, from: QueueKey, to: QueueKey) -> Option<(QueueKey, Principal)>;
+
+    /// Whether the canister's record is in flight: its pipeline started, and it has not
+    /// finished nor waits as busy for a retry.
+    fn is_in_flight(&self, id: &Principal) -> bool;
+    /// Up to `limit` canisters of the in-flight set in id order, starting after `after`.
+    fn in_flight_page(&self, after: Option<Principal>, limit: usize) -> Vec<Principal>;
 
     fn push_event(&mut self, seq: u64, event: Event);
     fn drop_event(&mut self, seq: u64);
@@ -103,6 +113,7 @@ pub struct MemStore {
     records: BTreeMap<Principal, CanisterRecord>,
     queues: BTreeMap<QueueKey, Principal>,
     events: BTreeMap<u64, Event>,
+    in_flight: BTreeSet<Principal>,
 }
 
 impl MemStore {
@@ -117,6 +128,11 @@ impl RolloutStore for MemStore {
     }
 
     fn put(&mut self, id: Principal, record: CanisterRecord) {
+        if record.in_flight() {
+            self.in_flight.insert(id);
+        } else {
+            self.in_flight.remove(&id);
+        }
         self.records.insert(id, record);
     }
 
@@ -149,6 +165,23 @@ impl RolloutStore for MemStore {
         self.queues.range(from..to).next().map(|(k, v)| (*k, *v))
     }
 
+    fn is_in_flight(&self, id: &Principal) -> bool {
+        self.in_flight.contains(id)
+    }
+
+    fn in_flight_page(&self, after: Option<Principal>, limit: usize) -> Vec<Principal> {
+        use std::ops::Bound;
+        let lower = match after {
+            Some(a) => Bound::Excluded(a),
+            None => Bound::Unbounded,
+        };
+        self.in_flight
+            .range((lower, Bound::Unbounded))
+            .take(limit)
+            .copied()
+            .collect()
+    }
+
     fn push_event(&mut self, seq: u64, event: Event) {
         self.events.insert(seq, event);
     }
@@ -166,6 +199,7 @@ impl RolloutStore for MemStore {
     }
 
     fn clear(&mut self) {
+        self.in_flight.clear();
         self.records.clear();
         self.queues.clear();
         self.events.clear();

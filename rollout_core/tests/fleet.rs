@@ -519,6 +519,14 @@ impl RolloutStore for Counting {
         self.bump();
         self.inner.first_in(from, to)
     }
+    fn is_in_flight(&self, id: &Principal) -> bool {
+        self.bump();
+        self.inner.is_in_flight(id)
+    }
+    fn in_flight_page(&self, after: Option<Principal>, limit: usize) -> Vec<Principal> {
+        self.bump();
+        self.inner.in_flight_page(after, limit)
+    }
     fn push_event(&mut self, seq: u64, event: Event) {
         self.inner.push_event(seq, event)
     }

@@ -62,6 +62,75 @@ fn assert_fleet_on(s: &Setup, module: &[u8]) {
     }
 }
 
+fn list(fleet: &Fleet, filter: CanisterFilter, limit: u32) -> Vec<UserCanister> {
+    let mut out = Vec::new();
+    let mut after = None;
+    loop {
+        let page: Result<UserCanisterPage, ListUserCanistersError> = fleet.read(
+            fleet.controller,
+            "list_user_canisters",
+            ListUserCanistersArg {
+                filter: filter.clone(),
+                start_after: after,
+                limit: Some(limit),
+            },
+        );
+        let page = page.expect("list_user_canisters");
+        out.extend(page.canisters);
+        match page.next {
+            Some(n) => after = Some(n),
+            None => return out,
+        }
+    }
+}
+
+/// The canisters whose pipeline is in flight answer as `Upgrading` everywhere: by status,
+/// in every other listing, one by one, and in the metrics; no other does.
+fn assert_upgrading_is_in_flight(fleet: &Fleet) {
+    let mut in_flight: Vec<Principal> = fleet
+        .rollout_results()
+        .into_iter()
+        .filter(|r| !matches!(r.step, Step::Pending | Step::Busy | Step::Finished(_)))
+        .map(|r| r.canister_id)
+        .collect();
+    in_flight.sort();
+    assert!(!in_flight.is_empty());
+    // Pages smaller than the set, so that paging goes through it.
+    let upgrading: Vec<Principal> =
+        list(fleet, CanisterFilter::Status(CanisterStatus::Upgrading), 3)
+            .into_iter()
+            .map(|c| {
+                assert_eq!(c.status, CanisterStatus::Upgrading);
+                c.canister_id
+            })
+            .collect();
+    assert_eq!(upgrading, in_flight);
+    let active = list(fleet, CanisterFilter::Status(CanisterStatus::Active), 7);
+    assert!(active.iter().all(|c| c.status == CanisterStatus::Active));
+    assert!(active
+        .iter()
+        .all(|c| in_flight.binary_search(&c.canister_id).is_err()));
+    assert_eq!(active.len() + in_flight.len(), CANISTERS as usize);
+    let all = list(fleet, CanisterFilter::All, 50);
+    assert_eq!(all.len(), CANISTERS as usize);
+    for c in &all {
+        let upgrading = in_flight.binary_search(&c.canister_id).is_ok();
+        assert_eq!(c.status == CanisterStatus::Upgrading, upgrading, "{c:?}");
+    }
+    let one: Result<UserCanister, GetUserCanisterError> =
+        fleet.read(fleet.controller, "get_user_canister", in_flight[0]);
+    assert_eq!(one.unwrap().status, CanisterStatus::Upgrading);
+    let m = fleet.metrics();
+    let count = |status| {
+        m.by_status
+            .iter()
+            .find(|s| s.status == status)
+            .map_or(0, |s| s.canisters)
+    };
+    assert_eq!(count(CanisterStatus::Upgrading), in_flight.len() as u64);
+    assert_eq!(count(CanisterStatus::Active), active.len() as u64);
+}
+
 #[test]
 fn staged_rollout_with_pause_and_resume_then_abort_then_manager_upgrade() {
     let s = setup();
@@ -97,6 +166,7 @@ fn staged_rollout_with_pause_and_resume_then_abort_then_manager_upgrade() {
     fleet.run_until(5_000, |st| {
         st.current_wave == 2 && st.waves[2].started >= 10
     });
+    assert_upgrading_is_in_flight(fleet);
     let paused = fleet.control("pause_rollout").expect("pause");
     assert_eq!(paused.phase, Phase::Paused);
     fleet.run_until(1_000, |st| st.counts.in_flight == 0);
