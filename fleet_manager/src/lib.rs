@@ -499,7 +499,7 @@ fn set_upgrade_policy_result(
         record.policy = arg.policy.into();
         record.updated_at_ns = ic_cdk::api::time();
         s.registry.put(record.clone());
-        Ok(record.into())
+        Ok(record)
     })
     .map(rollouts::with_status)
 }

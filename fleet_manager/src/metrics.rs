@@ -24,10 +24,7 @@ pub fn collect() -> FleetMetrics {
             .collect();
         let by_status = answered_status_counts(s)
             .into_iter()
-            .map(|(status, canisters)| StatusCount {
-                status: status.into(),
-                canisters,
-            })
+            .map(|(status, canisters)| StatusCount { status, canisters })
             .collect();
         (s.registry.len(), by_release, by_status)
     });
