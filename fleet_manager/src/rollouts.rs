@@ -523,7 +523,7 @@ pub fn pipeline_log(arg: LogPageArg) -> PipelineLogPage {
 }
 
 pub fn counters() -> RolloutCounters {
-    with_engine(|e| e.meta.counters.clone())
+    with_engine(|e| e.meta.counters.clone().into())
 }
 
 pub fn draining() -> bool {

@@ -10,10 +10,9 @@ use crate::memory::{self, Memory, Stored};
 use crate::pipeline_log::PipelineLog;
 use crate::rate_limit::CreationLimiter;
 use crate::registry::Registry;
-use crate::stored::{RateLimit, ReleaseRef, Settings};
+use crate::stored::{RateLimit, ReleaseRef, RolloutCounters, Settings};
 use candid::{CandidType, Principal};
 use fleet_api::manager::ManagerInitArg;
-use fleet_api::rollout::RolloutCounters;
 use ic_stable_structures::memory_manager::MemoryId;
 use ic_stable_structures::{StableBTreeMap, StableCell};
 use rollout_core::stable::Encoded;
@@ -287,7 +286,7 @@ impl Drop for MirrorGuard {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use ic_stable_structures::Storable;
     use rollout_core::{FleetCanister, MemStore, Release, Rollout, RolloutPlan, UpgradePolicy};
@@ -296,8 +295,8 @@ mod tests {
         Principal::from_slice(&[n; 10])
     }
 
-    #[test]
-    fn the_header_is_stored_from_references_as_the_header_itself() {
+    /// The driver state of a rollout of three canisters, after its first tick.
+    pub(crate) fn rollout_in_flight() -> RolloutState {
         let plan = RolloutPlan::new(Release {
             module_hash: vec![2; 32],
             version: "2.0.0".into(),
@@ -314,6 +313,11 @@ mod tests {
         let cohort = rollout_core::plan::select(&plan, &fleet).unwrap();
         let mut rollout = Rollout::start(7, p(201), &plan, cohort, MemStore::new(), 5).unwrap();
         rollout.tick(10);
+        rollout.state().clone()
+    }
+
+    #[test]
+    fn the_header_is_stored_from_references_as_the_header_itself() {
         let mut meta = RolloutMeta {
             next_id: 8,
             current: None,
@@ -329,7 +333,7 @@ mod tests {
             next_ticket: 11,
             timer_ticks: Some(12),
         };
-        let state = rollout.state();
+        let state = &rollout_in_flight();
         let from_view = Encoded::<RolloutMeta>::encode_as(&MetaView::new(&meta, Some(state)));
         meta.current = Some(state.clone());
         assert_eq!(from_view.to_bytes(), Stored(meta.clone()).to_bytes());

@@ -142,6 +142,28 @@ pub struct PipelineLogEntry {
     pub tick: Option<u64>,
 }
 
+/// Counters over the manager's lifetime, inside the rollout header (memory 9).
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct RolloutCounters {
+    pub rollouts_started: u64,
+    pub pipelines_started: u64,
+    pub upgraded: u64,
+    pub restored: u64,
+    pub rolled_back: u64,
+    pub failed: u64,
+    pub skipped: u64,
+    pub cancelled: u64,
+    pub calls_issued: u64,
+    pub calls_failed: u64,
+    /// Argument bytes of every call the rollout engine sent.
+    pub bytes_sent: u64,
+    pub cycles_topped_up: u128,
+    pub upgrade_requests: u64,
+    /// Canisters that ended a rollout deferred (environment or manager), not failed; `None`
+    /// until the first.
+    pub deferred: Option<u64>,
+}
+
 impl StoredShape for Settings {
     const TAG: u8 = COMPACT_V1;
 }
@@ -287,6 +309,11 @@ structs! {
     stored::PipelineLogEntry <=> api_rollout::PipelineLogEntry {
         at, rollout_id, canister_id, kind, tick,
     }
+    stored::RolloutCounters <=> api_rollout::RolloutCounters {
+        rollouts_started, pipelines_started, upgraded, restored, rolled_back, failed, skipped,
+        cancelled, calls_issued, calls_failed, bytes_sent, cycles_topped_up, upgrade_requests,
+        deferred,
+    }
 }
 
 enums! {
@@ -321,6 +348,7 @@ from_both_ways! {
     MirroredRelease => api::MirroredRelease,
     PipelineLogKind => api_rollout::PipelineLogKind,
     PipelineLogEntry => api_rollout::PipelineLogEntry,
+    RolloutCounters => api_rollout::RolloutCounters,
 }
 
 #[cfg(test)]
@@ -328,7 +356,7 @@ mod tests {
     use super::*;
     use crate::chunk_store::MirrorState;
     use crate::memory::Stored;
-    use crate::state::FleetSnapshot;
+    use crate::state::{FleetSnapshot, RolloutMeta};
     use ic_stable_structures::Storable;
     use std::borrow::Cow;
     use std::fmt::Debug;
@@ -480,6 +508,28 @@ mod tests {
             .collect()
     }
 
+    fn counters() -> Vec<api_rollout::RolloutCounters> {
+        vec![
+            api_rollout::RolloutCounters::default(),
+            api_rollout::RolloutCounters {
+                rollouts_started: 1,
+                pipelines_started: 2,
+                upgraded: 3,
+                restored: 4,
+                rolled_back: 5,
+                failed: 6,
+                skipped: 7,
+                cancelled: 8,
+                calls_issued: 9,
+                calls_failed: 10,
+                bytes_sent: u64::MAX,
+                cycles_topped_up: u128::MAX,
+                upgrade_requests: 11,
+                deferred: Some(12),
+            },
+        ]
+    }
+
     #[test]
     fn wire_values_round_trip_through_their_stored_records() {
         fn round_trip<W, S>(values: Vec<W>)
@@ -495,6 +545,7 @@ mod tests {
         round_trip::<_, RegistryRecord>(records());
         round_trip::<_, MirroredRelease>(mirrored());
         round_trip::<_, PipelineLogEntry>(log_entries());
+        round_trip::<_, RolloutCounters>(counters());
     }
 
     #[test]
@@ -555,6 +606,48 @@ mod tests {
                 id: expected.id.clone(),
                 release,
                 taken_at_ns: expected.taken_at_ns,
+            };
+            reads_bytes_of_the_wire_layout(&wire, &expected);
+        }
+    }
+
+    #[test]
+    fn a_rollout_header_written_with_wire_counters_is_read() {
+        use rollout_core::RolloutState;
+        /// The header as the earlier layout stored it.
+        #[derive(CandidType, Serialize)]
+        struct WireRolloutMeta {
+            next_id: u64,
+            current: Option<RolloutState>,
+            draining: bool,
+            counters: api_rollout::RolloutCounters,
+            log_first: u64,
+            log_next: u64,
+            next_ticket: u64,
+            timer_ticks: Option<u64>,
+        }
+        let in_flight = crate::state::tests::rollout_in_flight();
+        for (n, counters) in counters().into_iter().enumerate() {
+            let current = (n % 2 == 1).then(|| in_flight.clone());
+            let wire = WireRolloutMeta {
+                next_id: 8,
+                current: current.clone(),
+                draining: n % 2 == 0,
+                counters: counters.clone(),
+                log_first: 4,
+                log_next: 9,
+                next_ticket: 11,
+                timer_ticks: (n % 2 == 1).then_some(12),
+            };
+            let expected = RolloutMeta {
+                next_id: 8,
+                current,
+                draining: n % 2 == 0,
+                counters: counters.into(),
+                log_first: 4,
+                log_next: 9,
+                next_ticket: 11,
+                timer_ticks: wire.timer_ticks,
             };
             reads_bytes_of_the_wire_layout(&wire, &expected);
         }
