@@ -219,6 +219,52 @@ impl<M: Memory> Registry<M> {
             self.by_owner.insert(record.owner, id);
         }
         self.records.insert(id, memory::encoded(&record));
+        #[cfg(test)]
+        self.check_invariants();
+    }
+
+    /// Checks that the indexes and counts say exactly what the records say: each record is
+    /// indexed by its release and its status and counted once under each, its owner points at
+    /// a record of that owner, and no index entry or count is left without its record. Run
+    /// after every write in test builds, where registries are small, so that a write that
+    /// leaves an index behind (for example [`Registry::replace`] given a stale `old`) fails
+    /// the test that made it.
+    #[cfg(test)]
+    pub fn check_invariants(&self) {
+        use std::collections::{BTreeMap, BTreeSet};
+        let mut by_release = BTreeSet::new();
+        let mut by_status = BTreeSet::new();
+        let mut counts: BTreeMap<[u8; 33], u64> = BTreeMap::new();
+        for entry in self.records.iter() {
+            let (id, record) = (*entry.key(), self.get(entry.key()).expect("listed"));
+            assert_eq!(record.canister_id, id, "record stored under another id");
+            if let Some(key) = record.current_release.as_ref().and_then(release_key) {
+                by_release.insert((key, id));
+            }
+            by_status.insert((status_key(record.status), id));
+            *counts
+                .entry(release_count_key(record.current_release.as_ref()))
+                .or_default() += 1;
+            *counts.entry(status_count_key(record.status)).or_default() += 1;
+            let indexed = self.by_owner.get(&record.owner).and_then(|c| self.get(&c));
+            assert!(
+                indexed.is_some_and(|c| c.owner == record.owner),
+                "the owner index of {id} does not lead to a canister of its owner"
+            );
+        }
+        let actual: BTreeSet<_> = self.by_release.iter().map(|e| *e.key()).collect();
+        assert_eq!(actual, by_release, "release index");
+        let actual: BTreeSet<_> = self.by_status.iter().map(|e| *e.key()).collect();
+        assert_eq!(actual, by_status, "status index");
+        let actual: BTreeMap<_, _> = self.counts.iter().map(|e| (*e.key(), e.value())).collect();
+        assert_eq!(actual, counts, "counts per release and status");
+        for entry in self.by_owner.iter() {
+            let record = self.get(&entry.value());
+            assert!(
+                record.is_some_and(|r| r.owner == *entry.key()),
+                "owner index entry without its record"
+            );
+        }
     }
 
     /// One page of records matching `filter`, in canister-id order (by bytes), after
@@ -360,6 +406,18 @@ mod tests {
 
     fn ids(page: &RecordPage) -> Vec<Principal> {
         page.canisters.iter().map(|c| c.canister_id).collect()
+    }
+
+    /// The invariants are checked after every write: a `replace` given a stale `old` (the
+    /// record as it was before another write) leaves the counts wrong, and the write fails.
+    #[test]
+    #[should_panic(expected = "counts per release and status")]
+    fn a_write_from_a_stale_record_breaks_the_invariants_and_is_caught() {
+        let mut r = registry();
+        let stale = record(1, CanisterStatus::Failed, Some(1));
+        r.put(stale.clone());
+        r.put(record(1, CanisterStatus::Active, Some(1)));
+        r.replace(stale, record(1, CanisterStatus::Active, Some(1)));
     }
 
     #[test]
