@@ -105,27 +105,19 @@ const CANDID_MAGIC: &[u8] = b"DIDL";
 
 /// `value`'s stored bytes: its shape's tag, then postcard.
 pub fn encode_stored<T: StoredShape>(value: &T) -> Vec<u8> {
-    encode(value)
-}
-
-fn encode<T: StoredShape>(value: &T) -> Vec<u8> {
     postcard::to_extend(value, vec![T::TAG]).expect("encoding a stored value")
 }
 
 /// `value`'s stored bytes (those of `Stored<T>`), held undecoded: a map of them decodes nothing
 /// when an insert returns the value it replaces.
 pub fn encoded<T: StoredShape>(value: &T) -> rollout_core::stable::Encoded<T> {
-    rollout_core::stable::Encoded::from_bytes(Cow::Owned(encode(value)))
+    rollout_core::stable::Encoded::from_bytes(Cow::Owned(encode_stored(value)))
 }
 
 /// Reads bytes written as `Stored<T>` (or by [`encoded`]), with every earlier shape of `T`.
-pub fn decode_stored<T: StoredShape>(bytes: &[u8]) -> T {
-    decode(bytes)
-}
-
 /// Only bytes this canister wrote are ever decoded: failing here means the layout was broken,
 /// and trapping keeps the old state instead of working on garbage.
-fn decode<T: StoredShape>(bytes: &[u8]) -> T {
+pub fn decode_stored<T: StoredShape>(bytes: &[u8]) -> T {
     match bytes.split_first() {
         Some((&tag, rest)) if tag == T::TAG => {
             postcard::from_bytes(rest).expect("a stored compact value")
@@ -141,15 +133,15 @@ fn decode<T: StoredShape>(bytes: &[u8]) -> T {
 
 impl<T: StoredShape> Storable for Stored<T> {
     fn to_bytes(&self) -> Cow<'_, [u8]> {
-        Cow::Owned(encode(&self.0))
+        Cow::Owned(encode_stored(&self.0))
     }
 
     fn into_bytes(self) -> Vec<u8> {
-        encode(&self.0)
+        encode_stored(&self.0)
     }
 
     fn from_bytes(bytes: Cow<[u8]>) -> Self {
-        Stored(decode(bytes.as_ref()))
+        Stored(decode_stored(bytes.as_ref()))
     }
 
     const BOUND: Bound = Bound::Unbounded;
