@@ -259,7 +259,9 @@ pub struct UserCanister {
 pub enum CanisterFilter {
     All,
     Owner(Principal),
-    /// Canisters whose current release has this version.
+    /// Canisters whose current release has this version. There is no index by release: a
+    /// page reads at most 10,000 records of the registry, so it may hold fewer than `limit`
+    /// canisters, or none, and still have a `next`.
     Release(String),
     Status(CanisterStatus),
 }

@@ -375,8 +375,9 @@ pub struct FleetMetrics {
     pub pipeline_cycles_reserve: u128,
     /// Seconds since the driver's timer last ran while a rollout has work (0 when idle).
     pub timer_silent_secs: u64,
-    /// Instructions of the most recent driver ticks (mean and maximum since the manager
-    /// started or was upgraded), with the number of ticks measured.
+    /// Instructions of the driver's timer ticks (mean and maximum since the manager started
+    /// or was upgraded), with the number of ticks measured. Pipelines started when another
+    /// gives its slot back are started in that call's result, not in a tick.
     pub ticks_measured: u64,
     pub tick_instructions_mean: u64,
     pub tick_instructions_max: u64,

@@ -172,26 +172,19 @@ fn timer_tick() {
             spawn(action);
         }
     }
-    drive(true);
+    drive();
     if !rollouts::has_work() && calls_in_flight() == 0 {
         stop_timer();
     }
 }
 
-/// One driver step: starts as many calls as the limits allow. `timer` is set for the timer's
-/// tick, which opens a new allowance of `max_starts_per_tick`; the steps run when a slot is
-/// freed only use what is left of it, so the starts between two timer ticks stay within the
-/// cap. Its cost depends on the calls it starts, not on the size of the fleet; it is measured
-/// for the metrics.
-fn drive(timer: bool) {
+/// A timer tick of the driver: starts as many calls as the limits allow, and opens a new
+/// allowance of `max_starts_per_tick` (the pipelines started when a slot is freed, inside
+/// call results, use what is left of it). Its cost depends on the calls it starts, not on the
+/// size of the fleet; it is measured for the metrics.
+fn drive() {
     let start = ic_cdk::api::performance_counter(0);
-    let env = crate::env();
-    let actions = if timer {
-        rollouts::tick(env)
-    } else {
-        rollouts::refill(env)
-    };
-    for action in actions {
+    for action in rollouts::tick(crate::env()) {
         spawn(action);
     }
     let used = ic_cdk::api::performance_counter(0).saturating_sub(start);
@@ -212,12 +205,11 @@ async fn run(mut action: Action) {
     let mut guard = InFlight::new(canister);
     loop {
         let result = perform(&action).await;
-        let Fed { next, slot_freed } = rollouts::on_result(canister, result, crate::env());
+        let Fed { next, started } = rollouts::on_result(canister, result, crate::env());
         ensure_timer();
-        if slot_freed {
-            // Fill the slot now rather than at the next timer tick, within what is left of
-            // this tick's start cap.
-            drive(false);
+        // A freed slot is filled at once rather than at the next timer tick.
+        for action in started {
+            spawn(action);
         }
         match next {
             Some(a) => action = a,

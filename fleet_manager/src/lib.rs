@@ -93,7 +93,7 @@ fn pre_upgrade() {
 fn post_upgrade() {
     // Trapping keeps the previous module and its state (interface spec, "IC method
     // `install_code`": a failed upgrade is rolled back).
-    if let Err(e) = state::with(|s| s.check_layout()) {
+    if let Err(e) = state::with_mut(|s| s.upgrade_layout()) {
         ic_cdk::trap(e);
     }
     // Timers do not survive an upgrade; the rollout resumes from stable memory.

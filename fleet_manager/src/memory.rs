@@ -22,7 +22,11 @@ pub type Memory = VirtualMemory<DefaultMemoryImpl>;
 /// in-flight set, memory 20, answers it), a pipeline's calls are no longer entries of the
 /// rollout queues (memory 11), and the pipeline log is a ring of slots instead of a B-tree
 /// (memory 13). A version 1 layout is refused, not migrated: none was deployed.
-pub const LAYOUT_VERSION: u32 = 2;
+/// Version 3: the registry's counts per release and status moved from a B-tree (memory 15)
+/// into one cell (memory 21), the index by release (memory 6) is gone, and the records of
+/// pipelines in flight are in slots (memory 22; memory 20 keeps those too large for a slot).
+/// `post_upgrade` migrates a version 2 layout.
+pub const LAYOUT_VERSION: u32 = 3;
 
 /// `StableCell<u32>`: the layout version (0 before the first `init`).
 pub const HEADER: MemoryId = MemoryId::new(0);
@@ -36,8 +40,9 @@ pub const CREATION_BUCKET: MemoryId = MemoryId::new(3);
 pub const REGISTRY: MemoryId = MemoryId::new(4);
 /// `StableBTreeMap<Principal, Principal>`: owner → canister id.
 pub const BY_OWNER: MemoryId = MemoryId::new(5);
-/// `StableBTreeMap<([u8; 32], Principal), ()>`: (release sha256, canister id).
-pub const BY_RELEASE: MemoryId = MemoryId::new(6);
+/// Layout version 2's index (release sha256, canister id); not read nor written since
+/// version 3, which pages by release by reading the registry.
+pub const BY_RELEASE_V2: MemoryId = MemoryId::new(6);
 /// `StableBTreeMap<(u8, Principal), ()>`: (status, canister id).
 pub const BY_STATUS: MemoryId = MemoryId::new(7);
 /// `StableCell<Stored<MirrorState>>`: what the IC chunk store holds.
@@ -58,17 +63,27 @@ pub const ROLLOUT_EVENTS: MemoryId = MemoryId::new(12);
 /// slots (entry `seq` in slot `seq % 50,000`), bounded by the rollout header's `log_first` and
 /// `log_next`.
 pub const PIPELINE_LOG: MemoryId = MemoryId::new(13);
-/// `StableBTreeMap<Principal, Stored<FleetSnapshot>>`: the snapshot taken before each
-/// canister's last upgrade, and the release it holds.
-pub const SNAPSHOTS: MemoryId = MemoryId::new(14);
-/// `StableBTreeMap<[u8; 33], u64>`: registry counts per release and per status.
-pub const FLEET_COUNTS: MemoryId = MemoryId::new(15);
+/// `StableBTreeMap<Principal, Stored<FleetSnapshot>>`: layout version 2's fleet snapshots (the
+/// snapshot taken before each canister's last upgrade, and the release it holds). Since
+/// version 3 the registry record holds its canister's; this map is only read for a record
+/// that holds none yet, and loses each entry when its record takes one.
+pub const SNAPSHOTS_V2: MemoryId = MemoryId::new(14);
+/// Layout version 2's `StableBTreeMap<[u8; 33], u64>` of registry counts; read once by the
+/// migration to version 3, never written again.
+pub const FLEET_COUNTS_V2: MemoryId = MemoryId::new(15);
 /// First of the memories handed to `wasm_store` (it takes consecutive ids from here: 16-19).
 pub const WASM_STORE_BASE: u8 = 16;
-/// `StableBTreeMap<Principal, CanisterRecord>` (compact): the current rollout's canisters whose
-/// pipeline is in flight, with their current record (the fourth memory of
-/// `rollout_core::StableStore`).
+/// `StableBTreeMap<Principal, CanisterRecord>` (compact): the current records of the pipelines
+/// in flight that do not fit a slot of memory 22 (the fourth memory of
+/// `rollout_core::StableStore`; layout version 2 kept every record in flight here, and they
+/// are still read from here).
 pub const ROLLOUT_IN_FLIGHT: MemoryId = MemoryId::new(20);
+/// `StableCell<registry::Counts>`: registry counts per release and per status, sorted by key
+/// (the key's kind byte, then a release's sha256 or a status).
+pub const FLEET_COUNTS: MemoryId = MemoryId::new(21);
+/// `StableVec` of 512-byte slots (`rollout_core::slots`): the current records of the pipelines
+/// in flight, one slot each, reused once free (the fifth memory of `rollout_core::StableStore`).
+pub const ROLLOUT_SLOTS: MemoryId = MemoryId::new(22);
 
 thread_local! {
     static MEMORY_MANAGER: RefCell<MemoryManager<DefaultMemoryImpl>> =

@@ -110,6 +110,7 @@ async fn create<R: Runtime>(
     };
     let now = rt.now_ns();
     let record = RegistryRecord {
+        snapshot: None,
         canister_id,
         owner,
         recovery_principal: recovery,
@@ -269,6 +270,7 @@ pub async fn adopt_canister<R: Runtime>(
     check_free()?;
     let now = rt.now_ns();
     let mut record = RegistryRecord {
+        snapshot: None,
         canister_id: id,
         owner,
         recovery_principal: recovery,

@@ -7,7 +7,7 @@
 //! Every change is written through before the message ends, so a trap or an upgrade loses
 //! nothing that was committed.
 
-use crate::memory::{self, Memory, Stored};
+use crate::memory::{self, Memory};
 use crate::registry::push_history;
 use crate::state::{self, FleetSnapshot, RolloutMeta};
 use crate::stored::{
@@ -127,6 +127,7 @@ fn open_store() -> Store {
         memory::get(memory::ROLLOUT_QUEUES),
         memory::get(memory::ROLLOUT_EVENTS),
         memory::get(memory::ROLLOUT_IN_FLIGHT),
+        memory::get(memory::ROLLOUT_SLOTS),
     )
 }
 
@@ -174,6 +175,17 @@ impl Engine {
             .meta
             .log_first
             .max(self.meta.log_next.saturating_sub(PIPELINE_LOG_CAPACITY));
+    }
+
+    /// Counts and logs the calls a driver step issued, and the pipelines they start.
+    fn started(&mut self, actions: &[Action], now: u64) {
+        for a in actions {
+            if a.op == Op::CanisterStatus {
+                self.meta.counters.pipelines_started += 1;
+                self.log(now, a.canister, PipelineLogKind::Started);
+            }
+        }
+        count_calls(&mut self.meta, actions);
     }
 
     /// Takes the store of the previous rollout (one instance per memory) or opens it.
@@ -248,7 +260,7 @@ fn fleet_canister(s: &state::State, c: &RegistryRecord) -> Option<FleetCanister>
         policy,
         module_hash: Some(release.sha256.clone()),
         recovery: c.recovery_principal,
-        snapshot: s.snapshots.get(&c.canister_id).map(|f| f.0.id),
+        snapshot: s.fleet_snapshot(c).map(|f| f.id),
     })
 }
 
@@ -376,7 +388,7 @@ pub fn restore_plan(
                 .registry
                 .get(id)
                 .ok_or(RollbackError::UnknownCanister { canister: *id })?;
-            let snapshot = s.snapshots.get(id).map(|f| f.0);
+            let snapshot = s.fleet_snapshot(&record);
             let held = snapshot
                 .as_ref()
                 .and_then(|f| f.release.clone())
@@ -652,7 +664,7 @@ pub fn request_upgrade(
             id: record.canister_id,
             recovery: record.recovery_principal,
             expected_module_hash: record.current_release.as_ref().map(|r| r.sha256.clone()),
-            snapshot: state::with(|s| s.snapshots.get(&record.canister_id).map(|f| f.0.id)),
+            snapshot: state::with(|s| s.fleet_snapshot(&record).map(|f| f.id)),
         };
         if let Some(r) = e.active() {
             if active_target.as_ref() != Some(&meta.sha256) {
@@ -715,38 +727,21 @@ fn refusal(e: &rollout_core::RequestError) -> fleet_api::rollout::RequestRefusal
 // ---------------------------------------------------------------------------------------------
 
 /// A timer tick of the driver: the calls to make now. It opens a new tick for the per-tick
-/// cap on pipeline starts, which [`refill`] shares until the next timer tick.
+/// cap on pipeline starts, which the starts made when a pipeline gives its slot back (in
+/// [`on_result`]) share until the next timer tick.
 pub fn tick(env: Env) -> Vec<Action> {
-    drive(env, true)
-}
-
-/// A driver step between timer ticks (a pipeline gave its slot back): like [`tick`], but new
-/// pipelines start only within what is left of the current tick's cap.
-pub fn refill(env: Env) -> Vec<Action> {
-    drive(env, false)
-}
-
-fn drive(env: Env, timer: bool) -> Vec<Action> {
     let now = env.now;
     with_engine(|e| {
-        if timer {
-            e.meta.timer_ticks = Some(e.meta.timer_ticks.unwrap_or(0) + 1);
-        }
-        let Some(r) = e.rollout.as_mut() else {
-            if timer {
-                e.save();
+        e.meta.timer_ticks = Some(e.meta.timer_ticks.unwrap_or(0) + 1);
+        let actions = match e.rollout.as_mut() {
+            Some(r) => {
+                r.set_manager(manager_view(e.meta.draining, env), now);
+                let actions = r.tick(now);
+                e.started(&actions, now);
+                actions
             }
-            return Vec::new();
+            None => Vec::new(),
         };
-        r.set_manager(manager_view(e.meta.draining, env), now);
-        let actions = if timer { r.tick(now) } else { r.refill(now) };
-        for a in &actions {
-            if a.op == Op::CanisterStatus {
-                e.meta.counters.pipelines_started += 1;
-                e.log(now, a.canister, PipelineLogKind::Started);
-            }
-        }
-        count_calls(&mut e.meta, &actions);
         e.save();
         actions
     })
@@ -783,9 +778,11 @@ pub fn current_action(canister: &Principal) -> Option<Action> {
 
 /// What the driver learns from feeding a result back.
 pub struct Fed {
+    /// The same canister's next call.
     pub next: Option<Action>,
-    /// The canister gave its in-flight slot back: more pipelines may start.
-    pub slot_freed: bool,
+    /// The canister gave its in-flight slot back, and these pipelines started in its place
+    /// (within what is left of the current tick's start cap), rather than at the next tick.
+    pub started: Vec<Action>,
 }
 
 pub fn on_result(canister: Principal, result: ActionResult, env: Env) -> Fed {
@@ -796,7 +793,7 @@ pub fn on_result(canister: Principal, result: ActionResult, env: Env) -> Fed {
         let Some(r) = e.rollout.as_mut() else {
             return Fed {
                 next: None,
-                slot_freed: false,
+                started: Vec::new(),
             };
         };
         r.set_manager(manager_view(e.meta.draining, env), now);
@@ -822,7 +819,13 @@ pub fn on_result(canister: Principal, result: ActionResult, env: Env) -> Fed {
             None
         };
         if deleted {
-            state::with_mut(|s| s.snapshots.remove(&canister));
+            state::with_mut(|s| {
+                if let Some(old) = s.registry.get(&canister) {
+                    let mut record = old.clone();
+                    s.set_fleet_snapshot(&mut record, None);
+                    s.registry.replace(old, record);
+                }
+            });
         }
         if let Some(rec) = left {
             let outcome = rec.outcome();
@@ -836,8 +839,14 @@ pub fn on_result(canister: Principal, result: ActionResult, env: Env) -> Fed {
                 e.meta.counters.cycles_topped_up += cycles;
             }
         }
+        let started = match e.rollout.as_mut() {
+            Some(r) if slot_freed => r.refill(now),
+            _ => Vec::new(),
+        };
+        e.started(&started, now);
+        // Once per result, with the refill's changes.
         e.save();
-        Fed { next, slot_freed }
+        Fed { next, started }
     })
 }
 
@@ -929,14 +938,12 @@ fn finish_record(
         let before = record.current_release.clone();
         if rec.snapshot_fresh {
             if let Some(id) = &rec.snapshot {
-                s.snapshots.insert(
-                    canister,
-                    Stored(FleetSnapshot {
-                        id: id.clone(),
-                        release: before.clone(),
-                        taken_at_ns: rec.started_at.unwrap_or(now),
-                    }),
-                );
+                let snapshot = FleetSnapshot {
+                    id: id.clone(),
+                    release: before.clone(),
+                    taken_at_ns: rec.started_at.unwrap_or(now),
+                };
+                s.set_fleet_snapshot(&mut record, Some(snapshot));
             }
         }
         record.updated_at_ns = now;
@@ -1099,6 +1106,7 @@ mod fixtures {
         let id = Principal::from_slice(&[n, 0, 0, 0, 0, 0, 0, 0, 1, 1]);
         state::with_mut(|s| {
             s.registry.put(RegistryRecord {
+                snapshot: None,
                 canister_id: id,
                 owner: p(n + 100),
                 recovery_principal: p(n + 150),
@@ -1406,9 +1414,7 @@ mod rollout_tests {
             self.env.now += SECOND;
             let fed = on_result(action.canister, result, self.env);
             self.pending.extend(fed.next);
-            if fed.slot_freed {
-                self.pending.extend(refill(self.env));
-            }
+            self.pending.extend(fed.started);
             true
         }
 
@@ -1484,7 +1490,7 @@ mod rollout_tests {
     }
 
     fn fleet_snapshot(id: Principal) -> Option<FleetSnapshot> {
-        state::with(|s| s.snapshots.get(&id)).map(|f| f.0)
+        state::with(|s| s.fleet_snapshot(&s.registry.get(&id)?))
     }
 
     /// The pipeline log's entries for `id`, oldest first.

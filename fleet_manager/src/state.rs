@@ -10,7 +10,7 @@ use crate::memory::{self, Memory, Stored};
 use crate::pipeline_log::PipelineLog;
 use crate::rate_limit::CreationLimiter;
 use crate::registry::Registry;
-use crate::stored::{RateLimit, ReleaseRef, RolloutCounters, Settings};
+use crate::stored::{RateLimit, RegistryRecord, ReleaseRef, RolloutCounters, Settings};
 use candid::{CandidType, Principal};
 use fleet_api::manager::ManagerInitArg;
 use ic_stable_structures::memory_manager::MemoryId;
@@ -43,7 +43,9 @@ pub struct State {
     /// The same bytes as `Stored<RolloutMeta>`, written from the engine's parts without a copy.
     pub rollout_meta: StableCell<Encoded<RolloutMeta>, Memory>,
     pub pipeline_log: PipelineLog<Memory>,
-    pub snapshots: StableBTreeMap<Principal, Stored<FleetSnapshot>, Memory>,
+    /// Layout version 2's fleet snapshots: read for a canister whose record holds none yet,
+    /// emptied as records take theirs over.
+    snapshots_v2: StableBTreeMap<Principal, Stored<FleetSnapshot>, Memory>,
 }
 
 /// The rollout engine's small persisted header (one stable cell): the current rollout's
@@ -136,7 +138,6 @@ impl State {
             registry: Registry::init(
                 memory::get(memory::REGISTRY),
                 memory::get(memory::BY_OWNER),
-                memory::get(memory::BY_RELEASE),
                 memory::get(memory::BY_STATUS),
                 memory::get(memory::FLEET_COUNTS),
             ),
@@ -161,7 +162,7 @@ impl State {
                 memory::get(memory::PIPELINE_LOG),
                 crate::rollouts::PIPELINE_LOG_CAPACITY,
             ),
-            snapshots: StableBTreeMap::init(memory::get(memory::SNAPSHOTS)),
+            snapshots_v2: StableBTreeMap::init(memory::get(memory::SNAPSHOTS_V2)),
         }
     }
 
@@ -192,6 +193,29 @@ impl State {
         self.mirror.set(Stored(mirror));
     }
 
+    /// The canister's fleet snapshot: the one its record holds, or one layout version 2 kept.
+    pub fn fleet_snapshot(&self, record: &RegistryRecord) -> Option<FleetSnapshot> {
+        record.snapshot.clone().or_else(|| {
+            if self.snapshots_v2.is_empty() {
+                return None;
+            }
+            self.snapshots_v2.get(&record.canister_id).map(|s| s.0)
+        })
+    }
+
+    /// Sets (or clears) the fleet snapshot in `record`, which the caller writes; a snapshot
+    /// layout version 2 kept for it is forgotten, so that it cannot come back.
+    pub fn set_fleet_snapshot(
+        &mut self,
+        record: &mut RegistryRecord,
+        snapshot: Option<FleetSnapshot>,
+    ) {
+        record.snapshot = snapshot;
+        if !self.snapshots_v2.is_empty() {
+            self.snapshots_v2.remove(&record.canister_id);
+        }
+    }
+
     /// First install: writes the layout version and applies the init arg.
     pub fn initialize(&mut self, arg: ManagerInitArg) {
         self.header.set(memory::LAYOUT_VERSION);
@@ -210,12 +234,19 @@ impl State {
         }
     }
 
-    /// After an upgrade: checks that the stored layout is one this module understands.
-    pub fn check_layout(&self) -> Result<(), String> {
+    /// After an upgrade: brings a layout this module knows to its own version, or refuses
+    /// one it does not know (the caller traps, which keeps the previous module and state).
+    pub fn upgrade_layout(&mut self) -> Result<(), String> {
         match *self.header.get() {
             memory::LAYOUT_VERSION => Ok(()),
+            2 => {
+                self.registry
+                    .migrate_counts(memory::get(memory::FLEET_COUNTS_V2));
+                self.header.set(memory::LAYOUT_VERSION);
+                Ok(())
+            }
             other => Err(format!(
-                "stable memory layout version {other}, this module reads version {}",
+                "stable memory layout version {other}, this module reads versions 2 and {}",
                 memory::LAYOUT_VERSION
             )),
         }
@@ -314,6 +345,44 @@ pub(crate) mod tests {
         let mut rollout = Rollout::start(7, p(201), &plan, cohort, MemStore::new(), 5).unwrap();
         rollout.tick(10);
         rollout.state().clone()
+    }
+
+    /// A snapshot kept by layout version 2 is found for a record that holds none, and is
+    /// forgotten once the record takes one (or is cleared), so that it cannot come back.
+    #[test]
+    fn fleet_snapshots_of_the_earlier_layout_are_read_until_replaced() {
+        use crate::stored::{CanisterStatus, UpgradePolicy};
+        let snapshot = |n: u8| FleetSnapshot {
+            id: vec![n; 4],
+            release: None,
+            taken_at_ns: u64::from(n),
+        };
+        with_mut(|s| {
+            let record = RegistryRecord {
+                canister_id: p(1),
+                owner: p(2),
+                recovery_principal: p(3),
+                current_release: None,
+                policy: UpgradePolicy::Auto,
+                status: CanisterStatus::Active,
+                last_error: None,
+                history: vec![],
+                created_at_ns: 0,
+                updated_at_ns: 0,
+                snapshot: None,
+            };
+            assert_eq!(s.fleet_snapshot(&record), None);
+            s.snapshots_v2.insert(p(1), Stored(snapshot(1)));
+            assert_eq!(s.fleet_snapshot(&record), Some(snapshot(1)));
+            let mut newer = record.clone();
+            s.set_fleet_snapshot(&mut newer, Some(snapshot(2)));
+            assert_eq!(s.fleet_snapshot(&newer), Some(snapshot(2)));
+            assert!(s.snapshots_v2.is_empty());
+            s.snapshots_v2.insert(p(1), Stored(snapshot(1)));
+            let mut cleared = newer;
+            s.set_fleet_snapshot(&mut cleared, None);
+            assert_eq!(s.fleet_snapshot(&cleared), None);
+        });
     }
 
     #[test]

@@ -113,7 +113,14 @@ pub struct RegistryRecord {
     pub history: Vec<UpgradeEvent>,
     pub created_at_ns: u64,
     pub updated_at_ns: u64,
+    /// The snapshot a rollout took before the canister's last upgrade, to roll back to. Kept
+    /// in the record, which every finished upgrade writes anyway, rather than in a map of its
+    /// own that would cost another B-tree write per upgrade.
+    pub snapshot: Option<crate::state::FleetSnapshot>,
 }
+
+/// Tag of [`RegistryRecord`]'s shape with its snapshot.
+pub const REGISTRY_RECORD_V2: u8 = 0xC2;
 
 /// A release mirrored into the IC chunk store (inside memory 8's `MirrorState`).
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -169,7 +176,17 @@ impl StoredShape for Settings {
 }
 
 impl StoredShape for RegistryRecord {
-    const TAG: u8 = COMPACT_V1;
+    const TAG: u8 = REGISTRY_RECORD_V2;
+
+    /// The first shape is the wire record's, field for field (without a snapshot).
+    fn from_older(tag: u8, bytes: &[u8]) -> Option<Self> {
+        if tag != COMPACT_V1 {
+            return None;
+        }
+        postcard::from_bytes::<api::UserCanister>(bytes)
+            .ok()
+            .map(Convert::convert)
+    }
 }
 
 impl StoredShape for PipelineLogEntry {
@@ -301,10 +318,6 @@ structs! {
         user_canister_cycles, creation_limit, default_release, pipeline_cycles_reserve,
     }
     stored::UpgradeEvent <=> api::UpgradeEvent { at_ns, from, to, outcome }
-    stored::RegistryRecord <=> api::UserCanister {
-        canister_id, owner, recovery_principal, current_release, policy, status, last_error,
-        history, created_at_ns, updated_at_ns,
-    }
     stored::MirroredRelease <=> api::MirroredRelease { release, chunk_hashes }
     stored::PipelineLogEntry <=> api_rollout::PipelineLogEntry {
         at, rollout_id, canister_id, kind, tick,
@@ -336,7 +349,70 @@ enums! {
     }
 }
 
+/// The interface shows a record without its snapshot; a record made from the interface's has
+/// none.
+impl Convert<api::UserCanister> for RegistryRecord {
+    fn convert(self) -> api::UserCanister {
+        let RegistryRecord {
+            canister_id,
+            owner,
+            recovery_principal,
+            current_release,
+            policy,
+            status,
+            last_error,
+            history,
+            created_at_ns,
+            updated_at_ns,
+            snapshot: _,
+        } = self;
+        api::UserCanister {
+            canister_id,
+            owner,
+            recovery_principal,
+            current_release: current_release.convert(),
+            policy: policy.convert(),
+            status: status.convert(),
+            last_error,
+            history: history.convert(),
+            created_at_ns,
+            updated_at_ns,
+        }
+    }
+}
+
+impl Convert<RegistryRecord> for api::UserCanister {
+    fn convert(self) -> RegistryRecord {
+        let api::UserCanister {
+            canister_id,
+            owner,
+            recovery_principal,
+            current_release,
+            policy,
+            status,
+            last_error,
+            history,
+            created_at_ns,
+            updated_at_ns,
+        } = self;
+        RegistryRecord {
+            canister_id,
+            owner,
+            recovery_principal,
+            current_release: current_release.convert(),
+            policy: policy.convert(),
+            status: status.convert(),
+            last_error,
+            history: history.convert(),
+            created_at_ns,
+            updated_at_ns,
+            snapshot: None,
+        }
+    }
+}
+
 from_both_ways! {
+    RegistryRecord => api::UserCanister,
     ReleaseRef => api::ReleaseRef,
     RateLimit => api::RateLimit,
     Settings => api::Settings,
@@ -344,7 +420,6 @@ from_both_ways! {
     UpgradePolicy => api::UpgradePolicy,
     UpgradeOutcome => api::UpgradeOutcome,
     UpgradeEvent => api::UpgradeEvent,
-    RegistryRecord => api::UserCanister,
     MirroredRelease => api::MirroredRelease,
     PipelineLogKind => api_rollout::PipelineLogKind,
     PipelineLogEntry => api_rollout::PipelineLogEntry,
@@ -555,10 +630,40 @@ mod tests {
         }
     }
 
+    /// Records of the first shape (the wire record itself, compact under `0xC1` or candid)
+    /// read with no snapshot, and are written again under `0xC2`: the same fields, then the
+    /// snapshot. A record with a snapshot keeps it.
     #[test]
-    fn registry_records_written_by_the_wire_layout_are_read() {
+    fn registry_records_of_the_first_shape_are_read_and_take_a_snapshot() {
         for wire in records() {
-            reads_bytes_of_the_wire_layout(&wire, &RegistryRecord::from(wire.clone()));
+            let expected = RegistryRecord::from(wire.clone());
+            assert_eq!(expected.snapshot, None);
+            let compact = rollout_core::codec::encode(&wire);
+            assert_eq!(compact[0], COMPACT_V1);
+            assert_eq!(
+                Stored::<RegistryRecord>::from_bytes(Cow::Borrowed(&compact)).0,
+                expected
+            );
+            let candid = candid::encode_one(&wire).expect("candid");
+            assert_eq!(
+                Stored::<RegistryRecord>::from_bytes(Cow::Owned(candid)).0,
+                expected
+            );
+            let mut rewritten = vec![REGISTRY_RECORD_V2];
+            rewritten.extend_from_slice(&compact[1..]);
+            rewritten.push(0);
+            assert_eq!(Stored(expected.clone()).to_bytes().as_ref(), &rewritten[..]);
+            let mut with_snapshot = expected;
+            with_snapshot.snapshot = Some(FleetSnapshot {
+                id: vec![0, 0, 0, 1, 2],
+                release: Some(release(4).into()),
+                taken_at_ns: 17,
+            });
+            let bytes = Stored(with_snapshot.clone()).to_bytes().into_owned();
+            assert_eq!(
+                Stored::<RegistryRecord>::from_bytes(Cow::Owned(bytes)).0,
+                with_snapshot
+            );
         }
     }
 

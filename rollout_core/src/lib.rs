@@ -30,6 +30,7 @@ pub mod limiter;
 pub mod pipeline;
 pub mod plan;
 pub mod rollout;
+pub mod slots;
 pub mod stable;
 pub mod store;
 

@@ -1,7 +1,7 @@
 //! [`RolloutStore`] over ic-stable-structures, so that the manager keeps rollout state in
-//! stable memory and nothing is serialised in `pre_upgrade`. Give it four memories from the
-//! manager's `MemoryManager` (records, queues, events, in-flight records) that no other
-//! structure uses.
+//! stable memory and nothing is serialised in `pre_upgrade`. Give it five memories from the
+//! manager's `MemoryManager` (records, queues, events, in-flight overflow, in-flight slots)
+//! that no other structure uses.
 
 use std::borrow::Cow;
 
@@ -12,6 +12,7 @@ use ic_stable_structures::{BTreeMap, Memory, Storable};
 use crate::codec;
 use crate::pipeline::CanisterRecord;
 use crate::rollout::Event;
+use crate::slots::InFlight;
 use crate::store::{QueueKey, QueueKind, RolloutStore};
 
 const KEY_LEN: usize = 17;
@@ -133,6 +134,53 @@ impl Storable for Event {
 /// Records kept in the heap copy of the most recently written records.
 const RECENT_CAPACITY: usize = 1_024;
 
+/// The first entry of one queue, as far as the heap knows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Head {
+    /// Not known: look it up in the tree.
+    Unknown,
+    Empty,
+    At(QueueKey, Principal),
+}
+
+/// Number of [`QueueKind`]s.
+const QUEUE_KINDS: usize = 6;
+
+/// The heap's knowledge of the first entry of each queue. A driver step asks each queue for
+/// its first (due) entry, and most queues are empty or not due most of the time: answering
+/// from the heap spares a range lookup in the tree for each of them. It starts unknown (after
+/// an upgrade too) and stays exact: an enqueue can only lower a known head, and dequeuing the
+/// head makes it unknown again.
+#[derive(Clone, Debug)]
+struct Heads([Head; QUEUE_KINDS]);
+
+impl Heads {
+    fn unknown() -> Self {
+        Heads([Head::Unknown; QUEUE_KINDS])
+    }
+
+    fn slot(&mut self, kind: QueueKind) -> &mut Head {
+        &mut self.0[kind.tag() as usize]
+    }
+
+    fn enqueued(&mut self, key: QueueKey, id: Principal) {
+        let head = self.slot(key.queue);
+        match *head {
+            Head::Unknown => {}
+            Head::Empty => *head = Head::At(key, id),
+            Head::At(first, _) if key <= first => *head = Head::At(key, id),
+            Head::At(..) => {}
+        }
+    }
+
+    fn dequeued(&mut self, key: &QueueKey) {
+        let head = self.slot(key.queue);
+        if matches!(*head, Head::At(first, _) if first == *key) {
+            *head = Head::Unknown;
+        }
+    }
+}
+
 /// Rollout storage in four stable B-trees.
 ///
 /// Every write goes to stable memory. The record of a canister in flight is kept in a map of
@@ -148,20 +196,39 @@ pub struct StableStore<M: Memory> {
     records: BTreeMap<Principal, Encoded<CanisterRecord>, M>,
     queues: BTreeMap<QueueKey, Principal, M>,
     events: BTreeMap<u64, Event, M>,
-    in_flight: BTreeMap<Principal, Encoded<CanisterRecord>, M>,
+    in_flight: InFlight<M>,
     recent: std::collections::BTreeMap<Principal, CanisterRecord>,
+    heads: std::cell::RefCell<Heads>,
 }
 
 impl<M: Memory> StableStore<M> {
     /// Opens the maps, keeping what the memories already hold (after an upgrade).
-    pub fn init(records: M, queues: M, events: M, in_flight: M) -> Self {
+    pub fn init(records: M, queues: M, events: M, in_flight: M, slots: M) -> Self {
         StableStore {
             records: BTreeMap::init(records),
             queues: BTreeMap::init(queues),
             events: BTreeMap::init(events),
-            in_flight: BTreeMap::init(in_flight),
+            in_flight: InFlight::init(slots, in_flight),
             recent: std::collections::BTreeMap::new(),
+            heads: std::cell::RefCell::new(Heads::unknown()),
         }
+    }
+
+    /// The first entry of `kind`'s queue, from the heap when known.
+    fn head(&self, kind: QueueKind) -> Head {
+        let mut heads = self.heads.borrow_mut();
+        let head = heads.slot(kind);
+        if *head == Head::Unknown {
+            let whole = QueueKey::new(kind, 0, 0)..=QueueKey::new(kind, u64::MAX, u64::MAX);
+            *head = match self.queues.range(whole).next() {
+                Some(e) => {
+                    let (key, id) = e.into_pair();
+                    Head::At(key, id)
+                }
+                None => Head::Empty,
+            };
+        }
+        *head
     }
 }
 
@@ -172,17 +239,15 @@ impl<M: Memory> RolloutStore for StableStore<M> {
             None => self
                 .in_flight
                 .get(id)
-                .or_else(|| self.records.get(id))
-                .map(|e| e.decode()),
+                .or_else(|| self.records.get(id).map(|e| e.decode())),
         }
     }
 
     fn put(&mut self, id: Principal, record: CanisterRecord) {
         if record.in_flight() {
-            self.in_flight.insert(id, Encoded::new(&record));
+            self.in_flight.put(id, &record);
         } else {
-            // Leaving flight, or never in it: a lookup of a key that is not there reads
-            // the small tree only.
+            // Leaving flight, or never in it: the slot is freed (the heap knows which).
             self.in_flight.remove(&id);
             self.records.insert(id, Encoded::new(&record));
         }
@@ -203,20 +268,12 @@ impl<M: Memory> RolloutStore for StableStore<M> {
     }
 
     fn page(&self, after: Option<Principal>, limit: usize) -> Vec<(Principal, CanisterRecord)> {
-        use std::ops::Bound as B;
-        let lower = match after {
-            Some(a) => B::Excluded(a),
-            None => B::Unbounded,
-        };
         self.records
-            .range((lower, B::Unbounded))
+            .range(crate::store::after(after))
             .take(limit)
             .map(|e| {
                 let (id, record) = e.into_pair();
-                let record = match self.in_flight.get(&id) {
-                    Some(in_flight) => in_flight.decode(),
-                    None => record.decode(),
-                };
+                let record = self.in_flight.get(&id).unwrap_or_else(|| record.decode());
                 (id, record)
             })
             .collect()
@@ -224,30 +281,37 @@ impl<M: Memory> RolloutStore for StableStore<M> {
 
     fn enqueue(&mut self, key: QueueKey, id: Principal) {
         self.queues.insert(key, id);
+        self.heads.get_mut().enqueued(key, id);
     }
 
     fn dequeue(&mut self, key: &QueueKey) -> Option<Principal> {
+        self.heads.get_mut().dequeued(key);
         self.queues.remove(key)
     }
 
     fn first_in(&self, from: QueueKey, to: QueueKey) -> Option<(QueueKey, Principal)> {
+        // Within one queue the heap's head answers, unless the range begins after it.
+        let same_queue = from.queue == to.queue
+            || (QueueKind::from_tag(from.queue.tag() + 1) == Some(to.queue)
+                && to.a == 0
+                && to.b == 0);
+        if same_queue {
+            match self.head(from.queue) {
+                Head::Empty => return None,
+                Head::At(key, _) if key >= to => return None,
+                Head::At(key, id) if key >= from => return Some((key, id)),
+                Head::At(..) | Head::Unknown => {}
+            }
+        }
         self.queues.range(from..to).next().map(|e| e.into_pair())
     }
 
     fn is_in_flight(&self, id: &Principal) -> bool {
-        self.in_flight.contains_key(id)
+        self.in_flight.contains(id)
     }
 
     fn in_flight_page(&self, after: Option<Principal>, limit: usize) -> Vec<Principal> {
-        use std::ops::Bound as B;
-        let lower = match after {
-            Some(a) => B::Excluded(a),
-            None => B::Unbounded,
-        };
-        self.in_flight
-            .keys_range((lower, B::Unbounded))
-            .take(limit)
-            .collect()
+        self.in_flight.page(after, limit)
     }
 
     fn push_event(&mut self, seq: u64, event: Event) {
@@ -268,10 +332,11 @@ impl<M: Memory> RolloutStore for StableStore<M> {
 
     fn clear(&mut self) {
         self.recent.clear();
+        *self.heads.get_mut() = Heads([Head::Empty; QUEUE_KINDS]);
         self.records.clear_new();
         self.queues.clear_new();
         self.events.clear_new();
-        self.in_flight.clear_new();
+        self.in_flight.clear();
     }
 }
 
@@ -358,10 +423,85 @@ mod tests {
         (r.status(now), r.events(0, 10_000), r.records(None, 10_000))
     }
 
+    /// The heap's queue heads answer `first_in` exactly as the tree does: random enqueues and
+    /// dequeues over every queue, with ranges that start before, at and after each head, and
+    /// a store reopened on the same memories (heads unknown) in between.
+    #[test]
+    fn queue_heads_answer_first_in_as_the_tree_does() {
+        let memories: Vec<DefaultMemoryImpl> =
+            (0..5).map(|_| DefaultMemoryImpl::default()).collect();
+        let open = || {
+            let m = |i: usize| memories[i].clone();
+            StableStore::init(m(0), m(1), m(2), m(3), m(4))
+        };
+        let mut stable = open();
+        let mut mem = MemStore::new();
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let kinds = [
+            QueueKind::Request,
+            QueueKind::Pending,
+            QueueKind::Retry,
+            QueueKind::Wake,
+            QueueKind::Cleanup,
+            QueueKind::Outstanding,
+        ];
+        let mut keys: Vec<QueueKey> = Vec::new();
+        for step in 0..4_000u32 {
+            if step % 997 == 0 {
+                stable = open();
+            }
+            let kind = kinds[next(6) as usize];
+            if next(3) > 0 || keys.is_empty() {
+                let key = QueueKey::new(kind, next(8), next(8));
+                stable.enqueue(key, p(step));
+                mem.enqueue(key, p(step));
+                keys.push(key);
+            } else {
+                let key = keys.swap_remove(next(keys.len() as u64) as usize);
+                assert_eq!(stable.dequeue(&key), mem.dequeue(&key));
+            }
+            for (from, to) in [
+                (
+                    QueueKey::new(kind, 0, 0),
+                    QueueKey::new(kind, u64::MAX, u64::MAX),
+                ),
+                (
+                    QueueKey::new(kind, 0, 0),
+                    QueueKey::new(kind, next(8), u64::MAX),
+                ),
+                (QueueKey::new(kind, next(8), 0), QueueKey::new(kind, 8, 0)),
+                (
+                    QueueKey::new(kind, next(8), next(8)),
+                    QueueKey::new(kind, u64::MAX, 0),
+                ),
+            ] {
+                assert_eq!(
+                    stable.first_in(from, to),
+                    mem.first_in(from, to),
+                    "{from:?}..{to:?}"
+                );
+            }
+            if let Some(after) = kinds.iter().find(|k| k.tag() == kind.tag() + 1) {
+                let (from, to) = (QueueKey::new(kind, next(8), 0), QueueKey::new(*after, 0, 0));
+                assert_eq!(
+                    stable.first_in(from, to),
+                    mem.first_in(from, to),
+                    "{from:?}..{to:?}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn stable_store_behaves_like_the_memory_store() {
         let m = || DefaultMemoryImpl::default();
-        let stable = drive(StableStore::init(m(), m(), m(), m()));
+        let stable = drive(StableStore::init(m(), m(), m(), m(), m()));
         let mem = drive(MemStore::new());
         assert_eq!(stable.0.counts.done, 500);
         assert_eq!(stable.0.phase, Phase::Completed);
@@ -376,9 +516,9 @@ mod tests {
         plan.limits.max_in_flight = 20;
         plan.limits.max_starts_per_tick = 20;
         plan.limits.burst = 20;
-        let memories = [m(), m(), m(), m()];
-        let [a, b, c, d] = memories.clone();
-        let mut r = start(&plan, 50, StableStore::init(a, b, c, d));
+        let memories = [m(), m(), m(), m(), m()];
+        let [a, b, c, d, e] = memories.clone();
+        let mut r = start(&plan, 50, StableStore::init(a, b, c, d, e));
         let started = r.tick(SECOND);
         assert!(started.len() > 2, "{}", started.len());
         // Half of them answer once; their next calls are lost with their callbacks.
@@ -404,8 +544,8 @@ mod tests {
         );
         assert_eq!(r.store().first_in(outstanding.0, outstanding.1), None);
         // Stable memory alone (after an upgrade, without the heap copy) reads the same.
-        let [a, b, c, d] = memories;
-        let reopened = StableStore::init(a, b, c, d);
+        let [a, b, c, d, e] = memories;
+        let reopened = StableStore::init(a, b, c, d, e);
         for (id, record) in r.records(None, 1_000) {
             assert_eq!(reopened.get(&id), Some(record));
             assert_eq!(reopened.is_in_flight(&id), r.is_in_flight(&id));
@@ -456,11 +596,13 @@ mod tests {
     fn records_read_the_same_from_the_heap_copy_and_from_stable_memory() {
         let m = || DefaultMemoryImpl::default();
         let (records, queues, events, in_flight) = (m(), m(), m(), m());
+        let slots = m();
         let mut store = StableStore::init(
             records.clone(),
             queues.clone(),
             events.clone(),
             in_flight.clone(),
+            slots.clone(),
         );
         let n = RECENT_CAPACITY as u32 + 10;
         for i in 0..n {
@@ -472,7 +614,7 @@ mod tests {
         let mut r = store.get(&p(3)).unwrap();
         r.started_at = Some(99);
         store.put(p(3), r);
-        let reopened = StableStore::init(records, queues, events, in_flight);
+        let reopened = StableStore::init(records, queues, events, in_flight, slots);
         assert!(reopened.recent.is_empty());
         for i in 0..n {
             assert_eq!(store.get(&p(i)), reopened.get(&p(i)), "{i}");

@@ -73,6 +73,15 @@ impl QueueKey {
     }
 }
 
+/// The range of keys after `after` (all keys without it): where a page resumes.
+pub fn after(after: Option<Principal>) -> (std::ops::Bound<Principal>, std::ops::Bound<Principal>) {
+    use std::ops::Bound;
+    (
+        after.map_or(Bound::Unbounded, Bound::Excluded),
+        Bound::Unbounded,
+    )
+}
+
 /// Storage of one rollout's per-canister records, queues and event log.
 pub trait RolloutStore {
     fn get(&self, id: &Principal) -> Option<CanisterRecord>;
@@ -141,13 +150,8 @@ impl RolloutStore for MemStore {
     }
 
     fn page(&self, after: Option<Principal>, limit: usize) -> Vec<(Principal, CanisterRecord)> {
-        use std::ops::Bound;
-        let lower = match after {
-            Some(a) => Bound::Excluded(a),
-            None => Bound::Unbounded,
-        };
         self.records
-            .range((lower, Bound::Unbounded))
+            .range(self::after(after))
             .take(limit)
             .map(|(k, v)| (*k, v.clone()))
             .collect()
@@ -170,13 +174,8 @@ impl RolloutStore for MemStore {
     }
 
     fn in_flight_page(&self, after: Option<Principal>, limit: usize) -> Vec<Principal> {
-        use std::ops::Bound;
-        let lower = match after {
-            Some(a) => Bound::Excluded(a),
-            None => Bound::Unbounded,
-        };
         self.in_flight
-            .range((lower, Bound::Unbounded))
+            .range(self::after(after))
             .take(limit)
             .copied()
             .collect()
