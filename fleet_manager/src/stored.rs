@@ -269,19 +269,22 @@ macro_rules! from_both_ways {
 }
 
 /// Structs mapped field by field, destructured so that a field added on either side does not
-/// compile until it is mapped.
+/// compile until it is mapped. Fields after `stored:` exist on the stored side only: the
+/// interface does not show them, and a record made from the interface's takes their default.
 macro_rules! structs {
-    ($($a:ident::$at:ident <=> $b:ident::$bt:ident { $($f:ident),* $(,)? })*) => {$(
+    ($($a:ident::$at:ident <=> $b:ident::$bt:ident {
+        $($f:ident),* $(,)? $(; stored: $($s:ident = $default:expr),* $(,)?)?
+    })*) => {$(
         both_ways!(
             $a::$at,
             $b::$bt,
             |x| {
-                let $a::$at { $($f),* } = x;
+                let $a::$at { $($f,)* $($($s: _,)*)? } = x;
                 $b::$bt { $($f: $f.convert()),* }
             },
             |y| {
                 let $b::$bt { $($f),* } = y;
-                $a::$at { $($f: $f.convert()),* }
+                $a::$at { $($f: $f.convert(),)* $($($s: $default,)*)? }
             }
         );
     )*};
@@ -318,6 +321,10 @@ structs! {
         user_canister_cycles, creation_limit, default_release, pipeline_cycles_reserve,
     }
     stored::UpgradeEvent <=> api::UpgradeEvent { at_ns, from, to, outcome }
+    stored::RegistryRecord <=> api::UserCanister {
+        canister_id, owner, recovery_principal, current_release, policy, status, last_error,
+        history, created_at_ns, updated_at_ns; stored: snapshot = None,
+    }
     stored::MirroredRelease <=> api::MirroredRelease { release, chunk_hashes }
     stored::PipelineLogEntry <=> api_rollout::PipelineLogEntry {
         at, rollout_id, canister_id, kind, tick,
@@ -346,68 +353,6 @@ enums! {
     eng::OpKind <=> api_rollout::OpKind {
         CanisterStatus, TopUp, Stop, Start, TakeSnapshot, InstallChunked, HealthCheck,
         LoadSnapshot, DeleteSnapshot,
-    }
-}
-
-/// The interface shows a record without its snapshot; a record made from the interface's has
-/// none.
-impl Convert<api::UserCanister> for RegistryRecord {
-    fn convert(self) -> api::UserCanister {
-        let RegistryRecord {
-            canister_id,
-            owner,
-            recovery_principal,
-            current_release,
-            policy,
-            status,
-            last_error,
-            history,
-            created_at_ns,
-            updated_at_ns,
-            snapshot: _,
-        } = self;
-        api::UserCanister {
-            canister_id,
-            owner,
-            recovery_principal,
-            current_release: current_release.convert(),
-            policy: policy.convert(),
-            status: status.convert(),
-            last_error,
-            history: history.convert(),
-            created_at_ns,
-            updated_at_ns,
-        }
-    }
-}
-
-impl Convert<RegistryRecord> for api::UserCanister {
-    fn convert(self) -> RegistryRecord {
-        let api::UserCanister {
-            canister_id,
-            owner,
-            recovery_principal,
-            current_release,
-            policy,
-            status,
-            last_error,
-            history,
-            created_at_ns,
-            updated_at_ns,
-        } = self;
-        RegistryRecord {
-            canister_id,
-            owner,
-            recovery_principal,
-            current_release: current_release.convert(),
-            policy: policy.convert(),
-            status: status.convert(),
-            last_error,
-            history: history.convert(),
-            created_at_ns,
-            updated_at_ns,
-            snapshot: None,
-        }
     }
 }
 
