@@ -56,6 +56,51 @@ impl Heap {
         self.pages.len() * PAGE_SIZE
     }
 
+    /// A heap of `size_bytes` whose content is `content` (pages absent from it are zeros), for
+    /// `module`: only pages that differ from the module's initial image are kept. Gets a new
+    /// id, so no live instance is taken for it.
+    pub fn from_content(
+        module: &CanisterModule,
+        content: &BTreeMap<u64, Arc<Page>>,
+        size_bytes: usize,
+        globals: Vec<Val>,
+    ) -> Self {
+        let initial = &module.initial_memory[..];
+        let pages_total = size_bytes / PAGE_SIZE;
+        let initial_pages = initial.len().div_ceil(PAGE_SIZE).min(pages_total);
+        let mut pages = BTreeMap::new();
+        let candidates = (0..initial_pages as u64).chain(content.keys().copied());
+        for index in candidates {
+            if index as usize >= pages_total || pages.contains_key(&index) {
+                continue;
+            }
+            let page = content.get(&index).map_or(&ZERO_PAGE, |p| &**p);
+            if page[..] != *initial_page(initial, index as usize) {
+                pages.insert(index, Arc::new(*page));
+            }
+        }
+        Heap {
+            pages,
+            size_bytes,
+            globals,
+            id: next_heap_id(),
+        }
+    }
+
+    /// `len` bytes of the committed heap from `offset` (the caller checks the bounds).
+    pub fn read(&self, initial: &[u8], offset: usize, len: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(len);
+        let mut pos = offset;
+        let end = offset + len;
+        while pos < end {
+            let start = pos % PAGE_SIZE;
+            let take = (PAGE_SIZE - start).min(end - pos);
+            out.extend_from_slice(&self.page(initial, pos / PAGE_SIZE)[start..start + take]);
+            pos += take;
+        }
+        out
+    }
+
     /// The committed content of page `index`.
     fn page<'a>(&'a self, initial: &'a [u8], index: usize) -> &'a [u8] {
         match self.pages.get(&(index as u64)) {

@@ -13,6 +13,7 @@ mod management;
 mod memory;
 mod module;
 mod sim;
+mod snapshots;
 mod system_api;
 
 use std::cell::RefCell;
@@ -22,8 +23,9 @@ use candid::utils::{ArgumentDecoder, ArgumentEncoder};
 use candid::{decode_args, encode_args, encode_one, Principal};
 
 pub use errors::{ErrorCode, RejectCode, RejectResponse};
-pub use management::{MAX_CHUNKS, MAX_CHUNK_SIZE, MAX_CONTROLLERS, MAX_SNAPSHOTS};
+pub use management::{MAX_CHUNKS, MAX_CHUNK_SIZE, MAX_CONTROLLERS};
 pub use sim::{SimLimits, DEFAULT_PROVISIONAL_CYCLES};
+pub use snapshots::{MAX_SNAPSHOTS, MAX_SNAPSHOT_SLICE};
 
 /// Management canister types, as pocket-ic's `management_canister` module offers them.
 pub mod management_canister {
@@ -184,6 +186,21 @@ impl IcSim {
     ) -> Result<Vec<u8>, RejectResponse> {
         let bytes = encode_one(arg).expect("encoding management argument");
         self.update_call(Principal::management_canister(), sender, method, bytes)
+    }
+
+    /// [`Self::management`] as `sender` (anonymous if none), with the reply decoded.
+    fn management_decoded<A, R>(
+        &self,
+        sender: Option<Principal>,
+        method: &str,
+        arg: &A,
+    ) -> Result<R, RejectResponse>
+    where
+        A: candid::CandidType,
+        R: candid::CandidType + for<'de> serde::Deserialize<'de>,
+    {
+        self.management(sender_or_anonymous(sender), method, arg)
+            .map(decode_reply)
     }
 
     // ------------------------------------------------------------ canisters and cycles
@@ -666,6 +683,47 @@ impl IcSim {
             &args,
         )
         .map(|_| ())
+    }
+
+    /// A snapshot's metadata (interface spec, "IC method read_canister_snapshot_metadata").
+    pub fn read_canister_snapshot_metadata(
+        &self,
+        sender: Option<Principal>,
+        args: &management_canister::ReadCanisterSnapshotMetadataArgs,
+    ) -> Result<management_canister::ReadCanisterSnapshotMetadataResult, RejectResponse> {
+        self.management_decoded(sender, "read_canister_snapshot_metadata", args)
+    }
+
+    /// One slice of a snapshot's data, at most [`MAX_SNAPSHOT_SLICE`] bytes (interface spec,
+    /// "IC method read_canister_snapshot_data").
+    pub fn read_canister_snapshot_data(
+        &self,
+        sender: Option<Principal>,
+        args: &management_canister::ReadCanisterSnapshotDataArgs,
+    ) -> Result<Vec<u8>, RejectResponse> {
+        self.management_decoded(sender, "read_canister_snapshot_data", args)
+            .map(|r: management_canister::ReadCanisterSnapshotDataResult| r.chunk)
+    }
+
+    /// Creates an empty snapshot of the given sizes and returns its id (interface spec, "IC
+    /// method upload_canister_snapshot_metadata").
+    pub fn upload_canister_snapshot_metadata(
+        &self,
+        sender: Option<Principal>,
+        args: &management_canister::UploadCanisterSnapshotMetadataArgs,
+    ) -> Result<Vec<u8>, RejectResponse> {
+        self.management_decoded(sender, "upload_canister_snapshot_metadata", args)
+            .map(|r: management_canister::UploadCanisterSnapshotMetadataResult| r.snapshot_id)
+    }
+
+    /// Writes one slice into an uploaded snapshot (interface spec, "IC method
+    /// upload_canister_snapshot_data").
+    pub fn upload_canister_snapshot_data(
+        &self,
+        sender: Option<Principal>,
+        args: &management_canister::UploadCanisterSnapshotDataArgs,
+    ) -> Result<(), RejectResponse> {
+        self.management_decoded(sender, "upload_canister_snapshot_data", args)
     }
 
     // ------------------------------------------------------------ inspection (ic_sim only)

@@ -17,8 +17,8 @@ use crate::exec::{execute, Entry, Heap};
 use crate::memory::{PageMap, StableMemory};
 use crate::module::{self, sha256};
 use crate::sim::{
-    empty_reply, trap_reject, Canister, Request, Settings, Sim, SnapshotData, Status,
-    DEFAULT_PROVISIONAL_CYCLES, STOP_TIMEOUT_NANOS,
+    empty_reply, trap_reject, Canister, Request, Settings, Sim, Status, DEFAULT_PROVISIONAL_CYCLES,
+    STOP_TIMEOUT_NANOS,
 };
 use crate::system_api::ApiType;
 
@@ -26,14 +26,14 @@ use crate::system_api::ApiType;
 pub const MAX_CHUNK_SIZE: usize = 1 << 20;
 /// Chunks per chunk store (IC configuration: 100).
 pub const MAX_CHUNKS: usize = 100;
-/// Snapshots per canister (IC configuration: 10).
-pub const MAX_SNAPSHOTS: usize = 10;
 /// Controllers per canister (interface spec, "Canister settings": at most 10).
 pub const MAX_CONTROLLERS: usize = 10;
 
-type Reply = Result<Option<Vec<u8>>, RejectResponse>;
+pub(crate) type Reply = Result<Option<Vec<u8>>, RejectResponse>;
 
-fn decode<T: CandidType + for<'de> Deserialize<'de>>(arg: &[u8]) -> Result<T, RejectResponse> {
+pub(crate) fn decode<T: CandidType + for<'de> Deserialize<'de>>(
+    arg: &[u8],
+) -> Result<T, RejectResponse> {
     Decode!(arg, T).map_err(|e| {
         RejectResponse::new(
             ErrorCode::InvalidManagementPayload,
@@ -42,11 +42,11 @@ fn decode<T: CandidType + for<'de> Deserialize<'de>>(arg: &[u8]) -> Result<T, Re
     })
 }
 
-fn encode<T: CandidType>(value: &T) -> Vec<u8> {
+pub(crate) fn encode<T: CandidType>(value: &T) -> Vec<u8> {
     Encode!(value).expect("encoding a management result")
 }
 
-fn rejected(message: impl Into<String>) -> RejectResponse {
+pub(crate) fn rejected(message: impl Into<String>) -> RejectResponse {
     RejectResponse::new(ErrorCode::CanisterRejectedMessage, message)
 }
 
@@ -170,7 +170,11 @@ impl Sim {
         ))
     }
 
-    fn controlled(&self, id: &Principal, sender: &Principal) -> Result<&Canister, RejectResponse> {
+    pub(crate) fn controlled(
+        &self,
+        id: &Principal,
+        sender: &Principal,
+    ) -> Result<&Canister, RejectResponse> {
         let c = self.canister(id)?;
         if c.settings.controllers.contains(sender) {
             Ok(c)
@@ -454,33 +458,14 @@ impl Sim {
                 seed.extend_from_slice(&self.time.to_be_bytes());
                 Ok(Some(encode(&sha256(&seed).to_vec())))
             }
-            "take_canister_snapshot" => {
-                let args: mgmt::TakeCanisterSnapshotArgs = decode(arg)?;
-                let snap = self.take_snapshot(sender, &args)?;
-                Ok(Some(encode(&snap)))
-            }
-            "load_canister_snapshot" => {
-                let args: mgmt::LoadCanisterSnapshotArgs = decode(arg)?;
-                self.load_snapshot(sender, args.canister_id, &args.snapshot_id)?;
-                Ok(Some(empty_reply()))
-            }
-            "list_canister_snapshots" => {
-                let args: mgmt::CanisterIdRecord = decode(arg)?;
-                let c = self.controlled(&args.canister_id, &sender)?;
-                let list: Vec<mgmt::Snapshot> = c.snapshots.iter().map(snapshot_info).collect();
-                Ok(Some(encode(&list)))
-            }
-            "delete_canister_snapshot" => {
-                let args: mgmt::DeleteCanisterSnapshotArgs = decode(arg)?;
-                self.controlled(&args.canister_id, &sender)?;
-                let c = self.canisters.get_mut(&args.canister_id).expect("checked");
-                let before = c.snapshots.len();
-                c.snapshots.retain(|s| s.id != args.snapshot_id);
-                if c.snapshots.len() == before {
-                    return Err(snapshot_not_found(&args.canister_id, &args.snapshot_id));
-                }
-                Ok(Some(empty_reply()))
-            }
+            "take_canister_snapshot"
+            | "load_canister_snapshot"
+            | "list_canister_snapshots"
+            | "delete_canister_snapshot"
+            | "read_canister_snapshot_metadata"
+            | "read_canister_snapshot_data"
+            | "upload_canister_snapshot_metadata"
+            | "upload_canister_snapshot_data" => self.snapshot_method(&req.method, sender, arg),
             // The replica's execution environment: an unknown `Ic00Method` is IC0536.
             other => Err(RejectResponse::new(
                 ErrorCode::CanisterMethodNotFound,
@@ -708,110 +693,6 @@ impl Sim {
             }
         }
     }
-
-    fn take_snapshot(
-        &mut self,
-        sender: Principal,
-        args: &mgmt::TakeCanisterSnapshotArgs,
-    ) -> Result<mgmt::Snapshot, RejectResponse> {
-        let c = self.controlled(&args.canister_id, &sender)?;
-        if let Some(old) = &args.replace_snapshot {
-            if !c.snapshots.iter().any(|s| &s.id == old) {
-                return Err(snapshot_not_found(&args.canister_id, old));
-            }
-        } else if c.snapshots.len() >= MAX_SNAPSHOTS {
-            return Err(rejected(format!(
-                "Canister {} has reached the maximum number of snapshots allowed: {MAX_SNAPSHOTS}.",
-                args.canister_id
-            )));
-        }
-        let local = self.next_snapshot;
-        self.next_snapshot += 1;
-        let mut id = local.to_be_bytes().to_vec();
-        id.extend_from_slice(args.canister_id.as_slice());
-        let now = self.time;
-        let c = self.canisters.get_mut(&args.canister_id).expect("checked");
-        let size = c.heap.size_bytes as u64
-            + c.stable_pages * crate::module::WASM_PAGE_SIZE
-            + c.module.as_ref().map_or(0, |m| m.wasm_len as u64);
-        let snap = SnapshotData {
-            id,
-            taken_at: now,
-            module: c.module.clone(),
-            heap: c.heap.clone(),
-            stable: c.stable.clone(),
-            stable_pages: c.stable_pages,
-            certified_data: c.certified_data.clone(),
-            global_timer: c.global_timer,
-            size,
-        };
-        if let Some(old) = &args.replace_snapshot {
-            c.snapshots.retain(|s| &s.id != old);
-        }
-        let info = snapshot_info(&snap);
-        c.snapshots.push(snap);
-        if args.uninstall_code == Some(true) {
-            self.uninstall(sender, args.canister_id);
-        }
-        Ok(info)
-    }
-
-    fn load_snapshot(
-        &mut self,
-        sender: Principal,
-        id: Principal,
-        snapshot_id: &[u8],
-    ) -> Result<(), RejectResponse> {
-        let c = self.controlled(&id, &sender)?;
-        let snap = c
-            .snapshots
-            .iter()
-            .find(|s| s.id == snapshot_id)
-            .cloned()
-            .ok_or_else(|| snapshot_not_found(&id, snapshot_id))?;
-        let now = self.time;
-        let sender_version = self.sender_version;
-        let c = self.canisters.get_mut(&id).expect("checked");
-        c.module = snap.module;
-        c.heap = snap.heap;
-        c.stable = snap.stable;
-        c.stable_pages = snap.stable_pages;
-        c.certified_data = snap.certified_data;
-        c.global_timer = snap.global_timer;
-        c.version += 1;
-        let version = c.version;
-        c.record_change(
-            now,
-            sender,
-            sender_version,
-            ChangeDetails::LoadSnapshot(mgmt::LoadSnapshotRecord {
-                from_canister_id: None,
-                snapshot_id: snapshot_id.to_vec(),
-                canister_version: version,
-                taken_at_timestamp: snap.taken_at,
-                source: mgmt::SnapshotSource::TakenFromCanister(candid::Reserved),
-            }),
-        );
-        Ok(())
-    }
-}
-
-pub(crate) fn snapshot_info(s: &SnapshotData) -> mgmt::Snapshot {
-    mgmt::Snapshot {
-        id: s.id.clone(),
-        taken_at_timestamp: s.taken_at,
-        total_size: s.size,
-    }
-}
-
-fn snapshot_not_found(canister: &Principal, id: &[u8]) -> RejectResponse {
-    RejectResponse::new(
-        ErrorCode::CanisterSnapshotNotFound,
-        format!(
-            "Could not find the snapshot ID {} for canister {canister}",
-            hex(id)
-        ),
-    )
 }
 
 fn not_controller(c: &Canister, sender: &Principal) -> RejectResponse {

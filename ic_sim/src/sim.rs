@@ -16,6 +16,7 @@ use crate::errors::{ErrorCode, RejectCode, RejectResponse};
 use crate::exec::{execute, Entry, Heap, Instances, Outcome};
 use crate::memory::{PageMap, StableMemory, MAX_STABLE_BYTES};
 use crate::module::{CanisterModule, MethodKind, WASM_PAGE_SIZE};
+use crate::snapshots::SnapshotData;
 use crate::system_api::{ApiType, Host, HostTrap, IdleParams, Response};
 
 /// Default cycles of a canister created through the provisional API (`create_canister` of
@@ -103,19 +104,6 @@ pub(crate) struct ResponseFaults {
     pub drop_next: u32,
     pub delay_next: u32,
     pub delay_rounds: u64,
-}
-
-#[derive(Clone)]
-pub(crate) struct SnapshotData {
-    pub id: Vec<u8>,
-    pub taken_at: u64,
-    pub module: Option<Arc<CanisterModule>>,
-    pub heap: Heap,
-    pub stable: Arc<PageMap>,
-    pub stable_pages: u64,
-    pub certified_data: Vec<u8>,
-    pub global_timer: u64,
-    pub size: u64,
 }
 
 #[derive(Clone)]
