@@ -9,6 +9,7 @@
 mod costs;
 mod errors;
 mod exec;
+mod logs;
 mod management;
 mod memory;
 mod module;
@@ -487,9 +488,35 @@ impl IcSim {
         method: &str,
         payload: Vec<u8>,
     ) -> Result<Vec<u8>, RejectResponse> {
+        if canister_id == Principal::management_canister() {
+            return self.sim.borrow().management_query(sender, method, &payload);
+        }
         self.sim
             .borrow_mut()
             .query(canister_id, sender, method, payload)
+    }
+
+    /// The canister's log records, as a query of `sender` to the management canister
+    /// (pocket-ic's `fetch_canister_logs`; interface spec, "IC method fetch_canister_logs").
+    pub fn fetch_canister_logs(
+        &self,
+        canister_id: CanisterId,
+        sender: Principal,
+    ) -> Result<Vec<management_canister::CanisterLogRecord>, RejectResponse> {
+        let args = management_canister::FetchCanisterLogsArgs {
+            canister_id,
+            filter: None,
+        };
+        let bytes = encode_one(&args).expect("encoding management argument");
+        self.query_call(
+            Principal::management_canister(),
+            sender,
+            "fetch_canister_logs",
+            bytes,
+        )
+        .map(|r| {
+            decode_reply::<management_canister::FetchCanisterLogsResult>(r).canister_log_records
+        })
     }
 
     // ------------------------------------------------------------ rounds and time

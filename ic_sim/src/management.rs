@@ -90,6 +90,10 @@ struct EffectiveTarget {
     target_canister: Principal,
 }
 
+/// Methods callable only through non-replicated (query) calls by users (interface spec, "IC
+/// method fetch_canister_logs").
+const QUERY_ONLY: &[&str] = &["fetch_canister_logs"];
+
 /// Methods only canisters may call (interface spec: not callable by ingress).
 const CANISTER_ONLY: &[&str] = &[
     "create_canister",
@@ -117,6 +121,11 @@ impl Sim {
                 "Only canisters can call ic00 method {method}"
             )));
         }
+        if QUERY_ONLY.contains(&method) {
+            return Err(rejected(format!(
+                "ic00 method {method} can not be called via ingress messages"
+            )));
+        }
         if method.starts_with("provisional_") {
             return Ok(());
         }
@@ -126,6 +135,28 @@ impl Sim {
         };
         self.canister(&target)?;
         Ok(())
+    }
+
+    /// A query call to the management canister: only the methods the spec lets users query.
+    pub(crate) fn management_query(
+        &self,
+        sender: Principal,
+        method: &str,
+        arg: &[u8],
+    ) -> Result<Vec<u8>, RejectResponse> {
+        match method {
+            "fetch_canister_logs" => {
+                let args: mgmt::FetchCanisterLogsArgs = decode(arg)?;
+                let canister_log_records = self.fetch_canister_logs(sender, &args)?;
+                Ok(encode(&mgmt::FetchCanisterLogsResult {
+                    canister_log_records,
+                }))
+            }
+            other => Err(RejectResponse::new(
+                ErrorCode::CanisterMethodNotFound,
+                format!("Management canister has no query method '{other}'"),
+            )),
+        }
     }
 
     pub(crate) fn deliver_management(&mut self, req: Request) {
@@ -466,6 +497,9 @@ impl Sim {
             | "read_canister_snapshot_data"
             | "upload_canister_snapshot_metadata"
             | "upload_canister_snapshot_data" => self.snapshot_method(&req.method, sender, arg),
+            m if QUERY_ONLY.contains(&m) => Err(rejected(format!(
+                "ic00 method {m} can only be called by users through query calls"
+            ))),
             // The replica's execution environment: an unknown `Ic00Method` is IC0536.
             other => Err(RejectResponse::new(
                 ErrorCode::CanisterMethodNotFound,
@@ -528,6 +562,7 @@ impl Sim {
             )
         })?;
         let c = self.canister(&id)?;
+        let first_log = c.log.next_idx();
         let budget = self.limits.install_instructions;
         let mut used = 0u64;
         let mut instructions = 0u64;
@@ -567,12 +602,12 @@ impl Sim {
                     );
                     used += out.instructions;
                     instructions += out.instructions;
-                    self.log(&id, &out.host.logs);
+                    let mut stable = c.stable.clone();
+                    self.record_logs(&id, &out.host.logs, out.result.as_ref().err());
                     if let Err(trap) = &out.result {
                         self.charge(&id, instructions);
                         return Err(trap_reject(&id, trap));
                     }
-                    let mut stable = c.stable.clone();
                     let s = std::mem::replace(
                         &mut out.host.stable,
                         StableMemory::new(Arc::default(), 0),
@@ -609,7 +644,7 @@ impl Sim {
                 true,
             );
             instructions += out.instructions;
-            self.log(&id, &out.host.logs);
+            self.record_logs(&id, &out.host.logs, out.result.as_ref().err());
             match out.result {
                 Err(trap) => {
                     self.charge(&id, instructions);
@@ -630,6 +665,11 @@ impl Sim {
             CanisterInstallMode::Reinstall => mgmt::CodeDeploymentMode::Reinstall,
             CanisterInstallMode::Upgrade(_) => mgmt::CodeDeploymentMode::Upgrade,
         };
+        if matches!(mode, CanisterInstallMode::Reinstall) {
+            // A reinstall purges the log (spec, "IC method fetch_canister_logs"); what its
+            // `canister_init` printed stays.
+            c.log.purge_before(first_log);
+        }
         c.heap = heap;
         c.stable = stable_map;
         c.stable_pages = pages;
@@ -649,14 +689,6 @@ impl Sim {
         );
         self.charge(&id, instructions);
         Ok(())
-    }
-
-    fn log(&self, id: &Principal, logs: &[String]) {
-        if self.print_logs {
-            for line in logs {
-                eprintln!("[Canister {id}] {line}");
-            }
-        }
     }
 
     fn charge(&mut self, id: &Principal, instructions: u64) {
@@ -680,6 +712,7 @@ impl Sim {
         c.global_timer = 0;
         c.certified_data.clear();
         c.callbacks.clear();
+        c.log.purge_before(c.log.next_idx());
         c.version += 1;
         c.record_change(now, sender, sender_version, ChangeDetails::CodeUninstall);
         let contexts = std::mem::take(&mut c.contexts);
@@ -817,7 +850,7 @@ pub(crate) fn status_of(c: &Canister) -> mgmt::CanisterStatusResult {
             canister_history_size: Nat::from(c.history.len() as u64 * 64),
             wasm_chunk_store_size: Nat::from(chunks as u64),
             snapshots_size: Nat::from(snapshots),
-            log_memory_store_size: Nat::from(0u64),
+            log_memory_store_size: Nat::from(c.log.bytes() as u64),
         },
         cycles: Nat::from(c.cycles),
         reserved_cycles: Nat::from(0u64),

@@ -14,6 +14,7 @@ use ic_management_canister_types::{Change, LogVisibility};
 use crate::costs;
 use crate::errors::{ErrorCode, RejectCode, RejectResponse};
 use crate::exec::{execute, Entry, Heap, Instances, Outcome};
+use crate::logs::CanisterLog;
 use crate::memory::{PageMap, StableMemory, MAX_STABLE_BYTES};
 use crate::module::{CanisterModule, MethodKind, WASM_PAGE_SIZE};
 use crate::snapshots::SnapshotData;
@@ -160,6 +161,7 @@ pub(crate) struct Canister {
     /// Replicated executions (update, callback, timer, heartbeat) that trapped.
     pub traps: u64,
     pub faults: Faults,
+    pub log: CanisterLog,
 }
 
 impl Canister {
@@ -186,6 +188,7 @@ impl Canister {
             instructions_total: 0,
             traps: 0,
             faults: Faults::default(),
+            log: CanisterLog::default(),
         }
     }
 
@@ -455,10 +458,10 @@ impl Sim {
         h
     }
 
-    fn print(&self, canister: &Principal, logs: &[String]) {
+    fn print(&self, canister: &Principal, logs: &[Vec<u8>]) {
         if self.print_logs {
             for line in logs {
-                eprintln!("[Canister {canister}] {line}");
+                eprintln!("[Canister {canister}] {}", String::from_utf8_lossy(line));
             }
         }
     }
@@ -466,7 +469,7 @@ impl Sim {
     /// Commits a successful execution's state to the canister (heap, stable memory, cycles,
     /// timer, certified data) and charges for it; a failed one is only charged.
     fn settle(&mut self, id: &Principal, out: &mut Outcome, persist: bool) {
-        self.print(id, &out.host.logs);
+        self.record_logs(id, &out.host.logs, out.result.as_ref().err());
         let Some(c) = self.canisters.get_mut(id) else {
             return;
         };

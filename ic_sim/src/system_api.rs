@@ -122,7 +122,7 @@ pub(crate) struct Host {
     pub context_instructions: u64,
     pub deadline: u64,
     pub memory: Option<Memory>,
-    pub logs: Vec<String>,
+    pub logs: Vec<Vec<u8>>,
     /// Cycles charged by `call_perform` for transmission (the cost model's call fee).
     pub call_fees: u128,
 }
@@ -1119,8 +1119,7 @@ pub(crate) fn linker(engine: &Engine) -> Linker<Host> {
                              size: i32|
      -> Result<(), Error> {
         let bytes = read_mem(&c, src as u32 as u64, size as u32 as u64)?;
-        let line = String::from_utf8_lossy(&bytes).into_owned();
-        c.data_mut().logs.push(line);
+        c.data_mut().logs.push(bytes);
         Ok(())
     });
     wrap!(l, "trap", |c: Caller<'_, Host>,

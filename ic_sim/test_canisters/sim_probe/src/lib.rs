@@ -425,3 +425,18 @@ async fn call_deadline(canister: Principal, bounded: bool) -> (u64, u64) {
     let seen: u64 = call.await.expect("deadline call").candid().expect("u64");
     (seen, deadline_now())
 }
+
+/// Prints `line` with `ic0.debug_print`, then traps if `trap` is set.
+#[ic_cdk::update]
+fn print(line: String, trap: bool) {
+    ic_cdk::api::debug_print(&line);
+    if trap {
+        ic_cdk::trap("print then trap");
+    }
+}
+
+/// Prints `line` from a query: recorded only when the query runs replicated.
+#[ic_cdk::query]
+fn print_in_query(line: String) {
+    ic_cdk::api::debug_print(&line);
+}
