@@ -43,6 +43,7 @@ pub enum ErrorCode {
     CanisterNotFound = 301,
     CanisterSnapshotNotFound = 305,
     InsufficientCyclesForCreateCanister = 403,
+    SubnetNotFound = 404,
     CanisterRejectedMessage = 406,
     UnknownManagementMessage = 407,
     InvalidManagementPayload = 408,

@@ -12,6 +12,7 @@ mod exec;
 mod logs;
 mod management;
 mod memory;
+mod metadata;
 mod module;
 mod sim;
 mod snapshots;
@@ -25,6 +26,7 @@ use candid::{decode_args, encode_args, encode_one, Principal};
 
 pub use errors::{ErrorCode, RejectCode, RejectResponse};
 pub use management::{MAX_CHUNKS, MAX_CHUNK_SIZE, MAX_CONTROLLERS};
+pub use metadata::{with_custom_section, REGISTRY_VERSION, REPLICA_VERSION};
 pub use sim::{SimLimits, DEFAULT_PROVISIONAL_CYCLES};
 pub use snapshots::{MAX_SNAPSHOTS, MAX_SNAPSHOT_SLICE};
 
@@ -751,6 +753,31 @@ impl IcSim {
         args: &management_canister::UploadCanisterSnapshotDataArgs,
     ) -> Result<(), RejectResponse> {
         self.management_decoded(sender, "upload_canister_snapshot_data", args)
+    }
+
+    // ------------------------------------------------------------ subnet and metadata
+
+    /// The subnet of a canister (pocket-ic's `get_subnet`): the one simulated subnet, for every
+    /// existing canister.
+    pub fn get_subnet(&self, canister_id: CanisterId) -> Option<Principal> {
+        let sim = self.sim.borrow();
+        sim.canisters
+            .contains_key(&canister_id)
+            .then_some(sim.subnet)
+    }
+
+    /// Metadata section `name` of a canister's module as a read_state request of `sender` for
+    /// `/canister/<id>/metadata/<name>` sees it (interface spec, "Canister information"):
+    /// `icp:public` sections for anyone, `icp:private` ones for controllers only.
+    pub fn canister_metadata(
+        &self,
+        canister_id: CanisterId,
+        sender: Option<Principal>,
+        name: &str,
+    ) -> Result<Vec<u8>, RejectResponse> {
+        self.sim
+            .borrow()
+            .canister_metadata(sender_or_anonymous(sender), &canister_id, name)
     }
 
     // ------------------------------------------------------------ inspection (ic_sim only)

@@ -105,6 +105,8 @@ const CANISTER_ONLY: &[&str] = &[
     "sign_with_ecdsa",
     "schnorr_public_key",
     "sign_with_schnorr",
+    "canister_metadata",
+    "subnet_info",
 ];
 
 impl Sim {
@@ -497,6 +499,15 @@ impl Sim {
             | "read_canister_snapshot_data"
             | "upload_canister_snapshot_metadata"
             | "upload_canister_snapshot_data" => self.snapshot_method(&req.method, sender, arg),
+            "canister_metadata" => {
+                let args: mgmt::CanisterMetadataArgs = decode(arg)?;
+                let value = self.canister_metadata(sender, &args.canister_id, &args.name)?;
+                Ok(Some(encode(&mgmt::CanisterMetadataResult { value })))
+            }
+            "subnet_info" => {
+                let args: mgmt::SubnetInfoArgs = decode(arg)?;
+                Ok(Some(encode(&self.subnet_info(&args)?)))
+            }
             m if QUERY_ONLY.contains(&m) => Err(rejected(format!(
                 "ic00 method {m} can only be called by users through query calls"
             ))),
@@ -846,7 +857,12 @@ pub(crate) fn status_of(c: &Canister) -> mgmt::CanisterStatusResult {
             stable_memory_size: Nat::from(stable),
             global_memory_size: Nat::from(c.heap.globals.len() as u64 * 8),
             wasm_binary_size: Nat::from(wasm),
-            custom_sections_size: Nat::from(0u64),
+            custom_sections_size: Nat::from(c.module.as_ref().map_or(0, |m| {
+                m.metadata
+                    .iter()
+                    .map(|(k, (_, v))| k.len() + v.len())
+                    .sum::<usize>() as u64
+            })),
             canister_history_size: Nat::from(c.history.len() as u64 * 64),
             wasm_chunk_store_size: Nat::from(chunks as u64),
             snapshots_size: Nat::from(snapshots),

@@ -47,6 +47,9 @@ pub(crate) struct CanisterModule {
     /// download returns as the canister's wasm (interface spec, "IC method
     /// read_canister_snapshot_data").
     pub installed: Arc<[u8]>,
+    /// The `icp:public`/`icp:private` custom sections (interface spec, "Canister module
+    /// format").
+    pub metadata: crate::metadata::Sections,
     /// Whether an instance's whole state is its memory and mutable globals: no instruction
     /// changes a table or the state of a passive segment, so a used instance whose memory and
     /// globals are overwritten is indistinguishable from a fresh one.
@@ -127,6 +130,7 @@ pub(crate) fn load(installed: &[u8]) -> Result<Arc<CanisterModule>, String> {
 
 fn compile(hash: [u8; 32], installed: &[u8], wasm: &[u8]) -> Result<CanisterModule, String> {
     let (rewritten, global_names) = rewrite_exports(wasm)?;
+    let metadata = crate::metadata::sections(wasm)?;
     let cache = cache();
     let module = Module::new(&cache.engine, &rewritten[..])
         .map_err(|e| format!("Wasm module is invalid: {e}"))?;
@@ -193,6 +197,7 @@ fn compile(hash: [u8; 32], installed: &[u8], wasm: &[u8]) -> Result<CanisterModu
         global_names,
         wasm_len: wasm.len(),
         installed: installed.into(),
+        metadata,
         reusable: state_is_memory_and_globals(wasm),
     })
 }
@@ -229,7 +234,7 @@ fn state_is_memory_and_globals(wasm: &[u8]) -> bool {
     true
 }
 
-fn write_uleb(out: &mut Vec<u8>, mut v: u64) {
+pub(crate) fn write_uleb(out: &mut Vec<u8>, mut v: u64) {
     loop {
         let byte = (v & 0x7f) as u8;
         v >>= 7;
