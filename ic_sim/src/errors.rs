@@ -64,6 +64,8 @@ pub enum ErrorCode {
     InsufficientCyclesInCall = 520,
     CanisterWasmEngineError = 521,
     CanisterInstructionLimitExceeded = 522,
+    QueryCallGraphTooDeep = 525,
+    QueryCallGraphTotalInstructionLimitExceeded = 526,
     CompositeQueryCalledInReplicatedMode = 527,
     CanisterMethodNotFound = 536,
     CanisterWasmModuleNotFound = 537,

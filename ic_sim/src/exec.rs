@@ -20,7 +20,7 @@ use candid::Principal;
 use wasmi::{Extern, Global, Instance, Memory, Ref, Store, Val};
 
 use crate::errors::ErrorCode;
-use crate::memory::{Page, ZERO_PAGE};
+use crate::memory::{Page, PageMap, StableMemory, ZERO_PAGE};
 use crate::module::{cache, CanisterModule, MEMORY_EXPORT, PAGE_SIZE, TABLE_EXPORT};
 use crate::system_api::{Host, HostTrap};
 
@@ -133,6 +133,21 @@ pub(crate) struct Outcome {
     pub host: Host,
     pub result: Result<Option<Heap>, HostTrap>,
     pub instructions: u64,
+}
+
+impl Outcome {
+    /// Moves a successful execution's heap (if it kept one) and stable memory writes into
+    /// `heap` and `stable`; returns the stable memory size in wasm pages.
+    pub fn commit_memory(&mut self, heap: &mut Heap, stable: &mut Arc<PageMap>) -> u64 {
+        if let Ok(Some(new)) = &mut self.result {
+            *heap = std::mem::take(new);
+        }
+        let writes = std::mem::replace(
+            &mut self.host.stable,
+            StableMemory::new(Arc::new(PageMap::default()), 0),
+        );
+        writes.commit(stable)
+    }
 }
 
 /// Default bound of [`Instances`]: live instances kept.

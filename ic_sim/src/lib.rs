@@ -6,6 +6,7 @@
 //! canister, rounds, call contexts and callbacks, cycles and instruction metering. See the
 //! crate's README for the model, its limits and measured figures.
 
+mod composite;
 mod costs;
 mod errors;
 mod exec;
@@ -24,6 +25,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use candid::utils::{ArgumentDecoder, ArgumentEncoder};
 use candid::{decode_args, encode_args, encode_one, Principal};
 
+pub use composite::{
+    INSTRUCTION_OVERHEAD_PER_QUERY_CALL, MAX_QUERY_CALL_DEPTH, MAX_QUERY_CALL_GRAPH_INSTRUCTIONS,
+};
 pub use errors::{ErrorCode, RejectCode, RejectResponse};
 pub use management::{MAX_CHUNKS, MAX_CHUNK_SIZE, MAX_CONTROLLERS};
 pub use metadata::{with_custom_section, REGISTRY_VERSION, REPLICA_VERSION};

@@ -389,6 +389,24 @@ pub(crate) fn trap_reject(canister: &Principal, trap: &HostTrap) -> RejectRespon
     RejectResponse::new(trap.code, message)
 }
 
+/// The reject of a callback that trapped, and whose cleanup trapped too if `cleanup` is set: as
+/// the replica reports it, the callback's error code with both messages.
+pub(crate) fn callback_trap_reject(
+    canister: &Principal,
+    trap: &HostTrap,
+    cleanup: Option<&HostTrap>,
+) -> RejectResponse {
+    let mut reject = trap_reject(canister, trap);
+    if let Some(cleanup) = cleanup {
+        reject.reject_message = format!(
+            "{}\n\ncall_on_cleanup also failed:\n\n{}",
+            reject.reject_message,
+            trap_reject(canister, cleanup).reject_message
+        );
+    }
+    reject
+}
+
 impl Sim {
     pub fn new(limits: SimLimits, time: u64, print_logs: bool) -> Self {
         Sim {
@@ -458,7 +476,7 @@ impl Sim {
         h
     }
 
-    fn print(&self, canister: &Principal, logs: &[Vec<u8>]) {
+    pub(crate) fn print(&self, canister: &Principal, logs: &[Vec<u8>]) {
         if self.print_logs {
             for line in logs {
                 eprintln!("[Canister {canister}] {}", String::from_utf8_lossy(line));
@@ -476,15 +494,8 @@ impl Sim {
         c.instructions_total += out.instructions;
         let fee = costs::execution_fee(out.instructions);
         match &mut out.result {
-            Ok(heap) if persist => {
-                if let Some(heap) = heap.take() {
-                    c.heap = heap;
-                }
-                let stable = std::mem::replace(
-                    &mut out.host.stable,
-                    StableMemory::new(Arc::new(PageMap::default()), 0),
-                );
-                c.stable_pages = stable.commit(&mut c.stable);
+            Ok(_) if persist => {
+                c.stable_pages = out.commit_memory(&mut c.heap, &mut c.stable);
                 c.cycles = out.host.balance;
                 c.global_timer = out.host.global_timer;
                 c.certified_data = std::mem::take(&mut out.host.certified_data);
@@ -850,15 +861,7 @@ impl Sim {
             Some(trap) => {
                 let cleanup_trap =
                     cleanup.and_then(|(fun, env)| self.run_cleanup(id, ctx_id, fun, env));
-                let mut reject = trap_reject(&id, &trap);
-                if let Some(cleanup_trap) = cleanup_trap {
-                    // As the replica reports it: the callback's error code, both messages.
-                    reject.reject_message = format!(
-                        "{}\n\ncall_on_cleanup also failed:\n\n{}",
-                        reject.reject_message,
-                        trap_reject(&id, &cleanup_trap).reject_message
-                    );
-                }
+                let reject = callback_trap_reject(&id, &trap, cleanup_trap.as_ref());
                 self.close_if_done(id, ctx_id, Some(reject));
             }
         }
@@ -1097,12 +1100,7 @@ impl Sim {
         let export = match module.methods.get(method) {
             Some(MethodKind::Query) => format!("canister_query {method}"),
             Some(MethodKind::CompositeQuery) => {
-                return Err(RejectResponse::new(
-                    ErrorCode::CanisterContractViolation,
-                    format!(
-                    "Error from Canister {receiver}: composite queries are not supported by ic_sim"
-                ),
-                ))
+                return self.composite_query((receiver, sender), method, arg)
             }
             // Update methods are not callable as queries on the IC's query path either.
             _ => {

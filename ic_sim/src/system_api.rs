@@ -38,6 +38,14 @@ pub(crate) enum ApiType {
     InspectMessage,
     /// `canister_global_timer` and `canister_heartbeat` (T).
     SystemTask,
+    /// A composite query method (CQ).
+    CompositeQuery,
+    /// A reply callback of a call made by a composite query (CRy).
+    CompositeReplyCallback,
+    /// A reject callback of a call made by a composite query (CRt).
+    CompositeRejectCallback,
+    /// A cleanup callback of a call made by a composite query (CC).
+    CompositeCleanup,
 }
 
 use ApiType::*;
@@ -297,17 +305,35 @@ fn api_name(api: ApiType) -> &'static str {
         Cleanup => "cleanup",
         InspectMessage => "inspect message",
         SystemTask => "system task",
+        CompositeQuery => "composite query",
+        CompositeReplyCallback => "composite reply callback",
+        CompositeRejectCallback => "composite reject callback",
+        CompositeCleanup => "composite cleanup",
     }
 }
 
+// Which modes may use which imports: interface spec, "Overview of imports".
 const RESPONDING: &[ApiType] = &[
     Update,
     ReplicatedQuery,
     NonReplicatedQuery,
     ReplyCallback,
     RejectCallback,
+    CompositeQuery,
+    CompositeReplyCallback,
+    CompositeRejectCallback,
 ];
-const CALLING: &[ApiType] = &[Update, ReplyCallback, RejectCallback, SystemTask];
+const CALLING: &[ApiType] = &[
+    Update,
+    ReplyCallback,
+    RejectCallback,
+    SystemTask,
+    CompositeQuery,
+    CompositeReplyCallback,
+    CompositeRejectCallback,
+];
+/// Calls that may carry cycles: not from composite queries, which move no cycles.
+const CALLING_WITH_CYCLES: &[ApiType] = &[Update, ReplyCallback, RejectCallback, SystemTask];
 const ARG_DATA: &[ApiType] = &[
     Init,
     Update,
@@ -315,6 +341,14 @@ const ARG_DATA: &[ApiType] = &[
     NonReplicatedQuery,
     ReplyCallback,
     InspectMessage,
+    CompositeQuery,
+    CompositeReplyCallback,
+];
+const CALLBACKS: &[ApiType] = &[
+    ReplyCallback,
+    RejectCallback,
+    CompositeReplyCallback,
+    CompositeRejectCallback,
 ];
 const STATE_CHANGING: &[ApiType] = &[
     Init,
@@ -511,11 +545,11 @@ pub(crate) fn linker(engine: &Engine) -> Linker<Host> {
         l,
         "msg_reject_code",
         |c: Caller<'_, Host>| -> Result<i32, Error> {
-            check(&c, "msg_reject_code", &[ReplyCallback, RejectCallback])?;
+            check(&c, "msg_reject_code", CALLBACKS)?;
             Ok(c.data().reject_code as i32)
         }
     );
-    blob!(l, "msg_reject_msg", &[RejectCallback] => |h| h.reject_message.as_bytes());
+    blob!(l, "msg_reject_msg", &[RejectCallback, CompositeRejectCallback] => |h| h.reject_message.as_bytes());
     wrap!(
         l,
         "msg_deadline",
@@ -529,6 +563,9 @@ pub(crate) fn linker(engine: &Engine) -> Linker<Host> {
                     NonReplicatedQuery,
                     ReplyCallback,
                     RejectCallback,
+                    CompositeQuery,
+                    CompositeReplyCallback,
+                    CompositeRejectCallback,
                 ],
             )?;
             Ok(c.data().deadline as i64)
@@ -781,7 +818,7 @@ pub(crate) fn linker(engine: &Engine) -> Linker<Host> {
                                     high: i64,
                                     low: i64|
      -> Result<(), Error> {
-        check(&c, "call_cycles_add128", CALLING)?;
+        check(&c, "call_cycles_add128", CALLING_WITH_CYCLES)?;
         let amount = (u128::from(high as u64) << 64) | u128::from(low as u64);
         let h = c.data_mut();
         let call = h
@@ -972,7 +1009,12 @@ pub(crate) fn linker(engine: &Engine) -> Linker<Host> {
         |c: Caller<'_, Host>| -> Result<i32, Error> {
             Ok(i32::from(!matches!(
                 c.data().api,
-                NonReplicatedQuery | InspectMessage
+                NonReplicatedQuery
+                    | InspectMessage
+                    | CompositeQuery
+                    | CompositeReplyCallback
+                    | CompositeRejectCallback
+                    | CompositeCleanup
             )))
         }
     );
