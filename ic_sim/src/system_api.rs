@@ -405,6 +405,7 @@ fn copy_out(
     size: u32,
     what: &str,
 ) -> Result<(), Error> {
+    charge(caller, u64::from(size) * costs::BYTE_COPY_COST)?;
     let slice = blob_range(data, offset, size, what)?;
     write_mem(caller, u64::from(dst), slice)
 }
@@ -419,6 +420,7 @@ fn copy_host_blob(
     size: u32,
     what: &str,
 ) -> Result<(), Error> {
+    charge(caller, u64::from(size) * costs::BYTE_COPY_COST)?;
     let slice = blob_range(bytes(caller.data()), offset, size, what)?.to_vec();
     write_mem(caller, u64::from(dst), &slice)
 }
@@ -497,10 +499,39 @@ fn threshold_cost(
     }
 }
 
+/// Links `ic0.<name>`, charging the call's fixed overhead ([`costs::system_api_overhead`]) on
+/// entry, before the body runs, as the replica's embedder does; bodies that move bytes charge
+/// for them on top.
 macro_rules! wrap {
-    ($linker:ident, $name:expr, $f:expr) => {
+    (
+        $linker:ident,
+        $name:expr,
+        $(move)? |mut $c:ident: Caller<'_, Host $(,)?> $(, $arg:ident: $ty:ty)* $(,)?|
+        -> $ret:ty $body:block
+    ) => {
+        wrap!(@link $linker, $name, $c, ($($arg: $ty),*), $ret, $body)
+    };
+    (
+        $linker:ident,
+        $name:expr,
+        $(move)? |$c:ident: Caller<'_, Host $(,)?> $(, $arg:ident: $ty:ty)* $(,)?|
+        -> $ret:ty $body:block
+    ) => {
+        wrap!(@link $linker, $name, $c, ($($arg: $ty),*), $ret, $body)
+    };
+    (@link $linker:ident, $name:expr, $c:ident, ($($arg:ident: $ty:ty),*), $ret:ty, $body:block) => {
         $linker
-            .func_wrap("ic0", $name, $f)
+            .func_wrap(
+                "ic0",
+                $name,
+                {
+                    let overhead = costs::system_api_overhead($name);
+                    move |mut $c: Caller<'_, Host> $(, $arg: $ty)*| -> $ret {
+                        charge(&mut $c, overhead)?;
+                        $body
+                    }
+                },
+            )
             .expect(concat!("linking ic0.", $name));
     };
 }
@@ -578,6 +609,7 @@ pub(crate) fn linker(engine: &Engine) -> Linker<Host> {
                                        size: i32|
      -> Result<(), Error> {
         check(&c, "msg_reply_data_append", RESPONDING)?;
+        charge(&mut c, size as u32 as u64 * costs::BYTE_TRANSMISSION_COST)?;
         if c.data().replied || c.data().response.is_some() {
             return Err(violation(
                 "ic0.msg_reply_data_append: the call is already replied",
@@ -606,6 +638,7 @@ pub(crate) fn linker(engine: &Engine) -> Linker<Host> {
                             size: i32|
      -> Result<(), Error> {
         check(&c, "msg_reject", RESPONDING)?;
+        charge(&mut c, size as u32 as u64 * costs::BYTE_TRANSMISSION_COST)?;
         if c.data().replied || c.data().response.is_some() {
             return Err(violation("ic0.msg_reject: the call is already replied"));
         }
@@ -742,6 +775,8 @@ pub(crate) fn linker(engine: &Engine) -> Linker<Host> {
                           reject_env: i32|
      -> Result<(), Error> {
         check(&c, "call_new", CALLING)?;
+        let names = u64::from(callee_size as u32) + u64::from(name_size as u32);
+        charge(&mut c, names * costs::BYTE_COPY_COST)?;
         let callee = read_mem(&c, callee_src as u32 as u64, callee_size as u32 as u64)?;
         let callee = Principal::try_from_slice(&callee)
             .map_err(|e| violation(format!("ic0.call_new: invalid callee: {e}")))?;
@@ -783,6 +818,7 @@ pub(crate) fn linker(engine: &Engine) -> Linker<Host> {
                                   size: i32|
      -> Result<(), Error> {
         check(&c, "call_data_append", CALLING)?;
+        charge(&mut c, size as u32 as u64 * costs::BYTE_TRANSMISSION_COST)?;
         let bytes = read_mem(&c, src as u32 as u64, size as u32 as u64)?;
         let call = c
             .data_mut()
@@ -888,6 +924,7 @@ pub(crate) fn linker(engine: &Engine) -> Linker<Host> {
                                 src: i64,
                                 size: i64|
      -> Result<(), Error> {
+        charge(&mut c, size as u64 * costs::BYTE_COPY_COST)?;
         let bytes = read_mem(&c, src as u64, size as u64)?;
         let h = c.data_mut();
         h.stable.write(offset as u64, &bytes).map_err(|m| {
@@ -902,6 +939,7 @@ pub(crate) fn linker(engine: &Engine) -> Linker<Host> {
                                offset: i64,
                                size: i64|
      -> Result<(), Error> {
+        charge(&mut c, size as u64 * costs::BYTE_COPY_COST)?;
         let bytes = c
             .data()
             .stable
@@ -938,6 +976,7 @@ pub(crate) fn linker(engine: &Engine) -> Linker<Host> {
                 "ic0.certified_data_set: certified data is limited to 32 bytes",
             ));
         }
+        charge(&mut c, size as u32 as u64 * costs::BYTE_COPY_COST)?;
         let bytes = read_mem(&c, src as u32 as u64, size as u32 as u64)?;
         c.data_mut().certified_data = bytes;
         Ok(())
@@ -984,7 +1023,6 @@ pub(crate) fn linker(engine: &Engine) -> Linker<Host> {
     wrap!(l, "performance_counter", |mut c: Caller<'_, Host>,
                                      kind: i32|
      -> Result<i64, Error> {
-        charge(&mut c, crate::costs::PERFORMANCE_COUNTER_OVERHEAD)?;
         let used = instructions_used(&c);
         match kind {
             0 => Ok(used as i64),
@@ -998,6 +1036,7 @@ pub(crate) fn linker(engine: &Engine) -> Linker<Host> {
                                src: i32,
                                size: i32|
      -> Result<i32, Error> {
+        charge(&mut c, size as u32 as u64 * costs::BYTE_COPY_COST)?;
         let bytes = read_mem(&c, src as u32 as u64, size as u32 as u64)?;
         let p = Principal::try_from_slice(&bytes)
             .map_err(|e| violation(format!("ic0.is_controller: invalid principal: {e}")))?;
@@ -1160,6 +1199,7 @@ pub(crate) fn linker(engine: &Engine) -> Linker<Host> {
                              src: i32,
                              size: i32|
      -> Result<(), Error> {
+        charge(&mut c, costs::log_record_cost(size as u32 as u64))?;
         let bytes = read_mem(&c, src as u32 as u64, size as u32 as u64)?;
         c.data_mut().logs.push(bytes);
         Ok(())
@@ -1168,6 +1208,11 @@ pub(crate) fn linker(engine: &Engine) -> Linker<Host> {
                       src: i32,
                       size: i32|
      -> Result<(), Error> {
+        let len = size as u32 as u64;
+        charge(
+            &mut c,
+            len * costs::BYTE_COPY_COST + costs::log_record_cost(len),
+        )?;
         let bytes = read_mem(&c, src as u32 as u64, size as u32 as u64)?;
         Err(Error::host(HostTrap {
             code: ErrorCode::CanisterCalledTrap,

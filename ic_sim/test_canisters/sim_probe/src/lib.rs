@@ -491,3 +491,19 @@ async fn chain(path: Vec<Principal>) -> Result<u64, (u32, String)> {
         .map_err(|e| (0, format!("decoding chain: {e}")))?;
     inner.map(|depth| depth + 1)
 }
+
+/// Replies with `n` zero bytes through `ic0.msg_reply_data_append` (a manual reply).
+#[ic_cdk::update(manual_reply = true)]
+fn reply_bytes(n: u64) {
+    ic_cdk::api::msg_reply(vec![0u8; n as usize]);
+}
+
+/// Calls `ic0.time` `n` times and returns the instructions counted around the loop.
+#[ic_cdk::update]
+fn time_calls(n: u64) -> u64 {
+    let before = ic_cdk::api::instruction_counter();
+    for _ in 0..n {
+        std::hint::black_box(ic_cdk::api::time());
+    }
+    ic_cdk::api::instruction_counter() - before
+}
