@@ -132,9 +132,18 @@ impl Sim {
             return Ok(());
         }
         let target = match method {
-            "install_chunked_code" => decode::<EffectiveTarget>(arg)?.target_canister,
-            _ => decode::<EffectiveCanister>(arg)?.canister_id,
+            "install_chunked_code" => decode::<EffectiveTarget>(arg).map(|a| a.target_canister),
+            _ => decode::<EffectiveCanister>(arg).map(|a| a.canister_id),
         };
+        // Without an effective canister the message cannot be routed; the reject names the
+        // method, which may be one the simulator does not implement.
+        let target = target.map_err(|mut e| {
+            e.reject_message = format!(
+                "ic00 method {method}: no effective canister id in the argument: {}",
+                e.reject_message
+            );
+            e
+        })?;
         self.canister(&target)?;
         Ok(())
     }

@@ -285,7 +285,10 @@ impl Sim {
                 self.upload_data(sender, args)?;
                 Ok(Some(empty_reply()))
             }
-            other => unreachable!("{other} is not routed here"),
+            other => Err(RejectResponse::new(
+                ErrorCode::CanisterMethodNotFound,
+                format!("Management canister has no snapshot method '{other}'"),
+            )),
         }
     }
 
