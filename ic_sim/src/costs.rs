@@ -19,9 +19,42 @@ pub(crate) const GIB_SECOND_FEE: u128 = 127_000;
 /// `vetkd_derive_key`) on a 13-node subnet.
 pub(crate) const THRESHOLD_FEE: u128 = 26_153_846_153;
 
-/// Instructions the replica charges for each `ic0.performance_counter` call, on entry (its
-/// system API overhead table, `overhead::PERFORMANCE_COUNTER`): two reads in a row differ.
-pub(crate) const PERFORMANCE_COUNTER_OVERHEAD: u64 = 200;
+/// Instructions the replica charges on entry to a system API call besides the instructions of
+/// the canister's own code (the embedder's system API complexity table, "new" metering, which
+/// replicas use): system calls are not free, so two `ic0.performance_counter` reads in a row
+/// differ and a message's count is closer to the replica's. Calls that move bytes between
+/// the heap and the system pay [`BYTE_COPY_COST`] or [`BYTE_TRANSMISSION_COST`] per byte on
+/// top (see the callers).
+pub(crate) fn system_api_overhead(name: &str) -> u64 {
+    match name {
+        "performance_counter" => 200,
+        "debug_print" => 100,
+        "is_controller" => 1_000,
+        "call_new" => 1_500,
+        "call_perform" => 5_000,
+        "stable64_size" | "stable64_read" | "stable64_write" => 20,
+        // Everything else the table lists costs 500; calls it does not list are charged the
+        // same.
+        _ => 500,
+    }
+}
+
+/// Instructions per byte copied between the heap and the system (`*_copy`, stable memory
+/// reads and writes, `call_new`'s names, `certified_data_set`, `is_controller`).
+pub(crate) const BYTE_COPY_COST: u64 = 1;
+/// Instructions per byte of a payload handed to the system for sending (`msg_reply_data_append`,
+/// `msg_reject`, `call_data_append`): the replica's `BYTE_TRANSMISSION_COST_FACTOR`.
+pub(crate) const BYTE_TRANSMISSION_COST: u64 = 50;
+/// Capacity the replica assumes when charging for log records (`debug_print`, `trap`): twice
+/// the bytes kept (the new record and the one it pushes out) plus the transmission cost of the
+/// bytes that fit (the replica's canister log capacity, 4 KiB).
+pub(crate) const LOG_CAPACITY: u64 = 4096;
+
+/// Instructions for a log record of `len` bytes (`debug_print`, `trap`), besides the overhead.
+pub(crate) fn log_record_cost(len: u64) -> u64 {
+    let kept = len.min(LOG_CAPACITY);
+    2 * kept + BYTE_TRANSMISSION_COST * kept
+}
 
 /// `ic0.cost_call`: what `call_perform` charges for a call (cycles sent on top).
 pub(crate) fn call_fee(method_name_size: u64, payload_size: u64) -> u128 {

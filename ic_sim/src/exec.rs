@@ -20,7 +20,7 @@ use candid::Principal;
 use wasmi::{Extern, Global, Instance, Memory, Ref, Store, Val};
 
 use crate::errors::ErrorCode;
-use crate::memory::{Page, ZERO_PAGE};
+use crate::memory::{Page, PageMap, StableMemory, ZERO_PAGE};
 use crate::module::{cache, CanisterModule, MEMORY_EXPORT, PAGE_SIZE, TABLE_EXPORT};
 use crate::system_api::{Host, HostTrap};
 
@@ -56,6 +56,51 @@ impl Heap {
         self.pages.len() * PAGE_SIZE
     }
 
+    /// A heap of `size_bytes` whose content is `content` (pages absent from it are zeros), for
+    /// `module`: only pages that differ from the module's initial image are kept. Gets a new
+    /// id, so no live instance is taken for it.
+    pub fn from_content(
+        module: &CanisterModule,
+        content: &BTreeMap<u64, Arc<Page>>,
+        size_bytes: usize,
+        globals: Vec<Val>,
+    ) -> Self {
+        let initial = &module.initial_memory[..];
+        let pages_total = size_bytes / PAGE_SIZE;
+        let initial_pages = initial.len().div_ceil(PAGE_SIZE).min(pages_total);
+        let mut pages = BTreeMap::new();
+        let candidates = (0..initial_pages as u64).chain(content.keys().copied());
+        for index in candidates {
+            if index as usize >= pages_total || pages.contains_key(&index) {
+                continue;
+            }
+            let page = content.get(&index).map_or(&ZERO_PAGE, |p| &**p);
+            if page[..] != *initial_page(initial, index as usize) {
+                pages.insert(index, Arc::new(*page));
+            }
+        }
+        Heap {
+            pages,
+            size_bytes,
+            globals,
+            id: next_heap_id(),
+        }
+    }
+
+    /// `len` bytes of the committed heap from `offset` (the caller checks the bounds).
+    pub fn read(&self, initial: &[u8], offset: usize, len: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(len);
+        let mut pos = offset;
+        let end = offset + len;
+        while pos < end {
+            let start = pos % PAGE_SIZE;
+            let take = (PAGE_SIZE - start).min(end - pos);
+            out.extend_from_slice(&self.page(initial, pos / PAGE_SIZE)[start..start + take]);
+            pos += take;
+        }
+        out
+    }
+
     /// The committed content of page `index`.
     fn page<'a>(&'a self, initial: &'a [u8], index: usize) -> &'a [u8] {
         match self.pages.get(&(index as u64)) {
@@ -88,6 +133,21 @@ pub(crate) struct Outcome {
     pub host: Host,
     pub result: Result<Option<Heap>, HostTrap>,
     pub instructions: u64,
+}
+
+impl Outcome {
+    /// Moves a successful execution's heap (if it kept one) and stable memory writes into
+    /// `heap` and `stable`; returns the stable memory size in wasm pages.
+    pub fn commit_memory(&mut self, heap: &mut Heap, stable: &mut Arc<PageMap>) -> u64 {
+        if let Ok(Some(new)) = &mut self.result {
+            *heap = std::mem::take(new);
+        }
+        let writes = std::mem::replace(
+            &mut self.host.stable,
+            StableMemory::new(Arc::new(PageMap::default()), 0),
+        );
+        writes.commit(stable)
+    }
 }
 
 /// Default bound of [`Instances`]: live instances kept.

@@ -6,13 +6,17 @@
 //! canister, rounds, call contexts and callbacks, cycles and instruction metering. See the
 //! crate's README for the model, its limits and measured figures.
 
+mod composite;
 mod costs;
 mod errors;
 mod exec;
+mod logs;
 mod management;
 mod memory;
+mod metadata;
 mod module;
 mod sim;
+mod snapshots;
 mod system_api;
 
 use std::cell::RefCell;
@@ -21,9 +25,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use candid::utils::{ArgumentDecoder, ArgumentEncoder};
 use candid::{decode_args, encode_args, encode_one, Principal};
 
+pub use composite::{
+    INSTRUCTION_OVERHEAD_PER_QUERY_CALL, MAX_QUERY_CALL_DEPTH, MAX_QUERY_CALL_GRAPH_INSTRUCTIONS,
+};
 pub use errors::{ErrorCode, RejectCode, RejectResponse};
-pub use management::{MAX_CHUNKS, MAX_CHUNK_SIZE, MAX_CONTROLLERS, MAX_SNAPSHOTS};
+pub use management::{MAX_CHUNKS, MAX_CHUNK_SIZE, MAX_CONTROLLERS};
+pub use metadata::{with_custom_section, REGISTRY_VERSION, REPLICA_VERSION};
 pub use sim::{SimLimits, DEFAULT_PROVISIONAL_CYCLES};
+pub use snapshots::{MAX_SNAPSHOTS, MAX_SNAPSHOT_SLICE};
 
 /// Management canister types, as pocket-ic's `management_canister` module offers them.
 pub mod management_canister {
@@ -184,6 +193,21 @@ impl IcSim {
     ) -> Result<Vec<u8>, RejectResponse> {
         let bytes = encode_one(arg).expect("encoding management argument");
         self.update_call(Principal::management_canister(), sender, method, bytes)
+    }
+
+    /// [`Self::management`] as `sender` (anonymous if none), with the reply decoded.
+    fn management_decoded<A, R>(
+        &self,
+        sender: Option<Principal>,
+        method: &str,
+        arg: &A,
+    ) -> Result<R, RejectResponse>
+    where
+        A: candid::CandidType,
+        R: candid::CandidType + for<'de> serde::Deserialize<'de>,
+    {
+        self.management(sender_or_anonymous(sender), method, arg)
+            .map(decode_reply)
     }
 
     // ------------------------------------------------------------ canisters and cycles
@@ -470,9 +494,35 @@ impl IcSim {
         method: &str,
         payload: Vec<u8>,
     ) -> Result<Vec<u8>, RejectResponse> {
+        if canister_id == Principal::management_canister() {
+            return self.sim.borrow().management_query(sender, method, &payload);
+        }
         self.sim
             .borrow_mut()
             .query(canister_id, sender, method, payload)
+    }
+
+    /// The canister's log records, as a query of `sender` to the management canister
+    /// (pocket-ic's `fetch_canister_logs`; interface spec, "IC method fetch_canister_logs").
+    pub fn fetch_canister_logs(
+        &self,
+        canister_id: CanisterId,
+        sender: Principal,
+    ) -> Result<Vec<management_canister::CanisterLogRecord>, RejectResponse> {
+        let args = management_canister::FetchCanisterLogsArgs {
+            canister_id,
+            filter: None,
+        };
+        let bytes = encode_one(&args).expect("encoding management argument");
+        self.query_call(
+            Principal::management_canister(),
+            sender,
+            "fetch_canister_logs",
+            bytes,
+        )
+        .map(|r| {
+            decode_reply::<management_canister::FetchCanisterLogsResult>(r).canister_log_records
+        })
     }
 
     // ------------------------------------------------------------ rounds and time
@@ -666,6 +716,72 @@ impl IcSim {
             &args,
         )
         .map(|_| ())
+    }
+
+    /// A snapshot's metadata (interface spec, "IC method read_canister_snapshot_metadata").
+    pub fn read_canister_snapshot_metadata(
+        &self,
+        sender: Option<Principal>,
+        args: &management_canister::ReadCanisterSnapshotMetadataArgs,
+    ) -> Result<management_canister::ReadCanisterSnapshotMetadataResult, RejectResponse> {
+        self.management_decoded(sender, "read_canister_snapshot_metadata", args)
+    }
+
+    /// One slice of a snapshot's data, at most [`MAX_SNAPSHOT_SLICE`] bytes (interface spec,
+    /// "IC method read_canister_snapshot_data").
+    pub fn read_canister_snapshot_data(
+        &self,
+        sender: Option<Principal>,
+        args: &management_canister::ReadCanisterSnapshotDataArgs,
+    ) -> Result<Vec<u8>, RejectResponse> {
+        self.management_decoded(sender, "read_canister_snapshot_data", args)
+            .map(|r: management_canister::ReadCanisterSnapshotDataResult| r.chunk)
+    }
+
+    /// Creates an empty snapshot of the given sizes and returns its id (interface spec, "IC
+    /// method upload_canister_snapshot_metadata").
+    pub fn upload_canister_snapshot_metadata(
+        &self,
+        sender: Option<Principal>,
+        args: &management_canister::UploadCanisterSnapshotMetadataArgs,
+    ) -> Result<Vec<u8>, RejectResponse> {
+        self.management_decoded(sender, "upload_canister_snapshot_metadata", args)
+            .map(|r: management_canister::UploadCanisterSnapshotMetadataResult| r.snapshot_id)
+    }
+
+    /// Writes one slice into an uploaded snapshot (interface spec, "IC method
+    /// upload_canister_snapshot_data").
+    pub fn upload_canister_snapshot_data(
+        &self,
+        sender: Option<Principal>,
+        args: &management_canister::UploadCanisterSnapshotDataArgs,
+    ) -> Result<(), RejectResponse> {
+        self.management_decoded(sender, "upload_canister_snapshot_data", args)
+    }
+
+    // ------------------------------------------------------------ subnet and metadata
+
+    /// The subnet of a canister (pocket-ic's `get_subnet`): the one simulated subnet, for every
+    /// existing canister.
+    pub fn get_subnet(&self, canister_id: CanisterId) -> Option<Principal> {
+        let sim = self.sim.borrow();
+        sim.canisters
+            .contains_key(&canister_id)
+            .then_some(sim.subnet)
+    }
+
+    /// Metadata section `name` of a canister's module as a read_state request of `sender` for
+    /// `/canister/<id>/metadata/<name>` sees it (interface spec, "Canister information"):
+    /// `icp:public` sections for anyone, `icp:private` ones for controllers only.
+    pub fn canister_metadata(
+        &self,
+        canister_id: CanisterId,
+        sender: Option<Principal>,
+        name: &str,
+    ) -> Result<Vec<u8>, RejectResponse> {
+        self.sim
+            .borrow()
+            .canister_metadata(sender_or_anonymous(sender), &canister_id, name)
     }
 
     // ------------------------------------------------------------ inspection (ic_sim only)

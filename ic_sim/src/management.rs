@@ -17,8 +17,8 @@ use crate::exec::{execute, Entry, Heap};
 use crate::memory::{PageMap, StableMemory};
 use crate::module::{self, sha256};
 use crate::sim::{
-    empty_reply, trap_reject, Canister, Request, Settings, Sim, SnapshotData, Status,
-    DEFAULT_PROVISIONAL_CYCLES, STOP_TIMEOUT_NANOS,
+    empty_reply, trap_reject, Canister, Request, Settings, Sim, Status, DEFAULT_PROVISIONAL_CYCLES,
+    STOP_TIMEOUT_NANOS,
 };
 use crate::system_api::ApiType;
 
@@ -26,14 +26,14 @@ use crate::system_api::ApiType;
 pub const MAX_CHUNK_SIZE: usize = 1 << 20;
 /// Chunks per chunk store (IC configuration: 100).
 pub const MAX_CHUNKS: usize = 100;
-/// Snapshots per canister (IC configuration: 10).
-pub const MAX_SNAPSHOTS: usize = 10;
 /// Controllers per canister (interface spec, "Canister settings": at most 10).
 pub const MAX_CONTROLLERS: usize = 10;
 
-type Reply = Result<Option<Vec<u8>>, RejectResponse>;
+pub(crate) type Reply = Result<Option<Vec<u8>>, RejectResponse>;
 
-fn decode<T: CandidType + for<'de> Deserialize<'de>>(arg: &[u8]) -> Result<T, RejectResponse> {
+pub(crate) fn decode<T: CandidType + for<'de> Deserialize<'de>>(
+    arg: &[u8],
+) -> Result<T, RejectResponse> {
     Decode!(arg, T).map_err(|e| {
         RejectResponse::new(
             ErrorCode::InvalidManagementPayload,
@@ -42,11 +42,11 @@ fn decode<T: CandidType + for<'de> Deserialize<'de>>(arg: &[u8]) -> Result<T, Re
     })
 }
 
-fn encode<T: CandidType>(value: &T) -> Vec<u8> {
+pub(crate) fn encode<T: CandidType>(value: &T) -> Vec<u8> {
     Encode!(value).expect("encoding a management result")
 }
 
-fn rejected(message: impl Into<String>) -> RejectResponse {
+pub(crate) fn rejected(message: impl Into<String>) -> RejectResponse {
     RejectResponse::new(ErrorCode::CanisterRejectedMessage, message)
 }
 
@@ -90,6 +90,10 @@ struct EffectiveTarget {
     target_canister: Principal,
 }
 
+/// Methods callable only through non-replicated (query) calls by users (interface spec, "IC
+/// method fetch_canister_logs").
+const QUERY_ONLY: &[&str] = &["fetch_canister_logs"];
+
 /// Methods only canisters may call (interface spec: not callable by ingress).
 const CANISTER_ONLY: &[&str] = &[
     "create_canister",
@@ -101,6 +105,8 @@ const CANISTER_ONLY: &[&str] = &[
     "sign_with_ecdsa",
     "schnorr_public_key",
     "sign_with_schnorr",
+    "canister_metadata",
+    "subnet_info",
 ];
 
 impl Sim {
@@ -117,15 +123,51 @@ impl Sim {
                 "Only canisters can call ic00 method {method}"
             )));
         }
+        if QUERY_ONLY.contains(&method) {
+            return Err(rejected(format!(
+                "ic00 method {method} can not be called via ingress messages"
+            )));
+        }
         if method.starts_with("provisional_") {
             return Ok(());
         }
         let target = match method {
-            "install_chunked_code" => decode::<EffectiveTarget>(arg)?.target_canister,
-            _ => decode::<EffectiveCanister>(arg)?.canister_id,
+            "install_chunked_code" => decode::<EffectiveTarget>(arg).map(|a| a.target_canister),
+            _ => decode::<EffectiveCanister>(arg).map(|a| a.canister_id),
         };
+        // Without an effective canister the message cannot be routed; the reject names the
+        // method, which may be one the simulator does not implement.
+        let target = target.map_err(|mut e| {
+            e.reject_message = format!(
+                "ic00 method {method}: no effective canister id in the argument: {}",
+                e.reject_message
+            );
+            e
+        })?;
         self.canister(&target)?;
         Ok(())
+    }
+
+    /// A query call to the management canister: only the methods the spec lets users query.
+    pub(crate) fn management_query(
+        &self,
+        sender: Principal,
+        method: &str,
+        arg: &[u8],
+    ) -> Result<Vec<u8>, RejectResponse> {
+        match method {
+            "fetch_canister_logs" => {
+                let args: mgmt::FetchCanisterLogsArgs = decode(arg)?;
+                let canister_log_records = self.fetch_canister_logs(sender, &args)?;
+                Ok(encode(&mgmt::FetchCanisterLogsResult {
+                    canister_log_records,
+                }))
+            }
+            other => Err(RejectResponse::new(
+                ErrorCode::CanisterMethodNotFound,
+                format!("Management canister has no query method '{other}'"),
+            )),
+        }
     }
 
     pub(crate) fn deliver_management(&mut self, req: Request) {
@@ -170,7 +212,11 @@ impl Sim {
         ))
     }
 
-    fn controlled(&self, id: &Principal, sender: &Principal) -> Result<&Canister, RejectResponse> {
+    pub(crate) fn controlled(
+        &self,
+        id: &Principal,
+        sender: &Principal,
+    ) -> Result<&Canister, RejectResponse> {
         let c = self.canister(id)?;
         if c.settings.controllers.contains(sender) {
             Ok(c)
@@ -454,33 +500,26 @@ impl Sim {
                 seed.extend_from_slice(&self.time.to_be_bytes());
                 Ok(Some(encode(&sha256(&seed).to_vec())))
             }
-            "take_canister_snapshot" => {
-                let args: mgmt::TakeCanisterSnapshotArgs = decode(arg)?;
-                let snap = self.take_snapshot(sender, &args)?;
-                Ok(Some(encode(&snap)))
+            "take_canister_snapshot"
+            | "load_canister_snapshot"
+            | "list_canister_snapshots"
+            | "delete_canister_snapshot"
+            | "read_canister_snapshot_metadata"
+            | "read_canister_snapshot_data"
+            | "upload_canister_snapshot_metadata"
+            | "upload_canister_snapshot_data" => self.snapshot_method(&req.method, sender, arg),
+            "canister_metadata" => {
+                let args: mgmt::CanisterMetadataArgs = decode(arg)?;
+                let value = self.canister_metadata(sender, &args.canister_id, &args.name)?;
+                Ok(Some(encode(&mgmt::CanisterMetadataResult { value })))
             }
-            "load_canister_snapshot" => {
-                let args: mgmt::LoadCanisterSnapshotArgs = decode(arg)?;
-                self.load_snapshot(sender, args.canister_id, &args.snapshot_id)?;
-                Ok(Some(empty_reply()))
+            "subnet_info" => {
+                let args: mgmt::SubnetInfoArgs = decode(arg)?;
+                Ok(Some(encode(&self.subnet_info(&args)?)))
             }
-            "list_canister_snapshots" => {
-                let args: mgmt::CanisterIdRecord = decode(arg)?;
-                let c = self.controlled(&args.canister_id, &sender)?;
-                let list: Vec<mgmt::Snapshot> = c.snapshots.iter().map(snapshot_info).collect();
-                Ok(Some(encode(&list)))
-            }
-            "delete_canister_snapshot" => {
-                let args: mgmt::DeleteCanisterSnapshotArgs = decode(arg)?;
-                self.controlled(&args.canister_id, &sender)?;
-                let c = self.canisters.get_mut(&args.canister_id).expect("checked");
-                let before = c.snapshots.len();
-                c.snapshots.retain(|s| s.id != args.snapshot_id);
-                if c.snapshots.len() == before {
-                    return Err(snapshot_not_found(&args.canister_id, &args.snapshot_id));
-                }
-                Ok(Some(empty_reply()))
-            }
+            m if QUERY_ONLY.contains(&m) => Err(rejected(format!(
+                "ic00 method {m} can only be called by users through query calls"
+            ))),
             // The replica's execution environment: an unknown `Ic00Method` is IC0536.
             other => Err(RejectResponse::new(
                 ErrorCode::CanisterMethodNotFound,
@@ -543,6 +582,7 @@ impl Sim {
             )
         })?;
         let c = self.canister(&id)?;
+        let first_log = c.log.next_idx();
         let budget = self.limits.install_instructions;
         let mut used = 0u64;
         let mut instructions = 0u64;
@@ -582,12 +622,12 @@ impl Sim {
                     );
                     used += out.instructions;
                     instructions += out.instructions;
-                    self.log(&id, &out.host.logs);
+                    let mut stable = c.stable.clone();
+                    self.record_logs(&id, &out.host.logs, out.result.as_ref().err());
                     if let Err(trap) = &out.result {
                         self.charge(&id, instructions);
                         return Err(trap_reject(&id, trap));
                     }
-                    let mut stable = c.stable.clone();
                     let s = std::mem::replace(
                         &mut out.host.stable,
                         StableMemory::new(Arc::default(), 0),
@@ -624,7 +664,7 @@ impl Sim {
                 true,
             );
             instructions += out.instructions;
-            self.log(&id, &out.host.logs);
+            self.record_logs(&id, &out.host.logs, out.result.as_ref().err());
             match out.result {
                 Err(trap) => {
                     self.charge(&id, instructions);
@@ -645,6 +685,11 @@ impl Sim {
             CanisterInstallMode::Reinstall => mgmt::CodeDeploymentMode::Reinstall,
             CanisterInstallMode::Upgrade(_) => mgmt::CodeDeploymentMode::Upgrade,
         };
+        if matches!(mode, CanisterInstallMode::Reinstall) {
+            // A reinstall purges the log (spec, "IC method fetch_canister_logs"); what its
+            // `canister_init` printed stays.
+            c.log.purge_before(first_log);
+        }
         c.heap = heap;
         c.stable = stable_map;
         c.stable_pages = pages;
@@ -664,14 +709,6 @@ impl Sim {
         );
         self.charge(&id, instructions);
         Ok(())
-    }
-
-    fn log(&self, id: &Principal, logs: &[String]) {
-        if self.print_logs {
-            for line in logs {
-                eprintln!("[Canister {id}] {line}");
-            }
-        }
     }
 
     fn charge(&mut self, id: &Principal, instructions: u64) {
@@ -695,6 +732,7 @@ impl Sim {
         c.global_timer = 0;
         c.certified_data.clear();
         c.callbacks.clear();
+        c.log.purge_before(c.log.next_idx());
         c.version += 1;
         c.record_change(now, sender, sender_version, ChangeDetails::CodeUninstall);
         let contexts = std::mem::take(&mut c.contexts);
@@ -708,110 +746,6 @@ impl Sim {
             }
         }
     }
-
-    fn take_snapshot(
-        &mut self,
-        sender: Principal,
-        args: &mgmt::TakeCanisterSnapshotArgs,
-    ) -> Result<mgmt::Snapshot, RejectResponse> {
-        let c = self.controlled(&args.canister_id, &sender)?;
-        if let Some(old) = &args.replace_snapshot {
-            if !c.snapshots.iter().any(|s| &s.id == old) {
-                return Err(snapshot_not_found(&args.canister_id, old));
-            }
-        } else if c.snapshots.len() >= MAX_SNAPSHOTS {
-            return Err(rejected(format!(
-                "Canister {} has reached the maximum number of snapshots allowed: {MAX_SNAPSHOTS}.",
-                args.canister_id
-            )));
-        }
-        let local = self.next_snapshot;
-        self.next_snapshot += 1;
-        let mut id = local.to_be_bytes().to_vec();
-        id.extend_from_slice(args.canister_id.as_slice());
-        let now = self.time;
-        let c = self.canisters.get_mut(&args.canister_id).expect("checked");
-        let size = c.heap.size_bytes as u64
-            + c.stable_pages * crate::module::WASM_PAGE_SIZE
-            + c.module.as_ref().map_or(0, |m| m.wasm_len as u64);
-        let snap = SnapshotData {
-            id,
-            taken_at: now,
-            module: c.module.clone(),
-            heap: c.heap.clone(),
-            stable: c.stable.clone(),
-            stable_pages: c.stable_pages,
-            certified_data: c.certified_data.clone(),
-            global_timer: c.global_timer,
-            size,
-        };
-        if let Some(old) = &args.replace_snapshot {
-            c.snapshots.retain(|s| &s.id != old);
-        }
-        let info = snapshot_info(&snap);
-        c.snapshots.push(snap);
-        if args.uninstall_code == Some(true) {
-            self.uninstall(sender, args.canister_id);
-        }
-        Ok(info)
-    }
-
-    fn load_snapshot(
-        &mut self,
-        sender: Principal,
-        id: Principal,
-        snapshot_id: &[u8],
-    ) -> Result<(), RejectResponse> {
-        let c = self.controlled(&id, &sender)?;
-        let snap = c
-            .snapshots
-            .iter()
-            .find(|s| s.id == snapshot_id)
-            .cloned()
-            .ok_or_else(|| snapshot_not_found(&id, snapshot_id))?;
-        let now = self.time;
-        let sender_version = self.sender_version;
-        let c = self.canisters.get_mut(&id).expect("checked");
-        c.module = snap.module;
-        c.heap = snap.heap;
-        c.stable = snap.stable;
-        c.stable_pages = snap.stable_pages;
-        c.certified_data = snap.certified_data;
-        c.global_timer = snap.global_timer;
-        c.version += 1;
-        let version = c.version;
-        c.record_change(
-            now,
-            sender,
-            sender_version,
-            ChangeDetails::LoadSnapshot(mgmt::LoadSnapshotRecord {
-                from_canister_id: None,
-                snapshot_id: snapshot_id.to_vec(),
-                canister_version: version,
-                taken_at_timestamp: snap.taken_at,
-                source: mgmt::SnapshotSource::TakenFromCanister(candid::Reserved),
-            }),
-        );
-        Ok(())
-    }
-}
-
-pub(crate) fn snapshot_info(s: &SnapshotData) -> mgmt::Snapshot {
-    mgmt::Snapshot {
-        id: s.id.clone(),
-        taken_at_timestamp: s.taken_at,
-        total_size: s.size,
-    }
-}
-
-fn snapshot_not_found(canister: &Principal, id: &[u8]) -> RejectResponse {
-    RejectResponse::new(
-        ErrorCode::CanisterSnapshotNotFound,
-        format!(
-            "Could not find the snapshot ID {} for canister {canister}",
-            hex(id)
-        ),
-    )
 }
 
 fn not_controller(c: &Canister, sender: &Principal) -> RejectResponse {
@@ -932,11 +866,16 @@ pub(crate) fn status_of(c: &Canister) -> mgmt::CanisterStatusResult {
             stable_memory_size: Nat::from(stable),
             global_memory_size: Nat::from(c.heap.globals.len() as u64 * 8),
             wasm_binary_size: Nat::from(wasm),
-            custom_sections_size: Nat::from(0u64),
+            custom_sections_size: Nat::from(c.module.as_ref().map_or(0, |m| {
+                m.metadata
+                    .iter()
+                    .map(|(k, (_, v))| k.len() + v.len())
+                    .sum::<usize>() as u64
+            })),
             canister_history_size: Nat::from(c.history.len() as u64 * 64),
             wasm_chunk_store_size: Nat::from(chunks as u64),
             snapshots_size: Nat::from(snapshots),
-            log_memory_store_size: Nat::from(0u64),
+            log_memory_store_size: Nat::from(c.log.bytes() as u64),
         },
         cycles: Nat::from(c.cycles),
         reserved_cycles: Nat::from(0u64),

@@ -43,6 +43,13 @@ pub(crate) struct CanisterModule {
     pub global_names: Vec<String>,
     /// The wasm module as installed (decompressed), for snapshots and size reporting.
     pub wasm_len: usize,
+    /// The module's bytes as installed (gzipped if it was installed gzipped): what a snapshot
+    /// download returns as the canister's wasm (interface spec, "IC method
+    /// read_canister_snapshot_data").
+    pub installed: Arc<[u8]>,
+    /// The `icp:public`/`icp:private` custom sections (interface spec, "Canister module
+    /// format").
+    pub metadata: crate::metadata::Sections,
     /// Whether an instance's whole state is its memory and mutable globals: no instruction
     /// changes a table or the state of a passive segment, so a used instance whose memory and
     /// globals are overwritten is indistinguishable from a fresh one.
@@ -82,7 +89,7 @@ pub(crate) fn cache() -> &'static ModuleCache {
 }
 
 /// Upper bound of a decompressed module (interface spec, "Canister module format": 100 MiB).
-const MAX_WASM_SIZE: u64 = 100 << 20;
+pub(crate) const MAX_WASM_SIZE: u64 = 100 << 20;
 
 /// Decompresses a gzipped module (magic `1f 8b`); plain modules pass through.
 pub(crate) fn decode_wasm(bytes: &[u8]) -> Result<Vec<u8>, String> {
@@ -116,13 +123,14 @@ pub(crate) fn load(installed: &[u8]) -> Result<Arc<CanisterModule>, String> {
         return Ok(m.clone());
     }
     let wasm = decode_wasm(installed)?;
-    let compiled = Arc::new(compile(hash, &wasm)?);
+    let compiled = Arc::new(compile(hash, installed, &wasm)?);
     cache.modules.lock().unwrap().insert(hash, compiled.clone());
     Ok(compiled)
 }
 
-fn compile(hash: [u8; 32], wasm: &[u8]) -> Result<CanisterModule, String> {
+fn compile(hash: [u8; 32], installed: &[u8], wasm: &[u8]) -> Result<CanisterModule, String> {
     let (rewritten, global_names) = rewrite_exports(wasm)?;
+    let metadata = crate::metadata::sections(wasm)?;
     let cache = cache();
     let module = Module::new(&cache.engine, &rewritten[..])
         .map_err(|e| format!("Wasm module is invalid: {e}"))?;
@@ -188,6 +196,8 @@ fn compile(hash: [u8; 32], wasm: &[u8]) -> Result<CanisterModule, String> {
         initial_globals,
         global_names,
         wasm_len: wasm.len(),
+        installed: installed.into(),
+        metadata,
         reusable: state_is_memory_and_globals(wasm),
     })
 }
@@ -224,7 +234,7 @@ fn state_is_memory_and_globals(wasm: &[u8]) -> bool {
     true
 }
 
-fn write_uleb(out: &mut Vec<u8>, mut v: u64) {
+pub(crate) fn write_uleb(out: &mut Vec<u8>, mut v: u64) {
     loop {
         let byte = (v & 0x7f) as u8;
         v >>= 7;

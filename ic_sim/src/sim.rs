@@ -14,8 +14,10 @@ use ic_management_canister_types::{Change, LogVisibility};
 use crate::costs;
 use crate::errors::{ErrorCode, RejectCode, RejectResponse};
 use crate::exec::{execute, Entry, Heap, Instances, Outcome};
+use crate::logs::CanisterLog;
 use crate::memory::{PageMap, StableMemory, MAX_STABLE_BYTES};
 use crate::module::{CanisterModule, MethodKind, WASM_PAGE_SIZE};
+use crate::snapshots::SnapshotData;
 use crate::system_api::{ApiType, Host, HostTrap, IdleParams, Response};
 
 /// Default cycles of a canister created through the provisional API (`create_canister` of
@@ -106,19 +108,6 @@ pub(crate) struct ResponseFaults {
 }
 
 #[derive(Clone)]
-pub(crate) struct SnapshotData {
-    pub id: Vec<u8>,
-    pub taken_at: u64,
-    pub module: Option<Arc<CanisterModule>>,
-    pub heap: Heap,
-    pub stable: Arc<PageMap>,
-    pub stable_pages: u64,
-    pub certified_data: Vec<u8>,
-    pub global_timer: u64,
-    pub size: u64,
-}
-
-#[derive(Clone)]
 pub(crate) struct Settings {
     pub controllers: Vec<Principal>,
     pub compute_allocation: u64,
@@ -172,6 +161,7 @@ pub(crate) struct Canister {
     /// Replicated executions (update, callback, timer, heartbeat) that trapped.
     pub traps: u64,
     pub faults: Faults,
+    pub log: CanisterLog,
 }
 
 impl Canister {
@@ -198,6 +188,7 @@ impl Canister {
             instructions_total: 0,
             traps: 0,
             faults: Faults::default(),
+            log: CanisterLog::default(),
         }
     }
 
@@ -398,6 +389,24 @@ pub(crate) fn trap_reject(canister: &Principal, trap: &HostTrap) -> RejectRespon
     RejectResponse::new(trap.code, message)
 }
 
+/// The reject of a callback that trapped, and whose cleanup trapped too if `cleanup` is set: as
+/// the replica reports it, the callback's error code with both messages.
+pub(crate) fn callback_trap_reject(
+    canister: &Principal,
+    trap: &HostTrap,
+    cleanup: Option<&HostTrap>,
+) -> RejectResponse {
+    let mut reject = trap_reject(canister, trap);
+    if let Some(cleanup) = cleanup {
+        reject.reject_message = format!(
+            "{}\n\ncall_on_cleanup also failed:\n\n{}",
+            reject.reject_message,
+            trap_reject(canister, cleanup).reject_message
+        );
+    }
+    reject
+}
+
 impl Sim {
     pub fn new(limits: SimLimits, time: u64, print_logs: bool) -> Self {
         Sim {
@@ -467,10 +476,10 @@ impl Sim {
         h
     }
 
-    fn print(&self, canister: &Principal, logs: &[String]) {
+    pub(crate) fn print(&self, canister: &Principal, logs: &[Vec<u8>]) {
         if self.print_logs {
             for line in logs {
-                eprintln!("[Canister {canister}] {line}");
+                eprintln!("[Canister {canister}] {}", String::from_utf8_lossy(line));
             }
         }
     }
@@ -478,22 +487,15 @@ impl Sim {
     /// Commits a successful execution's state to the canister (heap, stable memory, cycles,
     /// timer, certified data) and charges for it; a failed one is only charged.
     fn settle(&mut self, id: &Principal, out: &mut Outcome, persist: bool) {
-        self.print(id, &out.host.logs);
+        self.record_logs(id, &out.host.logs, out.result.as_ref().err());
         let Some(c) = self.canisters.get_mut(id) else {
             return;
         };
         c.instructions_total += out.instructions;
         let fee = costs::execution_fee(out.instructions);
         match &mut out.result {
-            Ok(heap) if persist => {
-                if let Some(heap) = heap.take() {
-                    c.heap = heap;
-                }
-                let stable = std::mem::replace(
-                    &mut out.host.stable,
-                    StableMemory::new(Arc::new(PageMap::default()), 0),
-                );
-                c.stable_pages = stable.commit(&mut c.stable);
+            Ok(_) if persist => {
+                c.stable_pages = out.commit_memory(&mut c.heap, &mut c.stable);
                 c.cycles = out.host.balance;
                 c.global_timer = out.host.global_timer;
                 c.certified_data = std::mem::take(&mut out.host.certified_data);
@@ -859,15 +861,7 @@ impl Sim {
             Some(trap) => {
                 let cleanup_trap =
                     cleanup.and_then(|(fun, env)| self.run_cleanup(id, ctx_id, fun, env));
-                let mut reject = trap_reject(&id, &trap);
-                if let Some(cleanup_trap) = cleanup_trap {
-                    // As the replica reports it: the callback's error code, both messages.
-                    reject.reject_message = format!(
-                        "{}\n\ncall_on_cleanup also failed:\n\n{}",
-                        reject.reject_message,
-                        trap_reject(&id, &cleanup_trap).reject_message
-                    );
-                }
+                let reject = callback_trap_reject(&id, &trap, cleanup_trap.as_ref());
                 self.close_if_done(id, ctx_id, Some(reject));
             }
         }
@@ -1106,12 +1100,7 @@ impl Sim {
         let export = match module.methods.get(method) {
             Some(MethodKind::Query) => format!("canister_query {method}"),
             Some(MethodKind::CompositeQuery) => {
-                return Err(RejectResponse::new(
-                    ErrorCode::CanisterContractViolation,
-                    format!(
-                    "Error from Canister {receiver}: composite queries are not supported by ic_sim"
-                ),
-                ))
+                return self.composite_query((receiver, sender), method, arg)
             }
             // Update methods are not callable as queries on the IC's query path either.
             _ => {

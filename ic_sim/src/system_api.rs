@@ -38,6 +38,14 @@ pub(crate) enum ApiType {
     InspectMessage,
     /// `canister_global_timer` and `canister_heartbeat` (T).
     SystemTask,
+    /// A composite query method (CQ).
+    CompositeQuery,
+    /// A reply callback of a call made by a composite query (CRy).
+    CompositeReplyCallback,
+    /// A reject callback of a call made by a composite query (CRt).
+    CompositeRejectCallback,
+    /// A cleanup callback of a call made by a composite query (CC).
+    CompositeCleanup,
 }
 
 use ApiType::*;
@@ -122,7 +130,7 @@ pub(crate) struct Host {
     pub context_instructions: u64,
     pub deadline: u64,
     pub memory: Option<Memory>,
-    pub logs: Vec<String>,
+    pub logs: Vec<Vec<u8>>,
     /// Cycles charged by `call_perform` for transmission (the cost model's call fee).
     pub call_fees: u128,
 }
@@ -297,17 +305,35 @@ fn api_name(api: ApiType) -> &'static str {
         Cleanup => "cleanup",
         InspectMessage => "inspect message",
         SystemTask => "system task",
+        CompositeQuery => "composite query",
+        CompositeReplyCallback => "composite reply callback",
+        CompositeRejectCallback => "composite reject callback",
+        CompositeCleanup => "composite cleanup",
     }
 }
 
+// Which modes may use which imports: interface spec, "Overview of imports".
 const RESPONDING: &[ApiType] = &[
     Update,
     ReplicatedQuery,
     NonReplicatedQuery,
     ReplyCallback,
     RejectCallback,
+    CompositeQuery,
+    CompositeReplyCallback,
+    CompositeRejectCallback,
 ];
-const CALLING: &[ApiType] = &[Update, ReplyCallback, RejectCallback, SystemTask];
+const CALLING: &[ApiType] = &[
+    Update,
+    ReplyCallback,
+    RejectCallback,
+    SystemTask,
+    CompositeQuery,
+    CompositeReplyCallback,
+    CompositeRejectCallback,
+];
+/// Calls that may carry cycles: not from composite queries, which move no cycles.
+const CALLING_WITH_CYCLES: &[ApiType] = &[Update, ReplyCallback, RejectCallback, SystemTask];
 const ARG_DATA: &[ApiType] = &[
     Init,
     Update,
@@ -315,6 +341,14 @@ const ARG_DATA: &[ApiType] = &[
     NonReplicatedQuery,
     ReplyCallback,
     InspectMessage,
+    CompositeQuery,
+    CompositeReplyCallback,
+];
+const CALLBACKS: &[ApiType] = &[
+    ReplyCallback,
+    RejectCallback,
+    CompositeReplyCallback,
+    CompositeRejectCallback,
 ];
 const STATE_CHANGING: &[ApiType] = &[
     Init,
@@ -371,6 +405,7 @@ fn copy_out(
     size: u32,
     what: &str,
 ) -> Result<(), Error> {
+    charge(caller, u64::from(size) * costs::BYTE_COPY_COST)?;
     let slice = blob_range(data, offset, size, what)?;
     write_mem(caller, u64::from(dst), slice)
 }
@@ -385,6 +420,7 @@ fn copy_host_blob(
     size: u32,
     what: &str,
 ) -> Result<(), Error> {
+    charge(caller, u64::from(size) * costs::BYTE_COPY_COST)?;
     let slice = blob_range(bytes(caller.data()), offset, size, what)?.to_vec();
     write_mem(caller, u64::from(dst), &slice)
 }
@@ -463,10 +499,39 @@ fn threshold_cost(
     }
 }
 
+/// Links `ic0.<name>`, charging the call's fixed overhead ([`costs::system_api_overhead`]) on
+/// entry, before the body runs, as the replica's embedder does; bodies that move bytes charge
+/// for them on top.
 macro_rules! wrap {
-    ($linker:ident, $name:expr, $f:expr) => {
+    (
+        $linker:ident,
+        $name:expr,
+        $(move)? |mut $c:ident: Caller<'_, Host $(,)?> $(, $arg:ident: $ty:ty)* $(,)?|
+        -> $ret:ty $body:block
+    ) => {
+        wrap!(@link $linker, $name, $c, ($($arg: $ty),*), $ret, $body)
+    };
+    (
+        $linker:ident,
+        $name:expr,
+        $(move)? |$c:ident: Caller<'_, Host $(,)?> $(, $arg:ident: $ty:ty)* $(,)?|
+        -> $ret:ty $body:block
+    ) => {
+        wrap!(@link $linker, $name, $c, ($($arg: $ty),*), $ret, $body)
+    };
+    (@link $linker:ident, $name:expr, $c:ident, ($($arg:ident: $ty:ty),*), $ret:ty, $body:block) => {
         $linker
-            .func_wrap("ic0", $name, $f)
+            .func_wrap(
+                "ic0",
+                $name,
+                {
+                    let overhead = costs::system_api_overhead($name);
+                    move |mut $c: Caller<'_, Host> $(, $arg: $ty)*| -> $ret {
+                        charge(&mut $c, overhead)?;
+                        $body
+                    }
+                },
+            )
             .expect(concat!("linking ic0.", $name));
     };
 }
@@ -511,11 +576,11 @@ pub(crate) fn linker(engine: &Engine) -> Linker<Host> {
         l,
         "msg_reject_code",
         |c: Caller<'_, Host>| -> Result<i32, Error> {
-            check(&c, "msg_reject_code", &[ReplyCallback, RejectCallback])?;
+            check(&c, "msg_reject_code", CALLBACKS)?;
             Ok(c.data().reject_code as i32)
         }
     );
-    blob!(l, "msg_reject_msg", &[RejectCallback] => |h| h.reject_message.as_bytes());
+    blob!(l, "msg_reject_msg", &[RejectCallback, CompositeRejectCallback] => |h| h.reject_message.as_bytes());
     wrap!(
         l,
         "msg_deadline",
@@ -529,6 +594,9 @@ pub(crate) fn linker(engine: &Engine) -> Linker<Host> {
                     NonReplicatedQuery,
                     ReplyCallback,
                     RejectCallback,
+                    CompositeQuery,
+                    CompositeReplyCallback,
+                    CompositeRejectCallback,
                 ],
             )?;
             Ok(c.data().deadline as i64)
@@ -541,6 +609,7 @@ pub(crate) fn linker(engine: &Engine) -> Linker<Host> {
                                        size: i32|
      -> Result<(), Error> {
         check(&c, "msg_reply_data_append", RESPONDING)?;
+        charge(&mut c, size as u32 as u64 * costs::BYTE_TRANSMISSION_COST)?;
         if c.data().replied || c.data().response.is_some() {
             return Err(violation(
                 "ic0.msg_reply_data_append: the call is already replied",
@@ -569,6 +638,7 @@ pub(crate) fn linker(engine: &Engine) -> Linker<Host> {
                             size: i32|
      -> Result<(), Error> {
         check(&c, "msg_reject", RESPONDING)?;
+        charge(&mut c, size as u32 as u64 * costs::BYTE_TRANSMISSION_COST)?;
         if c.data().replied || c.data().response.is_some() {
             return Err(violation("ic0.msg_reject: the call is already replied"));
         }
@@ -705,6 +775,8 @@ pub(crate) fn linker(engine: &Engine) -> Linker<Host> {
                           reject_env: i32|
      -> Result<(), Error> {
         check(&c, "call_new", CALLING)?;
+        let names = u64::from(callee_size as u32) + u64::from(name_size as u32);
+        charge(&mut c, names * costs::BYTE_COPY_COST)?;
         let callee = read_mem(&c, callee_src as u32 as u64, callee_size as u32 as u64)?;
         let callee = Principal::try_from_slice(&callee)
             .map_err(|e| violation(format!("ic0.call_new: invalid callee: {e}")))?;
@@ -746,6 +818,7 @@ pub(crate) fn linker(engine: &Engine) -> Linker<Host> {
                                   size: i32|
      -> Result<(), Error> {
         check(&c, "call_data_append", CALLING)?;
+        charge(&mut c, size as u32 as u64 * costs::BYTE_TRANSMISSION_COST)?;
         let bytes = read_mem(&c, src as u32 as u64, size as u32 as u64)?;
         let call = c
             .data_mut()
@@ -781,7 +854,7 @@ pub(crate) fn linker(engine: &Engine) -> Linker<Host> {
                                     high: i64,
                                     low: i64|
      -> Result<(), Error> {
-        check(&c, "call_cycles_add128", CALLING)?;
+        check(&c, "call_cycles_add128", CALLING_WITH_CYCLES)?;
         let amount = (u128::from(high as u64) << 64) | u128::from(low as u64);
         let h = c.data_mut();
         let call = h
@@ -851,6 +924,7 @@ pub(crate) fn linker(engine: &Engine) -> Linker<Host> {
                                 src: i64,
                                 size: i64|
      -> Result<(), Error> {
+        charge(&mut c, size as u64 * costs::BYTE_COPY_COST)?;
         let bytes = read_mem(&c, src as u64, size as u64)?;
         let h = c.data_mut();
         h.stable.write(offset as u64, &bytes).map_err(|m| {
@@ -865,6 +939,7 @@ pub(crate) fn linker(engine: &Engine) -> Linker<Host> {
                                offset: i64,
                                size: i64|
      -> Result<(), Error> {
+        charge(&mut c, size as u64 * costs::BYTE_COPY_COST)?;
         let bytes = c
             .data()
             .stable
@@ -901,6 +976,7 @@ pub(crate) fn linker(engine: &Engine) -> Linker<Host> {
                 "ic0.certified_data_set: certified data is limited to 32 bytes",
             ));
         }
+        charge(&mut c, size as u32 as u64 * costs::BYTE_COPY_COST)?;
         let bytes = read_mem(&c, src as u32 as u64, size as u32 as u64)?;
         c.data_mut().certified_data = bytes;
         Ok(())
@@ -947,7 +1023,6 @@ pub(crate) fn linker(engine: &Engine) -> Linker<Host> {
     wrap!(l, "performance_counter", |mut c: Caller<'_, Host>,
                                      kind: i32|
      -> Result<i64, Error> {
-        charge(&mut c, crate::costs::PERFORMANCE_COUNTER_OVERHEAD)?;
         let used = instructions_used(&c);
         match kind {
             0 => Ok(used as i64),
@@ -961,6 +1036,7 @@ pub(crate) fn linker(engine: &Engine) -> Linker<Host> {
                                src: i32,
                                size: i32|
      -> Result<i32, Error> {
+        charge(&mut c, size as u32 as u64 * costs::BYTE_COPY_COST)?;
         let bytes = read_mem(&c, src as u32 as u64, size as u32 as u64)?;
         let p = Principal::try_from_slice(&bytes)
             .map_err(|e| violation(format!("ic0.is_controller: invalid principal: {e}")))?;
@@ -972,7 +1048,12 @@ pub(crate) fn linker(engine: &Engine) -> Linker<Host> {
         |c: Caller<'_, Host>| -> Result<i32, Error> {
             Ok(i32::from(!matches!(
                 c.data().api,
-                NonReplicatedQuery | InspectMessage
+                NonReplicatedQuery
+                    | InspectMessage
+                    | CompositeQuery
+                    | CompositeReplyCallback
+                    | CompositeRejectCallback
+                    | CompositeCleanup
             )))
         }
     );
@@ -1118,15 +1199,20 @@ pub(crate) fn linker(engine: &Engine) -> Linker<Host> {
                              src: i32,
                              size: i32|
      -> Result<(), Error> {
+        charge(&mut c, costs::log_record_cost(size as u32 as u64))?;
         let bytes = read_mem(&c, src as u32 as u64, size as u32 as u64)?;
-        let line = String::from_utf8_lossy(&bytes).into_owned();
-        c.data_mut().logs.push(line);
+        c.data_mut().logs.push(bytes);
         Ok(())
     });
     wrap!(l, "trap", |c: Caller<'_, Host>,
                       src: i32,
                       size: i32|
      -> Result<(), Error> {
+        let len = size as u32 as u64;
+        charge(
+            &mut c,
+            len * costs::BYTE_COPY_COST + costs::log_record_cost(len),
+        )?;
         let bytes = read_mem(&c, src as u32 as u64, size as u32 as u64)?;
         Err(Error::host(HostTrap {
             code: ErrorCode::CanisterCalledTrap,

@@ -308,3 +308,38 @@ fn injected_management_rejects_hit_only_calls_about_that_canister() {
     let e = pic.start_canister(a, None).unwrap_err();
     assert_eq!(e.reject_code, RejectCode::CanisterError);
 }
+
+/// Methods the simulator does not implement are rejected with their name (interface spec,
+/// "The IC management canister"; the replica's execution environment answers IC0536 for a
+/// method it does not know).
+#[test]
+fn unimplemented_management_methods_are_rejected_by_name() {
+    let pic = IcSim::new();
+    let a = install(&pic);
+    for method in ["http_request", "sign_with_ecdsa", "bitcoin_get_utxos"] {
+        let (result,): (Result<Vec<u8>, (u32, String)>,) = update_candid(
+            &pic,
+            a,
+            "call_raw",
+            (
+                Principal::management_canister(),
+                method,
+                encode_args(()).unwrap(),
+                0u128,
+            ),
+        )
+        .unwrap();
+        let (code, message) = result.unwrap_err();
+        assert_eq!(code, 5, "{method}: {message}");
+        assert!(message.contains(method), "{message}");
+    }
+    let err = pic
+        .update_call(
+            Principal::management_canister(),
+            Principal::anonymous(),
+            "list_canisters",
+            encode_args(()).unwrap(),
+        )
+        .unwrap_err();
+    assert!(err.reject_message.contains("list_canisters"), "{err}");
+}

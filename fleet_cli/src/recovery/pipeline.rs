@@ -118,6 +118,7 @@ pub fn run(
         expected_version,
         stage,
         staged: None,
+        loaded: false,
         done: Finished {
             rec,
             version: None,
@@ -127,8 +128,11 @@ pub fn run(
         progress,
     };
     let result = shell.drive();
-    // The chunks serve this install only; clearing them changes nothing else.
-    if shell.staged.is_some() {
+    // The chunks serve this install only; clearing them changes nothing else. A loaded
+    // snapshot brings back the chunk store it was taken with (IC interface spec,
+    // "ic_take_canister_snapshot": a snapshot includes the wasm chunk store), which holds the
+    // chunks staged before it was taken.
+    if shell.staged.is_some() || shell.loaded {
         let _ = ic.clear_chunk_store(canister);
     }
     result.map(|()| shell.done)
@@ -142,6 +146,8 @@ struct Shell<'a, 'w> {
     stage: Option<Stage<'w>>,
     /// The chunk hashes in the canister's store, once uploaded.
     staged: Option<Vec<ChunkHash>>,
+    /// Whether a snapshot was loaded (its chunk store with it).
+    loaded: bool,
     done: Finished,
     progress: &'a mut dyn Progress,
 }
@@ -294,11 +300,11 @@ impl Shell<'_, '_> {
             },
             Op::InstallChunked { module_hash } => self.install(module_hash),
             Op::HealthCheck => self.health(),
-            Op::LoadSnapshot { snapshot } => self.unit(
-                OpKind::LoadSnapshot,
-                ic.load_canister_snapshot(c, snapshot.clone()),
-                ActionResult::SnapshotLoaded,
-            ),
+            Op::LoadSnapshot { snapshot } => {
+                let loaded = ic.load_canister_snapshot(c, snapshot.clone());
+                self.loaded |= loaded.is_ok();
+                self.unit(OpKind::LoadSnapshot, loaded, ActionResult::SnapshotLoaded)
+            }
             Op::TopUp { .. } | Op::DeleteSnapshot { .. } => {
                 return Err(CliError::Refused(format!(
                     "{} is not a step of a recovery",

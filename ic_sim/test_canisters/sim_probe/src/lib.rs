@@ -425,3 +425,85 @@ async fn call_deadline(canister: Principal, bounded: bool) -> (u64, u64) {
     let seen: u64 = call.await.expect("deadline call").candid().expect("u64");
     (seen, deadline_now())
 }
+
+/// Prints `line` with `ic0.debug_print`, then traps if `trap` is set.
+#[ic_cdk::update]
+fn print(line: String, trap: bool) {
+    ic_cdk::api::debug_print(&line);
+    if trap {
+        ic_cdk::trap("print then trap");
+    }
+}
+
+/// Prints `line` from a query: recorded only when the query runs replicated.
+#[ic_cdk::query]
+fn print_in_query(line: String) {
+    ic_cdk::api::debug_print(&line);
+}
+
+/// A composite query: this canister's counter plus `get` of each canister in `canisters`,
+/// queried one after another. A failed call reports its reject code and message.
+#[ic_cdk::query(composite = true)]
+async fn sum_counters(canisters: Vec<Principal>) -> Result<u64, (u32, String)> {
+    let mut total = COUNTER.get();
+    for canister in canisters {
+        let reply = Call::unbounded_wait(canister, "get")
+            .await
+            .map_err(call_error)?;
+        total += reply
+            .candid::<u64>()
+            .map_err(|e| (0, format!("decoding get: {e}")))?;
+    }
+    Ok(total)
+}
+
+/// A composite query that changes its own state, calls `method` on `canister`, and returns
+/// the callee's raw reply (or reject) with the counter its callback sees: the change made
+/// before the call is still there, within the query.
+#[ic_cdk::query(composite = true)]
+async fn composite_call(
+    canister: Principal,
+    method: String,
+    arg: Vec<u8>,
+) -> (Result<Vec<u8>, (u32, String)>, u64) {
+    COUNTER.set(COUNTER.get() + 1000);
+    let result = Call::unbounded_wait(canister, &method)
+        .with_raw_args(&arg)
+        .await
+        .map(|r| r.into_bytes())
+        .map_err(call_error);
+    (result, COUNTER.get())
+}
+
+/// Follows `path` through composite queries: each canister calls `chain` on the next one with
+/// the rest of the path. Returns how many calls deep the path went.
+#[ic_cdk::query(composite = true)]
+async fn chain(path: Vec<Principal>) -> Result<u64, (u32, String)> {
+    let Some((next, rest)) = path.split_first() else {
+        return Ok(0);
+    };
+    let reply = Call::unbounded_wait(*next, "chain")
+        .with_arg(rest.to_vec())
+        .await
+        .map_err(call_error)?;
+    let inner: Result<u64, (u32, String)> = reply
+        .candid()
+        .map_err(|e| (0, format!("decoding chain: {e}")))?;
+    inner.map(|depth| depth + 1)
+}
+
+/// Replies with `n` zero bytes through `ic0.msg_reply_data_append` (a manual reply).
+#[ic_cdk::update(manual_reply = true)]
+fn reply_bytes(n: u64) {
+    ic_cdk::api::msg_reply(vec![0u8; n as usize]);
+}
+
+/// Calls `ic0.time` `n` times and returns the instructions counted around the loop.
+#[ic_cdk::update]
+fn time_calls(n: u64) -> u64 {
+    let before = ic_cdk::api::instruction_counter();
+    for _ in 0..n {
+        std::hint::black_box(ic_cdk::api::time());
+    }
+    ic_cdk::api::instruction_counter() - before
+}
