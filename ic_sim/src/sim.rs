@@ -1,9 +1,10 @@
-//! The simulated subnet: canisters, call contexts and callbacks, the message queue, rounds.
+//! The simulated subnet: canisters, call contexts and callbacks, the message queues, message
+//! delivery.
 //!
-//! Messages produced in a round are queued and delivered in a later round (interface spec,
-//! "Abstract behavior": message passing is asynchronous). Each delivery is one atomic
-//! execution; its effects (state, outgoing calls, response) are committed only when it does
-//! not trap.
+//! Messages produced by an execution go to an outbox and are delivered by the scheduler
+//! (`scheduler.rs`) in a later inner round or round (interface spec, "Abstract behavior":
+//! message passing is asynchronous). Each delivery is one atomic execution; its effects
+//! (state, outgoing calls, response) are committed only when it does not trap.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
