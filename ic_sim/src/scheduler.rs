@@ -47,7 +47,6 @@ pub(crate) const POCKET_IC_ROUND_NANOS: u64 = 1;
 pub(crate) struct Held {
     ctx_id: u64,
     outcome: Outcome,
-    persist: bool,
     cleanup: Option<(u32, u32)>,
     /// Instructions of the slices still to run.
     remaining: u64,
@@ -117,7 +116,6 @@ impl Sim {
                 ctx_id,
                 remaining: out.instructions - slice,
                 outcome: out,
-                persist,
                 cleanup,
                 started: self.round,
             };
@@ -304,7 +302,7 @@ impl Sim {
         h.remaining -= step;
         if h.remaining == 0 {
             let h = self.held.remove(&id).expect("present");
-            self.finish(id, h.ctx_id, h.outcome, h.persist, h.cleanup);
+            self.finish(id, h.ctx_id, h.outcome, true, h.cleanup);
         }
         step
     }
