@@ -15,6 +15,7 @@ mod management;
 mod memory;
 mod metadata;
 mod module;
+mod scheduler;
 mod sim;
 mod snapshots;
 mod system_api;
@@ -101,6 +102,7 @@ pub struct IcSimBuilder {
     print_logs: bool,
     live_instances: usize,
     live_bytes: usize,
+    round_duration: Option<Duration>,
 }
 
 impl Default for IcSimBuilder {
@@ -117,6 +119,7 @@ impl IcSimBuilder {
             print_logs: std::env::var_os("IC_SIM_QUIET").is_none(),
             live_instances: exec::DEFAULT_LIVE_INSTANCES,
             live_bytes: exec::DEFAULT_LIVE_BYTES,
+            round_duration: None,
         }
     }
     /// Accepted for pocket-ic compatibility: the simulator has one application subnet.
@@ -147,12 +150,42 @@ impl IcSimBuilder {
         self.live_bytes = max_bytes;
         self
     }
-    pub fn build(self) -> IcSim {
+    /// The time each round adds when time did not move since the previous round. The default
+    /// is PocketIC's step, 1 ns (`StateMachine::EXECUTE_ROUND_TIME_INCREMENT`); a rehearsal that
+    /// models mainnet, where a subnet finalizes about one block per second, sets about 1 s.
+    /// Moving time with `advance_time`/`set_time` replaces the step for the next round, as in
+    /// PocketIC.
+    pub fn with_round_duration(mut self, duration: Duration) -> Self {
+        self.round_duration = Some(duration);
+        self
+    }
+    /// Builds the simulator, or says which setting it cannot work with.
+    pub fn try_build(self) -> Result<IcSim, String> {
+        self.limits.validate()?;
+        let round_nanos = match self.round_duration {
+            None => scheduler::POCKET_IC_ROUND_NANOS,
+            Some(d) => match u64::try_from(d.as_nanos()) {
+                Ok(0) => {
+                    return Err(
+                        "the round duration must be positive: time is strictly monotonic".into(),
+                    )
+                }
+                Ok(n) => n,
+                Err(_) => return Err(format!("round duration {d:?} is too long")),
+            },
+        };
         let mut sim = sim::Sim::new(self.limits, self.time, self.print_logs);
+        sim.round_nanos = round_nanos;
         sim.instances = exec::Instances::new(self.live_instances, self.live_bytes);
-        IcSim {
+        Ok(IcSim {
             sim: RefCell::new(sim),
-        }
+        })
+    }
+    /// Builds the simulator; panics on a setting [`IcSimBuilder::try_build`] rejects (as
+    /// pocket-ic's builder panics on a bad configuration).
+    pub fn build(self) -> IcSim {
+        self.try_build()
+            .unwrap_or_else(|e| panic!("invalid ic_sim configuration: {e}"))
     }
 }
 

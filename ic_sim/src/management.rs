@@ -31,6 +31,40 @@ pub const MAX_CONTROLLERS: usize = 10;
 
 pub(crate) type Reply = Result<Option<Vec<u8>>, RejectResponse>;
 
+/// The new state of a canister computed by an `install_code`, not yet committed.
+pub(crate) struct PreparedInstall {
+    sender: Principal,
+    sender_version: Option<u64>,
+    deployment: mgmt::CodeDeploymentMode,
+    module: Arc<module::CanisterModule>,
+    heap: Heap,
+    stable: Arc<PageMap>,
+    stable_pages: u64,
+    balance: u128,
+    global_timer: u64,
+    certified_data: Vec<u8>,
+    /// Log records before this index are dropped at commit (a reinstall).
+    purge_log_before: Option<u64>,
+}
+
+/// An executed `install_code`: the instructions it used and the state to commit, or the trap
+/// that ends it.
+pub(crate) struct InstallWork {
+    pub id: Principal,
+    pub instructions: u64,
+    result: Result<PreparedInstall, RejectResponse>,
+}
+
+impl InstallWork {
+    fn failed(id: Principal, instructions: u64, reject: RejectResponse) -> Self {
+        InstallWork {
+            id,
+            instructions,
+            result: Err(reject),
+        }
+    }
+}
+
 pub(crate) fn decode<T: CandidType + for<'de> Deserialize<'de>>(
     arg: &[u8],
 ) -> Result<T, RejectResponse> {
@@ -109,6 +143,33 @@ const CANISTER_ONLY: &[&str] = &[
     "subnet_info",
 ];
 
+/// The canister a management request is about, if its argument names one.
+pub(crate) fn effective_canister(req: &Request) -> Option<Principal> {
+    match req.method.as_str() {
+        "install_chunked_code" => Some(decode::<EffectiveTarget>(&req.arg).ok()?.target_canister),
+        _ => Some(decode::<EffectiveCanister>(&req.arg).ok()?.canister_id),
+    }
+}
+
+/// Management methods whose work counts against the round's instructions, and which wait for
+/// the next round once the subnet messages' budget is spent (`counts_toward_round_limit` in
+/// `Ic00MethodPermissions`, dfinity/ic `rs/execution_environment/src/ic00_permissions.rs`).
+pub(crate) fn counts_toward_round_limit(method: &str) -> bool {
+    matches!(
+        method,
+        "install_code"
+            | "install_chunked_code"
+            | "upload_chunk"
+            | "take_canister_snapshot"
+            | "load_canister_snapshot"
+    )
+}
+
+/// Management methods that install code: one long installation at a time per subnet.
+pub(crate) fn installs_code(method: &str) -> bool {
+    matches!(method, "install_code" | "install_chunked_code")
+}
+
 impl Sim {
     /// Ingress to the management canister: allowed for the methods the spec permits, with
     /// the effective canister id taken from the argument.
@@ -182,6 +243,16 @@ impl Sim {
             .and_then(|v| v.sender_canister_version);
         let result = self.management(&req, &mut refund);
         self.sender_version = None;
+        if let Some(work) = self.install_hold.take() {
+            // A long installation: answered when the scheduler commits its last slice.
+            self.held_installs.push(crate::scheduler::HeldInstall::new(
+                work,
+                req.reply_to,
+                req.cycles,
+                self.limits.install_slice_instructions,
+            ));
+            return;
+        }
         match result {
             Ok(Some(bytes)) => self.respond(mgmt_id, req.reply_to, Ok(bytes), refund),
             Ok(None) => {}
@@ -194,10 +265,7 @@ impl Sim {
         if self.management_faults.is_empty() {
             return None;
         }
-        let target = match req.method.as_str() {
-            "install_chunked_code" => decode::<EffectiveTarget>(&req.arg).ok()?.target_canister,
-            _ => decode::<EffectiveCanister>(&req.arg).ok()?.canister_id,
-        };
+        let target = effective_canister(req)?;
         let (left, code) = self.management_faults.get_mut(&target)?;
         if *left == 0 {
             return None;
@@ -316,13 +384,14 @@ impl Sim {
             "install_code" => {
                 let args: InstallCodeArgs = decode(arg)?;
                 self.controlled(&args.canister_id, &sender)?;
-                self.install(
+                let work = self.install(
                     sender,
                     args.canister_id,
                     args.mode,
                     &args.wasm_module,
                     args.arg,
                 )?;
+                self.settle_install(work)?;
                 Ok(Some(empty_reply()))
             }
             "install_chunked_code" => {
@@ -359,7 +428,9 @@ impl Sim {
                         ),
                     ));
                 }
-                self.install(sender, args.target_canister, args.mode, &wasm, args.arg)?;
+                let work =
+                    self.install(sender, args.target_canister, args.mode, &wasm, args.arg)?;
+                self.settle_install(work)?;
                 Ok(Some(empty_reply()))
             }
             "uninstall_code" => {
@@ -371,6 +442,7 @@ impl Sim {
             "upload_chunk" => {
                 let args: mgmt::UploadChunkArgs = decode(arg)?;
                 self.controlled_or_self(&args.canister_id, &sender)?;
+                self.mgmt_instructions += self.limits.upload_chunk_instructions;
                 if args.chunk.len() > MAX_CHUNK_SIZE {
                     return Err(rejected(format!(
                         "Wasm chunk size {} exceeds the maximum of {MAX_CHUNK_SIZE} bytes",
@@ -565,16 +637,32 @@ impl Sim {
         Ok(())
     }
 
-    /// Installs, reinstalls or upgrades code (interface spec, "IC method install_code").
-    /// All work happens on copies: a trap anywhere leaves the canister as it was.
-    pub(crate) fn install(
+    /// Settles an executed installation: commits it now, or, above the install slice limit,
+    /// leaves it in `install_hold` for the scheduler, which commits it after its last slice
+    /// (deterministic time slicing of `install_code`).
+    fn settle_install(&mut self, work: InstallWork) -> Result<(), RejectResponse> {
+        let slice = self.limits.install_slice_instructions;
+        if work.instructions > slice {
+            self.mgmt_instructions += slice;
+            self.install_hold = Some(work);
+            return Ok(());
+        }
+        self.mgmt_instructions += work.instructions;
+        self.commit_install(work)
+    }
+
+    /// Installs, reinstalls or upgrades code (interface spec, "IC method install_code"): runs
+    /// pre-upgrade, init or post-upgrade on copies of the canister's state, so that a trap
+    /// anywhere leaves the canister as it was. Errors found before any execution are returned
+    /// at once; a trap is the work's result, charged when the work is settled.
+    fn install(
         &mut self,
         sender: Principal,
         id: Principal,
         mode: CanisterInstallMode,
         wasm: &[u8],
         arg: Vec<u8>,
-    ) -> Result<(), RejectResponse> {
+    ) -> Result<InstallWork, RejectResponse> {
         let module = module::load(wasm).map_err(|e| {
             RejectResponse::new(
                 ErrorCode::CanisterInvalidWasm,
@@ -625,8 +713,11 @@ impl Sim {
                     let mut stable = c.stable.clone();
                     self.record_logs(&id, &out.host.logs, out.result.as_ref().err());
                     if let Err(trap) = &out.result {
-                        self.charge(&id, instructions);
-                        return Err(trap_reject(&id, trap));
+                        return Ok(InstallWork::failed(
+                            id,
+                            instructions,
+                            trap_reject(&id, trap),
+                        ));
                     }
                     let s = std::mem::replace(
                         &mut out.host.stable,
@@ -667,47 +758,80 @@ impl Sim {
             self.record_logs(&id, &out.host.logs, out.result.as_ref().err());
             match out.result {
                 Err(trap) => {
-                    self.charge(&id, instructions);
-                    return Err(trap_reject(&id, &trap));
+                    return Ok(InstallWork::failed(
+                        id,
+                        instructions,
+                        trap_reject(&id, &trap),
+                    ));
                 }
                 Ok(new_heap) => (new_heap.expect("heap kept"), out.host),
             }
         } else {
             (heap, host)
         };
-        let now = self.time;
         let mut stable_map = stable;
         let pages = host.stable.commit(&mut stable_map);
-        let sender_version = self.sender_version;
-        let c = self.canisters.get_mut(&id).expect("checked");
         let deployment = match mode {
             CanisterInstallMode::Install => mgmt::CodeDeploymentMode::Install,
             CanisterInstallMode::Reinstall => mgmt::CodeDeploymentMode::Reinstall,
             CanisterInstallMode::Upgrade(_) => mgmt::CodeDeploymentMode::Upgrade,
         };
-        if matches!(mode, CanisterInstallMode::Reinstall) {
-            // A reinstall purges the log (spec, "IC method fetch_canister_logs"); what its
-            // `canister_init` printed stays.
-            c.log.purge_before(first_log);
+        Ok(InstallWork {
+            id,
+            instructions,
+            result: Ok(PreparedInstall {
+                sender,
+                sender_version: self.sender_version,
+                deployment,
+                module,
+                heap,
+                stable: stable_map,
+                stable_pages: pages,
+                balance: host.balance,
+                global_timer: host.global_timer,
+                certified_data: host.certified_data,
+                // A reinstall purges the log (spec, "IC method fetch_canister_logs"); what
+                // its `canister_init` printed stays.
+                purge_log_before: matches!(mode, CanisterInstallMode::Reinstall)
+                    .then_some(first_log),
+            }),
+        })
+    }
+
+    /// Commits a prepared installation (or charges a failed one) and returns its result.
+    pub(crate) fn commit_install(&mut self, work: InstallWork) -> Result<(), RejectResponse> {
+        let id = work.id;
+        self.charge(&id, work.instructions);
+        let p = work.result?;
+        let now = self.time;
+        let c = self.canisters.get_mut(&id).ok_or_else(|| {
+            RejectResponse::new(
+                ErrorCode::CanisterNotFound,
+                format!("Canister {id} not found"),
+            )
+        })?;
+        c.heap = p.heap;
+        c.stable = p.stable;
+        c.stable_pages = p.stable_pages;
+        c.cycles = p
+            .balance
+            .saturating_sub(costs::execution_fee(work.instructions));
+        c.global_timer = p.global_timer;
+        c.certified_data = p.certified_data;
+        if let Some(first) = p.purge_log_before {
+            c.log.purge_before(first);
         }
-        c.heap = heap;
-        c.stable = stable_map;
-        c.stable_pages = pages;
-        c.cycles = host.balance;
-        c.global_timer = host.global_timer;
-        c.certified_data = host.certified_data;
         c.version += 1;
-        c.module = Some(module.clone());
         c.record_change(
             now,
-            sender,
-            sender_version,
+            p.sender,
+            p.sender_version,
             ChangeDetails::CodeDeployment(mgmt::CodeDeploymentRecord {
-                mode: deployment,
-                module_hash: module.hash.to_vec(),
+                mode: p.deployment,
+                module_hash: p.module.hash.to_vec(),
             }),
         );
-        self.charge(&id, instructions);
+        c.module = Some(p.module);
         Ok(())
     }
 
@@ -733,6 +857,7 @@ impl Sim {
         c.certified_data.clear();
         c.callbacks.clear();
         c.log.purge_before(c.log.next_idx());
+        c.calls_out.clear();
         c.version += 1;
         c.record_change(now, sender, sender_version, ChangeDetails::CodeUninstall);
         let contexts = std::mem::take(&mut c.contexts);

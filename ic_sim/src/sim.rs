@@ -1,9 +1,10 @@
-//! The simulated subnet: canisters, call contexts and callbacks, the message queue, rounds.
+//! The simulated subnet: canisters, call contexts and callbacks, the message queues, message
+//! delivery.
 //!
-//! Messages produced in a round are queued and delivered in a later round (interface spec,
-//! "Abstract behavior": message passing is asynchronous). Each delivery is one atomic
-//! execution; its effects (state, outgoing calls, response) are committed only when it does
-//! not trap.
+//! Messages produced by an execution go to an outbox and are delivered by the scheduler
+//! (`scheduler.rs`) in a later inner round or round (interface spec, "Abstract behavior":
+//! message passing is asynchronous). Each delivery is one atomic execution; its effects
+//! (state, outgoing calls, response) are committed only when it does not trap.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -28,17 +29,73 @@ pub(crate) const DEFAULT_FREEZING_THRESHOLD: u64 = 2_592_000;
 /// Stop requests fail after 5 minutes (IC configuration `stop_canister_timeout_duration`).
 pub(crate) const STOP_TIMEOUT_NANOS: u64 = 5 * 60 * 1_000_000_000;
 
-/// Tunable limits of the simulated subnet.
+/// Tunable limits of the simulated subnet. The defaults are those of the replica's application
+/// subnet: `SchedulerConfig::application_subnet()` in dfinity/ic `rs/config/src/subnet_config.rs`
+/// (named after each field), unless another source is given.
 #[derive(Clone, Debug)]
 pub struct SimLimits {
-    /// Instructions per update message, callback, timer or heartbeat (IC: 40B).
+    /// Instructions per update message, callback, timer or heartbeat
+    /// (`MAX_INSTRUCTIONS_PER_MESSAGE`: 40B).
     pub update_instructions: u64,
-    /// Instructions per code installation, pre- and post-upgrade together (IC: 300B).
+    /// Instructions per code installation, pre- and post-upgrade together
+    /// (`MAX_INSTRUCTIONS_PER_INSTALL_CODE`: 300B).
     pub install_instructions: u64,
-    /// Instructions per query or inspect_message (IC: 5B).
+    /// Instructions per query or inspect_message (`MAX_INSTRUCTIONS_PER_MESSAGE_WITHOUT_DTS`:
+    /// 5B, the limit of executions that are never sliced).
     pub query_instructions: u64,
     /// Rounds `update_call`/`await_call` wait for a response before giving up.
     pub max_rounds_per_call: u64,
+    /// Instructions one round may execute on one core (`MAX_INSTRUCTIONS_PER_ROUND`: 7B). As on
+    /// the replica, a core starts a new execution while its budget is positive, and the budget
+    /// starts at `round_instructions - max(slice, query) + 1` so that an execution started at
+    /// the last moment still ends within `round_instructions` (`execute_round` in
+    /// `rs/execution_environment/src/scheduler.rs`).
+    pub round_instructions: u64,
+    /// Instructions of one slice of a long update, callback, timer or heartbeat execution
+    /// (`MAX_INSTRUCTIONS_PER_SLICE`: 2B): deterministic time slicing spreads a longer execution
+    /// over `ceil(instructions / slice)` rounds.
+    pub slice_instructions: u64,
+    /// Instructions of one slice of a long `install_code` (`MAX_INSTRUCTIONS_PER_INSTALL_CODE_SLICE`:
+    /// 2B).
+    pub install_slice_instructions: u64,
+    /// Canisters executing in parallel (`NUMBER_OF_EXECUTION_THREADS`: 4 scheduler cores).
+    pub scheduler_cores: usize,
+    /// Long (sliced) canister executions that make progress at the same time
+    /// (`MAX_PAUSED_EXECUTIONS`: 4).
+    pub max_paused_executions: usize,
+    /// Long `install_code` executions in progress at the same time: the replica runs install
+    /// code messages one after another (`Ic00MethodPermissions::installs_code` in
+    /// `rs/execution_environment/src/ic00_permissions.rs`: another one waits while one is
+    /// paused).
+    pub max_paused_install_code: usize,
+    /// Instructions counted against the round for entering and leaving the wasm engine, per
+    /// execution (`INSTRUCTION_OVERHEAD_PER_EXECUTION`: 2M).
+    pub overhead_per_execution: u64,
+    /// Instructions counted against the round per canister that executed on a core
+    /// (`INSTRUCTION_OVERHEAD_PER_CANISTER`: 8M).
+    pub overhead_per_canister: u64,
+    /// Instructions counted against the round per canister of the subnet after each inner round
+    /// (`INSTRUCTION_OVERHEAD_PER_CANISTER_FOR_FINALIZATION`: 12 000).
+    pub overhead_per_canister_for_finalization: u64,
+    /// Management (subnet) messages get `round_instructions / subnet_messages_fraction` per round
+    /// on top of the canisters' budget (`SUBNET_MESSAGES_LIMIT_FRACTION`: 16, in the scheduler).
+    pub subnet_messages_fraction: u64,
+    /// Instructions an `upload_chunk` counts against the round
+    /// (`DEFAULT_UPLOAD_CHUNK_INSTRUCTIONS`: 200M).
+    pub upload_chunk_instructions: u64,
+    /// Instructions taking or loading a snapshot counts against the round, plus one per byte of
+    /// the snapshot (`DEFAULT_CANISTERS_SNAPSHOT_BASELINE_INSTRUCTIONS`: 2B).
+    pub snapshot_instructions: u64,
+    /// Messages in the queue from one canister to one callee; each outstanding call holds a
+    /// slot until its response is delivered (`DEFAULT_QUEUE_CAPACITY`: 500, in
+    /// `rs/replicated_state/src/canister_state/queues.rs`). A call beyond it fails in
+    /// `ic0.call_perform` with SYS_TRANSIENT (2).
+    pub queue_capacity: usize,
+    /// Inner rounds per round at most. The replica sets no count: its inner rounds end when the
+    /// round's instructions are spent or nothing executed, which the per-execution and
+    /// per-canister overheads bound (`inner_round` in the scheduler). This bound only guards
+    /// against a changed budget that would let a ping-pong run forever.
+    pub max_inner_rounds: u64,
 }
 
 impl Default for SimLimits {
@@ -48,7 +105,64 @@ impl Default for SimLimits {
             install_instructions: 300_000_000_000,
             query_instructions: 5_000_000_000,
             max_rounds_per_call: 1_000,
+            round_instructions: 7_000_000_000,
+            slice_instructions: 2_000_000_000,
+            install_slice_instructions: 2_000_000_000,
+            scheduler_cores: 4,
+            max_paused_executions: 4,
+            max_paused_install_code: 1,
+            overhead_per_execution: 2_000_000,
+            overhead_per_canister: 8_000_000,
+            overhead_per_canister_for_finalization: 12_000,
+            subnet_messages_fraction: 16,
+            upload_chunk_instructions: 200_000_000,
+            snapshot_instructions: 2_000_000_000,
+            queue_capacity: 500,
+            max_inner_rounds: 10_000,
         }
+    }
+}
+
+impl SimLimits {
+    /// Checks the limits a scheduler cannot work with.
+    pub fn validate(&self) -> Result<(), String> {
+        let positive = [
+            ("round_instructions", self.round_instructions),
+            ("slice_instructions", self.slice_instructions),
+            (
+                "install_slice_instructions",
+                self.install_slice_instructions,
+            ),
+            ("query_instructions", self.query_instructions),
+            ("subnet_messages_fraction", self.subnet_messages_fraction),
+            ("max_inner_rounds", self.max_inner_rounds),
+            ("scheduler_cores", self.scheduler_cores as u64),
+            ("max_paused_executions", self.max_paused_executions as u64),
+            (
+                "max_paused_install_code",
+                self.max_paused_install_code as u64,
+            ),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                return Err(format!("SimLimits::{name} must be positive"));
+            }
+        }
+        if self.round_instructions > i64::MAX as u64 {
+            return Err("SimLimits::round_instructions is too large".into());
+        }
+        Ok(())
+    }
+
+    /// The canisters' budget per core at the start of a round (see `round_instructions`).
+    pub(crate) fn round_budget(&self) -> i64 {
+        let longest = self.slice_instructions.max(self.query_instructions);
+        self.round_instructions as i64 - longest.min(self.round_instructions) as i64 + 1
+    }
+
+    /// The management messages' budget per round.
+    pub(crate) fn subnet_budget(&self) -> i64 {
+        (self.round_instructions / self.subnet_messages_fraction) as i64
     }
 }
 
@@ -85,6 +199,9 @@ pub(crate) struct CallContext {
 #[derive(Clone, Debug)]
 pub(crate) struct Callback {
     pub context: u64,
+    /// The canister (or `aaaaa-aa`) the call went to: its response slot counts towards the
+    /// queue to that callee until the response is delivered.
+    pub callee: Principal,
     pub reply: (u32, u32),
     pub reject: (u32, u32),
     pub cleanup: Option<(u32, u32)>,
@@ -162,6 +279,12 @@ pub(crate) struct Canister {
     pub traps: u64,
     pub faults: Faults,
     pub log: CanisterLog,
+    /// Outstanding calls per callee (each holds a slot of the queue pair, see
+    /// [`SimLimits::queue_capacity`]).
+    pub calls_out: HashMap<Principal, u32>,
+    /// The last round in which the canister executed: the scheduler serves canisters that
+    /// waited longest first.
+    pub scheduled_round: u64,
 }
 
 impl Canister {
@@ -189,6 +312,8 @@ impl Canister {
             traps: 0,
             faults: Faults::default(),
             log: CanisterLog::default(),
+            calls_out: HashMap::new(),
+            scheduled_round: 0,
         }
     }
 
@@ -332,8 +457,28 @@ pub(crate) struct Sim {
     pub round: u64,
     pub subnet: Principal,
     pub canisters: BTreeMap<Principal, Canister>,
+    /// Messages to canisters that are ready to execute (inducted).
     pub queue: VecDeque<Message>,
+    /// Requests to the management canister that are ready to execute.
+    pub subnet_queue: VecDeque<Request>,
+    /// Messages produced in the current inner round, with whether they are inducted within the
+    /// round (between canisters of the subnet) or only at the next round (to and from the
+    /// management canister).
+    pub outbox: Vec<(bool, Message)>,
+    /// Messages held back by fault injection until a round.
     pub delayed: Vec<(u64, Message)>,
+    /// Long executions in progress (deterministic time slicing), by canister.
+    pub held: BTreeMap<Principal, crate::scheduler::Held>,
+    /// Long `install_code` executions in progress.
+    pub held_installs: Vec<crate::scheduler::HeldInstall>,
+    /// A long installation just computed by `install`, to be held by the management dispatch.
+    pub install_hold: Option<crate::management::InstallWork>,
+    /// Instructions the management message being executed counts against the round.
+    pub mgmt_instructions: u64,
+    /// Time added by a round when time was not moved since the previous round.
+    pub round_nanos: u64,
+    /// The time of the previous round.
+    pub last_round_time: u64,
     pub ingress: HashMap<u64, Option<Result<Vec<u8>, RejectResponse>>>,
     pub next_ingress: u64,
     pub next_canister: u64,
@@ -417,7 +562,15 @@ impl Sim {
             subnet: Principal::self_authenticating(b"ic_sim application subnet"),
             canisters: BTreeMap::new(),
             queue: VecDeque::new(),
+            subnet_queue: VecDeque::new(),
+            outbox: Vec::new(),
             delayed: Vec::new(),
+            held: BTreeMap::new(),
+            held_installs: Vec::new(),
+            install_hold: None,
+            mgmt_instructions: 0,
+            round_nanos: crate::scheduler::POCKET_IC_ROUND_NANOS,
+            last_round_time: time,
             ingress: HashMap::new(),
             next_ingress: 0,
             next_canister: 0,
@@ -473,6 +626,8 @@ impl Sim {
         h.global_timer = c.global_timer;
         h.certified_data = c.certified_data.clone();
         h.env_vars = c.settings.environment_variables.clone();
+        h.call_slots = c.calls_out.clone();
+        h.queue_capacity = self.limits.queue_capacity;
         h
     }
 
@@ -506,72 +661,14 @@ impl Sim {
         c.cycles = c.cycles.saturating_sub(fee);
     }
 
-    // ---------------------------------------------------------------- rounds
+    // ---------------------------------------------------------------- executions
 
-    /// One round: system tasks, then every message queued before the round, then expired
-    /// deadlines and pending stops.
-    pub fn tick(&mut self) {
-        self.round += 1;
-        self.run_system_tasks();
-        let mut batch: Vec<Message> = self.queue.drain(..).collect();
-        let round = self.round;
-        let mut still = Vec::new();
-        for (at, m) in std::mem::take(&mut self.delayed) {
-            if at <= round {
-                batch.push(m);
-            } else {
-                still.push((at, m));
-            }
-        }
-        self.delayed = still;
-        for message in batch {
-            match message {
-                Message::Request(r) => self.deliver_request(r),
-                Message::Response(r) => self.deliver_response(r),
-            }
-        }
-        self.expire_best_effort();
-        self.progress_stops();
-    }
-
-    fn run_system_tasks(&mut self) {
-        let now = self.time;
-        let due: Vec<(Principal, bool, bool)> = self
-            .canisters
-            .values()
-            .filter(|c| c.status == Status::Running && c.module.is_some())
-            .filter_map(|c| {
-                let m = c.module.as_ref()?;
-                let heartbeat = m.exports("canister_heartbeat");
-                let timer = c.global_timer != 0 && c.global_timer <= now;
-                (heartbeat || timer).then_some((c.id, heartbeat, timer))
-            })
-            .collect();
-        for (id, heartbeat, timer) in due {
-            if heartbeat {
-                self.run_system_task(id, "canister_heartbeat");
-            }
-            if timer {
-                // The timer is deactivated before its handler runs (interface spec, "Global
-                // timer").
-                if let Some(c) = self.canisters.get_mut(&id) {
-                    c.global_timer = 0;
-                }
-                let exported = self.canisters[&id]
-                    .module
-                    .as_ref()
-                    .is_some_and(|m| m.exports("canister_global_timer"));
-                if exported {
-                    self.run_system_task(id, "canister_global_timer");
-                }
-            }
-        }
-    }
-
-    fn run_system_task(&mut self, id: Principal, export: &str) {
+    /// Runs a system task (`canister_heartbeat`, `canister_global_timer`); returns the
+    /// instructions it counts against this round.
+    pub(crate) fn run_system_task(&mut self, id: Principal, export: &str) -> u64 {
         let c = &self.canisters[&id];
         if c.is_frozen() {
-            return;
+            return 0;
         }
         let module = c.module.clone().expect("checked by caller");
         let ctx_id = self.new_context(
@@ -597,7 +694,7 @@ impl Sim {
             self.limits.update_instructions,
             true,
         );
-        self.finish(id, ctx_id, out, true, None);
+        self.complete(id, ctx_id, out, true, None)
     }
 
     fn new_context(&mut self, canister: Principal, ctx: CallContext) -> u64 {
@@ -654,7 +751,11 @@ impl Sim {
                 });
                 match delay {
                     Some(rounds) => self.delayed.push((self.round + rounds.max(1), msg)),
-                    None => self.queue.push_back(msg),
+                    // Responses between canisters are inducted within the round; those of the
+                    // management canister go through message routing, to the next round.
+                    None => self
+                        .outbox
+                        .push((from != Principal::management_canister(), msg)),
                 }
             }
         }
@@ -689,14 +790,15 @@ impl Sim {
         Ok(module)
     }
 
-    pub fn deliver_request(&mut self, req: Request) {
-        if req.receiver == Principal::management_canister() {
-            self.deliver_management(req);
-            return;
-        }
+    /// Executes a request to a canister; returns the instructions it counts against this
+    /// round (0 when it was rejected without executing).
+    pub fn deliver_request(&mut self, req: Request) -> u64 {
         let module = match self.admit(&req.receiver) {
             Ok(m) => m,
-            Err(e) => return self.respond(req.receiver, req.reply_to, Err(e), req.cycles),
+            Err(e) => {
+                self.respond(req.receiver, req.reply_to, Err(e), req.cycles);
+                return 0;
+            }
         };
         let (export, api) = match module.methods.get(&req.method) {
             Some(MethodKind::Update) => {
@@ -711,7 +813,8 @@ impl Sim {
                     ErrorCode::CompositeQueryCalledInReplicatedMode,
                     format!("Error from Canister {}: Composite query cannot be called in replicated mode", req.receiver),
                 );
-                return self.respond(req.receiver, req.reply_to, Err(e), req.cycles);
+                self.respond(req.receiver, req.reply_to, Err(e), req.cycles);
+                return 0;
             }
             None => {
                 let e = RejectResponse::new(
@@ -721,7 +824,8 @@ impl Sim {
                         req.receiver, req.method
                     ),
                 );
-                return self.respond(req.receiver, req.reply_to, Err(e), req.cycles);
+                self.respond(req.receiver, req.reply_to, Err(e), req.cycles);
+                return 0;
             }
         };
         let ctx_id = self.new_context(
@@ -751,20 +855,28 @@ impl Sim {
             self.limits.update_instructions,
             persist,
         );
-        self.finish(req.receiver, ctx_id, out, persist, None);
+        self.complete(req.receiver, ctx_id, out, persist, None)
     }
 
-    pub fn deliver_response(&mut self, resp: ResponseMsg) {
+    /// Delivers a response and runs its callback; returns the instructions it counts against
+    /// this round.
+    pub fn deliver_response(&mut self, resp: ResponseMsg) -> u64 {
         let id = resp.receiver;
         let Some(c) = self.canisters.get_mut(&id) else {
-            return;
+            return 0;
         };
         c.cycles += resp.refund;
         let Some(cb) = c.callbacks.remove(&resp.callback) else {
-            return;
+            return 0;
         };
+        if let Some(n) = c.calls_out.get_mut(&cb.callee) {
+            *n -= 1;
+            if *n == 0 {
+                c.calls_out.remove(&cb.callee);
+            }
+        }
         let Some(ctx) = c.contexts.get_mut(&cb.context) else {
-            return;
+            return 0;
         };
         ctx.outstanding -= 1;
         let ctx = ctx.clone();
@@ -777,7 +889,10 @@ impl Sim {
             Some(m) if fun != u32::MAX => m.clone(),
             // No module any more, or a one-way call (`ic0.call_new` with an invalid table
             // index, as ic-cdk's notify uses): no callback runs.
-            _ => return self.close_if_done(id, cb.context, None),
+            _ => {
+                self.close_if_done(id, cb.context, None);
+                return 0;
+            }
         };
         let (api, arg, code, message) = match resp.result {
             Ok(bytes) => (ApiType::ReplyCallback, bytes, 0, String::new()),
@@ -810,12 +925,12 @@ impl Sim {
             self.limits.update_instructions,
             true,
         );
-        self.finish(id, cb.context, out, true, cb.cleanup);
+        self.complete(id, cb.context, out, true, cb.cleanup)
     }
 
     /// Settles an execution within call context `ctx_id`: commits state, sends its calls and
     /// response, runs the cleanup callback after a trap, and closes the context when done.
-    fn finish(
+    pub(crate) fn finish(
         &mut self,
         id: Principal,
         ctx_id: u64,
@@ -894,10 +1009,12 @@ impl Sim {
             .timeout_seconds
             .map(|s| self.time + u64::from(s) * 1_000_000_000);
         let c = self.canisters.get_mut(&from).expect("caller exists");
+        *c.calls_out.entry(call.callee).or_default() += 1;
         c.callbacks.insert(
             callback,
             Callback {
                 context: ctx_id,
+                callee: call.callee,
                 reply: call.reply,
                 reject: call.reject,
                 cleanup: call.cleanup,
@@ -910,7 +1027,8 @@ impl Sim {
         if let Some(d) = deadline {
             self.best_effort.push((d, from, callback));
         }
-        self.queue.push_back(Message::Request(Request {
+        let local = call.callee != Principal::management_canister();
+        let request = Message::Request(Request {
             sender: from,
             receiver: call.callee,
             method: call.method,
@@ -922,7 +1040,10 @@ impl Sim {
                 best_effort: deadline.is_some(),
             },
             deadline: deadline.unwrap_or(0),
-        }));
+        });
+        // Requests to the management canister go through message routing (the scheduler
+        // inducts only messages between canisters within a round).
+        self.outbox.push((local, request));
     }
 
     /// Closes a call context that has no outstanding calls left. A context closed without a
@@ -951,7 +1072,7 @@ impl Sim {
 
     /// Best-effort calls whose deadline passed are answered with SYS_UNKNOWN (interface spec,
     /// "Best-effort responses").
-    fn expire_best_effort(&mut self) {
+    pub(crate) fn expire_best_effort(&mut self) {
         let now = self.time;
         let (expired, live): (Vec<_>, Vec<_>) = std::mem::take(&mut self.best_effort)
             .into_iter()
@@ -963,7 +1084,7 @@ impl Sim {
                 .get(&canister)
                 .is_some_and(|c| c.callbacks.contains_key(&callback));
             if waiting {
-                self.queue.push_back(Message::Response(ResponseMsg {
+                self.enqueue(Message::Response(ResponseMsg {
                     receiver: canister,
                     callback,
                     result: Err(RejectResponse::new(
@@ -978,7 +1099,7 @@ impl Sim {
 
     /// Stopping canisters become stopped once no call context is open; stop requests older
     /// than 5 minutes are rejected with SYS_TRANSIENT and the canister stays stopping.
-    fn progress_stops(&mut self) {
+    pub(crate) fn progress_stops(&mut self) {
         let now = self.time;
         let stopping: Vec<Principal> = self
             .canisters
@@ -1075,7 +1196,7 @@ impl Sim {
         let id = self.next_ingress;
         self.next_ingress += 1;
         self.ingress.insert(id, None);
-        self.queue.push_back(Message::Request(Request {
+        self.enqueue(Message::Request(Request {
             sender,
             receiver,
             method: method.to_string(),

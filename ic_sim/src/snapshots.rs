@@ -364,6 +364,9 @@ impl Sim {
             upload: None,
         };
         snap.size = snap.total_size();
+        // Counts against the round's budget for subnet messages (replica: the snapshot
+        // baseline plus its bytes; see the scheduler).
+        self.mgmt_instructions += self.limits.snapshot_instructions + snap.size;
         let info = snapshot_info(&snap);
         self.store_snapshot(&args.canister_id, snap, args.replace_snapshot.as_deref());
         if args.uninstall_code == Some(true) {
@@ -504,6 +507,7 @@ impl Sim {
         snapshot_id: &[u8],
     ) -> Result<(), RejectResponse> {
         let snap = self.snapshot(sender, &id, snapshot_id)?.clone();
+        self.mgmt_instructions += self.limits.snapshot_instructions + snap.size;
         let (module, heap) = match &snap.upload {
             None => (snap.module.clone(), snap.heap.clone()),
             Some(up) => {

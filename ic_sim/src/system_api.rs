@@ -6,13 +6,14 @@
 //! [`IMPLEMENTED`]). Availability per entry point follows the spec's import table; calling a
 //! function where the spec forbids it traps with a contract violation, as on the IC.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use candid::Principal;
 use wasmi::{Caller, Engine, Error, Linker, Memory};
 
 use crate::costs;
-use crate::errors::ErrorCode;
+use crate::errors::{ErrorCode, RejectCode};
 use crate::memory::{PageMap, StableMemory};
 
 /// The kinds of execution the spec distinguishes (its import table's letters).
@@ -133,6 +134,11 @@ pub(crate) struct Host {
     pub logs: Vec<Vec<u8>>,
     /// Cycles charged by `call_perform` for transmission (the cost model's call fee).
     pub call_fees: u128,
+    /// Queue slots in use towards each callee: the canister's outstanding calls, plus the
+    /// calls this execution made.
+    pub call_slots: HashMap<Principal, u32>,
+    /// Slots of the queue towards one callee (`SimLimits::queue_capacity`).
+    pub queue_capacity: usize,
 }
 
 impl Host {
@@ -177,6 +183,8 @@ impl Host {
             memory: None,
             logs: Vec::new(),
             call_fees: 0,
+            call_slots: HashMap::new(),
+            queue_capacity: usize::MAX,
         }
     }
 
@@ -886,15 +894,24 @@ pub(crate) fn linker(engine: &Engine) -> Linker<Host> {
                 .pending_call
                 .take()
                 .ok_or_else(|| violation("ic0.call_perform: no call under construction"))?;
+            let slots = h.call_slots.get(&call.callee).copied().unwrap_or(0);
+            if slots as usize >= h.queue_capacity {
+                // The queue towards the callee is full: the replica fails the call at once with
+                // SYS_TRANSIENT (`push_output_request` in the system API returns
+                // `RejectCode::SysTransient` on `QueueFull`) and gives its cycles back.
+                h.balance += call.cycles;
+                return Ok(RejectCode::SysTransient as i32);
+            }
             let fee = costs::call_fee(call.method.len() as u64, call.arg.len() as u64);
             if h.balance.saturating_sub(h.frozen_reserve) < fee {
                 // Not enough cycles: the call is not made, its cycles return (spec: call_perform
                 // returns a non-zero code and the call is discarded).
                 h.balance += call.cycles;
-                return Ok(2);
+                return Ok(RejectCode::SysTransient as i32);
             }
             h.balance -= fee;
             h.call_fees += fee;
+            *h.call_slots.entry(call.callee).or_default() += 1;
             h.calls.push(call);
             Ok(0)
         }

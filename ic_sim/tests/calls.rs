@@ -4,51 +4,11 @@
 use candid::{encode_args, encode_one, Principal};
 use ic_sim::{query_candid, update_candid, ErrorCode, IcSim, RejectCode};
 
-type CallResult = Result<Vec<u8>, (u32, String)>;
-
-fn probe(features: &[&str]) -> Vec<u8> {
-    wasm_build::wasm("sim_probe", features)
-}
-
-fn install(pic: &IcSim) -> Principal {
-    let id = pic.create_canister();
-    pic.install_canister(id, probe(&[]), encode_one(None::<u64>).unwrap(), None);
-    id
-}
+mod common;
+use common::{install, probe, CallResult};
 
 fn call_raw(pic: &IcSim, from: Principal, to: Principal, method: &str, arg: Vec<u8>) -> CallResult {
-    let (r,): (CallResult,) =
-        update_candid(pic, from, "call_raw", (to, method.to_string(), arg, 0u128)).unwrap();
-    r
-}
-
-#[test]
-fn calls_are_delivered_in_later_rounds_and_callbacks_run() {
-    let pic = IcSim::new();
-    let a = install(&pic);
-    let b = install(&pic);
-    let arg = encode_args(()).unwrap();
-    let msg = pic
-        .submit_call(
-            a,
-            Principal::anonymous(),
-            "call_raw",
-            encode_args((b, "inc".to_string(), arg, 0u128)).unwrap(),
-        )
-        .unwrap();
-    pic.tick(); // a executes, its call to b is queued
-    assert!(pic.ingress_status(&msg).is_none());
-    let (n,): (u64,) = query_candid(&pic, b, "get", ()).unwrap();
-    assert_eq!(n, 0, "b has not run yet");
-    pic.tick(); // b executes, the response is queued
-    let (n,): (u64,) = query_candid(&pic, b, "get", ()).unwrap();
-    assert_eq!(n, 1);
-    assert!(pic.ingress_status(&msg).is_none());
-    pic.tick(); // a's callback runs and replies
-    let reply = pic.await_call(msg).unwrap();
-    let (r,): (CallResult,) = candid::decode_args(&reply).unwrap();
-    let (n,): (u64,) = candid::decode_args(&r.unwrap()).unwrap();
-    assert_eq!(n, 1);
+    common::call_raw(pic, from, to, method, arg, 0)
 }
 
 #[test]

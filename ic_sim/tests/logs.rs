@@ -52,10 +52,13 @@ fn debug_prints_and_traps_of_replicated_executions_are_recorded() {
     pic.advance_time(Duration::from_secs(7));
     let t1 = pic.get_time().as_nanos_since_unix_epoch();
     print(&pic, id, "before the trap", true);
+    // A record has the time of the round that executed it: 1 ns after `t0` (a round moves
+    // time by 1 ns when time did not move since the previous one), while the round after
+    // `advance_time` runs at `t1` itself.
     assert_eq!(
         records(&pic, id),
         vec![
-            (0, t0, "first".to_string()),
+            (0, t0 + 1, "first".to_string()),
             (1, t1, "before the trap".to_string()),
             (2, t1, "[TRAP]: print then trap".to_string()),
         ]
@@ -64,7 +67,8 @@ fn debug_prints_and_traps_of_replicated_executions_are_recorded() {
     let () = query_candid(&pic, id, "print_in_query", ("non-replicated",)).unwrap();
     assert_eq!(records(&pic, id).len(), 3);
     let () = update_candid(&pic, id, "print_in_query", ("replicated",)).unwrap();
-    assert_eq!(records(&pic, id)[3], (3, t1, "replicated".to_string()));
+    // Its round is the next one after `t1`'s, time unmoved since: 1 ns later.
+    assert_eq!(records(&pic, id)[3], (3, t1 + 1, "replicated".to_string()));
 
     // Filters select by index or timestamp, both inclusive.
     let fetch = |filter| {
@@ -90,6 +94,13 @@ fn debug_prints_and_traps_of_replicated_executions_are_recorded() {
     assert_eq!(fetch(CanisterLogFilter::ByIdx { start: 1, end: 2 }), [1, 2]);
     assert_eq!(
         fetch(CanisterLogFilter::ByTimestampNanos { start: t1, end: t1 }),
+        [1, 2]
+    );
+    assert_eq!(
+        fetch(CanisterLogFilter::ByTimestampNanos {
+            start: t1,
+            end: t1 + 1
+        }),
         [1, 2, 3]
     );
 

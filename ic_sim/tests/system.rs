@@ -9,7 +9,8 @@ use ic_sim::management_canister::{
 use ic_sim::{query_candid, update_candid, ErrorCode, IcSim, IcSimBuilder};
 use sha2::{Digest, Sha256};
 
-type CallResult = Result<Vec<u8>, (u32, String)>;
+mod common;
+use common::CallResult;
 
 fn probe(features: &[&str]) -> Vec<u8> {
     wasm_build::wasm("sim_probe", features)
@@ -104,13 +105,7 @@ fn canister_info_reports_controllers_module_hash_and_history() {
     pic.set_controllers(target, None, vec![Principal::anonymous(), owner])
         .unwrap();
 
-    let arg = encode_one(CanisterInfoArgs {
-        canister_id: target,
-        num_requested_changes: Some(10),
-    })
-    .unwrap();
-    let reply = call_management(&pic, asker, "canister_info", arg, 0).unwrap();
-    let info: CanisterInfoResult = decode_one(&reply).unwrap();
+    let info = common::canister_info(&pic, asker, target, 10);
     let mut controllers = info.controllers.clone();
     controllers.sort();
     let mut expected = vec![Principal::anonymous(), owner];
@@ -290,8 +285,9 @@ fn msg_deadline_is_zero_unless_the_call_is_best_effort() {
     assert_eq!((seen, callback), (0, 0), "guaranteed-response call");
     let now = pic.get_time().as_nanos_since_unix_epoch();
     let (seen, callback): (u64, u64) = update_candid(&pic, a, "call_deadline", (b, true)).unwrap();
-    // ic-cdk's bounded_wait uses a 300 s timeout.
-    assert_eq!(seen, now + 300_000_000_000);
+    // The call is made in the next round, one PocketIC round step (1 ns) later; ic-cdk's
+    // bounded_wait uses a 300 s timeout.
+    assert_eq!(seen, now + 1 + 300_000_000_000);
     assert_eq!(callback, seen);
 }
 

@@ -507,3 +507,61 @@ fn time_calls(n: u64) -> u64 {
     }
     ic_cdk::api::instruction_counter() - before
 }
+
+#[cfg(target_arch = "wasm32")]
+#[link(wasm_import_module = "ic0")]
+extern "C" {
+    fn call_new(
+        callee_src: usize,
+        callee_size: usize,
+        name_src: usize,
+        name_size: usize,
+        reply_fun: usize,
+        reply_env: usize,
+        reject_fun: usize,
+        reject_env: usize,
+    );
+    fn call_data_append(src: usize, size: usize);
+    fn call_perform() -> u32;
+}
+
+/// Makes `n` one-way calls of `method` (no argument) to `callee` within this one message, with
+/// the system API directly, and returns how many `ic0.call_perform` accepted and the non-zero
+/// codes it returned for the others.
+#[ic_cdk::update]
+fn fan_out(callee: Principal, method: String, n: u32) -> (u32, Vec<u32>) {
+    let arg = candid::encode_args(()).expect("encoding ()");
+    let callee = callee.as_slice().to_vec();
+    let mut accepted = 0;
+    let mut failed = Vec::new();
+    for _ in 0..n {
+        #[cfg(target_arch = "wasm32")]
+        // SAFETY: the pointers and lengths describe live buffers; an invalid table index as
+        // reply and reject function makes a one-way call (no callback runs).
+        let code = unsafe {
+            call_new(
+                callee.as_ptr() as usize,
+                callee.len(),
+                method.as_ptr() as usize,
+                method.len(),
+                usize::MAX,
+                0,
+                usize::MAX,
+                0,
+            );
+            call_data_append(arg.as_ptr() as usize, arg.len());
+            call_perform()
+        };
+        #[cfg(not(target_arch = "wasm32"))]
+        let code: u32 = {
+            let _ = (&callee, &method, &arg);
+            0
+        };
+        if code == 0 {
+            accepted += 1;
+        } else {
+            failed.push(code);
+        }
+    }
+    (accepted, failed)
+}
