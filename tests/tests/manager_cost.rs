@@ -1,9 +1,10 @@
 //! A guard on the manager's cost per upgraded canister, in instructions (machine independent):
 //! 200 canisters rolled from v1 to v2 with 100 in flight, so that one timer tick opens a wave
-//! of 100 pipelines. Measured when this guard was last set: 1.72M instructions per upgrade,
-//! 31.8M for that tick. The targets are 3M per upgrade and 100M per tick; the test fails above
-//! twice the per-upgrade target (6M) and above twice the measured tick (64M). `rollout_bench`
-//! prints the figures for 1,000 and 10,000 canisters.
+//! of 100 pipelines. Measured when this guard was last set (ic_sim charging system API calls
+//! as the replica does, with its round scheduler): 1.93M instructions per upgrade, 33.4M for
+//! that tick. The targets are 3M per upgrade and 100M per tick; the test fails above twice the
+//! per-upgrade target (6M) and above twice the measured tick (67M). `rollout_bench` prints the
+//! figures for 1,000 and 10,000 canisters.
 
 use fleet_api::rollout::*;
 use fleet_tests::rollout::*;
@@ -12,7 +13,7 @@ use fleet_tests::user_wasm;
 const CANISTERS: u32 = 200;
 const IN_FLIGHT: u32 = 100;
 const MAX_PER_UPGRADE: u64 = 6_000_000;
-const MAX_TICK: u64 = 64_000_000;
+const MAX_TICK: u64 = 67_000_000;
 
 #[test]
 fn an_upgrade_costs_the_manager_at_most_twice_the_measured_instructions() {

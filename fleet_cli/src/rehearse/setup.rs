@@ -138,33 +138,40 @@ pub(super) fn publish_start(
     Ok(())
 }
 
-/// Every owner creates their canister through the manager, concurrently, each with its own
-/// recovery principal.
+/// Owners creating their canister at the same time, at most: each creation holds a call from
+/// the manager to the management canister, and the IC's queue between two canisters holds
+/// 500 messages (`DEFAULT_QUEUE_CAPACITY`; a call beyond it fails in `ic0.call_perform` and
+/// the manager refuses that creation).
+const CONCURRENT_CREATIONS: u32 = 250;
+
+/// Every owner creates their canister through the manager, each with its own recovery
+/// principal, [`CONCURRENT_CREATIONS`] at a time.
 pub(super) fn provision(
     r: &mut Rehearsal,
     installed: &Installed,
     users: u32,
 ) -> Result<Fleet, CliError> {
     let manager = installed.manager;
-    let messages = (0..users)
-        .map(|i| {
-            let arg = CreateUserCanisterArg {
-                recovery_principal: recovery(i),
-            };
-            r.submit::<CreateUserCanister>(manager, owner(i), (arg,))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let replies = r.run_all(&messages, Some("creating canisters"))?;
-    let canisters = replies
-        .into_iter()
-        .enumerate()
-        .map(|(i, reply)| {
-            reply
+    let mut canisters = Vec::with_capacity(users as usize);
+    for first in (0..users).step_by(CONCURRENT_CREATIONS as usize) {
+        let batch = first..users.min(first + CONCURRENT_CREATIONS);
+        let messages = batch
+            .clone()
+            .map(|i| {
+                let arg = CreateUserCanisterArg {
+                    recovery_principal: recovery(i),
+                };
+                r.submit::<CreateUserCanister>(manager, owner(i), (arg,))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let replies = r.run_all(&messages, Some("creating canisters"))?;
+        for (i, reply) in batch.zip(replies) {
+            let created = reply
                 .into_result()
-                .map(|created| created.canister_id)
-                .map_err(refused(&format!("create_user_canister for user {i}")))
-        })
-        .collect::<Result<_, _>>()?;
+                .map_err(refused(&format!("create_user_canister for user {i}")))?;
+            canisters.push(created.canister_id);
+        }
+    }
     Ok(Fleet {
         admin: installed.admin,
         manager,
