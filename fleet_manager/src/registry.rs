@@ -112,17 +112,17 @@ impl Counts {
 
 impl Storable for Counts {
     fn to_bytes(&self) -> Cow<'_, [u8]> {
-        Cow::Owned(self.clone().into_bytes())
-    }
-
-    fn into_bytes(self) -> Vec<u8> {
         let mut bytes = Vec::with_capacity(1 + self.0.len() * COUNT_ENTRY);
         bytes.push(COUNTS_TAG);
         for (key, n) in &self.0 {
             bytes.extend_from_slice(key);
             bytes.extend_from_slice(&n.to_le_bytes());
         }
-        bytes
+        Cow::Owned(bytes)
+    }
+
+    fn into_bytes(self) -> Vec<u8> {
+        self.to_bytes().into_owned()
     }
 
     /// Only bytes this canister wrote are read: anything else means a broken layout, and
@@ -157,14 +157,19 @@ const COUNT_NO_RELEASE: u8 = 1;
 const COUNT_STATUS: u8 = 2;
 
 fn release_count_key(release: Option<&ReleaseRef>) -> [u8; 33] {
-    let mut key = [0u8; 33];
     match release.and_then(release_key) {
-        Some(sha) => {
-            key[0] = COUNT_RELEASE;
-            key[1..].copy_from_slice(&sha);
+        Some(sha) => sha_count_key(&sha),
+        None => {
+            let mut key = [0u8; 33];
+            key[0] = COUNT_NO_RELEASE;
+            key
         }
-        None => key[0] = COUNT_NO_RELEASE,
     }
+}
+
+fn sha_count_key(sha: &[u8; 32]) -> [u8; 33] {
+    let mut key = [COUNT_RELEASE; 33];
+    key[1..].copy_from_slice(sha);
     key
 }
 
@@ -237,9 +242,7 @@ impl<M: Memory> Registry<M> {
     }
 
     pub fn has_canister_on_release(&self, sha256: [u8; 32]) -> bool {
-        let mut key = [COUNT_RELEASE; 33];
-        key[1..].copy_from_slice(&sha256);
-        self.counts.get().get(&key) > 0
+        self.counts.get().get(&sha_count_key(&sha256)) > 0
     }
 
     /// Inserts or replaces a record and moves its index entries. The caller guarantees that an

@@ -743,23 +743,18 @@ pub fn tick(env: Env) -> Vec<Action> {
             e.save();
             return Vec::new();
         };
-        let before = without_view(r.state());
+        let mut before = r.state().clone();
         r.set_manager(manager_view(e.meta.draining, env), now);
         let actions = r.tick(now);
-        let changed = !actions.is_empty() || without_view(r.state()) != before;
+        // The header before the tick, with the manager's condition as it is now.
+        before.manager_view = r.state().manager_view.clone();
+        let changed = !actions.is_empty() || before != *r.state();
         e.started(&actions, now);
         if changed {
             e.save();
         }
         actions
     })
-}
-
-/// The header as far as a tick may change it, the manager's condition left out.
-fn without_view(state: &rollout_core::RolloutState) -> rollout_core::RolloutState {
-    let mut state = state.clone();
-    state.manager_view = None;
-    state
 }
 
 fn count_calls(meta: &mut RolloutMeta, actions: &[Action]) {
@@ -834,13 +829,7 @@ pub fn on_result(canister: Principal, result: ActionResult, env: Env) -> Fed {
             None
         };
         if deleted {
-            state::with_mut(|s| {
-                if let Some(old) = s.registry.get(&canister) {
-                    let mut record = old.clone();
-                    s.set_fleet_snapshot(&mut record, None);
-                    s.registry.replace(old, record);
-                }
-            });
+            state::with_mut(|s| s.forget_fleet_snapshot(&canister));
         }
         if let Some(rec) = left {
             let outcome = rec.outcome();
@@ -1726,7 +1715,7 @@ mod rollout_tests {
     }
 
     /// A tick that can start nothing (the in-flight limit is reached) leaves the stored header
-    /// as it was, though the manager's cycles moved; a tick that starts a pipeline writes it.
+    /// as it was, though the manager's cycles moved; the call results that follow write it.
     #[test]
     fn an_idle_tick_writes_no_header() {
         let (_, v2, ids) = fleet(3);

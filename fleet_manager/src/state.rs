@@ -211,8 +211,20 @@ impl State {
         snapshot: Option<FleetSnapshot>,
     ) {
         record.snapshot = snapshot;
+        self.forget_v2_snapshot(&record.canister_id);
+    }
+
+    /// The canister's fleet snapshot was deleted: its record, and layout version 2's map,
+    /// forget it.
+    pub fn forget_fleet_snapshot(&mut self, canister: &Principal) {
+        self.registry.update(canister, |r| r.snapshot = None);
+        self.forget_v2_snapshot(canister);
+    }
+
+    /// Drops layout version 2's snapshot of `canister`, once its record holds the truth.
+    fn forget_v2_snapshot(&mut self, canister: &Principal) {
         if !self.snapshots_v2.is_empty() {
-            self.snapshots_v2.remove(&record.canister_id);
+            self.snapshots_v2.remove(canister);
         }
     }
 

@@ -35,11 +35,7 @@ const HELD: u8 = 1;
 
 impl Storable for Slot {
     fn to_bytes(&self) -> Cow<'_, [u8]> {
-        Cow::Owned(self.clone().into_bytes())
-    }
-
-    fn into_bytes(self) -> Vec<u8> {
-        match self {
+        Cow::Owned(match self {
             Slot::Free => vec![FREE],
             Slot::Held(id, record) => {
                 let id = id.as_slice();
@@ -47,10 +43,14 @@ impl Storable for Slot {
                 b.push(HELD);
                 b.push(id.len() as u8);
                 b.extend_from_slice(id);
-                b.extend_from_slice(&record);
+                b.extend_from_slice(record);
                 b
             }
-        }
+        })
+    }
+
+    fn into_bytes(self) -> Vec<u8> {
+        self.to_bytes().into_owned()
     }
 
     /// Only bytes [`Slot::into_bytes`] wrote are read.
