@@ -1,19 +1,13 @@
 //! The rollout engine's asynchronous half: a timer that ticks the driver, and one task per
-//! call that performs it, feeds the result back and goes on with the same canister's next
-//! call. Many calls run concurrently; each continues in its own callback.
-//!
-//! Each call's arguments are encoded here, so the engine counts the bytes it sends. Calls to
-//! the management canister wait without bound (their effects must not be left unknown); the
-//! health check is a bounded-wait call, so an unresponsive user canister cannot keep the
-//! manager from stopping (interface spec, "Bounded-wait calls").
+//! call that performs it (`fleet_core::calls::perform`), feeds the result back and goes on
+//! with the same canister's next call. Many calls run concurrently; each continues in its own
+//! callback.
 
-use crate::chunk_store::ensure_mirrored;
-use crate::mgmt::{self, wire, CallResult, ErrorCode};
-use crate::rollouts::{self, Fed};
-use crate::state;
-use candid::{Encode, Principal};
-use fleet_api::user::{UserCanisterArg, UserUpgradeArg};
-use rollout_core::{Action, ActionResult, CallError, Op};
+use crate::ic::Ic;
+use candid::Principal;
+use fleet_core::calls::perform;
+use fleet_core::rollouts::{self, Fed};
+use rollout_core::Action;
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -22,8 +16,6 @@ use std::time::Duration;
 pub const TICK: Duration = Duration::from_secs(1);
 /// Calls reissued per tick after an upgrade of the manager.
 const REISSUE_PER_TICK: usize = 200;
-/// Bounded-wait timeout of the health check.
-const HEALTH_TIMEOUT_SECS: u32 = 60;
 
 thread_local! {
     static CALLS_IN_FLIGHT: Cell<u64> = const { Cell::new(0) };
@@ -204,8 +196,8 @@ async fn run(mut action: Action) {
     let canister = action.canister;
     let mut guard = InFlight::new(canister);
     loop {
-        let result = perform(&action).await;
-        let Fed { next, started } = rollouts::on_result(canister, result, crate::env());
+        let result = perform(&Ic, &action).await;
+        let Fed { next, started } = rollouts::on_result(canister, result, &Ic);
         ensure_timer();
         // A freed slot is filled at once rather than at the next timer tick.
         for action in started {
@@ -217,206 +209,4 @@ async fn run(mut action: Action) {
         }
     }
     guard.done = true;
-}
-
-/// Calls the management canister with `args`, counting their bytes.
-async fn mgmt(
-    method: &'static str,
-    args: &[u8],
-    cycles: u128,
-    timeout_secs: Option<u32>,
-) -> CallResult<Vec<u8>> {
-    rollouts::add_bytes_sent(args.len() as u64);
-    mgmt::management(method, args, cycles, timeout_secs).await
-}
-
-/// Whether a rejected `stop_canister` means "did not stop in time", by reject code alone: the
-/// IC rejects it with `SYS_TRANSIENT` after its own timeout (IC0206; interface spec, "IC method
-/// `stop_canister`"), and the bounded wait ends with `SYS_UNKNOWN` at the manager's deadline
-/// (interface spec, "Bounded-wait calls"). Either way the stop may still be pending: the
-/// pipeline's next call, `start_canister`, cancels it.
-fn stop_timed_out(e: &mgmt::CallError) -> bool {
-    matches!(e.code, ErrorCode::Rejected(2 | 6))
-}
-
-fn failed(e: mgmt::CallError) -> ActionResult {
-    ActionResult::CallFailed(e.into())
-}
-
-async fn perform(action: &Action) -> ActionResult {
-    let canister = action.canister;
-    let id = wire::canister_id(&canister);
-    let unit = |r: CallResult<Vec<u8>>, ok: ActionResult| match r {
-        Ok(_) => ok,
-        Err(e) => failed(e),
-    };
-    match &action.op {
-        Op::CanisterStatus => match mgmt("canister_status", &id, 0, None).await {
-            Ok(reply) => match wire::canister_status(&reply) {
-                Ok(s) => ActionResult::Status {
-                    controllers: s.controllers,
-                    module_hash: s.module_hash,
-                    cycles: s.cycles,
-                },
-                Err(e) => failed(mgmt::CallError::bad_reply("canister_status", e)),
-            },
-            Err(e) => failed(e),
-        },
-        Op::TopUp { cycles } => unit(
-            mgmt("deposit_cycles", &id, *cycles, None).await,
-            ActionResult::ToppedUp,
-        ),
-        // Under the rollout's stop deadline, as a bounded-wait call; without a deadline it
-        // waits for the IC's own timeout.
-        Op::Stop => match mgmt("stop_canister", &id, 0, rollouts::stop_deadline_secs()).await {
-            Ok(_) => ActionResult::Stopped,
-            Err(e) if stop_timed_out(&e) => ActionResult::StopTimedOut,
-            Err(e) => failed(e),
-        },
-        Op::Start => unit(
-            mgmt("start_canister", &id, 0, None).await,
-            ActionResult::Started,
-        ),
-        Op::TakeSnapshot { replace } => {
-            const METHOD: &str = "take_canister_snapshot";
-            let take = |replace: Option<&[u8]>| wire::take_snapshot(&canister, replace);
-            let mut reply = mgmt(METHOD, &take(replace.as_deref()), 0, None).await;
-            if reply.is_err() && replace.is_some() {
-                // The snapshot to replace may be gone (its owner deleted it): take a new one.
-                reply = mgmt(METHOD, &take(None), 0, None).await;
-            }
-            match reply {
-                Ok(r) => match wire::blob_field(&r, wire::field("id")) {
-                    Ok(snapshot) => ActionResult::SnapshotTaken { snapshot },
-                    Err(e) => failed(mgmt::CallError::bad_reply(METHOD, e)),
-                },
-                Err(e) => failed(e),
-            }
-        }
-        Op::InstallChunked { module_hash } => install(canister, module_hash).await,
-        Op::HealthCheck => {
-            const METHOD: &str = "fleet_health";
-            rollouts::add_bytes_sent(wire::NO_ARGS.len() as u64);
-            let reply = mgmt::call(
-                canister,
-                METHOD,
-                wire::NO_ARGS,
-                0,
-                Some(HEALTH_TIMEOUT_SECS),
-            )
-            .await;
-            match reply {
-                Ok(r) => match wire::health(&r) {
-                    Ok(h) => ActionResult::Health {
-                        ok: h.ok,
-                        version: h.version,
-                        message: h.message,
-                    },
-                    Err(e) => failed(mgmt::CallError::bad_reply(METHOD, e)),
-                },
-                Err(e) => failed(e),
-            }
-        }
-        Op::LoadSnapshot { snapshot } => {
-            let args = wire::load_snapshot(&canister, snapshot, ic_cdk::api::canister_version());
-            unit(
-                mgmt("load_canister_snapshot", &args, 0, None).await,
-                ActionResult::SnapshotLoaded,
-            )
-        }
-        Op::DeleteSnapshot { snapshot } => {
-            let args = wire::delete_snapshot(&canister, snapshot);
-            unit(
-                mgmt("delete_canister_snapshot", &args, 0, None).await,
-                ActionResult::SnapshotDeleted,
-            )
-        }
-    }
-}
-
-/// The user canister's upgrade argument for a release, encoded once per release.
-fn upgrade_arg(module_hash: &[u8]) -> Vec<u8> {
-    thread_local! {
-        static LAST: RefCell<Option<(Vec<u8>, Vec<u8>)>> = const { RefCell::new(None) };
-    }
-    LAST.with(|l| {
-        let mut l = l.borrow_mut();
-        if let Some((hash, arg)) = l.as_ref() {
-            if hash == module_hash {
-                return arg.clone();
-            }
-        }
-        let arg = UserCanisterArg::Upgrade(UserUpgradeArg {
-            release_sha256: module_hash.to_vec(),
-        });
-        let arg = Encode!(&arg).expect("encoding the upgrade argument");
-        *l = Some((module_hash.to_vec(), arg.clone()));
-        arg
-    })
-}
-
-/// `install_chunked_code` in upgrade mode from the manager's own chunk store: the message
-/// carries chunk hashes, not the module (interface spec, "IC method `install_chunked_code`").
-async fn install(canister: Principal, module_hash: &[u8]) -> ActionResult {
-    let failed = |message: String| {
-        ActionResult::InstallFailed(CallError {
-            reject_code: 0,
-            message,
-        })
-    };
-    let mirrored = match state::with(|s| s.mirror_state().get(module_hash).cloned()) {
-        Some(m) => m,
-        // Evicted from the chunk store since the rollout started: put it back first.
-        None => {
-            let Some(meta) = state::with(|s| s.store.get_by_sha256(module_hash)) else {
-                return failed("the target release is no longer in the manager's store".into());
-            };
-            match ensure_mirrored(&mgmt::Ic, &meta.version).await {
-                Ok(m) => m,
-                Err(e) => return failed(format!("mirroring {}: {e:?}", meta.version)),
-            }
-        }
-    };
-    let args = wire::install_chunked(&wire::InstallChunked {
-        mode: wire::InstallMode::Upgrade,
-        target: canister,
-        store: ic_cdk::api::canister_self(),
-        chunk_hashes: &mirrored.chunk_hashes,
-        wasm_module_hash: module_hash,
-        arg: &upgrade_arg(module_hash),
-        sender_version: ic_cdk::api::canister_version(),
-    });
-    match mgmt("install_chunked_code", &args, 0, None).await {
-        Ok(_) => ActionResult::Installed,
-        Err(e) => ActionResult::InstallFailed(e.into()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stop_timeouts_are_told_apart_from_other_rejects() {
-        let e = |code, message: &str| mgmt::CallError {
-            method: "stop_canister",
-            code: ErrorCode::Rejected(code),
-            message: message.into(),
-        };
-        assert!(stop_timed_out(&e(2, "Stop canister request timed out")));
-        assert!(stop_timed_out(&e(6, "Request timed out.")));
-        assert!(!stop_timed_out(&e(5, "request timed out")), "never by text");
-        assert!(!stop_timed_out(&e(5, "only controllers may stop")));
-        assert!(!stop_timed_out(&e(3, "canister not found")));
-        let not_sent = mgmt::CallError {
-            method: "stop_canister",
-            code: ErrorCode::NotSent,
-            message: "Request timed out.".into(),
-        };
-        assert!(!stop_timed_out(&not_sent));
-        assert_eq!(
-            rollout_core::CallError::from(not_sent).reject_code,
-            rollout_core::NOT_SENT
-        );
-    }
 }

@@ -5,36 +5,25 @@
 //! Endpoints here are thin: they read the caller, check its role and hand over to the modules,
 //! which keep the logic natively testable. Every update refuses the anonymous principal.
 
-pub mod access;
-pub mod chunk_store;
 pub mod driver;
-pub mod memory;
+pub mod ic;
 pub mod metrics;
-pub mod mgmt;
-pub mod pipeline_log;
-pub mod provisioning;
-pub mod rate_limit;
-pub mod registry;
-pub mod releases;
-pub mod rollouts;
-pub mod state;
-pub mod stored;
 
-use access::Caller;
 use candid::Principal;
 use fleet_api::manager::*;
 use fleet_api::rollout::*;
 use fleet_api::user::UpgradeTicket;
 use fleet_api::wire::Wire;
+use fleet_core::access::Caller;
+use fleet_core::{
+    chunk_store, provisioning, rate_limit, registry, releases, rollouts, state, stored,
+};
+use ic::Ic;
 use ic_cdk::{init, post_upgrade, pre_upgrade, query, update};
 
 /// The IC as the rollout engine sees it at this message.
 pub fn env() -> rollouts::Env {
-    rollouts::Env {
-        now: ic_cdk::api::time(),
-        manager: ic_cdk::api::canister_self(),
-        liquid_cycles: ic_cdk::api::canister_liquid_cycle_balance(),
-    }
+    rollouts::Env::of(&Ic)
 }
 
 fn caller() -> Caller {
@@ -257,7 +246,7 @@ async fn finalize_release_result(
     if !has_role(caller(), Role::Releaser) {
         return Err(FinalizeReleaseError::NotAuthorized);
     }
-    releases::finalize(&mgmt::Ic, &version).await
+    releases::finalize(&Ic, &version).await
 }
 
 #[update(guard = "awake")]
@@ -269,7 +258,7 @@ async fn mirror_release_result(version: String) -> Result<ChunkStoreStatus, Mirr
     if !has_role(caller(), Role::Releaser) {
         return Err(MirrorError::NotAuthorized);
     }
-    chunk_store::ensure_mirrored(&mgmt::Ic, &version).await?;
+    chunk_store::ensure_mirrored(&Ic, &version).await?;
     Ok(chunk_store::status())
 }
 
@@ -294,7 +283,7 @@ async fn set_default_release_result(version: String) -> Result<Settings, SetDefa
     if !has_role(caller(), Role::Admin) {
         return Err(SetDefaultReleaseError::NotAuthorized);
     }
-    releases::set_default(&mgmt::Ic, &version).await
+    releases::set_default(&Ic, &version).await
 }
 
 #[query]
@@ -353,7 +342,7 @@ async fn create_user_canister(arg: CreateUserCanisterArg) -> CreateUserCanisterR
 async fn create_user_canister_result(
     arg: CreateUserCanisterArg,
 ) -> Result<UserCanister, CreateUserCanisterError> {
-    provisioning::create_user_canister(&mgmt::Ic, caller().principal, arg)
+    provisioning::create_user_canister(&Ic, caller().principal, arg)
         .await
         .map(rollouts::with_status)
 }
@@ -366,7 +355,7 @@ async fn adopt_canister(arg: AdoptCanisterArg) -> AdoptCanisterReply {
 async fn adopt_canister_result(arg: AdoptCanisterArg) -> Result<UserCanister, AdoptCanisterError> {
     let caller = caller();
     let privileged = has_role(caller, Role::Admin) || has_role(caller, Role::Deployer);
-    provisioning::adopt_canister(&mgmt::Ic, caller, privileged, arg)
+    provisioning::adopt_canister(&Ic, caller, privileged, arg)
         .await
         .map(rollouts::with_status)
 }
@@ -544,7 +533,7 @@ async fn start_rollout_result(plan: RolloutPlanArg) -> Result<RolloutStarted, St
     // A plan that can never start is refused as such, whatever else runs.
     let core_plan = rollouts::to_plan(&plan)?;
     rollouts::check_idle().map_err(busy_start)?;
-    chunk_store::ensure_mirrored(&mgmt::Ic, &plan.target_version)
+    chunk_store::ensure_mirrored(&Ic, &plan.target_version)
         .await
         .map_err(StartRolloutError::Mirror)?;
     // The state may have changed while mirroring.
@@ -634,7 +623,7 @@ async fn rollback_result(arg: RollbackArg) -> Result<RolloutStarted, RollbackErr
                 StartRolloutError::Plan(p) => RollbackError::Plan(p),
                 _ => RollbackError::NoRollout,
             })?;
-            chunk_store::ensure_mirrored(&mgmt::Ic, &to_version)
+            chunk_store::ensure_mirrored(&Ic, &to_version)
                 .await
                 .map_err(RollbackError::Mirror)?;
             rollouts::check_idle().map_err(busy)?;

@@ -1,9 +1,10 @@
 //! Operator metrics, as a candid record and as Prometheus text for `GET /metrics`. Everything
 //! is read from counters kept as things happen, so a scrape costs the same for any fleet size.
 
-use crate::{driver, rollouts, state};
+use crate::driver;
 use fleet_api::manager::CanisterStatus;
 use fleet_api::rollout::{FleetMetrics, Hold, ReleaseCount, StatusCount};
+use fleet_core::{rollouts, state};
 use std::fmt::Write;
 
 pub fn collect() -> FleetMetrics {
@@ -51,7 +52,7 @@ pub fn collect() -> FleetMetrics {
 /// flight count as `Upgrading` rather than under their stored status. Reads one registry
 /// record per pipeline in flight, which the rollout's limits bound.
 fn answered_status_counts(s: &state::State) -> Vec<(CanisterStatus, u64)> {
-    use crate::stored::CanisterStatus as Stored;
+    use fleet_core::stored::CanisterStatus as Stored;
     let mut counts = s.registry.status_counts();
     let mut after = None;
     loop {

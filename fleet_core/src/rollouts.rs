@@ -1,6 +1,7 @@
 //! The rollout engine's synchronous half: plans in, `rollout_core` driving, state persisted,
-//! registry and logs kept in step. Nothing here awaits; `driver.rs` performs the calls that
-//! `rollout_core` asks for and feeds the results back through [`on_result`].
+//! registry and logs kept in step. Nothing here awaits; the shell's driver performs the calls
+//! that `rollout_core` asks for ([`crate::calls::perform`]) and feeds the results back through
+//! [`on_result`].
 //!
 //! The current rollout lives in stable memory (its header in a stable cell, its records,
 //! queues and events in stable maps) and in a heap cache rebuilt from it after an upgrade.
@@ -9,6 +10,7 @@
 
 use crate::memory::{self, Memory};
 use crate::registry::push_history;
+use crate::runtime::Runtime;
 use crate::state::{self, FleetSnapshot, RolloutMeta};
 use crate::stored::{
     CanisterStatus, PipelineLogEntry, PipelineLogKind, RegistryRecord, ReleaseRef, UpgradeEvent,
@@ -110,6 +112,17 @@ pub struct Env {
     pub now: u64,
     pub manager: Principal,
     pub liquid_cycles: u128,
+}
+
+impl Env {
+    /// The runtime's view at this message.
+    pub fn of<R: Runtime>(rt: &R) -> Self {
+        Env {
+            now: rt.now_ns(),
+            manager: rt.self_id(),
+            liquid_cycles: rt.liquid_cycles_balance(),
+        }
+    }
 }
 
 /// The manager's own condition, for the driver's holds and for attributing failures.
@@ -795,7 +808,8 @@ pub struct Fed {
     pub started: Vec<Action>,
 }
 
-pub fn on_result(canister: Principal, result: ActionResult, env: Env) -> Fed {
+pub fn on_result<R: Runtime>(canister: Principal, result: ActionResult, rt: &R) -> Fed {
+    let env = Env::of(rt);
     let now = env.now;
     let failed_call = matches!(result, ActionResult::CallFailed(_));
     let deleted = matches!(result, ActionResult::SnapshotDeleted);
@@ -813,7 +827,9 @@ pub fn on_result(canister: Principal, result: ActionResult, env: Env) -> Fed {
         let next = match r.on_result(canister, result, now) {
             Ok(next) => next,
             Err(err) => {
-                ic_cdk::println!("rollout result for {canister} not applied: {err:?}");
+                rt.log(&format!(
+                    "rollout result for {canister} not applied: {err:?}"
+                ));
                 None
             }
         };
@@ -1275,134 +1291,67 @@ mod request_tests {
 mod rollout_tests {
     use super::fixtures::*;
     use super::*;
+    use crate::fake::{block_on, Canister, FakeIc};
     use fleet_api::rollout::{
         Canary, FailurePolicy as WireFailure, HaltReason, Hold, Limits as WireLimits,
         Outcome as WireOutcome, Phase as WirePhase, PipelineLogKind as LogKind,
         RetryPolicy as WireRetry,
     };
-    use rollout_core::{CallError, MINUTE};
-    use std::collections::{BTreeMap, BTreeSet, VecDeque};
+    use rollout_core::MINUTE;
+    use std::collections::VecDeque;
 
-    /// A user canister as the IC holds it.
-    struct Canister {
-        controllers: Vec<Principal>,
-        module_hash: Option<Vec<u8>>,
-        running: bool,
-        /// Its snapshot: id, and the module it holds.
-        snapshot: Option<(Vec<u8>, Option<Vec<u8>>)>,
-    }
-
-    /// The IC under the driver: answers each action as `driver::perform` reports it, and feeds
-    /// the results back the way `driver::run` does (next action, refill when a slot frees).
+    /// The shell's driver over the fake IC: issues the calls the engine asks for and answers
+    /// them oldest first through [`crate::calls::perform`], feeding each result back the way
+    /// `driver::run` does (next action, refill when a slot frees).
     struct Ic {
-        env: Env,
-        canisters: BTreeMap<Principal, Canister>,
-        /// Modules whose `fleet_health` reports unhealthy.
-        broken: BTreeSet<Vec<u8>>,
-        /// Canisters whose `stop_canister` is rejected.
-        busy: BTreeSet<Principal>,
+        fake: FakeIc,
         /// Calls issued, not answered yet.
         pending: VecDeque<Action>,
         answered: Vec<Action>,
-        snapshots_taken: u8,
     }
 
     impl Ic {
-        /// The registered canisters `ids`, running their registered release, controlled by the
-        /// manager and their recovery principal.
-        fn new(ids: &[Principal], env: Env) -> Self {
-            let canisters = ids
-                .iter()
-                .map(|id| {
-                    let r = record(*id);
-                    let canister = Canister {
-                        controllers: vec![env.manager, r.recovery_principal],
-                        module_hash: r.current_release.map(|r| r.sha256),
-                        running: true,
-                        snapshot: None,
-                    };
-                    (*id, canister)
-                })
-                .collect();
+        /// The IC at `now` with the registered canisters `ids`, running their registered
+        /// release, controlled by the manager and their recovery principal; its chunk store
+        /// holds what the manager's mirror records, and each module reports its version.
+        fn new(ids: &[Principal], now: u64) -> Self {
+            let fake = FakeIc::new(MANAGER, now, u128::MAX / 2);
+            for id in ids {
+                let r = record(*id);
+                let module = r.current_release.map(|r| r.sha256);
+                fake.add_canister(*id, vec![MANAGER, r.recovery_principal], module);
+            }
+            state::with(|s| {
+                for m in s.mirror_state().releases {
+                    for i in 0..m.chunk_hashes.len() {
+                        let chunk = s.store.chunk(&m.release.version, i as u32).expect("stored");
+                        fake.put_chunk(chunk);
+                    }
+                    fake.set_version(&m.release.sha256, &health_version(&m.release.version));
+                }
+            });
             Ic {
-                env,
-                canisters,
-                broken: BTreeSet::new(),
-                busy: BTreeSet::new(),
+                fake,
                 pending: VecDeque::new(),
                 answered: Vec::new(),
-                snapshots_taken: 0,
             }
         }
 
-        fn answer(&mut self, action: &Action) -> ActionResult {
-            use ActionResult as R;
-            let c = self
-                .canisters
-                .get_mut(&action.canister)
-                .expect("calls go to canisters of the fleet");
-            match &action.op {
-                Op::CanisterStatus => R::Status {
-                    controllers: c.controllers.clone(),
-                    module_hash: c.module_hash.clone(),
-                    cycles: 10_000_000_000_000,
-                },
-                Op::TopUp { .. } => R::ToppedUp,
-                Op::Stop if self.busy.contains(&action.canister) => R::CallFailed(CallError {
-                    reject_code: 5,
-                    message: "canister is busy".into(),
-                }),
-                Op::Stop => {
-                    c.running = false;
-                    R::Stopped
-                }
-                Op::Start => {
-                    c.running = true;
-                    R::Started
-                }
-                Op::TakeSnapshot { .. } => {
-                    assert!(!c.running, "snapshots are taken of a stopped canister");
-                    self.snapshots_taken += 1;
-                    let id = vec![self.snapshots_taken; 4];
-                    c.snapshot = Some((id.clone(), c.module_hash.clone()));
-                    R::SnapshotTaken { snapshot: id }
-                }
-                Op::InstallChunked { module_hash } => {
-                    assert!(!c.running, "upgrades install on a stopped canister");
-                    c.module_hash = Some(module_hash.clone());
-                    R::Installed
-                }
-                Op::HealthCheck => {
-                    assert!(c.running, "fleet_health is asked of a running canister");
-                    let hash = c.module_hash.clone().expect("a module is installed");
-                    let version = state::with(|s| s.store.get_by_sha256(&hash))
-                        .map(|m| health_version(&m.version))
-                        .expect("a published module");
-                    let ok = !self.broken.contains(&hash);
-                    R::Health {
-                        ok,
-                        version,
-                        message: (!ok).then(|| "invariant broken".to_string()),
-                    }
-                }
-                Op::LoadSnapshot { snapshot } => {
-                    assert!(!c.running, "snapshots are loaded into a stopped canister");
-                    let (id, module) = c.snapshot.clone().expect("a snapshot to load");
-                    assert_eq!(&id, snapshot);
-                    c.module_hash = module;
-                    R::SnapshotLoaded
-                }
-                Op::DeleteSnapshot { snapshot } => {
-                    assert_eq!(c.snapshot.as_ref().map(|s| &s.0), Some(snapshot));
-                    c.snapshot = None;
-                    R::SnapshotDeleted
-                }
-            }
+        fn env(&self) -> Env {
+            Env::of(&self.fake)
+        }
+
+        fn now(&self) -> u64 {
+            self.fake.now_ns()
+        }
+
+        fn canister(&self, id: Principal) -> Canister {
+            self.fake.canister(id).expect("a canister of the fleet")
         }
 
         /// A timer tick; returns the canisters whose pipeline it started.
         fn tick(&mut self) -> Vec<Principal> {
-            let actions = tick(self.env);
+            let actions = tick(self.env());
             let started = starts(&actions);
             self.pending.extend(actions);
             started
@@ -1413,10 +1362,10 @@ mod rollout_tests {
             let Some(action) = self.pending.pop_front() else {
                 return false;
             };
-            let result = self.answer(&action);
+            let result = block_on(crate::calls::perform(&self.fake, &action));
             self.answered.push(action.clone());
-            self.env.now += SECOND;
-            let fed = on_result(action.canister, result, self.env);
+            self.fake.advance(SECOND);
+            let fed = on_result(action.canister, result, &self.fake);
             self.pending.extend(fed.next);
             self.pending.extend(fed.started);
             true
@@ -1432,16 +1381,12 @@ mod rollout_tests {
             for _ in 0..ticks {
                 self.tick();
                 self.settle();
-                let phase = status(self.env.now).map(|s| s.phase);
+                let phase = status(self.now()).map(|s| s.phase);
                 if matches!(phase, Some(WirePhase::Completed | WirePhase::Aborted)) {
                     return;
                 }
-                self.env.now += MINUTE;
+                self.fake.advance(MINUTE);
             }
-        }
-
-        fn calls_to(&self, id: Principal) -> usize {
-            self.answered.iter().filter(|a| a.canister == id).count()
         }
     }
 
@@ -1521,7 +1466,7 @@ mod rollout_tests {
         release: &ReleaseRef,
         status: CanisterStatus,
     ) -> RegistryRecord {
-        let c = &ic.canisters[&id];
+        let c = ic.canister(id);
         assert_eq!(c.module_hash.as_ref(), Some(&release.sha256));
         assert!(c.running);
         let r = record(id);
@@ -1533,7 +1478,7 @@ mod rollout_tests {
     /// Runs the rollout to its end: completed, every canister of `ids` upgraded to `release`.
     fn completes(ic: &mut Ic, ids: &[Principal], release: &ReleaseRef) {
         ic.run(10);
-        let st = status(ic.env.now).expect("a rollout");
+        let st = status(ic.now()).expect("a rollout");
         assert_eq!(st.phase, WirePhase::Completed);
         let n = ids.len() as u64;
         assert_eq!((st.counts.done, st.counts.total()), (n, n));
@@ -1547,14 +1492,14 @@ mod rollout_tests {
         let r = runs(ic, id, release, CanisterStatus::Active);
         assert!(r.history.is_empty());
         assert!(log_of(id).is_empty());
-        assert_eq!(ic.calls_to(id), 0);
+        assert_eq!(ic.fake.calls_to(id), 0);
     }
 
     #[test]
     fn a_rollout_upgrades_every_canister_and_the_registry_follows() {
         let (v1, v2, ids) = fleet(3);
-        let mut ic = Ic::new(&ids, env(1_000));
-        assert_eq!(launch(&plan("2.0.0"), ic.env).canisters, 3);
+        let mut ic = Ic::new(&ids, 1_000);
+        assert_eq!(launch(&plan("2.0.0"), ic.env()).canisters, 3);
         completes(&mut ic, &ids, &v2);
         for id in &ids {
             let r = record(*id);
@@ -1566,8 +1511,8 @@ mod rollout_tests {
             assert_eq!(event.outcome, UpgradeOutcome::Upgraded);
             // The fleet snapshot is the one the IC holds, of the release before.
             let snap = fleet_snapshot(*id).expect("the snapshot is recorded");
-            let held = ic.canisters[id].snapshot.as_ref().map(|s| &s.0);
-            assert_eq!(Some(&snap.id), held);
+            let held = ic.canister(*id).snapshot.map(|s| s.0);
+            assert_eq!(Some(snap.id), held);
             assert_eq!(snap.release.as_ref(), Some(&v1));
             assert_eq!(
                 log_of(*id),
@@ -1589,10 +1534,10 @@ mod rollout_tests {
 
         // Once their retention is over the snapshots are deleted, and forgotten.
         assert!(has_work());
-        ic.env.now += 8 * 24 * 60 * MINUTE;
+        ic.fake.advance(8 * 24 * 60 * MINUTE);
         ic.run(1);
         for id in &ids {
-            assert!(ic.canisters[id].snapshot.is_none());
+            assert!(ic.canister(*id).snapshot.is_none());
             assert!(fleet_snapshot(*id).is_none());
         }
         assert!(!has_work());
@@ -1601,15 +1546,15 @@ mod rollout_tests {
     #[test]
     fn an_unhealthy_release_is_rolled_back_and_halts_the_rollout() {
         let (v1, v2, ids) = fleet(3);
-        let mut ic = Ic::new(&ids, env(1_000));
-        ic.broken.insert(v2.sha256.clone());
+        let mut ic = Ic::new(&ids, 1_000);
+        ic.fake.break_module(&v2.sha256);
         let mut arg = plan("2.0.0");
         arg.limits = in_flight(1);
         arg.failure = Some(WireFailure {
             max_failed_percent: 100,
             max_consecutive_failures: 1,
         });
-        launch(&arg, ic.env);
+        launch(&arg, ic.env());
         ic.run(10);
 
         let first = ic.answered[0].canister;
@@ -1634,7 +1579,7 @@ mod rollout_tests {
             vec![LogKind::Started, left(Some(WireOutcome::RolledBack))]
         );
         // One failure in a row halts the rollout: nothing more started in ten minutes.
-        let st = status(ic.env.now).expect("a rollout");
+        let st = status(ic.now()).expect("a rollout");
         assert_eq!(
             st.phase,
             WirePhase::Halted(HaltReason::ConsecutiveFailures { count: 1 })
@@ -1657,9 +1602,10 @@ mod rollout_tests {
     #[test]
     fn a_busy_canister_is_deferred_not_failed() {
         let (v1, v2, ids) = fleet(3);
-        let mut ic = Ic::new(&ids, env(1_000));
+        let mut ic = Ic::new(&ids, 1_000);
         let busy = ids[1];
-        ic.busy.insert(busy);
+        ic.fake
+            .reject("stop_canister", Some(busy), 5, "canister is busy", None);
         let mut arg = plan("2.0.0");
         // The strictest failure policy: any failure would halt the rollout.
         arg.failure = Some(WireFailure {
@@ -1671,19 +1617,19 @@ mod rollout_tests {
             backoff_base_ns: MINUTE,
             backoff_max_ns: MINUTE,
         });
-        launch(&arg, ic.env);
+        launch(&arg, ic.env());
 
         ic.tick();
         ic.settle();
         // Rejected once: started again, waiting for its retry, running its release.
-        let st = status(ic.env.now).expect("a rollout");
+        let st = status(ic.now()).expect("a rollout");
         assert_eq!((st.counts.done, st.counts.busy), (2, 1));
         assert_eq!(st.phase, WirePhase::Running);
         assert_eq!(record(busy).status, CanisterStatus::Active);
-        assert!(ic.canisters[&busy].running);
+        assert!(ic.canister(busy).running);
 
         ic.run(10);
-        let st = status(ic.env.now).expect("a rollout");
+        let st = status(ic.now()).expect("a rollout");
         assert_eq!(st.phase, WirePhase::Completed);
         assert_eq!(st.counts.done, 2);
         assert_eq!(st.counts.deferred, Some(1));
@@ -1719,19 +1665,19 @@ mod rollout_tests {
     #[test]
     fn an_idle_tick_writes_no_header() {
         let (_, v2, ids) = fleet(3);
-        let mut ic = Ic::new(&ids, env(1_000));
+        let mut ic = Ic::new(&ids, 1_000);
         let mut arg = plan("2.0.0");
         arg.limits = in_flight(1);
-        launch(&arg, ic.env);
+        launch(&arg, ic.env());
         assert_eq!(ic.tick().len(), 1);
         // The next tick resets the per-tick start count: that is a change, and written.
-        ic.env.now += SECOND;
+        ic.fake.advance(SECOND);
         assert!(ic.tick().is_empty());
         use ic_stable_structures::Storable;
         let header = || state::with(|s| s.rollout_meta.get().to_bytes().into_owned());
         let stored = header();
-        ic.env.liquid_cycles -= 1_000_000;
-        ic.env.now += SECOND;
+        ic.fake.set_balance(ic.fake.cycles_balance() - 1_000_000);
+        ic.fake.advance(SECOND);
         assert!(ic.tick().is_empty());
         assert_eq!(header(), stored, "an idle tick wrote the header");
         ic.settle();
@@ -1742,23 +1688,23 @@ mod rollout_tests {
     #[test]
     fn a_drain_holds_new_starts_while_pipelines_in_flight_finish() {
         let (v1, v2, ids) = fleet(4);
-        let mut ic = Ic::new(&ids, env(1_000));
+        let mut ic = Ic::new(&ids, 1_000);
         let mut arg = plan("2.0.0");
         arg.limits = in_flight(2);
-        launch(&arg, ic.env);
+        launch(&arg, ic.env());
 
         let first = ic.tick();
         assert_eq!(first.len(), 2);
-        assert_eq!(drain(ic.env), (true, 2));
+        assert_eq!(drain(ic.env()), (true, 2));
         // The two in flight finish; the slots they free start nothing.
         ic.settle();
         for id in &first {
             assert_eq!(record(*id).current_release.as_ref(), Some(&v2));
         }
         assert!(ic.tick().is_empty());
-        ic.env.now += 10 * MINUTE;
+        ic.fake.advance(10 * MINUTE);
         assert!(ic.tick().is_empty());
-        let st = status(ic.env.now).expect("a rollout");
+        let st = status(ic.now()).expect("a rollout");
         assert_eq!(st.phase, WirePhase::Running);
         assert_eq!(st.hold, Some(Hold::Draining));
         assert_eq!(
@@ -1771,8 +1717,8 @@ mod rollout_tests {
         assert_eq!(counters().pipelines_started, 2);
 
         // The end of the drain lets the rest start.
-        assert_eq!(end_drain(ic.env), (false, 0));
-        assert_eq!(status(ic.env.now).and_then(|s| s.hold), None);
+        assert_eq!(end_drain(ic.env()), (false, 0));
+        assert_eq!(status(ic.now()).and_then(|s| s.hold), None);
         completes(&mut ic, &ids, &v2);
     }
 
@@ -1781,20 +1727,16 @@ mod rollout_tests {
         let (v1, v2, ids) = fleet(4);
         let reserve = pipeline_reserve();
         assert!(reserve > 0);
-        let mut ic = Ic::new(
-            &ids,
-            Env {
-                liquid_cycles: reserve - 1,
-                ..env(1_000)
-            },
-        );
+        let ic = Ic::new(&ids, 1_000);
+        ic.fake.set_balance(reserve - 1);
+        let mut ic = ic;
         let mut arg = plan("2.0.0");
         arg.limits = in_flight(4);
-        launch(&arg, ic.env);
+        launch(&arg, ic.env());
 
         // Below one pipeline's reserve: nothing starts, and the status says why.
         assert!(ic.tick().is_empty());
-        let st = status(ic.env.now).expect("a rollout");
+        let st = status(ic.now()).expect("a rollout");
         assert_eq!(st.phase, WirePhase::Running);
         assert_eq!(
             st.hold,
@@ -1809,11 +1751,11 @@ mod rollout_tests {
         }
 
         // Enough for two pipelines: two start, and the rest wait while they run.
-        ic.env.liquid_cycles = 2 * reserve;
+        ic.fake.set_balance(2 * reserve);
         assert_eq!(ic.tick().len(), 2);
-        ic.env.now += MINUTE;
+        ic.fake.advance(MINUTE);
         assert!(ic.tick().is_empty());
-        let st = status(ic.env.now).expect("a rollout");
+        let st = status(ic.now()).expect("a rollout");
         assert_eq!(
             st.hold,
             Some(Hold::ManagerLowCycles {
@@ -1824,9 +1766,9 @@ mod rollout_tests {
         assert_eq!((st.counts.in_flight, st.counts.pending), (2, 2));
 
         // Topped up: the hold is lifted and the others start.
-        ic.env.liquid_cycles = 100 * reserve;
+        ic.fake.set_balance(100 * reserve);
         assert_eq!(ic.tick().len(), 2);
-        assert_eq!(status(ic.env.now).and_then(|s| s.hold), None);
+        assert_eq!(status(ic.now()).and_then(|s| s.hold), None);
         completes(&mut ic, &ids, &v2);
         assert_eq!(counters().pipelines_started, 4);
     }

@@ -2,8 +2,8 @@
 //! (mirroring after finalize, the default release, refusing to delete releases in use).
 
 use crate::chunk_store::ensure_mirrored;
-use crate::mgmt::Runtime;
 use crate::registry::release_key;
+use crate::runtime::Runtime;
 use crate::state::{self, MirrorGuard};
 use crate::stored::ReleaseRef;
 use candid::Principal;

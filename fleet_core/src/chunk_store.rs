@@ -18,7 +18,7 @@
 //! Each confirmed upload is recorded at once, so that a failure halfway leaves a record of what
 //! the store really holds.
 
-use crate::mgmt::Runtime;
+use crate::runtime::{CallError, Runtime};
 use crate::state::{self, MirrorGuard};
 use crate::stored::{MirroredRelease, ReleaseRef};
 use candid::CandidType;
@@ -136,9 +136,9 @@ fn releases_to_keep() -> Vec<Wanted> {
     })
 }
 
-fn call_failed(e: crate::mgmt::CallError) -> MirrorError {
-    MirrorError::CallFailed {
-        method: e.method.to_string(),
+fn call_failed(method: &str) -> impl FnOnce(CallError) -> MirrorError + '_ {
+    move |e| MirrorError::CallFailed {
+        method: method.to_string(),
         message: e.message,
     }
 }
@@ -162,7 +162,9 @@ pub async fn ensure_mirrored<R: Runtime>(
         Plan::Ready => {}
         Plan::Upload => upload_release(rt, &target).await?,
         Plan::ClearAndMirror(releases) => {
-            rt.clear_chunk_store().await.map_err(call_failed)?;
+            rt.clear_chunk_store()
+                .await
+                .map_err(call_failed("clear_chunk_store"))?;
             state::with_mut(|s| s.set_mirror_state(MirrorState::default()));
             for wanted in &releases {
                 upload_release(rt, wanted).await?;
@@ -180,7 +182,10 @@ async fn upload_release<R: Runtime>(rt: &R, wanted: &Wanted) -> Result<(), Mirro
         }
         let bytes = state::with(|s| s.store.chunk(&wanted.release.version, index as u32))
             .map_err(|_| MirrorError::UnknownRelease)?;
-        let returned = rt.upload_chunk(bytes).await.map_err(call_failed)?;
+        let returned = rt
+            .upload_chunk(bytes)
+            .await
+            .map_err(call_failed("upload_chunk"))?;
         if &returned != hash {
             return Err(MirrorError::CallFailed {
                 method: "upload_chunk".to_string(),

@@ -6,12 +6,13 @@
 
 use crate::access::Caller;
 use crate::chunk_store::ensure_mirrored;
-use crate::mgmt::Runtime;
 use crate::registry::push_history;
+use crate::runtime::Runtime;
 use crate::state::{self, CreationGuard};
 use crate::stored::{
     CanisterStatus, RegistryRecord, ReleaseRef, UpgradeEvent, UpgradeOutcome, UpgradePolicy,
 };
+use crate::wire::InstallMode;
 use candid::{Encode, Principal};
 use fleet_api::manager::{
     AdoptCanisterArg, AdoptCanisterError, CreateUserCanisterArg, CreateUserCanisterError,
@@ -155,10 +156,11 @@ async fn install<R: Runtime>(
     let arg = Encode!(&init).expect("encoding the user canister init arg");
     let result = rt
         .install_chunked(
+            InstallMode::Install,
             record.canister_id,
-            mirrored.chunk_hashes,
-            release.sha256.clone(),
-            arg,
+            &mirrored.chunk_hashes,
+            &release.sha256,
+            &arg,
         )
         .await;
     let now = rt.now_ns();
@@ -186,7 +188,7 @@ async fn install<R: Runtime>(
             Ok(record)
         }
         Err(e) => {
-            let message = format!("{}: {}", e.method, e.message);
+            let message = format!("install_chunked_code: {}", e.message);
             record.last_error = Some(message.clone());
             state::with_mut(|s| s.registry.put(record.clone()));
             Err(E::InstallFailed {
@@ -298,130 +300,24 @@ pub async fn adopt_canister<R: Runtime>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mgmt::{CallError, CallResult, ErrorCode, StatusInfo};
+    use crate::fake::{block_on, FakeIc, CREATE_FEE as FEE};
     use candid::Decode;
     use fleet_api::manager::Settings;
     use sha2::{Digest, Sha256};
-    use std::cell::RefCell;
-    use std::collections::BTreeMap;
-    use std::future::Future;
-    use std::task::{Context, Poll, Waker};
     use wasm_store::BeginUpload;
 
     const MANAGER: Principal = Principal::from_slice(&[9, 9, 9, 9, 9, 9, 9, 9, 1, 1]);
-    const FEE: u128 = 500_000_000_000;
 
     fn p(n: u8) -> Principal {
         Principal::from_slice(&[n; 29])
     }
 
-    /// The fake's futures never wait, so one poll completes them.
-    fn block_on<F: Future>(f: F) -> F::Output {
-        let mut f = std::pin::pin!(f);
-        match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-            Poll::Ready(out) => out,
-            Poll::Pending => panic!("fake runtime futures are always ready"),
-        }
-    }
-
-    /// Module hash and init arg of an installed canister.
-    type Installed = BTreeMap<Principal, (Vec<u8>, Vec<u8>)>;
-
-    #[derive(Default)]
-    struct Fake {
-        balance: RefCell<u128>,
-        next_id: RefCell<u8>,
-        chunk_store: RefCell<Vec<Vec<u8>>>,
-        controllers: RefCell<BTreeMap<Principal, Vec<Principal>>>,
-        installed: RefCell<Installed>,
-        fail_installs: RefCell<u32>,
-        creates: RefCell<u32>,
-    }
-
-    impl Runtime for Fake {
-        fn now_ns(&self) -> u64 {
-            1_000
-        }
-        fn self_id(&self) -> Principal {
-            MANAGER
-        }
-        fn cycles_balance(&self) -> u128 {
-            *self.balance.borrow()
-        }
-        fn create_canister_fee(&self) -> u128 {
-            FEE
-        }
-        async fn create_canister(
-            &self,
-            controllers: Vec<Principal>,
-            cycles: u128,
-        ) -> CallResult<Principal> {
-            *self.balance.borrow_mut() -= FEE + cycles;
-            *self.creates.borrow_mut() += 1;
-            let mut n = self.next_id.borrow_mut();
-            *n += 1;
-            let id = Principal::from_slice(&[*n, 0, 0, 0, 0, 0, 0, 0, 1, 1]);
-            self.controllers.borrow_mut().insert(id, controllers);
-            Ok(id)
-        }
-        async fn install_chunked(
-            &self,
-            target: Principal,
-            chunk_hashes: Vec<Vec<u8>>,
-            wasm_module_hash: Vec<u8>,
-            arg: Vec<u8>,
-        ) -> CallResult<()> {
-            let mut fail = self.fail_installs.borrow_mut();
-            if *fail > 0 {
-                *fail -= 1;
-                return Err(CallError {
-                    method: "install_chunked_code",
-                    code: ErrorCode::Rejected(2),
-                    message: "out of cycles".into(),
-                });
-            }
-            let store = self.chunk_store.borrow();
-            assert!(chunk_hashes.iter().all(|h| store.contains(h)));
-            self.installed
-                .borrow_mut()
-                .insert(target, (wasm_module_hash, arg));
-            Ok(())
-        }
-        async fn upload_chunk(&self, chunk: Vec<u8>) -> CallResult<Vec<u8>> {
-            let hash = Sha256::digest(&chunk).to_vec();
-            self.chunk_store.borrow_mut().push(hash.clone());
-            Ok(hash)
-        }
-        async fn clear_chunk_store(&self) -> CallResult<()> {
-            self.chunk_store.borrow_mut().clear();
-            Ok(())
-        }
-        async fn canister_status(&self, canister: Principal) -> CallResult<StatusInfo> {
-            let controllers =
-                self.controllers
-                    .borrow()
-                    .get(&canister)
-                    .cloned()
-                    .ok_or(CallError {
-                        method: "canister_status",
-                        code: ErrorCode::Rejected(5),
-                        message: "not a controller".into(),
-                    })?;
-            Ok(StatusInfo {
-                controllers,
-                module_hash: self.installed.borrow().get(&canister).map(|i| i.0.clone()),
-            })
-        }
-    }
-
-    fn fake() -> Fake {
-        let f = Fake::default();
-        *f.balance.borrow_mut() = 100 * FEE;
-        f
+    fn fake() -> FakeIc {
+        FakeIc::new(MANAGER, 1_000, 100 * FEE)
     }
 
     /// Publishes a minimal module and makes it the default release; returns its sha256.
-    fn publish_default(rt: &Fake) -> Vec<u8> {
+    fn publish_default(rt: &FakeIc) -> Vec<u8> {
         let module = b"\0asm\x01\0\0\0".to_vec();
         let sha = Sha256::digest(&module).to_vec();
         state::with_mut(|s| {
@@ -442,6 +338,7 @@ mod tests {
         });
         let settings: Settings = block_on(crate::releases::set_default(rt, "1.0.0")).unwrap();
         assert!(settings.default_release.is_some());
+        assert_eq!(rt.chunk_count(), 1, "the default release is mirrored");
         sha
     }
 
@@ -457,14 +354,11 @@ mod tests {
         let sha = publish_default(&rt);
         let rec = block_on(create_user_canister(&rt, p(1), arg(p(2)))).unwrap();
         assert_eq!(rec.status, CanisterStatus::Active);
+        let c = rt.canister(rec.canister_id).expect("created on the IC");
+        assert_eq!(c.controllers, vec![MANAGER, p(2)]);
+        assert_eq!(c.module_hash.as_ref(), Some(&sha));
         assert_eq!(
-            rt.controllers.borrow()[&rec.canister_id],
-            vec![MANAGER, p(2)]
-        );
-        let (hash, init) = rt.installed.borrow()[&rec.canister_id].clone();
-        assert_eq!(hash, sha);
-        assert_eq!(
-            Decode!(&init, UserCanisterArg).unwrap(),
+            Decode!(&c.arg, UserCanisterArg).unwrap(),
             UserCanisterArg::Init(UserInitArg {
                 owner: p(1),
                 recovery_principal: p(2),
@@ -479,7 +373,7 @@ mod tests {
     fn a_failed_install_is_recorded_and_the_retry_resumes_the_same_canister() {
         let rt = fake();
         publish_default(&rt);
-        *rt.fail_installs.borrow_mut() = 1;
+        rt.reject("install_chunked_code", None, 2, "out of cycles", Some(1));
         let err = block_on(create_user_canister(&rt, p(1), arg(p(2)))).unwrap_err();
         let CreateUserCanisterError::InstallFailed { canister_id, .. } = err else {
             panic!("expected InstallFailed, got {err:?}");
@@ -492,21 +386,25 @@ mod tests {
         assert_eq!(rec.canister_id, canister_id);
         assert_eq!(rec.status, CanisterStatus::Active);
         assert_eq!(rec.last_error, None);
-        assert_eq!(*rt.creates.borrow(), 1, "no second canister was created");
+        assert_eq!(
+            rt.calls_of("create_canister"),
+            1,
+            "no second canister was created"
+        );
     }
 
     #[test]
     fn insufficient_cycles_refuses_before_creating_and_keeps_the_token() {
         let rt = fake();
         publish_default(&rt);
-        *rt.balance.borrow_mut() = FEE;
+        rt.set_balance(FEE);
         let bucket_before = state::with(|s| *s.creation_bucket.get());
         let err = block_on(create_user_canister(&rt, p(1), arg(p(2)))).unwrap_err();
         assert!(matches!(
             err,
             CreateUserCanisterError::InsufficientCycles { .. }
         ));
-        assert_eq!(*rt.creates.borrow(), 0);
+        assert_eq!(rt.calls_of("create_canister"), 0);
         assert!(state::with(|s| s.registry.is_empty()));
         assert_eq!(state::with(|s| *s.creation_bucket.get()), bucket_before);
     }
@@ -524,7 +422,7 @@ mod tests {
     }
 
     fn adopt(
-        rt: &Fake,
+        rt: &FakeIc,
         caller: Principal,
         deployer: bool,
         id: Principal,
@@ -550,21 +448,9 @@ mod tests {
         let good = Principal::from_slice(&[50; 10]);
         let extra = Principal::from_slice(&[51; 10]);
         let unknown_module = Principal::from_slice(&[52; 10]);
-        rt.controllers
-            .borrow_mut()
-            .insert(good, vec![p(2), MANAGER]);
-        rt.controllers
-            .borrow_mut()
-            .insert(extra, vec![MANAGER, p(2), p(3)]);
-        rt.controllers
-            .borrow_mut()
-            .insert(unknown_module, vec![MANAGER, p(2)]);
-        rt.installed
-            .borrow_mut()
-            .insert(good, (sha.clone(), vec![]));
-        rt.installed
-            .borrow_mut()
-            .insert(unknown_module, (vec![7; 32], vec![]));
+        rt.add_canister(good, vec![p(2), MANAGER], Some(sha.clone()));
+        rt.add_canister(extra, vec![MANAGER, p(2), p(3)], None);
+        rt.add_canister(unknown_module, vec![MANAGER, p(2)], Some(vec![7; 32]));
 
         assert!(matches!(
             adopt(&rt, p(2), false, extra),
