@@ -554,14 +554,33 @@ impl<S: RolloutStore> Rollout<S> {
     /// Cost: O(returned actions + cancellations), independent of the fleet.
     pub fn tick(&mut self, now: Nanos) -> Vec<Action> {
         self.state.starts_since_tick = Some(0);
-        self.step(now)
+        let actions = self.step(now);
+        self.check_invariants();
+        actions
     }
 
     /// Like [`Rollout::tick`], between two timer ticks (for instance as soon as a pipeline
     /// gives its slot back): new pipelines start only within what is left of the current
     /// tick's `max_starts_per_tick`, so that the starts between two timer ticks never exceed it.
     pub fn refill(&mut self, now: Nanos) -> Vec<Action> {
-        self.step(now)
+        let actions = self.step(now);
+        self.check_invariants();
+        actions
+    }
+
+    /// In debug and test builds, checks after each step that the header's counts describe the
+    /// store: they add up to its records, and the pipelines counted in flight are its in-flight
+    /// set (anchor: the cycles ledger's `check_invariants`). O(1) with either store.
+    fn check_invariants(&self) {
+        if cfg!(debug_assertions) {
+            let counts = &self.state.counts;
+            assert_eq!(counts.total(), self.store.len(), "counts {counts:?}");
+            assert_eq!(
+                counts.in_flight,
+                self.store.in_flight_len(),
+                "counts {counts:?}"
+            );
+        }
     }
 
     /// The shell reports the manager's own condition (drain, cycles) before a step; the hold
@@ -631,6 +650,17 @@ impl<S: RolloutStore> Rollout<S> {
     /// Feeds back the result of the canister's outstanding call; returns the canister's next
     /// call, if any. A result that does not fit changes nothing.
     pub fn on_result(
+        &mut self,
+        canister: Principal,
+        result: ActionResult,
+        now: Nanos,
+    ) -> Result<Option<Action>, ResultError> {
+        let next = self.apply_result(canister, result, now);
+        self.check_invariants();
+        next
+    }
+
+    fn apply_result(
         &mut self,
         canister: Principal,
         result: ActionResult,

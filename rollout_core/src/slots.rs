@@ -189,6 +189,46 @@ impl<M: Memory> InFlight<M> {
             .collect()
     }
 
+    pub fn len(&self) -> u64 {
+        self.index.len() as u64
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// Checks that the heap's index and free list describe the slots and the overflow tree
+    /// exactly: each held slot is indexed at its place, each free slot is listed once, and the
+    /// overflow tree holds exactly the records indexed there. Reads every slot.
+    pub fn check_invariants(&self) {
+        let mut free: Vec<u64> = self.free.clone();
+        free.sort_unstable();
+        let listed = free.len();
+        free.dedup();
+        assert_eq!(free.len(), listed, "a slot is listed free twice");
+        let mut held = 0;
+        for (i, slot) in self.slots.iter().enumerate() {
+            let i = i as u64;
+            match slot {
+                Slot::Held(id, _) => {
+                    held += 1;
+                    assert_eq!(self.index.get(&id), Some(&Place::Slot(i)), "slot {i}");
+                    assert!(free.binary_search(&i).is_err(), "held slot {i} listed free");
+                }
+                Slot::Free => assert!(free.binary_search(&i).is_ok(), "free slot {i} unlisted"),
+            }
+        }
+        let overflow: Vec<Principal> = self.overflow.keys().collect();
+        for id in &overflow {
+            assert_eq!(self.index.get(id), Some(&Place::Overflow), "overflow {id}");
+        }
+        assert_eq!(
+            self.index.len(),
+            held + overflow.len(),
+            "the index names a record no slot nor the overflow holds"
+        );
+    }
+
     /// Empties both; the slots stay allocated, free, for the next rollout.
     pub fn clear(&mut self) {
         for (_, place) in std::mem::take(&mut self.index) {

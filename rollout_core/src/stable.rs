@@ -214,6 +214,43 @@ impl<M: Memory> StableStore<M> {
         }
     }
 
+    /// Checks, after every write in debug and test builds, that the heap agrees with stable
+    /// memory: each known queue head is the tree's first entry, the in-flight index describes
+    /// the slots and overflow, each record in flight says so and also has its entry among all
+    /// records, and the heap copy of `written` (the record just written) is what is stored.
+    /// Costs O(in flight), never O(fleet).
+    pub fn check_invariants(&self, written: Option<&Principal>) {
+        for (tag, head) in self.heads.borrow().0.iter().enumerate() {
+            let kind = QueueKind::from_tag(tag as u8).expect("one head per queue kind");
+            let whole = QueueKey::new(kind, 0, 0)..=QueueKey::new(kind, u64::MAX, u64::MAX);
+            let first = self.queues.range(whole).next().map(|e| e.into_pair());
+            match head {
+                Head::Unknown => {}
+                Head::Empty => assert_eq!(first, None, "queue {kind:?} is not empty"),
+                Head::At(key, id) => assert_eq!(first, Some((*key, *id)), "head of {kind:?}"),
+            }
+        }
+        self.in_flight.check_invariants();
+        for id in self.in_flight.page(None, usize::MAX) {
+            let record = self.in_flight.get(&id).expect("indexed");
+            assert!(
+                record.in_flight(),
+                "{id} is in the in-flight set but not in flight"
+            );
+            assert!(
+                self.records.contains_key(&id),
+                "{id} in flight has no record"
+            );
+        }
+        if let Some(id) = written {
+            let stored = self
+                .in_flight
+                .get(id)
+                .or_else(|| self.records.get(id).map(|e| e.decode()));
+            assert_eq!(self.recent.get(id), stored.as_ref(), "heap copy of {id}");
+        }
+    }
+
     /// The first entry of `kind`'s queue, from the heap when known.
     fn head(&self, kind: QueueKind) -> Head {
         let mut heads = self.heads.borrow_mut();
@@ -261,6 +298,8 @@ impl<M: Memory> RolloutStore for StableStore<M> {
                 .expect("more than one entry");
             self.recent.remove(&evict);
         }
+        #[cfg(debug_assertions)]
+        self.check_invariants(Some(&id));
     }
 
     fn len(&self) -> u64 {
@@ -282,11 +321,16 @@ impl<M: Memory> RolloutStore for StableStore<M> {
     fn enqueue(&mut self, key: QueueKey, id: Principal) {
         self.queues.insert(key, id);
         self.heads.get_mut().enqueued(key, id);
+        #[cfg(debug_assertions)]
+        self.check_invariants(None);
     }
 
     fn dequeue(&mut self, key: &QueueKey) -> Option<Principal> {
         self.heads.get_mut().dequeued(key);
-        self.queues.remove(key)
+        let id = self.queues.remove(key);
+        #[cfg(debug_assertions)]
+        self.check_invariants(None);
+        id
     }
 
     fn first_in(&self, from: QueueKey, to: QueueKey) -> Option<(QueueKey, Principal)> {
@@ -308,6 +352,10 @@ impl<M: Memory> RolloutStore for StableStore<M> {
 
     fn is_in_flight(&self, id: &Principal) -> bool {
         self.in_flight.contains(id)
+    }
+
+    fn in_flight_len(&self) -> u64 {
+        self.in_flight.len()
     }
 
     fn in_flight_page(&self, after: Option<Principal>, limit: usize) -> Vec<Principal> {
@@ -337,6 +385,8 @@ impl<M: Memory> RolloutStore for StableStore<M> {
         self.queues.clear_new();
         self.events.clear_new();
         self.in_flight.clear();
+        #[cfg(debug_assertions)]
+        self.check_invariants(None);
     }
 }
 
@@ -622,6 +672,49 @@ mod tests {
         assert_eq!(reopened.get(&p(3)).unwrap().started_at, Some(99));
         store.clear();
         assert!(store.get(&p(3)).is_none());
+    }
+
+    fn fresh_store() -> StableStore<DefaultMemoryImpl> {
+        let m = DefaultMemoryImpl::default;
+        StableStore::init(m(), m(), m(), m(), m())
+    }
+
+    /// The check sees a heap queue head that no longer matches the tree (a write that went
+    /// around the store).
+    #[test]
+    #[should_panic(expected = "head of Pending")]
+    fn the_invariant_check_catches_a_stale_queue_head() {
+        let mut store = fresh_store();
+        let key = QueueKey::new(QueueKind::Pending, 0, 1);
+        store.enqueue(key, p(1));
+        assert_eq!(
+            store.first_in(key, QueueKey::new(QueueKind::Retry, 0, 0)),
+            Some((key, p(1)))
+        );
+        store.queues.remove(&key);
+        store.check_invariants(None);
+    }
+
+    /// The check sees a heap copy that differs from what stable memory holds.
+    #[test]
+    #[should_panic(expected = "heap copy of")]
+    fn the_invariant_check_catches_a_stale_heap_copy() {
+        let mut store = fresh_store();
+        store.put(p(1), CanisterRecord::new(Job::Upgrade, 0, p(9)));
+        store.recent.get_mut(&p(1)).unwrap().started_at = Some(7);
+        store.check_invariants(Some(&p(1)));
+    }
+
+    /// The check sees a record in flight whose entry among all records is missing.
+    #[test]
+    #[should_panic(expected = "in flight has no record")]
+    fn the_invariant_check_catches_a_record_in_flight_only() {
+        let mut store = fresh_store();
+        let mut r = CanisterRecord::new(Job::Upgrade, 0, p(9));
+        r.step = Step::Stopping;
+        assert!(r.in_flight());
+        store.in_flight.put(p(1), &r);
+        store.check_invariants(None);
     }
 
     #[test]

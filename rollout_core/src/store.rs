@@ -106,6 +106,8 @@ pub trait RolloutStore {
     fn is_in_flight(&self, id: &Principal) -> bool;
     /// Up to `limit` canisters of the in-flight set in id order, starting after `after`.
     fn in_flight_page(&self, after: Option<Principal>, limit: usize) -> Vec<Principal>;
+    /// Size of the in-flight set.
+    fn in_flight_len(&self) -> u64;
 
     fn push_event(&mut self, seq: u64, event: Event);
     fn drop_event(&mut self, seq: u64);
@@ -171,6 +173,10 @@ impl RolloutStore for MemStore {
 
     fn is_in_flight(&self, id: &Principal) -> bool {
         self.in_flight.contains(id)
+    }
+
+    fn in_flight_len(&self) -> u64 {
+        self.in_flight.len() as u64
     }
 
     fn in_flight_page(&self, after: Option<Principal>, limit: usize) -> Vec<Principal> {

@@ -527,6 +527,11 @@ impl RolloutStore for Counting {
         self.bump();
         self.inner.in_flight_page(after, limit)
     }
+
+    /// Not counted: only the driver's invariant check asks it.
+    fn in_flight_len(&self) -> u64 {
+        self.inner.in_flight_len()
+    }
     fn push_event(&mut self, seq: u64, event: Event) {
         self.inner.push_event(seq, event)
     }
