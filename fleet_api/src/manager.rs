@@ -325,6 +325,13 @@ pub enum CreateUserCanisterError {
     },
     /// Another `create_user_canister` call of this owner is running.
     InProgress,
+    /// The manager is creating as many canisters as it can at once (`in_progress`), or the IC
+    /// did not take its `create_canister` call (its queue to the management canister was
+    /// full). Nothing was created or recorded and no rate-limit token was spent: try again
+    /// shortly.
+    Busy {
+        in_progress: u32,
+    },
     /// The creation rate limit is exhausted; a token is available after this many seconds.
     RateLimited {
         retry_after_secs: u64,
@@ -361,7 +368,8 @@ pub enum AdoptCanisterError {
     NotAuthorized,
     /// The owner is anonymous, the manager or the management canister.
     InvalidOwner,
-    /// Another creation or adoption for this owner is running.
+    /// Another creation or adoption for this owner is running, or the manager is running as
+    /// many as it takes at once (`create_user_canister`'s `Busy`): try again shortly.
     InProgress,
     AlreadyRegistered,
     OwnerHasCanister {

@@ -7,8 +7,8 @@
 use crate::access::Caller;
 use crate::chunk_store::ensure_mirrored;
 use crate::registry::push_history;
-use crate::runtime::Runtime;
-use crate::state::{self, CreationGuard};
+use crate::runtime::{Runtime, NOT_SENT};
+use crate::state::{self, CreationGuard, CreationRefused};
 use crate::stored::{
     CanisterStatus, RegistryRecord, ReleaseRef, UpgradeEvent, UpgradeOutcome, UpgradePolicy,
 };
@@ -42,7 +42,10 @@ pub async fn create_user_canister<R: Runtime>(
     if is_reserved(recovery, manager) {
         return Err(E::InvalidRecoveryPrincipal);
     }
-    let _guard = CreationGuard::acquire(caller).ok_or(E::InProgress)?;
+    let _guard = CreationGuard::acquire(caller).map_err(|refused| match refused {
+        CreationRefused::SameOwner => E::InProgress,
+        CreationRefused::Busy { in_progress } => E::Busy { in_progress },
+    })?;
     let record = match state::with(|s| s.registry.by_owner(&caller)) {
         Some(existing) => {
             if existing.recovery_principal != recovery {
@@ -104,6 +107,13 @@ async fn create<R: Runtime>(
         .await
     {
         Ok(id) => id,
+        // Not sent: the manager's queue to the management canister is full (or it could not
+        // pay); nothing was created, so the owner may simply try again.
+        Err(e) if e.reject_code == NOT_SENT => {
+            refund();
+            let in_progress = state::creations_in_progress();
+            return Err(E::Busy { in_progress });
+        }
         Err(e) => {
             refund();
             return Err(E::CreateFailed(e.message));
@@ -240,7 +250,7 @@ pub async fn adopt_canister<R: Runtime>(
         })
     };
     check_free()?;
-    let _guard = CreationGuard::acquire(owner).ok_or(E::InProgress)?;
+    let _guard = CreationGuard::acquire(owner).map_err(|_| E::InProgress)?;
     let status = rt
         .canister_status(id)
         .await
@@ -419,6 +429,56 @@ mod tests {
             Err(CreateUserCanisterError::InProgress)
         );
         assert!(state::with(|s| s.registry.is_empty()));
+    }
+
+    /// Past the cap on creations awaiting the IC, a creation is refused as busy before it
+    /// spends a token or a cycle, and goes through once one finishes.
+    #[test]
+    fn creations_beyond_the_cap_are_refused_as_busy_and_spend_nothing() {
+        let rt = fake();
+        publish_default(&rt);
+        let others = |i: usize| Principal::from_slice(&[(i >> 8) as u8, i as u8, 7, 7, 7, 7, 7]);
+        let mut running: Vec<CreationGuard> = (0..state::MAX_CONCURRENT_CREATIONS)
+            .map(|i| CreationGuard::acquire(others(i)).unwrap())
+            .collect();
+        let bucket_before = state::with(|s| *s.creation_bucket.get());
+        let cap = state::MAX_CONCURRENT_CREATIONS as u32;
+        assert_eq!(
+            block_on(create_user_canister(&rt, p(1), arg(p(2)))),
+            Err(CreateUserCanisterError::Busy { in_progress: cap })
+        );
+        assert_eq!(rt.calls_of("create_canister"), 0);
+        assert!(state::with(|s| s.registry.is_empty()));
+        assert_eq!(state::with(|s| *s.creation_bucket.get()), bucket_before);
+        running.pop();
+        let rec = block_on(create_user_canister(&rt, p(1), arg(p(2)))).unwrap();
+        assert_eq!(rec.status, CanisterStatus::Active);
+    }
+
+    /// A `create_canister` the IC did not take (`ic0.call_perform` failed: the queue to the
+    /// management canister is full) is the same busy refusal, with the token given back.
+    #[test]
+    fn a_creation_the_ic_did_not_take_is_busy_and_gives_the_token_back() {
+        let rt = fake();
+        publish_default(&rt);
+        // One creation per hour: the retry below goes through only if the token came back.
+        state::with_mut(|s| {
+            let mut settings = s.settings();
+            settings.creation_limit = crate::stored::RateLimit {
+                capacity: 1,
+                refill_period_secs: 3_600,
+            };
+            s.set_settings(settings);
+        });
+        rt.reject("create_canister", None, NOT_SENT, "queue full", Some(1));
+        assert_eq!(
+            block_on(create_user_canister(&rt, p(1), arg(p(2)))),
+            Err(CreateUserCanisterError::Busy { in_progress: 1 })
+        );
+        assert!(state::with(|s| s.registry.is_empty()));
+        let rec = block_on(create_user_canister(&rt, p(1), arg(p(2)))).unwrap();
+        assert_eq!(rec.status, CanisterStatus::Active);
+        assert!(rt.canister(rec.canister_id).is_some());
     }
 
     fn adopt(

@@ -286,12 +286,39 @@ pub fn with_mut<R>(f: impl FnOnce(&mut State) -> R) -> R {
 /// outlives the call (interface spec, `ic0.call_on_cleanup`).
 pub struct CreationGuard(Principal);
 
+/// Most `create_user_canister` calls awaiting the IC at once. The IC holds at most 500
+/// outstanding calls from one canister to another (the replica's queue capacity; beyond it
+/// `ic0.call_perform` fails), and the manager's calls to the management canister also carry
+/// rollouts, mirroring and provisioning's installs: creations take at most 200 of them.
+pub const MAX_CONCURRENT_CREATIONS: usize = 200;
+
+/// Why a creation may not begin now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CreationRefused {
+    /// This owner's creation is already running.
+    SameOwner,
+    /// [`MAX_CONCURRENT_CREATIONS`] are running.
+    Busy { in_progress: u32 },
+}
+
 impl CreationGuard {
-    pub fn acquire(owner: Principal) -> Option<Self> {
+    pub fn acquire(owner: Principal) -> Result<Self, CreationRefused> {
         // Decide before building the guard: a guard dropped while the set is borrowed would
         // borrow it again.
-        let inserted = CREATING.with(|c| c.borrow_mut().insert(owner));
-        inserted.then(|| CreationGuard(owner))
+        CREATING.with(|c| {
+            let mut creating = c.borrow_mut();
+            if creating.contains(&owner) {
+                return Err(CreationRefused::SameOwner);
+            }
+            if creating.len() >= MAX_CONCURRENT_CREATIONS {
+                return Err(CreationRefused::Busy {
+                    in_progress: creating.len() as u32,
+                });
+            }
+            creating.insert(owner);
+            Ok(())
+        })?;
+        Ok(CreationGuard(owner))
     }
 }
 
@@ -299,6 +326,11 @@ impl Drop for CreationGuard {
     fn drop(&mut self) {
         CREATING.with(|c| c.borrow_mut().remove(&self.0));
     }
+}
+
+/// Number of `create_user_canister` calls awaiting the IC.
+pub fn creations_in_progress() -> u32 {
+    CREATING.with(|c| c.borrow().len() as u32)
 }
 
 /// Exclusive right to change the chunk store until dropped.

@@ -6,7 +6,9 @@ use std::rc::Rc;
 use candid::{encode_one, Principal};
 use fleet_api::endpoint::Endpoint;
 use fleet_api::manager::method::{CreateUserCanister, SetDefaultRelease};
-use fleet_api::manager::{CreateUserCanisterArg, ManagerInitArg, RateLimit};
+use fleet_api::manager::{
+    CreateUserCanisterArg, CreateUserCanisterError, ManagerInitArg, RateLimit,
+};
 use fleet_api::user::method::{GetFleetHealth, Put};
 use fleet_api::user::{FleetHealth, PutNoteArg};
 use ic_sim::{IcSim, IcSimBuilder};
@@ -138,26 +140,31 @@ pub(super) fn publish_start(
     Ok(())
 }
 
-/// Owners creating their canister at the same time, at most: each creation holds a call from
-/// the manager to the management canister, and the IC's queue between two canisters holds
-/// 500 messages (`DEFAULT_QUEUE_CAPACITY`; a call beyond it fails in `ic0.call_perform` and
-/// the manager refuses that creation).
-const CONCURRENT_CREATIONS: u32 = 250;
+/// Owners creating their canister at the same time, at most: the manager takes at most 200
+/// creations at once (each holds a call to the management canister, whose queue from one
+/// canister holds 500) and refuses the others as `Busy`.
+const CONCURRENT_CREATIONS: u32 = 200;
+/// Attempts per owner when the manager answers `Busy`.
+const BUSY_ATTEMPTS: u32 = 10;
 
 /// Every owner creates their canister through the manager, each with its own recovery
-/// principal, [`CONCURRENT_CREATIONS`] at a time.
+/// principal, [`CONCURRENT_CREATIONS`] at a time; an owner told `Busy` tries again in a later
+/// batch, as a client should.
 pub(super) fn provision(
     r: &mut Rehearsal,
     installed: &Installed,
     users: u32,
 ) -> Result<Fleet, CliError> {
     let manager = installed.manager;
-    let mut canisters = Vec::with_capacity(users as usize);
-    for first in (0..users).step_by(CONCURRENT_CREATIONS as usize) {
-        let batch = first..users.min(first + CONCURRENT_CREATIONS);
+    let mut created: Vec<Option<Principal>> = vec![None; users as usize];
+    let mut waiting: std::collections::VecDeque<(u32, u32)> = (0..users).map(|i| (i, 1)).collect();
+    while !waiting.is_empty() {
+        let batch: Vec<(u32, u32)> = waiting
+            .drain(..waiting.len().min(CONCURRENT_CREATIONS as usize))
+            .collect();
         let messages = batch
-            .clone()
-            .map(|i| {
+            .iter()
+            .map(|&(i, _)| {
                 let arg = CreateUserCanisterArg {
                     recovery_principal: recovery(i),
                 };
@@ -165,13 +172,19 @@ pub(super) fn provision(
             })
             .collect::<Result<Vec<_>, _>>()?;
         let replies = r.run_all(&messages, Some("creating canisters"))?;
-        for (i, reply) in batch.zip(replies) {
-            let created = reply
-                .into_result()
-                .map_err(refused(&format!("create_user_canister for user {i}")))?;
-            canisters.push(created.canister_id);
+        for ((i, attempt), reply) in batch.into_iter().zip(replies) {
+            match reply.into_result() {
+                Ok(c) => created[i as usize] = Some(c.canister_id),
+                Err(CreateUserCanisterError::Busy { .. }) if attempt < BUSY_ATTEMPTS => {
+                    waiting.push_back((i, attempt + 1))
+                }
+                Err(e) => {
+                    return Err(refused(&format!("create_user_canister for user {i}"))(e));
+                }
+            }
         }
     }
+    let canisters = created.into_iter().flatten().collect();
     Ok(Fleet {
         admin: installed.admin,
         manager,
