@@ -19,6 +19,7 @@ mod scheduler;
 mod sim;
 mod snapshots;
 mod system_api;
+mod threshold;
 
 use std::cell::RefCell;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

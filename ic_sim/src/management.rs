@@ -589,6 +589,9 @@ impl Sim {
                 let args: mgmt::SubnetInfoArgs = decode(arg)?;
                 Ok(Some(encode(&self.subnet_info(&args)?)))
             }
+            "ecdsa_public_key" | "sign_with_ecdsa" | "schnorr_public_key" | "sign_with_schnorr" => {
+                self.threshold_method(req, refund)
+            }
             m if QUERY_ONLY.contains(&m) => Err(rejected(format!(
                 "ic00 method {m} can only be called by users through query calls"
             ))),
