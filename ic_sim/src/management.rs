@@ -592,6 +592,7 @@ impl Sim {
             "ecdsa_public_key" | "sign_with_ecdsa" | "schnorr_public_key" | "sign_with_schnorr" => {
                 self.threshold_method(req, refund)
             }
+            "http_request" => self.http_request(req),
             m if QUERY_ONLY.contains(&m) => Err(rejected(format!(
                 "ic00 method {m} can only be called by users through query calls"
             ))),

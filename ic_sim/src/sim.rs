@@ -496,6 +496,8 @@ pub(crate) struct Sim {
     pub sender_version: Option<u64>,
     /// Live instances of recently used canisters.
     pub instances: Instances,
+    /// HTTP outcalls waiting for a mocked response.
+    pub outcalls: crate::http_outcalls::Outcalls,
 }
 
 /// The candid encoding of `()`.
@@ -586,6 +588,7 @@ impl Sim {
                 crate::exec::DEFAULT_LIVE_INSTANCES,
                 crate::exec::DEFAULT_LIVE_BYTES,
             ),
+            outcalls: Default::default(),
         }
     }
 
