@@ -6,6 +6,7 @@
 //! canister, rounds, call contexts and callbacks, cycles and instruction metering. See the
 //! crate's README for the model, its limits and measured figures.
 
+mod call_shapes;
 mod composite;
 mod costs;
 mod errors;
@@ -28,6 +29,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use candid::utils::{ArgumentDecoder, ArgumentEncoder};
 use candid::{decode_args, encode_args, encode_one, Principal};
 
+pub use call_shapes::{call_candid, call_candid_as, RawEffectivePrincipal};
 pub use composite::{
     INSTRUCTION_OVERHEAD_PER_QUERY_CALL, MAX_QUERY_CALL_DEPTH, MAX_QUERY_CALL_GRAPH_INSTRUCTIONS,
 };
@@ -44,6 +46,7 @@ pub use snapshots::{MAX_SNAPSHOTS, MAX_SNAPSHOT_SLICE};
 /// The types pocket-ic offers under `pocket_ic::common::rest` that the simulator uses.
 pub mod common {
     pub mod rest {
+        pub use crate::call_shapes::RawEffectivePrincipal;
         pub use crate::http_outcalls::{
             CanisterHttpHeader, CanisterHttpMethod, CanisterHttpReject, CanisterHttpReply,
             CanisterHttpRequest, CanisterHttpResponse, MockCanisterHttpResponse,

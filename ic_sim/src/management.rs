@@ -145,9 +145,14 @@ const CANISTER_ONLY: &[&str] = &[
 
 /// The canister a management request is about, if its argument names one.
 pub(crate) fn effective_canister(req: &Request) -> Option<Principal> {
-    match req.method.as_str() {
-        "install_chunked_code" => Some(decode::<EffectiveTarget>(&req.arg).ok()?.target_canister),
-        _ => Some(decode::<EffectiveCanister>(&req.arg).ok()?.canister_id),
+    effective_canister_of(&req.method, &req.arg)
+}
+
+/// The canister a management call of `method` with `arg` is about, if the argument names one.
+pub(crate) fn effective_canister_of(method: &str, arg: &[u8]) -> Option<Principal> {
+    match method {
+        "install_chunked_code" => Some(decode::<EffectiveTarget>(arg).ok()?.target_canister),
+        _ => Some(decode::<EffectiveCanister>(arg).ok()?.canister_id),
     }
 }
 
