@@ -18,6 +18,7 @@ mod memory;
 mod metadata;
 mod module;
 mod scheduler;
+mod sender_info;
 mod sim;
 mod snapshots;
 mod system_api;
@@ -40,6 +41,7 @@ pub use http_outcalls::{
 };
 pub use management::{MAX_CHUNKS, MAX_CHUNK_SIZE, MAX_CONTROLLERS};
 pub use metadata::{with_custom_section, REGISTRY_VERSION, REPLICA_VERSION};
+pub use sender_info::RawSenderInfo;
 pub use sim::{SimLimits, DEFAULT_PROVISIONAL_CYCLES};
 pub use snapshots::{MAX_SNAPSHOTS, MAX_SNAPSHOT_SLICE};
 
@@ -51,6 +53,7 @@ pub mod common {
             CanisterHttpHeader, CanisterHttpMethod, CanisterHttpReject, CanisterHttpReply,
             CanisterHttpRequest, CanisterHttpResponse, MockCanisterHttpResponse,
         };
+        pub use crate::sender_info::RawSenderInfo;
     }
 }
 
@@ -510,7 +513,7 @@ impl IcSim {
         let id = self
             .sim
             .borrow_mut()
-            .submit(canister_id, sender, method, payload)?;
+            .submit(canister_id, sender, method, payload, None)?;
         Ok(RawMessageId {
             effective_principal: canister_id,
             message_id: id.to_be_bytes().to_vec(),

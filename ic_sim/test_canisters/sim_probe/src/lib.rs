@@ -68,7 +68,11 @@ fn post_upgrade() {
 
 #[ic_cdk::inspect_message]
 fn inspect_message() {
-    if ic_cdk::api::msg_method_name() != "forbidden" {
+    let method = ic_cdk::api::msg_method_name();
+    // `caller_info_required` takes only ingress messages that carry caller info.
+    let missing_info =
+        method == "caller_info_required" && ic_cdk::api::msg_caller_info_data().is_empty();
+    if method != "forbidden" && !missing_info {
         ic_cdk::api::accept_message();
     }
 }
@@ -698,4 +702,28 @@ fn transform(args: TransformArgs) -> HttpRequestResult {
         headers: Vec::new(),
         body,
     }
+}
+
+type CallerInfo = (Vec<u8>, Option<Principal>);
+
+fn caller_info_now() -> CallerInfo {
+    (
+        ic_cdk::api::msg_caller_info_data(),
+        ic_cdk::api::msg_caller_info_signer(),
+    )
+}
+
+/// The caller info of this call, read before and after an inter-canister call: the info
+/// belongs to the call context, so the callback sees it too.
+#[ic_cdk::update]
+async fn caller_info() -> (CallerInfo, CallerInfo) {
+    let before = caller_info_now();
+    let _ = Call::unbounded_wait(ic_cdk::api::canister_self(), "version").await;
+    (before, caller_info_now())
+}
+
+/// Accepted by `canister_inspect_message` only with caller info; returns its data.
+#[ic_cdk::update]
+fn caller_info_required() -> Vec<u8> {
+    ic_cdk::api::msg_caller_info_data()
 }
