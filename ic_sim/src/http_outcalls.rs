@@ -114,11 +114,7 @@ fn check_request(caller: Principal, args: &mgmt::HttpRequestArgs) -> Result<(), 
             args.url.len()
         )));
     }
-    let header_bytes: usize = args
-        .headers
-        .iter()
-        .map(|h| h.name.len() + h.value.len())
-        .sum();
+    let header_bytes = header_bytes(&args.headers);
     if args.headers.len() > MAX_HTTP_HEADERS || header_bytes > MAX_HTTP_HEADER_BYTES {
         return Err(rejected(format!(
             "http_request: {} headers of {header_bytes} bytes exceed the limits of {MAX_HTTP_HEADERS} headers and {MAX_HTTP_HEADER_BYTES} bytes",
@@ -136,14 +132,14 @@ fn check_request(caller: Principal, args: &mgmt::HttpRequestArgs) -> Result<(), 
     Ok(())
 }
 
+fn header_bytes(headers: &[mgmt::HttpHeader]) -> usize {
+    headers.iter().map(|h| h.name.len() + h.value.len()).sum()
+}
+
 /// The request's variable size, which its fee depends on (URL, headers, body, transform
 /// name and context), as `ic0.cost_http_request` takes it.
 fn request_size(args: &mgmt::HttpRequestArgs) -> u64 {
-    let headers: usize = args
-        .headers
-        .iter()
-        .map(|h| h.name.len() + h.value.len())
-        .sum();
+    let headers = header_bytes(&args.headers);
     let transform = args
         .transform
         .as_ref()

@@ -288,35 +288,38 @@ impl Sim {
     /// are required.").
     pub(crate) fn threshold_method(&mut self, req: &Request, refund: &mut u128) -> Reply {
         let method = req.method.as_str();
-        let request = match method {
+        let public = match method {
             "ecdsa_public_key" => {
-                let args: mgmt::EcdsaPublicKeyArgs = decode(&req.arg)?;
-                let key = KeyRef {
-                    scheme: Scheme::EcdsaSecp256k1,
-                    name: &args.key_id.name,
-                    canister: args.canister_id.unwrap_or(req.sender),
-                    path: &args.derivation_path,
-                };
-                check_key(method, &key, false)?;
-                return Ok(Some(encode(&mgmt::EcdsaPublicKeyResult {
-                    public_key: key.public_key(),
-                    chain_code: key.chain_code(),
-                })));
+                let a: mgmt::EcdsaPublicKeyArgs = decode(&req.arg)?;
+                Some((
+                    Scheme::EcdsaSecp256k1,
+                    a.key_id.name,
+                    a.canister_id,
+                    a.derivation_path,
+                ))
             }
             "schnorr_public_key" => {
-                let args: mgmt::SchnorrPublicKeyArgs = decode(&req.arg)?;
-                let key = KeyRef {
-                    scheme: Scheme::schnorr(&args.key_id.algorithm),
-                    name: &args.key_id.name,
-                    canister: args.canister_id.unwrap_or(req.sender),
-                    path: &args.derivation_path,
-                };
-                check_key(method, &key, false)?;
-                return Ok(Some(encode(&mgmt::SchnorrPublicKeyResult {
-                    public_key: key.public_key(),
-                    chain_code: key.chain_code(),
-                })));
+                let a: mgmt::SchnorrPublicKeyArgs = decode(&req.arg)?;
+                let scheme = Scheme::schnorr(&a.key_id.algorithm);
+                Some((scheme, a.key_id.name, a.canister_id, a.derivation_path))
             }
+            _ => None,
+        };
+        if let Some((scheme, name, canister, path)) = public {
+            let key = KeyRef {
+                scheme,
+                name: &name,
+                canister: canister.unwrap_or(req.sender),
+                path: &path,
+            };
+            check_key(method, &key, false)?;
+            // `ecdsa_public_key` and `schnorr_public_key` reply with the same record.
+            return Ok(Some(encode(&mgmt::EcdsaPublicKeyResult {
+                public_key: key.public_key(),
+                chain_code: key.chain_code(),
+            })));
+        }
+        let request = match method {
             "sign_with_ecdsa" => Signing::Ecdsa(decode(&req.arg)?),
             _ => Signing::Schnorr(decode(&req.arg)?),
         };
