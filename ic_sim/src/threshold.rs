@@ -286,7 +286,7 @@ impl Sim {
     /// refunds the rest, or rejects when too few are attached (as the replica's execution
     /// environment: CANISTER_REJECT, "<method> request sent with <n> cycles, but <fee> cycles
     /// are required.").
-    pub(crate) fn threshold_method(&mut self, req: &Request, refund: &mut u128) -> Reply {
+    pub(crate) fn threshold_method(&self, req: &Request, refund: &mut u128) -> Reply {
         let method = req.method.as_str();
         let public = match method {
             "ecdsa_public_key" => {
