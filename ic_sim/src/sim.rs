@@ -6,7 +6,6 @@
 //! message passing is asynchronous). Each delivery is one atomic execution; its effects
 //! (state, outgoing calls, response) are committed only when it does not trap.
 
-use crate::sender_info::RawSenderInfo;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
@@ -19,6 +18,7 @@ use crate::exec::{execute, Entry, Heap, Instances, Outcome};
 use crate::logs::CanisterLog;
 use crate::memory::{PageMap, StableMemory, MAX_STABLE_BYTES};
 use crate::module::{CanisterModule, MethodKind, WASM_PAGE_SIZE};
+use crate::sender_info::RawSenderInfo;
 use crate::snapshots::SnapshotData;
 use crate::system_api::{ApiType, Host, HostTrap, IdleParams, Response};
 

@@ -6,7 +6,6 @@
 //! [`IMPLEMENTED`]). Availability per entry point follows the spec's import table; calling a
 //! function where the spec forbids it traps with a contract violation, as on the IC.
 
-use crate::sender_info::RawSenderInfo;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -16,6 +15,7 @@ use wasmi::{Caller, Engine, Error, Linker, Memory};
 use crate::costs;
 use crate::errors::{ErrorCode, RejectCode};
 use crate::memory::{PageMap, StableMemory};
+use crate::sender_info::RawSenderInfo;
 
 /// The kinds of execution the spec distinguishes (its import table's letters).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
