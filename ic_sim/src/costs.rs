@@ -76,7 +76,9 @@ pub(crate) fn http_request_fee(request_size: u64, max_response_bytes: u64) -> u1
 
 /// Threshold key names the simulated subnet knows (those of the IC's test and production keys).
 pub(crate) fn threshold_fee(key_name: &str) -> Option<u128> {
-    matches!(key_name, "dfx_test_key" | "test_key_1" | "key_1").then_some(THRESHOLD_FEE)
+    crate::threshold::KEY_NAMES
+        .contains(&key_name)
+        .then_some(THRESHOLD_FEE)
 }
 
 /// Cycles a canister must keep so that it can pay `freezing_threshold_seconds` of storage for

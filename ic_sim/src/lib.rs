@@ -6,19 +6,23 @@
 //! canister, rounds, call contexts and callbacks, cycles and instruction metering. See the
 //! crate's README for the model, its limits and measured figures.
 
+mod call_shapes;
 mod composite;
 mod costs;
 mod errors;
 mod exec;
+mod http_outcalls;
 mod logs;
 mod management;
 mod memory;
 mod metadata;
 mod module;
 mod scheduler;
+mod sender_info;
 mod sim;
 mod snapshots;
 mod system_api;
+mod threshold;
 
 use std::cell::RefCell;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -26,14 +30,32 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use candid::utils::{ArgumentDecoder, ArgumentEncoder};
 use candid::{decode_args, encode_args, encode_one, Principal};
 
+pub use call_shapes::{call_candid, call_candid_as, RawEffectivePrincipal};
 pub use composite::{
     INSTRUCTION_OVERHEAD_PER_QUERY_CALL, MAX_QUERY_CALL_DEPTH, MAX_QUERY_CALL_GRAPH_INSTRUCTIONS,
 };
 pub use errors::{ErrorCode, RejectCode, RejectResponse};
+pub use http_outcalls::{
+    CanisterHttpHeader, CanisterHttpMethod, CanisterHttpReject, CanisterHttpReply,
+    CanisterHttpRequest, CanisterHttpResponse, MockCanisterHttpResponse, MAX_HTTP_RESPONSE_BYTES,
+};
 pub use management::{MAX_CHUNKS, MAX_CHUNK_SIZE, MAX_CONTROLLERS};
 pub use metadata::{with_custom_section, REGISTRY_VERSION, REPLICA_VERSION};
+pub use sender_info::RawSenderInfo;
 pub use sim::{SimLimits, DEFAULT_PROVISIONAL_CYCLES};
 pub use snapshots::{MAX_SNAPSHOTS, MAX_SNAPSHOT_SLICE};
+
+/// The types pocket-ic offers under `pocket_ic::common::rest` that the simulator uses.
+pub mod common {
+    pub mod rest {
+        pub use crate::call_shapes::RawEffectivePrincipal;
+        pub use crate::http_outcalls::{
+            CanisterHttpHeader, CanisterHttpMethod, CanisterHttpReject, CanisterHttpReply,
+            CanisterHttpRequest, CanisterHttpResponse, MockCanisterHttpResponse,
+        };
+        pub use crate::sender_info::RawSenderInfo;
+    }
+}
 
 /// Management canister types, as pocket-ic's `management_canister` module offers them.
 pub mod management_canister {
@@ -491,7 +513,7 @@ impl IcSim {
         let id = self
             .sim
             .borrow_mut()
-            .submit(canister_id, sender, method, payload)?;
+            .submit(canister_id, sender, method, payload, None)?;
         Ok(RawMessageId {
             effective_principal: canister_id,
             message_id: id.to_be_bytes().to_vec(),
@@ -559,6 +581,30 @@ impl IcSim {
     }
 
     // ------------------------------------------------------------ rounds and time
+
+    // ------------------------------------------------------------ HTTP outcalls
+
+    /// The pending HTTP outcalls of canisters, oldest first (pocket-ic's `get_canister_http`).
+    pub fn get_canister_http(&self) -> Vec<CanisterHttpRequest> {
+        self.sim.borrow().canister_http_requests()
+    }
+
+    /// Answers a pending HTTP outcall and executes a round, in which the canister gets the
+    /// outcome; panics when the request is not pending or the mock is malformed, as pocket-ic
+    /// fails then (see [`Self::try_mock_canister_http_response`]).
+    pub fn mock_canister_http_response(&self, mock: MockCanisterHttpResponse) {
+        self.try_mock_canister_http_response(mock)
+            .unwrap_or_else(|e| panic!("mock_canister_http_response failed: {e}"));
+    }
+
+    /// [`Self::mock_canister_http_response`] that says what is wrong with the mock instead of
+    /// panicking; nothing changes then.
+    pub fn try_mock_canister_http_response(
+        &self,
+        mock: MockCanisterHttpResponse,
+    ) -> Result<(), String> {
+        self.sim.borrow_mut().mock_http_response(mock)
+    }
 
     /// Executes one round.
     pub fn tick(&self) {

@@ -145,9 +145,14 @@ const CANISTER_ONLY: &[&str] = &[
 
 /// The canister a management request is about, if its argument names one.
 pub(crate) fn effective_canister(req: &Request) -> Option<Principal> {
-    match req.method.as_str() {
-        "install_chunked_code" => Some(decode::<EffectiveTarget>(&req.arg).ok()?.target_canister),
-        _ => Some(decode::<EffectiveCanister>(&req.arg).ok()?.canister_id),
+    effective_canister_of(&req.method, &req.arg)
+}
+
+/// The canister a management call of `method` with `arg` is about, if the argument names one.
+pub(crate) fn effective_canister_of(method: &str, arg: &[u8]) -> Option<Principal> {
+    match method {
+        "install_chunked_code" => Some(decode::<EffectiveTarget>(arg).ok()?.target_canister),
+        _ => Some(decode::<EffectiveCanister>(arg).ok()?.canister_id),
     }
 }
 
@@ -589,6 +594,10 @@ impl Sim {
                 let args: mgmt::SubnetInfoArgs = decode(arg)?;
                 Ok(Some(encode(&self.subnet_info(&args)?)))
             }
+            "ecdsa_public_key" | "sign_with_ecdsa" | "schnorr_public_key" | "sign_with_schnorr" => {
+                self.threshold_method(req, refund)
+            }
+            "http_request" => self.http_request(req),
             m if QUERY_ONLY.contains(&m) => Err(rejected(format!(
                 "ic00 method {m} can only be called by users through query calls"
             ))),

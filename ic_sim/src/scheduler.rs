@@ -173,7 +173,7 @@ impl Sim {
 
     /// Moves produced messages to the queues: only those between canisters when
     /// `within_round`, all at the end of a round.
-    fn induct(&mut self, within_round: bool) {
+    pub(crate) fn induct(&mut self, within_round: bool) {
         let mut kept = Vec::new();
         for (local, m) in std::mem::take(&mut self.outbox) {
             if local || !within_round {

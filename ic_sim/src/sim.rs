@@ -18,6 +18,7 @@ use crate::exec::{execute, Entry, Heap, Instances, Outcome};
 use crate::logs::CanisterLog;
 use crate::memory::{PageMap, StableMemory, MAX_STABLE_BYTES};
 use crate::module::{CanisterModule, MethodKind, WASM_PAGE_SIZE};
+use crate::sender_info::RawSenderInfo;
 use crate::snapshots::SnapshotData;
 use crate::system_api::{ApiType, Host, HostTrap, IdleParams, Response};
 
@@ -190,6 +191,8 @@ pub(crate) enum ReplyTo {
 pub(crate) struct CallContext {
     pub origin: ReplyTo,
     pub caller: Principal,
+    /// Caller info of the ingress message that opened the context.
+    pub caller_info: Option<RawSenderInfo>,
     pub replied: bool,
     pub available: u128,
     pub outstanding: u32,
@@ -496,6 +499,10 @@ pub(crate) struct Sim {
     pub sender_version: Option<u64>,
     /// Live instances of recently used canisters.
     pub instances: Instances,
+    /// HTTP outcalls waiting for a mocked response.
+    pub outcalls: crate::http_outcalls::Outcalls,
+    /// Caller info of ingress messages not yet executed, by ingress id.
+    pub sender_infos: HashMap<u64, RawSenderInfo>,
 }
 
 /// The candid encoding of `()`.
@@ -586,6 +593,8 @@ impl Sim {
                 crate::exec::DEFAULT_LIVE_INSTANCES,
                 crate::exec::DEFAULT_LIVE_BYTES,
             ),
+            outcalls: Default::default(),
+            sender_infos: HashMap::new(),
         }
     }
 
@@ -676,6 +685,7 @@ impl Sim {
             CallContext {
                 origin: ReplyTo::Nobody,
                 caller: Principal::management_canister(),
+                caller_info: None,
                 replied: false,
                 available: 0,
                 outstanding: 0,
@@ -793,6 +803,10 @@ impl Sim {
     /// Executes a request to a canister; returns the instructions it counts against this
     /// round (0 when it was rejected without executing).
     pub fn deliver_request(&mut self, req: Request) -> u64 {
+        let caller_info = match req.reply_to {
+            ReplyTo::Ingress(id) => self.sender_infos.remove(&id),
+            _ => None,
+        };
         let module = match self.admit(&req.receiver) {
             Ok(m) => m,
             Err(e) => {
@@ -833,6 +847,7 @@ impl Sim {
             CallContext {
                 origin: req.reply_to,
                 caller: req.sender,
+                caller_info: caller_info.clone(),
                 replied: false,
                 available: req.cycles,
                 outstanding: 0,
@@ -841,6 +856,7 @@ impl Sim {
         );
         let c = &self.canisters[&req.receiver];
         let mut host = self.host_for(c, api, req.sender);
+        host.caller_info = caller_info;
         host.arg = req.arg;
         host.cycles_available = req.cycles;
         host.deadline = req.deadline;
@@ -905,6 +921,7 @@ impl Sim {
         };
         let c = &self.canisters[&id];
         let mut host = self.host_for(c, api, ctx.caller);
+        host.caller_info = ctx.caller_info;
         host.arg = arg;
         host.reject_code = code;
         host.reject_message = message;
@@ -986,8 +1003,10 @@ impl Sim {
     fn run_cleanup(&mut self, id: Principal, ctx_id: u64, fun: u32, env: u32) -> Option<HostTrap> {
         let c = self.canisters.get(&id)?;
         let module = c.module.clone()?;
-        let caller = c.contexts.get(&ctx_id).map_or(id, |ctx| ctx.caller);
-        let host = self.host_for(c, ApiType::Cleanup, caller);
+        let ctx = c.contexts.get(&ctx_id);
+        let caller = ctx.map_or(id, |ctx| ctx.caller);
+        let mut host = self.host_for(c, ApiType::Cleanup, caller);
+        host.caller_info = ctx.and_then(|ctx| ctx.caller_info.clone());
         let mut out = execute(
             &mut self.instances,
             id,
@@ -1146,6 +1165,7 @@ impl Sim {
         sender: Principal,
         method: &str,
         arg: Vec<u8>,
+        sender_info: Option<RawSenderInfo>,
     ) -> Result<u64, RejectResponse> {
         if receiver == Principal::management_canister() {
             self.check_management_ingress(sender, method, &arg)?;
@@ -1165,6 +1185,7 @@ impl Sim {
             }
             if module.exports("canister_inspect_message") {
                 let mut host = self.host_for(c, ApiType::InspectMessage, sender);
+                host.caller_info = sender_info.clone();
                 host.method_name = method.to_string();
                 host.arg = arg.clone();
                 let c = &self.canisters[&receiver];
@@ -1196,6 +1217,9 @@ impl Sim {
         let id = self.next_ingress;
         self.next_ingress += 1;
         self.ingress.insert(id, None);
+        if let Some(info) = sender_info.filter(|_| receiver != Principal::management_canister()) {
+            self.sender_infos.insert(id, info);
+        }
         self.enqueue(Message::Request(Request {
             sender,
             receiver,

@@ -15,6 +15,7 @@ use wasmi::{Caller, Engine, Error, Linker, Memory};
 use crate::costs;
 use crate::errors::{ErrorCode, RejectCode};
 use crate::memory::{PageMap, StableMemory};
+use crate::sender_info::RawSenderInfo;
 
 /// The kinds of execution the spec distinguishes (its import table's letters).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,6 +100,8 @@ pub(crate) struct Host {
     pub api: ApiType,
     pub canister_id: Principal,
     pub caller: Principal,
+    /// Caller info of the ingress message whose call context this execution belongs to.
+    pub caller_info: Option<RawSenderInfo>,
     pub method_name: String,
     pub arg: Vec<u8>,
     pub reject_code: u32,
@@ -152,6 +155,7 @@ impl Host {
             api: Init,
             canister_id: Principal::management_canister(),
             caller: Principal::management_canister(),
+            caller_info: None,
             method_name: String::new(),
             arg: Vec::new(),
             reject_code: 0,
@@ -351,6 +355,21 @@ const ARG_DATA: &[ApiType] = &[
     InspectMessage,
     CompositeQuery,
     CompositeReplyCallback,
+];
+/// Where caller info is available (interface spec: `U RQ NRQ CQ Ry Rt CRy CRt C CC F`; it traps
+/// in init, upgrade hooks and system tasks).
+const CALLER_INFO: &[ApiType] = &[
+    Update,
+    ReplicatedQuery,
+    NonReplicatedQuery,
+    CompositeQuery,
+    ReplyCallback,
+    RejectCallback,
+    CompositeReplyCallback,
+    CompositeRejectCallback,
+    Cleanup,
+    CompositeCleanup,
+    InspectMessage,
 ];
 const CALLBACKS: &[ApiType] = &[
     ReplyCallback,
@@ -577,9 +596,8 @@ pub(crate) fn linker(engine: &Engine) -> Linker<Host> {
     // Message data.
     blob!(l, "msg_arg_data", ARG_DATA => |h| &h.arg);
     blob!(l, "msg_caller" => |h| h.caller.as_slice());
-    // Caller info (sender attributes) is not modelled: callers carry no signed attributes.
-    blob!(l, "msg_caller_info_data" => |_| &[]);
-    blob!(l, "msg_caller_info_signer" => |_| &[]);
+    blob!(l, "msg_caller_info_data", CALLER_INFO => |h| h.caller_info.as_ref().map_or(&[], |i| &i.info));
+    blob!(l, "msg_caller_info_signer", CALLER_INFO => |h| h.caller_info.as_ref().map_or(&[], |i| &i.signer));
     wrap!(
         l,
         "msg_reject_code",

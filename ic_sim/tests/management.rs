@@ -316,7 +316,7 @@ fn injected_management_rejects_hit_only_calls_about_that_canister() {
 fn unimplemented_management_methods_are_rejected_by_name() {
     let pic = IcSim::new();
     let a = install(&pic);
-    for method in ["http_request", "sign_with_ecdsa", "bitcoin_get_utxos"] {
+    for method in ["vetkd_public_key", "vetkd_derive_key", "bitcoin_get_utxos"] {
         let (result,): (Result<Vec<u8>, (u32, String)>,) = update_candid(
             &pic,
             a,

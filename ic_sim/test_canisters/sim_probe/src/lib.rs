@@ -4,9 +4,15 @@
 use std::cell::{Cell, RefCell};
 use std::time::Duration;
 
-use candid::Principal;
+use candid::{CandidType, Principal};
 use ic_cdk::call::{Call, CallFailed};
-use ic_management_canister_types::{CanisterInstallMode, InstallCodeArgs, UpgradeFlags};
+use ic_management_canister_types::{
+    CanisterInstallMode, EcdsaCurve, EcdsaKeyId, EcdsaPublicKeyArgs, EcdsaPublicKeyResult,
+    HttpRequestArgs, HttpRequestResult, InstallCodeArgs, SchnorrAlgorithm, SchnorrAux,
+    SchnorrKeyId, SchnorrPublicKeyArgs, SchnorrPublicKeyResult, SignWithEcdsaArgs,
+    SignWithEcdsaResult, SignWithSchnorrArgs, SignWithSchnorrResult, TransformArgs, UpgradeFlags,
+};
+use serde::de::DeserializeOwned;
 
 thread_local! {
     static COUNTER: Cell<u64> = const { Cell::new(0) };
@@ -62,7 +68,11 @@ fn post_upgrade() {
 
 #[ic_cdk::inspect_message]
 fn inspect_message() {
-    if ic_cdk::api::msg_method_name() != "forbidden" {
+    let method = ic_cdk::api::msg_method_name();
+    // `caller_info_required` takes only ingress messages that carry caller info.
+    let missing_info =
+        method == "caller_info_required" && ic_cdk::api::msg_caller_info_data().is_empty();
+    if method != "forbidden" && !missing_info {
         ic_cdk::api::accept_message();
     }
 }
@@ -564,4 +574,156 @@ fn fan_out(callee: Principal, method: String, n: u32) -> (u32, Vec<u32>) {
         }
     }
     (accepted, failed)
+}
+
+/// Calls the management canister's `method` with `cycles` attached and decodes its reply.
+async fn management<A, R>(method: &str, arg: &A, cycles: u128) -> Result<R, (u32, String)>
+where
+    A: CandidType,
+    R: CandidType + DeserializeOwned,
+{
+    Call::unbounded_wait(Principal::management_canister(), method)
+        .with_arg(arg)
+        .with_cycles(cycles)
+        .await
+        .map_err(call_error)?
+        .candid()
+        .map_err(|e| (0, e.to_string()))
+}
+
+/// The public key, chain code and a signature of `message_hash` for ECDSA key `key` and
+/// `path`, paying what `ic0.cost_sign_with_ecdsa` quotes.
+#[ic_cdk::update]
+async fn ecdsa_sign(
+    key: String,
+    path: Vec<Vec<u8>>,
+    message_hash: Vec<u8>,
+) -> Result<(Vec<u8>, Vec<u8>, Vec<u8>), (u32, String)> {
+    let key_id = EcdsaKeyId {
+        curve: EcdsaCurve::Secp256k1,
+        name: key,
+    };
+    let cycles = ic_cdk::api::cost_sign_with_ecdsa(&key_id.name, EcdsaCurve::Secp256k1.into())
+        .map_err(|e| (0, e.to_string()))?;
+    let public: EcdsaPublicKeyResult = management(
+        "ecdsa_public_key",
+        &EcdsaPublicKeyArgs {
+            canister_id: None,
+            derivation_path: path.clone(),
+            key_id: key_id.clone(),
+        },
+        0,
+    )
+    .await?;
+    let signed: SignWithEcdsaResult = management(
+        "sign_with_ecdsa",
+        &SignWithEcdsaArgs {
+            message_hash,
+            derivation_path: path,
+            key_id,
+        },
+        cycles,
+    )
+    .await?;
+    Ok((public.public_key, public.chain_code, signed.signature))
+}
+
+/// The public key, chain code and a signature of `message` for Schnorr key `key` of
+/// `algorithm` and `path`, paying what `ic0.cost_sign_with_schnorr` quotes.
+#[ic_cdk::update]
+async fn schnorr_sign(
+    algorithm: SchnorrAlgorithm,
+    key: String,
+    path: Vec<Vec<u8>>,
+    message: Vec<u8>,
+    aux: Option<SchnorrAux>,
+) -> Result<(Vec<u8>, Vec<u8>, Vec<u8>), (u32, String)> {
+    let key_id = SchnorrKeyId {
+        algorithm,
+        name: key,
+    };
+    let cycles = ic_cdk::api::cost_sign_with_schnorr(&key_id.name, algorithm.into())
+        .map_err(|e| (0, e.to_string()))?;
+    let public: SchnorrPublicKeyResult = management(
+        "schnorr_public_key",
+        &SchnorrPublicKeyArgs {
+            canister_id: None,
+            derivation_path: path.clone(),
+            key_id: key_id.clone(),
+        },
+        0,
+    )
+    .await?;
+    let signed: SignWithSchnorrResult = management(
+        "sign_with_schnorr",
+        &SignWithSchnorrArgs {
+            message,
+            derivation_path: path,
+            key_id,
+            aux,
+        },
+        cycles,
+    )
+    .await?;
+    Ok((public.public_key, public.chain_code, signed.signature))
+}
+
+/// Makes the HTTP outcall `arg`, paying what `ic0.cost_http_request` quotes.
+#[ic_cdk::update]
+async fn http_outcall(arg: HttpRequestArgs) -> Result<HttpRequestResult, (u32, String)> {
+    let headers: usize = arg
+        .headers
+        .iter()
+        .map(|h| h.name.len() + h.value.len())
+        .sum();
+    let transform = arg
+        .transform
+        .as_ref()
+        .map_or(0, |t| t.function.0.method.len() + t.context.len());
+    let request_size = arg.url.len() + headers + arg.body.as_ref().map_or(0, Vec::len) + transform;
+    let cycles = ic_cdk::api::cost_http_request(
+        request_size as u64,
+        arg.max_response_bytes.unwrap_or(2_000_000),
+    );
+    management("http_request", &arg, cycles).await
+}
+
+/// An HTTP outcall transform: drops the headers and appends the context to the body, so that a
+/// test sees that it ran, with its context. The context `trap` makes it trap.
+#[ic_cdk::query]
+fn transform(args: TransformArgs) -> HttpRequestResult {
+    if args.context == b"trap" {
+        ic_cdk::trap("transform refuses");
+    }
+    let mut body = args.response.body;
+    body.extend_from_slice(&args.context);
+    HttpRequestResult {
+        status: args.response.status,
+        headers: Vec::new(),
+        body,
+    }
+}
+
+type CallerInfo = (Vec<u8>, Option<Principal>);
+
+fn caller_info_now() -> CallerInfo {
+    (
+        ic_cdk::api::msg_caller_info_data(),
+        ic_cdk::api::msg_caller_info_signer(),
+    )
+}
+
+/// The caller info of this call, read before and after an inter-canister call: the info
+/// belongs to the call context, so the callback sees it too.
+#[ic_cdk::update]
+async fn caller_info() -> (CallerInfo, CallerInfo) {
+    let before = caller_info_now();
+    let _ = Call::unbounded_wait(ic_cdk::api::canister_self(), "version").await;
+    (before, caller_info_now())
+}
+
+/// Accepted by `canister_inspect_message` only with caller info; returns its data.
+#[ic_cdk::update]
+fn caller_info_required() -> Vec<u8> {
+    ic_cdk::api::msg_caller_info_data()
 }
