@@ -6,6 +6,7 @@
 //! canister, rounds, call contexts and callbacks, cycles and instruction metering. See the
 //! crate's README for the model, its limits and measured figures.
 
+mod certification;
 mod composite;
 mod costs;
 mod errors;
@@ -21,6 +22,8 @@ mod snapshots;
 mod system_api;
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use candid::utils::{ArgumentDecoder, ArgumentEncoder};
@@ -103,6 +106,7 @@ pub struct IcSimBuilder {
     live_instances: usize,
     live_bytes: usize,
     round_duration: Option<Duration>,
+    root_key_seed: Option<[u8; 32]>,
 }
 
 impl Default for IcSimBuilder {
@@ -120,7 +124,15 @@ impl IcSimBuilder {
             live_instances: exec::DEFAULT_LIVE_INSTANCES,
             live_bytes: exec::DEFAULT_LIVE_BYTES,
             round_duration: None,
+            root_key_seed: None,
         }
+    }
+    /// Seeds the instance's root key (interface spec, "Certification"): instances built with
+    /// the same seed sign with the same key. Without a seed, each instance of the process gets
+    /// its own key (the seed is the instance's number in the process).
+    pub fn with_root_key_seed(mut self, seed: [u8; 32]) -> Self {
+        self.root_key_seed = Some(seed);
+        self
     }
     /// Accepted for pocket-ic compatibility: the simulator has one application subnet.
     pub fn with_application_subnet(self) -> Self {
@@ -176,6 +188,9 @@ impl IcSimBuilder {
         };
         let mut sim = sim::Sim::new(self.limits, self.time, self.print_logs);
         sim.round_nanos = round_nanos;
+        sim.root_key = Arc::new(certification::RootKey::from_seed(
+            self.root_key_seed.unwrap_or_else(next_instance_seed),
+        ));
         sim.instances = exec::Instances::new(self.live_instances, self.live_bytes);
         Ok(IcSim {
             sim: RefCell::new(sim),
@@ -187,6 +202,14 @@ impl IcSimBuilder {
         self.try_build()
             .unwrap_or_else(|e| panic!("invalid ic_sim configuration: {e}"))
     }
+}
+
+/// The default root key seed of the next instance built in this process: its number.
+fn next_instance_seed() -> [u8; 32] {
+    static INSTANCES: AtomicU64 = AtomicU64::new(0);
+    let mut seed = [0; 32];
+    seed[..8].copy_from_slice(&INSTANCES.fetch_add(1, Ordering::Relaxed).to_le_bytes());
+    seed
 }
 
 /// An in-process IC with one application subnet. Methods take `&self` like pocket-ic's.
@@ -793,6 +816,14 @@ impl IcSim {
     }
 
     // ------------------------------------------------------------ subnet and metadata
+
+    /// The DER-encoded public root key of this instance (pocket-ic's `root_key`; interface spec,
+    /// "Certificate"): certificates it issues verify under this key. Always present: the one
+    /// simulated subnet signs with the root key itself, where pocket-ic answers `None` for an
+    /// instance without an NNS subnet.
+    pub fn root_key(&self) -> Option<Vec<u8>> {
+        Some(self.sim.borrow().root_key.public_key_der().to_vec())
+    }
 
     /// The subnet of a canister (pocket-ic's `get_subnet`): the one simulated subnet, for every
     /// existing canister.

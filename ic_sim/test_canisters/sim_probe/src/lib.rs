@@ -8,6 +8,9 @@ use candid::Principal;
 use ic_cdk::call::{Call, CallFailed};
 use ic_management_canister_types::{CanisterInstallMode, InstallCodeArgs, UpgradeFlags};
 
+#[cfg(feature = "certification")]
+mod certification;
+
 thread_local! {
     static COUNTER: Cell<u64> = const { Cell::new(0) };
     static TIMER_FIRED: Cell<u64> = const { Cell::new(0) };
