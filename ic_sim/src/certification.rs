@@ -96,6 +96,11 @@ impl RootKey {
         }
     }
 
+    /// The seed the key was derived from (pocket-ic's `SubnetConfig::subnet_seed`).
+    pub fn seed(&self) -> [u8; 32] {
+        self.seed
+    }
+
     fn pair(&self) -> &KeyPair {
         self.pair.get_or_init(|| {
             // A 512-bit hash of the seed reduced modulo the group order: a uniformly

@@ -20,6 +20,7 @@ mod scheduler;
 mod sim;
 mod snapshots;
 mod system_api;
+mod topology;
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,6 +38,10 @@ pub use management::{MAX_CHUNKS, MAX_CHUNK_SIZE, MAX_CONTROLLERS};
 pub use metadata::{with_custom_section, REGISTRY_VERSION, REPLICA_VERSION};
 pub use sim::{SimLimits, DEFAULT_PROVISIONAL_CYCLES};
 pub use snapshots::{MAX_SNAPSHOTS, MAX_SNAPSHOT_SLICE};
+pub use topology::{
+    CanisterIdRange, RawCanisterId, SubnetConfig, SubnetId, SubnetInstructionConfig, SubnetKind,
+    Topology,
+};
 
 /// Management canister types, as pocket-ic's `management_canister` module offers them.
 pub mod management_canister {
@@ -106,6 +111,7 @@ pub struct IcSimBuilder {
     live_instances: usize,
     live_bytes: usize,
     round_duration: Option<Duration>,
+    subnets: Vec<SubnetKind>,
     root_key_seed: Option<[u8; 32]>,
 }
 
@@ -124,6 +130,7 @@ impl IcSimBuilder {
             live_instances: exec::DEFAULT_LIVE_INSTANCES,
             live_bytes: exec::DEFAULT_LIVE_BYTES,
             round_duration: None,
+            subnets: Vec::new(),
             root_key_seed: None,
         }
     }
@@ -134,10 +141,40 @@ impl IcSimBuilder {
         self.root_key_seed = Some(seed);
         self
     }
-    /// Accepted for pocket-ic compatibility: the simulator has one application subnet.
-    pub fn with_application_subnet(self) -> Self {
-        self
-    }
+}
+
+/// pocket-ic's builder methods that add a subnet. The simulator has one application subnet:
+/// one `with_application_subnet` is accepted, and [`IcSimBuilder::try_build`] refuses any other
+/// topology, naming it.
+macro_rules! subnet_options {
+    ($($method:ident => $kind:ident),* $(,)?) => {
+        impl IcSimBuilder {
+            $(
+                #[doc = concat!(
+                    "Adds a subnet of kind `", stringify!($kind), "`; only a single application ",
+                    "subnet builds (see [`IcSimBuilder::try_build`])."
+                )]
+                pub fn $method(mut self) -> Self {
+                    self.subnets.push(SubnetKind::$kind);
+                    self
+                }
+            )*
+        }
+    };
+}
+
+subnet_options!(
+    with_application_subnet => Application,
+    with_verified_application_subnet => VerifiedApplication,
+    with_system_subnet => System,
+    with_nns_subnet => NNS,
+    with_sns_subnet => SNS,
+    with_ii_subnet => II,
+    with_fiduciary_subnet => Fiduciary,
+    with_bitcoin_subnet => Bitcoin,
+);
+
+impl IcSimBuilder {
     pub fn with_limits(mut self, limits: SimLimits) -> Self {
         self.limits = limits;
         self
@@ -174,6 +211,7 @@ impl IcSimBuilder {
     /// Builds the simulator, or says which setting it cannot work with.
     pub fn try_build(self) -> Result<IcSim, String> {
         self.limits.validate()?;
+        topology::validate_subnets(&self.subnets)?;
         let round_nanos = match self.round_duration {
             None => scheduler::POCKET_IC_ROUND_NANOS,
             Some(d) => match u64::try_from(d.as_nanos()) {
@@ -278,20 +316,8 @@ impl IcSim {
         sender: Option<Principal>,
         settings: Option<CanisterSettings>,
     ) -> CanisterId {
-        let args = ProvisionalCreateCanisterWithCyclesArgs {
-            amount: None,
-            settings,
-            specified_id: None,
-            sender_canister_version: None,
-        };
-        let reply = self
-            .management(
-                sender_or_anonymous(sender),
-                "provisional_create_canister_with_cycles",
-                &args,
-            )
-            .unwrap_or_else(|e| panic!("create_canister failed: {e}"));
-        decode_reply::<CanisterIdRecord>(reply).canister_id
+        self.provisional_create(sender, settings, None)
+            .unwrap_or_else(|e| panic!("create_canister failed: {e}"))
     }
 
     /// Creates a canister under a chosen id (pocket-ic's `create_canister_with_id`).
@@ -301,19 +327,25 @@ impl IcSim {
         settings: Option<CanisterSettings>,
         canister_id: CanisterId,
     ) -> Result<CanisterId, String> {
+        self.provisional_create(sender, settings, Some(canister_id))
+            .map_err(|e| e.to_string())
+    }
+
+    /// `provisional_create_canister_with_cycles` with the default cycles, as `sender`.
+    fn provisional_create(
+        &self,
+        sender: Option<Principal>,
+        settings: Option<CanisterSettings>,
+        specified_id: Option<CanisterId>,
+    ) -> Result<CanisterId, RejectResponse> {
         let args = ProvisionalCreateCanisterWithCyclesArgs {
             amount: None,
             settings,
-            specified_id: Some(canister_id),
+            specified_id,
             sender_canister_version: None,
         };
-        self.management(
-            sender_or_anonymous(sender),
-            "provisional_create_canister_with_cycles",
-            &args,
-        )
-        .map(|r| decode_reply::<CanisterIdRecord>(r).canister_id)
-        .map_err(|e| e.to_string())
+        self.management_decoded(sender, "provisional_create_canister_with_cycles", &args)
+            .map(|r: CanisterIdRecord| r.canister_id)
     }
 
     /// Adds cycles to a canister and returns its new balance.
