@@ -200,3 +200,20 @@ fn instances_have_their_own_root_keys_and_a_seed_reproduces_one() {
     assert_eq!(seeded([1; 32]), seeded([1; 32]));
     assert_ne!(seeded([1; 32]), seeded([2; 32]));
 }
+
+/// Spec, "Certified data": a reinstalled canister's certified data is the empty blob again, and
+/// its certificate reveals that empty blob.
+#[test]
+fn a_reinstalled_canister_certifies_the_empty_blob() {
+    let (pic, a, _) = two_probes(b"before reinstall");
+    let wasm = wasm_build::wasm("sim_probe", &["certification"]);
+    pic.reinstall_canister(a, wasm, encode_one(None::<u64>).unwrap(), None)
+        .unwrap();
+    let cert = verify(
+        &query_certificate(&pic, a).unwrap(),
+        &pic.root_key().unwrap(),
+    )
+    .unwrap();
+    let cd = lookup(&cert, &[b"canister", a.as_slice(), b"certified_data"]);
+    assert_eq!(cd, LookupResult::Found(b""));
+}
