@@ -225,6 +225,10 @@ impl StateTree {
                 pruned: false,
             },
             StateTree::Leaf(value) => pruned_cut(leaf_hash(value)),
+            // An empty node not asked for is pruned too, so that its label stays hidden.
+            StateTree::Node(children) if children.is_empty() && !revealed => {
+                pruned_cut(empty().digest())
+            }
             StateTree::Node(children) => {
                 let cuts = children
                     .iter()
@@ -266,23 +270,20 @@ fn pruned_cut(hash: Hash) -> Cut {
 /// Joins the children of a node into a balanced tree of forks, in label order; a fork of two
 /// pruned subtrees is pruned itself.
 fn forks(mut cuts: Vec<Cut>) -> Cut {
-    match cuts.len() {
-        0 => Cut {
+    if cuts.len() <= 1 {
+        return cuts.pop().unwrap_or(Cut {
             tree: empty(),
             pruned: false,
-        },
-        1 => cuts.pop().expect("one element"),
-        n => {
-            let right = cuts.split_off(n / 2);
-            let (l, r) = (forks(cuts), forks(right));
-            if l.pruned && r.pruned {
-                pruned_cut(fork_hash(&l.tree.digest(), &r.tree.digest()))
-            } else {
-                Cut {
-                    tree: fork(l.tree, r.tree),
-                    pruned: false,
-                }
-            }
+        });
+    }
+    let right = cuts.split_off(cuts.len() / 2);
+    let (l, r) = (forks(cuts), forks(right));
+    if l.pruned && r.pruned {
+        pruned_cut(fork_hash(&l.tree.digest(), &r.tree.digest()))
+    } else {
+        Cut {
+            tree: fork(l.tree, r.tree),
+            pruned: false,
         }
     }
 }
@@ -384,6 +385,17 @@ mod tests {
             LookupResult::Unknown
         ));
         assert!(matches!(w.lookup_path([b"time"]), LookupResult::Unknown));
+        // An empty node is revealed when asked for and pruned (its label hidden) otherwise;
+        // both cuts have the same root hash.
+        let mut with_empty = t.clone();
+        if let StateTree::Node(children) = &mut with_empty {
+            children.insert(b"empty".to_vec(), StateTree::default());
+        }
+        let revealed = with_empty.witness(&[&[b"empty"]]);
+        let hidden = with_empty.witness(&[&[b"time"]]);
+        assert_eq!(revealed.digest(), hidden.digest());
+        assert_eq!(revealed.lookup_path([b"empty"]), LookupResult::Absent);
+        assert_eq!(hidden.lookup_path([b"empty"]), LookupResult::Unknown);
         // Revealing nothing prunes the whole tree to its root hash.
         let nothing = t.witness(&[]);
         assert!(matches!(
