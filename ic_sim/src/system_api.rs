@@ -981,9 +981,10 @@ pub(crate) fn linker(engine: &Engine) -> Linker<Host> {
         write_mem(&mut c, dst as u64, &bytes)
     });
 
-    // Certification.
     // Certification (interface spec, "Certified data").
-    blob!(l, "root_key", REPLICATED => |h| h.root_key.as_deref().map_or(&[][..], RootKey::public_key_der));
+    blob!(l, "root_key", REPLICATED => |h| {
+        h.root_key.as_deref().map_or(&[][..], RootKey::public_key_der)
+    });
     wrap!(l, "certified_data_set", |mut c: Caller<'_, Host>,
                                     src: i32,
                                     size: i32|
