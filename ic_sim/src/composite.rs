@@ -146,6 +146,9 @@ impl Sim {
         };
         let mut host = self.host_for(c, api, caller);
         host.arg = arg;
+        if depth == 0 {
+            host.data_certificate = self.query_call_certificate(&canister, &node.module);
+        }
         let out = self.run_in_node(budget, &mut node, &Entry::Export(export), host);
         let mut answer = match self.settle_in_node(&mut node, out) {
             Err(trap) => return Ok(Err(trap_reject(&canister, &trap))),

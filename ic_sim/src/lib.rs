@@ -7,6 +7,7 @@
 //! crate's README for the model, its limits and measured figures.
 
 mod call_shapes;
+mod certification;
 mod composite;
 mod costs;
 mod errors;
@@ -23,8 +24,11 @@ mod sim;
 mod snapshots;
 mod system_api;
 mod threshold;
+mod topology;
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use candid::utils::{ArgumentDecoder, ArgumentEncoder};
@@ -44,6 +48,10 @@ pub use metadata::{with_custom_section, REGISTRY_VERSION, REPLICA_VERSION};
 pub use sender_info::RawSenderInfo;
 pub use sim::{SimLimits, DEFAULT_PROVISIONAL_CYCLES};
 pub use snapshots::{MAX_SNAPSHOTS, MAX_SNAPSHOT_SLICE};
+pub use topology::{
+    CanisterIdRange, RawCanisterId, SubnetConfig, SubnetId, SubnetInstructionConfig, SubnetKind,
+    Topology,
+};
 
 /// The types pocket-ic offers under `pocket_ic::common::rest` that the simulator uses.
 pub mod common {
@@ -125,6 +133,8 @@ pub struct IcSimBuilder {
     live_instances: usize,
     live_bytes: usize,
     round_duration: Option<Duration>,
+    subnets: Vec<SubnetKind>,
+    root_key_seed: Option<[u8; 32]>,
 }
 
 impl Default for IcSimBuilder {
@@ -142,12 +152,51 @@ impl IcSimBuilder {
             live_instances: exec::DEFAULT_LIVE_INSTANCES,
             live_bytes: exec::DEFAULT_LIVE_BYTES,
             round_duration: None,
+            subnets: Vec::new(),
+            root_key_seed: None,
         }
     }
-    /// Accepted for pocket-ic compatibility: the simulator has one application subnet.
-    pub fn with_application_subnet(self) -> Self {
+    /// Seeds the instance's root key (interface spec, "Certification"): instances built with
+    /// the same seed sign with the same key. Without a seed, each instance of the process gets
+    /// its own key (the seed is the instance's number in the process).
+    pub fn with_root_key_seed(mut self, seed: [u8; 32]) -> Self {
+        self.root_key_seed = Some(seed);
         self
     }
+}
+
+/// pocket-ic's builder methods that add a subnet. The simulator has one application subnet:
+/// one `with_application_subnet` is accepted, and [`IcSimBuilder::try_build`] refuses any other
+/// topology, naming it.
+macro_rules! subnet_options {
+    ($($method:ident => $kind:ident),* $(,)?) => {
+        impl IcSimBuilder {
+            $(
+                #[doc = concat!(
+                    "Adds a subnet of kind `", stringify!($kind), "`; only a single application ",
+                    "subnet builds (see [`IcSimBuilder::try_build`])."
+                )]
+                pub fn $method(mut self) -> Self {
+                    self.subnets.push(SubnetKind::$kind);
+                    self
+                }
+            )*
+        }
+    };
+}
+
+subnet_options!(
+    with_application_subnet => Application,
+    with_verified_application_subnet => VerifiedApplication,
+    with_system_subnet => System,
+    with_nns_subnet => NNS,
+    with_sns_subnet => SNS,
+    with_ii_subnet => II,
+    with_fiduciary_subnet => Fiduciary,
+    with_bitcoin_subnet => Bitcoin,
+);
+
+impl IcSimBuilder {
     pub fn with_limits(mut self, limits: SimLimits) -> Self {
         self.limits = limits;
         self
@@ -184,6 +233,7 @@ impl IcSimBuilder {
     /// Builds the simulator, or says which setting it cannot work with.
     pub fn try_build(self) -> Result<IcSim, String> {
         self.limits.validate()?;
+        topology::validate_subnets(&self.subnets)?;
         let round_nanos = match self.round_duration {
             None => scheduler::POCKET_IC_ROUND_NANOS,
             Some(d) => match u64::try_from(d.as_nanos()) {
@@ -198,6 +248,9 @@ impl IcSimBuilder {
         };
         let mut sim = sim::Sim::new(self.limits, self.time, self.print_logs);
         sim.round_nanos = round_nanos;
+        sim.root_key = Arc::new(certification::RootKey::from_seed(
+            self.root_key_seed.unwrap_or_else(next_instance_seed),
+        ));
         sim.instances = exec::Instances::new(self.live_instances, self.live_bytes);
         Ok(IcSim {
             sim: RefCell::new(sim),
@@ -209,6 +262,14 @@ impl IcSimBuilder {
         self.try_build()
             .unwrap_or_else(|e| panic!("invalid ic_sim configuration: {e}"))
     }
+}
+
+/// The default root key seed of the next instance built in this process: its number.
+fn next_instance_seed() -> [u8; 32] {
+    static INSTANCES: AtomicU64 = AtomicU64::new(0);
+    let mut seed = [0; 32];
+    seed[..8].copy_from_slice(&INSTANCES.fetch_add(1, Ordering::Relaxed).to_le_bytes());
+    seed
 }
 
 /// An in-process IC with one application subnet. Methods take `&self` like pocket-ic's.
@@ -277,20 +338,8 @@ impl IcSim {
         sender: Option<Principal>,
         settings: Option<CanisterSettings>,
     ) -> CanisterId {
-        let args = ProvisionalCreateCanisterWithCyclesArgs {
-            amount: None,
-            settings,
-            specified_id: None,
-            sender_canister_version: None,
-        };
-        let reply = self
-            .management(
-                sender_or_anonymous(sender),
-                "provisional_create_canister_with_cycles",
-                &args,
-            )
-            .unwrap_or_else(|e| panic!("create_canister failed: {e}"));
-        decode_reply::<CanisterIdRecord>(reply).canister_id
+        self.provisional_create(sender, settings, None)
+            .unwrap_or_else(|e| panic!("create_canister failed: {e}"))
     }
 
     /// Creates a canister under a chosen id (pocket-ic's `create_canister_with_id`).
@@ -300,19 +349,25 @@ impl IcSim {
         settings: Option<CanisterSettings>,
         canister_id: CanisterId,
     ) -> Result<CanisterId, String> {
+        self.provisional_create(sender, settings, Some(canister_id))
+            .map_err(|e| e.to_string())
+    }
+
+    /// `provisional_create_canister_with_cycles` with the default cycles, as `sender`.
+    fn provisional_create(
+        &self,
+        sender: Option<Principal>,
+        settings: Option<CanisterSettings>,
+        specified_id: Option<CanisterId>,
+    ) -> Result<CanisterId, RejectResponse> {
         let args = ProvisionalCreateCanisterWithCyclesArgs {
             amount: None,
             settings,
-            specified_id: Some(canister_id),
+            specified_id,
             sender_canister_version: None,
         };
-        self.management(
-            sender_or_anonymous(sender),
-            "provisional_create_canister_with_cycles",
-            &args,
-        )
-        .map(|r| decode_reply::<CanisterIdRecord>(r).canister_id)
-        .map_err(|e| e.to_string())
+        self.management_decoded(sender, "provisional_create_canister_with_cycles", &args)
+            .map(|r: CanisterIdRecord| r.canister_id)
     }
 
     /// Adds cycles to a canister and returns its new balance.
@@ -839,6 +894,14 @@ impl IcSim {
     }
 
     // ------------------------------------------------------------ subnet and metadata
+
+    /// The DER-encoded public root key of this instance (pocket-ic's `root_key`; interface spec,
+    /// "Certificate"): certificates it issues verify under this key. Always present: the one
+    /// simulated subnet signs with the root key itself, where pocket-ic answers `None` for an
+    /// instance without an NNS subnet.
+    pub fn root_key(&self) -> Option<Vec<u8>> {
+        Some(self.sim.borrow().root_key.public_key_der().to_vec())
+    }
 
     /// The subnet of a canister (pocket-ic's `get_subnet`): the one simulated subnet, for every
     /// existing canister.

@@ -459,6 +459,8 @@ pub(crate) struct Sim {
     pub time: u64,
     pub round: u64,
     pub subnet: Principal,
+    /// The instance's root key: it signs certificates of the subnet's state.
+    pub root_key: Arc<crate::certification::RootKey>,
     pub canisters: BTreeMap<Principal, Canister>,
     /// Messages to canisters that are ready to execute (inducted).
     pub queue: VecDeque<Message>,
@@ -567,6 +569,7 @@ impl Sim {
             time,
             round: 0,
             subnet: Principal::self_authenticating(b"ic_sim application subnet"),
+            root_key: Arc::new(crate::certification::RootKey::from_seed([0; 32])),
             canisters: BTreeMap::new(),
             queue: VecDeque::new(),
             subnet_queue: VecDeque::new(),
@@ -634,6 +637,7 @@ impl Sim {
         h.max_stable_pages = MAX_STABLE_BYTES / WASM_PAGE_SIZE;
         h.global_timer = c.global_timer;
         h.certified_data = c.certified_data.clone();
+        h.root_key = Some(self.root_key.clone());
         h.env_vars = c.settings.environment_variables.clone();
         h.call_slots = c.calls_out.clone();
         h.queue_capacity = self.limits.queue_capacity;
@@ -1259,6 +1263,7 @@ impl Sim {
         };
         let mut host = self.host_for(c, ApiType::NonReplicatedQuery, sender);
         host.arg = arg;
+        host.data_certificate = self.query_call_certificate(&receiver, &module);
         let c = &self.canisters[&receiver];
         let out = execute(
             &mut self.instances,

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use candid::Principal;
 use wasmi::{Caller, Engine, Error, Linker, Memory};
 
+use crate::certification::RootKey;
 use crate::costs;
 use crate::errors::{ErrorCode, RejectCode};
 use crate::memory::{PageMap, StableMemory};
@@ -129,6 +130,11 @@ pub(crate) struct Host {
     pub calls: Vec<OutgoingCall>,
     pub global_timer: u64,
     pub certified_data: Vec<u8>,
+    /// The instance's root key (`ic0.root_key_*`); none for module validation.
+    pub root_key: Option<Arc<RootKey>>,
+    /// The data certificate (`ic0.data_certificate_*`): present only in the method a query
+    /// call targets (see `Sim::query_call_certificate`).
+    pub data_certificate: Option<Vec<u8>>,
     pub env_vars: Vec<(String, String)>,
     pub fuel_limit: u64,
     pub context_instructions: u64,
@@ -180,6 +186,8 @@ impl Host {
             calls: Vec::new(),
             global_timer: 0,
             certified_data: Vec::new(),
+            root_key: None,
+            data_certificate: None,
             env_vars: Vec::new(),
             fuel_limit: 0,
             context_instructions: 0,
@@ -270,27 +278,6 @@ pub(crate) const IMPLEMENTED: &[&str] = &[
     "debug_print",
     "trap",
 ];
-
-/// A fixed DER-encoded BLS public key reported by `ic0.root_key_*`. The simulator issues no
-/// certificates, so no signature ever verifies against it; it only has the right shape.
-const ROOT_KEY: [u8; 133] = {
-    let mut key = [0u8; 133];
-    let prefix: [u8; 37] = [
-        0x30, 0x81, 0x82, 0x30, 0x1d, 0x06, 0x0d, 0x2b, 0x06, 0x01, 0x04, 0x01, 0x82, 0xdc, 0x7c,
-        0x05, 0x03, 0x01, 0x02, 0x01, 0x06, 0x0c, 0x2b, 0x06, 0x01, 0x04, 0x01, 0x82, 0xdc, 0x7c,
-        0x05, 0x03, 0x02, 0x01, 0x03, 0x61, 0x00,
-    ];
-    let mut i = 0;
-    while i < prefix.len() {
-        key[i] = prefix[i];
-        i += 1;
-    }
-    while i < 133 {
-        key[i] = (i as u8).wrapping_mul(7);
-        i += 1;
-    }
-    key
-};
 
 /// Checks the spec's availability of `name` in the current execution.
 fn check(caller: &Caller<'_, Host>, name: &str, allowed: &[ApiType]) -> Result<(), Error> {
@@ -386,6 +373,30 @@ const STATE_CHANGING: &[ApiType] = &[
     Cleanup,
     SystemTask,
 ];
+/// Replicated executions: where `ic0.root_key_*` may be used ("I G U RQ Ry Rt C T").
+const REPLICATED: &[ApiType] = &[
+    Init,
+    PreUpgrade,
+    Update,
+    ReplicatedQuery,
+    ReplyCallback,
+    RejectCallback,
+    Cleanup,
+    SystemTask,
+];
+/// Where `ic0.data_certificate_size/copy` may be used ("NRQ CQ").
+const CERTIFICATE_READERS: &[ApiType] = &[NonReplicatedQuery, CompositeQuery];
+
+/// The data certificate of the execution; reading an absent one traps (interface spec,
+/// "Certified data").
+fn data_certificate<'a>(caller: &'a Caller<'_, Host>, what: &str) -> Result<&'a [u8], Error> {
+    caller
+        .data()
+        .data_certificate
+        .as_deref()
+        .ok_or_else(|| violation(format!("{what}: no certificate is present")))
+}
+
 fn memory(caller: &Caller<'_, Host>) -> Result<Memory, Error> {
     caller
         .data()
@@ -988,8 +999,10 @@ pub(crate) fn linker(engine: &Engine) -> Linker<Host> {
         write_mem(&mut c, dst as u64, &bytes)
     });
 
-    // Certification.
-    blob!(l, "root_key" => |_| &ROOT_KEY);
+    // Certification (interface spec, "Certified data").
+    blob!(l, "root_key", REPLICATED => |h| {
+        h.root_key.as_deref().map_or(&[][..], RootKey::public_key_der)
+    });
     wrap!(l, "certified_data_set", |mut c: Caller<'_, Host>,
                                     src: i32,
                                     size: i32|
@@ -1016,30 +1029,36 @@ pub(crate) fn linker(engine: &Engine) -> Linker<Host> {
         c.data_mut().certified_data = bytes;
         Ok(())
     });
-    // No certificates are issued: `data_certificate_present` is 0 everywhere, as in
-    // replicated execution on the IC.
     wrap!(
         l,
         "data_certificate_present",
-        |_c: Caller<'_, Host>| -> Result<i32, Error> { Ok(0) }
+        |c: Caller<'_, Host>| -> Result<i32, Error> {
+            Ok(i32::from(c.data().data_certificate.is_some()))
+        }
     );
     wrap!(
         l,
         "data_certificate_size",
-        |_c: Caller<'_, Host>| -> Result<i32, Error> {
-            Err(violation(
-                "ic0.data_certificate_size: no certificate is present",
-            ))
+        |c: Caller<'_, Host>| -> Result<i32, Error> {
+            check(&c, "data_certificate_size", CERTIFICATE_READERS)?;
+            Ok(data_certificate(&c, "ic0.data_certificate_size")?.len() as i32)
         }
     );
-    wrap!(l, "data_certificate_copy", |_c: Caller<'_, Host>,
-                                       _d: i32,
-                                       _o: i32,
-                                       _s: i32|
+    wrap!(l, "data_certificate_copy", |mut c: Caller<'_, Host>,
+                                       dst: i32,
+                                       off: i32,
+                                       size: i32|
      -> Result<(), Error> {
-        Err(violation(
-            "ic0.data_certificate_copy: no certificate is present",
-        ))
+        check(&c, "data_certificate_copy", CERTIFICATE_READERS)?;
+        data_certificate(&c, "ic0.data_certificate_copy")?;
+        copy_host_blob(
+            &mut c,
+            |h| h.data_certificate.as_deref().unwrap_or_default(),
+            dst as u32,
+            off as u32,
+            size as u32,
+            "ic0.data_certificate_copy",
+        )
     });
 
     // Time, timer, counters, controllers.

@@ -14,6 +14,9 @@ use ic_management_canister_types::{
 };
 use serde::de::DeserializeOwned;
 
+#[cfg(feature = "certification")]
+mod certification;
+
 thread_local! {
     static COUNTER: Cell<u64> = const { Cell::new(0) };
     static TIMER_FIRED: Cell<u64> = const { Cell::new(0) };
