@@ -13,6 +13,11 @@ pub(crate) const TEN_INSTRUCTIONS_FEE: u128 = 4;
 pub(crate) const XNET_CALL_FEE: u128 = 260_000;
 /// Fee per byte of method name and argument of an inter-canister call.
 pub(crate) const XNET_BYTE_FEE: u128 = 1_000;
+/// Fee the receiving canister pays for every ingress message inducted (after
+/// `canister_inspect_message` accepted it).
+pub(crate) const INGRESS_MESSAGE_FEE: u128 = 1_200_000;
+/// Fee per byte of an inducted ingress message's method name and argument.
+pub(crate) const INGRESS_BYTE_FEE: u128 = 2_000;
 /// Storage fee per GiB and second, used for the freezing threshold.
 pub(crate) const GIB_SECOND_FEE: u128 = 127_000;
 /// Threshold signature and key derivation fee (`sign_with_ecdsa`, `sign_with_schnorr`,
@@ -54,6 +59,14 @@ pub(crate) const LOG_CAPACITY: u64 = 4096;
 pub(crate) fn log_record_cost(len: u64) -> u64 {
     let kept = len.min(LOG_CAPACITY);
     2 * kept + BYTE_TRANSMISSION_COST * kept
+}
+
+/// What the receiving canister pays when an ingress message is inducted: the replica's
+/// `ingress_induction_cost` (`CyclesAccountManagerConfig`, dfinity/ic
+/// `rs/config/src/subnet_config.rs`), counting the method name and argument bytes. A message
+/// that `canister_inspect_message` refuses is never inducted and costs nothing.
+pub(crate) fn ingress_induction_fee(method_name_size: u64, payload_size: u64) -> u128 {
+    INGRESS_MESSAGE_FEE + INGRESS_BYTE_FEE * u128::from(method_name_size + payload_size)
 }
 
 /// `ic0.cost_call`: what `call_perform` charges for a call (cycles sent on top).

@@ -1218,6 +1218,10 @@ impl Sim {
                 }
             }
         }
+        if let Some(c) = self.canisters.get_mut(&receiver) {
+            let fee = costs::ingress_induction_fee(method.len() as u64, arg.len() as u64);
+            c.cycles = c.cycles.saturating_sub(fee);
+        }
         let id = self.next_ingress;
         self.next_ingress += 1;
         self.ingress.insert(id, None);

@@ -134,6 +134,29 @@ fn unknown_methods_and_inspect_message_reject() {
     assert_eq!(err.error_code, ErrorCode::CanisterMethodNotFound);
 }
 
+/// An ingress message costs its receiver the induction fee once `canister_inspect_message`
+/// accepted it: 1.2M cycles plus 2,000 per byte of method name and argument (the replica's
+/// `ingress_induction_cost`, application subnet); execution is charged when it runs. A message
+/// the canister refuses is never inducted and costs it nothing (interface spec, "Ingress message
+/// inspection").
+#[test]
+fn ingress_costs_its_induction_only_when_inspect_message_accepts_it() {
+    let (pic, id) = setup();
+    let before = pic.cycle_balance(id);
+    let arg = encode_args(()).unwrap();
+    for _ in 0..1_000 {
+        let err = pic
+            .submit_call(id, Principal::anonymous(), "forbidden", arg.clone())
+            .unwrap_err();
+        assert_eq!(err.error_code, ErrorCode::CanisterRejectedMessage);
+    }
+    assert_eq!(pic.cycle_balance(id), before, "refused ingress is free");
+    pic.submit_call(id, Principal::anonymous(), "inc", arg.clone())
+        .unwrap();
+    let induction = 1_200_000 + 2_000 * ("inc".len() + arg.len()) as u128;
+    assert_eq!(before - pic.cycle_balance(id), induction);
+}
+
 #[test]
 fn system_api_reports_identity_time_cycles_and_controllers() {
     let (pic, id) = setup();
