@@ -364,6 +364,12 @@ fn main() {
                 f.rollout_secs,
                 load()
             );
+            if f.rounds < f.lower_bound {
+                println!(
+                    "the rollout beat its lower bound ({} < {}): the subnet model no longer describes ic_sim",
+                    f.rounds, f.lower_bound
+                );
+            }
             if name == "ours" {
                 results.push(f);
             }
