@@ -132,15 +132,18 @@ struct Figures {
     rollout_secs: f64,
 }
 
-/// A manager with `size` v1 canisters, provisioned in batches as owners would arrive, and v2
+/// A manager with `size` v1 canisters, provisioned in batches as owners would arrive (at most
+/// [`CONCURRENT_CREATIONS`] at once, what the manager takes before it answers `Busy`), and v2
 /// published; the first canister's id.
+const CONCURRENT_CREATIONS: u32 = 200;
+
 fn provisioned(size: u32) -> (Fleet, candid::Principal) {
     let fleet = fleet_for(size);
     fleet.publish_default("1.0.0", &user_wasm(false));
     let mut first = 0;
     let mut canister = None;
     while first < size {
-        let n = (size - first).min(500);
+        let n = (size - first).min(CONCURRENT_CREATIONS);
         let made = fleet.provision(first, n);
         canister = canister.or(made.first().map(|c| c.canister_id));
         first += n;
