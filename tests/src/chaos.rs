@@ -28,10 +28,17 @@
 //! every round in which a canister is stopped or the registry could have changed, and at rest.
 
 use crate::rollout::*;
-use crate::{padded, Fleet};
+use crate::{padded, try_call_on, Fleet};
 use candid::{encode_one, Principal};
+use fleet_api::endpoint::Endpoint;
+use fleet_api::manager::method::{ListUserCanisters, SetUpgradePolicy, UpdateSettings};
 use fleet_api::manager::*;
+use fleet_api::rollout::method::{
+    AbortRollout, Drain, EndDrain, GetRolloutStatus, PauseRollout, RequestUpgrade, ResumeRollout,
+    Rollback, RolloutResults, StartRollout,
+};
 use fleet_api::rollout::*;
+use fleet_api::user::method::Get;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
@@ -255,45 +262,47 @@ impl World {
     }
 
     fn status(&self) -> Option<RolloutStatus> {
-        let s: Result<Option<RolloutStatus>, QueryError> =
-            self.fleet.read(self.fleet.controller, "rollout_status", ());
-        s.ok().flatten()
+        let s = self
+            .fleet
+            .ask::<GetRolloutStatus>(self.fleet.controller, ());
+        s.into_result().ok().flatten()
     }
 
     fn results(&self) -> Vec<RolloutCanisterResult> {
-        let page: Result<Option<RolloutResultsPage>, QueryError> = self.fleet.read(
-            self.fleet.controller,
-            "rollout_results",
-            RolloutResultsArg {
-                start_after: None,
-                limit: Some(MAX_ROLLOUT_PAGE),
-            },
-        );
-        page.ok().flatten().map(|p| p.results).unwrap_or_default()
+        let arg = RolloutResultsArg {
+            start_after: None,
+            limit: Some(MAX_ROLLOUT_PAGE),
+        };
+        let page = self
+            .fleet
+            .ask::<RolloutResults>(self.fleet.controller, (arg,));
+        let page = page.into_result().ok().flatten();
+        page.map(|p| p.results).unwrap_or_default()
     }
 
     fn registry(&self) -> Vec<UserCanister> {
-        let page: Result<UserCanisterPage, ListUserCanistersError> = self.fleet.read(
-            self.fleet.controller,
-            "list_user_canisters",
-            ListUserCanistersArg {
-                filter: CanisterFilter::All,
-                start_after: None,
-                limit: Some(MAX_PAGE_SIZE),
-            },
-        );
-        page.map(|p| p.canisters).unwrap_or_default()
+        let arg = ListUserCanistersArg {
+            filter: CanisterFilter::All,
+            start_after: None,
+            limit: Some(MAX_PAGE_SIZE),
+        };
+        let page = self
+            .fleet
+            .ask::<ListUserCanisters>(self.fleet.controller, (arg,));
+        page.into_result().map(|p| p.canisters).unwrap_or_default()
     }
 
-    /// An update as the operator; rejects (the manager is frozen) are tolerated, traps are
-    /// caught by invariant 6.
-    fn operator<A: candid::CandidType>(&self, method: &str, arg: A) {
-        let _ = self.fleet.sim.update_call(
-            self.fleet.manager,
-            self.fleet.controller,
-            method,
-            encode_one(arg).expect("encoding"),
-        );
+    /// An update as the operator; rejects (the manager is frozen) and refusals are tolerated,
+    /// traps are caught by invariant 6.
+    fn operator<E: Endpoint>(&self, args: E::Args) {
+        let _ = self.fleet.try_ask::<E>(self.fleet.controller, args);
+    }
+
+    /// Starts (`Drain`) or ends (`EndDrain`) a drain as the operator; `None` when the manager
+    /// rejects the call or refuses.
+    fn drain<E: Endpoint<Args = (), Reply = DrainReply>>(&self) -> Option<DrainStatus> {
+        let reply = self.fleet.try_ask::<E>(self.fleet.controller, ()).ok()?;
+        reply.into_result().ok()
     }
 
     fn second_rollout(&self, rng: &mut Rng) -> Event {
@@ -392,7 +401,8 @@ impl World {
             fail_health: bool,
             trap_health: bool,
         }
-        // The recovery principal is a controller, which the switch requires.
+        // The recovery principal is a controller, which the switch requires. `set_faults`
+        // exists only in `fault_switch` builds, so no endpoint type declares it.
         let _ = self.fleet.sim.update_call(
             self.ids[i],
             recovery(i as u32),
@@ -450,31 +460,25 @@ impl World {
                     self.upgrade_manager();
                 }
             }
-            Event::Pause => self.operator("pause_rollout", ()),
-            Event::Resume => self.operator("resume_rollout", ()),
-            Event::Abort => self.operator("abort_rollout", ()),
-            Event::Rollback => self.operator(
-                "rollback",
-                RollbackArg::ToRelease {
-                    to_version: "1.0.0".into(),
-                    limits: None,
-                },
-            ),
+            Event::Pause => self.operator::<PauseRollout>(()),
+            Event::Resume => self.operator::<ResumeRollout>(()),
+            Event::Abort => self.operator::<AbortRollout>(()),
+            Event::Rollback => self.operator::<Rollback>((RollbackArg::ToRelease {
+                to_version: "1.0.0".into(),
+                limits: None,
+            },)),
             Event::SecondRollout(ref plan) => {
                 self.rollouts += 1;
-                self.operator("start_rollout", plan.as_ref().clone());
+                self.operator::<StartRollout>((plan.as_ref().clone(),));
             }
             Event::Request(i) => {
-                let _ = sim.update_call(
-                    self.fleet.manager,
-                    owner(i as u32),
-                    "request_upgrade",
-                    candid::encode_one(RequestUpgradeArg {
-                        canister_id: Some(self.ids[i]),
-                        target_version: None,
-                    })
-                    .unwrap(),
-                );
+                let arg = RequestUpgradeArg {
+                    canister_id: Some(self.ids[i]),
+                    target_version: None,
+                };
+                let _ = self
+                    .fleet
+                    .try_ask::<RequestUpgrade>(owner(i as u32), (arg,));
             }
             Event::Policy { canister, manual } => {
                 let policy = if manual {
@@ -482,16 +486,13 @@ impl World {
                 } else {
                     UpgradePolicy::Auto
                 };
-                let _ = sim.update_call(
-                    self.fleet.manager,
-                    owner(canister as u32),
-                    "set_upgrade_policy",
-                    encode_one(SetUpgradePolicyArg {
-                        canister_id: self.ids[canister],
-                        policy,
-                    })
-                    .unwrap(),
-                );
+                let arg = SetUpgradePolicyArg {
+                    canister_id: self.ids[canister],
+                    policy,
+                };
+                let _ = self
+                    .fleet
+                    .try_ask::<SetUpgradePolicy>(owner(canister as u32), (arg,));
             }
         }
     }
@@ -501,23 +502,9 @@ impl World {
     /// ready in time, as an operator would.
     fn upgrade_manager(&mut self) {
         let f = &self.fleet;
-        let drain = |method: &str| -> Option<DrainStatus> {
-            let bytes = f
-                .sim
-                .update_call(
-                    f.manager,
-                    f.controller,
-                    method,
-                    candid::encode_args(()).unwrap(),
-                )
-                .ok()?;
-            candid::decode_one::<Result<DrainStatus, DrainError>>(&bytes)
-                .ok()?
-                .ok()
-        };
         let mut ready = false;
         for _ in 0..600 {
-            match drain("drain") {
+            match self.drain::<Drain>() {
                 Some(d) if d.ready => {
                     ready = true;
                     break;
@@ -542,7 +529,7 @@ impl World {
                 .start_canister(f.manager, Some(f.controller))
                 .expect("starting the manager");
         }
-        drain("end_drain");
+        self.drain::<EndDrain>();
     }
 
     /// Lifts faults whose time is over.
@@ -571,7 +558,7 @@ impl World {
                 self.manager_dry_until = None;
                 // The first update call after the top-up wakes the manager's lost timer; an
                 // operator's no-op settings update stands for any call.
-                self.operator("update_settings", SettingsUpdate::default());
+                self.operator::<UpdateSettings>((SettingsUpdate::default(),));
             }
         }
     }
@@ -772,10 +759,7 @@ pub fn run_seed(seed: u64, opts: &Options) -> Result<SeedReport, Violation> {
             w.apply(&e);
         }
         if !started {
-            let r: Result<RolloutStarted, StartRolloutError> =
-                w.fleet
-                    .call(w.fleet.controller, "start_rollout", plan.clone());
-            if let Err(e) = r {
+            if let Err(e) = w.fleet.start_rollout(plan.clone()) {
                 return Err(w.violation(format!("the first rollout was refused: {e:?}")));
             }
             started = true;
@@ -804,7 +788,7 @@ pub fn run_seed(seed: u64, opts: &Options) -> Result<SeedReport, Violation> {
         }
         if w.round >= deadline {
             let f = &w.fleet;
-            let m: FleetMetrics = f.read(Principal::anonymous(), "metrics", ());
+            let m = f.metrics();
             return Err(w.violation(format!(
                 "invariant 7: no rest {} rounds after the faults stopped: {:?}; the manager: \
                  running {:?}, balance {}, liquid {}, draining {}, timer silent {} s, calls in \
@@ -825,22 +809,9 @@ pub fn run_seed(seed: u64, opts: &Options) -> Result<SeedReport, Violation> {
     w.check(true)?;
     for (i, id) in w.ids.iter().enumerate() {
         for k in 0..NOTES {
-            let reply = w
-                .fleet
-                .sim
-                .query_call(
-                    *id,
-                    owner(i as u32),
-                    "get",
-                    encode_one(note_key(k)).unwrap(),
-                )
-                .map_err(|e| format!("{e:?}"))
-                .and_then(|bytes| {
-                    candid::decode_one::<
-                        Result<Option<fleet_api::user::Note>, fleet_api::user::NoteError>,
-                    >(&bytes)
-                    .map_err(|e| e.to_string())
-                });
+            let reply = try_call_on::<Get>(&w.fleet.sim, *id, owner(i as u32), (note_key(k),))
+                .map(|r| r.into_result())
+                .map_err(|e| format!("{e:?}"));
             let text = match reply {
                 Ok(Ok(Some(note))) => note.text,
                 other => {

@@ -1,15 +1,20 @@
 //! Shared helpers of the end-to-end tests: a simulated IC with the fleet manager installed, and
-//! typed calls to it.
+//! typed calls to it and to the user canisters. A call names its method by its `fleet_api`
+//! endpoint type ([`Fleet::ask`], [`call_on`], [`submit`]), which fixes the method's name, its
+//! kind (query or update), its arguments and its reply.
 //!
 //! The tests are written against the PocketIc-shaped API of `ic_sim` so that they read the same
 //! on a PocketIC server.
 
-use candid::utils::{ArgumentDecoder, ArgumentEncoder};
-use candid::{decode_args, encode_args, encode_one, CandidType, Principal};
+use candid::{decode_one, encode_args, encode_one, Principal};
+use fleet_api::endpoint::{CallKind, Endpoint};
+use fleet_api::manager::method::{
+    BeginRelease, FinalizeRelease, SetDefaultRelease, UploadReleaseChunk, UserCanisterCount,
+};
 use fleet_api::manager::{
     BeginUpload, ManagerInitArg, RateLimit, ReleaseMeta, UploadReleaseChunkArg,
 };
-use ic_sim::IcSim;
+use ic_sim::{IcSim, RawMessageId, RejectResponse};
 use sha2::{Digest, Sha256};
 
 pub use fleet_api;
@@ -72,6 +77,54 @@ fn leb128(out: &mut Vec<u8>, mut value: u64) {
     }
 }
 
+/// Calls `E` on `canister` as `sender`, as a query or an update as `E::KIND` says; a reject is
+/// returned. Panics on a reply that does not decode as `E::Reply`.
+pub fn try_call_on<E: Endpoint>(
+    sim: &IcSim,
+    canister: Principal,
+    sender: Principal,
+    args: E::Args,
+) -> Result<E::Reply, RejectResponse> {
+    let payload = encode::<E>(args);
+    let reply = match E::KIND {
+        CallKind::Query => sim.query_call(canister, sender, E::NAME, payload),
+        CallKind::Update => sim.update_call(canister, sender, E::NAME, payload),
+    }?;
+    Ok(decode_reply::<E>(&reply))
+}
+
+/// Calls `E` on `canister` as `sender` and decodes its reply; panics on a reject.
+pub fn call_on<E: Endpoint>(
+    sim: &IcSim,
+    canister: Principal,
+    sender: Principal,
+    args: E::Args,
+) -> E::Reply {
+    try_call_on::<E>(sim, canister, sender, args)
+        .unwrap_or_else(|e| panic!("{} on {canister} rejected: {e:?}", E::NAME))
+}
+
+/// Submits a call of `E` to `canister` as `sender` as an ingress message, which runs in the
+/// next round; its reply decodes with [`decode_reply`].
+pub fn submit<E: Endpoint>(
+    sim: &IcSim,
+    canister: Principal,
+    sender: Principal,
+    args: E::Args,
+) -> RawMessageId {
+    sim.submit_call(canister, sender, E::NAME, encode::<E>(args))
+        .unwrap_or_else(|e| panic!("submitting {} to {canister}: {e:?}", E::NAME))
+}
+
+fn encode<E: Endpoint>(args: E::Args) -> Vec<u8> {
+    encode_args(args).unwrap_or_else(|e| panic!("encoding {} arguments: {e}", E::NAME))
+}
+
+/// `E`'s reply from its bytes; panics on bytes that are not one.
+pub fn decode_reply<E: Endpoint>(bytes: &[u8]) -> E::Reply {
+    decode_one(bytes).unwrap_or_else(|e| panic!("decoding {} reply: {e}", E::NAME))
+}
+
 /// A simulated IC with the fleet manager installed and controlled by `controller`.
 pub struct Fleet {
     pub sim: IcSim,
@@ -115,83 +168,47 @@ impl Fleet {
         }))
     }
 
-    /// Calls an update method of the manager and decodes its reply; panics on a reject, which
+    /// Calls `E` on the manager as `sender` and decodes its reply; panics on a reject, which
     /// the manager's typed endpoints never produce for bad input.
-    pub fn update<A, R>(&self, sender: Principal, method: &str, args: A) -> R
-    where
-        A: ArgumentEncoder,
-        R: for<'a> ArgumentDecoder<'a>,
-    {
-        let payload = encode_args(args).expect("encoding call arguments");
-        let reply = self
-            .sim
-            .update_call(self.manager, sender, method, payload)
-            .unwrap_or_else(|e| panic!("{method} rejected: {e:?}"));
-        decode_args(&reply).unwrap_or_else(|e| panic!("decoding {method} reply: {e}"))
+    pub fn ask<E: Endpoint>(&self, sender: Principal, args: E::Args) -> E::Reply {
+        call_on::<E>(&self.sim, self.manager, sender, args)
     }
 
-    pub fn query<A, R>(&self, sender: Principal, method: &str, args: A) -> R
-    where
-        A: ArgumentEncoder,
-        R: for<'a> ArgumentDecoder<'a>,
-    {
-        let payload = encode_args(args).expect("encoding query arguments");
-        let reply = self
-            .sim
-            .query_call(self.manager, sender, method, payload)
-            .unwrap_or_else(|e| panic!("{method} rejected: {e:?}"));
-        decode_args(&reply).unwrap_or_else(|e| panic!("decoding {method} reply: {e}"))
-    }
-
-    /// Shorthand for single-argument, single-result calls.
-    pub fn call<A: CandidType, R>(&self, sender: Principal, method: &str, arg: A) -> R
-    where
-        R: for<'a> candid::Deserialize<'a> + CandidType,
-    {
-        let (r,): (R,) = self.update(sender, method, (arg,));
-        r
-    }
-
-    pub fn read<A: CandidType, R>(&self, sender: Principal, method: &str, arg: A) -> R
-    where
-        R: for<'a> candid::Deserialize<'a> + CandidType,
-    {
-        let (r,): (R,) = self.query(sender, method, (arg,));
-        r
+    /// Calls `E` on the manager as `sender`; a reject (a frozen or stopped manager) is returned.
+    pub fn try_ask<E: Endpoint>(
+        &self,
+        sender: Principal,
+        args: E::Args,
+    ) -> Result<E::Reply, RejectResponse> {
+        try_call_on::<E>(&self.sim, self.manager, sender, args)
     }
 
     /// Publishes `wasm` as `version` through the release endpoints, one 1 MiB chunk per
     /// message, as the CLI does, and returns the finalized release.
     pub fn publish(&self, sender: Principal, version: &str, wasm: &[u8]) -> ReleaseMeta {
-        let begin: Result<fleet_api::manager::UploadStatus, fleet_api::manager::BeginReleaseError> =
-            self.call(
-                sender,
-                "begin_release",
-                BeginUpload {
-                    version: version.to_string(),
-                    total_size: wasm.len() as u64,
-                    sha256: sha256(wasm),
-                    notes: format!("release {version}"),
-                },
-            );
-        begin.expect("begin_release");
+        let begin = BeginUpload {
+            version: version.to_string(),
+            total_size: wasm.len() as u64,
+            sha256: sha256(wasm),
+            notes: format!("release {version}"),
+        };
+        self.ask::<BeginRelease>(sender, (begin,))
+            .into_result()
+            .expect("begin_release");
         for (index, chunk) in wasm.chunks(CHUNK).enumerate() {
-            let put: Result<(), fleet_api::manager::UploadReleaseChunkError> = self.call(
-                sender,
-                "upload_release_chunk",
-                UploadReleaseChunkArg {
-                    version: version.to_string(),
-                    index: index as u32,
-                    bytes: chunk.to_vec(),
-                },
-            );
-            put.expect("upload_release_chunk");
+            let arg = UploadReleaseChunkArg {
+                version: version.to_string(),
+                index: index as u32,
+                bytes: chunk.to_vec(),
+            };
+            self.ask::<UploadReleaseChunk>(sender, (arg,))
+                .into_result()
+                .expect("upload_release_chunk");
         }
-        let done: Result<
-            fleet_api::manager::FinalizedRelease,
-            fleet_api::manager::FinalizeReleaseError,
-        > = self.call(sender, "finalize_release", version.to_string());
-        let done = done.expect("finalize_release");
+        let done = self
+            .ask::<FinalizeRelease>(sender, (version.to_string(),))
+            .into_result()
+            .expect("finalize_release");
         assert_eq!(done.mirror_error, None, "mirroring {version}");
         done.release
     }
@@ -199,14 +216,14 @@ impl Fleet {
     /// Publishes `wasm` as `version` and makes it the default release.
     pub fn publish_default(&self, version: &str, wasm: &[u8]) -> ReleaseMeta {
         let meta = self.publish(self.controller, version, wasm);
-        let set: Result<fleet_api::manager::Settings, fleet_api::manager::SetDefaultReleaseError> =
-            self.call(self.controller, "set_default_release", version.to_string());
-        set.expect("set_default_release");
+        self.ask::<SetDefaultRelease>(self.controller, (version.to_string(),))
+            .into_result()
+            .expect("set_default_release");
         meta
     }
 
     pub fn user_canister_count(&self) -> u64 {
-        self.read(Principal::anonymous(), "user_canister_count", ())
+        self.ask::<UserCanisterCount>(Principal::anonymous(), ())
     }
 }
 
@@ -225,11 +242,15 @@ pub mod rollout {
     //! rounds, and reading the manager's rollout status, results and logs from outside.
 
     use super::*;
-    use candid::decode_one;
-    use fleet_api::manager::{CreateUserCanisterArg, CreateUserCanisterError, UserCanister};
+    use fleet_api::manager::method::CreateUserCanister;
+    use fleet_api::manager::{CreateUserCanisterArg, UserCanister};
+    use fleet_api::rollout::method::{
+        GetRolloutStatus, HttpRequestQuery, Metrics, PipelineLog, RolloutEvents, RolloutResults,
+        StartRollout,
+    };
     use fleet_api::rollout::*;
-    use fleet_api::user::{Note, NoteError};
-    use ic_sim::RawMessageId;
+    use fleet_api::user::method::{Get, Put};
+    use fleet_api::user::PutNoteArg;
     use std::collections::BTreeMap;
     use std::time::Duration;
 
@@ -277,8 +298,13 @@ pub mod rollout {
             self.sim.tick();
         }
 
-        /// Submits every message and runs rounds until all have answered; returns the replies.
-        pub fn run_all(&self, messages: Vec<RawMessageId>, max_rounds: u64) -> Vec<Vec<u8>> {
+        /// Runs rounds until every submitted call of `E` has answered; returns the replies in
+        /// the order of `messages`. Panics on a reject.
+        pub fn run_all<E: Endpoint>(
+            &self,
+            messages: Vec<RawMessageId>,
+            max_rounds: u64,
+        ) -> Vec<E::Reply> {
             let mut replies: Vec<Option<Vec<u8>>> = vec![None; messages.len()];
             for _ in 0..max_rounds {
                 let mut pending = false;
@@ -286,13 +312,16 @@ pub mod rollout {
                     if replies[i].is_none() {
                         match self.sim.ingress_status(m) {
                             Some(Ok(bytes)) => replies[i] = Some(bytes),
-                            Some(Err(e)) => panic!("message {i} rejected: {e:?}"),
+                            Some(Err(e)) => panic!("{} message {i} rejected: {e:?}", E::NAME),
                             None => pending = true,
                         }
                     }
                 }
                 if !pending {
-                    return replies.into_iter().map(|r| r.expect("answered")).collect();
+                    return replies
+                        .into_iter()
+                        .map(|r| decode_reply::<E>(&r.expect("answered")))
+                        .collect();
                 }
                 self.step();
             }
@@ -307,23 +336,12 @@ pub mod rollout {
                     let arg = CreateUserCanisterArg {
                         recovery_principal: recovery(i),
                     };
-                    self.sim
-                        .submit_call(
-                            self.manager,
-                            owner(i),
-                            "create_user_canister",
-                            encode_one(arg).unwrap(),
-                        )
-                        .expect("submitting create_user_canister")
+                    submit::<CreateUserCanister>(&self.sim, self.manager, owner(i), (arg,))
                 })
                 .collect();
-            self.run_all(messages, 10_000)
+            self.run_all::<CreateUserCanister>(messages, 10_000)
                 .into_iter()
-                .map(|bytes| {
-                    decode_one::<Result<UserCanister, CreateUserCanisterError>>(&bytes)
-                        .unwrap()
-                        .expect("create_user_canister")
-                })
+                .map(|reply| reply.into_result().expect("create_user_canister"))
                 .collect()
         }
 
@@ -345,38 +363,23 @@ pub mod rollout {
             let mut messages = Vec::new();
             for (n, id) in canisters {
                 for k in 0..notes {
-                    messages.push(
-                        self.sim
-                            .submit_call(
-                                *id,
-                                owner(*n),
-                                "put",
-                                encode_one(fleet_api::user::PutNoteArg {
-                                    key: note_key(k),
-                                    text: note_text(*n, k),
-                                })
-                                .unwrap(),
-                            )
-                            .expect("submitting put"),
-                    );
+                    let arg = PutNoteArg {
+                        key: note_key(k),
+                        text: note_text(*n, k),
+                    };
+                    messages.push(submit::<Put>(&self.sim, *id, owner(*n), (arg,)));
                 }
             }
-            for bytes in self.run_all(messages, 1_000) {
-                decode_one::<Result<(), NoteError>>(&bytes)
-                    .unwrap()
-                    .expect("put");
+            for reply in self.run_all::<Put>(messages, 1_000) {
+                reply.into_result().expect("put");
             }
         }
 
         /// Asserts that owner `n`'s notes read back as written.
         pub fn assert_notes(&self, n: u32, canister: Principal, notes: u32) {
             for k in 0..notes {
-                let reply = self
-                    .sim
-                    .query_call(canister, owner(n), "get", encode_one(note_key(k)).unwrap())
-                    .unwrap_or_else(|e| panic!("get on {canister}: {e:?}"));
-                let note = decode_one::<Result<Option<Note>, NoteError>>(&reply)
-                    .unwrap()
+                let note = call_on::<Get>(&self.sim, canister, owner(n), (note_key(k),))
+                    .into_result()
                     .expect("get");
                 assert_eq!(
                     note.map(|n| n.text),
@@ -390,22 +393,23 @@ pub mod rollout {
             &self,
             plan: RolloutPlanArg,
         ) -> Result<RolloutStarted, StartRolloutError> {
-            self.call(self.controller, "start_rollout", plan)
+            self.ask::<StartRollout>(self.controller, (plan,))
+                .into_result()
         }
 
         pub fn rollout_status(&self) -> RolloutStatus {
-            let s: Result<Option<RolloutStatus>, fleet_api::manager::QueryError> =
-                self.read(self.controller, "rollout_status", ());
-            s.expect("rollout_status").expect("a rollout exists")
+            self.ask::<GetRolloutStatus>(self.controller, ())
+                .into_result()
+                .expect("rollout_status")
+                .expect("a rollout exists")
         }
 
-        pub fn control(&self, method: &str) -> Result<RolloutStatus, RolloutControlError> {
-            self.update::<_, (Result<RolloutStatus, RolloutControlError>,)>(
-                self.controller,
-                method,
-                (),
-            )
-            .0
+        /// Pauses, resumes or aborts the rollout as the controller.
+        pub fn control<E>(&self) -> Result<RolloutStatus, RolloutControlError>
+        where
+            E: Endpoint<Args = (), Reply = RolloutControlReply>,
+        {
+            self.ask::<E>(self.controller, ()).into_result()
         }
 
         /// Runs rounds until `done` holds for the status; returns the rounds it took.
@@ -435,16 +439,15 @@ pub mod rollout {
             let mut out = Vec::new();
             let mut after = None;
             loop {
-                let page: Result<Option<RolloutResultsPage>, fleet_api::manager::QueryError> = self
-                    .read(
-                        self.controller,
-                        "rollout_results",
-                        RolloutResultsArg {
-                            start_after: after,
-                            limit: Some(100),
-                        },
-                    );
-                let page = page.unwrap().expect("a rollout exists");
+                let arg = RolloutResultsArg {
+                    start_after: after,
+                    limit: Some(100),
+                };
+                let page = self
+                    .ask::<RolloutResults>(self.controller, (arg,))
+                    .into_result()
+                    .unwrap()
+                    .expect("a rollout exists");
                 out.extend(page.results);
                 match page.next {
                     Some(n) => after = Some(n),
@@ -454,77 +457,38 @@ pub mod rollout {
         }
 
         pub fn rollout_events(&self) -> Vec<Event> {
-            let mut out = Vec::new();
-            let mut from = 0;
-            loop {
-                let page: Result<Option<RolloutEventsPage>, fleet_api::manager::QueryError> = self
-                    .read(
-                        self.controller,
-                        "rollout_events",
-                        LogPageArg {
-                            from,
-                            limit: Some(MAX_ROLLOUT_PAGE),
-                        },
-                    );
-                let page = page.unwrap().expect("a rollout exists");
-                if page.events.is_empty() {
-                    return out;
-                }
-                from = page.events.last().unwrap().0 + 1;
-                out.extend(page.events.into_iter().map(|(_, e)| e));
-            }
+            read_log(|arg| {
+                let page = self.ask::<RolloutEvents>(self.controller, (arg,));
+                page.into_result()
+                    .unwrap()
+                    .expect("a rollout exists")
+                    .events
+            })
         }
 
         /// The manager's pipeline log entries of rollout `id`.
         pub fn pipeline_log(&self, id: u64) -> Vec<PipelineLogEntry> {
-            let mut out = Vec::new();
-            let mut from = 0;
-            loop {
-                let page: Result<PipelineLogPage, fleet_api::manager::QueryError> = self.read(
-                    self.controller,
-                    "pipeline_log",
-                    LogPageArg {
-                        from,
-                        limit: Some(MAX_ROLLOUT_PAGE),
-                    },
-                );
-                let page = page.unwrap();
-                if page.entries.is_empty() {
-                    return out;
-                }
-                from = page.entries.last().unwrap().0 + 1;
-                out.extend(
-                    page.entries
-                        .into_iter()
-                        .map(|(_, e)| e)
-                        .filter(|e| e.rollout_id == id),
-                );
-            }
+            let log = read_log(|arg| {
+                let page = self.ask::<PipelineLog>(self.controller, (arg,));
+                page.into_result().unwrap().entries
+            });
+            log.into_iter().filter(|e| e.rollout_id == id).collect()
         }
 
         /// The manager's aggregate metrics, as anyone reads them.
         pub fn metrics(&self) -> FleetMetrics {
-            self.read(Principal::anonymous(), "metrics", ())
+            self.ask::<Metrics>(Principal::anonymous(), ())
         }
 
         /// `GET /metrics` through the manager's `http_request`, as a scraper reads it.
         pub fn metrics_text(&self) -> String {
-            let reply = self
-                .sim
-                .query_call(
-                    self.manager,
-                    Principal::anonymous(),
-                    "http_request",
-                    encode_one(HttpRequest {
-                        method: "GET".into(),
-                        url: "/metrics".into(),
-                        headers: vec![],
-                        body: vec![],
-                    })
-                    .unwrap(),
-                )
-                .expect("http_request");
-            let reply: HttpResponse = decode_one(&reply).unwrap();
+            let request = HttpRequest {
+                method: "GET".into(),
+                url: "/metrics".into(),
+                headers: vec![],
+                body: vec![],
+            };
+            let reply = self.ask::<HttpRequestQuery>(Principal::anonymous(), (request,));
             assert_eq!(reply.status_code, 200);
             String::from_utf8(reply.body).expect("metrics are text")
         }
@@ -542,6 +506,24 @@ pub mod rollout {
             let mut c = self.sim.get_controllers(canister);
             c.sort();
             c
+        }
+    }
+
+    /// Every entry of a numbered log, read page by page from the start: `page` reads the
+    /// entries from `arg.from` on, none past the end.
+    fn read_log<T>(mut page: impl FnMut(LogPageArg) -> Vec<(u64, T)>) -> Vec<T> {
+        let mut out = Vec::new();
+        let mut from = 0;
+        loop {
+            let entries = page(LogPageArg {
+                from,
+                limit: Some(MAX_ROLLOUT_PAGE),
+            });
+            let Some(&(last, _)) = entries.last() else {
+                return out;
+            };
+            from = last + 1;
+            out.extend(entries.into_iter().map(|(_, e)| e));
         }
     }
 

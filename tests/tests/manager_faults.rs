@@ -6,7 +6,10 @@
 //! canister status, controllers and user data.
 
 use candid::Principal;
+use fleet_api::endpoint::Endpoint;
+use fleet_api::manager::method::{AdoptCanister, GetUserCanister};
 use fleet_api::manager::*;
+use fleet_api::rollout::method::{AbortRollout, Drain, EndDrain, PauseRollout, ResumeRollout};
 use fleet_api::rollout::*;
 use fleet_tests::rollout::*;
 use fleet_tests::{sha256, user_wasm, Fleet};
@@ -28,15 +31,15 @@ fn plan(version: &str, in_flight: u32) -> RolloutPlanArg {
     plan
 }
 
-fn drain(fleet: &Fleet, method: &str) -> DrainStatus {
-    let r: Result<DrainStatus, DrainError> = fleet.call(fleet.controller, method, ());
-    r.expect(method)
+/// Starts (`Drain`) or ends (`EndDrain`) a drain as the controller.
+fn drain<E: Endpoint<Args = (), Reply = DrainReply>>(fleet: &Fleet) -> DrainStatus {
+    let r = fleet.ask::<E>(fleet.controller, ());
+    r.into_result().expect(E::NAME)
 }
 
 fn record(fleet: &Fleet, id: Principal) -> UserCanister {
-    let r: Result<UserCanister, GetUserCanisterError> =
-        fleet.read(fleet.controller, "get_user_canister", id);
-    r.expect("get_user_canister")
+    let r = fleet.ask::<GetUserCanister>(fleet.controller, (id,));
+    r.into_result().expect("get_user_canister")
 }
 
 /// Every canister runs, keeps its controllers and its notes, and runs `module`.
@@ -71,10 +74,10 @@ fn ending_a_drain_never_lifts_a_halt_or_a_pause() {
     );
 
     // Drain during the halt, then end the drain: still halted, nothing starts.
-    let d = drain(&fleet, "drain");
+    let d = drain::<Drain>(&fleet);
     assert!(d.draining && d.ready, "{d:?}");
     assert_eq!(fleet.rollout_status().hold, Some(Hold::Draining));
-    let d = drain(&fleet, "end_drain");
+    let d = drain::<EndDrain>(&fleet);
     assert!(!d.draining);
     for _ in 0..30 {
         fleet.step();
@@ -89,22 +92,22 @@ fn ending_a_drain_never_lifts_a_halt_or_a_pause() {
 
     // Resume is the operator's decision, separate from the drain; a drain of a running
     // rollout holds starts without pausing it, and resume does not end the drain.
-    fleet.control("abort_rollout").expect("abort");
+    fleet.control::<AbortRollout>().expect("abort");
     fleet.run_to_rest(500);
     fleet.publish(fleet.controller, "2.0.0", &user_wasm(true));
     fleet.start_rollout(plan("2.0.0", 2)).expect("start v2");
     fleet.step();
-    drain(&fleet, "drain");
+    drain::<Drain>(&fleet);
     let held_at = fleet.rollout_status();
     assert_eq!(held_at.phase, Phase::Running);
     assert_eq!(held_at.hold, Some(Hold::Draining));
     assert!(matches!(
-        fleet.control("resume_rollout"),
+        fleet.control::<ResumeRollout>(),
         Err(RolloutControlError::InvalidPhase {
             phase: Phase::Running
         })
     ));
-    assert!(drain(&fleet, "drain").draining, "resume ended the drain");
+    assert!(drain::<Drain>(&fleet).draining, "resume ended the drain");
     for _ in 0..60 {
         fleet.step();
     }
@@ -115,14 +118,14 @@ fn ending_a_drain_never_lifts_a_halt_or_a_pause() {
     );
     assert_eq!(still.counts.in_flight, 0);
     // A pause taken during the drain outlives its end.
-    fleet.control("pause_rollout").expect("pause");
-    drain(&fleet, "end_drain");
+    fleet.control::<PauseRollout>().expect("pause");
+    drain::<EndDrain>(&fleet);
     for _ in 0..10 {
         fleet.step();
     }
     assert_eq!(fleet.rollout_status().phase, Phase::Paused);
     assert_eq!(fleet.rollout_status().counts.pending, still.counts.pending);
-    fleet.control("resume_rollout").expect("resume");
+    fleet.control::<ResumeRollout>().expect("resume");
     fleet.run_to_rest(3_000);
     let done = fleet.rollout_status();
     assert_eq!(done.phase, Phase::Completed);
@@ -150,7 +153,7 @@ fn a_manager_that_ran_out_of_cycles_re_arms_its_timer_and_blames_nobody() {
     }
     // ...until the first update call reaches the manager: here an operator's resume, which is
     // refused (the rollout runs) but wakes the manager on its way in.
-    let _ = fleet.control("resume_rollout");
+    let _ = fleet.control::<ResumeRollout>();
     fleet.run_to_rest(5_000);
 
     let st = fleet.rollout_status();
@@ -307,15 +310,12 @@ fn a_busy_canister_costs_the_stop_deadline_and_ends_deferred() {
 fn refusals_name_the_real_reason() {
     let (fleet, canisters) = fleet_of(3);
     // Adoption by a caller without the role: not authorized, not "already registered".
-    let r: Result<UserCanister, AdoptCanisterError> = fleet.call(
-        fleet_tests::user(77),
-        "adopt_canister",
-        AdoptCanisterArg {
-            canister_id: canisters[0].1,
-            owner: None,
-        },
-    );
-    assert_eq!(r, Err(AdoptCanisterError::NotAuthorized));
+    let arg = AdoptCanisterArg {
+        canister_id: canisters[0].1,
+        owner: None,
+    };
+    let r = fleet.ask::<AdoptCanister>(fleet_tests::user(77), (arg,));
+    assert_eq!(r.into_result(), Err(AdoptCanisterError::NotAuthorized));
     // A plan that can never start is refused as such while another rollout runs.
     fleet.publish(fleet.controller, "2.0.0", &user_wasm(true));
     let mut slow = plan("2.0.0", 1);
@@ -360,7 +360,7 @@ fn a_brief_dry_spell_is_noticed_by_the_next_call() {
         fleet.step();
     }
     fleet.sim.add_cycles(fleet.manager, balance);
-    let _ = fleet.control("resume_rollout");
+    let _ = fleet.control::<ResumeRollout>();
     fleet.run_to_rest(500);
     assert_eq!(fleet.rollout_status().phase, Phase::Completed);
     assert_all_intact(&fleet, &canisters, &sha256(&v2));

@@ -1,53 +1,50 @@
 //! Provisioning user canisters: controllers, installed module and data as seen from outside,
 //! the registry's queries, and every refused input leaving the registry unchanged.
 
-use candid::{decode_one, encode_args, Principal};
+use candid::Principal;
+use fleet_api::endpoint::Endpoint;
+use fleet_api::manager::method::{
+    CreateUserCanister, GetUserCanister, ListUserCanisters, MyUserCanister, SetUpgradePolicy,
+};
 use fleet_api::manager::*;
-use fleet_api::user::FleetHealth;
-use fleet_tests::{user, user_wasm, Fleet};
+use fleet_api::user::method::{GetFleetHealth, Owner, Put, ReleaseSha256};
+use fleet_api::user::PutNoteArg;
+use fleet_tests::{call_on, user, user_wasm, Fleet};
 
 type Created = Result<UserCanister, CreateUserCanisterError>;
 
 fn create(fleet: &Fleet, owner: Principal, recovery: Principal) -> Created {
-    fleet.call(
-        owner,
-        "create_user_canister",
-        CreateUserCanisterArg {
-            recovery_principal: recovery,
-        },
-    )
+    let arg = CreateUserCanisterArg {
+        recovery_principal: recovery,
+    };
+    fleet.ask::<CreateUserCanister>(owner, (arg,)).into_result()
+}
+
+fn list_page(
+    fleet: &Fleet,
+    sender: Principal,
+    filter: CanisterFilter,
+    start_after: Option<Principal>,
+    limit: Option<u32>,
+) -> Result<UserCanisterPage, ListUserCanistersError> {
+    let arg = ListUserCanistersArg {
+        filter,
+        start_after,
+        limit,
+    };
+    fleet.ask::<ListUserCanisters>(sender, (arg,)).into_result()
 }
 
 fn list(fleet: &Fleet, filter: CanisterFilter) -> Vec<UserCanister> {
-    let page: Result<UserCanisterPage, ListUserCanistersError> = fleet.read(
-        fleet.controller,
-        "list_user_canisters",
-        ListUserCanistersArg {
-            filter,
-            start_after: None,
-            limit: None,
-        },
-    );
+    let page = list_page(fleet, fleet.controller, filter, None, None);
     let page = page.expect("list_user_canisters");
     assert_eq!(page.next, None);
     page.canisters
 }
 
-fn query_user<R: for<'a> candid::Deserialize<'a> + candid::CandidType>(
-    fleet: &Fleet,
-    canister: Principal,
-    method: &str,
-) -> R {
-    let reply = fleet
-        .sim
-        .query_call(
-            canister,
-            Principal::anonymous(),
-            method,
-            encode_args(()).unwrap(),
-        )
-        .unwrap_or_else(|e| panic!("{method}: {e:?}"));
-    decode_one(&reply).unwrap()
+/// A query of the user canister that takes no argument, as anyone.
+fn query_user<E: Endpoint<Args = ()>>(fleet: &Fleet, canister: Principal) -> E::Reply {
+    call_on::<E>(&fleet.sim, canister, Principal::anonymous(), ())
 }
 
 #[test]
@@ -85,34 +82,25 @@ fn each_owner_gets_one_canister_controlled_by_manager_and_recovery_running_the_d
         assert_eq!(controllers, expected);
         assert_eq!(status.module_hash, Some(meta.sha256.clone()));
 
-        let app_owner: Principal = query_user(&fleet, record.canister_id, "owner");
+        let app_owner = query_user::<Owner>(&fleet, record.canister_id);
         assert_eq!(app_owner, *owner);
-        let sha: Vec<u8> = query_user(&fleet, record.canister_id, "release_sha256");
-        assert_eq!(sha, meta.sha256);
-        let health: FleetHealth = query_user(&fleet, record.canister_id, "fleet_health");
+        let sha = query_user::<ReleaseSha256>(&fleet, record.canister_id);
+        assert_eq!(sha.into_vec(), meta.sha256);
+        let health = query_user::<GetFleetHealth>(&fleet, record.canister_id);
         assert!(health.ok, "{health:?}");
         assert_eq!(health.records, 0);
 
         // The owner, and only the owner, writes data.
         let put = |sender: Principal| {
-            let reply = fleet
-                .sim
-                .update_call(
-                    record.canister_id,
-                    sender,
-                    "put",
-                    candid::encode_one(fleet_api::user::PutNoteArg {
-                        key: "greeting".to_string(),
-                        text: format!("hello from {owner}"),
-                    })
-                    .unwrap(),
-                )
-                .unwrap();
-            decode_one::<Result<(), fleet_api::user::NoteError>>(&reply).unwrap()
+            let arg = PutNoteArg {
+                key: "greeting".to_string(),
+                text: format!("hello from {owner}"),
+            };
+            call_on::<Put>(&fleet.sim, record.canister_id, sender, (arg,)).into_result()
         };
         assert!(put(*owner).is_ok());
         assert!(put(user(77)).is_err());
-        let health: FleetHealth = query_user(&fleet, record.canister_id, "fleet_health");
+        let health = query_user::<GetFleetHealth>(&fleet, record.canister_id);
         assert_eq!(health.records, 1);
     }
     let mut sorted = ids.clone();
@@ -139,38 +127,28 @@ fn each_owner_gets_one_canister_controlled_by_manager_and_recovery_running_the_d
     let by_owner = list(&fleet, CanisterFilter::Owner(owners[1].0));
     assert_eq!(by_owner.len(), 1);
     assert_eq!(by_owner[0].canister_id, ids[1]);
-    let mine: Option<UserCanister> = fleet.read(owners[2].0, "my_user_canister", ());
+    let mine = fleet.ask::<MyUserCanister>(owners[2].0, ());
     assert_eq!(mine.unwrap().canister_id, ids[2]);
-    let got: Result<UserCanister, GetUserCanisterError> =
-        fleet.read(owners[2].1, "get_user_canister", ids[2]);
+    let got = fleet.ask::<GetUserCanister>(owners[2].1, (ids[2],));
     assert_eq!(
-        got.unwrap().owner,
+        got.into_result().unwrap().owner,
         owners[2].0,
         "the recovery principal reads the record"
     );
 
     // Pagination: pages of two cover all three.
-    let page: Result<UserCanisterPage, ListUserCanistersError> = fleet.read(
-        fleet.controller,
-        "list_user_canisters",
-        ListUserCanistersArg {
-            filter: CanisterFilter::All,
-            start_after: None,
-            limit: Some(2),
-        },
-    );
-    let page = page.unwrap();
+    let all = |start_after| {
+        list_page(
+            &fleet,
+            fleet.controller,
+            CanisterFilter::All,
+            start_after,
+            Some(2),
+        )
+    };
+    let page = all(None).unwrap();
     assert_eq!(page.canisters.len(), 2);
-    let rest: Result<UserCanisterPage, ListUserCanistersError> = fleet.read(
-        fleet.controller,
-        "list_user_canisters",
-        ListUserCanistersArg {
-            filter: CanisterFilter::All,
-            start_after: page.next,
-            limit: Some(2),
-        },
-    );
-    let rest = rest.unwrap();
+    let rest = all(page.next).unwrap();
     assert_eq!(rest.canisters.len(), 1);
     assert_eq!(rest.next, None);
 }
@@ -232,7 +210,7 @@ fn bad_creation_requests_are_refused_with_typed_errors_and_create_nothing() {
         other => panic!("expected RateLimited, got {other:?}"),
     }
     assert_eq!(fleet.user_canister_count(), 2);
-    let none: Option<UserCanister> = fleet.read(user(3), "my_user_canister", ());
+    let none = fleet.ask::<MyUserCanister>(user(3), ());
     assert_eq!(none, None);
 }
 
@@ -243,42 +221,23 @@ fn the_registry_is_private_to_operators_owners_and_recovery_principals() {
     let record = create(&fleet, user(1), user(101)).unwrap();
 
     for stranger in [Principal::anonymous(), user(50)] {
-        let page: Result<UserCanisterPage, ListUserCanistersError> = fleet.read(
-            stranger,
-            "list_user_canisters",
-            ListUserCanistersArg {
-                filter: CanisterFilter::All,
-                start_after: None,
-                limit: None,
-            },
-        );
+        let page = list_page(&fleet, stranger, CanisterFilter::All, None, None);
         assert_eq!(page, Err(ListUserCanistersError::NotAuthorized));
-        let got: Result<UserCanister, GetUserCanisterError> =
-            fleet.read(stranger, "get_user_canister", record.canister_id);
-        assert_eq!(got, Err(GetUserCanisterError::NotAuthorized));
+        let got = fleet.ask::<GetUserCanister>(stranger, (record.canister_id,));
+        assert_eq!(got.into_result(), Err(GetUserCanisterError::NotAuthorized));
     }
-    let unknown: Result<UserCanisterPage, ListUserCanistersError> = fleet.read(
-        fleet.controller,
-        "list_user_canisters",
-        ListUserCanistersArg {
-            filter: CanisterFilter::Release("7.7.7".into()),
-            start_after: None,
-            limit: None,
-        },
-    );
+    let release = CanisterFilter::Release("7.7.7".into());
+    let unknown = list_page(&fleet, fleet.controller, release, None, None);
     assert_eq!(unknown, Err(ListUserCanistersError::UnknownRelease));
 
     // Upgrade policy: the owner may change it, strangers may not, pins need a real release.
     let set =
         |sender: Principal, policy: UpgradePolicy| -> Result<UserCanister, SetUpgradePolicyError> {
-            fleet.call(
-                sender,
-                "set_upgrade_policy",
-                SetUpgradePolicyArg {
-                    canister_id: record.canister_id,
-                    policy,
-                },
-            )
+            let arg = SetUpgradePolicyArg {
+                canister_id: record.canister_id,
+                policy,
+            };
+            fleet.ask::<SetUpgradePolicy>(sender, (arg,)).into_result()
         };
     assert_eq!(
         set(user(50), UpgradePolicy::Manual),
@@ -294,6 +253,6 @@ fn the_registry_is_private_to_operators_owners_and_recovery_principals() {
             .policy,
         UpgradePolicy::Pinned("1.0.0".into())
     );
-    let mine: Option<UserCanister> = fleet.read(user(1), "my_user_canister", ());
+    let mine = fleet.ask::<MyUserCanister>(user(1), ());
     assert_eq!(mine.unwrap().policy, UpgradePolicy::Pinned("1.0.0".into()));
 }

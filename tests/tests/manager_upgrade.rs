@@ -2,6 +2,10 @@
 //! operators, the chunk-store mirror and the registry.
 
 use candid::{encode_args, Principal};
+use fleet_api::manager::method::{
+    ChunkStoreStatusQuery, CreateUserCanister, GetRelease, GetSettings, ListOperators,
+    MyUserCanister, SetOperator,
+};
 use fleet_api::manager::*;
 use fleet_tests::{user, user_wasm, Fleet};
 
@@ -9,30 +13,25 @@ use fleet_tests::{user, user_wasm, Fleet};
 fn upgrading_the_manager_keeps_all_state() {
     let fleet = Fleet::unlimited();
     let meta = fleet.publish_default("1.0.0", &user_wasm(false));
-    let r: Result<(), OperatorError> = fleet.call(
-        fleet.controller,
-        "set_operator",
-        Operator {
-            principal: user(5),
-            roles: vec![Role::Releaser, Role::Deployer],
-        },
-    );
-    r.unwrap();
-    let created: Vec<UserCanister> = (1..=2)
-        .map(|n| {
-            let r: Result<UserCanister, CreateUserCanisterError> = fleet.call(
-                user(n),
-                "create_user_canister",
-                CreateUserCanisterArg {
-                    recovery_principal: user(100 + n),
-                },
-            );
-            r.unwrap()
-        })
-        .collect();
-    let settings_before: Settings = fleet.read(Principal::anonymous(), "get_settings", ());
-    let mirror_before: ChunkStoreStatus =
-        fleet.read(Principal::anonymous(), "chunk_store_status", ());
+    let operator = Operator {
+        principal: user(5),
+        roles: vec![Role::Releaser, Role::Deployer],
+    };
+    let r = fleet.ask::<SetOperator>(fleet.controller, (operator,));
+    r.into_result().unwrap();
+    let create = |n: u8| {
+        let arg = CreateUserCanisterArg {
+            recovery_principal: user(100 + n),
+        };
+        fleet
+            .ask::<CreateUserCanister>(user(n), (arg,))
+            .into_result()
+    };
+    let created: Vec<UserCanister> = (1..=2).map(|n| create(n).unwrap()).collect();
+    let settings = || fleet.ask::<GetSettings>(Principal::anonymous(), ());
+    let mirror = || fleet.ask::<ChunkStoreStatusQuery>(Principal::anonymous(), ());
+    let settings_before = settings();
+    let mirror_before = mirror();
 
     fleet
         .sim
@@ -44,27 +43,19 @@ fn upgrading_the_manager_keeps_all_state() {
         )
         .expect("upgrading the manager");
 
-    let got: Option<ReleaseMeta> = fleet.read(Principal::anonymous(), "get_release", "1.0.0");
+    let got = fleet.ask::<GetRelease>(Principal::anonymous(), ("1.0.0".to_string(),));
     assert_eq!(got, Some(meta));
-    let settings: Settings = fleet.read(Principal::anonymous(), "get_settings", ());
-    assert_eq!(settings, settings_before);
-    let mirror: ChunkStoreStatus = fleet.read(Principal::anonymous(), "chunk_store_status", ());
-    assert_eq!(mirror, mirror_before);
-    let ops: Result<Vec<Operator>, QueryError> = fleet.read(user(5), "list_operators", ());
-    assert_eq!(ops.unwrap().len(), 1);
+    assert_eq!(settings(), settings_before);
+    assert_eq!(mirror(), mirror_before);
+    let ops = fleet.ask::<ListOperators>(user(5), ());
+    assert_eq!(ops.into_result().unwrap().len(), 1);
     assert_eq!(fleet.user_canister_count(), 2);
     for record in &created {
-        let mine: Option<UserCanister> = fleet.read(record.owner, "my_user_canister", ());
+        let mine = fleet.ask::<MyUserCanister>(record.owner, ());
         assert_eq!(mine.as_ref(), Some(record));
     }
     // Provisioning still works after the upgrade and still refuses duplicates.
-    let again: Result<UserCanister, CreateUserCanisterError> = fleet.call(
-        user(1),
-        "create_user_canister",
-        CreateUserCanisterArg {
-            recovery_principal: user(101),
-        },
-    );
+    let again = create(1);
     assert_eq!(again.unwrap().canister_id, created[0].canister_id);
     assert_eq!(fleet.user_canister_count(), 2);
 }

@@ -6,7 +6,9 @@
 //! the registry and the manager's rollout queries.
 
 use candid::Principal;
+use fleet_api::manager::method::{GetUserCanister, SetDefaultRelease};
 use fleet_api::manager::*;
+use fleet_api::rollout::method::{AbortRollout, Rollback};
 use fleet_api::rollout::*;
 use fleet_tests::rollout::*;
 use fleet_tests::{sha256, user_wasm, Fleet};
@@ -31,9 +33,8 @@ fn plan(version: &str, include: Option<Vec<Principal>>, canary: Canary) -> Rollo
 }
 
 fn record(fleet: &Fleet, id: Principal) -> UserCanister {
-    let r: Result<UserCanister, GetUserCanisterError> =
-        fleet.read(fleet.controller, "get_user_canister", id);
-    r.expect("get_user_canister")
+    let r = fleet.ask::<GetUserCanister>(fleet.controller, (id,));
+    r.into_result().expect("get_user_canister")
 }
 
 fn assert_intact(fleet: &Fleet, n: u32, id: Principal, module: &[u8]) {
@@ -108,7 +109,7 @@ fn failing_releases_halt_roll_back_and_never_leave_a_canister_stopped() {
         .iter()
         .any(|e| matches!(e.kind, EventKind::Halted(_))));
     // The operator aborts: pending canisters are dropped, nothing was left stopped.
-    fleet.control("abort_rollout").expect("abort");
+    fleet.control::<AbortRollout>().expect("abort");
     fleet.run_to_rest(500);
     let st = fleet.rollout_status();
     assert_eq!(st.phase, Phase::Aborted);
@@ -153,17 +154,17 @@ fn failing_releases_halt_roll_back_and_never_leave_a_canister_stopped() {
     // ---- a canister that cannot stop: retried with backoff, never left stopped ---------
     let stall = wasm_build::wasm("user_canister", &["fault_stall"]);
     fleet.publish(fleet.controller, "1.0.0+stall", &stall);
-    let set: Result<Settings, SetDefaultReleaseError> = fleet.call(
-        fleet.controller,
-        "set_default_release",
-        "1.0.0+stall".to_string(),
-    );
-    set.unwrap();
+    let set_default = |version: &str| {
+        fleet
+            .ask::<SetDefaultRelease>(fleet.controller, (version.to_string(),))
+            .into_result()
+            .unwrap()
+    };
+    set_default("1.0.0+stall");
     let stuck = fleet.provision(CANISTERS, 1)[0].canister_id;
-    let set: Result<Settings, SetDefaultReleaseError> =
-        fleet.call(fleet.controller, "set_default_release", "1.0.0".to_string());
-    set.unwrap();
-    // The owner starts a call that never returns: the canister cannot stop.
+    set_default("1.0.0");
+    // The owner starts a call that never returns: the canister cannot stop. `stall` exists
+    // only in `fault_stall` builds, so no endpoint type declares it.
     fleet
         .sim
         .submit_call(
@@ -244,36 +245,22 @@ fn failing_releases_halt_roll_back_and_never_leave_a_canister_stopped() {
 
     // ---- restore a chosen set from the snapshots taken before their upgrade ------------
     let restore: Vec<Principal> = healthy.iter().map(|c| c.1).collect();
-    let refused: Result<RolloutStarted, RollbackError> = fleet.call(
-        owner(1),
-        "rollback",
-        RollbackArg::RestoreSnapshots {
-            canisters: restore.clone(),
+    let restore_snapshots = |sender: Principal, canisters: Vec<Principal>| {
+        let arg = RollbackArg::RestoreSnapshots {
+            canisters,
             limits: None,
-        },
-    );
+        };
+        fleet.ask::<Rollback>(sender, (arg,)).into_result()
+    };
+    let refused = restore_snapshots(owner(1), restore.clone());
     assert_eq!(refused, Err(RollbackError::NotAuthorized));
-    let no_snapshot: Result<RolloutStarted, RollbackError> = fleet.call(
-        fleet.controller,
-        "rollback",
-        RollbackArg::RestoreSnapshots {
-            canisters: vec![stuck],
-            limits: None,
-        },
-    );
+    let no_snapshot = restore_snapshots(fleet.controller, vec![stuck]);
     // It never got as far as a snapshot.
     assert_eq!(
         no_snapshot,
         Err(RollbackError::UnknownSnapshotRelease { canister: stuck })
     );
-    let restored: Result<RolloutStarted, RollbackError> = fleet.call(
-        fleet.controller,
-        "rollback",
-        RollbackArg::RestoreSnapshots {
-            canisters: restore.clone(),
-            limits: None,
-        },
-    );
+    let restored = restore_snapshots(fleet.controller, restore.clone());
     assert_eq!(restored.expect("restore").canisters, restore.len() as u64);
     fleet.run_to_rest(1_000);
     let st = fleet.rollout_status();

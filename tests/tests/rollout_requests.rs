@@ -2,31 +2,39 @@
 //! canister's `request_upgrade`), or the owner asks the manager directly. The manager answers
 //! at once with a ticket and runs the pipeline from its timer; refused requests change nothing.
 
-use candid::{decode_one, encode_one, Principal};
+use candid::Principal;
+use fleet_api::manager::method::{GetUserCanister, SetUpgradePolicy};
 use fleet_api::manager::*;
+use fleet_api::rollout::method::{GetRolloutStatus, RequestUpgrade, Rollback};
 use fleet_api::rollout::*;
-use fleet_api::user::{RequestUpgradeViaManagerError, UpgradeTicket};
+use fleet_api::user::{method as app, RequestUpgradeViaManagerError, UpgradeTicket};
 use fleet_tests::rollout::*;
-use fleet_tests::{padded, sha256, user_wasm, Fleet};
+use fleet_tests::{call_on, padded, sha256, user_wasm, Fleet};
 
 type Requested = Result<UpgradeTicket, RequestUpgradeError>;
 
 fn request(fleet: &Fleet, caller: Principal, id: Option<Principal>, v: Option<&str>) -> Requested {
-    let (r,): (Requested,) = fleet.update(
-        caller,
-        "request_upgrade",
-        (RequestUpgradeArg {
-            canister_id: id,
-            target_version: v.map(str::to_string),
-        },),
-    );
-    r
+    let arg = RequestUpgradeArg {
+        canister_id: id,
+        target_version: v.map(str::to_string),
+    };
+    fleet.ask::<RequestUpgrade>(caller, (arg,)).into_result()
+}
+
+/// The owner `caller` makes user canister `id` ask the manager for an upgrade itself.
+fn request_via_canister(
+    fleet: &Fleet,
+    id: Principal,
+    caller: Principal,
+    v: Option<&str>,
+) -> Result<UpgradeTicket, RequestUpgradeViaManagerError> {
+    let version = v.map(str::to_string);
+    call_on::<app::RequestUpgrade>(&fleet.sim, id, caller, (version,)).into_result()
 }
 
 fn release_of(fleet: &Fleet, id: Principal) -> String {
-    let r: Result<UserCanister, GetUserCanisterError> =
-        fleet.read(fleet.controller, "get_user_canister", id);
-    r.unwrap().current_release.unwrap().version
+    let r = fleet.ask::<GetUserCanister>(fleet.controller, (id,));
+    r.into_result().unwrap().current_release.unwrap().version
 }
 
 #[test]
@@ -74,53 +82,34 @@ fn owners_and_user_canisters_request_upgrades_that_run_from_the_timer() {
         request(&fleet, owner(99), None, Some("2.0.0")),
         Err(RequestUpgradeError::UnknownCanister)
     );
-    let pinned: Result<UserCanister, SetUpgradePolicyError> = fleet.call(
-        owner(3),
-        "set_upgrade_policy",
-        SetUpgradePolicyArg {
-            canister_id: ids[3],
-            policy: UpgradePolicy::Pinned("1.0.0".into()),
-        },
-    );
-    pinned.unwrap();
+    let pin = SetUpgradePolicyArg {
+        canister_id: ids[3],
+        policy: UpgradePolicy::Pinned("1.0.0".into()),
+    };
+    let pinned = fleet.ask::<SetUpgradePolicy>(owner(3), (pin,));
+    pinned.into_result().unwrap();
     assert_eq!(
         request(&fleet, owner(3), Some(ids[3]), Some("2.0.0")),
         Err(RequestUpgradeError::Pinned {
             version: "1.0.0".into()
         })
     );
-    let nothing: Result<Option<RolloutStatus>, QueryError> =
-        fleet.read(fleet.controller, "rollout_status", ());
-    assert_eq!(nothing, Ok(None), "refused requests start nothing");
+    let nothing = fleet.ask::<GetRolloutStatus>(fleet.controller, ());
+    assert_eq!(
+        nothing.into_result(),
+        Ok(None),
+        "refused requests start nothing"
+    );
 
     // The user canister asks for itself: its owner calls the canister, which calls the
     // manager and gets the ticket back in the same call.
-    let reply = fleet
-        .sim
-        .update_call(
-            ids[0],
-            owner(0),
-            "request_upgrade",
-            encode_one(Some("2.0.0".to_string())).unwrap(),
-        )
-        .expect("user canister's request_upgrade");
-    let ticket = decode_one::<Result<UpgradeTicket, RequestUpgradeViaManagerError>>(&reply)
-        .unwrap()
+    let ticket = request_via_canister(&fleet, ids[0], owner(0), Some("2.0.0"))
         .expect("the manager issued a ticket");
     assert_eq!(ticket.canister_id, ids[0]);
     assert_eq!(ticket.target_version, "2.0.0");
     // Only its owner may make the canister ask.
-    let reply = fleet
-        .sim
-        .update_call(
-            ids[0],
-            owner(1),
-            "request_upgrade",
-            encode_one(None::<String>).unwrap(),
-        )
-        .unwrap();
     assert!(matches!(
-        decode_one::<Result<UpgradeTicket, RequestUpgradeViaManagerError>>(&reply).unwrap(),
+        request_via_canister(&fleet, ids[0], owner(1), None),
         Err(RequestUpgradeViaManagerError::NotOwner { .. })
     ));
 
@@ -170,24 +159,15 @@ fn owners_and_user_canisters_request_upgrades_that_run_from_the_timer() {
     assert_eq!(fleet.rollout_status().counts.done, 2);
     let v2b = sha256(&padded(&v2, 16));
     assert_eq!(fleet.sim.module_hash(ids[0]).unwrap().to_vec(), v2b);
-    let refused: Result<RolloutStarted, RollbackError> = fleet.call(
-        owner(0),
-        "rollback",
-        RollbackArg::ToRelease {
+    let rollback = |sender: Principal| {
+        let arg = RollbackArg::ToRelease {
             to_version: "2.0.0".into(),
             limits: None,
-        },
-    );
-    assert_eq!(refused, Err(RollbackError::NotAuthorized));
-    let back: Result<RolloutStarted, RollbackError> = fleet.call(
-        fleet.controller,
-        "rollback",
-        RollbackArg::ToRelease {
-            to_version: "2.0.0".into(),
-            limits: None,
-        },
-    );
-    let back = back.expect("rollback");
+        };
+        fleet.ask::<Rollback>(sender, (arg,)).into_result()
+    };
+    assert_eq!(rollback(owner(0)), Err(RollbackError::NotAuthorized));
+    let back = rollback(fleet.controller).expect("rollback");
     assert_eq!(back.canisters, 2);
     assert_eq!(back.summary.selected, 2);
     assert_eq!(back.summary.offered, 6);

@@ -5,7 +5,11 @@
 //! canister status, user data, and the manager's queries.
 
 use candid::{encode_args, Principal};
+use fleet_api::manager::method::{GetUserCanister, ListUserCanisters};
 use fleet_api::manager::*;
+use fleet_api::rollout::method::{
+    AbortRollout, Drain, EndDrain, PauseRollout, RequestUpgrade, ResumeRollout, StartRollout,
+};
 use fleet_api::rollout::*;
 use fleet_tests::rollout::*;
 use fleet_tests::{padded, sha256, user_wasm, Fleet};
@@ -62,19 +66,27 @@ fn assert_fleet_on(s: &Setup, module: &[u8]) {
     }
 }
 
+fn list_page(
+    fleet: &Fleet,
+    filter: CanisterFilter,
+    start_after: Option<Principal>,
+    limit: u32,
+) -> Result<UserCanisterPage, ListUserCanistersError> {
+    let arg = ListUserCanistersArg {
+        filter,
+        start_after,
+        limit: Some(limit),
+    };
+    fleet
+        .ask::<ListUserCanisters>(fleet.controller, (arg,))
+        .into_result()
+}
+
 fn list(fleet: &Fleet, filter: CanisterFilter, limit: u32) -> Vec<UserCanister> {
     let mut out = Vec::new();
     let mut after = None;
     loop {
-        let page: Result<UserCanisterPage, ListUserCanistersError> = fleet.read(
-            fleet.controller,
-            "list_user_canisters",
-            ListUserCanistersArg {
-                filter: filter.clone(),
-                start_after: after,
-                limit: Some(limit),
-            },
-        );
+        let page = list_page(fleet, filter.clone(), after, limit);
         let page = page.expect("list_user_canisters");
         out.extend(page.canisters);
         match page.next {
@@ -117,9 +129,8 @@ fn assert_upgrading_is_in_flight(fleet: &Fleet) {
         let upgrading = in_flight.binary_search(&c.canister_id).is_ok();
         assert_eq!(c.status == CanisterStatus::Upgrading, upgrading, "{c:?}");
     }
-    let one: Result<UserCanister, GetUserCanisterError> =
-        fleet.read(fleet.controller, "get_user_canister", in_flight[0]);
-    assert_eq!(one.unwrap().status, CanisterStatus::Upgrading);
+    let one = fleet.ask::<GetUserCanister>(fleet.controller, (in_flight[0],));
+    assert_eq!(one.into_result().unwrap().status, CanisterStatus::Upgrading);
     let m = fleet.metrics();
     let count = |status| {
         m.by_status
@@ -158,16 +169,15 @@ fn staged_rollout_with_pause_and_resume_then_abort_then_manager_upgrade() {
         Err(StartRolloutError::RolloutActive { id, .. }) if id == started.id
     ));
     // Only deployers start rollouts.
-    let refused: Result<RolloutStarted, StartRolloutError> =
-        fleet.call(owner(1), "start_rollout", plan.clone());
-    assert_eq!(refused, Err(StartRolloutError::NotAuthorized));
+    let refused = fleet.ask::<StartRollout>(owner(1), (plan.clone(),));
+    assert_eq!(refused.into_result(), Err(StartRolloutError::NotAuthorized));
 
     // Pause in the middle of the 50% wave: in-flight pipelines finish, nothing new starts.
     fleet.run_until(5_000, |st| {
         st.current_wave == 2 && st.waves[2].started >= 10
     });
     assert_upgrading_is_in_flight(fleet);
-    let paused = fleet.control("pause_rollout").expect("pause");
+    let paused = fleet.control::<PauseRollout>().expect("pause");
     assert_eq!(paused.phase, Phase::Paused);
     fleet.run_until(1_000, |st| st.counts.in_flight == 0);
     let at_rest = fleet.rollout_status();
@@ -179,12 +189,12 @@ fn staged_rollout_with_pause_and_resume_then_abort_then_manager_upgrade() {
     assert!(still.counts.pending > 0);
     // Pausing twice is refused with the phase.
     assert_eq!(
-        fleet.control("pause_rollout"),
+        fleet.control::<PauseRollout>(),
         Err(RolloutControlError::InvalidPhase {
             phase: Phase::Paused
         })
     );
-    fleet.control("resume_rollout").expect("resume");
+    fleet.control::<ResumeRollout>().expect("resume");
     fleet.run_to_rest(20_000);
 
     let status = fleet.rollout_status();
@@ -203,15 +213,7 @@ fn staged_rollout_with_pause_and_resume_then_abort_then_manager_upgrade() {
     assert_fleet_on(&s, &sha256(&v2));
 
     // The registry follows, and so do the metrics.
-    let on_v2: Result<UserCanisterPage, ListUserCanistersError> = fleet.read(
-        fleet.controller,
-        "list_user_canisters",
-        ListUserCanistersArg {
-            filter: CanisterFilter::Release("2.0.0".into()),
-            start_after: None,
-            limit: Some(500),
-        },
-    );
+    let on_v2 = list_page(fleet, CanisterFilter::Release("2.0.0".into()), None, 500);
     assert_eq!(on_v2.unwrap().canisters.len(), CANISTERS as usize);
     let m = fleet.metrics();
     assert_eq!(m.counters.upgraded, CANISTERS as u64);
@@ -219,18 +221,7 @@ fn staged_rollout_with_pause_and_resume_then_abort_then_manager_upgrade() {
         version: Some("2.0.0".into()),
         canisters: CANISTERS as u64
     }));
-    let http: (HttpResponse,) = fleet.query(
-        Principal::anonymous(),
-        "http_request",
-        (HttpRequest {
-            method: "GET".into(),
-            url: "/metrics".into(),
-            headers: vec![],
-            body: vec![],
-        },),
-    );
-    assert_eq!(http.0.status_code, 200);
-    let text = String::from_utf8(http.0.body).unwrap();
+    let text = fleet.metrics_text();
     assert!(text.contains(&format!(
         "fleet_user_canisters_by_release{{release=\"2.0.0\"}} {CANISTERS}\n"
     )));
@@ -273,7 +264,7 @@ fn staged_rollout_with_pause_and_resume_then_abort_then_manager_upgrade() {
     plan.limits = Some(limits(15, 600, 15, 15));
     let aborted = fleet.start_rollout(plan).expect("start second rollout");
     fleet.run_until(1_000, |st| st.counts.done >= 20 && st.counts.in_flight > 0);
-    let st = fleet.control("abort_rollout").expect("abort");
+    let st = fleet.control::<AbortRollout>().expect("abort");
     assert_eq!(st.phase, Phase::Aborting);
     fleet.run_to_rest(2_000);
     let st = fleet.rollout_status();
@@ -308,8 +299,8 @@ fn staged_rollout_with_pause_and_resume_then_abort_then_manager_upgrade() {
     let resumed = fleet.start_rollout(plan).expect("start third rollout");
     fleet.run_until(1_000, |st| st.counts.done >= 10 && st.counts.in_flight > 0);
     let drain = |fleet: &Fleet| {
-        let (d,): (Result<DrainStatus, DrainError>,) = fleet.update(fleet.controller, "drain", ());
-        d.expect("drain")
+        let d = fleet.ask::<Drain>(fleet.controller, ());
+        d.into_result().expect("drain")
     };
     // Upgrading while calls are in flight is refused by pre_upgrade.
     let manager_wasm = wasm_build::wasm("fleet_manager", &[]);
@@ -339,9 +330,8 @@ fn staged_rollout_with_pause_and_resume_then_abort_then_manager_upgrade() {
     assert_eq!(before.hold, Some(Hold::Draining));
     assert!(before.counts.pending > 0);
     // A request while drained is refused.
-    let (req,): (Result<fleet_api::user::UpgradeTicket, RequestUpgradeError>,) =
-        fleet.update(owner(0), "request_upgrade", (RequestUpgradeArg::default(),));
-    assert_eq!(req, Err(RequestUpgradeError::Draining));
+    let req = fleet.ask::<RequestUpgrade>(owner(0), (RequestUpgradeArg::default(),));
+    assert_eq!(req.into_result(), Err(RequestUpgradeError::Draining));
     fleet
         .sim
         .stop_canister(fleet.manager, Some(fleet.controller))
@@ -367,9 +357,8 @@ fn staged_rollout_with_pause_and_resume_then_abort_then_manager_upgrade() {
         Some(Hold::Draining),
         "the drain survives it too"
     );
-    let (ended,): (Result<DrainStatus, DrainError>,) =
-        fleet.update(fleet.controller, "end_drain", ());
-    assert!(!ended.expect("end_drain").draining);
+    let ended = fleet.ask::<EndDrain>(fleet.controller, ());
+    assert!(!ended.into_result().expect("end_drain").draining);
     fleet.sim.advance_time(Duration::from_secs(1));
     fleet.run_to_rest(5_000);
     let done = fleet.rollout_status();

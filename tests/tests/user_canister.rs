@@ -2,11 +2,15 @@
 //! arguments, the v1 → v2 schema migration, and the fault variants the upgrade pipeline relies on.
 
 use candid::{encode_args, encode_one, Principal};
+use fleet_api::user::method::{
+    Delete, Get, GetFleetHealth, Info, List, Put, ReleaseSha256, Version,
+};
 use fleet_api::user::{
     FleetHealth, ListNotesArg, Note, NoteEntry, NoteError, PutNoteArg, UserCanisterArg,
     UserCanisterInfo, UserInitArg, UserUpgradeArg, MAX_KEY_LEN, MAX_TEXT_LEN,
 };
-use ic_sim::{query_candid_as, update_candid_as, CanisterId, IcSim};
+use fleet_tests::call_on;
+use ic_sim::{CanisterId, IcSim};
 use sha2::{Digest, Sha256};
 
 const V1: &[&str] = &[];
@@ -76,18 +80,11 @@ fn put(
     key: &str,
     text: &str,
 ) -> Result<(), NoteError> {
-    let (reply,): (Result<(), NoteError>,) = update_candid_as(
-        sim,
-        id,
-        caller,
-        "put",
-        (PutNoteArg {
-            key: key.to_string(),
-            text: text.to_string(),
-        },),
-    )
-    .unwrap();
-    reply
+    let arg = PutNoteArg {
+        key: key.to_string(),
+        text: text.to_string(),
+    };
+    call_on::<Put>(sim, id, caller, (arg,)).into_result()
 }
 
 fn get(
@@ -96,39 +93,33 @@ fn get(
     caller: Principal,
     key: &str,
 ) -> Result<Option<Note>, NoteError> {
-    let (reply,): (Result<Option<Note>, NoteError>,) =
-        query_candid_as(sim, id, caller, "get", (key.to_string(),)).unwrap();
-    reply
+    call_on::<Get>(sim, id, caller, (key.to_string(),)).into_result()
 }
 
 fn list(sim: &IcSim, id: CanisterId, after: Option<&str>, limit: u32) -> Vec<NoteEntry> {
-    let (reply,): (Result<Vec<NoteEntry>, NoteError>,) = query_candid_as(
-        sim,
-        id,
-        owner(),
-        "list",
-        (ListNotesArg {
-            start_after: after.map(str::to_string),
-            limit,
-        },),
-    )
-    .unwrap();
-    reply.unwrap()
+    let arg = ListNotesArg {
+        start_after: after.map(str::to_string),
+        limit,
+    };
+    call_on::<List>(sim, id, owner(), (arg,))
+        .into_result()
+        .unwrap()
+}
+
+fn delete(sim: &IcSim, id: CanisterId, caller: Principal, key: &str) -> Result<(), NoteError> {
+    call_on::<Delete>(sim, id, caller, (key.to_string(),)).into_result()
 }
 
 fn health(sim: &IcSim, id: CanisterId) -> FleetHealth {
-    let (reply,): (FleetHealth,) = query_candid_as(sim, id, manager(), "fleet_health", ()).unwrap();
-    reply
+    call_on::<GetFleetHealth>(sim, id, manager(), ())
 }
 
 fn info(sim: &IcSim, id: CanisterId) -> UserCanisterInfo {
-    let (reply,): (UserCanisterInfo,) = query_candid_as(sim, id, stranger(), "info", ()).unwrap();
-    reply
+    call_on::<Info>(sim, id, stranger(), ())
 }
 
 fn version(sim: &IcSim, id: CanisterId) -> String {
-    let (reply,): (String,) = query_candid_as(sim, id, stranger(), "version", ()).unwrap();
-    reply
+    call_on::<Version>(sim, id, stranger(), ())
 }
 
 /// The checksum `fleet_health` documents, computed independently: sha256 over
@@ -174,9 +165,8 @@ fn v1_installs_with_the_init_argument_and_serves_its_owner() {
     assert_eq!(info.schema_version, 1);
     assert_eq!(info.upgraded_at, None);
     assert_eq!(version(&sim, id), "1.0.0");
-    let (release,): (Vec<u8>,) =
-        query_candid_as(&sim, id, stranger(), "release_sha256", ()).unwrap();
-    assert_eq!(release, sha(&module));
+    let release = call_on::<ReleaseSha256>(&sim, id, stranger(), ());
+    assert_eq!(release.into_vec(), sha(&module));
 
     assert_eq!(
         get(&sim, id, owner(), "todo").unwrap(),
@@ -201,9 +191,7 @@ fn v1_installs_with_the_init_argument_and_serves_its_owner() {
     assert_eq!(report.records, NOTES.len() as u64);
     assert_eq!(report.checksum, expected_checksum(&NOTES));
 
-    let (deleted,): (Result<(), NoteError>,) =
-        update_candid_as(&sim, id, owner(), "delete", ("todo".to_string(),)).unwrap();
-    deleted.unwrap();
+    delete(&sim, id, owner(), "todo").unwrap();
     assert_eq!(health(&sim, id).checksum, expected_checksum(&NOTES[..3]));
 }
 
@@ -216,9 +204,10 @@ fn non_owners_and_bad_input_are_refused_without_changes() {
             put(&sim, id, caller, "todo", "overwritten"),
             Err(NoteError::NotOwner { caller })
         );
-        let (deleted,): (Result<(), NoteError>,) =
-            update_candid_as(&sim, id, caller, "delete", ("todo".to_string(),)).unwrap();
-        assert_eq!(deleted, Err(NoteError::NotOwner { caller }));
+        assert_eq!(
+            delete(&sim, id, caller, "todo"),
+            Err(NoteError::NotOwner { caller })
+        );
         assert_eq!(
             get(&sim, id, caller, "todo"),
             Err(NoteError::NotOwner { caller })
@@ -240,9 +229,10 @@ fn non_owners_and_bad_input_are_refused_without_changes() {
         })
     );
     assert_eq!(put(&sim, id, owner(), "", "x"), Err(NoteError::EmptyKey));
-    let (deleted,): (Result<(), NoteError>,) =
-        update_candid_as(&sim, id, owner(), "delete", ("nope".to_string(),)).unwrap();
-    assert_eq!(deleted, Err(NoteError::NotFound { key: "nope".into() }));
+    assert_eq!(
+        delete(&sim, id, owner(), "nope"),
+        Err(NoteError::NotFound { key: "nope".into() })
+    );
     assert_eq!(health(&sim, id), before);
 }
 
@@ -386,6 +376,7 @@ fn fault_health_reports_not_ok_with_its_data_intact() {
 fn fault_stall_keeps_stop_canister_from_completing() {
     use ic_sim::management_canister::{CanisterIdRecord, CanisterStatusType};
     let (sim, id) = with_notes(&["fault_stall"]);
+    // `stall` exists only in `fault_stall` builds, so no endpoint type declares it.
     let stall = sim
         .submit_call(id, owner(), "stall", encode_args(()).unwrap())
         .unwrap();
@@ -393,6 +384,7 @@ fn fault_stall_keeps_stop_canister_from_completing() {
         sim.tick();
     }
     assert_eq!(sim.ingress_status(&stall), None, "stall never replies");
+    // A management canister method: submitted raw, so that the test sees it still pending.
     let stop = sim
         .submit_call(
             Principal::management_canister(),
