@@ -5,8 +5,7 @@
 //! registry's counts out of a B-tree and reads the fleet snapshots from their old map).
 //! Everything is asserted from outside: queries, module hashes, the user canisters' data.
 
-use candid::{decode_one, encode_args, encode_one, Principal};
-use fleet_api::endpoint::{CallKind, Endpoint};
+use candid::{encode_args, encode_one, Principal};
 use fleet_api::manager::{method as m, CanisterFilter, ListUserCanistersArg, ManagerInitArg};
 use fleet_api::manager::{RateLimit, UserCanister};
 use fleet_api::rollout::{method as r, Phase, RollbackArg};
@@ -18,17 +17,6 @@ use std::io::Read;
 /// The manager at the last commit with stable layout version 2, gzip-compressed; how it was
 /// built is in `tests/fixtures/README.md`.
 const LAYOUT_2_MANAGER: &[u8] = include_bytes!("../fixtures/fleet_manager-layout2.wasm.gz");
-
-/// Calls endpoint `E` of the manager as `sender` and decodes its reply.
-fn ask<E: Endpoint>(fleet: &Fleet, sender: Principal, args: E::Args) -> E::Reply {
-    let bytes = encode_args(args).expect("encoding the arguments");
-    let reply = match E::KIND {
-        CallKind::Update => fleet.sim.update_call(fleet.manager, sender, E::NAME, bytes),
-        CallKind::Query => fleet.sim.query_call(fleet.manager, sender, E::NAME, bytes),
-    };
-    let reply = reply.unwrap_or_else(|e| panic!("{} rejected: {e:?}", E::NAME));
-    decode_one(&reply).unwrap_or_else(|e| panic!("decoding {}: {e}", E::NAME))
-}
 
 /// A fleet whose manager runs the layout 2 module.
 fn layout_2_fleet(users: u32) -> Fleet {
@@ -57,8 +45,7 @@ fn layout_2_fleet(users: u32) -> Fleet {
 }
 
 fn all_canisters(fleet: &Fleet) -> Vec<UserCanister> {
-    let page = ask::<m::ListUserCanisters>(
-        fleet,
+    let page = fleet.ask::<m::ListUserCanisters>(
         fleet.controller,
         (ListUserCanistersArg {
             filter: CanisterFilter::All,
@@ -124,8 +111,7 @@ fn a_layout_2_manager_upgrades_in_place_and_keeps_its_fleet_counts_and_snapshots
 
     // The fleet snapshots taken under layout 2 still restore every canister to 1.0.0.
     let restore: Vec<Principal> = canisters.iter().map(|c| c.1).collect();
-    let started = ask::<r::Rollback>(
-        &fleet,
+    let started = fleet.ask::<r::Rollback>(
         fleet.controller,
         (RollbackArg::RestoreSnapshots {
             canisters: restore.clone(),

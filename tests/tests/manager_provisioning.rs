@@ -256,3 +256,53 @@ fn the_registry_is_private_to_operators_owners_and_recovery_principals() {
     let mine = fleet.ask::<MyUserCanister>(user(1), ());
     assert_eq!(mine.unwrap().policy, UpgradePolicy::Pinned("1.0.0".into()));
 }
+
+/// More owners at once than the manager takes: 260 creations arrive in one round; 200 await
+/// the IC's `create_canister` (the manager's cap: the IC holds 500 outstanding calls from it to
+/// the management canister, shared with rollouts), the other 60 are refused as `Busy` with
+/// nothing recorded. Those owners try again and get their canister.
+#[test]
+fn creations_past_the_cap_are_refused_as_busy_and_succeed_when_retried() {
+    use fleet_tests::rollout::{fleet_for, owner, recovery};
+    use fleet_tests::submit;
+    const OWNERS: u32 = 260;
+    const CAP: u32 = 200;
+    let fleet = fleet_for(OWNERS);
+    fleet.publish_default("1.0.0", &user_wasm(false));
+    let submit_all = |owners: &[u32]| {
+        let messages = owners
+            .iter()
+            .map(|&i| {
+                let arg = CreateUserCanisterArg {
+                    recovery_principal: recovery(i),
+                };
+                submit::<CreateUserCanister>(&fleet.sim, fleet.manager, owner(i), (arg,))
+            })
+            .collect();
+        fleet.run_all::<CreateUserCanister>(messages, 1_000)
+    };
+    let all: Vec<u32> = (0..OWNERS).collect();
+    let mut busy = Vec::new();
+    for (i, reply) in all.iter().zip(submit_all(&all)) {
+        match reply.into_result() {
+            Ok(c) => assert_eq!(c.owner, owner(*i)),
+            Err(CreateUserCanisterError::Busy { in_progress }) => {
+                assert_eq!(in_progress, CAP);
+                busy.push(*i);
+            }
+            Err(e) => panic!("owner {i}: {e:?}"),
+        }
+    }
+    assert_eq!(busy.len() as u32, OWNERS - CAP);
+    assert_eq!(fleet.user_canister_count(), u64::from(CAP));
+    for i in &busy {
+        let mine = fleet.ask::<MyUserCanister>(owner(*i), ());
+        assert_eq!(mine, None, "a refused owner has no canister");
+    }
+    for (i, reply) in busy.iter().zip(submit_all(&busy)) {
+        let created = reply.into_result().expect("the retry is taken");
+        assert_eq!(created.owner, owner(*i));
+        assert_eq!(created.status, CanisterStatus::Active);
+    }
+    assert_eq!(fleet.user_canister_count(), u64::from(OWNERS));
+}
