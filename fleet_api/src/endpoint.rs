@@ -42,6 +42,16 @@ macro_rules! endpoints {
         /// Every method declared here: name and kind.
         pub const METHODS: &[(&str, $crate::endpoint::CallKind)] =
             &[$(($method, $crate::endpoint::endpoints!(@kind $kind))),*];
+
+        /// Whether `arg` decodes as the argument of the method named `method`, or `None` when
+        /// no method of that name is declared here. A canister's `canister_inspect_message`
+        /// drops an ingress message whose argument would not decode before it is paid for.
+        pub fn decodes(method: &str, arg: &[u8]) -> Option<bool> {
+            match method {
+                $($method => Some(candid::decode_args::<($($arg,)*)>(arg).is_ok()),)*
+                _ => None,
+            }
+        }
         $(
         $(#[$doc])*
         #[derive(Clone, Copy, Debug)]

@@ -165,9 +165,23 @@ impl<'a> Manager<'a> {
         Self { ic, id }
     }
 
+    /// A call that got no reply. The manager's `canister_inspect_message` drops an update
+    /// whose caller lacks the role it needs (the IC answers IC0406, "canister rejected the
+    /// message"); the CLI always sends a well-formed argument, so that is "not authorized".
     fn call_failed(&self, method: &str) -> impl FnOnce(CallError) -> CliError + '_ {
         let step = format!("{method} on manager {}", self.id);
-        move |source| CliError::Call { step, source }
+        let method = method.to_string();
+        move |source| match &source {
+            CallError::Reject {
+                error_code: Some(code),
+                ..
+            } if code == "IC0406" => CliError::NotAuthorized {
+                caller: self.ic.sender(),
+                manager: self.id,
+                method,
+            },
+            _ => CliError::Call { step, source },
+        }
     }
 
     /// The [`CliError`] for a refusal `e` of `method`: not authorized, bad input, or refused in

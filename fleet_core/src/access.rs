@@ -136,3 +136,103 @@ mod tests {
         assert!(!ops.is_operator(caller(p(1), false)));
     }
 }
+
+/// Who may send an update method of the manager as an ingress message: checked by the
+/// manager's `canister_inspect_message`, so that a message its handler would refuse for its
+/// caller is dropped before the manager pays for it (interface spec, "Ingress message
+/// inspection"). The handlers check again: inspection runs on one replica, unreplicated, and
+/// does not see calls from canisters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IngressRule {
+    /// Any caller but the anonymous principal: the handler decides by ownership.
+    Identified,
+    /// A caller holding one of these roles (controllers hold them all).
+    AnyRole(&'static [Role]),
+}
+
+/// The rule for each update method of the manager; `None` for a query (it may be sent as an
+/// update; its handler answers anyone) and for a name the manager does not declare.
+pub fn ingress_rule(method: &str) -> Option<IngressRule> {
+    use IngressRule::*;
+    const ADMIN: &[Role] = &[Role::Admin];
+    const RELEASER: &[Role] = &[Role::Releaser];
+    const DEPLOYER: &[Role] = &[Role::Deployer];
+    const ADMIN_OR_DEPLOYER: &[Role] = &[Role::Admin, Role::Deployer];
+    Some(match method {
+        "update_settings" | "set_operator" | "remove_operator" | "set_default_release" => {
+            AnyRole(ADMIN)
+        }
+        "begin_release"
+        | "upload_release_chunk"
+        | "abort_release_upload"
+        | "finalize_release"
+        | "mirror_release"
+        | "delete_release" => AnyRole(RELEASER),
+        "start_rollout" | "pause_rollout" | "resume_rollout" | "abort_rollout" | "rollback" => {
+            AnyRole(DEPLOYER)
+        }
+        "drain" | "end_drain" => AnyRole(ADMIN_OR_DEPLOYER),
+        "create_user_canister" | "adopt_canister" | "set_upgrade_policy" | "request_upgrade" => {
+            Identified
+        }
+        _ => return None,
+    })
+}
+
+impl IngressRule {
+    /// Whether `caller` passes, `has_role` telling its roles.
+    pub fn admits(self, caller: Caller, has_role: impl Fn(Role) -> bool) -> bool {
+        if caller.principal == Principal::anonymous() {
+            return false;
+        }
+        match self {
+            IngressRule::Identified => true,
+            IngressRule::AnyRole(roles) => roles.iter().any(|r| has_role(*r)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod ingress_tests {
+    use super::*;
+    use fleet_api::endpoint::CallKind;
+
+    /// Every update the manager declares has a rule, and no query has one: a new update
+    /// method cannot reach the manager's inspection without a decision about who may send it.
+    #[test]
+    fn every_update_method_has_an_ingress_rule_and_no_query_has_one() {
+        let methods = fleet_api::manager::method::METHODS
+            .iter()
+            .chain(fleet_api::rollout::method::METHODS);
+        for (name, kind) in methods {
+            match kind {
+                CallKind::Update => assert!(ingress_rule(name).is_some(), "{name}"),
+                CallKind::Query => assert_eq!(ingress_rule(name), None, "{name}"),
+            }
+        }
+        assert_eq!(ingress_rule("no_such_method"), None);
+    }
+
+    #[test]
+    fn the_anonymous_principal_is_never_admitted_and_roles_are_checked() {
+        let anonymous = Caller {
+            principal: Principal::anonymous(),
+            is_controller: true,
+        };
+        let someone = Caller {
+            principal: Principal::from_slice(&[7; 29]),
+            is_controller: false,
+        };
+        for rule in [
+            IngressRule::Identified,
+            IngressRule::AnyRole(&[Role::Admin]),
+        ] {
+            assert!(!rule.admits(anonymous, |_| true));
+        }
+        assert!(IngressRule::Identified.admits(someone, |_| false));
+        let drain = ingress_rule("drain").unwrap();
+        assert!(!drain.admits(someone, |r| r == Role::Releaser));
+        assert!(drain.admits(someone, |r| r == Role::Deployer));
+        assert!(drain.admits(someone, |r| r == Role::Admin));
+    }
+}

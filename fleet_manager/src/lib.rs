@@ -14,12 +14,12 @@ use fleet_api::manager::*;
 use fleet_api::rollout::*;
 use fleet_api::user::UpgradeTicket;
 use fleet_api::wire::Wire;
-use fleet_core::access::Caller;
+use fleet_core::access::{self, Caller};
 use fleet_core::{
     chunk_store, provisioning, rate_limit, registry, releases, rollouts, state, stored,
 };
 use ic::Ic;
-use ic_cdk::{init, post_upgrade, pre_upgrade, query, update};
+use ic_cdk::{init, inspect_message, post_upgrade, pre_upgrade, query, update};
 
 /// The IC as the rollout engine sees it at this message.
 pub fn env() -> rollouts::Env {
@@ -43,6 +43,29 @@ fn awake() -> Result<(), String> {
 
 fn has_role(caller: Caller, role: Role) -> bool {
     state::with(|s| s.operators.has_role(caller, role))
+}
+
+/// Drops, before it is inducted and paid for, an ingress message the manager would refuse:
+/// one whose argument does not decode as its method's, or whose caller the method's
+/// [`access::ingress_rule`] does not admit (interface spec, "Ingress message inspection").
+/// The handlers keep their own checks: calls from canisters are not inspected.
+#[inspect_message]
+fn inspect_message() {
+    let method = ic_cdk::api::msg_method_name();
+    let arg = ic_cdk::api::msg_arg_data();
+    let decodes = fleet_api::manager::method::decodes(&method, &arg)
+        .or_else(|| fleet_api::rollout::method::decodes(&method, &arg));
+    if decodes != Some(true) {
+        return;
+    }
+    let caller = caller();
+    let admitted = match access::ingress_rule(&method) {
+        Some(rule) => rule.admits(caller, |role| has_role(caller, role)),
+        None => true,
+    };
+    if admitted {
+        ic_cdk::api::accept_message();
+    }
 }
 
 #[init]

@@ -183,6 +183,24 @@ impl Fleet {
         try_call_on::<E>(&self.sim, self.manager, sender, args)
     }
 
+    /// Sends `E` to the manager as an ingress message from `sender` and asserts that the
+    /// manager's `canister_inspect_message` dropped it: refused with IC0406 before it was
+    /// inducted, so it never ran and cost the manager nothing (interface spec, "Ingress message
+    /// inspection").
+    pub fn refused_at_ingress<E: Endpoint>(&self, sender: Principal, args: E::Args) {
+        let before = self.sim.cycle_balance(self.manager);
+        match self.try_ask::<E>(sender, args) {
+            Err(e) => assert_eq!(
+                e.error_code,
+                ic_sim::ErrorCode::CanisterRejectedMessage,
+                "{} from {sender}: {e:?}",
+                E::NAME
+            ),
+            Ok(_) => panic!("{} from {sender} was executed", E::NAME),
+        }
+        assert_eq!(self.sim.cycle_balance(self.manager), before, "{}", E::NAME);
+    }
+
     /// Publishes `wasm` as `version` through the release endpoints, one 1 MiB chunk per
     /// message, as the CLI does, and returns the finalized release.
     pub fn publish(&self, sender: Principal, version: &str, wasm: &[u8]) -> ReleaseMeta {

@@ -34,10 +34,8 @@ fn admins_from_init_manage_operators_and_others_are_refused() {
         roles: vec![Role::Deployer],
     };
     for sender in [Principal::anonymous(), user(2), user(3)] {
-        let r = fleet.ask::<SetOperator>(sender, (deployer.clone(),));
-        assert_eq!(r.into_result(), Err(OperatorError::NotAuthorized));
-        let r = fleet.ask::<RemoveOperator>(sender, (admin,));
-        assert_eq!(r.into_result(), Err(OperatorError::NotAuthorized));
+        fleet.refused_at_ingress::<SetOperator>(sender, (deployer.clone(),));
+        fleet.refused_at_ingress::<RemoveOperator>(sender, (admin,));
     }
     assert_eq!(operators(&fleet).len(), 1);
 
@@ -66,8 +64,7 @@ fn admins_from_init_manage_operators_and_others_are_refused() {
         creation_limit: None,
         pipeline_cycles_reserve: None,
     };
-    let r = fleet.ask::<UpdateSettings>(user(2), (update,));
-    assert_eq!(r.into_result(), Err(UpdateSettingsError::NotAuthorized));
+    fleet.refused_at_ingress::<UpdateSettings>(user(2), (update,));
 
     let r = fleet.ask::<RemoveOperator>(admin, (user(2),));
     r.into_result().unwrap();
@@ -128,4 +125,61 @@ fn metrics_are_public_in_both_forms() {
         )),
         "{text}"
     );
+}
+
+/// Refused ingress costs the manager nothing: 1,000 update messages it would refuse for their
+/// caller (anonymous, or without the role the method needs) or for an argument that does not
+/// decode are dropped by its `canister_inspect_message` before they are inducted, and its
+/// balance does not move. One message it accepts does cost it (induction and execution), so the
+/// balance is a measure that would show them (interface spec, "Ingress message inspection").
+#[test]
+fn a_thousand_refused_ingress_messages_leave_the_managers_balance_unchanged() {
+    use fleet_api::endpoint::Endpoint;
+    use fleet_api::manager::method::{BeginRelease, CreateUserCanister, SetDefaultRelease};
+    use fleet_api::rollout::method::{Drain, StartRollout};
+    use fleet_api::rollout::RolloutPlanArg;
+    let fleet = Fleet::new();
+    let before = fleet.sim.cycle_balance(fleet.manager);
+    let begin = BeginUpload {
+        version: "1.0.0".into(),
+        total_size: 8,
+        sha256: vec![0; 32],
+        notes: String::new(),
+    };
+    for i in 0..1_000u32 {
+        let stranger = user((i % 50) as u8 + 1);
+        match i % 6 {
+            0 => fleet.refused_at_ingress::<BeginRelease>(stranger, (begin.clone(),)),
+            1 => fleet.refused_at_ingress::<SetDefaultRelease>(stranger, ("1.0.0".into(),)),
+            2 => fleet.refused_at_ingress::<StartRollout>(stranger, (RolloutPlanArg::to("1.0.0"),)),
+            3 => fleet.refused_at_ingress::<Drain>(Principal::anonymous(), ()),
+            4 => {
+                let arg = CreateUserCanisterArg {
+                    recovery_principal: stranger,
+                };
+                fleet.refused_at_ingress::<CreateUserCanister>(Principal::anonymous(), (arg,))
+            }
+            _ => {
+                // An argument that is not the method's: bytes that are not candid at all.
+                let err = fleet
+                    .sim
+                    .submit_call(
+                        fleet.manager,
+                        fleet.controller,
+                        BeginRelease::NAME,
+                        vec![7; 16],
+                    )
+                    .unwrap_err();
+                assert_eq!(err.error_code, ic_sim::ErrorCode::CanisterRejectedMessage);
+            }
+        }
+    }
+    assert_eq!(fleet.sim.cycle_balance(fleet.manager), before);
+    assert_eq!(operators(&fleet).len(), 0, "nothing was changed");
+
+    fleet
+        .ask::<BeginRelease>(fleet.controller, (begin,))
+        .into_result()
+        .expect("a controller may begin a release");
+    assert!(fleet.sim.cycle_balance(fleet.manager) < before);
 }

@@ -170,10 +170,10 @@ fn bad_creation_requests_are_refused_with_typed_errors_and_create_nothing() {
     );
     fleet.publish_default("1.0.0", &user_wasm(false));
 
-    assert_eq!(
-        create(&fleet, Principal::anonymous(), user(101)),
-        Err(CreateUserCanisterError::AnonymousCaller)
-    );
+    let arg = CreateUserCanisterArg {
+        recovery_principal: user(101),
+    };
+    fleet.refused_at_ingress::<CreateUserCanister>(Principal::anonymous(), (arg,));
     for recovery in [
         Principal::anonymous(),
         fleet.manager,

@@ -252,8 +252,11 @@ fn failing_releases_halt_roll_back_and_never_leave_a_canister_stopped() {
         };
         fleet.ask::<Rollback>(sender, (arg,)).into_result()
     };
-    let refused = restore_snapshots(owner(1), restore.clone());
-    assert_eq!(refused, Err(RollbackError::NotAuthorized));
+    let arg = RollbackArg::RestoreSnapshots {
+        canisters: restore.clone(),
+        limits: None,
+    };
+    fleet.refused_at_ingress::<Rollback>(owner(1), (arg,));
     let no_snapshot = restore_snapshots(fleet.controller, vec![stuck]);
     // It never got as far as a snapshot.
     assert_eq!(

@@ -58,10 +58,11 @@ fn owners_and_user_canisters_request_upgrades_that_run_from_the_timer() {
     fleet.publish(fleet.controller, "2.0.0", &v2);
 
     // Refusals change nothing.
-    assert_eq!(
-        request(&fleet, Principal::anonymous(), Some(ids[0]), Some("2.0.0")),
-        Err(RequestUpgradeError::NotAuthorized)
-    );
+    let arg = RequestUpgradeArg {
+        canister_id: Some(ids[0]),
+        target_version: Some("2.0.0".into()),
+    };
+    fleet.refused_at_ingress::<RequestUpgrade>(Principal::anonymous(), (arg,));
     assert_eq!(
         request(&fleet, owner(1), Some(ids[0]), Some("2.0.0")),
         Err(RequestUpgradeError::NotAuthorized)
@@ -166,7 +167,11 @@ fn owners_and_user_canisters_request_upgrades_that_run_from_the_timer() {
         };
         fleet.ask::<Rollback>(sender, (arg,)).into_result()
     };
-    assert_eq!(rollback(owner(0)), Err(RollbackError::NotAuthorized));
+    let arg = RollbackArg::ToRelease {
+        to_version: "2.0.0".into(),
+        limits: None,
+    };
+    fleet.refused_at_ingress::<Rollback>(owner(0), (arg,));
     let back = rollback(fleet.controller).expect("rollback");
     assert_eq!(back.canisters, 2);
     assert_eq!(back.summary.selected, 2);
