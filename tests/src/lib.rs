@@ -104,6 +104,28 @@ pub fn call_on<E: Endpoint>(
         .unwrap_or_else(|e| panic!("{} on {canister} rejected: {e:?}", E::NAME))
 }
 
+/// Sends `E` to `canister` as an ingress message from `sender` and asserts that the canister's
+/// `canister_inspect_message` dropped it: refused with IC0406 before it was inducted, so it
+/// never ran and cost the canister nothing (interface spec, "Ingress message inspection").
+pub fn refused_at_ingress<E: Endpoint>(
+    sim: &IcSim,
+    canister: Principal,
+    sender: Principal,
+    args: E::Args,
+) {
+    let before = sim.cycle_balance(canister);
+    match try_call_on::<E>(sim, canister, sender, args) {
+        Err(e) => assert_eq!(
+            e.error_code,
+            ic_sim::ErrorCode::CanisterRejectedMessage,
+            "{} from {sender}: {e:?}",
+            E::NAME
+        ),
+        Ok(_) => panic!("{} from {sender} was executed", E::NAME),
+    }
+    assert_eq!(sim.cycle_balance(canister), before, "{}", E::NAME);
+}
+
 /// Submits a call of `E` to `canister` as `sender` as an ingress message, which runs in the
 /// next round; its reply decodes with [`decode_reply`].
 pub fn submit<E: Endpoint>(
@@ -183,22 +205,9 @@ impl Fleet {
         try_call_on::<E>(&self.sim, self.manager, sender, args)
     }
 
-    /// Sends `E` to the manager as an ingress message from `sender` and asserts that the
-    /// manager's `canister_inspect_message` dropped it: refused with IC0406 before it was
-    /// inducted, so it never ran and cost the manager nothing (interface spec, "Ingress message
-    /// inspection").
+    /// [`refused_at_ingress`] on the manager.
     pub fn refused_at_ingress<E: Endpoint>(&self, sender: Principal, args: E::Args) {
-        let before = self.sim.cycle_balance(self.manager);
-        match self.try_ask::<E>(sender, args) {
-            Err(e) => assert_eq!(
-                e.error_code,
-                ic_sim::ErrorCode::CanisterRejectedMessage,
-                "{} from {sender}: {e:?}",
-                E::NAME
-            ),
-            Ok(_) => panic!("{} from {sender} was executed", E::NAME),
-        }
-        assert_eq!(self.sim.cycle_balance(self.manager), before, "{}", E::NAME);
+        refused_at_ingress::<E>(&self.sim, self.manager, sender, args);
     }
 
     /// Publishes `wasm` as `version` through the release endpoints, one 1 MiB chunk per

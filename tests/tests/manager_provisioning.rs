@@ -9,7 +9,7 @@ use fleet_api::manager::method::{
 use fleet_api::manager::*;
 use fleet_api::user::method::{GetFleetHealth, Owner, Put, ReleaseSha256};
 use fleet_api::user::PutNoteArg;
-use fleet_tests::{call_on, user, user_wasm, Fleet};
+use fleet_tests::{call_on, refused_at_ingress, user, user_wasm, Fleet};
 
 type Created = Result<UserCanister, CreateUserCanisterError>;
 
@@ -91,15 +91,13 @@ fn each_owner_gets_one_canister_controlled_by_manager_and_recovery_running_the_d
         assert_eq!(health.records, 0);
 
         // The owner, and only the owner, writes data.
-        let put = |sender: Principal| {
-            let arg = PutNoteArg {
-                key: "greeting".to_string(),
-                text: format!("hello from {owner}"),
-            };
-            call_on::<Put>(&fleet.sim, record.canister_id, sender, (arg,)).into_result()
+        let arg = PutNoteArg {
+            key: "greeting".to_string(),
+            text: format!("hello from {owner}"),
         };
-        assert!(put(*owner).is_ok());
-        assert!(put(user(77)).is_err());
+        let put = call_on::<Put>(&fleet.sim, record.canister_id, *owner, (arg.clone(),));
+        assert!(put.into_result().is_ok());
+        refused_at_ingress::<Put>(&fleet.sim, record.canister_id, user(77), (arg,));
         let health = query_user::<GetFleetHealth>(&fleet, record.canister_id);
         assert_eq!(health.records, 1);
     }

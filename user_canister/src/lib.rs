@@ -21,7 +21,7 @@ pub mod notes;
 pub mod state;
 
 use candid::Principal;
-use fleet_api::endpoint::Endpoint;
+use fleet_api::endpoint::{CallKind, Endpoint};
 use fleet_api::rollout::method::RequestUpgrade as ManagerRequestUpgrade;
 use fleet_api::rollout::{RequestUpgradeArg, RequestUpgradeReply};
 use fleet_api::user::{
@@ -74,6 +74,29 @@ fn owner_only() -> Result<(), Principal> {
         Ok(())
     } else {
         Err(caller)
+    }
+}
+
+/// Drops, before it is inducted and paid for, an ingress message this canister would refuse:
+/// an update from anyone but its owner, or a declared method whose argument does not decode
+/// (interface spec, "Ingress message inspection"). Methods `fleet_api` does not declare (the
+/// test-only fault switches) are left to their handlers, as are calls from canisters, which
+/// are not inspected: the handlers keep their own checks and typed errors.
+#[ic_cdk::inspect_message]
+fn inspect_message() {
+    let method = ic_cdk::api::msg_method_name();
+    let admitted = match fleet_api::user::method::decodes(&method, &ic_cdk::api::msg_arg_data()) {
+        Some(false) => false,
+        Some(true) => {
+            let update = fleet_api::user::method::METHODS
+                .iter()
+                .any(|(name, kind)| *name == method && *kind == CallKind::Update);
+            !update || owner_only().is_ok()
+        }
+        None => true,
+    };
+    if admitted {
+        ic_cdk::api::accept_message();
     }
 }
 
