@@ -171,15 +171,15 @@ async fn install<R: Runtime>(rt: &R, canister: Principal, module_hash: &[u8]) ->
             }
         }
     };
-    let args = wire::install_chunked(&wire::InstallChunked {
-        mode: InstallMode::Upgrade,
-        target: canister,
-        store: rt.self_id(),
-        chunk_hashes: &mirrored.chunk_hashes,
-        wasm_module_hash: module_hash,
-        arg: &upgrade_arg(module_hash),
-        sender_version: rt.canister_version(),
-    });
+    // Encoded here rather than through `Runtime::install_chunked` so that the engine counts the
+    // bytes it sends.
+    let args = rt.install_chunked_args(
+        InstallMode::Upgrade,
+        canister,
+        &mirrored.chunk_hashes,
+        module_hash,
+        &upgrade_arg(module_hash),
+    );
     match mgmt(rt, "install_chunked_code", &args, 0, None).await {
         Ok(_) => ActionResult::Installed,
         Err(e) => ActionResult::InstallFailed(e),

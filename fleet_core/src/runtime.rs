@@ -108,9 +108,29 @@ pub trait Runtime {
         wire::canister_id_reply(&reply).map_err(|e| bad_reply(METHOD, e))
     }
 
-    /// `install_chunked_code` in `mode` from this canister's own chunk store: the message
-    /// carries chunk hashes, not the module (interface spec, "IC method
+    /// The argument of `install_chunked_code` in `mode` from this canister's own chunk store:
+    /// the message carries chunk hashes, not the module (interface spec, "IC method
     /// `install_chunked_code`").
+    fn install_chunked_args(
+        &self,
+        mode: wire::InstallMode,
+        target: Principal,
+        chunk_hashes: &[Vec<u8>],
+        wasm_module_hash: &[u8],
+        arg: &[u8],
+    ) -> Vec<u8> {
+        wire::install_chunked(&wire::InstallChunked {
+            mode,
+            target,
+            store: self.self_id(),
+            chunk_hashes,
+            wasm_module_hash,
+            arg,
+            sender_version: self.canister_version(),
+        })
+    }
+
+    /// `install_chunked_code` with [`Runtime::install_chunked_args`].
     async fn install_chunked(
         &self,
         mode: wire::InstallMode,
@@ -119,15 +139,7 @@ pub trait Runtime {
         wasm_module_hash: &[u8],
         arg: &[u8],
     ) -> CallResult<()> {
-        let args = wire::install_chunked(&wire::InstallChunked {
-            mode,
-            target,
-            store: self.self_id(),
-            chunk_hashes,
-            wasm_module_hash,
-            arg,
-            sender_version: self.canister_version(),
-        });
+        let args = self.install_chunked_args(mode, target, chunk_hashes, wasm_module_hash, arg);
         self.management("install_chunked_code", &args, 0, None)
             .await
             .map(drop)
