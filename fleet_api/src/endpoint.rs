@@ -128,7 +128,8 @@ pub fn service_methods(did: &str) -> Vec<(String, CallKind)> {
         .split(';')
         .filter_map(|m| {
             let (name, signature) = m.split_once(" : (")?;
-            let kind = if signature.trim_end().ends_with(" query") {
+            let signature = signature.trim_end();
+            let kind = if signature.ends_with(" query") || signature.ends_with(" composite_query") {
                 CallKind::Query
             } else {
                 CallKind::Update

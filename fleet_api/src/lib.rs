@@ -6,6 +6,7 @@
 
 pub mod endpoint;
 pub mod engine;
+pub mod governance;
 pub mod manager;
 pub mod rollout;
 pub mod store;

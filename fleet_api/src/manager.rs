@@ -32,6 +32,11 @@ pub struct ManagerInitArg {
     pub user_canister_cycles: Option<u128>,
     /// Token bucket limiting `create_user_canister`.
     pub creation_limit: Option<RateLimit>,
+    /// Who may get a canister, and the provisioning budget (default: open, within
+    /// [`crate::governance::DEFAULT_PROVISIONING_BUDGET`]).
+    pub admission: Option<crate::governance::Admission>,
+    /// Quorum and notice for code reaching the fleet (default: quorum 1, no notice).
+    pub release_policy: Option<crate::governance::ReleasePolicy>,
 }
 
 /// A token bucket: at most `capacity` creations at once, one more token every
@@ -101,6 +106,9 @@ pub struct Operator {
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub enum OperatorError {
     NotAuthorized,
+    /// Under a release policy's quorum, operator changes are requests; this one runs once
+    /// approved.
+    ApprovalRequired(Box<crate::governance::Request>),
     /// The anonymous principal cannot be an operator.
     AnonymousOperator,
     /// An operator needs at least one role; use `remove_operator` to revoke all.
@@ -312,6 +320,8 @@ pub enum SetUpgradePolicyError {
 pub struct CreateUserCanisterArg {
     /// Second controller of the new canister, derived from the owner's recovery phrase.
     pub recovery_principal: Principal,
+    /// An invite code, under the `Allowlist` admission mode.
+    pub invite: Option<String>,
 }
 
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -350,6 +360,23 @@ pub enum CreateUserCanisterError {
     InstallFailed {
         canister_id: Principal,
         message: String,
+    },
+    /// The admission mode does not admit the caller: not on the allowlist and no invite, or
+    /// the approver said no.
+    NotAdmitted,
+    /// The invite code is unknown or used.
+    InvalidInvite,
+    /// The approver canister did not answer `true` or `false` in time; nothing was created.
+    ApproverFailed(String),
+    /// Under the `Paid` mode the caller must be a canister attaching at least `needed` cycles.
+    PaymentRequired {
+        needed: u128,
+        attached: u128,
+    },
+    /// The provisioning budget of this window is spent; the next window opens after this many
+    /// seconds.
+    BudgetExhausted {
+        retry_after_secs: u64,
     },
 }
 
@@ -446,6 +473,9 @@ pub struct FinalizedRelease {
 pub enum FinalizeReleaseError {
     NotAuthorized,
     Store(StoreError),
+    /// Under a release policy's quorum, publishing is a request; the upload is finalized once
+    /// it is approved.
+    ApprovalRequired(Box<crate::governance::Request>),
 }
 
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]

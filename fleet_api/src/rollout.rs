@@ -92,6 +92,14 @@ pub enum StartRolloutError {
     Plan(PlanError),
     /// The target could not be put into the manager's chunk store.
     Mirror(crate::manager::MirrorError),
+    /// No rollout has used the target yet and its notice runs until `may_start_at_ns`.
+    NoticePeriod {
+        version: String,
+        may_start_at_ns: u64,
+    },
+    /// Under a release policy's quorum, a rollout to a release no rollout has used yet is a
+    /// request; it starts once approved.
+    ApprovalRequired(Box<crate::governance::Request>),
 }
 
 /// How to undo a rollout.
@@ -136,6 +144,11 @@ pub enum RollbackError {
     Draining,
     Plan(PlanError),
     Mirror(crate::manager::MirrorError),
+    /// No rollout has used this release yet: going to it is a rollout like any other, under
+    /// the release policy (`start_rollout`), not a rollback.
+    NewRelease {
+        version: String,
+    },
 }
 
 /// Errors of `pause_rollout`, `resume_rollout` and `abort_rollout`.

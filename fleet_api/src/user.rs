@@ -157,7 +157,16 @@ pub enum RequestUpgradeViaManagerError {
     BadReply { message: String },
 }
 
+/// Why the user canister's `pending_releases` has no answer.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum PendingReleasesError {
+    /// The composite query to the manager failed (it is on another subnet, stopped, or
+    /// rejected): ask the manager directly.
+    ManagerUnreachable { reject_code: u32, message: String },
+}
+
 crate::endpoint::reply! {
+    PendingReleasesReply(Vec<crate::governance::PendingRelease>, PendingReleasesError);
     /// Reply of `put` and `delete`.
     NoteWriteReply((), NoteError);
     GetNoteReply(Option<Note>, NoteError);
@@ -181,5 +190,8 @@ pub mod method {
         query GetFleetHealth = "fleet_health" () -> FleetHealth;
         update RequestUpgrade = "request_upgrade" (Option<String>)
             -> RequestUpgradeViaManagerReply;
+        /// A composite query to the manager: the releases that may reach this canister, and
+        /// from when.
+        query PendingReleases = "pending_releases" () -> PendingReleasesReply;
     }
 }

@@ -87,7 +87,7 @@ fn describe_store_error(e: &StoreError) -> String {
 }
 
 macro_rules! store_endpoint_error {
-    ($($t:ty),*) => {$(
+    ($($t:ty $({ $($pat:pat => $describe:expr),* })?);* $(;)?) => {$(
         impl EndpointError for $t {
             fn not_authorized(&self) -> bool {
                 matches!(self, Self::NotAuthorized)
@@ -99,17 +99,31 @@ macro_rules! store_endpoint_error {
                 match self {
                     Self::NotAuthorized => "not authorized".into(),
                     Self::Store(e) => describe_store_error(e),
+                    $($($pat => $describe,)*)?
                 }
             }
         }
     )*};
 }
 store_endpoint_error!(
-    BeginReleaseError,
-    UploadReleaseChunkError,
-    FinalizeReleaseError,
-    AbortReleaseUploadError
+    BeginReleaseError;
+    UploadReleaseChunkError;
+    AbortReleaseUploadError;
+    FinalizeReleaseError { Self::ApprovalRequired(r) => awaiting_approval(r) };
 );
+
+/// What a request made under the release policy's quorum tells the operator.
+pub fn awaiting_approval(r: &fleet_api::governance::Request) -> String {
+    format!(
+        "awaiting approval: request {} has {} of {} approvals; operators holding the {:?} role \
+         approve it with `approve_request({})`",
+        r.id,
+        r.approvals.len(),
+        r.quorum,
+        r.role,
+        r.id
+    )
+}
 
 impl EndpointError for QueryError {
     fn not_authorized(&self) -> bool {
@@ -135,6 +149,7 @@ impl EndpointError for OperatorError {
             }
             OperatorError::NoRoles => "an operator needs at least one role".into(),
             OperatorError::UnknownOperator => "no such operator".into(),
+            OperatorError::ApprovalRequired(r) => awaiting_approval(r),
         }
     }
 }
@@ -774,6 +789,11 @@ pub fn start_rollout(m: &Manager, plan: &RolloutPlanArg) -> Result<RolloutStarte
         ))),
         Err(StartRolloutError::RolloutActive { id, phase }) => Err(CliError::Refused(format!(
             "start_rollout: rollout {id} is still {phase:?}; abort it or wait until it ends"
+        ))),
+        Err(StartRolloutError::ApprovalRequired(r)) => Err(CliError::Refused(format!(
+            "start_rollout to {}: {}",
+            plan.target_version,
+            awaiting_approval(&r)
         ))),
         Err(e) => Err(m.refused(StartRollout::NAME, e)),
     }

@@ -92,6 +92,7 @@ impl Fleet {
     fn create_user_canister(&self, n: u8) -> Principal {
         let arg = CreateUserCanisterArg {
             recovery_principal: user(n + 100),
+            invite: None,
         };
         self.world
             .call::<CreateUserCanister>(self.manager, user(n), (arg,))

@@ -158,10 +158,18 @@ pub fn ingress_rule(method: &str) -> Option<IngressRule> {
     const RELEASER: &[Role] = &[Role::Releaser];
     const DEPLOYER: &[Role] = &[Role::Deployer];
     const ADMIN_OR_DEPLOYER: &[Role] = &[Role::Admin, Role::Deployer];
+    const ANY: &[Role] = &[Role::Admin, Role::Releaser, Role::Deployer];
     Some(match method {
-        "update_settings" | "set_operator" | "remove_operator" | "set_default_release" => {
-            AnyRole(ADMIN)
-        }
+        "update_settings"
+        | "set_operator"
+        | "remove_operator"
+        | "set_default_release"
+        | "set_admission"
+        | "update_allowlist"
+        | "set_release_policy"
+        | "shorten_notice" => AnyRole(ADMIN),
+        // The handler checks the request's own role; cancelling is also the proposer's.
+        "approve_request" | "cancel_request" => AnyRole(ANY),
         "begin_release"
         | "upload_release_chunk"
         | "abort_release_upload"
@@ -203,7 +211,8 @@ mod ingress_tests {
     fn every_update_method_has_an_ingress_rule_and_no_query_has_one() {
         let methods = fleet_api::manager::method::METHODS
             .iter()
-            .chain(fleet_api::rollout::method::METHODS);
+            .chain(fleet_api::rollout::method::METHODS)
+            .chain(fleet_api::governance::method::METHODS);
         for (name, kind) in methods {
             match kind {
                 CallKind::Update => assert!(ingress_rule(name).is_some(), "{name}"),

@@ -71,6 +71,9 @@ pub struct FakeIc {
     snapshots_taken: Cell<u8>,
     /// Calls answered (or rejected): callee or target canister, method.
     calls: RefCell<Vec<(Principal, &'static str)>>,
+    /// Cycles the current message attached and not yet accepted; and those accepted.
+    attached: Cell<u128>,
+    accepted: Cell<u128>,
 }
 
 impl FakeIc {
@@ -88,7 +91,20 @@ impl FakeIc {
             rejects: RefCell::default(),
             snapshots_taken: Cell::new(0),
             calls: RefCell::default(),
+            attached: Cell::new(0),
+            accepted: Cell::new(0),
         }
+    }
+
+    /// The next message arrives with `cycles` attached.
+    pub fn attach(&self, cycles: u128) {
+        self.attached.set(cycles);
+        self.accepted.set(0);
+    }
+
+    /// Cycles the manager accepted from the current message.
+    pub fn accepted(&self) -> u128 {
+        self.accepted.get()
     }
 
     pub fn advance(&self, ns: u64) {
@@ -431,6 +447,22 @@ impl Runtime for FakeIc {
 
     fn log(&self, line: &str) {
         eprintln!("{line}");
+    }
+
+    fn is_controller(&self, _principal: &Principal) -> bool {
+        false
+    }
+
+    fn msg_cycles_available(&self) -> u128 {
+        self.attached.get()
+    }
+
+    fn msg_cycles_accept(&self, max: u128) -> u128 {
+        let taken = max.min(self.attached.get());
+        self.attached.set(self.attached.get() - taken);
+        self.accepted.set(self.accepted.get() + taken);
+        self.balance.set(self.balance.get() + taken);
+        taken
     }
 
     async fn call(

@@ -9,8 +9,10 @@
 //! engine, and the runtime over ic-cdk. This crate does not depend on ic-cdk.
 
 pub mod access;
+pub mod admission;
 pub mod calls;
 pub mod chunk_store;
+pub mod governance;
 pub mod memory;
 pub mod pipeline_log;
 pub mod provisioning;

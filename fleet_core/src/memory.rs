@@ -26,7 +26,11 @@ pub type Memory = VirtualMemory<DefaultMemoryImpl>;
 /// into one cell (memory 21), the index by release (memory 6) is gone, and the records of
 /// pipelines in flight are in slots (memory 22; memory 20 keeps those too large for a slot).
 /// `post_upgrade` migrates a version 2 layout.
-pub const LAYOUT_VERSION: u32 = 3;
+/// Version 4: admission and the release policy (memories 23-27). A version 3 layout gets their
+/// defaults, and the releases its canisters run count as used by a rollout, so that the
+/// policy asks no approval to go back to them; version 3 modules refuse version 4, so a
+/// downgrade cannot silently drop the policy.
+pub const LAYOUT_VERSION: u32 = 4;
 
 /// `StableCell<u32>`: the layout version (0 before the first `init`).
 pub const HEADER: MemoryId = MemoryId::new(0);
@@ -84,6 +88,20 @@ pub const FLEET_COUNTS: MemoryId = MemoryId::new(21);
 /// `StableVec` of 512-byte slots (`rollout_core::slots`): the current records of the pipelines
 /// in flight, one slot each, reused once free (the fifth memory of `rollout_core::StableStore`).
 pub const ROLLOUT_SLOTS: MemoryId = MemoryId::new(22);
+
+/// `StableCell<Stored<admission::AdmissionState>>`: the admission mode, the provisioning
+/// budget and its counters.
+pub const ADMISSION: MemoryId = MemoryId::new(23);
+/// `StableBTreeMap<Principal, u8>`: principals on the allowlist.
+pub const ALLOWLIST: MemoryId = MemoryId::new(24);
+/// `StableBTreeMap<[u8; 32], u8>`: sha256 of the unused invite codes.
+pub const INVITES: MemoryId = MemoryId::new(25);
+/// `StableCell<Stored<governance::GovernanceState>>`: the release policy, the releases
+/// rollouts have used, shortened notices, the next request id.
+pub const GOVERNANCE: MemoryId = MemoryId::new(26);
+/// `StableBTreeMap<u64, Stored<fleet_api::governance::Request>>`: requests by id, kept after
+/// they end as the log of governed changes.
+pub const REQUESTS: MemoryId = MemoryId::new(27);
 
 thread_local! {
     static MEMORY_MANAGER: RefCell<MemoryManager<DefaultMemoryImpl>> =

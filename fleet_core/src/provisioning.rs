@@ -5,6 +5,7 @@
 //! resumes, so a paid-for canister is never forgotten.
 
 use crate::access::Caller;
+use crate::admission;
 use crate::chunk_store::ensure_mirrored;
 use crate::registry::push_history;
 use crate::runtime::{Runtime, NOT_SENT};
@@ -58,16 +59,19 @@ pub async fn create_user_canister<R: Runtime>(
             }
             existing
         }
-        None => create(rt, caller, recovery).await?,
+        None => create(rt, caller, recovery, arg.invite.as_deref()).await?,
     };
     install(rt, record).await
 }
 
-/// Takes a rate-limit token, creates the canister and records it.
+/// Admits the caller (admission mode, then the provisioning budget), takes a rate-limit
+/// token, creates the canister and records it. Whatever refuses or fails gives back what the
+/// earlier steps took: the invite, the budget, the token.
 async fn create<R: Runtime>(
     rt: &R,
     owner: Principal,
     recovery: Principal,
+    invite: Option<&str>,
 ) -> Result<RegistryRecord, CreateUserCanisterError> {
     use CreateUserCanisterError as E;
     let settings = state::with(|s| s.settings());
@@ -76,19 +80,37 @@ async fn create<R: Runtime>(
         .clone()
         .ok_or(E::NoDefaultRelease)?;
     check_cycles(rt, settings.user_canister_cycles)?;
+    let cost = rt
+        .create_canister_fee()
+        .saturating_add(settings.user_canister_cycles);
+    let admitted = admission::admit(rt, owner, invite, cost).await?;
+    let reservation = match admission::reserve(admitted.manager_cost(cost), rt.now_ns()) {
+        Ok(r) => r,
+        Err(e) => {
+            admitted.undo();
+            return Err(e);
+        }
+    };
     let now = rt.now_ns();
-    state::with_mut(|s| {
+    let taken = state::with_mut(|s| {
         let mut bucket = *s.creation_bucket.get();
         let taken = bucket.try_take(settings.creation_limit, now);
         s.creation_bucket.set(bucket);
-        taken.map_err(|retry_after_secs| E::RateLimited { retry_after_secs })
-    })?;
+        taken
+    });
+    if let Err(retry_after_secs) = taken {
+        admitted.undo();
+        admission::release(reservation);
+        return Err(E::RateLimited { retry_after_secs });
+    }
     let refund = || {
         state::with_mut(|s| {
             let mut bucket = *s.creation_bucket.get();
             bucket.refund(settings.creation_limit);
             s.creation_bucket.set(bucket);
-        })
+        });
+        admitted.undo();
+        admission::release(reservation);
     };
     // Mirror first: a chunk store problem then costs no canister.
     if let Err(e) = ensure_mirrored(rt, &default.version).await {
@@ -119,6 +141,12 @@ async fn create<R: Runtime>(
             return Err(E::CreateFailed(e.message));
         }
     };
+    // The caller pays only for a canister that exists: the cycles it attached stay available
+    // across the awaits of its call, and what is not accepted goes back with the reply
+    // (interface spec, `ic0.msg_cycles_accept128`).
+    if let admission::Admitted::Paid { cost } = admitted {
+        rt.msg_cycles_accept(cost);
+    }
     let now = rt.now_ns();
     let record = RegistryRecord {
         snapshot: None,
@@ -355,7 +383,144 @@ mod tests {
     fn arg(recovery: Principal) -> CreateUserCanisterArg {
         CreateUserCanisterArg {
             recovery_principal: recovery,
+            invite: None,
         }
+    }
+
+    fn set_mode(mode: fleet_api::governance::AdmissionMode, cycles_per_window: u128) {
+        use fleet_api::governance::{Admission, ProvisioningBudget};
+        crate::admission::set(
+            Admission {
+                mode,
+                budget: ProvisioningBudget {
+                    cycles_per_window,
+                    window_secs: 3_600,
+                },
+            },
+            MANAGER,
+        )
+        .unwrap();
+    }
+
+    /// An allowlist admits listed principals and single-use invites; an invite whose creation
+    /// failed can be used again, one whose creation succeeded cannot.
+    #[test]
+    fn the_allowlist_admits_listed_principals_and_each_invite_once() {
+        use fleet_api::governance::{AdmissionMode, AllowlistUpdate};
+        let rt = fake();
+        publish_default(&rt);
+        set_mode(AdmissionMode::Allowlist, u128::MAX);
+        crate::admission::update_allowlist(AllowlistUpdate {
+            add: vec![p(1)],
+            add_invites: vec![serde_bytes::ByteBuf::from(
+                crate::admission::invite_hash("code-1").to_vec(),
+            )],
+            ..Default::default()
+        })
+        .unwrap();
+        let created = || rt.calls_of("create_canister");
+        assert_eq!(
+            block_on(create_user_canister(&rt, p(3), arg(p(4)))),
+            Err(CreateUserCanisterError::NotAdmitted)
+        );
+        let with_invite = |code: &str| CreateUserCanisterArg {
+            recovery_principal: p(4),
+            invite: Some(code.into()),
+        };
+        assert_eq!(
+            block_on(create_user_canister(&rt, p(3), with_invite("code-2"))),
+            Err(CreateUserCanisterError::InvalidInvite)
+        );
+        assert_eq!(created(), 0, "refused callers cost no creation");
+        // A failed creation gives the invite back.
+        rt.reject("create_canister", None, 5, "out of capacity", Some(1));
+        assert!(matches!(
+            block_on(create_user_canister(&rt, p(3), with_invite("code-1"))),
+            Err(CreateUserCanisterError::CreateFailed(_))
+        ));
+        assert_eq!(crate::admission::status().invites, 1);
+        block_on(create_user_canister(&rt, p(3), with_invite("code-1"))).unwrap();
+        assert_eq!(crate::admission::status().invites, 0);
+        assert_eq!(
+            block_on(create_user_canister(&rt, p(5), with_invite("code-1"))),
+            Err(CreateUserCanisterError::InvalidInvite)
+        );
+        block_on(create_user_canister(&rt, p(1), arg(p(2)))).unwrap();
+        assert_eq!(crate::admission::status().refused_not_admitted, 3);
+    }
+
+    /// The budget caps what creations spend per window, whoever asks: past it, a typed refusal
+    /// and no call to the IC.
+    #[test]
+    fn the_budget_refuses_creations_past_its_ceiling() {
+        use fleet_api::governance::AdmissionMode;
+        let rt = fake();
+        publish_default(&rt);
+        let cost = crate::fake::CREATE_FEE + state::with(|s| s.settings()).user_canister_cycles;
+        set_mode(AdmissionMode::Open, 2 * cost);
+        for n in 1..=2 {
+            block_on(create_user_canister(&rt, p(n), arg(p(100)))).unwrap();
+        }
+        let refused = block_on(create_user_canister(&rt, p(3), arg(p(100))));
+        assert!(
+            matches!(refused, Err(CreateUserCanisterError::BudgetExhausted { retry_after_secs }) if retry_after_secs <= 3_600),
+            "{refused:?}"
+        );
+        assert_eq!(rt.calls_of("create_canister"), 2);
+        let status = crate::admission::status();
+        assert_eq!(
+            (status.spent_in_window, status.refused_over_budget),
+            (2 * cost, 1)
+        );
+        // The next window admits again.
+        rt.advance(3_600 * 1_000_000_000);
+        block_on(create_user_canister(&rt, p(3), arg(p(100)))).unwrap();
+    }
+
+    /// `Paid`: only a canister attaching the cost is admitted, and its cycles are accepted only
+    /// once the canister exists.
+    #[test]
+    fn paid_admission_takes_the_cost_from_a_paying_canister_only_on_success() {
+        use fleet_api::governance::AdmissionMode;
+        let rt = fake();
+        publish_default(&rt);
+        set_mode(AdmissionMode::Paid, 0);
+        let cost = crate::fake::CREATE_FEE + state::with(|s| s.settings()).user_canister_cycles;
+        let payer = Principal::from_slice(&[7, 7, 7, 1]);
+        rt.attach(cost * 2);
+        let user = Principal::self_authenticating(b"a user's public key");
+        assert!(
+            matches!(
+                block_on(create_user_canister(&rt, user, arg(p(2)))),
+                Err(CreateUserCanisterError::PaymentRequired { .. })
+            ),
+            "a user (not a canister) cannot pay"
+        );
+        rt.attach(cost - 1);
+        assert_eq!(
+            block_on(create_user_canister(&rt, payer, arg(p(2)))),
+            Err(CreateUserCanisterError::PaymentRequired {
+                needed: cost,
+                attached: cost - 1
+            })
+        );
+        assert_eq!(rt.accepted(), 0);
+        rt.attach(cost * 2);
+        rt.reject("create_canister", None, 5, "out of capacity", Some(1));
+        assert!(block_on(create_user_canister(&rt, payer, arg(p(2)))).is_err());
+        assert_eq!(rt.accepted(), 0, "nothing accepted for a failed creation");
+        rt.attach(cost * 2);
+        block_on(create_user_canister(&rt, payer, arg(p(2)))).unwrap();
+        assert_eq!(
+            rt.accepted(),
+            cost,
+            "exactly the cost is kept; the rest goes back"
+        );
+        assert_eq!(
+            crate::admission::status().spent_in_window,
+            0,
+            "paid creations spend no budget"
+        );
     }
 
     #[test]

@@ -245,6 +245,17 @@ impl<M: Memory> Registry<M> {
         self.counts.get().get(&sha_count_key(&sha256)) > 0
     }
 
+    /// sha256 of every release at least one canister runs, from the counts.
+    pub fn deployed_releases(&self) -> Vec<[u8; 32]> {
+        self.counts
+            .get()
+            .0
+            .iter()
+            .filter(|(key, n)| key[0] == COUNT_RELEASE && *n > 0)
+            .filter_map(|(key, _)| key[1..].try_into().ok())
+            .collect()
+    }
+
     /// Inserts or replaces a record and moves its index entries. The caller guarantees that an
     /// owner has one canister: the owner index would otherwise point at the newest only.
     /// Only the indexes and counts whose key changed are written: a status change (the

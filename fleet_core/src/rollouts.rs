@@ -338,17 +338,70 @@ pub fn check_idle() -> Result<(), Busy> {
 }
 
 /// Starts an upgrade rollout over `cohort`. The caller checked [`check_idle`] after its last
-/// await.
+/// await. The target counts as used from now on: the release policy asks no approval nor
+/// notice for a later rollout to it.
 pub fn start(plan: &RolloutPlan, cohort: Cohort, env: Env) -> RolloutStarted {
     let summary = cohort.summary.clone();
-    with_engine(|e| {
+    let reply = with_engine(|e| {
         let rollout = e
             .open(|id, store| Rollout::start(id, env.manager, plan, cohort, store, env.now))
             .expect("plan and cohort were validated by the builder");
         let reply = started(rollout, summary);
         e.save();
         reply
-    })
+    });
+    state::with_mut(|s| s.governance.mark_used(&plan.target.module_hash));
+    reply
+}
+
+fn busy_start(b: Busy) -> StartRolloutError {
+    match b {
+        Busy::Active { id, phase } => StartRolloutError::RolloutActive {
+            id,
+            phase: phase.wire(),
+        },
+        Busy::Draining => StartRolloutError::Draining,
+    }
+}
+
+/// Refuses a rollout to a release no rollout has used yet while its notice runs.
+pub fn check_notice(arg: &RolloutPlanArg, now_ns: u64) -> Result<(), StartRolloutError> {
+    let Some(target) = lookup(&arg.target_version) else {
+        return Ok(());
+    };
+    match crate::governance::notice_until(&target.sha256, target.uploaded_at, now_ns) {
+        Some(may_start_at_ns) => Err(StartRolloutError::NoticePeriod {
+            version: target.version,
+            may_start_at_ns,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Whether a rollout to `arg`'s target needs the release policy's approval: no rollout has
+/// used the release yet.
+pub fn needs_approval(arg: &RolloutPlanArg) -> bool {
+    lookup(&arg.target_version).is_some_and(|t| !state::with(|s| s.governance.is_used(&t.sha256)))
+}
+
+/// Starts a staged rollout of `arg` once the caller's authority (and the release policy's
+/// approval) is settled: the plan is checked, the notice is respected, the target is mirrored
+/// into the chunk store, and the cohort is selected from the registry.
+pub async fn start_plan<R: Runtime>(
+    rt: &R,
+    arg: &RolloutPlanArg,
+) -> Result<RolloutStarted, StartRolloutError> {
+    // A plan that can never start is refused as such, whatever else runs.
+    let plan = to_plan(arg)?;
+    check_notice(arg, rt.now_ns())?;
+    check_idle().map_err(busy_start)?;
+    crate::chunk_store::ensure_mirrored(rt, &arg.target_version)
+        .await
+        .map_err(StartRolloutError::Mirror)?;
+    // The state may have changed while mirroring.
+    check_idle().map_err(busy_start)?;
+    let cohort = select_cohort(&plan).map_err(|e| StartRolloutError::Plan(e.wire()))?;
+    Ok(start(&plan, cohort, Env::of(rt)))
 }
 
 /// Starts a restore rollout (snapshot load and health check) over `canisters`.

@@ -55,6 +55,14 @@ pub trait Runtime {
     fn create_canister_fee(&self) -> u128;
     /// A line in the canister's log.
     fn log(&self, line: &str);
+    /// `ic0.is_controller`: whether `principal` controls this canister.
+    fn is_controller(&self, principal: &Principal) -> bool;
+    /// `ic0.msg_cycles_available128`: cycles the current call attached and nobody accepted
+    /// yet (available in the update and in the callbacks of its calls).
+    fn msg_cycles_available(&self) -> u128;
+    /// `ic0.msg_cycles_accept128`: keeps up to `max` of them; the rest go back to the caller
+    /// with the reply.
+    fn msg_cycles_accept(&self, max: u128) -> u128;
 
     /// Calls `method` of `callee` with candid-encoded `args` and `cycles`, and returns the
     /// reply's bytes. With `timeout_secs`, a bounded-wait call (interface spec, "Bounded-wait

@@ -5,7 +5,9 @@
 //! which cannot run their callbacks (`drain`, then stop the manager, before upgrading it).
 
 use crate::access::Operators;
+use crate::admission::{AdmissionState, Allowlist};
 use crate::chunk_store::MirrorState;
+use crate::governance::Governance;
 use crate::memory::{self, Memory, Stored};
 use crate::pipeline_log::PipelineLog;
 use crate::rate_limit::CreationLimiter;
@@ -43,6 +45,9 @@ pub struct State {
     /// The same bytes as `Stored<RolloutMeta>`, written from the engine's parts without a copy.
     pub rollout_meta: StableCell<Encoded<RolloutMeta>, Memory>,
     pub pipeline_log: PipelineLog<Memory>,
+    pub admission: StableCell<Stored<AdmissionState>, Memory>,
+    pub allowlist: Allowlist<Memory>,
+    pub governance: Governance<Memory>,
     /// Layout version 2's fleet snapshots: read for a canister whose record holds none yet,
     /// emptied as records take theirs over.
     snapshots_v2: StableBTreeMap<Principal, Stored<FleetSnapshot>, Memory>,
@@ -163,6 +168,18 @@ impl State {
                 crate::rollouts::PIPELINE_LOG_CAPACITY,
             ),
             snapshots_v2: StableBTreeMap::init(memory::get(memory::SNAPSHOTS_V2)),
+            admission: StableCell::init(
+                memory::get(memory::ADMISSION),
+                Stored(AdmissionState::default()),
+            ),
+            allowlist: Allowlist::init(
+                memory::get(memory::ALLOWLIST),
+                memory::get(memory::INVITES),
+            ),
+            governance: Governance::init(
+                memory::get(memory::GOVERNANCE),
+                memory::get(memory::REQUESTS),
+            ),
         }
     }
 
@@ -244,6 +261,24 @@ impl State {
             self.operators
                 .set(admin, &[fleet_api::manager::Role::Admin]);
         }
+        if let Some(admission) = arg.admission {
+            let mut a = self.admission.get().0.clone();
+            a.admission = admission;
+            self.admission.set(Stored(a));
+        }
+        if let Some(policy) = arg.release_policy {
+            let mut g = self.governance.get();
+            g.policy = policy;
+            self.governance.set(g);
+        }
+    }
+
+    /// Marks the releases the registry's canisters run as used by a rollout: a layout that
+    /// predates the release policy upgraded them without one.
+    fn mark_deployed_releases_used(&mut self) {
+        for sha256 in self.registry.deployed_releases() {
+            self.governance.mark_used(&sha256);
+        }
     }
 
     /// After an upgrade: brings a layout this module knows to its own version, or refuses
@@ -254,11 +289,17 @@ impl State {
             2 => {
                 self.registry
                     .migrate_counts(memory::get(memory::FLEET_COUNTS_V2));
+                self.mark_deployed_releases_used();
+                self.header.set(memory::LAYOUT_VERSION);
+                Ok(())
+            }
+            3 => {
+                self.mark_deployed_releases_used();
                 self.header.set(memory::LAYOUT_VERSION);
                 Ok(())
             }
             other => Err(format!(
-                "stable memory layout version {other}, this module reads versions 2 and {}",
+                "stable memory layout version {other}, this module reads versions 2 to {}",
                 memory::LAYOUT_VERSION
             )),
         }

@@ -37,6 +37,18 @@ impl Runtime for Ic {
         ic_cdk::println!("{line}");
     }
 
+    fn is_controller(&self, principal: &Principal) -> bool {
+        ic_cdk::api::is_controller(principal)
+    }
+
+    fn msg_cycles_available(&self) -> u128 {
+        ic_cdk::api::msg_cycles_available()
+    }
+
+    fn msg_cycles_accept(&self, max: u128) -> u128 {
+        ic_cdk::api::msg_cycles_accept(max)
+    }
+
     async fn call(
         &self,
         callee: Principal,

@@ -10,13 +10,15 @@ pub mod ic;
 pub mod metrics;
 
 use candid::Principal;
+use fleet_api::governance::*;
 use fleet_api::manager::*;
 use fleet_api::rollout::*;
 use fleet_api::user::UpgradeTicket;
 use fleet_api::wire::Wire;
 use fleet_core::access::{self, Caller};
 use fleet_core::{
-    chunk_store, provisioning, rate_limit, registry, releases, rollouts, state, stored,
+    admission, chunk_store, governance, provisioning, rate_limit, registry, releases, rollouts,
+    state, stored,
 };
 use ic::Ic;
 use ic_cdk::{init, inspect_message, post_upgrade, pre_upgrade, query, update};
@@ -54,7 +56,8 @@ fn inspect_message() {
     let method = ic_cdk::api::msg_method_name();
     let arg = ic_cdk::api::msg_arg_data();
     let decodes = fleet_api::manager::method::decodes(&method, &arg)
-        .or_else(|| fleet_api::rollout::method::decodes(&method, &arg));
+        .or_else(|| fleet_api::rollout::method::decodes(&method, &arg))
+        .or_else(|| fleet_api::governance::method::decodes(&method, &arg));
     if decodes != Some(true) {
         return;
     }
@@ -83,6 +86,22 @@ fn init(arg: Option<ManagerInitArg>) {
         .any(|a| *a == Principal::anonymous())
     {
         ic_cdk::trap("the anonymous principal cannot be an admin");
+    }
+    if let Some(admission) = &arg.admission {
+        if let Err(e) = admission::validate(admission, ic_cdk::api::canister_self()) {
+            ic_cdk::trap(format!("invalid admission: {e:?}"));
+        }
+    }
+    if let Some(policy) = &arg.release_policy {
+        // Operators are granted below: a quorum is checked against the admins of the arg.
+        let admins = arg.admins.as_ref().map_or(0, Vec::len) as u32;
+        if policy.quorum == 0
+            || policy.quorum > MAX_QUORUM
+            || policy.notice_secs > MAX_NOTICE_SECS
+            || (policy.quorum > 1 && admins < policy.quorum)
+        {
+            ic_cdk::trap("invalid release_policy: quorum 1 to 20 reachable by the admins, notice at most 90 days");
+        }
     }
     state::with_mut(|s| s.initialize(arg));
 }
@@ -168,6 +187,12 @@ fn set_operator_result(operator: Operator) -> Result<(), OperatorError> {
     if operator.roles.is_empty() {
         return Err(OperatorError::NoRoles);
     }
+    governance::gate(
+        caller().principal,
+        RequestAction::SetOperator(operator.clone()),
+        ic_cdk::api::time(),
+    )
+    .map_err(OperatorError::ApprovalRequired)?;
     state::with_mut(|s| s.operators.set(operator.principal, &operator.roles));
     Ok(())
 }
@@ -181,6 +206,15 @@ fn remove_operator_result(principal: Principal) -> Result<(), OperatorError> {
     if !has_role(caller(), Role::Admin) {
         return Err(OperatorError::NotAuthorized);
     }
+    if !state::with(|s| s.operators.list().iter().any(|o| o.principal == principal)) {
+        return Err(OperatorError::UnknownOperator);
+    }
+    governance::gate(
+        caller().principal,
+        RequestAction::RemoveOperator(principal),
+        ic_cdk::api::time(),
+    )
+    .map_err(OperatorError::ApprovalRequired)?;
     if state::with_mut(|s| s.operators.remove(&principal)) {
         Ok(())
     } else {
@@ -266,9 +300,19 @@ async fn finalize_release(version: String) -> FinalizeReleaseReply {
 async fn finalize_release_result(
     version: String,
 ) -> Result<FinalizedRelease, FinalizeReleaseError> {
-    if !has_role(caller(), Role::Releaser) {
+    let caller = caller();
+    if !has_role(caller, Role::Releaser) {
         return Err(FinalizeReleaseError::NotAuthorized);
     }
+    // Only an upload in progress can be proposed; the approved request finalizes it.
+    state::with(|s| s.store.upload_status(&version))
+        .map_err(|e| FinalizeReleaseError::Store(e.wire()))?;
+    governance::gate(
+        caller.principal,
+        RequestAction::PublishRelease(version.clone()),
+        ic_cdk::api::time(),
+    )
+    .map_err(FinalizeReleaseError::ApprovalRequired)?;
     releases::finalize(&Ic, &version).await
 }
 
@@ -532,16 +576,6 @@ fn operators_only<T>(f: impl FnOnce() -> T) -> Result<T, QueryError> {
     }
 }
 
-fn busy_start(b: rollouts::Busy) -> StartRolloutError {
-    match b {
-        rollouts::Busy::Active { id, phase } => StartRolloutError::RolloutActive {
-            id,
-            phase: phase.wire(),
-        },
-        rollouts::Busy::Draining => StartRolloutError::Draining,
-    }
-}
-
 /// Starts a staged rollout of a release to the fleet. The target is mirrored into the chunk
 /// store first; the cohort is selected from the registry when the plan is accepted.
 #[update(guard = "awake")]
@@ -550,20 +584,22 @@ async fn start_rollout(plan: RolloutPlanArg) -> StartRolloutReply {
 }
 
 async fn start_rollout_result(plan: RolloutPlanArg) -> Result<RolloutStarted, StartRolloutError> {
-    if !is_deployer(caller()) {
+    let caller = caller();
+    if !is_deployer(caller) {
         return Err(StartRolloutError::NotAuthorized);
     }
     // A plan that can never start is refused as such, whatever else runs.
-    let core_plan = rollouts::to_plan(&plan)?;
-    rollouts::check_idle().map_err(busy_start)?;
-    chunk_store::ensure_mirrored(&Ic, &plan.target_version)
-        .await
-        .map_err(StartRolloutError::Mirror)?;
-    // The state may have changed while mirroring.
-    rollouts::check_idle().map_err(busy_start)?;
-    let cohort =
-        rollouts::select_cohort(&core_plan).map_err(|e| StartRolloutError::Plan(e.wire()))?;
-    let started = rollouts::start(&core_plan, cohort, env());
+    rollouts::to_plan(&plan)?;
+    if rollouts::needs_approval(&plan) {
+        rollouts::check_notice(&plan, ic_cdk::api::time())?;
+        governance::gate(
+            caller.principal,
+            RequestAction::StartRollout(Box::new(plan.clone())),
+            ic_cdk::api::time(),
+        )
+        .map_err(StartRolloutError::ApprovalRequired)?;
+    }
+    let started = rollouts::start_plan(&Ic, &plan).await?;
     driver::ensure_timer();
     Ok(started)
 }
@@ -634,6 +670,13 @@ async fn rollback_result(arg: RollbackArg) -> Result<RolloutStarted, RollbackErr
             let from = state::with(|s| s.store.get_by_sha256(&last.module_hash))
                 .ok_or(RollbackError::NoRollout)?;
             let mut plan = RolloutPlanArg::to(&to_version);
+            // Going back means going to a release a rollout ran before; anything else is
+            // a rollout under the release policy.
+            if rollouts::needs_approval(&plan) {
+                return Err(RollbackError::NewRelease {
+                    version: to_version,
+                });
+            }
             plan.from_version = Some(from.version);
             plan.canary = Some(Canary::None);
             plan.waves_percent = Some(vec![100]);
@@ -794,6 +837,140 @@ fn request_upgrade_result(arg: RequestUpgradeArg) -> Result<UpgradeTicket, Reque
     Ok(ticket)
 }
 
+// ---------------------------------------------------------------------------------------------
+// Admission and the release policy
+// ---------------------------------------------------------------------------------------------
+
+#[query]
+fn get_admission() -> AdmissionStatus {
+    admission::status()
+}
+
+#[update(guard = "awake")]
+fn set_admission(arg: Admission) -> AdmissionReply {
+    set_admission_result(arg).into()
+}
+
+fn set_admission_result(arg: Admission) -> Result<AdmissionStatus, AdmissionError> {
+    if !has_role(caller(), Role::Admin) {
+        return Err(AdmissionError::NotAuthorized);
+    }
+    admission::set(arg, ic_cdk::api::canister_self())
+}
+
+#[update(guard = "awake")]
+fn update_allowlist(arg: AllowlistUpdate) -> AdmissionReply {
+    update_allowlist_result(arg).into()
+}
+
+fn update_allowlist_result(arg: AllowlistUpdate) -> Result<AdmissionStatus, AdmissionError> {
+    if !has_role(caller(), Role::Admin) {
+        return Err(AdmissionError::NotAuthorized);
+    }
+    admission::update_allowlist(arg)
+}
+
+#[query]
+fn get_release_policy() -> ReleasePolicy {
+    governance::policy()
+}
+
+/// Changing the policy needs the policy itself: under a quorum it is a request.
+#[update(guard = "awake")]
+fn set_release_policy(policy: ReleasePolicy) -> SetReleasePolicyReply {
+    set_release_policy_result(policy).into()
+}
+
+fn set_release_policy_result(
+    policy: ReleasePolicy,
+) -> Result<ReleasePolicy, SetReleasePolicyError> {
+    let caller = caller();
+    if !has_role(caller, Role::Admin) {
+        return Err(SetReleasePolicyError::NotAuthorized);
+    }
+    governance::validate(&policy)?;
+    governance::gate(
+        caller.principal,
+        RequestAction::SetReleasePolicy(policy),
+        ic_cdk::api::time(),
+    )
+    .map_err(SetReleasePolicyError::ApprovalRequired)?;
+    governance::apply_policy(policy);
+    Ok(policy)
+}
+
+/// An emergency: ends the notice of a release sooner. Under a quorum, a request of admins.
+#[update(guard = "awake")]
+fn shorten_notice(version: String, notice_secs: u64) -> ShortenNoticeReply {
+    shorten_notice_result(version, notice_secs).into()
+}
+
+fn shorten_notice_result(
+    version: String,
+    notice_secs: u64,
+) -> Result<PendingRelease, ShortenNoticeError> {
+    let caller = caller();
+    if !has_role(caller, Role::Admin) {
+        return Err(ShortenNoticeError::NotAuthorized);
+    }
+    let meta = state::with(|s| s.store.get(&version)).ok_or(ShortenNoticeError::UnknownRelease)?;
+    if notice_secs > governance::policy().notice_secs {
+        return Err(ShortenNoticeError::InvalidNotice);
+    }
+    governance::gate(
+        caller.principal,
+        RequestAction::ShortenNotice {
+            version: version.clone(),
+            notice_secs,
+        },
+        ic_cdk::api::time(),
+    )
+    .map_err(ShortenNoticeError::ApprovalRequired)?;
+    governance::apply_notice(&meta.sha256, notice_secs);
+    pending_release_of(&meta.sha256).ok_or(ShortenNoticeError::UnknownRelease)
+}
+
+fn pending_release_of(sha256: &[u8]) -> Option<PendingRelease> {
+    governance::pending_releases()
+        .into_iter()
+        .find(|p| p.sha256.as_slice() == sha256)
+}
+
+/// Approves a request; the approval that completes the quorum runs its action.
+#[update(guard = "awake")]
+async fn approve_request(id: u64) -> ApproveRequestReply {
+    approve_request_result(id).await.into()
+}
+
+async fn approve_request_result(id: u64) -> Result<Request, ApproveRequestError> {
+    let (request, approved) = governance::approve(&Ic, caller(), id)?;
+    if !approved {
+        return Ok(request);
+    }
+    let outcome = governance::execute(&Ic, &request.action).await;
+    if outcome.is_ok() && matches!(request.action, RequestAction::StartRollout(_)) {
+        driver::ensure_timer();
+    }
+    Ok(governance::finish(id, outcome, ic_cdk::api::time()).unwrap_or(request))
+}
+
+#[update(guard = "awake")]
+fn cancel_request(id: u64) -> CancelRequestReply {
+    governance::cancel(caller(), id, ic_cdk::api::time()).into()
+}
+
+#[query]
+fn list_requests(arg: ListRequestsArg) -> ListRequestsReply {
+    operators_only(|| governance::list(&arg)).into()
+}
+
+/// Published releases no rollout has used yet, and when a rollout to each may start: what
+/// users and their canisters check to see code coming.
+#[query]
+fn pending_releases() -> Vec<PendingRelease> {
+    governance::pending_releases()
+}
+
 ic_cdk::export_candid!();
 
 #[cfg(test)]
@@ -824,6 +1001,7 @@ mod candid_tests {
         let mut declared: Vec<_> = fleet_api::manager::method::METHODS
             .iter()
             .chain(fleet_api::rollout::method::METHODS)
+            .chain(fleet_api::governance::method::METHODS)
             .map(|(name, kind)| (name.to_string(), *kind))
             .collect();
         declared.sort();

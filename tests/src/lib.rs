@@ -37,6 +37,18 @@ pub fn user(n: u8) -> Principal {
     Principal::from_slice(&bytes)
 }
 
+/// Open admission with a budget no test reaches: for tests about something else that create
+/// many canisters.
+pub fn unbounded_admission() -> fleet_api::governance::Admission {
+    fleet_api::governance::Admission {
+        mode: fleet_api::governance::AdmissionMode::Open,
+        budget: fleet_api::governance::ProvisioningBudget {
+            cycles_per_window: u128::MAX,
+            window_secs: 60,
+        },
+    }
+}
+
 pub fn sha256(bytes: &[u8]) -> Vec<u8> {
     Sha256::digest(bytes).to_vec()
 }
@@ -186,6 +198,7 @@ impl Fleet {
                 capacity: 1_000,
                 refill_period_secs: 1,
             }),
+            admission: Some(unbounded_admission()),
             ..Default::default()
         }))
     }
@@ -310,6 +323,7 @@ pub mod rollout {
                 refill_period_secs: 1,
             }),
             user_canister_cycles: Some(USER_CYCLES),
+            admission: Some(unbounded_admission()),
             ..Default::default()
         }));
         fleet
@@ -362,6 +376,7 @@ pub mod rollout {
                 .map(|i| {
                     let arg = CreateUserCanisterArg {
                         recovery_principal: recovery(i),
+                        invite: None,
                     };
                     submit::<CreateUserCanister>(&self.sim, self.manager, owner(i), (arg,))
                 })

@@ -156,6 +156,7 @@ fn a_thousand_refused_ingress_messages_leave_the_managers_balance_unchanged() {
             4 => {
                 let arg = CreateUserCanisterArg {
                     recovery_principal: stranger,
+                    invite: None,
                 };
                 fleet.refused_at_ingress::<CreateUserCanister>(Principal::anonymous(), (arg,))
             }

@@ -16,6 +16,7 @@ type Created = Result<UserCanister, CreateUserCanisterError>;
 fn create(fleet: &Fleet, owner: Principal, recovery: Principal) -> Created {
     let arg = CreateUserCanisterArg {
         recovery_principal: recovery,
+        invite: None,
     };
     fleet.ask::<CreateUserCanister>(owner, (arg,)).into_result()
 }
@@ -170,6 +171,7 @@ fn bad_creation_requests_are_refused_with_typed_errors_and_create_nothing() {
 
     let arg = CreateUserCanisterArg {
         recovery_principal: user(101),
+        invite: None,
     };
     fleet.refused_at_ingress::<CreateUserCanister>(Principal::anonymous(), (arg,));
     for recovery in [
@@ -273,6 +275,7 @@ fn creations_past_the_cap_are_refused_as_busy_and_succeed_when_retried() {
             .map(|&i| {
                 let arg = CreateUserCanisterArg {
                     recovery_principal: recovery(i),
+                    invite: None,
                 };
                 submit::<CreateUserCanister>(&fleet.sim, fleet.manager, owner(i), (arg,))
             })

@@ -22,6 +22,7 @@ fn upgrading_the_manager_keeps_all_state() {
     let create = |n: u8| {
         let arg = CreateUserCanisterArg {
             recovery_principal: user(100 + n),
+            invite: None,
         };
         fleet
             .ask::<CreateUserCanister>(user(n), (arg,))

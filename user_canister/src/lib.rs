@@ -25,9 +25,9 @@ use fleet_api::endpoint::{CallKind, Endpoint};
 use fleet_api::rollout::method::RequestUpgrade as ManagerRequestUpgrade;
 use fleet_api::rollout::{RequestUpgradeArg, RequestUpgradeReply};
 use fleet_api::user::{
-    FleetHealth, GetNoteReply, ListNotesArg, ListNotesReply, NoteError, NoteWriteReply, PutNoteArg,
-    RequestUpgradeViaManagerError, RequestUpgradeViaManagerReply, UpgradeTicket, UserCanisterArg,
-    UserCanisterInfo,
+    FleetHealth, GetNoteReply, ListNotesArg, ListNotesReply, NoteError, NoteWriteReply,
+    PendingReleasesError, PendingReleasesReply, PutNoteArg, RequestUpgradeViaManagerError,
+    RequestUpgradeViaManagerReply, UpgradeTicket, UserCanisterArg, UserCanisterInfo,
 };
 use ic_cdk::call::{Call, CallFailed};
 
@@ -246,6 +246,35 @@ async fn ask_manager_for_upgrade(
             },
         })?;
     decode_manager_reply(&reply.into_bytes())
+}
+
+/// The manager's pending releases, read through a composite query so the owner learns from
+/// their own canister what code may reach it, and from when (interface spec, "Composite query
+/// calls": same subnet only).
+#[ic_cdk::query(composite = true)]
+async fn pending_releases() -> PendingReleasesReply {
+    let manager = state::with(|s| s.config().manager);
+    let reply = Call::unbounded_wait(
+        manager,
+        fleet_api::governance::method::PendingReleases::NAME,
+    )
+    .await
+    .map_err(|e| PendingReleasesError::ManagerUnreachable {
+        reject_code: match &e {
+            CallFailed::CallRejected(r) => r.raw_reject_code(),
+            _ => 0,
+        },
+        message: e.to_string(),
+    });
+    reply
+        .and_then(|r| {
+            r.candid::<Vec<fleet_api::governance::PendingRelease>>()
+                .map_err(|e| PendingReleasesError::ManagerUnreachable {
+                    reject_code: 0,
+                    message: e.to_string(),
+                })
+        })
+        .into()
 }
 
 /// Decodes the manager's `request_upgrade` reply: `variant { Ok: UpgradeTicket; Err:

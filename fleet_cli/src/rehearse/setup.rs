@@ -5,6 +5,7 @@ use std::rc::Rc;
 
 use candid::{encode_one, Principal};
 use fleet_api::endpoint::Endpoint;
+use fleet_api::governance::{Admission, AdmissionMode, ProvisioningBudget};
 use fleet_api::manager::method::{CreateUserCanister, SetDefaultRelease};
 use fleet_api::manager::{
     CreateUserCanisterArg, CreateUserCanisterError, ManagerInitArg, RateLimit,
@@ -111,6 +112,15 @@ pub(super) fn install_manager(
             capacity: args.users.max(10),
             refill_period_secs: 1,
         }),
+        // The rehearsal creates every canister at once: a budget for all of them.
+        admission: Some(Admission {
+            mode: AdmissionMode::Open,
+            budget: ProvisioningBudget {
+                cycles_per_window: u128::from(args.users) * 2 * USER_CYCLES,
+                window_secs: 86_400,
+            },
+        }),
+        release_policy: None,
     };
     sim.install_canister(
         manager,
@@ -167,6 +177,7 @@ pub(super) fn provision(
             .map(|&(i, _)| {
                 let arg = CreateUserCanisterArg {
                     recovery_principal: recovery(i),
+                    invite: None,
                 };
                 r.submit::<CreateUserCanister>(manager, owner(i), (arg,))
             })

@@ -730,3 +730,20 @@ async fn caller_info() -> (CallerInfo, CallerInfo) {
 fn caller_info_required() -> Vec<u8> {
     ic_cdk::api::msg_caller_info_data()
 }
+
+thread_local! {
+    static ADMITTED: RefCell<Vec<Principal>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Sets the principals `fleet_admit` says yes to: the probe stands in for an app's own
+/// admission canister.
+#[ic_cdk::update]
+fn set_admitted(principals: Vec<Principal>) {
+    ADMITTED.with(|a| *a.borrow_mut() = principals);
+}
+
+/// The fleet manager's approver interface: whether `principal` may get a canister.
+#[ic_cdk::update]
+fn fleet_admit(principal: Principal) -> bool {
+    ADMITTED.with(|a| a.borrow().contains(&principal))
+}
