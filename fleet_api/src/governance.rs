@@ -125,7 +125,8 @@ pub enum AdmissionError {
 /// With `quorum` above 1, publishing a release, starting a rollout to a release no rollout has
 /// used yet, changing operators and changing this policy are requests, executed once `quorum`
 /// distinct principals holding the role approve (the proposer is the first). With
-/// `notice_secs`, a rollout to a release no rollout has used yet cannot start before that long
+/// `notice_secs`, a rollout to a release no rollout has used yet (or making it the default
+/// release) cannot start before that long
 /// after the release was published, so users see it coming (`pending_releases`, and the user
 /// canister's own `pending_releases`) and can pin their canister or detach it.
 #[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -158,6 +159,9 @@ pub enum RequestAction {
     PublishRelease(String),
     /// `start_rollout` to a release no rollout has used yet (role `Deployer`).
     StartRollout(Box<RolloutPlanArg>),
+    /// `set_default_release` to a release no rollout has used yet (role `Admin`): new
+    /// canisters get the default, so it is code reaching the fleet like a rollout.
+    SetDefaultRelease(String),
     /// `set_release_policy` (role `Admin`).
     SetReleasePolicy(ReleasePolicy),
     /// `set_operator` (role `Admin`): under a quorum, one admin cannot make the principals

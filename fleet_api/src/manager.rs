@@ -492,6 +492,13 @@ pub enum SetDefaultReleaseError {
     UnknownRelease,
     /// The release could not be put into the chunk store; the default is unchanged.
     Mirror(MirrorError),
+    /// No rollout has used the release yet and its notice runs until `may_start_at_ns`.
+    NoticePeriod {
+        may_start_at_ns: u64,
+    },
+    /// Under a release policy's quorum, making a release no rollout has used the default is a
+    /// request; it runs once approved.
+    ApprovalRequired(Box<crate::governance::Request>),
 }
 
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]

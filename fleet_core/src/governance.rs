@@ -27,8 +27,9 @@ const NS: u64 = 1_000_000_000;
 pub struct GovernanceState {
     pub policy: ReleasePolicy,
     pub next_request_id: u64,
-    /// sha256 of every release a rollout has targeted: a rollout to one of them (a rollback
-    /// to a known release, say) needs neither approval nor notice.
+    /// sha256 of every release a rollout has targeted or that became the default release: a
+    /// rollout to one of them (a rollback to a known release, say) needs neither approval nor
+    /// notice.
     pub used_releases: Vec<ByteBuf>,
     /// Notices shortened by an admin quorum: (sha256, notice in seconds).
     pub notice_overrides: Vec<(ByteBuf, u64)>,
@@ -108,7 +109,8 @@ pub fn role_of(action: &RequestAction) -> Role {
     match action {
         RequestAction::PublishRelease(_) => Role::Releaser,
         RequestAction::StartRollout(_) => Role::Deployer,
-        RequestAction::SetReleasePolicy(_)
+        RequestAction::SetDefaultRelease(_)
+        | RequestAction::SetReleasePolicy(_)
         | RequestAction::SetOperator(_)
         | RequestAction::RemoveOperator(_)
         | RequestAction::ShortenNotice { .. } => Role::Admin,
@@ -343,6 +345,10 @@ pub async fn execute<R: Runtime>(rt: &R, action: &RequestAction) -> Result<(), S
             .map(drop)
             .map_err(|e| format!("{e:?}")),
         RequestAction::StartRollout(plan) => crate::rollouts::start_plan(rt, plan)
+            .await
+            .map(drop)
+            .map_err(|e| format!("{e:?}")),
+        RequestAction::SetDefaultRelease(version) => crate::releases::set_default(rt, version)
             .await
             .map(drop)
             .map_err(|e| format!("{e:?}")),

@@ -74,7 +74,8 @@ pub fn delete(version: &str) -> Result<ReleaseMeta, DeleteReleaseError> {
     })
 }
 
-/// Makes `version` the release new user canisters get, once it is in the chunk store.
+/// Makes `version` the release new user canisters get, once it is in the chunk store. It then
+/// counts as used: new canisters run it.
 pub async fn set_default<R: Runtime>(
     rt: &R,
     version: &str,
@@ -85,6 +86,7 @@ pub async fn set_default<R: Runtime>(
         .await
         .map_err(SetDefaultReleaseError::Mirror)?;
     Ok(state::with_mut(|s| {
+        s.governance.mark_used(&meta.sha256);
         let mut settings = s.settings();
         settings.default_release = Some(ReleaseRef {
             version: meta.version,
@@ -93,4 +95,20 @@ pub async fn set_default<R: Runtime>(
         s.set_settings(settings.clone());
         settings.into()
     }))
+}
+
+/// Whether making `version` the default needs the release policy's approval (no rollout has
+/// used it, and it is not the default yet), after refusing it while its notice runs.
+pub fn default_needs_approval(version: &str, now_ns: u64) -> Result<bool, SetDefaultReleaseError> {
+    let meta =
+        state::with(|s| s.store.get(version)).ok_or(SetDefaultReleaseError::UnknownRelease)?;
+    if state::with(|s| s.governance.is_used(&meta.sha256)) {
+        return Ok(false);
+    }
+    if let Some(may_start_at_ns) =
+        crate::governance::notice_until(&meta.sha256, meta.uploaded_at, now_ns)
+    {
+        return Err(SetDefaultReleaseError::NoticePeriod { may_start_at_ns });
+    }
+    Ok(true)
 }

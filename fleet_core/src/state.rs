@@ -273,11 +273,14 @@ impl State {
         }
     }
 
-    /// Marks the releases the registry's canisters run as used by a rollout: a layout that
-    /// predates the release policy upgraded them without one.
+    /// Marks the releases the registry's canisters run, and the default release, as used: a
+    /// layout that predates the release policy deployed them without one.
     fn mark_deployed_releases_used(&mut self) {
         for sha256 in self.registry.deployed_releases() {
             self.governance.mark_used(&sha256);
+        }
+        if let Some(default) = self.settings().default_release {
+            self.governance.mark_used(&default.sha256);
         }
     }
 

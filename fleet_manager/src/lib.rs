@@ -347,8 +347,18 @@ async fn set_default_release(version: String) -> SetDefaultReleaseReply {
 }
 
 async fn set_default_release_result(version: String) -> Result<Settings, SetDefaultReleaseError> {
-    if !has_role(caller(), Role::Admin) {
+    let caller = caller();
+    if !has_role(caller, Role::Admin) {
         return Err(SetDefaultReleaseError::NotAuthorized);
+    }
+    let now = ic_cdk::api::time();
+    if releases::default_needs_approval(&version, now)? {
+        governance::gate(
+            caller.principal,
+            RequestAction::SetDefaultRelease(version.clone()),
+            now,
+        )
+        .map_err(SetDefaultReleaseError::ApprovalRequired)?;
     }
     releases::set_default(&Ic, &version).await
 }

@@ -1,8 +1,9 @@
 //! A manager deployed with the previous stable layout is upgraded to this one and carries on:
 //! the module built from an earlier release of this repository (stable layout version 2,
 //! `tests/fixtures/`) runs a fleet through a rollout with snapshots, then the manager is
-//! upgraded in place to the current build (layout version 3, whose `post_upgrade` migrates the
-//! registry's counts out of a B-tree and reads the fleet snapshots from their old map).
+//! upgraded in place to the current build (layout version 4, whose `post_upgrade` migrates the
+//! registry's counts out of a B-tree, reads the fleet snapshots from their old map, and counts
+//! the releases already deployed as used by the release policy).
 //! Everything is asserted from outside: queries, module hashes, the user canisters' data.
 
 use candid::{encode_args, encode_one, Principal};
@@ -98,6 +99,14 @@ fn a_layout_2_manager_upgrades_in_place_and_keeps_its_fleet_counts_and_snapshots
 
     // Registry, counts and the finished rollout read as before.
     assert_eq!(all_canisters(&fleet), records_before);
+    // The releases the fleet ran before the release policy existed count as used: neither
+    // is pending, so going back to either needs no approval.
+    let pending = fleet.ask::<fleet_api::governance::method::PendingReleases>(fleet.controller, ());
+    assert_eq!(
+        pending,
+        vec![],
+        "releases deployed under layout 2 are not pending"
+    );
     let metrics = fleet.metrics();
     assert_eq!(metrics.by_release, metrics_before.by_release);
     assert_eq!(metrics.by_status, metrics_before.by_status);
