@@ -46,6 +46,12 @@ pub enum Command {
     /// The manager canister itself.
     #[command(subcommand)]
     Manager(ManagerCommand),
+    /// Who may have the manager create a canister, and the provisioning budget.
+    #[command(subcommand)]
+    Admission(AdmissionCommand),
+    /// The release policy (approval quorum, notice), its requests, and pending releases.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Rehearse a release on an embedded IC simulator: install a manager, create a fleet of
     /// user canisters holding data, roll the new release out in stages, check every canister
     /// from outside, and report.
@@ -401,5 +407,116 @@ pub enum RecoveryCommand {
         /// Do not ask for confirmation.
         #[arg(long)]
         yes: bool,
+    },
+}
+
+/// How `admission set` names a mode.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdmissionModeArg {
+    Open,
+    Allowlist,
+    Approver,
+    Paid,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AdmissionCommand {
+    /// The admission mode, the budget and what the current window has spent.
+    Show {
+        #[command(flatten)]
+        target: ManagerTarget,
+    },
+    /// Set the admission mode and the provisioning budget (admins).
+    Set {
+        #[command(flatten)]
+        target: ManagerTarget,
+        #[arg(long, value_enum)]
+        mode: AdmissionModeArg,
+        /// The app's canister answering `fleet_admit : (principal) -> (bool)` (mode approver).
+        #[arg(long, value_name = "CANISTER_ID", required_if_eq("mode", "approver"))]
+        approver: Option<Principal>,
+        /// Cycles creations may spend per window.
+        #[arg(long, value_name = "CYCLES")]
+        budget_cycles: u128,
+        /// Length of a budget window.
+        #[arg(long, value_name = "SECS", default_value_t = 86_400)]
+        window_secs: u64,
+    },
+    /// Put principals on the allowlist, or take them off (--remove).
+    Allow {
+        #[command(flatten)]
+        target: ManagerTarget,
+        #[arg(value_name = "PRINCIPAL", required = true)]
+        principals: Vec<Principal>,
+        #[arg(long)]
+        remove: bool,
+    },
+    /// Issue single-use invite codes: printed here, only their sha256 reaches the manager.
+    Invite {
+        #[command(flatten)]
+        target: ManagerTarget,
+        #[arg(long, default_value_t = 1)]
+        count: u32,
+    },
+    /// Revoke invite codes not used yet.
+    Revoke {
+        #[command(flatten)]
+        target: ManagerTarget,
+        #[arg(value_name = "CODE", required = true)]
+        codes: Vec<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// The release policy.
+    Show {
+        #[command(flatten)]
+        target: ManagerTarget,
+    },
+    /// Set the release policy (admins; under a quorum, a request).
+    Set {
+        #[command(flatten)]
+        target: ManagerTarget,
+        /// Distinct role holders who must approve publishing, a first rollout to a release,
+        /// operator changes and policy changes.
+        #[arg(long, value_name = "N")]
+        quorum: u32,
+        /// Delay between publishing a release and the first rollout to it.
+        #[arg(long, value_name = "SECS", default_value_t = 0)]
+        notice_secs: u64,
+    },
+    /// Requests, newest first.
+    Requests {
+        #[command(flatten)]
+        target: ManagerTarget,
+    },
+    /// Approve a request; the approval that completes the quorum runs it.
+    Approve {
+        #[command(flatten)]
+        target: ManagerTarget,
+        #[arg(value_name = "ID")]
+        id: u64,
+    },
+    /// Cancel a pending request (its proposer or an admin).
+    Cancel {
+        #[command(flatten)]
+        target: ManagerTarget,
+        #[arg(value_name = "ID")]
+        id: u64,
+    },
+    /// Published releases no rollout has used yet, and when a rollout to each may start.
+    Pending {
+        #[command(flatten)]
+        target: ManagerTarget,
+    },
+    /// Emergency: end one release's notice sooner (admins; under a quorum, a request).
+    ShortenNotice {
+        #[command(flatten)]
+        target: ManagerTarget,
+        #[arg(long, value_name = "SEMVER")]
+        version: String,
+        #[arg(long, value_name = "SECS")]
+        notice_secs: u64,
     },
 }

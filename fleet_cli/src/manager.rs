@@ -737,6 +737,53 @@ pub fn remove_operator(
     Ok(kept)
 }
 
+// ---------------------------------------------------------------- admission and the policy
+
+impl EndpointError for fleet_api::governance::AdmissionError {
+    fn not_authorized(&self) -> bool {
+        matches!(self, Self::NotAuthorized)
+    }
+    fn bad_input(&self) -> bool {
+        !self.not_authorized()
+    }
+}
+
+/// A refusal that may instead be a request awaiting approval under the release policy.
+macro_rules! governed_error {
+    ($($t:ty: $bad:pat),* $(,)?) => {$(
+        impl EndpointError for $t {
+            fn not_authorized(&self) -> bool {
+                matches!(self, Self::NotAuthorized)
+            }
+            fn bad_input(&self) -> bool {
+                matches!(self, $bad)
+            }
+            fn describe(&self) -> String {
+                match self {
+                    Self::ApprovalRequired(r) => awaiting_approval(r),
+                    other => format!("{other:?}"),
+                }
+            }
+        }
+    )*};
+}
+governed_error! {
+    fleet_api::governance::SetReleasePolicyError: Self::InvalidPolicy,
+    fleet_api::governance::ShortenNoticeError: Self::UnknownRelease | Self::InvalidNotice,
+}
+
+impl EndpointError for fleet_api::governance::ApproveRequestError {
+    fn not_authorized(&self) -> bool {
+        matches!(self, Self::NotAuthorized)
+    }
+}
+
+impl EndpointError for fleet_api::governance::CancelRequestError {
+    fn not_authorized(&self) -> bool {
+        matches!(self, Self::NotAuthorized)
+    }
+}
+
 // --------------------------------------------------------------------------------- rollouts
 
 impl EndpointError for StartRolloutError {

@@ -635,3 +635,70 @@ fn rollout_start_takes_every_plan_option_and_status_watch_follows_it_to_the_end(
         .unwrap_err();
     assert_eq!(e.exit_code(), 3, "{e}");
 }
+
+/// `admission` and `policy` drive the manager's admission and release policy: invites are
+/// issued (only their hashes reach the manager), a stranger cannot change admission, and under
+/// a quorum of two a publish waits for a second operator's `policy approve`.
+#[test]
+fn admission_and_policy_commands_govern_provisioning_and_publishing() {
+    let f = fleet();
+    assert_eq!(f.admin(&["admission", "show"])["mode"], "open");
+    let codes = f.admin(&["admission", "invite", "--count", "2"]);
+    assert_eq!(codes.as_array().map(Vec::len), Some(2));
+    let shown = f.admin(&[
+        "admission",
+        "set",
+        "--mode",
+        "allowlist",
+        "--budget-cycles",
+        "1000000000000000",
+    ]);
+    assert_eq!(
+        (shown["mode"].as_str(), shown["invites"].as_u64()),
+        (Some("allowlist"), Some(2))
+    );
+    let e = f
+        .run(
+            &["admission", "set", "--mode", "open", "--budget-cycles", "1"],
+            &f.stranger_phrase,
+        )
+        .unwrap_err();
+    assert_eq!(e.exit_code(), 3, "{e}");
+    assert_eq!(f.admin(&["admission", "show"])["mode"], "allowlist");
+
+    // Two operators with every role, then a quorum of two.
+    let second = principal_of(STRANGER_PHRASE).to_text();
+    let third = user(3).to_text();
+    for op in [&second, &third] {
+        f.admin(&[
+            "operators",
+            "add",
+            op,
+            "--role",
+            "admin",
+            "--role",
+            "releaser",
+            "--role",
+            "deployer",
+        ]);
+    }
+    let policy = f.admin(&["policy", "set", "--quorum", "2", "--notice-secs", "0"]);
+    assert_eq!(policy["quorum"], 2);
+
+    let file = f.world.dir.file("v1.wasm", &user_wasm(&[]));
+    let (code, e) = f.admin_err(&["release", "publish", &file, "--version", "1.0.0"]);
+    assert!(e.to_string().contains("awaiting approval"), "{e}");
+    assert_eq!(code, 8, "{e}");
+    assert_eq!(f.admin(&["release", "list"]), serde_json::json!([]));
+    let requests = f.admin(&["policy", "requests"]);
+    assert_eq!(requests[0]["action"], "publish 1.0.0");
+    let id = requests[0]["id"].as_u64().unwrap().to_string();
+    let approved = f
+        .run(&["--json", "policy", "approve", &id], &f.stranger_phrase)
+        .unwrap()
+        .json;
+    let state = approved["state"].as_str().unwrap_or_default();
+    assert!(state.starts_with("Executed"), "{approved}");
+    assert_eq!(f.admin(&["release", "list"])[0]["version"], "1.0.0");
+    assert_eq!(f.admin(&["policy", "pending"])[0]["version"], "1.0.0");
+}

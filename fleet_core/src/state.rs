@@ -473,6 +473,21 @@ pub(crate) mod tests {
         });
     }
 
+    /// A layout newer than this module's is refused, so that a downgrade traps in
+    /// `post_upgrade` (and the IC keeps the newer module) instead of dropping what the older
+    /// module does not know, such as the release policy.
+    #[test]
+    fn a_newer_layout_is_refused_and_a_layout_3_gains_the_release_policy_defaults() {
+        with_mut(|s| {
+            s.header.set(memory::LAYOUT_VERSION + 1);
+            assert!(s.upgrade_layout().is_err());
+            s.header.set(3);
+            assert_eq!(s.upgrade_layout(), Ok(()));
+            assert_eq!(*s.header.get(), memory::LAYOUT_VERSION);
+            assert_eq!(s.governance.policy(), Default::default());
+        });
+    }
+
     #[test]
     fn the_header_is_stored_from_references_as_the_header_itself() {
         let mut meta = RolloutMeta {

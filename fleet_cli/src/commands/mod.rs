@@ -2,9 +2,11 @@
 //! share: connecting as the identity the flags name, and the [`Output`] every command
 //! returns (printed as text, or as one JSON document with `--json`).
 
+mod admission;
 mod canisters;
 mod manager;
 mod operators;
+mod policy;
 mod recovery;
 #[cfg(feature = "sim")]
 mod rehearse;
@@ -99,6 +101,8 @@ pub fn run(
         Command::Operators(cmd) => operators::run(cmd, connector),
         Command::Rollout(cmd) => rollout::run(cmd, connector, !cli.json),
         Command::Manager(cmd) => manager::run(cmd, connector),
+        Command::Admission(cmd) => admission::run(cmd, connector),
+        Command::Policy(cmd) => policy::run(cmd, connector),
         #[cfg(feature = "sim")]
         Command::Rehearse(args) => {
             drop(bars);

@@ -115,14 +115,23 @@ fn status(target: &Target, connector: &Connector) -> Result<Output, CliError> {
         Ok(v) => v.clone(),
         Err(e) => format!("unknown ({e})"),
     };
+    let pending = match &r.pending_releases {
+        Ok(p) if p.is_empty() => "none".to_string(),
+        Ok(p) => p
+            .iter()
+            .map(|p| format!("\n  {}", super::policy::pending_line(&p.into())))
+            .collect(),
+        Err(e) => format!("unknown ({e})"),
+    };
     let text = format!(
-        "canister:    {}\nstatus:      {:?}\ncontrollers: {}\nmodule hash: {}\nversion:     {}\ncycles:      {}\nsnapshots:   {}\n{}",
+        "canister:    {}\nstatus:      {:?}\ncontrollers: {}\nmodule hash: {}\nversion:     {}\ncycles:      {}\npending:     {}\nsnapshots:   {}\n{}",
         r.canister,
         r.status,
         principals(&r.controllers),
         r.module_hash.as_deref().unwrap_or("(empty)"),
         version,
         r.cycles,
+        pending,
         r.snapshots.len(),
         snaps.join("\n")
     );

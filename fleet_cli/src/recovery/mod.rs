@@ -10,6 +10,7 @@
 pub mod pipeline;
 
 use candid::Principal;
+use fleet_api::governance::PendingRelease;
 use fleet_api::user::method::Version;
 use fleet_api::user::{UserCanisterArg, UserUpgradeArg};
 use rollout_core::pipeline::{CanisterRecord, Job};
@@ -53,6 +54,9 @@ pub struct StatusReport {
     /// Reply of the canister's `version` query, or why there is none.
     pub version: Result<String, String>,
     pub snapshots: Vec<SnapshotView>,
+    /// Releases the manager may roll out to the canister, and from when, as the canister
+    /// itself reports them (a composite query to its manager); or why it cannot tell.
+    pub pending_releases: Result<Vec<PendingRelease>, String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -125,6 +129,17 @@ fn query_version(ic: &dyn Ic, canister: Principal) -> Result<String, String> {
     ic.call::<Version>(canister, ()).map_err(|e| e.to_string())
 }
 
+fn query_pending(ic: &dyn Ic, canister: Principal) -> Result<Vec<PendingRelease>, String> {
+    match ic
+        .call::<fleet_api::user::method::PendingReleases>(canister, ())
+        .map_err(|e| e.to_string())?
+        .into_result()
+    {
+        Ok(pending) => Ok(pending),
+        Err(e) => Err(format!("{e:?}")),
+    }
+}
+
 pub fn status(ic: &dyn Ic, canister: Principal) -> Result<StatusReport, CliError> {
     let st = status_of(ic, canister)?;
     let snapshots = ic
@@ -139,6 +154,7 @@ pub fn status(ic: &dyn Ic, canister: Principal) -> Result<StatusReport, CliError
         cycles: st.cycles.0.to_string(),
         version: query_version(ic, canister),
         snapshots: snapshots.iter().map(SnapshotView::from).collect(),
+        pending_releases: query_pending(ic, canister),
     })
 }
 
