@@ -394,6 +394,8 @@ pub struct FleetMetrics {
     pub ticks_measured: u64,
     pub tick_instructions_mean: u64,
     pub tick_instructions_max: u64,
+    /// The admission mode, the provisioning budget and its spending, refusals.
+    pub admission: crate::governance::AdmissionStatus,
 }
 
 /// `http_request` argument (HTTP gateway protocol).

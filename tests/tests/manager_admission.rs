@@ -94,6 +94,9 @@ fn a_sybil_run_of_a_thousand_principals_spends_no_more_than_the_budget() {
     let status = fleet.ask::<GetAdmission>(fleet.controller, ());
     assert!(status.spent_in_window <= budget);
     assert_eq!(status.refused_over_budget, 990);
+    assert!(fleet
+        .metrics_text()
+        .contains("fleet_provisioning_refused_total{reason=\"budget\"} 990\n"));
     let spent = before - fleet.sim.cycle_balance(fleet.manager);
     // Without the budget, 1,000 creations would spend 1,000 × cost.
     assert!(
