@@ -223,6 +223,22 @@ pub fn update_allowlist(update: AllowlistUpdate) -> Result<AdmissionStatus, Admi
     Ok(status())
 }
 
+/// Whether an ingress `create_user_canister` from `caller` could be admitted: checked by the
+/// manager's `canister_inspect_message`, so that callers the mode refuses cost it nothing.
+/// Ingress attaches no cycles, so under `Paid` none is; under `Allowlist`, only a listed
+/// principal or one presenting an unused invite. The approver is asked by the handler (an
+/// inspection cannot make calls).
+pub fn ingress_admits(caller: &Principal, invite: Option<&str>) -> bool {
+    state::with(|s| match s.admission.get().0.admission.mode {
+        AdmissionMode::Open | AdmissionMode::Approver(_) => true,
+        AdmissionMode::Paid => false,
+        AdmissionMode::Allowlist => {
+            s.allowlist.contains(caller)
+                || invite.is_some_and(|code| s.allowlist.invites.contains_key(&invite_hash(code)))
+        }
+    })
+}
+
 /// How a caller was admitted, and what to undo if the creation fails.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Admitted {

@@ -10,7 +10,9 @@ pub mod ic;
 pub mod metrics;
 
 use candid::Principal;
+use fleet_api::endpoint::Endpoint;
 use fleet_api::governance::*;
+use fleet_api::manager::method::CreateUserCanister;
 use fleet_api::manager::*;
 use fleet_api::rollout::*;
 use fleet_api::user::UpgradeTicket;
@@ -65,7 +67,9 @@ fn inspect_message() {
     let admitted = match access::ingress_rule(&method) {
         Some(rule) => rule.admits(caller, |role| has_role(caller, role)),
         None => true,
-    };
+    } && (method != CreateUserCanister::NAME
+        || candid::decode_one::<CreateUserCanisterArg>(&arg)
+            .is_ok_and(|a| admission::ingress_admits(&caller.principal, a.invite.as_deref())));
     if admitted {
         ic_cdk::api::accept_message();
     }

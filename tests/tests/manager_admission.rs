@@ -1,7 +1,8 @@
 //! Admission to provisioning, on ic_sim: a Sybil attack against an open manager spends no more
 //! than its budget; the allowlist, the approver canister and payment by a calling canister
-//! admit exactly whom they should, asserted from outside (canisters created, balances, the
-//! manager's admission status).
+//! admit exactly whom they should, and ingress the mode refuses is dropped before it costs the
+//! manager anything; asserted from outside (canisters created, balances, the manager's
+//! admission status).
 
 use candid::{encode_args, encode_one, Principal};
 use fleet_api::governance::method::{GetAdmission, SetAdmission, UpdateAllowlist};
@@ -123,25 +124,28 @@ fn the_allowlist_admits_listed_principals_and_invites_once() {
         .unwrap();
     assert_eq!((status.allowlisted, status.invites), (1, 1));
 
-    assert_eq!(
-        create(&fleet, user(2), None),
-        Err(CreateUserCanisterError::NotAdmitted)
-    );
-    assert_eq!(
-        create(&fleet, user(2), Some("invite-8")),
-        Err(CreateUserCanisterError::InvalidInvite)
-    );
+    // A caller the allowlist refuses is dropped at ingress: the manager pays nothing for it.
+    let before = fleet.sim.cycle_balance(fleet.manager);
+    for invite in [None, Some("invite-8")] {
+        let arg = CreateUserCanisterArg {
+            recovery_principal: user(250),
+            invite: invite.map(str::to_string),
+        };
+        fleet.refused_at_ingress::<CreateUserCanister>(user(2), (arg,));
+    }
+    assert_eq!(fleet.sim.cycle_balance(fleet.manager), before);
     assert_eq!(fleet.user_canister_count(), 0);
     create(&fleet, user(1), None).expect("allowlisted");
     create(&fleet, user(2), Some("invite-7")).expect("invited");
-    assert_eq!(
-        create(&fleet, user(3), Some("invite-7")),
-        Err(CreateUserCanisterError::InvalidInvite),
-        "an invite is used once"
-    );
+    // An invite is used once: the next caller presenting it is dropped at ingress.
+    let reused = CreateUserCanisterArg {
+        recovery_principal: user(250),
+        invite: Some("invite-7".into()),
+    };
+    fleet.refused_at_ingress::<CreateUserCanister>(user(3), (reused,));
     assert_eq!(fleet.user_canister_count(), 2);
     let status = fleet.ask::<GetAdmission>(fleet.controller, ());
-    assert_eq!((status.invites, status.refused_not_admitted), (0, 3));
+    assert_eq!(status.invites, 0);
 }
 
 fn install_probe(fleet: &Fleet) -> Principal {
@@ -271,9 +275,10 @@ fn a_paying_canister_pays_exactly_the_cost_and_a_short_payment_is_refunded() {
         manager_after + 100_000_000_000 > manager_before,
         "the creation did not come out of the manager's balance ({manager_before} -> {manager_after})"
     );
-    // A user (not a canister) cannot pay.
-    assert!(matches!(
-        create(&fleet, user(5), None),
-        Err(CreateUserCanisterError::PaymentRequired { .. })
-    ));
+    // A user cannot pay: ingress carries no cycles, so it is dropped before it costs anything.
+    let arg = CreateUserCanisterArg {
+        recovery_principal: user(250),
+        invite: None,
+    };
+    fleet.refused_at_ingress::<CreateUserCanister>(user(5), (arg,));
 }
