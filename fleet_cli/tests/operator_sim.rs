@@ -299,6 +299,25 @@ fn recovery_upgrade_downloads_the_release_from_the_manager() {
         f.world.fleet(&args)
     };
 
+    // Before upgrading, the owner's status shows what the manager may roll out, read from the
+    // canister itself (a composite query to its manager).
+    let status = f
+        .world
+        .fleet(&[
+            "--json",
+            "recovery",
+            "status",
+            "--canister",
+            &id,
+            "--phrase-file",
+            &f.stranger_phrase,
+        ])
+        .unwrap()
+        .json;
+    let pending = &status["pending_releases"]["Ok"];
+    assert_eq!(pending[0]["version"], "2.0.0", "{status}");
+    assert_eq!(pending.as_array().map(Vec::len), Some(1));
+
     // Unknown release, or a hash the download does not have: nothing changes.
     let e = upgrade(&["--version", "9.0.0"]).unwrap_err();
     assert_eq!(e.exit_code(), 10, "{e}");
