@@ -397,6 +397,26 @@ pub enum RecoveryCommand {
         #[command(flatten)]
         target: Target,
     },
+    /// Download the canister's whole state (module, heap, stable memory, chunk store) into a
+    /// file: a snapshot is taken, read and deleted; nothing else on the canister changes.
+    Backup {
+        #[command(flatten)]
+        target: Target,
+        /// The file to write.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Load a backup file into the canister (upload as a snapshot, stop, load, start).
+    Restore {
+        #[command(flatten)]
+        target: Target,
+        /// The backup file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Load a backup taken from another canister.
+        #[arg(long)]
+        force: bool,
+    },
     /// Remove the manager from the controllers, keeping the recovery principal.
     Detach {
         #[command(flatten)]

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use candid::Principal;
 
+use crate::backend::Endpoints;
 use crate::cli::{RecoveryCommand, Target};
 use crate::error::CliError;
 use crate::manager::{self as mgr, Manager};
@@ -33,6 +34,48 @@ pub(super) fn run(
             )
         }
         RecoveryCommand::Status { target } => status(target, connector),
+        RecoveryCommand::Backup { target, out } => {
+            let ic = connect(target, connector)?;
+            let st = recovery::status(ic.as_ref(), target.canister)?;
+            let release = ic
+                .call::<fleet_api::user::method::ReleaseSha256>(target.canister, ())
+                .ok()
+                .map(hex::encode);
+            let r = recovery::backup::backup(
+                ic.as_ref(),
+                target.canister,
+                out,
+                st.module_hash.clone(),
+                st.version.clone().ok(),
+                release,
+            )?;
+            let text = format!(
+                "{} bytes of {} (module {}, version {}) written to {}; the snapshot taken for it \
+                 was deleted",
+                r.bytes,
+                r.header.canister,
+                r.header.module_hash.as_deref().unwrap_or("(empty)"),
+                r.header.version.as_deref().unwrap_or("unknown"),
+                r.file
+            );
+            output(&r, text)
+        }
+        RecoveryCommand::Restore {
+            target,
+            file,
+            force,
+        } => {
+            let ic = connect(target, connector)?;
+            let r = recovery::backup::restore(ic.as_ref(), target.canister, file, *force)?;
+            let text = format!(
+                "{} restored from {} (module {}, taken at {} ns)",
+                target.canister,
+                r.file,
+                r.header.module_hash.as_deref().unwrap_or("(empty)"),
+                r.header.taken_at_ns
+            );
+            output(&r, text)
+        }
         RecoveryCommand::Upgrade {
             target,
             wasm,

@@ -7,6 +7,7 @@
 //! snapshot → install_chunked_code from the canister's own chunk store → start → health check,
 //! loading the snapshot if the health check fails; a stopped canister is always started again.
 
+pub mod backup;
 pub mod pipeline;
 
 use candid::Principal;
