@@ -721,3 +721,157 @@ fn non_replicated_rejection(sync: bool, reject: &ic_sim::RejectResponse) -> Repl
         error_code: reject.error_code.to_string(),
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    //! The deprecated v2 endpoints, which current ic-agent no longer calls, and routing; the
+    //! requests are signed by ic-agent, the handlers called directly.
+
+    use candid::encode_one;
+    use ic_agent::identity::BasicIdentity;
+    use ic_agent::Agent;
+    use ic_sim::management_canister::CanisterIdRecord;
+
+    use super::*;
+
+    fn status_arg(canister: Principal) -> Vec<u8> {
+        encode_one(CanisterIdRecord {
+            canister_id: canister,
+        })
+        .unwrap()
+    }
+
+    fn live_and_agent() -> (Live, Agent, Principal) {
+        let sim = Rc::new(IcSim::new());
+        let canister = sim.create_canister();
+        let live = Live::new(sim, ServeConfig::default());
+        // The agent only signs here; nothing is sent to its URL.
+        let agent = Agent::builder()
+            .with_url("http://127.0.0.1:9")
+            .with_identity(BasicIdentity::from_raw_key(&[3; 32]))
+            .build()
+            .unwrap();
+        agent.set_root_key(live.root_key().to_vec());
+        let sender = agent.get_principal().unwrap();
+        live.sim
+            .set_controllers(canister, None, vec![sender])
+            .unwrap();
+        (live, agent, canister)
+    }
+
+    #[test]
+    fn routes_are_the_versions_the_spec_defines() {
+        let c = "aaaaa-aa";
+        let ok = |path: &str| route(path).is_ok();
+        assert!(ok("/api/v2/status"));
+        for kind in ["call", "query", "read_state"] {
+            assert!(ok(&format!("/api/v2/canister/{c}/{kind}")));
+            assert!(!ok(&format!("/api/v1/canister/{c}/{kind}")));
+        }
+        assert!(ok(&format!("/api/v3/canister/{c}/call")));
+        assert!(ok(&format!("/api/v4/canister/{c}/call")));
+        assert!(ok(&format!("/api/v4/subnet/{c}/call")));
+        assert!(
+            !ok(&format!("/api/v3/subnet/{c}/call")),
+            "no v3 subnet call"
+        );
+        assert!(
+            !ok(&format!("/api/v2/subnet/{c}/query")),
+            "no v2 subnet query"
+        );
+        assert!(ok(&format!("/api/v3/subnet/{c}/query")));
+        assert!(ok(&format!("/api/v2/subnet/{c}/read_state")));
+        assert!(!ok("/api/v2/canister/not-a-principal/call"));
+    }
+
+    #[test]
+    fn an_asynchronous_call_is_accepted_then_its_status_read_at_v2() {
+        let (mut live, agent, canister) = live_and_agent();
+        let signed = agent
+            .update(&Principal::management_canister(), "canister_status")
+            .with_effective_canister_id(canister)
+            .with_arg(status_arg(canister))
+            .sign()
+            .unwrap();
+        let scope = Scope::Canister(canister);
+        let accepted = live.api(Kind::Call { sync: false }, scope, &signed.signed_update);
+        assert_eq!((accepted.code, accepted.body.len()), (202, 0));
+        for _ in 0..100 {
+            live.round();
+            if live.requests.values().all(|t| t.message.is_none()) {
+                break;
+            }
+        }
+        let read = agent
+            .sign_request_status(canister, signed.request_id)
+            .unwrap();
+        let reply = live.api(Kind::ReadState, scope, &read.signed_request_status);
+        assert_eq!(reply.code, 200);
+        #[derive(serde::Deserialize)]
+        struct Body {
+            #[serde(with = "serde_bytes")]
+            certificate: Vec<u8>,
+        }
+        let body: Body = serde_cbor::from_slice(&reply.body).unwrap();
+        let cert: ic_certification::Certificate =
+            serde_cbor::from_slice(&body.certificate).unwrap();
+        agent
+            .verify(&cert, canister)
+            .expect("signed by the root key, fresh");
+        let status = [
+            b"request_status".as_slice(),
+            signed.request_id.as_slice(),
+            b"status",
+        ];
+        assert_eq!(
+            cert.tree.lookup_path(status),
+            ic_certification::LookupResult::Found(b"replied".as_slice())
+        );
+    }
+
+    #[test]
+    fn a_v2_query_is_answered_with_a_node_signature() {
+        let (mut live, agent, canister) = live_and_agent();
+        // The canister is empty: the reject is signed like a reply.
+        let signed = agent.query(&canister, "missing").sign().unwrap();
+        let reply = live.api(Kind::Query, Scope::Canister(canister), &signed.signed_query);
+        assert_eq!(reply.code, 200);
+        let response: QueryResponse = serde_cbor::from_slice(&reply.body).unwrap();
+        assert!(matches!(response, QueryResponse::Rejected { .. }));
+        let [signature] = response.signatures() else {
+            panic!("one node signature");
+        };
+        let key = ed25519_dalek::VerifyingKey::from(&live.node.key);
+        let request_id = ic_transport_types::to_request_id(
+            &serde_cbor::from_slice::<Envelope<'_>>(&signed.signed_query)
+                .unwrap()
+                .content
+                .as_ref(),
+        )
+        .unwrap();
+        let message = response.signable(request_id, signature.timestamp);
+        let sig = ed25519_dalek::Signature::from_slice(&signature.signature).unwrap();
+        assert!(key.verify_strict(&message, &sig).is_ok());
+        assert_eq!(signature.identity, live.node.id());
+    }
+
+    #[test]
+    fn a_request_of_the_wrong_type_or_malformed_is_refused() {
+        let (mut live, agent, canister) = live_and_agent();
+        let scope = Scope::Canister(canister);
+        assert_eq!(live.api(Kind::Query, scope, b"not cbor").code, 400);
+        let signed = agent.update(&canister, "anything").sign().unwrap();
+        // A call sent to the query endpoint.
+        assert_eq!(
+            live.api(Kind::Query, scope, &signed.signed_update).code,
+            400
+        );
+        // A call whose target is not the effective canister id.
+        let other = Scope::Canister(Principal::from_slice(&[0, 0, 0, 0, 0, 0, 0, 9, 1, 1]));
+        assert_eq!(
+            live.api(Kind::Call { sync: true }, other, &signed.signed_update)
+                .code,
+            400
+        );
+    }
+}

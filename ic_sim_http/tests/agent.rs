@@ -243,3 +243,45 @@ fn expired_and_unsigned_requests_are_refused() {
     );
     server.stop();
 }
+
+#[test]
+fn subnet_scoped_endpoints_create_canisters_and_describe_the_subnet() {
+    let (server, rt, agent) = world();
+    // With no delegation, the root subnet's id is the self-authenticating id of the root key.
+    let subnet = Principal::self_authenticating(server.root_key());
+    let info = rt
+        .block_on(agent.fetch_subnet_by_id(&subnet))
+        .expect("/subnet and /canister_ranges, certified for the subnet");
+    assert_eq!(info.iter_nodes().count(), 1);
+    let created = |effective: ic_agent::agent::EffectiveId| {
+        let arg = ProvisionalCreateCanisterWithCyclesArgs {
+            amount: None,
+            settings: None,
+            specified_id: None,
+            sender_canister_version: None,
+        };
+        let signed = agent
+            .update(
+                &Principal::management_canister(),
+                "provisional_create_canister_with_cycles",
+            )
+            .with_arg(encode_one(arg).unwrap())
+            .sign()
+            .unwrap();
+        rt.block_on(agent.update_signed(effective, signed.signed_update))
+    };
+    let reply = created(ic_agent::agent::EffectiveId::Subnet(subnet));
+    let Ok(ic_agent::agent::CallResponse::Response(bytes)) = reply else {
+        panic!("a certified reply at /api/v4/subnet/{subnet}/call: {reply:?}");
+    };
+    let canister = decode_one::<CanisterIdRecord>(&bytes).unwrap().canister_id;
+    assert!(info.contains_canister(&canister));
+    // Another subnet's id is refused.
+    let elsewhere = Principal::self_authenticating([1; 44]);
+    let refused = created(ic_agent::agent::EffectiveId::Subnet(elsewhere));
+    assert!(
+        matches!(refused, Err(AgentError::HttpError(ref e)) if e.status == 400),
+        "{refused:?}"
+    );
+    server.stop();
+}
