@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::io::Read;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -279,8 +280,11 @@ impl Live {
                 Ok(None) => {}
                 Err(_) => break,
             }
-            if self.last_round.elapsed() >= self.config.round_interval {
-                self.round();
+            if self.last_round.elapsed() >= self.config.round_interval
+                && catch_unwind(AssertUnwindSafe(|| self.round())).is_err()
+            {
+                // A round that failed is not retried at once.
+                self.last_round = Instant::now();
             }
         }
     }
@@ -322,7 +326,10 @@ impl Live {
     }
 
     fn respond(&mut self, mut request: Request) {
-        let reply = self.handle(&mut request);
+        // A fault of the simulator on one request must not end the server: the request is
+        // answered 500 and serving goes on.
+        let reply = catch_unwind(AssertUnwindSafe(|| self.handle(&mut request)))
+            .unwrap_or_else(|_| Reply::error(500, "the simulator failed on this request"));
         let mut response = Response::from_data(reply.body).with_status_code(reply.code);
         let content_type = if reply.cbor {
             "application/cbor"
@@ -614,7 +621,9 @@ impl Live {
                     }
                 }
                 [b"canister", id, rest @ ..] => {
-                    let canister = Principal::from_slice(id);
+                    let Ok(canister) = Principal::try_from_slice(id) else {
+                        return Reply::error(400, "a canister id has at most 29 bytes");
+                    };
                     if scope != Scope::Canister(canister) {
                         return Reply::error(
                             400,
@@ -861,6 +870,26 @@ mod tests {
         let scope = Scope::Canister(canister);
         assert_eq!(live.api(Kind::Query, scope, b"not cbor").code, 400);
         let signed = agent.update(&canister, "anything").sign().unwrap();
+        // An anonymous read_state of a canister id longer than a principal.
+        let content = EnvelopeContent::ReadState {
+            ingress_expiry: live.now() + 60_000_000_000,
+            sender: Principal::anonymous(),
+            paths: vec![vec![
+                b"canister".as_slice().into(),
+                [7u8; 40].as_slice().into(),
+                b"controllers".as_slice().into(),
+            ]],
+        };
+        let read = Envelope {
+            content: std::borrow::Cow::Owned(content),
+            sender_pubkey: None,
+            sender_sig: None,
+            sender_delegation: None,
+        };
+        assert_eq!(
+            live.api(Kind::ReadState, scope, &read.encode_bytes()).code,
+            400
+        );
         // A call sent to the query endpoint.
         assert_eq!(
             live.api(Kind::Query, scope, &signed.signed_update).code,
