@@ -57,6 +57,19 @@ pub enum Command {
     /// from outside, and report.
     #[cfg(feature = "sim")]
     Rehearse(Box<crate::rehearse::RehearseArgs>),
+    /// The embedded IC simulator as a local network.
+    #[cfg(feature = "sim")]
+    #[command(subcommand)]
+    Sim(SimCommand),
+}
+
+#[cfg(feature = "sim")]
+#[derive(Subcommand, Debug)]
+pub enum SimCommand {
+    /// Serve the IC's HTTP interface from the simulator on 127.0.0.1 until Ctrl-C, rounds
+    /// running by themselves; prints one JSON line (url, root key, manager id) when ready.
+    /// Other commands reach it with `--network <url>` (or `--network local` on port 4943).
+    Serve(crate::serve::ServeArgs),
 }
 
 #[derive(Subcommand, Debug)]

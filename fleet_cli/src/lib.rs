@@ -15,4 +15,6 @@ pub mod progress;
 pub mod recovery;
 #[cfg(feature = "sim")]
 pub mod rehearse;
+#[cfg(feature = "sim")]
+pub mod serve;
 pub mod wasm;

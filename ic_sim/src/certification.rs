@@ -152,14 +152,7 @@ impl RootKey {
             signature,
             delegation: None,
         };
-        let mut out = Vec::new();
-        let mut serializer = serde_cbor::Serializer::new(&mut out);
-        serializer
-            .self_describe()
-            .map_err(|e| CertificationError::Encoding(e.to_string()))?;
-        certificate
-            .serialize(&mut serializer)
-            .map_err(|e| CertificationError::Encoding(e.to_string()))?;
+        let out = self_described_cbor(&certificate)?;
         debug_assert!(out.starts_with(&SELF_DESCRIBING_TAG));
         Ok(out)
     }
@@ -205,7 +198,6 @@ impl StateTree {
     }
 
     /// The root hash of the tree (spec, "Certificate": `reconstruct`).
-    #[cfg(test)]
     pub fn digest(&self) -> Hash {
         self.witness(&[]).digest()
     }
@@ -230,6 +222,25 @@ impl StateTree {
                 pruned_cut(empty().digest())
             }
             StateTree::Node(children) => {
+                // A requested label this node lacks is proven absent by revealing the labels
+                // on either side of it (spec, "Lookup": a lookup is `Absent` only where the
+                // witness shows the neighbouring labels), their subtrees pruned.
+                let mut neighbours = std::collections::BTreeSet::new();
+                if !whole {
+                    for first in paths.iter().filter_map(|p| p.first()) {
+                        if children.contains_key(*first) {
+                            continue;
+                        }
+                        use std::ops::Bound::{Excluded, Unbounded};
+                        let below = children
+                            .range::<[u8], _>((Unbounded, Excluded(*first)))
+                            .next_back();
+                        let above = children
+                            .range::<[u8], _>((Excluded(*first), Unbounded))
+                            .next();
+                        neighbours.extend(below.into_iter().chain(above).map(|(l, _)| l));
+                    }
+                }
                 let cuts = children
                     .iter()
                     .map(|(label, child)| {
@@ -244,7 +255,12 @@ impl StateTree {
                                 .collect()
                         };
                         let cut = child.cut(&below);
-                        if cut.pruned {
+                        if cut.pruned && neighbours.contains(label) {
+                            Cut {
+                                tree: labeled(label.clone(), cut.tree),
+                                pruned: false,
+                            }
+                        } else if cut.pruned {
                             pruned_cut(labeled_hash(label, &cut.tree.digest()))
                         } else {
                             Cut {
@@ -303,7 +319,40 @@ pub(crate) fn leb128(mut n: u64) -> Vec<u8> {
     }
 }
 
+/// CBOR of `value` under the self-describing tag (interface spec, "CBOR"), the encoding of
+/// the state tree's CBOR values such as `/canister/<id>/controllers`.
+fn self_described_cbor<T: Serialize>(value: &T) -> Result<Vec<u8>, CertificationError> {
+    let mut out = Vec::new();
+    let mut serializer = serde_cbor::Serializer::new(&mut out);
+    serializer
+        .self_describe()
+        .map_err(|e| CertificationError::Encoding(e.to_string()))?;
+    value
+        .serialize(&mut serializer)
+        .map_err(|e| CertificationError::Encoding(e.to_string()))?;
+    Ok(out)
+}
+
 impl Sim {
+    /// The part of the system state tree a read_state request may ask about canisters and time
+    /// (interface spec, "The system state tree", "Canister information"): `/time`, and per
+    /// canister `certified_data`, `module_hash` (when a module is installed) and `controllers`
+    /// (CBOR, self-describing tag, an array of principals).
+    pub(crate) fn read_state_tree(&self) -> Result<StateTree, CertificationError> {
+        let mut tree = self.state_tree();
+        for (id, c) in &self.canisters {
+            if let Some(module) = &c.module {
+                tree.insert(
+                    &[b"canister", id.as_slice(), b"module_hash"],
+                    module.hash.to_vec(),
+                );
+            }
+            let controllers = self_described_cbor(&c.settings.controllers)?;
+            tree.insert(&[b"canister", id.as_slice(), b"controllers"], controllers);
+        }
+        Ok(tree)
+    }
+
     /// The certified part of the system state tree the simulator keeps: `/time` and
     /// `/canister/<id>/certified_data` of every canister (spec, "The system state tree").
     pub(crate) fn state_tree(&self) -> StateTree {
@@ -396,6 +445,20 @@ mod tests {
         assert_eq!(revealed.digest(), hidden.digest());
         assert_eq!(revealed.lookup_path([b"empty"]), LookupResult::Absent);
         assert_eq!(hidden.lookup_path([b"empty"]), LookupResult::Unknown);
+        // A label the tree lacks is proven absent: its neighbours' labels are revealed.
+        let absent = t.witness(&[
+            &[b"canister", &[9], b"certified_data"],
+            &[b"request_status", &[1]],
+        ]);
+        assert_eq!(absent.digest(), t.digest());
+        assert_eq!(
+            absent.lookup_path([b"canister".as_slice(), &[9], b"certified_data"]),
+            LookupResult::Absent
+        );
+        assert_eq!(
+            absent.lookup_path([b"request_status".as_slice(), &[1], b"status"]),
+            LookupResult::Absent
+        );
         // Revealing nothing prunes the whole tree to its root hash.
         let nothing = t.witness(&[]);
         assert!(matches!(

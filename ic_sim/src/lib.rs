@@ -35,6 +35,7 @@ use candid::utils::{ArgumentDecoder, ArgumentEncoder};
 use candid::{decode_args, encode_args, encode_one, Principal};
 
 pub use call_shapes::{call_candid, call_candid_as, RawEffectivePrincipal};
+pub use certification::{CertificationError, StateTree};
 pub use composite::{
     INSTRUCTION_OVERHEAD_PER_QUERY_CALL, MAX_QUERY_CALL_DEPTH, MAX_QUERY_CALL_GRAPH_INSTRUCTIONS,
 };
@@ -901,6 +902,21 @@ impl IcSim {
     /// instance without an NNS subnet.
     pub fn root_key(&self) -> Option<Vec<u8>> {
         Some(self.sim.borrow().root_key.public_key_der().to_vec())
+    }
+
+    /// The system state tree as the HTTP interface's read_state requests see it (interface
+    /// spec, "The system state tree"): `/time` and, per canister, `certified_data`,
+    /// `module_hash` and `controllers`. A server adds the parts it keeps itself (request
+    /// statuses, the subnet's nodes) and certifies a witness of it with [`Self::certify`].
+    pub fn read_state_tree(&self) -> Result<StateTree, CertificationError> {
+        self.sim.borrow().read_state_tree()
+    }
+
+    /// A certificate (interface spec, "Certificate", "Encoding of certificates") of `tree`,
+    /// a state tree or a witness cut from one, signed with this instance's root key: it
+    /// verifies under [`Self::root_key`] with no delegation.
+    pub fn certify(&self, tree: ic_certification::HashTree) -> Result<Vec<u8>, CertificationError> {
+        self.sim.borrow().root_key.certify(tree)
     }
 
     /// The subnet of a canister (pocket-ic's `get_subnet`): the one simulated subnet, for every

@@ -12,6 +12,8 @@ mod recovery;
 mod rehearse;
 mod release;
 mod rollout;
+#[cfg(feature = "sim")]
+mod sim;
 
 use std::io::{IsTerminal, Write};
 
@@ -107,6 +109,11 @@ pub fn run(
         Command::Rehearse(args) => {
             drop(bars);
             rehearse::run(args, !cli.json)
+        }
+        #[cfg(feature = "sim")]
+        Command::Sim(crate::cli::SimCommand::Serve(args)) => {
+            drop(bars);
+            sim::serve(args)
         }
         Command::Recovery(cmd) => recovery::run(cmd, connector, confirm, &mut bars),
     }

@@ -171,6 +171,34 @@ pub fn run(args: &RehearseArgs, show_progress: bool) -> Result<RehearsalReport, 
     ))
 }
 
+/// The fleet `fleet sim serve --fleet` serves: a simulator with a manager installed as a
+/// rehearsal installs it, the bundled user canister published through the code of `release
+/// publish` as the rehearsal's starting version (1.0.0) and made the default; `operators`
+/// become controllers of the manager, which gives them every role. Returns the simulator and
+/// the manager's id.
+pub fn serving_fleet(operators: &[Principal]) -> Result<(Rc<ic_sim::IcSim>, Principal), CliError> {
+    #[derive(clap::Parser)]
+    struct Defaults {
+        #[command(flatten)]
+        args: RehearseArgs,
+    }
+    let args = <Defaults as clap::Parser>::try_parse_from(["serve"])
+        .map_err(|e| CliError::Usage(e.to_string()))?
+        .args;
+    let modules = setup::load_modules(&args, false)?;
+    let installed = setup::install_manager(&args, &modules.manager_wasm)?;
+    let ops = SimIc::new(Rc::clone(&installed.sim), installed.admin);
+    let m = Manager::new(&ops, installed.manager);
+    setup::publish_start(&m, &modules.from, &args.from_version, &mut Bars::new(false))?;
+    let mut controllers = vec![installed.admin];
+    controllers.extend_from_slice(operators);
+    installed
+        .sim
+        .set_controllers(installed.manager, Some(installed.admin), controllers)
+        .map_err(|e| CliError::Io(format!("adding the operators: {e}")))?;
+    Ok((installed.sim, installed.manager))
+}
+
 /// What the arguments ask for, checked before anything runs.
 struct Checked {
     spec: FaultSpec,
