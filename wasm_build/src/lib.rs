@@ -84,13 +84,62 @@ pub fn build_with_profile(
     Ok(bytes)
 }
 
-/// The deployable module of `package`: built with [`RELEASE_PROFILE`], with the crate's
-/// `<package>/<package>.did` embedded as [`CANDID_SECTION`].
+/// The deployable module of `package`: built with [`RELEASE_PROFILE`], shrunk by binaryen's
+/// `wasm-opt -Oz` ([`WASM_OPT`]), with the crate's `<package>/<package>.did` embedded as
+/// [`CANDID_SECTION`].
 pub fn release(package: &str) -> Result<Vec<u8>, String> {
     let did_path = did_file(package);
     let did = fs::read(&did_path).map_err(|e| format!("reading {}: {e}", did_path.display()))?;
     let wasm = build_with_profile(package, &[], RELEASE_PROFILE)?;
+    let out_dir = workspace_root()
+        .join("target")
+        .join("wasm-out")
+        .join(RELEASE_PROFILE);
+    let wasm = optimize(&wasm, &out_dir.join(format!("{package}.wasm")))?;
     Ok(with_custom_section(&wasm, CANDID_SECTION, &did))
+}
+
+/// Names binaryen's `wasm-opt` when it is not `wasm-opt` on the `PATH`.
+pub const WASM_OPT: &str = "WASM_OPT";
+
+/// The wasm features rustc's `wasm32-unknown-unknown` emits, which wasm-opt must accept (the
+/// stripped module has no `target_features` section to detect them from).
+const WASM_FEATURES: &[&str] = &[
+    "--enable-bulk-memory",
+    "--enable-sign-ext",
+    "--enable-mutable-globals",
+    "--enable-nontrapping-float-to-int",
+    "--enable-multivalue",
+    "--enable-reference-types",
+];
+
+/// `wasm-opt -Oz` over `wasm` (written to `input`, read back from beside it): rustc's size
+/// optimisation alone leaves the manager above the 2 MiB a module may have in one message.
+fn optimize(wasm: &[u8], input: &Path) -> Result<Vec<u8>, String> {
+    let output = input.with_extension("opt.wasm");
+    fs::write(input, wasm).map_err(|e| format!("writing {}: {e}", input.display()))?;
+    let tool = std::env::var_os(WASM_OPT).unwrap_or_else(|| "wasm-opt".into());
+    let run = Command::new(&tool)
+        .arg("-Oz")
+        .args(WASM_FEATURES)
+        .arg(input)
+        .arg("-o")
+        .arg(&output)
+        .output()
+        .map_err(|e| {
+            format!(
+                "running {} (binaryen's wasm-opt; install binaryen, or set {WASM_OPT}): {e}",
+                Path::new(&tool).display()
+            )
+        })?;
+    if !run.status.success() {
+        return Err(format!(
+            "wasm-opt -Oz {} failed:\n{}",
+            input.display(),
+            String::from_utf8_lossy(&run.stderr)
+        ));
+    }
+    fs::read(&output).map_err(|e| format!("reading {}: {e}", output.display()))
 }
 
 /// The checked-in candid interface of a canister crate.
