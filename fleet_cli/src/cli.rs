@@ -170,12 +170,33 @@ pub enum ManagerCommand {
     },
 }
 
+/// The network a command talks to: the local replica unless told otherwise, as dfx does.
+#[derive(Args, Debug, Clone)]
+pub struct NetworkArgs {
+    /// `local`, `ic` or the URL of a replica.
+    #[arg(long, default_value = "local")]
+    pub network: String,
+    /// Mainnet: the same as `--network ic`.
+    #[arg(long, conflicts_with = "network")]
+    pub ic: bool,
+}
+
+impl NetworkArgs {
+    /// The network's name or URL, as `Network::parse` takes it.
+    pub fn name(&self) -> &str {
+        if self.ic {
+            "ic"
+        } else {
+            &self.network
+        }
+    }
+}
+
 /// A manager and who calls it.
 #[derive(Args, Debug, Clone)]
 pub struct ManagerTarget {
-    /// `ic`, `local` or the URL of a replica.
-    #[arg(long, default_value = "ic")]
-    pub network: String,
+    #[command(flatten)]
+    pub network: NetworkArgs,
     /// The fleet manager canister.
     #[arg(long, value_name = "CANISTER_ID")]
     pub manager: Principal,
@@ -354,9 +375,8 @@ impl IdentityArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct Target {
-    /// `ic`, `local` or the URL of a replica.
-    #[arg(long, default_value = "ic")]
-    pub network: String,
+    #[command(flatten)]
+    pub network: NetworkArgs,
     /// The user canister.
     #[arg(long, value_name = "CANISTER_ID")]
     pub canister: Principal,
@@ -552,4 +572,33 @@ pub enum PolicyCommand {
         #[arg(long, value_name = "SECS")]
         notice_secs: u64,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn network_of(args: &[&str]) -> Result<String, clap::Error> {
+        let cli = Cli::try_parse_from(
+            ["fleet", "canisters", "list", "--manager", "aaaaa-aa"]
+                .iter()
+                .chain(args),
+        )?;
+        match cli.command {
+            Command::Canisters(CanistersCommand::List { target, .. }) => {
+                Ok(target.network.name().to_string())
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_network_is_local_unless_told_and_ic_is_a_shorthand() {
+        assert_eq!(network_of(&[]).unwrap(), "local");
+        assert_eq!(network_of(&["--ic"]).unwrap(), "ic");
+        assert_eq!(network_of(&["--network", "ic"]).unwrap(), "ic");
+        let url = "http://127.0.0.1:4943";
+        assert_eq!(network_of(&["--network", url]).unwrap(), url);
+        assert!(network_of(&["--ic", "--network", "local"]).is_err());
+    }
 }

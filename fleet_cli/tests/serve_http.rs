@@ -126,6 +126,7 @@ fn operator_and_end_user_flows_run_over_http_against_fleet_sim_serve() {
             manager,
             (CreateUserCanisterArg {
                 recovery_principal: recovery,
+                invite: None,
             },),
         )
         .unwrap()

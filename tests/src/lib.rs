@@ -3,24 +3,23 @@
 //! endpoint type ([`Fleet::ask`], [`call_on`], [`submit`]), which fixes the method's name, its
 //! kind (query or update), its arguments and its reply.
 //!
-//! The tests are written against the PocketIc-shaped API of `ic_sim` so that they read the same
-//! on a PocketIC server.
+//! The tests are written against the PocketIc-shaped API of `ic_sim`. The scenarios that need
+//! nothing only the simulator has run on either backend through [`backend::Backend`] and
+//! [`e2e::Deployment`] (`tests/e2e.rs`; `FLEET_TEST_BACKEND=pocket-ic` runs them on PocketIC).
 
-use candid::{decode_one, encode_args, encode_one, Principal};
+use candid::{encode_one, Principal};
 use fleet_api::endpoint::{CallKind, Endpoint};
-use fleet_api::manager::method::{
-    BeginRelease, FinalizeRelease, SetDefaultRelease, UploadReleaseChunk, UserCanisterCount,
-};
-use fleet_api::manager::{
-    BeginUpload, ManagerInitArg, RateLimit, ReleaseMeta, UploadReleaseChunkArg,
-};
+use fleet_api::manager::method::{SetDefaultRelease, UserCanisterCount};
+use fleet_api::manager::{ManagerInitArg, RateLimit, ReleaseMeta};
 use ic_sim::{IcSim, RawMessageId, RejectResponse};
 use sha2::{Digest, Sha256};
 
 pub use fleet_api;
 pub use ic_sim;
 
+pub mod backend;
 pub mod chaos;
+pub mod e2e;
 
 /// Cycles given to the manager: enough for dozens of canister creations (500B each) plus the
 /// cycles each new canister receives.
@@ -65,28 +64,7 @@ pub fn user_wasm(v2: bool) -> Vec<u8> {
 /// `wasm` with a custom section of `extra` bytes appended: a valid module of the same code that
 /// is large enough to span several 1 MiB chunks. Runtimes ignore unknown custom sections.
 pub fn padded(wasm: &[u8], extra: usize) -> Vec<u8> {
-    let name = b"fleet_test_padding";
-    let mut payload = Vec::with_capacity(extra + name.len() + 1);
-    leb128(&mut payload, name.len() as u64);
-    payload.extend_from_slice(name);
-    payload.resize(payload.len() + extra, 0xAB);
-    let mut out = wasm.to_vec();
-    out.push(0); // custom section id
-    leb128(&mut out, payload.len() as u64);
-    out.extend_from_slice(&payload);
-    out
-}
-
-fn leb128(out: &mut Vec<u8>, mut value: u64) {
-    loop {
-        let byte = (value & 0x7f) as u8;
-        value >>= 7;
-        if value == 0 {
-            out.push(byte);
-            return;
-        }
-        out.push(byte | 0x80);
-    }
+    wasm_build::with_custom_section(wasm, "fleet_test_padding", &vec![0xAB; extra])
 }
 
 /// Calls `E` on `canister` as `sender`, as a query or an update as `E::KIND` says; a reject is
@@ -150,13 +128,11 @@ pub fn submit<E: Endpoint>(
         .unwrap_or_else(|e| panic!("submitting {} to {canister}: {e:?}", E::NAME))
 }
 
-fn encode<E: Endpoint>(args: E::Args) -> Vec<u8> {
-    encode_args(args).unwrap_or_else(|e| panic!("encoding {} arguments: {e}", E::NAME))
-}
+use e2e::encode;
 
 /// `E`'s reply from its bytes; panics on bytes that are not one.
 pub fn decode_reply<E: Endpoint>(bytes: &[u8]) -> E::Reply {
-    decode_one(bytes).unwrap_or_else(|e| panic!("decoding {} reply: {e}", E::NAME))
+    e2e::decode::<E>(bytes)
 }
 
 /// A simulated IC with the fleet manager installed and controlled by `controller`.
@@ -226,31 +202,7 @@ impl Fleet {
     /// Publishes `wasm` as `version` through the release endpoints, one 1 MiB chunk per
     /// message, as the CLI does, and returns the finalized release.
     pub fn publish(&self, sender: Principal, version: &str, wasm: &[u8]) -> ReleaseMeta {
-        let begin = BeginUpload {
-            version: version.to_string(),
-            total_size: wasm.len() as u64,
-            sha256: sha256(wasm),
-            notes: format!("release {version}"),
-        };
-        self.ask::<BeginRelease>(sender, (begin,))
-            .into_result()
-            .expect("begin_release");
-        for (index, chunk) in wasm.chunks(CHUNK).enumerate() {
-            let arg = UploadReleaseChunkArg {
-                version: version.to_string(),
-                index: index as u32,
-                bytes: chunk.to_vec(),
-            };
-            self.ask::<UploadReleaseChunk>(sender, (arg,))
-                .into_result()
-                .expect("upload_release_chunk");
-        }
-        let done = self
-            .ask::<FinalizeRelease>(sender, (version.to_string(),))
-            .into_result()
-            .expect("finalize_release");
-        assert_eq!(done.mirror_error, None, "mirroring {version}");
-        done.release
+        e2e::publish(&self.sim, self.manager, sender, version, wasm)
     }
 
     /// Publishes `wasm` as `version` and makes it the default release.
@@ -282,8 +234,7 @@ pub mod rollout {
     //! rounds, and reading the manager's rollout status, results and logs from outside.
 
     use super::*;
-    use fleet_api::manager::method::CreateUserCanister;
-    use fleet_api::manager::{CreateUserCanisterArg, UserCanister};
+    use fleet_api::manager::UserCanister;
     use fleet_api::rollout::method::{
         GetRolloutStatus, HttpRequestQuery, Metrics, PipelineLog, RolloutEvents, RolloutResults,
         StartRollout,
@@ -292,40 +243,13 @@ pub mod rollout {
     use fleet_api::user::method::{Get, Put};
     use fleet_api::user::PutNoteArg;
     use std::collections::BTreeMap;
-    use std::time::Duration;
 
-    /// Simulated time per round: the driver's timer interval.
-    pub const ROUND: Duration = Duration::from_secs(1);
-    /// Cycles each user canister gets: above the default precheck minimum (500B).
-    pub const USER_CYCLES: u128 = 1_000_000_000_000;
-
-    /// The `n`-th end user (owner) and their recovery principal; distinct for every `n`.
-    pub fn owner(n: u32) -> Principal {
-        let mut bytes = [0x11u8; 29];
-        bytes[..4].copy_from_slice(&n.to_be_bytes());
-        bytes[28] = 0x02;
-        Principal::from_slice(&bytes)
-    }
-
-    pub fn recovery(n: u32) -> Principal {
-        let mut bytes = [0x22u8; 29];
-        bytes[..4].copy_from_slice(&n.to_be_bytes());
-        bytes[28] = 0x02;
-        Principal::from_slice(&bytes)
-    }
+    pub use crate::e2e::{owner, recovery, ROUND, USER_CYCLES};
 
     /// A manager ready for fleets of `n` canisters: no creation limit in the way, and cycles
     /// for every creation.
     pub fn fleet_for(n: u32) -> Fleet {
-        let fleet = Fleet::with_arg(Some(ManagerInitArg {
-            creation_limit: Some(RateLimit {
-                capacity: n.max(10),
-                refill_period_secs: 1,
-            }),
-            user_canister_cycles: Some(USER_CYCLES),
-            admission: Some(unbounded_admission()),
-            ..Default::default()
-        }));
+        let fleet = Fleet::with_arg(Some(crate::e2e::init_for(n)));
         fleet
             .sim
             .add_cycles(fleet.manager, n as u128 * 2 * USER_CYCLES);
@@ -335,8 +259,7 @@ pub mod rollout {
     impl Fleet {
         /// One round, one timer interval later.
         pub fn step(&self) {
-            self.sim.advance_time(ROUND);
-            self.sim.tick();
+            crate::e2e::step(&self.sim);
         }
 
         /// Runs rounds until every submitted call of `E` has answered; returns the replies in
@@ -346,45 +269,14 @@ pub mod rollout {
             messages: Vec<RawMessageId>,
             max_rounds: u64,
         ) -> Vec<E::Reply> {
-            let mut replies: Vec<Option<Vec<u8>>> = vec![None; messages.len()];
-            for _ in 0..max_rounds {
-                let mut pending = false;
-                for (i, m) in messages.iter().enumerate() {
-                    if replies[i].is_none() {
-                        match self.sim.ingress_status(m) {
-                            Some(Ok(bytes)) => replies[i] = Some(bytes),
-                            Some(Err(e)) => panic!("{} message {i} rejected: {e:?}", E::NAME),
-                            None => pending = true,
-                        }
-                    }
-                }
-                if !pending {
-                    return replies
-                        .into_iter()
-                        .map(|r| decode_reply::<E>(&r.expect("answered")))
-                        .collect();
-                }
-                self.step();
-            }
-            panic!("messages still pending after {max_rounds} rounds");
+            let messages: Vec<_> = messages.into_iter().map(Into::into).collect();
+            crate::e2e::run_all::<E>(&self.sim, &messages, max_rounds)
         }
 
         /// Creates the canisters of owners `first..first + n` concurrently, as their owners
         /// would, and returns their records in owner order.
         pub fn provision(&self, first: u32, n: u32) -> Vec<UserCanister> {
-            let messages = (first..first + n)
-                .map(|i| {
-                    let arg = CreateUserCanisterArg {
-                        recovery_principal: recovery(i),
-                        invite: None,
-                    };
-                    submit::<CreateUserCanister>(&self.sim, self.manager, owner(i), (arg,))
-                })
-                .collect();
-            self.run_all::<CreateUserCanister>(messages, 10_000)
-                .into_iter()
-                .map(|reply| reply.into_result().expect("create_user_canister"))
-                .collect()
+            crate::e2e::provision(&self.sim, self.manager, first, n)
         }
 
         /// Owners `0..n` each create their canister and write `notes` notes into it; returns

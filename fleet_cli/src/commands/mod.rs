@@ -62,7 +62,7 @@ pub fn agent_connector(network: &Network, identity: &Identity) -> Result<Box<dyn
 
 /// Connects to a user canister's network as the identity the flags name.
 pub(crate) fn connect(target: &Target, connector: &Connector) -> Result<Box<dyn Ic>, CliError> {
-    connect_as(&target.network, &target.identity, false, connector)
+    connect_as(target.network.name(), &target.identity, false, connector)
 }
 
 /// Connects to a manager's network; read-only commands may go unsigned (`allow_anonymous`).
@@ -72,7 +72,7 @@ pub(crate) fn connect_manager(
     allow_anonymous: bool,
 ) -> Result<Box<dyn Ic>, CliError> {
     connect_as(
-        &target.network,
+        target.network.name(),
         &target.identity,
         allow_anonymous,
         connector,

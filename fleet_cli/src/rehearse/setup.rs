@@ -55,36 +55,45 @@ pub(super) struct Fleet {
     pub before: Vec<Option<FleetHealth>>,
 }
 
-fn bundled(features: &[&str]) -> Result<WasmModule, CliError> {
-    let bytes = wasm_build::build("user_canister", features)
-        .map_err(|e| CliError::Io(format!("building the bundled user canister: {e}")))?;
+/// The modules `build.rs` built and embedded, by variant name (`user_canister-v2`): the
+/// rehearsal needs neither cargo nor this source tree at run time.
+const BUNDLED: &[(&str, &[u8])] = include!(concat!(env!("OUT_DIR"), "/bundled.rs"));
+
+fn embedded(name: &str) -> Result<&'static [u8], CliError> {
+    BUNDLED
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, bytes)| *bytes)
+        .ok_or_else(|| CliError::Io(format!("this build of fleet bundles no {name} module")))
+}
+
+fn bundled(name: &str) -> Result<WasmModule, CliError> {
     Ok(WasmModule::from_bytes(
-        bytes,
-        &wasm_build::variant_name("user_canister", features),
+        embedded(name)?.to_vec(),
+        name,
         None,
     )?)
 }
 
-/// Reads or builds the releases and builds the manager. With `switch`, the bundled releases
+/// Reads the releases given, or takes the bundled ones, and the bundled manager. With `switch`, the bundled releases
 /// are the `fault_switch` builds, whose release faults are set per canister.
 pub(super) fn load_modules(args: &RehearseArgs, switch: bool) -> Result<Modules, CliError> {
     let from = match &args.from {
         Some(path) => WasmModule::read(path, None)?,
-        None if switch => bundled(&["fault_switch"])?,
-        None => bundled(&[])?,
+        None if switch => bundled("user_canister-fault_switch")?,
+        None => bundled("user_canister")?,
     };
     let to = match &args.to {
         Some(path) => WasmModule::read(path, None)?,
-        None if switch => bundled(&["v2", "fault_switch"])?,
-        None => bundled(&["v2"])?,
+        None if switch => bundled("user_canister-fault_switch+v2")?,
+        None => bundled("user_canister-v2")?,
     };
     if from.sha256 == to.sha256 {
         return Err(CliError::Usage(
             "the starting and the target release are the same module".into(),
         ));
     }
-    let manager_wasm = wasm_build::build("fleet_manager", &[])
-        .map_err(|e| CliError::Io(format!("building the fleet manager: {e}")))?;
+    let manager_wasm = embedded("fleet_manager")?.to_vec();
     Ok(Modules {
         from,
         to,

@@ -55,27 +55,7 @@ pub fn user_wasm(features: &[&str]) -> Vec<u8> {
 /// `wasm` with a custom section of `extra` bytes appended: the same code, spanning several
 /// 1 MiB chunks. Runtimes ignore unknown custom sections.
 pub fn padded(wasm: &[u8], extra: usize) -> Vec<u8> {
-    fn leb128(out: &mut Vec<u8>, mut value: u64) {
-        loop {
-            let byte = (value & 0x7f) as u8;
-            value >>= 7;
-            if value == 0 {
-                out.push(byte);
-                return;
-            }
-            out.push(byte | 0x80);
-        }
-    }
-    let name = b"fleet_test_padding";
-    let mut payload = Vec::new();
-    leb128(&mut payload, name.len() as u64);
-    payload.extend_from_slice(name);
-    payload.resize(payload.len() + extra, 0xAB);
-    let mut out = wasm.to_vec();
-    out.push(0);
-    leb128(&mut out, payload.len() as u64);
-    out.extend_from_slice(&payload);
-    out
+    wasm_build::with_custom_section(wasm, "fleet_test_padding", &vec![0xAB; extra])
 }
 
 /// A folder removed when dropped.

@@ -1,0 +1,105 @@
+//! The modules dfx deploys and operators publish (`wasm_build::release`, run by dfx's build
+//! command): small enough to install in one message, with their candid interface readable as
+//! metadata; and the dfx projects that build them agree with the workspace.
+
+use std::path::Path;
+
+use candid::{encode_one, Principal};
+use fleet_api::manager::ManagerInitArg;
+use fleet_api::user::{UserCanisterArg, UserInitArg};
+use fleet_tests::ic_sim::IcSim;
+use fleet_tests::{sha256, user};
+use serde_json::Value;
+
+const MIB: usize = 1024 * 1024;
+
+/// Installs `wasm` with `arg` on a fresh simulator and reads its `candid:service` metadata as
+/// a stranger would: public metadata is readable by anyone.
+fn candid_metadata(wasm: Vec<u8>, arg: Vec<u8>) -> Vec<u8> {
+    let sim = IcSim::new();
+    let id = sim.create_canister_with_settings(Some(user(1)), None);
+    sim.install_canister(id, wasm, arg, Some(user(1)));
+    sim.canister_metadata(id, Some(Principal::anonymous()), "candid:service")
+        .expect("public candid:service metadata")
+}
+
+/// The argument each canister is installed with: the manager's default settings, a user
+/// canister's owner and recovery principal.
+fn install_arg(package: &str, wasm: &[u8]) -> Vec<u8> {
+    let arg = if package == "user_canister" {
+        encode_one(UserCanisterArg::Init(UserInitArg {
+            owner: user(2),
+            recovery_principal: user(3),
+            manager: user(4),
+            release_sha256: sha256(wasm),
+        }))
+    } else {
+        encode_one(Option::<ManagerInitArg>::None)
+    };
+    arg.expect("encoding the init argument")
+}
+
+fn release(package: &str) -> Vec<u8> {
+    wasm_build::release(package).unwrap_or_else(|e| panic!("release build of {package}: {e}"))
+}
+
+#[test]
+fn release_modules_fit_one_message_and_carry_their_candid_interface() {
+    for (package, limit) in [("fleet_manager", 2 * MIB), ("user_canister", MIB)] {
+        let wasm = release(package);
+        eprintln!("{package}: {} bytes (limit {limit})", wasm.len());
+        assert!(
+            wasm.len() <= limit,
+            "{package} is {} bytes, over {limit}",
+            wasm.len()
+        );
+        let did = std::fs::read(wasm_build::did_file(package)).expect("the .did file");
+        let arg = install_arg(package, &wasm);
+        assert_eq!(
+            candid_metadata(wasm, arg),
+            did,
+            "{package}'s candid:service"
+        );
+    }
+}
+
+fn read_json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Checks one dfx project: it declares exactly `package`, built by `canister-wasm` into the
+/// `wasm` path it installs, with the crate's checked-in candid file.
+fn check_project(dir: &Path, package: &str) -> Value {
+    let config = read_json(&dir.join("dfx.json"));
+    let canisters = config["canisters"].as_object().expect("canisters");
+    let names: Vec<&String> = canisters.keys().collect();
+    assert_eq!(names, vec![package], "{}: canisters", dir.display());
+    let c = &canisters[package];
+    assert_eq!(c["type"], "custom");
+    let wasm = c["wasm"].as_str().expect("wasm path");
+    let build = c["build"].as_str().expect("build command");
+    assert!(
+        build.ends_with(&format!("--bin canister-wasm -- {package} {wasm}")),
+        "{package}: the build command writes what dfx installs: {build}"
+    );
+    let candid = dir.join(c["candid"].as_str().expect("candid path"));
+    assert_eq!(
+        candid.canonicalize().expect("the candid file exists"),
+        wasm_build::did_file(package).canonicalize().expect(".did"),
+        "{package}: dfx's candid file is the crate's"
+    );
+    c.clone()
+}
+
+#[test]
+fn dfx_deploys_the_manager_and_only_builds_the_user_canister() {
+    let root = wasm_build::workspace_root();
+    // `dfx deploy` at the root knows only the manager, with its init argument, so a plain
+    // deploy never tries to install a user canister without one.
+    let manager = check_project(&root, "fleet_manager");
+    assert_eq!(manager["init_arg"], "(null)");
+    // The user canister is a project of its own, built with `dfx build` there.
+    let user = check_project(&root.join("user_canister"), "user_canister");
+    assert!(user.get("init_arg").is_none());
+}
