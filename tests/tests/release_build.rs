@@ -53,7 +53,12 @@ fn release_modules_fit_one_message_and_carry_their_candid_interface() {
             "{package} is {} bytes, over {limit}",
             wasm.len()
         );
-        let did = std::fs::read(wasm_build::did_file(package)).expect("the .did file");
+        let did = std::fs::read_to_string(wasm_build::did_file(package)).expect("the .did file");
+        let did = wasm_build::service_text(&did).into_bytes();
+        assert!(
+            did.windows(8).any(|w| w == b"service "),
+            "the service is kept"
+        );
         let arg = install_arg(package, &wasm);
         assert_eq!(
             candid_metadata(wasm, arg),

@@ -86,17 +86,29 @@ pub fn build_with_profile(
 
 /// The deployable module of `package`: built with [`RELEASE_PROFILE`], shrunk by binaryen's
 /// `wasm-opt -Oz` ([`WASM_OPT`]), with the crate's `<package>/<package>.did` embedded as
-/// [`CANDID_SECTION`].
+/// [`CANDID_SECTION`] ([`service_text`]).
 pub fn release(package: &str) -> Result<Vec<u8>, String> {
     let did_path = did_file(package);
-    let did = fs::read(&did_path).map_err(|e| format!("reading {}: {e}", did_path.display()))?;
+    let did = fs::read_to_string(&did_path)
+        .map_err(|e| format!("reading {}: {e}", did_path.display()))?;
+    let did = service_text(&did);
     let wasm = build_with_profile(package, &[], RELEASE_PROFILE)?;
     let out_dir = workspace_root()
         .join("target")
         .join("wasm-out")
         .join(RELEASE_PROFILE);
     let wasm = optimize(&wasm, &out_dir.join(format!("{package}.wasm")))?;
-    Ok(with_custom_section(&wasm, CANDID_SECTION, &did))
+    Ok(with_custom_section(&wasm, CANDID_SECTION, did.as_bytes()))
+}
+
+/// The `.did` text as embedded in a deployable module: the same interface without its comment
+/// lines, which tools reading `candid:service` do not need and the module cannot spare (the
+/// manager's documentation comments are half its `.did`, and the module has to fit 2 MiB).
+pub fn service_text(did: &str) -> String {
+    did.lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .map(|l| format!("{l}\n"))
+        .collect()
 }
 
 /// Names binaryen's `wasm-opt` when it is not `wasm-opt` on the `PATH`.
@@ -113,25 +125,38 @@ const WASM_FEATURES: &[&str] = &[
     "--enable-reference-types",
 ];
 
+/// binaryen from npm, when no `wasm-opt` is installed: the same optimiser compiled to
+/// JavaScript, run by Node (slower, but only Node and the npm registry are needed).
+const NPM_BINARYEN: &str = "binaryen@125.0.0";
+
 /// `wasm-opt -Oz` over `wasm` (written to `input`, read back from beside it): rustc's size
 /// optimisation alone leaves the manager above the 2 MiB a module may have in one message.
+/// Runs `$WASM_OPT`, else `wasm-opt` from the `PATH`, else [`NPM_BINARYEN`]'s through `npx`.
 fn optimize(wasm: &[u8], input: &Path) -> Result<Vec<u8>, String> {
     let output = input.with_extension("opt.wasm");
     fs::write(input, wasm).map_err(|e| format!("writing {}: {e}", input.display()))?;
-    let tool = std::env::var_os(WASM_OPT).unwrap_or_else(|| "wasm-opt".into());
-    let run = Command::new(&tool)
-        .arg("-Oz")
-        .args(WASM_FEATURES)
-        .arg(input)
-        .arg("-o")
-        .arg(&output)
-        .output()
-        .map_err(|e| {
-            format!(
-                "running {} (binaryen's wasm-opt; install binaryen, or set {WASM_OPT}): {e}",
-                Path::new(&tool).display()
-            )
-        })?;
+    let with_args = |mut cmd: Command| {
+        cmd.arg("-Oz")
+            .args(WASM_FEATURES)
+            .arg(input)
+            .arg("-o")
+            .arg(&output);
+        cmd
+    };
+    let run = match std::env::var_os(WASM_OPT) {
+        Some(tool) => with_args(Command::new(tool)).output(),
+        None => match with_args(Command::new("wasm-opt")).output() {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut npx = Command::new("npx");
+                npx.args(["--yes", "--package", NPM_BINARYEN, "--", "wasm-opt"]);
+                with_args(npx).output()
+            }
+            other => other,
+        },
+    }
+    .map_err(|e| {
+        format!("running binaryen's wasm-opt (install binaryen or Node, or set {WASM_OPT}): {e}")
+    })?;
     if !run.status.success() {
         return Err(format!(
             "wasm-opt -Oz {} failed:\n{}",
