@@ -394,8 +394,9 @@ pub struct FleetMetrics {
     pub ticks_measured: u64,
     pub tick_instructions_mean: u64,
     pub tick_instructions_max: u64,
-    /// The admission mode, the provisioning budget and its spending, refusals.
-    pub admission: crate::governance::AdmissionStatus,
+    /// The admission mode, the provisioning budget and its spending, refusals. Optional, so
+    /// that clients still read the metrics of a manager that predates admission.
+    pub admission: Option<crate::governance::AdmissionStatus>,
 }
 
 /// `http_request` argument (HTTP gateway protocol).

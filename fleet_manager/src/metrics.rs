@@ -45,7 +45,7 @@ pub fn collect() -> FleetMetrics {
         ticks_measured,
         tick_instructions_mean,
         tick_instructions_max,
-        admission: fleet_core::admission::status(),
+        admission: Some(fleet_core::admission::status()),
     }
 }
 
@@ -322,34 +322,35 @@ pub fn prometheus(m: &FleetMetrics) -> String {
             ("{stat=\"max\"}".into(), m.tick_instructions_max.to_string()),
         ],
     );
-    let a = &m.admission;
-    metric(
-        "fleet_provisioning_budget_cycles",
-        "gauge",
-        "Cycles creations may spend per budget window.",
-        one(a.admission.budget.cycles_per_window.to_string()),
-    );
-    metric(
-        "fleet_provisioning_spent_cycles",
-        "gauge",
-        "Cycles creations spent (or hold) in the current budget window.",
-        one(a.spent_in_window.to_string()),
-    );
-    metric(
-        "fleet_provisioning_refused_total",
-        "counter",
-        "Creations refused by the budget or by the admission mode.",
-        vec![
-            (
-                "{reason=\"budget\"}".into(),
-                a.refused_over_budget.to_string(),
-            ),
-            (
-                "{reason=\"not_admitted\"}".into(),
-                a.refused_not_admitted.to_string(),
-            ),
-        ],
-    );
+    if let Some(a) = &m.admission {
+        metric(
+            "fleet_provisioning_budget_cycles",
+            "gauge",
+            "Cycles creations may spend per budget window.",
+            one(a.admission.budget.cycles_per_window.to_string()),
+        );
+        metric(
+            "fleet_provisioning_spent_cycles",
+            "gauge",
+            "Cycles creations spent (or hold) in the current budget window.",
+            one(a.spent_in_window.to_string()),
+        );
+        metric(
+            "fleet_provisioning_refused_total",
+            "counter",
+            "Creations refused by the budget or by the admission mode.",
+            vec![
+                (
+                    "{reason=\"budget\"}".into(),
+                    a.refused_over_budget.to_string(),
+                ),
+                (
+                    "{reason=\"not_admitted\"}".into(),
+                    a.refused_not_admitted.to_string(),
+                ),
+            ],
+        );
+    }
     out
 }
 
@@ -392,7 +393,7 @@ mod tests {
             ticks_measured: 0,
             tick_instructions_mean: 0,
             tick_instructions_max: 0,
-            admission: fleet_api::governance::AdmissionStatus {
+            admission: Some(fleet_api::governance::AdmissionStatus {
                 admission: Default::default(),
                 window_start_ns: 0,
                 spent_in_window: 6,
@@ -400,7 +401,7 @@ mod tests {
                 refused_not_admitted: 0,
                 allowlisted: 0,
                 invites: 0,
-            },
+            }),
         };
         let text = prometheus(&m);
         assert!(text.contains("# TYPE fleet_user_canisters gauge\nfleet_user_canisters 3\n"));
