@@ -144,8 +144,9 @@ pub enum RollbackError {
     Draining,
     Plan(PlanError),
     Mirror(crate::manager::MirrorError),
-    /// No rollout has used this release yet: going to it is a rollout like any other, under
-    /// the release policy (`start_rollout`), not a rollback.
+    /// No rollout has used this release yet and the release policy holds it (a quorum, or its
+    /// notice still runs): going to it is a rollout under the policy (`start_rollout`, which
+    /// makes the request), not a rollback.
     NewRelease {
         version: String,
     },

@@ -684,9 +684,13 @@ async fn rollback_result(arg: RollbackArg) -> Result<RolloutStarted, RollbackErr
             let from = state::with(|s| s.store.get_by_sha256(&last.module_hash))
                 .ok_or(RollbackError::NoRollout)?;
             let mut plan = RolloutPlanArg::to(&to_version);
-            // Going back means going to a release a rollout ran before; anything else is
-            // a rollout under the release policy.
-            if rollouts::needs_approval(&plan) {
+            // A release no rollout has used goes through the release policy like any first
+            // rollout to it: where the policy would hold it (a quorum, a notice still
+            // running), the rollback is refused and `start_rollout` makes the request.
+            if rollouts::needs_approval(&plan)
+                && (governance::policy().quorum > 1
+                    || rollouts::check_notice(&plan, ic_cdk::api::time()).is_err())
+            {
                 return Err(RollbackError::NewRelease {
                     version: to_version,
                 });

@@ -161,6 +161,31 @@ fn publishing_and_a_first_rollout_need_a_quorum_and_one_operator_counts_once() {
     fleet.run_to_rest(500);
     assert_eq!(module_hashes(&fleet), vec![sha256(&v2); 3]);
 
+    // A rollback cannot reach a release no rollout has used: under the quorum that is a
+    // rollout to approve.
+    let v3 = fleet_tests::padded(&v2, 16);
+    upload(&fleet, a, "3.0.0", &v3);
+    let Err(FinalizeReleaseError::ApprovalRequired(publish)) = fleet
+        .ask::<FinalizeRelease>(a, ("3.0.0".to_string(),))
+        .into_result()
+    else {
+        panic!("publishing is a request")
+    };
+    approve(&fleet, b, publish.id).unwrap();
+    let to_new = fleet_api::rollout::RollbackArg::ToRelease {
+        to_version: "3.0.0".into(),
+        limits: None,
+    };
+    assert_eq!(
+        fleet
+            .ask::<fleet_api::rollout::method::Rollback>(a, (to_new,))
+            .into_result(),
+        Err(fleet_api::rollout::RollbackError::NewRelease {
+            version: "3.0.0".into()
+        })
+    );
+    assert_eq!(module_hashes(&fleet), vec![sha256(&v2); 3]);
+
     // A rollout back to a release a rollout has used needs no approval.
     let back = fleet
         .ask::<StartRollout>(a, (one_wave_plan("1.0.0", 10),))
@@ -170,7 +195,7 @@ fn publishing_and_a_first_rollout_need_a_quorum_and_one_operator_counts_once() {
         .ask::<ListRequests>(a, (ListRequestsArg::default(),))
         .into_result()
         .unwrap();
-    assert_eq!(requests.len(), 2, "the log keeps both requests");
+    assert_eq!(requests.len(), 3, "the log keeps every request");
 }
 
 /// A rollout to a new release waits out the notice, during which the manager and each user
