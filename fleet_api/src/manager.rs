@@ -556,6 +556,8 @@ pub mod method {
         update SetDefaultRelease = "set_default_release" (String) -> SetDefaultReleaseReply;
         query ListReleases = "list_releases" (ListReleasesArg) -> ListReleasesReply;
         query GetRelease = "get_release" (String) -> Option<ReleaseMeta>;
+        query GetReleaseInterface = "get_release_interface" (String)
+            -> Option<ReleaseInterface>;
         query ReleaseChunk = "release_chunk" (ReleaseChunkArg) -> ReleaseChunkReply;
         query StoreUsageQuery = "store_usage" () -> StoreUsage;
         query ChunkStoreStatusQuery = "chunk_store_status" () -> ChunkStoreStatus;

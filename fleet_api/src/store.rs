@@ -18,6 +18,21 @@ pub struct BeginUpload {
     pub sha256: Vec<u8>,
     /// Free-form release notes, at most 4,096 bytes.
     pub notes: String,
+    /// The module's Candid interface and, for a release that breaks the interface of the one
+    /// it replaces, why it was published anyway. Kept with the release for the next
+    /// release's compatibility check (`fleet release check`).
+    pub interface: Option<ReleaseInterface>,
+}
+
+/// The Candid interface a release was published with. The publisher reads `service` from the
+/// module's `candid:service` metadata (interface spec, "Canister module format": custom
+/// sections `icp:public`/`icp:private`); the manager keeps both fields as given.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct ReleaseInterface {
+    /// The service description, at most 128 KiB.
+    pub service: Option<String>,
+    /// Why a release breaking its predecessor's interface was published, at most 1 KiB.
+    pub breaking_change: Option<String>,
 }
 
 /// Memory bounds of a store. They are constructor parameters rather than stored values, so a
@@ -77,6 +92,11 @@ pub enum StoreError {
         max: u64,
     },
     NotesTooLong {
+        len: u64,
+        max: u64,
+    },
+    InterfaceTooLong {
+        field: String,
         len: u64,
         max: u64,
     },

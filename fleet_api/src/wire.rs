@@ -226,7 +226,8 @@ enums! {
 use wasm_store as store;
 
 structs! {
-    store::BeginUpload == api_store::BeginUpload { version, total_size, sha256, notes }
+    store::BeginUpload == api_store::BeginUpload { version, total_size, sha256, notes, interface }
+    store::ReleaseInterface == api_store::ReleaseInterface { service, breaking_change }
     store::StoreLimits => api_store::StoreLimits { max_releases, max_total_bytes }
     store::ReleaseMeta => api_store::ReleaseMeta {
         version, sha256, size, uncompressed_size, chunk_count, chunk_hashes, uploaded_at,
@@ -247,6 +248,7 @@ enums! {
         TooManyChunks { chunks, max },
         ModuleTooLarge { size, max },
         NotesTooLong { len, max },
+        InterfaceTooLong { field, len, max },
         VersionExists { version, sha256 },
         AlreadyExists { version },
         ContentExists { version },

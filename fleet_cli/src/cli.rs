@@ -222,6 +222,32 @@ pub enum ReleaseCommand {
         /// Expected sha256 of the file, hex.
         #[arg(long, value_name = "HEX")]
         sha256: Option<String>,
+        /// Check the module's interface against this release or file (.did, or a module with
+        /// candid:service metadata) instead of the manager's default release.
+        #[arg(long, value_name = "SEMVER|FILE")]
+        against: Option<String>,
+        /// Publish although the interface breaks the one checked against; the reason is kept
+        /// with the release.
+        #[arg(long, value_name = "REASON")]
+        allow_breaking: Option<String>,
+    },
+    /// Check a module's Candid interface against a release or a file, uploading nothing:
+    /// the new service must be a subtype of the old one.
+    Check {
+        #[command(flatten)]
+        network: NetworkArgs,
+        /// The fleet manager canister; needed unless --against names a file.
+        #[arg(long, value_name = "CANISTER_ID")]
+        manager: Option<Principal>,
+        #[command(flatten)]
+        identity: IdentityArgs,
+        /// The new module (.wasm or .wasm.gz).
+        #[arg(value_name = "FILE")]
+        wasm: PathBuf,
+        /// A release version or a file (.did, or a module with candid:service); without it,
+        /// the manager's default release.
+        #[arg(long, value_name = "SEMVER|FILE")]
+        against: Option<String>,
     },
     /// Cancel an unfinished upload.
     Abort {

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod commands;
 pub mod error;
 pub mod identity;
+pub mod interface;
 pub mod manager;
 pub mod phrase;
 pub mod plan;

@@ -20,9 +20,9 @@ use fleet_api::manager::method::{
 use fleet_api::manager::{
     AbortReleaseUploadError, BeginReleaseError, BeginUpload, CanisterFilter, CanisterStatus,
     FinalizeReleaseError, ListReleasesArg, ListUserCanistersArg, ListUserCanistersError,
-    MirrorError, Operator, OperatorError, QueryError, ReleaseChunkArg, ReleaseMeta, Role,
-    StoreError, UpgradePolicy, UploadReleaseChunkArg, UploadReleaseChunkError, UploadStatus,
-    UserCanister,
+    MirrorError, Operator, OperatorError, QueryError, ReleaseChunkArg, ReleaseInterface,
+    ReleaseMeta, Role, StoreError, UpgradePolicy, UploadReleaseChunkArg, UploadReleaseChunkError,
+    UploadStatus, UserCanister,
 };
 use fleet_api::rollout::method::{
     Drain, EndDrain, GetRolloutStatus, Metrics, Rollback, RolloutResults, StartRollout,
@@ -65,6 +65,7 @@ fn store_bad_input(e: &StoreError) -> bool {
             | StoreError::TooManyChunks { .. }
             | StoreError::ModuleTooLarge { .. }
             | StoreError::NotesTooLong { .. }
+            | StoreError::InterfaceTooLong { .. }
             | StoreError::NotWasm { .. }
     )
 }
@@ -390,6 +391,7 @@ pub fn publish(
     module: &WasmModule,
     version: &str,
     notes: &str,
+    interface: Option<ReleaseInterface>,
     progress: &mut dyn Progress,
 ) -> Result<PublishReport, CliError> {
     let sha = module.sha256.to_vec();
@@ -413,6 +415,7 @@ pub fn publish(
                 total_size: size,
                 sha256: sha.clone(),
                 notes: notes.to_string(),
+                interface,
             },))?;
             match begin.into_result() {
                 Ok(st) => (st, false),

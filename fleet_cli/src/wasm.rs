@@ -97,6 +97,58 @@ impl WasmModule {
     pub fn chunk_count(&self) -> usize {
         self.bytes.len().div_ceil(MAX_CHUNK_SIZE)
     }
+
+    /// The content of the canister metadata section `name` (a custom section named
+    /// `icp:public <name>` or `icp:private <name>`; interface spec, "Canister module format").
+    pub fn metadata(&self, name: &str) -> Option<Vec<u8>> {
+        let mut wasm = Vec::new();
+        let plain = if self.gzipped {
+            flate2::read::GzDecoder::new(&self.bytes[..])
+                .take(MAX_WASM_SIZE)
+                .read_to_end(&mut wasm)
+                .ok()?;
+            &wasm[..]
+        } else {
+            &self.bytes[..]
+        };
+        let found = custom_sections(plain)
+            .find(|(section, _)| {
+                section.strip_prefix("icp:public ") == Some(name)
+                    || section.strip_prefix("icp:private ") == Some(name)
+            })
+            .map(|(_, content)| content.to_vec());
+        found
+    }
+}
+
+/// The custom sections (id 0) of a wasm module, as (name, content); iteration stops at the
+/// first malformed section (WebAssembly core spec, "Binary format: sections").
+fn custom_sections(wasm: &[u8]) -> impl Iterator<Item = (String, &[u8])> {
+    let mut rest = wasm.get(WASM_HEADER.len()..).unwrap_or_default();
+    std::iter::from_fn(move || loop {
+        let (&id, after_id) = rest.split_first()?;
+        let (size, after_size) = leb128_u32(after_id)?;
+        let body = after_size.get(..size as usize)?;
+        rest = &after_size[size as usize..];
+        if id == 0 {
+            let (name_len, after_len) = leb128_u32(body)?;
+            let name = after_len.get(..name_len as usize)?;
+            let content = &after_len[name_len as usize..];
+            return Some((String::from_utf8_lossy(name).into_owned(), content));
+        }
+    })
+}
+
+/// An unsigned LEB128 number of at most 32 bits, and the bytes after it.
+fn leb128_u32(bytes: &[u8]) -> Option<(u32, &[u8])> {
+    let mut value = 0u32;
+    for (i, &b) in bytes.iter().enumerate().take(5) {
+        value |= u32::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return Some((value, &bytes[i + 1..]));
+        }
+    }
+    None
 }
 
 /// Parses 64 hex digits.
@@ -187,5 +239,39 @@ mod tests {
         let sizes: Vec<usize> = m.chunks().map(<[u8]>::len).collect();
         assert_eq!(sizes, vec![MAX_CHUNK_SIZE, MAX_CHUNK_SIZE, 5]);
         assert_eq!(m.chunk_count(), 3);
+    }
+
+    /// A module with custom sections `(name, content)` after a type section.
+    fn with_sections(sections: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut m = WASM_HEADER.to_vec();
+        m.extend([1, 1, 0]); // type section: no types
+        for (name, content) in sections {
+            let mut body = vec![name.len() as u8];
+            body.extend(name.as_bytes());
+            body.extend(*content);
+            m.push(0);
+            m.push(body.len() as u8);
+            m.extend(body);
+        }
+        m
+    }
+
+    #[test]
+    fn metadata_is_read_from_public_and_private_sections_plain_and_gzipped() {
+        let service = b"service : { ping : () -> () }";
+        let bytes = with_sections(&[("name", b"x"), ("icp:public candid:service", service)]);
+        let plain = WasmModule::from_bytes(bytes.clone(), "x", None).unwrap();
+        assert_eq!(plain.metadata("candid:service").unwrap(), service);
+        assert_eq!(plain.metadata("candid:args"), None);
+        let packed = WasmModule::from_bytes(gzip(&bytes), "x", None).unwrap();
+        assert_eq!(packed.metadata("candid:service").unwrap(), service);
+        let private = with_sections(&[("icp:private candid:service", service)]);
+        let private = WasmModule::from_bytes(private, "x", None).unwrap();
+        assert_eq!(private.metadata("candid:service").unwrap(), service);
+        // A section whose size runs past the end ends the search instead of panicking.
+        let mut cut = with_sections(&[("icp:public candid:service", service)]);
+        cut.truncate(cut.len() - 3);
+        let cut = WasmModule::from_bytes(cut, "x", None).unwrap();
+        assert_eq!(cut.metadata("candid:service"), None);
     }
 }

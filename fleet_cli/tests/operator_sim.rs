@@ -721,3 +721,113 @@ fn admission_and_policy_commands_govern_provisioning_and_publishing() {
     assert_eq!(f.admin(&["release", "list"])[0]["version"], "1.0.0");
     assert_eq!(f.admin(&["policy", "pending"])[0]["version"], "1.0.0");
 }
+
+/// The user canister's interface as its modules embed it, and variants of it.
+fn user_service() -> String {
+    wasm_build::service_text(
+        &std::fs::read_to_string(wasm_build::did_file("user_canister")).unwrap(),
+    )
+}
+
+/// The user canister's module with `service` as its `candid:service` metadata.
+fn with_service(wasm: &[u8], service: &str) -> Vec<u8> {
+    wasm_build::with_custom_section(wasm, wasm_build::CANDID_SECTION, service.as_bytes())
+}
+
+#[test]
+fn publish_refuses_a_release_that_breaks_the_interface_unless_allowed_with_a_reason() {
+    use fleet_api::manager::method::{GetRelease, GetReleaseInterface};
+
+    let f = fleet();
+    let code = user_wasm(&[]);
+    let v1 = user_service();
+    assert!(v1.contains("  list : (ListNotesArg)"), "{v1}");
+    f.publish_file("v1.wasm", &with_service(&code, &v1), "1.0.0");
+    f.set_default_release("1.0.0");
+    let interface_of = |version: &str| {
+        f.world
+            .call::<GetReleaseInterface>(f.manager, user(1), (version.to_string(),))
+    };
+    assert_eq!(
+        interface_of("1.0.0").unwrap().service.as_deref(),
+        Some(&v1[..])
+    );
+
+    // A new method: a subtype of the default release's interface, published.
+    let last = "  version : () -> (text) query;\n";
+    assert!(v1.contains(last), "{v1}");
+    let added = v1.replace(last, &format!("  export : () -> (blob) query;\n{last}"));
+    let r = f.publish_file("v11.wasm", &with_service(&code, &added), "1.1.0");
+    assert_eq!(r["interface"]["against"], "release 1.0.0", "{r}");
+    assert_eq!(r["interface"]["incompatible"], serde_json::json!([]), "{r}");
+    let kept = interface_of("1.1.0").unwrap();
+    assert_eq!(kept.service.as_deref(), Some(&added[..]));
+    assert_eq!(kept.breaking_change, None);
+
+    // `list` removed and `put` taking a second, required argument: refused before any upload,
+    // naming both methods.
+    let broken = v1
+        .replace("  list : (ListNotesArg) -> (ListNotesReply) query;\n", "")
+        .replace("  put : (PutNoteArg)", "  put : (PutNoteArg, nat64)");
+    let file = f.world.dir.file("v2.wasm", &with_service(&code, &broken));
+    let (exit, e) = f.admin_err(&["release", "publish", &file, "--version", "2.0.0"]);
+    assert_eq!(exit, 8, "{e}");
+    let message = e.to_string();
+    assert!(
+        message.contains("release 1.0.0") && message.contains("list, put"),
+        "{message}"
+    );
+    let none = f
+        .world
+        .call::<GetRelease>(f.manager, user(1), ("2.0.0".to_string(),));
+    assert_eq!(none, None, "nothing was published");
+    let status = f.admin_err(&["release", "show", "2.0.0"]).1;
+    assert!(
+        matches!(status, fleet_cli::error::CliError::NotFound(_)),
+        "no upload began: {status}"
+    );
+
+    // `release check` says the same without a manager when given the old interface as a file,
+    // and accepts the compatible one.
+    let old_did = f.world.dir.file("v1.did", v1.as_bytes());
+    let (exit, e) = f
+        .world
+        .fleet_err(&["release", "check", &file, "--against", &old_did]);
+    assert_eq!(exit, 8, "{e}");
+    let ok = f.world.dir.file("v11.wasm", &with_service(&code, &added));
+    let checked = f
+        .world
+        .fleet(&["--json", "release", "check", &ok, "--against", &old_did])
+        .unwrap()
+        .json;
+    assert_eq!(checked["incompatible"], serde_json::json!([]), "{checked}");
+    // Against a release by version, through the manager.
+    let (exit, _) = f.admin_err(&["release", "check", &file, "--against", "1.1.0"]);
+    assert_eq!(exit, 8);
+
+    // Allowed with a reason: published, and the reason is kept and shown.
+    let reason = "notes are listed by the new search endpoint";
+    let file = f.world.dir.file("v2b.wasm", &with_service(&code, &broken));
+    let r = f.admin(&[
+        "release",
+        "publish",
+        &file,
+        "--version",
+        "2.0.0",
+        "--allow-breaking",
+        reason,
+    ]);
+    assert_eq!(r["outcome"], "published", "{r}");
+    assert_eq!(
+        interface_of("2.0.0").unwrap().breaking_change.as_deref(),
+        Some(reason)
+    );
+    let shown = f.admin(&["release", "show", "2.0.0"]);
+    assert_eq!(shown["interface"]["breaking_change"], reason, "{shown}");
+
+    // A module without `candid:service` is published with a warning and no interface.
+    let r = f.publish_file("bare.wasm", &padded(&code, 10), "2.1.0");
+    let warning = r["interface"]["warnings"][0].as_str().unwrap_or_default();
+    assert!(warning.contains("candid:service"), "{r}");
+    assert_eq!(interface_of("2.1.0"), None);
+}

@@ -102,6 +102,9 @@ pub const GOVERNANCE: MemoryId = MemoryId::new(26);
 /// `StableBTreeMap<u64, Stored<fleet_api::governance::Request>>`: requests by id, kept after
 /// they end as the log of governed changes.
 pub const REQUESTS: MemoryId = MemoryId::new(27);
+/// The release store's interfaces: module sha256 → `ReleaseInterface` (the fifth memory of
+/// `wasm_store`; an earlier manager never wrote it, so it starts empty without a migration).
+pub const RELEASE_INTERFACES: MemoryId = MemoryId::new(28);
 
 thread_local! {
     static MEMORY_MANAGER: RefCell<MemoryManager<DefaultMemoryImpl>> =

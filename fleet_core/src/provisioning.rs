@@ -366,6 +366,7 @@ mod tests {
                         total_size: module.len() as u64,
                         sha256: sha.clone(),
                         notes: String::new(),
+                        interface: None,
                     },
                     p(200),
                     0,

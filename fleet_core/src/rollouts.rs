@@ -1150,6 +1150,7 @@ mod fixtures {
                         total_size: module.len() as u64,
                         sha256: sha.clone(),
                         notes: String::new(),
+                        interface: None,
                     },
                     p(200),
                     0,

@@ -156,6 +156,7 @@ impl State {
                     uploads: store_memory(1),
                     chunks: store_memory(2),
                     by_sha256: store_memory(3),
+                    interfaces: memory::get(memory::RELEASE_INTERFACES),
                 },
                 StoreLimits::default(),
             ),

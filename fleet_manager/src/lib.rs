@@ -388,6 +388,12 @@ fn get_release(version: String) -> Option<ReleaseMeta> {
     state::with(|s| s.store.get(&version)).wire()
 }
 
+/// The interface a finalized release was published with; public like the release itself.
+#[query]
+fn get_release_interface(version: String) -> Option<ReleaseInterface> {
+    state::with(|s| s.store.interface(&version)).wire()
+}
+
 /// One chunk of a finalized release. Public, so that an end user can fetch a release and
 /// install it through the recovery principal without the manager's help.
 #[query]

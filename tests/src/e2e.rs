@@ -108,6 +108,7 @@ pub fn publish(
         total_size: wasm.len() as u64,
         sha256: sha256(wasm),
         notes: format!("release {version}"),
+        interface: None,
     };
     let reply = ask(encode::<BeginRelease>((begin,)), BeginRelease::NAME);
     decode::<BeginRelease>(&reply)

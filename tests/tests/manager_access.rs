@@ -145,6 +145,7 @@ fn a_thousand_refused_ingress_messages_leave_the_managers_balance_unchanged() {
         total_size: 8,
         sha256: vec![0; 32],
         notes: String::new(),
+        interface: None,
     };
     for i in 0..1_000u32 {
         let stranger = user((i % 50) as u8 + 1);

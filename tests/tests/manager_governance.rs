@@ -55,6 +55,7 @@ fn upload(fleet: &Fleet, sender: Principal, version: &str, wasm: &[u8]) {
         total_size: wasm.len() as u64,
         sha256: sha256(wasm),
         notes: String::new(),
+        interface: None,
     };
     fleet
         .ask::<BeginRelease>(sender, (begin,))

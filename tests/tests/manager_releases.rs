@@ -109,6 +109,7 @@ fn release_uploads_by_anyone_but_releasers_are_refused_and_change_nothing() {
         total_size: wasm.len() as u64,
         sha256: sha256(&wasm),
         notes: String::new(),
+        interface: None,
     };
     for sender in [Principal::anonymous(), user(9)] {
         fleet.refused_at_ingress::<BeginRelease>(sender, (begin.clone(),));
@@ -146,6 +147,7 @@ fn bad_release_input_gets_typed_errors_and_publishes_nothing() {
             total_size: wasm.len() as u64,
             sha256,
             notes: String::new(),
+            interface: None,
         };
         fleet.ask::<BeginRelease>(c, (arg,)).into_result()
     };

@@ -30,7 +30,7 @@
 //!
 //! # Memory bounds
 //!
-//! The store takes four stable memories ([`StoreMemories`]), in practice four `MemoryId`s of the
+//! The store takes five stable memories ([`StoreMemories`]), in practice five `MemoryId`s of the
 //! canister's `MemoryManager`. [`StoreLimits`] bound what it holds: by default at most 64 releases
 //! (finalized ones and uploads in progress together) and 1 GiB of module bytes (finalized sizes
 //! plus the declared size of unfinished uploads). A single module is at most 100 MiB as stored

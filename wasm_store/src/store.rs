@@ -1,4 +1,4 @@
-//! The store itself: four stable B-tree maps and the upload rules.
+//! The store itself: five stable B-tree maps and the upload rules.
 
 use std::io::Write;
 
@@ -22,6 +22,10 @@ pub struct StoreMemories<M: Memory> {
     pub chunks: M,
     /// Content index: sha256 → version, for releases and uploads alike.
     pub by_sha256: M,
+    /// Interfaces: sha256 → [`ReleaseInterface`], for releases and uploads that declared one.
+    /// Apart from the release metadata, so that listing releases and looking one up during a
+    /// rollout never decode service texts.
+    pub interfaces: M,
 }
 
 /// Versioned, content-addressed wasm modules in stable memory. See the crate documentation.
@@ -30,6 +34,7 @@ pub struct WasmStore<M: Memory> {
     uploads: BTreeMap<VersionKey, PendingUpload, M>,
     chunks: BTreeMap<ChunkKey, Vec<u8>, M>,
     by_sha256: BTreeMap<[u8; 32], VersionKey, M>,
+    interfaces: BTreeMap<[u8; 32], ReleaseInterface, M>,
     limits: StoreLimits,
 }
 
@@ -46,6 +51,28 @@ fn expected_chunk_len(total_size: u64, index: u32) -> u64 {
     (total_size - start).min(CHUNK_SIZE)
 }
 
+fn check_interface(interface: &ReleaseInterface) -> Result<(), StoreError> {
+    let fields = [
+        ("service", &interface.service, MAX_SERVICE_LEN),
+        (
+            "breaking_change",
+            &interface.breaking_change,
+            MAX_REASON_LEN,
+        ),
+    ];
+    for (field, text, max) in fields {
+        let len = text.as_ref().map_or(0, String::len);
+        if len > max {
+            return Err(StoreError::InterfaceTooLong {
+                field: field.to_string(),
+                len: len as u64,
+                max: max as u64,
+            });
+        }
+    }
+    Ok(())
+}
+
 const WASM_HEADER: [u8; 8] = *b"\0asm\x01\0\0\0";
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
@@ -58,6 +85,7 @@ impl<M: Memory> WasmStore<M> {
             uploads: BTreeMap::init(memories.uploads),
             chunks: BTreeMap::init(memories.chunks),
             by_sha256: BTreeMap::init(memories.by_sha256),
+            interfaces: BTreeMap::init(memories.interfaces),
             limits,
         }
     }
@@ -107,6 +135,9 @@ impl<M: Memory> WasmStore<M> {
                 max: MAX_NOTES_LEN as u64,
             });
         }
+        if let Some(interface) = &req.interface {
+            check_interface(interface)?;
+        }
         let version = key.to_string();
         if let Some(meta) = self.releases.get(&key) {
             return Err(if meta.sha256 == sha && meta.size == req.total_size {
@@ -122,6 +153,7 @@ impl<M: Memory> WasmStore<M> {
             return if pending.sha256 == sha
                 && pending.total_size == req.total_size
                 && pending.notes == req.notes
+                && self.interfaces.get(&sha) == req.interface
             {
                 Ok(())
             } else {
@@ -150,6 +182,9 @@ impl<M: Memory> WasmStore<M> {
             });
         }
         self.by_sha256.insert(sha, key.clone());
+        if let Some(interface) = req.interface {
+            self.interfaces.insert(sha, interface);
+        }
         self.uploads.insert(
             key,
             PendingUpload {
@@ -381,6 +416,7 @@ impl<M: Memory> WasmStore<M> {
         let sha = sha_array(&pending.sha256)?;
         self.remove_chunks(sha);
         self.by_sha256.remove(&sha);
+        self.interfaces.remove(&sha);
         self.uploads.remove(&key);
         Ok(())
     }
@@ -398,6 +434,7 @@ impl<M: Memory> WasmStore<M> {
         let sha = sha_array(&meta.sha256)?;
         self.remove_chunks(sha);
         self.by_sha256.remove(&sha);
+        self.interfaces.remove(&sha);
         self.releases.remove(&key);
         Ok(meta)
     }
@@ -413,6 +450,12 @@ impl<M: Memory> WasmStore<M> {
     /// upload).
     pub fn get(&self, version: &str) -> Option<ReleaseMeta> {
         self.release(version).ok()
+    }
+
+    /// The interface the finalized release `version` was published with, if it declared one.
+    pub fn interface(&self, version: &str) -> Option<ReleaseInterface> {
+        let meta = self.release(version).ok()?;
+        self.interfaces.get(&sha_array(&meta.sha256).ok()?)
     }
 
     /// The finalized release whose module has this sha256.

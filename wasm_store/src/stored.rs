@@ -7,7 +7,7 @@ use candid::{CandidType, Decode, Encode, Principal};
 use ic_stable_structures::storable::{Bound, Storable};
 use serde::{Deserialize, Serialize};
 
-use crate::types::{ReleaseMeta, StoreError, MAX_VERSION_LEN};
+use crate::types::{ReleaseInterface, ReleaseMeta, StoreError, MAX_VERSION_LEN};
 
 /// A parsed semantic version, ordered by semver precedence (build metadata breaks ties), so that
 /// the release map lists versions in release order: `1.9.0 < 1.10.0`, `2.0.0-rc.1 < 2.0.0`.
@@ -104,6 +104,7 @@ macro_rules! candid_storable {
 
 candid_storable!(PendingUpload);
 candid_storable!(ReleaseMeta);
+candid_storable!(ReleaseInterface);
 
 /// Key of a chunk: the module's sha256 and the chunk's index. Keying by content, not version,
 /// keeps the key fixed-size and makes a module's chunks one contiguous range.

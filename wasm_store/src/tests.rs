@@ -14,10 +14,10 @@ fn uploader() -> Principal {
     Principal::from_slice(&[7; 29])
 }
 
-/// Four memories kept by the test, so the store can be reopened (as after an upgrade) and its
+/// Five memories kept by the test, so the store can be reopened (as after an upgrade) and its
 /// raw bytes compared before and after a refused request.
 #[derive(Clone)]
-struct Mems([VectorMemory; 4]);
+struct Mems([VectorMemory; 5]);
 
 impl Mems {
     fn new() -> Self {
@@ -25,13 +25,14 @@ impl Mems {
     }
 
     fn open(&self, limits: StoreLimits) -> WasmStore<VectorMemory> {
-        let [releases, uploads, chunks, by_sha256] = self.0.clone();
+        let [releases, uploads, chunks, by_sha256, interfaces] = self.0.clone();
         WasmStore::init(
             StoreMemories {
                 releases,
                 uploads,
                 chunks,
                 by_sha256,
+                interfaces,
             },
             limits,
         )
@@ -76,6 +77,7 @@ fn begin(version: &str, module: &[u8]) -> BeginUpload {
         total_size: module.len() as u64,
         sha256: sha(module),
         notes: format!("release {version}"),
+        interface: None,
     }
 }
 
@@ -720,4 +722,85 @@ fn a_hash_mismatch_says_the_upload_stays_reserved() {
     assert_eq!(store.usage().bytes, 100, "still reserved");
     store.abort_upload("1.0.0").unwrap();
     assert_eq!(store.usage().bytes, 0, "aborting frees it");
+}
+
+#[test]
+fn interfaces_are_kept_per_release_and_dropped_with_it() {
+    let (mems, mut store) = new_store();
+    let module = wasm_module(1000, 30);
+    let interface = ReleaseInterface {
+        service: Some("service : { ping : () -> (text) query }".into()),
+        breaking_change: Some("drops `pong`".into()),
+    };
+    let req = BeginUpload {
+        interface: Some(interface.clone()),
+        ..begin("1.0.0", &module)
+    };
+    store.begin_upload(req.clone(), uploader(), 1).unwrap();
+    // Resuming with the same request is accepted; another interface is another request.
+    store.begin_upload(req.clone(), uploader(), 1).unwrap();
+    refused(
+        &mems,
+        StoreError::VersionExists {
+            version: "1.0.0".into(),
+            sha256: sha(&module),
+        },
+        || store.begin_upload(begin("1.0.0", &module), uploader(), 1),
+    );
+    assert_eq!(
+        store.interface("1.0.0"),
+        None,
+        "not a release before finalize"
+    );
+    put_all(&mut store, "1.0.0", &module);
+    store.finalize("1.0.0", 2).unwrap();
+    assert_eq!(store.interface("1.0.0"), Some(interface));
+    // A release published without one has none.
+    publish(&mut store, "1.1.0", &wasm_module(1000, 31));
+    assert_eq!(store.interface("1.1.0"), None);
+    store.delete("1.0.0", false).unwrap();
+    assert_eq!(store.interface("1.0.0"), None);
+    // Published again without an interface, the content does not inherit the deleted one.
+    publish(&mut store, "1.0.0", &module);
+    assert_eq!(store.interface("1.0.0"), None);
+}
+
+#[test]
+fn oversized_interfaces_are_refused() {
+    let (mems, mut store) = new_store();
+    let module = wasm_module(1000, 32);
+    for (interface, field, len, max) in [
+        (
+            ReleaseInterface {
+                service: Some("s".repeat(MAX_SERVICE_LEN + 1)),
+                breaking_change: None,
+            },
+            "service",
+            MAX_SERVICE_LEN + 1,
+            MAX_SERVICE_LEN,
+        ),
+        (
+            ReleaseInterface {
+                service: None,
+                breaking_change: Some("r".repeat(MAX_REASON_LEN + 1)),
+            },
+            "breaking_change",
+            MAX_REASON_LEN + 1,
+            MAX_REASON_LEN,
+        ),
+    ] {
+        let req = BeginUpload {
+            interface: Some(interface),
+            ..begin("1.0.0", &module)
+        };
+        refused(
+            &mems,
+            StoreError::InterfaceTooLong {
+                field: field.into(),
+                len: len as u64,
+                max: max as u64,
+            },
+            || store.begin_upload(req, uploader(), 1),
+        );
+    }
 }

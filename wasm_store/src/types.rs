@@ -22,6 +22,12 @@ pub const MAX_UNCOMPRESSED_SIZE: u64 = 100 * 1024 * 1024;
 pub const MAX_VERSION_LEN: usize = 64;
 /// Longest release notes, in bytes.
 pub const MAX_NOTES_LEN: usize = 4096;
+/// Longest Candid service description kept with a release, in bytes: the largest app
+/// interfaces are tens of KiB, and the begin request carrying it must stay far below the IC's
+/// 2 MiB ingress limit.
+pub const MAX_SERVICE_LEN: usize = 128 * 1024;
+/// Longest reason recorded for publishing a release that breaks its predecessor's interface.
+pub const MAX_REASON_LEN: usize = 1024;
 /// Most releases returned by one `list` call.
 pub const MAX_PAGE: u32 = 100;
 
@@ -61,6 +67,20 @@ pub struct BeginUpload {
     pub sha256: Vec<u8>,
     /// Free-form release notes, at most [`MAX_NOTES_LEN`] bytes.
     pub notes: String,
+    /// The module's interface as its publisher read it; absent for clients that predate it.
+    pub interface: Option<ReleaseInterface>,
+}
+
+/// The Candid interface of a release, kept so that the next release can be checked against
+/// it: the service text of the module's `candid:service` metadata, and why the release was
+/// published although that interface breaks the one of the release it replaces. The publisher
+/// supplies both; the store keeps them as given.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct ReleaseInterface {
+    /// At most [`MAX_SERVICE_LEN`] bytes.
+    pub service: Option<String>,
+    /// At most [`MAX_REASON_LEN`] bytes.
+    pub breaking_change: Option<String>,
 }
 
 /// A finalized, immutable release.
@@ -131,6 +151,8 @@ pub enum StoreError {
     ModuleTooLarge { size: u64, max: u64 },
     #[error("notes are {len} bytes, at most {max} allowed")]
     NotesTooLong { len: u64, max: u64 },
+    #[error("the interface's {field} is {len} bytes, at most {max} allowed")]
+    InterfaceTooLong { field: String, len: u64, max: u64 },
     #[error("version {version} already exists with other content")]
     VersionExists {
         version: String,

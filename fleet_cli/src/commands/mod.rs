@@ -79,7 +79,7 @@ pub(crate) fn connect_manager(
     )
 }
 
-fn connect_as(
+pub(crate) fn connect_as(
     network: &str,
     identity: &IdentityArgs,
     allow_anonymous: bool,

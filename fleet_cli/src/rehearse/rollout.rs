@@ -65,6 +65,7 @@ pub(super) fn roll_out(
         &modules.to,
         &args.to_version,
         "rehearsal: target release",
+        None,
         &mut bars,
     )?;
     drop(bars);

@@ -152,7 +152,7 @@ pub(super) fn publish_start(
     version: &str,
     bars: &mut Bars,
 ) -> Result<(), CliError> {
-    mgr::publish(m, from, version, "rehearsal: starting release", bars)?;
+    mgr::publish(m, from, version, "rehearsal: starting release", None, bars)?;
     m.call::<SetDefaultRelease>((version.to_string(),))?
         .into_result()
         .map_err(refused(SetDefaultRelease::NAME))?;
