@@ -507,6 +507,58 @@ pub enum ListUserCanistersError {
     UnknownRelease,
 }
 
+/// Argument of `manage_canister`: one call to the management canister about a managed
+/// canister (`canister_id` of the argument), made by the manager, its controller, for an
+/// admin: how `fleet canisters backup` and `restore` take, download, upload and load a managed
+/// canister's snapshots without holding a controller key of their own.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ManageCanisterArg {
+    /// One of [`MANAGE_CANISTER_METHODS`].
+    pub method: String,
+    /// The method's candid-encoded argument, as the management canister takes it.
+    #[serde(with = "serde_bytes")]
+    pub arg: Vec<u8>,
+}
+
+/// The management methods `manage_canister` forwards: stopping and starting, status, and the
+/// snapshot methods (interface spec, "IC method `take_canister_snapshot`" and the snapshot
+/// data methods after it). Nothing that changes controllers, settings or code directly.
+pub const MANAGE_CANISTER_METHODS: &[&str] = &[
+    "stop_canister",
+    "start_canister",
+    "canister_status",
+    "take_canister_snapshot",
+    "load_canister_snapshot",
+    "list_canister_snapshots",
+    "delete_canister_snapshot",
+    "read_canister_snapshot_metadata",
+    "read_canister_snapshot_data",
+    "upload_canister_snapshot_metadata",
+    "upload_canister_snapshot_data",
+];
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum ManageCanisterError {
+    NotAuthorized,
+    MethodNotAllowed {
+        method: String,
+    },
+    /// The argument does not decode as a record with a `canister_id`.
+    BadArgument {
+        reason: String,
+    },
+    /// Not in the registry, or detached: the manager acts only on the canisters it manages.
+    NotManaged {
+        canister: Principal,
+    },
+    /// A rollout's pipeline is working on the canister; try again when it is done.
+    InFlight {
+        canister: Principal,
+    },
+    /// The management canister refused the call.
+    Rejected(crate::engine::CallError),
+}
+
 // ---------------------------------------------------------------------------------------------
 // Replies and methods
 // ---------------------------------------------------------------------------------------------
@@ -526,6 +578,7 @@ crate::endpoint::reply! {
     SetDefaultReleaseReply(Settings, SetDefaultReleaseError);
     ListReleasesReply(Vec<ReleaseMeta>, StoreError);
     ReleaseChunkReply(serde_bytes::ByteBuf, StoreError);
+    ManageCanisterReply(serde_bytes::ByteBuf, ManageCanisterError);
     CreateUserCanisterReply(UserCanister, CreateUserCanisterError);
     AdoptCanisterReply(UserCanister, AdoptCanisterError);
     GetUserCanisterReply(UserCanister, GetUserCanisterError);
@@ -559,6 +612,7 @@ pub mod method {
         query GetReleaseInterface = "get_release_interface" (String)
             -> Option<ReleaseInterface>;
         query ReleaseChunk = "release_chunk" (ReleaseChunkArg) -> ReleaseChunkReply;
+        update ManageCanister = "manage_canister" (ManageCanisterArg) -> ManageCanisterReply;
         query StoreUsageQuery = "store_usage" () -> StoreUsage;
         query ChunkStoreStatusQuery = "chunk_store_status" () -> ChunkStoreStatus;
         update CreateUserCanister = "create_user_canister" (CreateUserCanisterArg)

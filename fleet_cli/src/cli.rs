@@ -311,6 +311,30 @@ pub enum CanistersCommand {
         #[arg(long)]
         limit: Option<usize>,
     },
+    /// Download a managed canister's whole state into a file, as `recovery backup` does, with
+    /// the manager making the management calls for an admin.
+    Backup {
+        #[command(flatten)]
+        target: ManagerTarget,
+        #[arg(value_name = "CANISTER_ID")]
+        canister: Principal,
+        /// The file to write.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Load a backup file into a managed canister, through the manager (admins only).
+    Restore {
+        #[command(flatten)]
+        target: ManagerTarget,
+        #[arg(value_name = "CANISTER_ID")]
+        canister: Principal,
+        /// The backup file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Load a backup taken from another canister.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

@@ -831,3 +831,70 @@ fn publish_refuses_a_release_that_breaks_the_interface_unless_allowed_with_a_rea
     assert!(warning.contains("candid:service"), "{r}");
     assert_eq!(interface_of("2.1.0"), None);
 }
+
+/// An admin backs up and restores any managed canister through the manager, holding no
+/// controller key: the notes written after the backup are gone after the restore, and the
+/// snapshot taken for the backup and the one uploaded for the restore are deleted. Callers
+/// without the role, canisters the manager does not manage and methods outside the snapshot
+/// set are refused, changing nothing.
+#[test]
+fn admins_back_up_and_restore_managed_canisters_through_the_manager() {
+    use fleet_api::manager::method::ManageCanister;
+    use fleet_api::manager::{ManageCanisterArg, ManageCanisterError};
+
+    let f = fleet();
+    f.publish_file("v1.wasm", &user_wasm(&[]), "1.0.0");
+    f.set_default_release("1.0.0");
+    let canister = f.create_user_canister(1);
+    let id = canister.to_text();
+    f.world.put_note(canister, user(1), "a", "kept");
+    let file = f.world.dir.path().join("operator-backup.bin");
+    let file = file.to_str().unwrap();
+    let snapshots = || f.world.snapshot_count(canister, f.manager);
+
+    let out = f.admin(&["canisters", "backup", &id, "--out", file]);
+    assert_eq!(out["header"]["canister"], id, "{out}");
+    assert_eq!(snapshots(), 0, "the backup's snapshot is deleted");
+    f.world
+        .put_note(canister, user(1), "b", "written after the backup");
+    assert_eq!(f.world.notes(canister, user(1)).len(), 2);
+
+    // Without the admin role nothing is read or written.
+    let stranger = f.run(&["canisters", "restore", &id, file], &f.stranger_phrase);
+    assert!(stranger.is_err(), "a stranger restored a canister");
+    assert_eq!(f.world.notes(canister, user(1)).len(), 2);
+
+    f.admin(&["canisters", "restore", &id, file]);
+    assert_eq!(
+        f.world.notes(canister, user(1)),
+        vec![("a".to_string(), "kept".to_string())]
+    );
+    assert_eq!(snapshots(), 0, "the uploaded snapshot is deleted");
+
+    // The manager forwards only snapshot, stop, start and status calls, and only for the
+    // canisters it manages.
+    let admin = principal_of(PHRASE);
+    let ask = |method: &str, about: Principal| {
+        let arg = ManageCanisterArg {
+            method: method.into(),
+            arg: encode_one(ic_management_canister_types::CanisterIdRecord { canister_id: about })
+                .unwrap(),
+        };
+        f.world
+            .call::<ManageCanister>(f.manager, admin, (arg,))
+            .into_result()
+    };
+    assert_eq!(
+        ask("uninstall_code", canister),
+        Err(ManageCanisterError::MethodNotAllowed {
+            method: "uninstall_code".into()
+        })
+    );
+    assert_eq!(
+        ask("canister_status", f.manager),
+        Err(ManageCanisterError::NotManaged {
+            canister: f.manager
+        })
+    );
+    assert!(ask("canister_status", canister).is_ok());
+}

@@ -916,3 +916,88 @@ fn backup_and_restore_round_trip_the_whole_state_byte_for_byte() {
     assert!(e.to_string().contains("--force"), "{e}");
     assert_eq!(s.world.notes(other, user(9)), vec![]);
 }
+
+/// `fleet rehearse --from-canister` takes a live canister's state as its recovery controller,
+/// upgrades a copy on the embedded simulator and reports the upgrade's instructions, stable
+/// memory and `fleet_health` before and after; the live canister keeps its module, notes and
+/// (no) snapshots. The same state rehearsed from a backup file under a limit below what the
+/// migration needs is reported as exceeding the instruction limit, and fails the command.
+#[test]
+fn rehearsal_from_a_live_canister_upgrades_a_copy_and_reports_the_instruction_limit() {
+    let s = setup();
+    let v2 = s.world.dir.file("v2.wasm", &user_wasm(&["v2"]));
+    let id = s.id();
+    let live = s
+        .world
+        .fleet(&[
+            "--json",
+            "rehearse",
+            "--from-canister",
+            &id,
+            "--to",
+            &v2,
+            "--phrase-file",
+            &s.phrase_file,
+        ])
+        .unwrap()
+        .json;
+    eprintln!("{live:#}");
+    let upgrade = &live["upgrade"];
+    assert_eq!(upgrade["succeeded"], true, "{live}");
+    let instructions = upgrade["instructions"].as_u64().unwrap();
+    assert!(instructions > 0, "{live}");
+    assert_eq!(upgrade["instruction_limit"], 300_000_000_000u64);
+    assert_eq!(upgrade["slices"], 1);
+    let (before, after) = (&live["health_before"], &live["health_after"]);
+    assert_eq!(before["records"], 3, "{live}");
+    assert_eq!(before["version"], "1.0.0");
+    assert_eq!(after["version"], "2.0.0");
+    assert_eq!(after["records"], 3);
+    assert_eq!(
+        after["checksum"], before["checksum"],
+        "the migration keeps the notes"
+    );
+    assert_ne!(after["schema_version"], before["schema_version"]);
+    assert!(live["stable_memory_before"].as_u64().unwrap() > 0);
+    assert!(live["live_canister_changes"]
+        .as_str()
+        .unwrap()
+        .contains("taken, downloaded and deleted"));
+    s.assert_unchanged();
+
+    // The same state from a file, under a limit the migration does not fit in.
+    let file = s.world.dir.path().join("live.bin");
+    let file = file.to_str().unwrap();
+    s.world
+        .fleet(&[
+            "recovery",
+            "backup",
+            "--out",
+            file,
+            "--canister",
+            &id,
+            "--phrase-file",
+            &s.phrase_file,
+        ])
+        .unwrap();
+    let limit = (instructions / 2).to_string();
+    let e = s
+        .world
+        .fleet(&[
+            "rehearse",
+            "--from-snapshot",
+            file,
+            "--to",
+            &v2,
+            "--max-upgrade-instructions",
+            &limit,
+        ])
+        .unwrap_err();
+    assert_eq!(e.exit_code(), 8, "{e}");
+    assert!(
+        e.to_string()
+            .contains(&format!("exceeds the instruction limit of {limit}")),
+        "{e}"
+    );
+    s.assert_unchanged();
+}

@@ -167,7 +167,8 @@ pub fn ingress_rule(method: &str) -> Option<IngressRule> {
         | "set_admission"
         | "update_allowlist"
         | "set_release_policy"
-        | "shorten_notice" => AnyRole(ADMIN),
+        | "shorten_notice"
+        | "manage_canister" => AnyRole(ADMIN),
         // The handler checks the request's own role; cancelling is also the proposer's.
         "approve_request" | "cancel_request" => AnyRole(ANY),
         "begin_release"

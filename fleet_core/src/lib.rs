@@ -13,6 +13,7 @@ pub mod admission;
 pub mod calls;
 pub mod chunk_store;
 pub mod governance;
+pub mod manage;
 pub mod memory;
 pub mod pipeline_log;
 pub mod provisioning;

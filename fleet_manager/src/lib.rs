@@ -388,6 +388,16 @@ fn get_release(version: String) -> Option<ReleaseMeta> {
     state::with(|s| s.store.get(&version)).wire()
 }
 
+/// A management call on a managed canister, made by the manager for an admin (backups and
+/// restores of any canister of the fleet; `fleet_core::manage`).
+#[update(guard = "awake")]
+async fn manage_canister(arg: ManageCanisterArg) -> ManageCanisterReply {
+    fleet_core::manage::manage(&Ic, caller(), arg)
+        .await
+        .map(serde_bytes::ByteBuf::from)
+        .into()
+}
+
 /// The interface a finalized release was published with; public like the release itself.
 #[query]
 fn get_release_interface(version: String) -> Option<ReleaseInterface> {

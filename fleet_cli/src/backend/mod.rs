@@ -7,6 +7,7 @@
 //! unchanged on both.
 
 pub mod agent;
+pub mod managed;
 pub mod mgmt;
 #[cfg(feature = "sim")]
 pub mod sim;

@@ -2,14 +2,34 @@
 
 use fleet_api::manager::CanisterFilter;
 
+use crate::backend::managed::ThroughManager;
 use crate::cli::CanistersCommand;
 use crate::error::CliError;
 use crate::manager::{self as mgr, Manager};
 
-use super::{connect_manager, lines, output, Connector, Output};
+use super::{connect_manager, lines, output, recovery, Connector, Output};
 
 pub(super) fn run(cmd: &CanistersCommand, connector: &Connector) -> Result<Output, CliError> {
     match cmd {
+        CanistersCommand::Backup {
+            target,
+            canister,
+            out,
+        } => {
+            let ic = connect_manager(target, connector, false)?;
+            let through = ThroughManager::new(ic.as_ref(), target.manager);
+            recovery::backup(&through, *canister, out)
+        }
+        CanistersCommand::Restore {
+            target,
+            canister,
+            file,
+            force,
+        } => {
+            let ic = connect_manager(target, connector, false)?;
+            let through = ThroughManager::new(ic.as_ref(), target.manager);
+            recovery::restore(&through, *canister, file, *force)
+        }
         CanistersCommand::List {
             target,
             release,

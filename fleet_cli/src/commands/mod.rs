@@ -108,7 +108,11 @@ pub fn run(
         #[cfg(feature = "sim")]
         Command::Rehearse(args) => {
             drop(bars);
-            rehearse::run(args, !cli.json)
+            if args.from_canister.is_some() || args.from_snapshot.is_some() {
+                rehearse::run_live(args, connector)
+            } else {
+                rehearse::run(args, !cli.json)
+            }
         }
         #[cfg(feature = "sim")]
         Command::Sim(crate::cli::SimCommand::Serve(args)) => {

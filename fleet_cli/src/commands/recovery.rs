@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use candid::Principal;
 
-use crate::backend::Endpoints;
+use crate::backend::{Endpoints, Ic};
 use crate::cli::{RecoveryCommand, Target};
 use crate::error::CliError;
 use crate::manager::{self as mgr, Manager};
@@ -36,29 +36,7 @@ pub(super) fn run(
         RecoveryCommand::Status { target } => status(target, connector),
         RecoveryCommand::Backup { target, out } => {
             let ic = connect(target, connector)?;
-            let st = recovery::status(ic.as_ref(), target.canister)?;
-            let release = ic
-                .call::<fleet_api::user::method::ReleaseSha256>(target.canister, ())
-                .ok()
-                .map(hex::encode);
-            let r = recovery::backup::backup(
-                ic.as_ref(),
-                target.canister,
-                out,
-                st.module_hash.clone(),
-                st.version.clone().ok(),
-                release,
-            )?;
-            let text = format!(
-                "{} bytes of {} (module {}, version {}) written to {}; the snapshot taken for it \
-                 was deleted",
-                r.bytes,
-                r.header.canister,
-                r.header.module_hash.as_deref().unwrap_or("(empty)"),
-                r.header.version.as_deref().unwrap_or("unknown"),
-                r.file
-            );
-            output(&r, text)
+            backup(ic.as_ref(), target.canister, out)
         }
         RecoveryCommand::Restore {
             target,
@@ -66,15 +44,7 @@ pub(super) fn run(
             force,
         } => {
             let ic = connect(target, connector)?;
-            let r = recovery::backup::restore(ic.as_ref(), target.canister, file, *force)?;
-            let text = format!(
-                "{} restored from {} (module {}, taken at {} ns)",
-                target.canister,
-                r.file,
-                r.header.module_hash.as_deref().unwrap_or("(empty)"),
-                r.header.taken_at_ns
-            );
-            output(&r, text)
+            restore(ic.as_ref(), target.canister, file, *force)
         }
         RecoveryCommand::Upgrade {
             target,
@@ -292,4 +262,48 @@ fn write_secret_file(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
     file.write_all(bytes)
         .and_then(|()| file.write_all(b"\n"))
         .map_err(|e| CliError::Io(format!("writing {}: {e}", path.display())))
+}
+
+/// `backup`, as the canister's controller or (`canisters backup`) through its manager.
+pub(super) fn backup(ic: &dyn Ic, canister: Principal, out: &Path) -> Result<Output, CliError> {
+    let st = recovery::status(ic, canister)?;
+    let release = ic
+        .call::<fleet_api::user::method::ReleaseSha256>(canister, ())
+        .ok()
+        .map(hex::encode);
+    let r = recovery::backup::backup(
+        ic,
+        canister,
+        out,
+        st.module_hash.clone(),
+        st.version.clone().ok(),
+        release,
+    )?;
+    let text = format!(
+        "{} bytes of {} (module {}, version {}) written to {}; the snapshot taken for it \
+         was deleted",
+        r.bytes,
+        r.header.canister,
+        r.header.module_hash.as_deref().unwrap_or("(empty)"),
+        r.header.version.as_deref().unwrap_or("unknown"),
+        r.file
+    );
+    output(&r, text)
+}
+
+/// `restore`, as the canister's controller or (`canisters restore`) through its manager.
+pub(super) fn restore(
+    ic: &dyn Ic,
+    canister: Principal,
+    file: &Path,
+    force: bool,
+) -> Result<Output, CliError> {
+    let r = recovery::backup::restore(ic, canister, file, force)?;
+    let text = format!(
+        "{canister} restored from {} (module {}, taken at {} ns)",
+        r.file,
+        r.header.module_hash.as_deref().unwrap_or("(empty)"),
+        r.header.taken_at_ns
+    );
+    output(&r, text)
 }

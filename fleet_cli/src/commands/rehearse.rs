@@ -4,7 +4,7 @@
 use crate::error::CliError;
 use crate::rehearse::{self, RehearseArgs};
 
-use super::{output, Output};
+use super::{output, Connector, Output};
 
 pub(super) fn run(args: &RehearseArgs, show_progress: bool) -> Result<Output, CliError> {
     let report = rehearse::run(args, show_progress)?;
@@ -13,6 +13,19 @@ pub(super) fn run(args: &RehearseArgs, show_progress: bool) -> Result<Output, Cl
         return Err(CliError::Refused(format!(
             "{} checks of the rehearsal failed\n{text}",
             report.verified.failed_checks
+        )));
+    }
+    output(&report, text)
+}
+
+/// `fleet rehearse --from-canister | --from-snapshot`: a failed upgrade, or data that reads
+/// otherwise afterwards, fails the command, with the report.
+pub(super) fn run_live(args: &RehearseArgs, connector: &Connector) -> Result<Output, CliError> {
+    let report = rehearse::live::run(args, connector)?;
+    let text = rehearse::live::text(&report);
+    if !report.passed() {
+        return Err(CliError::Refused(format!(
+            "the rehearsed upgrade failed\n{text}"
         )));
     }
     output(&report, text)

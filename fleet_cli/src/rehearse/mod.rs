@@ -23,6 +23,7 @@
 //! manager did the right thing with each.
 
 mod faults;
+pub mod live;
 mod report;
 mod rollout;
 mod setup;
@@ -38,6 +39,7 @@ use clap::Args;
 use fleet_api::rollout::{FailurePolicy, RolloutPlanArg};
 
 use crate::backend::sim::SimIc;
+use crate::cli::{IdentityArgs, NetworkArgs};
 use crate::error::CliError;
 use crate::manager::Manager;
 use crate::plan::PlanArgs;
@@ -105,6 +107,27 @@ pub struct RehearseArgs {
     pub canister_logs: bool,
     #[command(flatten)]
     pub plan: PlanArgs,
+    /// Rehearse the upgrade to --to on this live canister's state instead of a synthetic
+    /// fleet: a snapshot of it is taken, downloaded and deleted (nothing else changes on it),
+    /// then loaded into the simulator and upgraded there. As its controller (--phrase-file,
+    /// --pem-file), or through --manager as an admin.
+    #[arg(long, value_name = "CANISTER_ID", conflicts_with_all = ["from", "from_snapshot"])]
+    pub from_canister: Option<Principal>,
+    /// Rehearse the upgrade to --to on a downloaded state (a `recovery backup` or
+    /// `canisters backup` file).
+    #[arg(long, value_name = "FILE", conflicts_with = "from")]
+    pub from_snapshot: Option<PathBuf>,
+    /// With --from-canister: take the state through this manager, as one of its admins.
+    #[arg(long, value_name = "CANISTER_ID", requires = "from_canister")]
+    pub manager: Option<Principal>,
+    #[command(flatten)]
+    pub network: NetworkArgs,
+    #[command(flatten)]
+    pub identity: IdentityArgs,
+    /// Instruction limit of the rehearsed upgrade: the IC's 300B for an upgrade by default;
+    /// give less to demand headroom.
+    #[arg(long, default_value_t = 300_000_000_000, value_name = "N")]
+    pub max_upgrade_instructions: u64,
 }
 
 /// A distinct principal per role and user (self-authenticating shape).
