@@ -502,10 +502,7 @@ impl Sim {
             check_slice_size(len)?;
         }
         let stable_bytes = snap.stable_pages * WASM_PAGE_SIZE;
-        self.charge_snapshot(
-            &args.canister_id,
-            SNAPSHOT_DATA_BASELINE_INSTRUCTIONS + len,
-        )?;
+        self.charge_snapshot(&args.canister_id, SNAPSHOT_DATA_BASELINE_INSTRUCTIONS + len)?;
         let c = self.canisters.get_mut(&args.canister_id).expect("checked");
         let snap = c
             .snapshots
