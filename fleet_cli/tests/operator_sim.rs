@@ -590,6 +590,54 @@ fn rollout_plan_is_refused_to_a_caller_without_the_deployer_role() {
     assert_eq!(code, 10, "nothing started");
 }
 
+/// Snapshots kept for a while keep the manager's timer ticking until their deletion, one tick a
+/// second at the price the estimate counts (three executions and a self-call each).
+#[test]
+fn the_estimate_counts_the_ticks_until_kept_snapshots_are_deleted() {
+    let f = fleet();
+    fleet_of_two(&f);
+    let plan = [
+        "--version",
+        "2.0.0",
+        "--canary",
+        "0",
+        "--waves",
+        "100",
+        "--bake-secs",
+        "0",
+        "--keep-snapshot-secs",
+        "60",
+    ];
+    let estimate = f.admin(&[&["rollout", "plan"][..], &plan].concat());
+    let line = estimate["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| {
+            l["what"]
+                .as_str()
+                .unwrap()
+                .starts_with("snapshot deletions")
+        })
+        .expect("a line for the deletions")
+        .clone();
+    f.admin(&[&["rollout", "start"][..], &plan].concat());
+    assert_eq!(f.settle()["phase"], "Completed");
+    let before = f.world.sim.cycle_balance(f.manager);
+    for _ in 0..20 {
+        f.world.sim.advance_time(std::time::Duration::from_secs(1));
+        f.world.sim.tick();
+    }
+    let per_tick = (before - f.world.sim.cycle_balance(f.manager)) / 20;
+    // 60 s of ticks and two deletions: 2 x (call + reply).
+    let estimated = (line["cycles"].as_u64().unwrap() as u128 - 2 * 5_320_000) / 60;
+    println!("a tick while deletions wait: {per_tick} cycles, estimated {estimated}");
+    assert!(
+        per_tick.abs_diff(estimated) * 10 <= per_tick,
+        "{per_tick} vs {estimated}"
+    );
+}
+
 /// Two canisters on 1.0.0 with 2.0.0 published: (canister, owner) pairs.
 fn fleet_of_two(f: &Fleet) -> Vec<(Principal, Principal)> {
     f.publish_file("v1.wasm", &user_wasm(&[]), "1.0.0");
