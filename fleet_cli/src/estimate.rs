@@ -12,7 +12,7 @@
 
 use candid::Principal;
 use clap::Args;
-use fleet_api::rollout::{RolloutPlanArg, RolloutPreview, WaveLabel, WaveProgress};
+use fleet_api::rollout::{RolloutPlanArg, RolloutPreview, WaveProgress};
 use serde::Serialize;
 
 /// The IC's cycles prices on a 13-node application subnet, and the replica's instruction counts
@@ -85,16 +85,16 @@ impl CostTable {
 #[derive(Args, Debug, Clone, Serialize)]
 pub struct Assumed {
     /// Instructions of one canister's upgrade (`pre_upgrade` and `post_upgrade`), charged to
-    /// the canister; `fleet rehearse` measures your release's [default: the bundled user
-    /// canister's v1 to v2 with a few notes, 4000000].
+    /// the canister; a rehearsal of your release knows its figure (the default is about the
+    /// bundled user canister's, v1 to v2 with a few notes).
     #[arg(long, value_name = "N", default_value_t = 4_000_000)]
     pub upgrade_instructions: u64,
-    /// Bytes of one canister's snapshot: heap, stable memory, module and chunk store (a
-    /// stable structures memory takes 8 MiB at least) [default: the bundled user canister's,
-    /// 27000000].
+    /// Bytes of one canister's snapshot: heap, stable memory, module and chunk store (each
+    /// memory of ic-stable-structures' memory manager takes 8 MiB at least; the default is
+    /// about the bundled user canister's, 27.8 MB).
     #[arg(long, value_name = "BYTES", default_value_t = 27_000_000)]
     pub snapshot_bytes: u64,
-    /// Instructions of one `fleet_health` check on a user canister [default: 1000000].
+    /// Instructions of one `fleet_health` check on a user canister.
     #[arg(long, value_name = "N", default_value_t = 1_000_000)]
     pub health_instructions: u64,
 }
@@ -142,12 +142,19 @@ pub struct Funds {
     pub covered: bool,
 }
 
+/// A stage of the rollout and its canisters.
+#[derive(Debug, Serialize)]
+pub struct Stage {
+    pub stage: String,
+    pub size: u64,
+}
+
 #[derive(Debug, Serialize)]
 pub struct Estimate {
     pub target_version: String,
     pub rollout_id: u64,
     pub canisters: u64,
-    pub waves: Vec<(String, u64)>,
+    pub waves: Vec<Stage>,
     pub take_snapshot: bool,
     pub eta_secs: u64,
     pub eta_assumes: String,
@@ -165,13 +172,6 @@ pub struct Estimate {
     pub funds: Funds,
     pub assumed: Assumed,
     pub costs: CostTable,
-}
-
-pub fn wave_name(label: &WaveLabel) -> String {
-    match label {
-        WaveLabel::Canary => "canary".into(),
-        WaveLabel::Percent(p) => format!("{p}%"),
-    }
 }
 
 /// Seconds the rollout takes when nothing fails, and the assumption behind it: per wave, its
@@ -317,7 +317,10 @@ pub fn estimate(plan: &RolloutPlanArg, p: &RolloutPreview, assumed: &Assumed) ->
             .rollout
             .waves
             .iter()
-            .map(|w: &WaveProgress| (wave_name(&w.label), w.size))
+            .map(|w: &WaveProgress| Stage {
+                stage: crate::manager::wave_name(&w.label),
+                size: w.size,
+            })
             .collect(),
         take_snapshot: snap,
         eta_secs,
@@ -370,7 +373,7 @@ pub fn text(e: &Estimate, manager: &Principal) -> String {
         e.waves.len(),
         e.waves
             .iter()
-            .map(|(name, size)| format!("{name} {size}"))
+            .map(|w| format!("{} {}", w.stage, w.size))
             .collect::<Vec<_>>()
             .join(", ")
     );

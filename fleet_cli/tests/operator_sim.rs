@@ -536,7 +536,7 @@ fn rollout_plan_previews_the_start_and_estimates_its_cycles_within_ten_percent()
         .as_array()
         .unwrap()
         .iter()
-        .map(|w| w[1].clone())
+        .map(|w| w["size"].clone())
         .collect();
     assert_eq!(waves, estimated, "the waves the dry run showed");
     let done = f.settle();

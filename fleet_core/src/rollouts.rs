@@ -410,6 +410,7 @@ fn startable(arg: &RolloutPlanArg, now: u64) -> Result<RolloutPlan, StartRollout
     Ok(plan)
 }
 
+/// The cohort of `plan` from the registry, refused as `start_rollout` refuses it.
 fn start_cohort(plan: &RolloutPlan) -> Result<Cohort, StartRolloutError> {
     select_cohort(plan).map_err(|e| StartRolloutError::Plan(e.wire()))
 }
