@@ -526,19 +526,15 @@ fn rollout_plan_previews_the_start_and_estimates_its_cycles_within_ten_percent()
     let instructions_before = f.world.sim.instructions_total(f.manager);
     let started = f.admin(&with(&["rollout", "start"]));
     assert_eq!(started["id"], estimate["rollout_id"]);
-    let waves: Vec<serde_json::Value> = started["waves"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|w| w["size"].clone())
-        .collect();
-    let estimated: Vec<serde_json::Value> = estimate["waves"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|w| w["size"].clone())
-        .collect();
-    assert_eq!(waves, estimated, "the waves the dry run showed");
+    let sizes = |r: &serde_json::Value| -> Vec<serde_json::Value> {
+        let waves = r["waves"].as_array().unwrap();
+        waves.iter().map(|w| w["size"].clone()).collect()
+    };
+    assert_eq!(
+        sizes(&started),
+        sizes(&estimate),
+        "the waves the dry run showed"
+    );
     let done = f.settle();
     assert_eq!(done["phase"], "Completed");
     assert_eq!(done["counts"]["done"], 30);
