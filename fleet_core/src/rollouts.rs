@@ -1586,6 +1586,32 @@ mod rollout_tests {
         assert_eq!(ic.fake.calls_to(id), 0);
     }
 
+    /// `plan_rollout`'s preview: what the start then creates, the plan as it would run and the
+    /// manager's cycles; nothing opened; a running rollout refuses it as it refuses a start.
+    #[test]
+    fn a_preview_shows_what_the_start_creates_and_changes_nothing() {
+        let (_, _, ids) = fleet(5);
+        let ic = Ic::new(&ids, 1_000);
+        let mut arg = plan("2.0.0");
+        arg.canary = Some(Canary::Count(2));
+        arg.limits = in_flight(3);
+        let preview = preview(&ic.fake, &arg).unwrap();
+        assert!(status(1_000).is_none(), "nothing opened");
+        assert_eq!(preview.limits, in_flight(3).unwrap());
+        assert_eq!(preview.bake_secs, 0);
+        assert!(preview.take_snapshot);
+        assert_eq!(preview.liquid_cycles, ic.fake.liquid_cycles_balance());
+        assert_eq!(preview.pipeline_cycles_reserve, pipeline_reserve());
+        let mut started = block_on(start_plan(&ic.fake, &arg)).unwrap();
+        // The start opens its first wave; the preview opens none.
+        assert_eq!(started.waves[0].opened_at.take(), Some(1_000));
+        assert_eq!(preview.rollout, started);
+        assert!(matches!(
+            super::preview(&ic.fake, &arg),
+            Err(StartRolloutError::RolloutActive { id, .. }) if id == started.id
+        ));
+    }
+
     #[test]
     fn a_rollout_upgrades_every_canister_and_the_registry_follows() {
         let (v1, v2, ids) = fleet(3);
