@@ -76,6 +76,26 @@ pub struct RolloutStarted {
     pub summary: CohortSummary,
 }
 
+/// What `plan_rollout` returns: what `start_rollout` with the same plan would start now (the
+/// id it would take, its waves and what selection did), the plan as it would run (the
+/// manager's defaults filled in), and the manager's cycles, which no one but the manager can
+/// read. A cost estimate needs all of them; the registry keeps no balances of user canisters,
+/// so how many of them a top-up would reach is not known before their precheck.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct RolloutPreview {
+    pub rollout: RolloutStarted,
+    pub limits: Limits,
+    pub bake_secs: u64,
+    pub take_snapshot: bool,
+    pub cycles: CyclesPolicy,
+    /// The manager's balance (`ic0.canister_cycle_balance128`).
+    pub cycles_balance: u128,
+    /// What the manager can spend without freezing (`ic0.canister_liquid_cycle_balance128`).
+    pub liquid_cycles: u128,
+    /// Cycles a pipeline in flight keeps liquid (`Settings::pipeline_cycles_reserve`).
+    pub pipeline_cycles_reserve: u128,
+}
+
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub enum StartRolloutError {
     NotAuthorized,
@@ -424,6 +444,9 @@ pub struct HttpResponse {
 
 crate::endpoint::reply! {
     StartRolloutReply(RolloutStarted, StartRolloutError);
+    /// Reply of `plan_rollout`: the errors `start_rollout` would return (but `Mirror` and
+    /// `ApprovalRequired`, which only a start meets).
+    PlanRolloutReply(RolloutPreview, StartRolloutError);
     /// Reply of `pause_rollout`, `resume_rollout` and `abort_rollout`.
     RolloutControlReply(RolloutStatus, RolloutControlError);
     RollbackReply(RolloutStarted, RollbackError);
@@ -442,6 +465,7 @@ pub mod method {
 
     crate::endpoint::endpoints! {
         update StartRollout = "start_rollout" (RolloutPlanArg) -> StartRolloutReply;
+        query PlanRollout = "plan_rollout" (RolloutPlanArg) -> PlanRolloutReply;
         update PauseRollout = "pause_rollout" () -> RolloutControlReply;
         update ResumeRollout = "resume_rollout" () -> RolloutControlReply;
         update AbortRollout = "abort_rollout" () -> RolloutControlReply;

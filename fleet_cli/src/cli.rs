@@ -77,15 +77,17 @@ pub enum RolloutCommand {
     /// Start a rollout of a published release to the fleet.
     Start {
         #[command(flatten)]
-        target: ManagerTarget,
-        /// The release to upgrade to.
-        #[arg(long, value_name = "SEMVER")]
-        version: String,
-        /// Only canisters on this release.
-        #[arg(long, value_name = "SEMVER")]
-        from: Option<String>,
+        run: Box<RolloutRun>,
+        /// Start nothing: print what `rollout plan` prints.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// What `rollout start` with the same options would do, and start nothing: the cohort per
+    /// wave as the manager would select it now, the time the limits allow, and the cycles the
+    /// rollout would burn (from the IC's cost table) against the manager's balance.
+    Plan {
         #[command(flatten)]
-        plan: Box<PlanArgs>,
+        run: Box<RolloutRun>,
     },
     /// Progress of the current or last rollout.
     Status {
@@ -190,6 +192,24 @@ impl NetworkArgs {
             &self.network
         }
     }
+}
+
+/// A rollout as `rollout start` and `rollout plan` take it.
+#[derive(Args, Debug)]
+pub struct RolloutRun {
+    #[command(flatten)]
+    pub target: ManagerTarget,
+    /// The release to upgrade to.
+    #[arg(long, value_name = "SEMVER")]
+    pub version: String,
+    /// Only canisters on this release.
+    #[arg(long, value_name = "SEMVER")]
+    pub from: Option<String>,
+    #[command(flatten)]
+    pub plan: PlanArgs,
+    /// What the cost estimate assumes (used by `plan` and `--dry-run`).
+    #[command(flatten)]
+    pub assumed: crate::estimate::Assumed,
 }
 
 /// A manager and who calls it.

@@ -7,6 +7,7 @@ pub mod backend;
 pub mod cli;
 pub mod commands;
 pub mod error;
+pub mod estimate;
 pub mod identity;
 pub mod interface;
 pub mod manager;

@@ -25,12 +25,12 @@ use fleet_api::manager::{
     UploadStatus, UserCanister,
 };
 use fleet_api::rollout::method::{
-    Drain, EndDrain, GetRolloutStatus, Metrics, Rollback, RolloutResults, StartRollout,
+    Drain, EndDrain, GetRolloutStatus, Metrics, PlanRollout, Rollback, RolloutResults, StartRollout,
 };
 use fleet_api::rollout::{
     DrainError, DrainStatus, FleetMetrics, Hold, RollbackArg, RollbackError, RolloutCanisterResult,
-    RolloutControlError, RolloutControlReply, RolloutPlanArg, RolloutResultsArg, RolloutStarted,
-    RolloutStatus, StartRolloutError, WaveLabel, MAX_ROLLOUT_PAGE,
+    RolloutControlError, RolloutControlReply, RolloutPlanArg, RolloutPreview, RolloutResultsArg,
+    RolloutStarted, RolloutStatus, StartRolloutError, WaveLabel, MAX_ROLLOUT_PAGE,
 };
 use fleet_api::wire::Wire;
 use serde::Serialize;
@@ -830,22 +830,36 @@ impl EndpointError for DrainError {
 /// Starts a rollout of `plan` (built and validated by [`crate::plan::PlanArgs::to_plan`]).
 /// A plan the manager refuses is a usage error naming the problem.
 pub fn start_rollout(m: &Manager, plan: &RolloutPlanArg) -> Result<RolloutStarted, CliError> {
-    match m.call::<StartRollout>((plan.clone(),))?.into_result() {
-        Ok(started) => Ok(started),
-        Err(StartRolloutError::Plan(e)) => Err(crate::plan::plan_error(e)),
-        Err(StartRolloutError::UnknownRelease { version }) => Err(CliError::Usage(format!(
-            "start_rollout: manager {} has no release {version}",
+    m.call::<StartRollout>((plan.clone(),))?
+        .into_result()
+        .map_err(|e| start_error(m, StartRollout::NAME, plan, e))
+}
+
+/// What `start_rollout` would start with `plan`, and the manager's cycles; starts nothing.
+pub fn plan_rollout(m: &Manager, plan: &RolloutPlanArg) -> Result<RolloutPreview, CliError> {
+    m.call::<PlanRollout>((plan.clone(),))?
+        .into_result()
+        .map_err(|e| start_error(m, PlanRollout::NAME, plan, e))
+}
+
+/// A refused start (or preview) of `plan`: a plan the manager refuses is a usage error naming
+/// the problem.
+fn start_error(m: &Manager, method: &str, plan: &RolloutPlanArg, e: StartRolloutError) -> CliError {
+    match e {
+        StartRolloutError::Plan(e) => crate::plan::plan_error(e),
+        StartRolloutError::UnknownRelease { version } => CliError::Usage(format!(
+            "{method}: manager {} has no release {version}",
             m.id
-        ))),
-        Err(StartRolloutError::RolloutActive { id, phase }) => Err(CliError::Refused(format!(
-            "start_rollout: rollout {id} is still {phase:?}; abort it or wait until it ends"
-        ))),
-        Err(StartRolloutError::ApprovalRequired(r)) => Err(CliError::Refused(format!(
-            "start_rollout to {}: {}",
+        )),
+        StartRolloutError::RolloutActive { id, phase } => CliError::Refused(format!(
+            "{method}: rollout {id} is still {phase:?}; abort it or wait until it ends"
+        )),
+        StartRolloutError::ApprovalRequired(r) => CliError::Refused(format!(
+            "{method} to {}: {}",
             plan.target_version,
             awaiting_approval(&r)
-        ))),
-        Err(e) => Err(m.refused(StartRollout::NAME, e)),
+        )),
+        e => m.refused(method, e),
     }
 }
 

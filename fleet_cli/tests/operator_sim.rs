@@ -10,6 +10,8 @@ use common::*;
 use fleet_api::endpoint::Endpoint;
 use fleet_api::manager::method::{CreateUserCanister, SetDefaultRelease, UploadReleaseChunk};
 use fleet_api::manager::{CreateUserCanisterArg, ManagerInitArg};
+use fleet_api::rollout::method::PlanRollout;
+use fleet_api::rollout::{RolloutPlanArg, StartRolloutError};
 use fleet_cli::backend::sim::SimIc;
 use fleet_cli::backend::{CallError, Ic};
 
@@ -86,6 +88,25 @@ impl Fleet {
             .call::<SetDefaultRelease>(self.manager, admin, (version.to_string(),))
             .into_result()
             .unwrap();
+    }
+
+    /// Runs the manager's timers, a round a second, until the rollout is finished; its status.
+    fn settle(&self) -> serde_json::Value {
+        let mut st = serde_json::Value::Null;
+        for _ in 0..600 {
+            st = self.admin(&["rollout", "status"]);
+            if st["phase"] == "Completed"
+                || st["phase"] == "Aborted"
+                || st["phase"].get("Halted").is_some()
+            {
+                return st;
+            }
+            self.world
+                .sim
+                .advance_time(std::time::Duration::from_secs(1));
+            self.world.sim.tick();
+        }
+        panic!("the rollout did not finish: {st:#}");
     }
 
     /// `user(n)` creates its canister through the manager, recovered by `user(n + 100)`.
@@ -397,22 +418,6 @@ fn rollout_upgrades_the_fleet_with_pause_and_resume() {
         f.world.put_note(c, user(n), "k", "v");
         canisters.push((c, user(n)));
     }
-    // Runs the manager's timers until the rollout is finished.
-    let settle = || {
-        let mut st = serde_json::Value::Null;
-        for _ in 0..600 {
-            st = f.admin(&["rollout", "status"]);
-            if st["phase"] == "Completed"
-                || st["phase"] == "Aborted"
-                || st["phase"].get("Halted").is_some()
-            {
-                return st;
-            }
-            f.world.sim.advance_time(std::time::Duration::from_secs(1));
-            f.world.sim.tick();
-        }
-        panic!("the rollout did not finish: {st:#}");
-    };
 
     // Refused before anything starts: unknown release, not a deployer.
     let (code, e) = f.admin_err(&["rollout", "start", "--version", "9.0.0"]);
@@ -447,7 +452,7 @@ fn rollout_upgrades_the_fleet_with_pause_and_resume() {
     let (code, e) = f.admin_err(&["rollout", "pause"]);
     assert_eq!(code, 8, "pausing twice: {e}");
     f.admin(&["rollout", "resume"]);
-    let done = settle();
+    let done = f.settle();
     assert_eq!(done["phase"], "Completed");
     assert_eq!(done["counts"]["done"], 2);
     for (c, owner) in &canisters {
@@ -461,6 +466,172 @@ fn rollout_upgrades_the_fleet_with_pause_and_resume() {
     let (code, e) = f.admin_err(&["rollout", "rollback", "--to", "9.9.9"]);
     assert_eq!(code, 2, "{e}");
     assert_eq!(f.admin(&["rollout", "status"])["id"], done["id"]);
+}
+
+/// `rollout plan` and `rollout start --dry-run` start nothing, show the waves `rollout start`
+/// then creates, and estimate the cycles the rollout burns within 10% of what ic_sim charged:
+/// the balance drops of the manager and of every canister of the cohort, read from outside
+/// (top-ups would cancel out in that sum; this plan has no top-up budget).
+#[test]
+fn rollout_plan_previews_the_start_and_estimates_its_cycles_within_ten_percent() {
+    let f = fleet();
+    f.publish_file("v1.wasm", &user_wasm(&[]), "1.0.0");
+    f.publish_file("v2.wasm", &user_wasm(&["v2"]), "2.0.0");
+    f.set_default_release("1.0.0");
+    let mut canisters = Vec::new();
+    for n in 1..=30u8 {
+        // The manager creates at most 10 canisters at once, then one every 6 s.
+        f.world.sim.advance_time(std::time::Duration::from_secs(6));
+        let c = f.create_user_canister(n);
+        f.world.put_note(c, user(n), "k", "a note");
+        canisters.push(c);
+    }
+    let plan = [
+        "--version",
+        "2.0.0",
+        "--from",
+        "1.0.0",
+        "--canary",
+        "3",
+        "--waves",
+        "50,100",
+        "--bake-secs",
+        "0",
+        "--max-in-flight",
+        "10",
+        "--keep-snapshot-secs",
+        "0",
+    ];
+    let with = |cmd: &[&'static str]| [cmd, &plan[..]].concat();
+    let estimate = f.admin(&with(&["rollout", "plan"]));
+    let dry = f.admin(&with(&["rollout", "start", "--dry-run"]));
+    assert_eq!(dry["waves"], estimate["waves"]);
+    assert_eq!(estimate["canisters"], 30);
+    assert_eq!(estimate["take_snapshot"], true);
+    let (code, _) = f.admin_err(&["rollout", "status"]);
+    assert_eq!(code, 10, "a dry run starts no rollout");
+    let text = f
+        .run(&with(&["rollout", "plan"]), &f.admin_phrase)
+        .unwrap()
+        .text;
+    println!("{text}");
+
+    let user_balances = || -> u128 {
+        canisters
+            .iter()
+            .map(|c| f.world.sim.cycle_balance(*c))
+            .sum()
+    };
+    let (manager_before, users_before) = (f.world.sim.cycle_balance(f.manager), user_balances());
+    let instructions_before = f.world.sim.instructions_total(f.manager);
+    let started = f.admin(&with(&["rollout", "start"]));
+    assert_eq!(started["id"], estimate["rollout_id"]);
+    let sizes = |r: &serde_json::Value| -> Vec<serde_json::Value> {
+        let waves = r["waves"].as_array().unwrap();
+        waves.iter().map(|w| w["size"].clone()).collect()
+    };
+    assert_eq!(
+        sizes(&started),
+        sizes(&estimate),
+        "the waves the dry run showed"
+    );
+    let done = f.settle();
+    assert_eq!(done["phase"], "Completed");
+    assert_eq!(done["counts"]["done"], 30);
+    let by_manager = manager_before - f.world.sim.cycle_balance(f.manager);
+    let by_users = users_before - user_balances();
+    let charged = by_manager + by_users;
+    let instructions = f.world.sim.instructions_total(f.manager) - instructions_before;
+    let burned = estimate["burned"].as_u64().unwrap() as u128;
+    let snapshot = f
+        .world
+        .sim
+        .list_canister_snapshots(canisters[0], Some(f.manager))
+        .unwrap()[0]
+        .total_size;
+    println!(
+        "estimated {burned} cycles (manager {}, user canisters {}), ic_sim charged {charged} \
+         (manager {by_manager}, user canisters {by_users}): {:+.2}%; a snapshot of {snapshot} \
+         bytes, {instructions} manager instructions, {} s (estimated {} s)",
+        estimate["burned_by_manager"],
+        estimate["burned_by_user_canisters"],
+        (burned as f64 - charged as f64) * 100.0 / charged as f64,
+        (done["finished_at"].as_u64().unwrap() - done["created_at"].as_u64().unwrap())
+            / 1_000_000_000,
+        estimate["eta_secs"],
+    );
+    assert!(
+        burned.abs_diff(charged) * 10 <= charged,
+        "estimate {burned} vs charged {charged}"
+    );
+}
+
+/// Only deployers may preview a rollout, as only they may start one: the manager answers
+/// `NotAuthorized`, and the CLI exits with code 3.
+#[test]
+fn rollout_plan_is_refused_to_a_caller_without_the_deployer_role() {
+    let f = fleet();
+    fleet_of_two(&f);
+    let reply = f
+        .world
+        .call::<PlanRollout>(f.manager, user(77), (RolloutPlanArg::to("2.0.0"),));
+    assert_eq!(reply.into_result(), Err(StartRolloutError::NotAuthorized));
+    for cmd in [&["rollout", "plan"][..], &["rollout", "start", "--dry-run"]] {
+        let e = f
+            .run(&[cmd, &["--version", "2.0.0"]].concat(), &f.stranger_phrase)
+            .unwrap_err();
+        assert_eq!(e.exit_code(), 3, "{e}");
+    }
+    let (code, _) = f.admin_err(&["rollout", "status"]);
+    assert_eq!(code, 10, "nothing started");
+}
+
+/// Snapshots kept for a while keep the manager's timer ticking until their deletion, one tick a
+/// second at the price the estimate counts (three executions and a self-call each).
+#[test]
+fn the_estimate_counts_the_ticks_until_kept_snapshots_are_deleted() {
+    let f = fleet();
+    fleet_of_two(&f);
+    let plan = [
+        "--version",
+        "2.0.0",
+        "--canary",
+        "0",
+        "--waves",
+        "100",
+        "--bake-secs",
+        "0",
+        "--keep-snapshot-secs",
+        "60",
+    ];
+    let estimate = f.admin(&[&["rollout", "plan"][..], &plan].concat());
+    let line = estimate["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| {
+            l["what"]
+                .as_str()
+                .unwrap()
+                .starts_with("snapshot deletions")
+        })
+        .expect("a line for the deletions")
+        .clone();
+    f.admin(&[&["rollout", "start"][..], &plan].concat());
+    assert_eq!(f.settle()["phase"], "Completed");
+    let before = f.world.sim.cycle_balance(f.manager);
+    for _ in 0..20 {
+        f.world.sim.advance_time(std::time::Duration::from_secs(1));
+        f.world.sim.tick();
+    }
+    let per_tick = (before - f.world.sim.cycle_balance(f.manager)) / 20;
+    // 60 s of ticks and two deletions: 2 x (call + reply).
+    let estimated = (line["cycles"].as_u64().unwrap() as u128 - 2 * 5_320_000) / 60;
+    println!("a tick while deletions wait: {per_tick} cycles, estimated {estimated}");
+    assert!(
+        per_tick.abs_diff(estimated) * 10 <= per_tick,
+        "{per_tick} vs {estimated}"
+    );
 }
 
 /// Two canisters on 1.0.0 with 2.0.0 published: (canister, owner) pairs.

@@ -20,8 +20,8 @@ use candid::Principal;
 use fleet_api::rollout::RolloutStatus as WireStatus;
 use fleet_api::rollout::{
     LogPageArg, PipelineLogPage, RequestUpgradeError, RollbackError, RolloutCanisterResult,
-    RolloutControlError, RolloutCounters, RolloutEventsPage, RolloutPlanArg, RolloutResultsArg,
-    RolloutResultsPage, RolloutStarted, StartRolloutError, MAX_ROLLOUT_PAGE,
+    RolloutControlError, RolloutCounters, RolloutEventsPage, RolloutPlanArg, RolloutPreview,
+    RolloutResultsArg, RolloutResultsPage, RolloutStarted, StartRolloutError, MAX_ROLLOUT_PAGE,
 };
 use fleet_api::wire::Wire;
 use rollout_core::StableStore;
@@ -391,17 +391,55 @@ pub async fn start_plan<R: Runtime>(
     rt: &R,
     arg: &RolloutPlanArg,
 ) -> Result<RolloutStarted, StartRolloutError> {
-    // A plan that can never start is refused as such, whatever else runs.
-    let plan = to_plan(arg)?;
-    check_notice(arg, rt.now_ns())?;
-    check_idle().map_err(busy_start)?;
+    let plan = startable(arg, rt.now_ns())?;
     crate::chunk_store::ensure_mirrored(rt, &arg.target_version)
         .await
         .map_err(StartRolloutError::Mirror)?;
     // The state may have changed while mirroring.
     check_idle().map_err(busy_start)?;
-    let cohort = select_cohort(&plan).map_err(|e| StartRolloutError::Plan(e.wire()))?;
+    let cohort = start_cohort(&plan)?;
     Ok(start(&plan, cohort, Env::of(rt)))
+}
+
+/// The checks of [`start_plan`] before it awaits anything: a plan that can never start is
+/// refused as such, whatever else runs; then the notice, then no rollout running.
+fn startable(arg: &RolloutPlanArg, now: u64) -> Result<RolloutPlan, StartRolloutError> {
+    let plan = to_plan(arg)?;
+    check_notice(arg, now)?;
+    check_idle().map_err(busy_start)?;
+    Ok(plan)
+}
+
+/// The cohort of `plan` from the registry, refused as `start_rollout` refuses it.
+fn start_cohort(plan: &RolloutPlan) -> Result<Cohort, StartRolloutError> {
+    select_cohort(plan).map_err(|e| StartRolloutError::Plan(e.wire()))
+}
+
+/// What [`start_plan`] would start now with `arg`, changing nothing: the same checks and the
+/// same cohort selection (deterministic, so the start that follows creates these waves unless
+/// the registry changed), without mirroring the target (a start does it first) and without
+/// the release policy's approval, which the caller's start would ask for.
+pub fn preview<R: Runtime>(
+    rt: &R,
+    arg: &RolloutPlanArg,
+) -> Result<RolloutPreview, StartRolloutError> {
+    let plan = startable(arg, rt.now_ns())?;
+    let cohort = start_cohort(&plan)?;
+    Ok(RolloutPreview {
+        rollout: RolloutStarted {
+            id: with_engine(|e| e.meta.next_id + 1),
+            canisters: cohort.len() as u64,
+            waves: cohort.progress().wire(),
+            summary: cohort.summary.wire(),
+        },
+        bake_secs: plan.bake_ns / SECOND,
+        take_snapshot: plan.snapshot.take,
+        limits: plan.limits.wire(),
+        cycles: plan.cycles.wire(),
+        cycles_balance: rt.cycles_balance(),
+        liquid_cycles: rt.liquid_cycles_balance(),
+        pipeline_cycles_reserve: pipeline_reserve(),
+    })
 }
 
 /// Starts a restore rollout (snapshot load and health check) over `canisters`.
@@ -1547,6 +1585,32 @@ mod rollout_tests {
         assert!(r.history.is_empty());
         assert!(log_of(id).is_empty());
         assert_eq!(ic.fake.calls_to(id), 0);
+    }
+
+    /// `plan_rollout`'s preview: what the start then creates, the plan as it would run and the
+    /// manager's cycles; nothing opened; a running rollout refuses it as it refuses a start.
+    #[test]
+    fn a_preview_shows_what_the_start_creates_and_changes_nothing() {
+        let (_, _, ids) = fleet(5);
+        let ic = Ic::new(&ids, 1_000);
+        let mut arg = plan("2.0.0");
+        arg.canary = Some(Canary::Count(2));
+        arg.limits = in_flight(3);
+        let preview = preview(&ic.fake, &arg).unwrap();
+        assert!(status(1_000).is_none(), "nothing opened");
+        assert_eq!(preview.limits, in_flight(3).unwrap());
+        assert_eq!(preview.bake_secs, 0);
+        assert!(preview.take_snapshot);
+        assert_eq!(preview.liquid_cycles, ic.fake.liquid_cycles_balance());
+        assert_eq!(preview.pipeline_cycles_reserve, pipeline_reserve());
+        let mut started = block_on(start_plan(&ic.fake, &arg)).unwrap();
+        // The start opens its first wave; the preview opens none.
+        assert_eq!(started.waves[0].opened_at.take(), Some(1_000));
+        assert_eq!(preview.rollout, started);
+        assert!(matches!(
+            super::preview(&ic.fake, &arg),
+            Err(StartRolloutError::RolloutActive { id, .. }) if id == started.id
+        ));
     }
 
     #[test]

@@ -634,6 +634,19 @@ async fn start_rollout_result(plan: RolloutPlanArg) -> Result<RolloutStarted, St
     Ok(started)
 }
 
+/// Previews `start_rollout` with the same plan and changes nothing: the waves it would start,
+/// the plan as it would run and the manager's cycles, for a dry run and its cost estimate.
+/// Deployers only, with `start_rollout`'s errors.
+#[query]
+fn plan_rollout(plan: RolloutPlanArg) -> PlanRolloutReply {
+    if is_deployer(caller()) {
+        rollouts::preview(&Ic, &plan)
+    } else {
+        Err(StartRolloutError::NotAuthorized)
+    }
+    .into()
+}
+
 #[update(guard = "awake")]
 fn pause_rollout() -> RolloutControlReply {
     pause_rollout_result().into()

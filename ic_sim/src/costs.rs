@@ -24,6 +24,17 @@ pub(crate) const GIB_SECOND_FEE: u128 = 127_000;
 /// `vetkd_derive_key`) on a 13-node subnet.
 pub(crate) const THRESHOLD_FEE: u128 = 26_153_846_153;
 
+/// Instructions the replica counts for taking or loading a canister snapshot, on top of one
+/// per byte of the snapshot (heap, stable memory, module, chunk store), charged to the
+/// snapshot's canister as an execution ([`execution_fee`]) and counted against the round
+/// (`canister_snapshot_baseline_instructions` of an application subnet's `SchedulerConfig`,
+/// dfinity/ic `rs/config/src/subnet_config.rs`; charged in `take_canister_snapshot` and
+/// `load_canister_snapshot` of `rs/execution_environment/src/canister_manager.rs`).
+pub(crate) const SNAPSHOT_BASELINE_INSTRUCTIONS: u64 = 2_000_000_000;
+/// Instructions the replica counts for reading or uploading a slice of a snapshot's data, on
+/// top of one per byte moved (`canister_snapshot_data_baseline_instructions`, same source).
+pub(crate) const SNAPSHOT_DATA_BASELINE_INSTRUCTIONS: u64 = 5_000_000;
+
 /// Instructions the replica charges on entry to a system API call besides the instructions of
 /// the canister's own code (the embedder's system API complexity table, "new" metering, which
 /// replicas use): system calls are not free, so two `ic0.performance_counter` reads in a row
@@ -113,5 +124,10 @@ mod tests {
         assert_eq!(freezing_reserve(1 << 30, 86_400), 127_000 * 86_400);
         assert_eq!(threshold_fee("key_1"), Some(THRESHOLD_FEE));
         assert_eq!(threshold_fee("nope"), None);
+        // A snapshot of 1 MiB: 5M + 0.4 x (2B + 1 MiB).
+        assert_eq!(
+            execution_fee(SNAPSHOT_BASELINE_INSTRUCTIONS + (1 << 20)),
+            5_000_000 + 800_000_000 + 419_430
+        );
     }
 }

@@ -84,8 +84,9 @@ pub struct SimLimits {
     /// Instructions an `upload_chunk` counts against the round
     /// (`DEFAULT_UPLOAD_CHUNK_INSTRUCTIONS`: 200M).
     pub upload_chunk_instructions: u64,
-    /// Instructions taking or loading a snapshot counts against the round, plus one per byte of
-    /// the snapshot (`DEFAULT_CANISTERS_SNAPSHOT_BASELINE_INSTRUCTIONS`: 2B).
+    /// Instructions taking or loading a snapshot counts against the round and charges to its
+    /// canister, plus one per byte of the snapshot
+    /// ([`crate::costs::SNAPSHOT_BASELINE_INSTRUCTIONS`]: 2B).
     pub snapshot_instructions: u64,
     /// Messages in the queue from one canister to one callee; each outstanding call holds a
     /// slot until its response is delivered (`DEFAULT_QUEUE_CAPACITY`: 500, in
@@ -117,7 +118,7 @@ impl Default for SimLimits {
             overhead_per_canister_for_finalization: 12_000,
             subnet_messages_fraction: 16,
             upload_chunk_instructions: 200_000_000,
-            snapshot_instructions: 2_000_000_000,
+            snapshot_instructions: costs::SNAPSHOT_BASELINE_INSTRUCTIONS,
             queue_capacity: 500,
             max_inner_rounds: 10_000,
         }

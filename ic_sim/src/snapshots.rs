@@ -17,6 +17,7 @@ use mgmt::{ChangeDetails, SnapshotDataKind, SnapshotDataOffset, SnapshotMetadata
 use serde::Deserialize;
 use wasmi::Val;
 
+use crate::costs::{self, SNAPSHOT_DATA_BASELINE_INSTRUCTIONS};
 use crate::errors::{ErrorCode, RejectResponse};
 use crate::exec::Heap;
 use crate::management::{decode, encode, hex, rejected, Reply, MAX_CHUNKS, MAX_CHUNK_SIZE};
@@ -269,6 +270,10 @@ impl Sim {
                 let args: mgmt::ReadCanisterSnapshotDataArgs = decode(arg)?;
                 let snap = self.snapshot(sender, &args.canister_id, &args.snapshot_id)?;
                 let chunk = read_data(snap, &args.kind)?;
+                self.charge_snapshot(
+                    &args.canister_id,
+                    SNAPSHOT_DATA_BASELINE_INSTRUCTIONS + chunk.len() as u64,
+                )?;
                 Ok(Some(encode(&mgmt::ReadCanisterSnapshotDataResult {
                     chunk,
                 })))
@@ -365,14 +370,42 @@ impl Sim {
         };
         snap.size = snap.total_size();
         // Counts against the round's budget for subnet messages (replica: the snapshot
-        // baseline plus its bytes; see the scheduler).
-        self.mgmt_instructions += self.limits.snapshot_instructions + snap.size;
+        // baseline plus its bytes; see the scheduler), and is charged to the canister.
+        let instructions = self.limits.snapshot_instructions + snap.size;
+        self.charge_snapshot(&args.canister_id, instructions)?;
+        self.mgmt_instructions += instructions;
         let info = snapshot_info(&snap);
         self.store_snapshot(&args.canister_id, snap, args.replace_snapshot.as_deref());
         if args.uninstall_code == Some(true) {
             self.uninstall(sender, args.canister_id);
         }
         Ok(info)
+    }
+
+    /// Charges a snapshot operation's `instructions` to `canister` as an execution, as the
+    /// replica's `consume_cycles_for_instructions` does: a canister that would fall below its
+    /// freezing threshold is refused with `CanisterOutOfCycles` and charged nothing
+    /// (`CanisterSnapshotNotEnoughCycles` in dfinity/ic
+    /// `rs/execution_environment/src/canister_manager/types.rs`).
+    fn charge_snapshot(
+        &mut self,
+        canister: &Principal,
+        instructions: u64,
+    ) -> Result<(), RejectResponse> {
+        let fee = costs::execution_fee(instructions);
+        let c = self.canisters.get_mut(canister).expect("checked");
+        let needed = c.freezing_reserve() + fee;
+        if c.cycles < needed {
+            return Err(RejectResponse::new(
+                ErrorCode::CanisterOutOfCycles,
+                format!(
+                    "Canister snapshotting failed with: `Canister {canister} is out of cycles: please top up the canister with at least {} additional cycles`",
+                    needed - c.cycles
+                ),
+            ));
+        }
+        c.cycles -= fee;
+        Ok(())
     }
 
     /// Creates an empty uploaded snapshot of the given sizes (spec, "IC method
@@ -469,6 +502,7 @@ impl Sim {
             check_slice_size(len)?;
         }
         let stable_bytes = snap.stable_pages * WASM_PAGE_SIZE;
+        self.charge_snapshot(&args.canister_id, SNAPSHOT_DATA_BASELINE_INSTRUCTIONS + len)?;
         let c = self.canisters.get_mut(&args.canister_id).expect("checked");
         let snap = c
             .snapshots
@@ -507,7 +541,9 @@ impl Sim {
         snapshot_id: &[u8],
     ) -> Result<(), RejectResponse> {
         let snap = self.snapshot(sender, &id, snapshot_id)?.clone();
-        self.mgmt_instructions += self.limits.snapshot_instructions + snap.size;
+        let instructions = self.limits.snapshot_instructions + snap.size;
+        self.charge_snapshot(&id, instructions)?;
+        self.mgmt_instructions += instructions;
         let (module, heap) = match &snap.upload {
             None => (snap.module.clone(), snap.heap.clone()),
             Some(up) => {

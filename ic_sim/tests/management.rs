@@ -167,6 +167,60 @@ fn snapshot_take_and_load_restore_state() {
     assert_eq!(err.error_code, ErrorCode::CanisterSnapshotNotFound);
 }
 
+/// What the replica charges a canister for taking or loading a snapshot of `bytes`: an
+/// execution (5M, plus 0.4 cycles per instruction on 13 nodes) of 2B instructions plus one per
+/// byte (`canister_snapshot_baseline_instructions`, dfinity/ic `rs/config/src/subnet_config.rs`).
+fn snapshot_fee(bytes: u64) -> u128 {
+    5_000_000 + (2_000_000_000 + u128::from(bytes)) * 4 / 10
+}
+
+#[test]
+fn snapshots_are_charged_to_their_canister() {
+    let pic = IcSim::new();
+    let a = install(&pic);
+    let () = update_candid(&pic, a, "stable_put", (100u64, vec![7u8; 10])).unwrap();
+    pic.stop_canister(a, None).unwrap();
+
+    let before = pic.cycle_balance(a);
+    let snap = pic.take_canister_snapshot(a, None, None).unwrap();
+    assert!(snap.total_size > 0);
+    assert_eq!(before - pic.cycle_balance(a), snapshot_fee(snap.total_size));
+
+    let before = pic.cycle_balance(a);
+    pic.load_canister_snapshot(a, None, snap.id.clone())
+        .unwrap();
+    assert_eq!(before - pic.cycle_balance(a), snapshot_fee(snap.total_size));
+
+    // Downloading a slice: 5M instructions plus the bytes moved.
+    let before = pic.cycle_balance(a);
+    let args = ic_sim::management_canister::ReadCanisterSnapshotDataArgs {
+        canister_id: a,
+        snapshot_id: snap.id.clone(),
+        kind: ic_sim::management_canister::SnapshotDataKind::StableMemory {
+            offset: 0,
+            size: 1000,
+        },
+    };
+    pic.read_canister_snapshot_data(None, &args).unwrap();
+    assert_eq!(
+        before - pic.cycle_balance(a),
+        5_000_000 + (5_000_000 + 1000) * 4 / 10
+    );
+
+    // Enough for the fee but not above the freezing threshold: refused, nothing charged.
+    pic.fault_drain_cycles(a);
+    pic.add_cycles(a, snapshot_fee(snap.total_size));
+    let err = pic.take_canister_snapshot(a, None, None).unwrap_err();
+    assert_eq!(err.error_code, ErrorCode::CanisterOutOfCycles);
+    assert!(
+        err.reject_message.contains("out of cycles"),
+        "{}",
+        err.reject_message
+    );
+    assert_eq!(pic.cycle_balance(a), snapshot_fee(snap.total_size));
+    assert_eq!(pic.list_canister_snapshots(a, None).unwrap().len(), 1);
+}
+
 #[test]
 fn a_trap_in_post_upgrade_keeps_the_old_module_and_data() {
     let pic = IcSim::new();

@@ -163,6 +163,17 @@ pub struct WaveProgress {
     pub completed_at: Option<Nanos>,
 }
 
+impl crate::Cohort {
+    /// The waves as a rollout of this cohort starts them: their labels and sizes, nothing
+    /// started. What `start` reports, and what a preview of the same plan shows.
+    pub fn progress(&self) -> Vec<WaveProgress> {
+        self.waves
+            .iter()
+            .map(|w| WaveProgress::new(w.label, w.members.len() as u64))
+            .collect()
+    }
+}
+
 impl WaveProgress {
     fn new(label: WaveLabel, size: u64) -> Self {
         WaveProgress {
@@ -489,11 +500,9 @@ impl<S: RolloutStore> Rollout<S> {
         drop(ids);
         store.clear();
         let job = state.job;
+        state.waves = cohort.progress();
         for (w, wave) in cohort.waves.into_iter().enumerate() {
             let w = w as u32;
-            state
-                .waves
-                .push(WaveProgress::new(wave.label, wave.members.len() as u64));
             for (pos, m) in wave.members.into_iter().enumerate() {
                 let key = QueueKey::new(QueueKind::Pending, w as u64, pos as u64);
                 let mut rec = CanisterRecord::new(job, w, m.recovery);

@@ -5,6 +5,7 @@ use fleet_api::rollout::RollbackArg;
 
 use crate::cli::RolloutCommand;
 use crate::error::CliError;
+use crate::estimate;
 use crate::manager::{self as mgr, Manager};
 use crate::plan::read_principals;
 use crate::progress::watch::{at_rest, WaveBars};
@@ -31,8 +32,8 @@ pub(super) fn run(
     show_progress: bool,
 ) -> Result<Output, CliError> {
     let target = match cmd {
+        RolloutCommand::Start { run, .. } | RolloutCommand::Plan { run } => &run.target,
         RolloutCommand::Status { target, .. }
-        | RolloutCommand::Start { target, .. }
         | RolloutCommand::Pause { target }
         | RolloutCommand::Resume { target }
         | RolloutCommand::Abort { target }
@@ -40,12 +41,9 @@ pub(super) fn run(
     };
     // Arguments are checked before connecting: a bad plan changes nothing.
     let start_plan = match cmd {
-        RolloutCommand::Start {
-            version,
-            from,
-            plan,
-            ..
-        } => Some(plan.to_plan(version, from.as_deref())?),
+        RolloutCommand::Start { run, .. } | RolloutCommand::Plan { run } => {
+            Some(run.plan.to_plan(&run.version, run.from.as_deref())?)
+        }
         _ => None,
     };
     let rollback_arg = match cmd {
@@ -84,11 +82,18 @@ pub(super) fn run(
     let ic = connect_manager(target, connector, false)?;
     let m = Manager::new(ic.as_ref(), target.manager);
     match cmd {
-        RolloutCommand::Start { .. } => {
+        RolloutCommand::Start { dry_run: false, .. } => {
             let plan = start_plan.expect("built above");
             let r = mgr::start_rollout(&m, &plan)?;
             let text = started_text("started", &r);
             output(&r, text)
+        }
+        RolloutCommand::Start { run, .. } | RolloutCommand::Plan { run } => {
+            let plan = start_plan.expect("built above");
+            let preview = mgr::plan_rollout(&m, &plan)?;
+            let e = estimate::estimate(&plan, &preview, &run.assumed);
+            let text = estimate::text(&e, &m.id);
+            output(&e, text)
         }
         RolloutCommand::Status {
             watch,

@@ -10,6 +10,7 @@ use super::rollout::{FollowUp, Rollouts};
 use super::setup::{Fleet, Modules};
 use super::verify::{Verification, Verified};
 use super::{Checked, RehearseArgs};
+use crate::estimate::group;
 use crate::manager as mgr;
 use crate::progress::watch::phase_name;
 
@@ -300,19 +301,6 @@ fn follow_up_report(f: FollowUp) -> FollowUpReport {
         outcomes: f.outcomes,
         deferrals: f.driven.status.deferrals,
     }
-}
-
-fn group(n: impl Into<u128>) -> String {
-    let n: u128 = n.into();
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// The parts joined with commas, or `none`.
