@@ -103,7 +103,7 @@ pub fn release(package: &str) -> Result<Vec<u8>, String> {
 
 /// The `.did` text as embedded in a deployable module: the same interface without its comment
 /// lines, which tools reading `candid:service` do not need and the module cannot spare (the
-/// manager's documentation comments are half its `.did`, and the module has to fit 2 MiB).
+/// manager's documentation comments are half its `.did`, and every byte is installed).
 pub fn service_text(did: &str) -> String {
     did.lines()
         .filter(|l| !l.trim_start().starts_with("//"))
@@ -130,7 +130,7 @@ const WASM_FEATURES: &[&str] = &[
 const NPM_BINARYEN: &str = "binaryen@125.0.0";
 
 /// `wasm-opt -Oz` over `wasm` (written to `input`, read back from beside it): rustc's size
-/// optimisation alone leaves the manager above the 2 MiB a module may have in one message.
+/// optimisation alone leaves the manager a fifth larger, and the gzipped module must fit a message.
 /// Runs `$WASM_OPT`, else `wasm-opt` from the `PATH`, else [`NPM_BINARYEN`]'s through `npx`.
 fn optimize(wasm: &[u8], input: &Path) -> Result<Vec<u8>, String> {
     let output = input.with_extension("opt.wasm");

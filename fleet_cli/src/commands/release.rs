@@ -177,10 +177,11 @@ pub(super) fn run(
                     u.version, u.uploader, u.missing.len(), u.chunk_count, u.sha256
                 ),
             };
-            output(
-                &serde_json::json!({ "release": state, "interface": kept }),
-                text,
-            )
+            // The release's fields as before, with the interface beside them.
+            let mut out = output(&state, text)?;
+            out.json["interface"] =
+                serde_json::to_value(&kept).map_err(|e| CliError::Io(e.to_string()))?;
+            Ok(out)
         }
     }
 }
