@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::cell::Cell;
-
 use candid::{encode_one, Principal};
 use common::*;
 use fleet_api::endpoint::Endpoint;
@@ -12,8 +10,6 @@ use fleet_api::manager::method::{CreateUserCanister, SetDefaultRelease, UploadRe
 use fleet_api::manager::{CreateUserCanisterArg, ManagerInitArg};
 use fleet_api::rollout::method::PlanRollout;
 use fleet_api::rollout::{RolloutPlanArg, StartRolloutError};
-use fleet_cli::backend::sim::SimIc;
-use fleet_cli::backend::{CallError, Ic};
 
 /// A manager whose controller is the principal of PHRASE (so the phrase holds every role).
 struct Fleet {
@@ -123,31 +119,6 @@ impl Fleet {
     }
 }
 
-/// Fails the `n`-th `upload_release_chunk` call (1-based) as a lost connection would.
-struct DropsUpload {
-    inner: SimIc,
-    n: u32,
-    seen: Cell<u32>,
-}
-
-impl Ic for DropsUpload {
-    fn update(&self, c: Principal, method: &str, arg: Vec<u8>) -> Result<Vec<u8>, CallError> {
-        if method == UploadReleaseChunk::NAME {
-            self.seen.set(self.seen.get() + 1);
-            if self.seen.get() == self.n {
-                return Err(CallError::Transport("connection reset".into()));
-            }
-        }
-        self.inner.update(c, method, arg)
-    }
-    fn query(&self, c: Principal, method: &str, arg: Vec<u8>) -> Result<Vec<u8>, CallError> {
-        self.inner.query(c, method, arg)
-    }
-    fn sender(&self) -> Principal {
-        self.inner.sender()
-    }
-}
-
 #[test]
 fn operators_are_added_listed_and_removed_by_an_admin_only() {
     let f = fleet();
@@ -209,11 +180,7 @@ fn publish_resumes_an_interrupted_upload_and_checks_the_hash() {
     let err = f
         .world
         .fleet_via(&publish, |ic| {
-            Box::new(DropsUpload {
-                inner: ic,
-                n: 3,
-                seen: Cell::new(0),
-            })
+            FailsNth::boxed(ic, UploadReleaseChunk::NAME, 3)
         })
         .unwrap_err();
     assert_eq!(err.exit_code(), 4, "{err}");

@@ -1001,3 +1001,77 @@ fn rehearsal_from_a_live_canister_upgrades_a_copy_and_reports_the_instruction_li
     );
     s.assert_unchanged();
 }
+
+/// A download cut in the middle keeps what it wrote and the snapshot; the same command then
+/// continues from there, and the file equals one downloaded in one go.
+#[test]
+fn an_interrupted_backup_resumes_where_it_stopped() {
+    let s = setup();
+    let id = s.id();
+    let path = |name: &str| {
+        let p = s.world.dir.path().join(name);
+        p.to_str().unwrap().to_string()
+    };
+    let (file, whole) = (path("resumed.bin"), path("whole.bin"));
+    let args = |out: &str| {
+        [
+            "--json",
+            "recovery",
+            "backup",
+            "--out",
+            out,
+            "--canister",
+            &id,
+            "--phrase-file",
+            &s.phrase_file,
+        ]
+        .map(str::to_string)
+    };
+    let run = |out: &str| {
+        let a = args(out);
+        s.world
+            .fleet(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    run(&whole).unwrap();
+
+    // The fifth slice read fails: several slices are in the partial file already.
+    let a = args(&file);
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let e = s
+        .world
+        .fleet_via(&a, |inner| {
+            FailsNth::boxed(inner, "read_canister_snapshot_data", 5)
+        })
+        .unwrap_err();
+    assert_eq!(e.exit_code(), 4, "{e}");
+    assert!(e.to_string().contains("run the same command again"), "{e}");
+    let partial = format!("{file}.partial");
+    let kept = std::fs::metadata(&partial).unwrap().len();
+    assert!(kept > 2_000_000, "{kept} bytes kept: at least one slice");
+    assert!(!std::path::Path::new(&file).exists());
+    assert_eq!(
+        s.world.snapshot_count(s.canister, s.recovery),
+        1,
+        "the snapshot stays"
+    );
+
+    let out = run(&file).unwrap().json;
+    assert_eq!(out["resumed"], true, "{out}");
+    assert!(!std::path::Path::new(&partial).exists());
+    assert_eq!(s.world.snapshot_count(s.canister, s.recovery), 0);
+    assert_eq!(backup_sections(&file), backup_sections(&whole));
+    // The file is whole: it restores.
+    s.world.put_note(s.canister, s.owner, "z", "after");
+    s.world
+        .fleet(&[
+            "recovery",
+            "restore",
+            &file,
+            "--canister",
+            &id,
+            "--phrase-file",
+            &s.phrase_file,
+        ])
+        .unwrap();
+    assert_eq!(s.world.notes(s.canister, s.owner), s.notes);
+}

@@ -9,10 +9,15 @@
 //! module, the heap, the stable memory and each chunk of the canister's chunk store, and last
 //! the sha256 of everything before it, so a damaged or truncated file is refused before
 //! anything is uploaded.
+//!
+//! A download is written to `<file>.partial` and renamed when complete. When a call fails on
+//! the way, the partial file and the snapshot stay: the same command again continues from the
+//! last byte written (the header names the snapshot, and `read_canister_snapshot_data` reads
+//! from any offset), and deletes the snapshot once the file is complete.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use candid::Principal;
 use ic_management_canister_types as mc;
@@ -45,6 +50,9 @@ pub struct BackupHeader {
     pub stable_memory_size: u64,
     /// The chunk store's chunks: (sha256 hex, length), in file order.
     pub chunks: Vec<(String, u64)>,
+    /// The snapshot the state was downloaded from, hex: what an interrupted download resumes.
+    #[serde(default)]
+    pub snapshot_id: Option<String>,
 }
 
 /// What `backup` and `restore` report.
@@ -53,6 +61,8 @@ pub struct BackupReport {
     pub header: BackupHeader,
     pub file: String,
     pub bytes: u64,
+    /// True when an interrupted download of the same snapshot was continued.
+    pub resumed: bool,
 }
 
 fn call(step: &'static str) -> impl Fn(CallError) -> CliError {
@@ -113,17 +123,91 @@ pub fn backup(
     release_sha256: Option<String>,
 ) -> Result<BackupReport, CliError> {
     use crate::backend::Management;
-    ic.stop_canister(canister).map_err(call("stop_canister"))?;
-    let taken = ic.take_canister_snapshot(canister, None);
-    ic.start_canister(canister)
-        .map_err(call("start_canister"))?;
-    let snapshot = taken.map_err(call("take_canister_snapshot"))?;
-    let id = snapshot.id.into_vec();
-    let written = download(ic, canister, &id, out, module_hash, version, release_sha256);
+    let partial = partial_path(out);
+    let resumed = resumable(ic, canister, &partial)?;
+    let id = match &resumed {
+        Some(id) => id.clone(),
+        None => {
+            ic.stop_canister(canister).map_err(call("stop_canister"))?;
+            let taken = ic.take_canister_snapshot(canister, None);
+            ic.start_canister(canister)
+                .map_err(call("start_canister"))?;
+            taken.map_err(call("take_canister_snapshot"))?.id.into_vec()
+        }
+    };
+    let info = (module_hash, version, release_sha256);
+    let written = download(ic, canister, &id, out, &partial, info);
+    if written.is_err() && partial.exists() {
+        // Kept for the next run, which resumes from the partial file.
+        return written;
+    }
     let deleted = delete_snapshot(ic, canister, id);
-    let report = written?;
+    let mut report = written?;
     deleted?;
+    report.resumed = resumed.is_some();
     Ok(report)
+}
+
+/// `<out>.partial`: the download in progress.
+fn partial_path(out: &Path) -> PathBuf {
+    let mut name = out.as_os_str().to_owned();
+    name.push(".partial");
+    PathBuf::from(name)
+}
+
+/// The snapshot an interrupted download of `canister` into `partial` can continue from: the
+/// one its header names, if the canister still has it. A partial file that cannot be resumed
+/// is removed; one of another canister is refused.
+fn resumable(
+    ic: &dyn Ic,
+    canister: Principal,
+    partial: &Path,
+) -> Result<Option<Vec<u8>>, CliError> {
+    use crate::backend::Management;
+    if !partial.exists() {
+        return Ok(None);
+    }
+    let header = read_partial_header(partial).ok().map(|(h, _)| h);
+    if let Some(h) = &header {
+        if h.canister != canister.to_text() {
+            return Err(CliError::Usage(format!(
+                "{} is a download from {}, not {canister}: remove it or write elsewhere",
+                partial.display(),
+                h.canister
+            )));
+        }
+    }
+    let id = header
+        .and_then(|h| h.snapshot_id)
+        .and_then(|id| hex::decode(id).ok());
+    let listed = ic
+        .list_canister_snapshots(canister)
+        .map_err(call("list_canister_snapshots"))?;
+    match id {
+        Some(id) if listed.iter().any(|s| s.id.as_slice() == id.as_slice()) => Ok(Some(id)),
+        _ => {
+            std::fs::remove_file(partial).map_err(io(partial))?;
+            Ok(None)
+        }
+    }
+}
+
+/// The header of a partial download and where its body starts.
+fn read_partial_header(path: &Path) -> Result<(BackupHeader, u64), CliError> {
+    let bad = || CliError::Usage(format!("{}: not a fleet download", path.display()));
+    let mut file = File::open(path).map_err(io(path))?;
+    let mut magic = [0u8; 8];
+    file.read_exact(&mut magic).map_err(|_| bad())?;
+    if &magic != MAGIC {
+        return Err(bad());
+    }
+    let mut n = [0u8; 4];
+    file.read_exact(&mut n).map_err(|_| bad())?;
+    let n = u32::from_le_bytes(n) as u64;
+    let mut json = vec![0u8; n as usize];
+    file.read_exact(&mut json).map_err(|_| bad())?;
+    let header = serde_json::from_slice(&json).map_err(|_| bad())?;
+    Ok((header, MAGIC.len() as u64 + 4 + n))
 }
 
 fn delete_snapshot(ic: &dyn Ic, canister: Principal, id: Vec<u8>) -> Result<(), CliError> {
@@ -137,14 +221,15 @@ fn delete_snapshot(ic: &dyn Ic, canister: Principal, id: Vec<u8>) -> Result<(), 
     )
 }
 
+/// Downloads snapshot `id` into `partial`, continuing what it already holds, and renames it
+/// to `out` once complete.
 fn download(
     ic: &dyn Ic,
     canister: Principal,
     id: &[u8],
     out: &Path,
-    module_hash: Option<String>,
-    version: Option<String>,
-    release_sha256: Option<String>,
+    partial: &Path,
+    (module_hash, version, release_sha256): (Option<String>, Option<String>, Option<String>),
 ) -> Result<BackupReport, CliError> {
     let meta: mc::ReadCanisterSnapshotMetadataResult = update(
         ic,
@@ -175,32 +260,54 @@ fn download(
             })
         })
         .collect::<Result<_, _>>()?;
-    let header = BackupHeader {
-        canister: canister.to_text(),
-        module_hash,
-        version,
-        release_sha256,
-        taken_at_ns: meta.taken_at_timestamp,
-        metadata: hex::encode(candid::encode_one(&meta).map_err(|e| CliError::Io(e.to_string()))?),
-        wasm_module_size: meta.wasm_module_size,
-        wasm_memory_size: meta.wasm_memory_size,
-        stable_memory_size: meta.stable_memory_size,
-        chunks: chunks
-            .iter()
-            .map(|c| (hex::encode(Sha256::digest(c)), c.len() as u64))
-            .collect(),
+    let (header, mut w, mut skip) = if partial.exists() {
+        let (header, body_start) = read_partial_header(partial)?;
+        let existing = std::fs::read(partial).map_err(io(partial))?;
+        let mut hash = Sha256::new();
+        hash.update(&existing);
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(partial)
+            .map_err(io(partial))?;
+        let w = Hashing {
+            inner: BufWriter::new(file),
+            hash,
+            written: existing.len() as u64,
+        };
+        let done = existing.len() as u64 - body_start;
+        (header, w, done)
+    } else {
+        let header = BackupHeader {
+            canister: canister.to_text(),
+            module_hash,
+            version,
+            release_sha256,
+            taken_at_ns: meta.taken_at_timestamp,
+            metadata: hex::encode(
+                candid::encode_one(&meta).map_err(|e| CliError::Io(e.to_string()))?,
+            ),
+            wasm_module_size: meta.wasm_module_size,
+            wasm_memory_size: meta.wasm_memory_size,
+            stable_memory_size: meta.stable_memory_size,
+            chunks: chunks
+                .iter()
+                .map(|c| (hex::encode(Sha256::digest(c)), c.len() as u64))
+                .collect(),
+            snapshot_id: Some(hex::encode(id)),
+        };
+        let file = File::create(partial).map_err(io(partial))?;
+        let mut w = Hashing {
+            inner: BufWriter::new(file),
+            hash: Sha256::new(),
+            written: 0,
+        };
+        let json = serde_json::to_vec(&header).map_err(|e| CliError::Io(e.to_string()))?;
+        w.write_all(MAGIC).map_err(io(partial))?;
+        w.write_all(&(json.len() as u32).to_le_bytes())
+            .map_err(io(partial))?;
+        w.write_all(&json).map_err(io(partial))?;
+        (header, w, 0)
     };
-    let file = File::create(out).map_err(io(out))?;
-    let mut w = Hashing {
-        inner: BufWriter::new(file),
-        hash: Sha256::new(),
-        written: 0,
-    };
-    let json = serde_json::to_vec(&header).map_err(|e| CliError::Io(e.to_string()))?;
-    w.write_all(MAGIC).map_err(io(out))?;
-    w.write_all(&(json.len() as u32).to_le_bytes())
-        .map_err(io(out))?;
-    w.write_all(&json).map_err(io(out))?;
     type Slice = fn(u64, u64) -> mc::SnapshotDataKind;
     let sections: [(u64, Slice); 3] = [
         (meta.wasm_module_size, |offset, size| {
@@ -214,31 +321,63 @@ fn download(
         }),
     ];
     for (len, kind) in sections {
-        let mut offset = 0;
+        // What an earlier run wrote of this section is skipped.
+        let mut offset = skip.min(len);
+        skip -= offset;
         while offset < len {
             let size = SLICE.min(len - offset);
-            let bytes = read(kind(offset, size))?;
+            let bytes = match read(kind(offset, size)) {
+                Ok(bytes) => bytes,
+                Err(e) => return Err(interrupted(w, partial, e)),
+            };
             if bytes.len() as u64 != size {
                 return Err(CliError::Io(format!(
                     "read_canister_snapshot_data returned {} bytes, asked for {size}",
                     bytes.len()
                 )));
             }
-            w.write_all(&bytes).map_err(io(out))?;
+            w.write_all(&bytes).map_err(io(partial))?;
             offset += size;
         }
     }
     for chunk in &chunks {
-        w.write_all(chunk).map_err(io(out))?;
+        let from = (skip as usize).min(chunk.len());
+        skip -= from as u64;
+        w.write_all(&chunk[from..]).map_err(io(partial))?;
     }
     let digest = w.hash.clone().finalize();
-    w.inner.write_all(&digest).map_err(io(out))?;
-    w.inner.flush().map_err(io(out))?;
+    w.inner.write_all(&digest).map_err(io(partial))?;
+    w.inner.flush().map_err(io(partial))?;
+    drop(w);
+    std::fs::rename(partial, out).map_err(io(out))?;
+    let bytes = std::fs::metadata(out).map_err(io(out))?.len();
     Ok(BackupReport {
         header,
         file: out.display().to_string(),
-        bytes: w.written + 32,
+        bytes,
+        resumed: false,
     })
+}
+
+/// A failed slice: what was written stays in the partial file for the next run.
+fn interrupted<W: Write>(mut w: Hashing<W>, partial: &Path, e: CliError) -> CliError {
+    let kept = if w.inner.flush().is_ok() {
+        "kept"
+    } else {
+        "may not all be kept"
+    };
+    let resume = format!(
+        "{} bytes {kept} in {}: run the same command again to resume; the snapshot stays until then",
+        w.written,
+        partial.display()
+    );
+    match e {
+        CliError::Call { step, source } => CliError::Call {
+            step: format!("{step} ({resume})"),
+            source,
+        },
+        other => CliError::Io(format!("{other} ({resume})")),
+    }
 }
 
 /// Reads a backup's header after checking the whole file against its trailing sha256.
@@ -296,7 +435,6 @@ pub fn restore(
     path: &Path,
     force: bool,
 ) -> Result<BackupReport, CliError> {
-    use crate::backend::Management;
     let (header, body_start) = read_header(path)?;
     if header.canister != canister.to_text() && !force {
         return Err(CliError::Usage(format!(
@@ -338,11 +476,11 @@ pub fn restore(
     let deleted = delete_snapshot(ic, canister, id);
     let bytes = loaded?;
     deleted?;
-    let _ = ic.canister_status(canister);
     Ok(BackupReport {
         header,
         file: path.display().to_string(),
         bytes,
+        resumed: false,
     })
 }
 

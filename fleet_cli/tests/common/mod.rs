@@ -2,6 +2,7 @@
 //! with the real canister wasm, every identity signing through the simulator.
 #![allow(dead_code)]
 
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -12,7 +13,7 @@ use fleet_api::endpoint::{CallKind, Endpoint};
 use fleet_api::user::method::{List, Put, Version};
 use fleet_api::user::{ListNotesArg, PutNoteArg, UserCanisterArg, UserInitArg};
 use fleet_cli::backend::sim::SimIc;
-use fleet_cli::backend::Ic;
+use fleet_cli::backend::{CallError, Ic};
 use fleet_cli::cli::Cli;
 use fleet_cli::commands::{run, Output};
 use fleet_cli::error::CliError;
@@ -221,5 +222,43 @@ impl World {
             .list_canister_snapshots(canister, Some(controller))
             .unwrap()
             .len()
+    }
+}
+
+/// Fails the `n`-th call (1-based) of `method` as a lost connection would; the other calls go
+/// through.
+pub struct FailsNth {
+    pub inner: SimIc,
+    pub method: &'static str,
+    pub n: u32,
+    pub seen: Cell<u32>,
+}
+
+impl FailsNth {
+    pub fn boxed(inner: SimIc, method: &'static str, n: u32) -> Box<dyn Ic> {
+        Box::new(FailsNth {
+            inner,
+            method,
+            n,
+            seen: Cell::new(0),
+        })
+    }
+}
+
+impl Ic for FailsNth {
+    fn update(&self, c: Principal, method: &str, arg: Vec<u8>) -> Result<Vec<u8>, CallError> {
+        if method == self.method {
+            self.seen.set(self.seen.get() + 1);
+            if self.seen.get() == self.n {
+                return Err(CallError::Transport("connection reset".into()));
+            }
+        }
+        self.inner.update(c, method, arg)
+    }
+    fn query(&self, c: Principal, method: &str, arg: Vec<u8>) -> Result<Vec<u8>, CallError> {
+        self.inner.query(c, method, arg)
+    }
+    fn sender(&self) -> Principal {
+        self.inner.sender()
     }
 }
