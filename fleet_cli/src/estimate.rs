@@ -257,12 +257,16 @@ pub fn estimate(plan: &RolloutPlanArg, p: &RolloutPreview, assumed: &Assumed) ->
         },
     ];
     if snap && plan.keep_snapshot_secs != Some(0) {
+        // The driver sleeps through the keep time and wakes when the first deletion is due;
+        // deletions come due in the order canisters finished, so it then ticks for about as
+        // long as the rollout ran, at most twice per canister (a tick to issue, one to see
+        // the result), and once more to stop.
+        let ticks = eta_secs.min(2 * n) + 1;
         lines.push(Line {
-            what: "snapshot deletions, and timer ticks until the last one",
+            what: "snapshot deletions, and timer ticks while they come due",
             payer: "manager",
             count: n,
-            cycles: u128::from(n) * (c.call(60) + c.update_message)
-                + u128::from(keep_secs) * tick(c),
+            cycles: u128::from(n) * (c.call(60) + c.update_message) + u128::from(ticks) * tick(c),
         });
     }
     if snap {

@@ -553,12 +553,13 @@ fn rollout_plan_is_refused_to_a_caller_without_the_deployer_role() {
     assert_eq!(code, 10, "nothing started");
 }
 
-/// Snapshots kept for a while keep the manager's timer ticking until their deletion, one tick a
-/// second at the price the estimate counts (three executions and a self-call each).
+/// While kept snapshots wait for their deletion, the manager's driver sleeps instead of ticking
+/// every second: its balance does not move; it wakes when the first deletion is due, deletes
+/// them (checked from outside), stops, and costs no more than the estimate's line says.
 #[test]
-fn the_estimate_counts_the_ticks_until_kept_snapshots_are_deleted() {
+fn the_driver_sleeps_until_kept_snapshots_are_due_for_deletion() {
     let f = fleet();
-    fleet_of_two(&f);
+    let canisters = fleet_of_two(&f);
     let plan = [
         "--version",
         "2.0.0",
@@ -586,19 +587,37 @@ fn the_estimate_counts_the_ticks_until_kept_snapshots_are_deleted() {
         .clone();
     f.admin(&[&["rollout", "start"][..], &plan].concat());
     assert_eq!(f.settle()["phase"], "Completed");
-    let before = f.world.sim.cycle_balance(f.manager);
-    for _ in 0..20 {
-        f.world.sim.advance_time(std::time::Duration::from_secs(1));
-        f.world.sim.tick();
-    }
-    let per_tick = (before - f.world.sim.cycle_balance(f.manager)) / 20;
-    // 60 s of ticks and two deletions: 2 x (call + reply).
-    let estimated = (line["cycles"].as_u64().unwrap() as u128 - 2 * 5_320_000) / 60;
-    println!("a tick while deletions wait: {per_tick} cycles, estimated {estimated}");
-    assert!(
-        per_tick.abs_diff(estimated) * 10 <= per_tick,
-        "{per_tick} vs {estimated}"
+    let kept = || {
+        canisters
+            .iter()
+            .map(|(c, _)| f.world.snapshot_count(*c, f.manager))
+            .sum::<usize>()
+    };
+    let balance = || f.world.sim.cycle_balance(f.manager);
+    // Seconds of simulated time, a round each; the manager's balance after them.
+    let seconds = |n: u32| {
+        for _ in 0..n {
+            f.world.sim.advance_time(std::time::Duration::from_secs(1));
+            f.world.sim.tick();
+        }
+        balance()
+    };
+    assert_eq!(kept(), 2);
+    let start = balance();
+    // The tick after the last result puts the driver to sleep.
+    let asleep = seconds(3);
+    assert_eq!(seconds(30), asleep, "no tick while the snapshots wait");
+    let done = seconds(60);
+    assert_eq!(kept(), 0, "deleted once due");
+    let spent = asleep - done;
+    println!(
+        "the ticks after the rollout ended, until the driver slept: {} cycles",
+        start - asleep
     );
+    let estimated = line["cycles"].as_u64().unwrap() as u128;
+    println!("deleting the kept snapshots: {spent} cycles, estimated {estimated}");
+    assert!(spent > 0 && spent <= estimated, "{spent} vs {estimated}");
+    assert_eq!(seconds(20), done, "the timer stopped");
 }
 
 /// Two canisters on 1.0.0 with 2.0.0 published: (canister, owner) pairs.

@@ -27,6 +27,9 @@ thread_local! {
     static TICK_STATS: Cell<(u64, u64, u64)> = const { Cell::new((0, 0, 0)) };
     /// When the timer last ran, or was (re-)armed.
     static LAST_TICK: Cell<u64> = const { Cell::new(0) };
+    /// While the driver sleeps (only kept snapshots wait for deletion): when its one-shot
+    /// timer wakes it.
+    static SLEEP_UNTIL: Cell<Option<u64>> = const { Cell::new(None) };
 }
 
 pub fn calls_in_flight() -> u64 {
@@ -72,6 +75,10 @@ impl Drop for InFlight {
 /// result.
 pub fn ensure_timer() {
     let now = ic_cdk::api::time();
+    // New work (a rollout, a request) while the driver sleeps wakes it at once.
+    if SLEEP_UNTIL.with(|s| s.get()).is_some() && rollouts::idle_until().is_none() {
+        stop_timer();
+    }
     TIMER.with(|t| {
         let mut t = t.borrow_mut();
         match *t {
@@ -120,22 +127,40 @@ pub fn watchdog() {
     }
 }
 
-/// Nanoseconds since the timer last ran while it is armed (0 when no timer is needed).
+/// Nanoseconds since the timer last ran while it is armed (0 when no timer is needed), or,
+/// while the driver sleeps, since the time it should have woken.
 pub fn timer_silence(now: u64) -> u64 {
     let armed = TIMER.with(|t| t.borrow().is_some());
-    if armed {
-        now.saturating_sub(LAST_TICK.with(|l| l.get()))
-    } else {
-        0
+    match SLEEP_UNTIL.with(|s| s.get()) {
+        Some(wake) => now.saturating_sub(wake),
+        None if armed => now.saturating_sub(LAST_TICK.with(|l| l.get())),
+        None => 0,
     }
 }
 
 fn stop_timer() {
+    SLEEP_UNTIL.with(|s| s.set(None));
     TIMER.with(|t| {
         if let Some(id) = t.borrow_mut().take() {
             ic_cdk_timers::clear_timer(id);
         }
     });
+}
+
+/// Replaces the one-second interval by one timer at `wake`: ticking through a week of kept
+/// snapshots would cost the manager a timer execution every second (each one a self-call of
+/// ic-cdk-timers), for nothing until the first deletion is due.
+fn sleep_until(now: u64, wake: u64) {
+    stop_timer();
+    SLEEP_UNTIL.with(|s| s.set(Some(wake)));
+    let id = ic_cdk_timers::set_timer(Duration::from_nanos(wake - now), async {
+        // This one-shot timer is spent: the interval takes over again.
+        SLEEP_UNTIL.with(|s| s.set(None));
+        TIMER.with(|t| t.borrow_mut().take());
+        ensure_timer();
+        timer_tick();
+    });
+    TIMER.with(|t| *t.borrow_mut() = Some(id));
 }
 
 /// After an upgrade of the manager: every call recorded as outstanding lost its callback.
@@ -165,8 +190,18 @@ fn timer_tick() {
         }
     }
     drive();
-    if !rollouts::has_work() && calls_in_flight() == 0 {
+    let idle = calls_in_flight() == 0
+        && REISSUE_BEFORE.with(|r| r.get()).is_none()
+        && LOST.with(|l| l.borrow().is_empty());
+    if !idle {
+        return;
+    }
+    if !rollouts::has_work() {
         stop_timer();
+    } else if let Some(wake) = rollouts::idle_until() {
+        if wake > now.saturating_add(TICK.as_nanos() as u64) {
+            sleep_until(now, wake);
+        }
     }
 }
 

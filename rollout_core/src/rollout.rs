@@ -1033,6 +1033,19 @@ impl<S: RolloutStore> Rollout<S> {
             || self.first(QueueKind::Outstanding).is_some()
     }
 
+    /// When ticks next have work, if all that is left is deleting kept snapshots: the due
+    /// time of the first deletion. `None` while anything else is left, so the driver may sleep
+    /// until then instead of ticking through the keep time (a week by default).
+    pub fn idle_until(&self) -> Option<Nanos> {
+        if !self.state.phase.is_finished()
+            || self.state.counts.in_flight > 0
+            || self.first(QueueKind::Outstanding).is_some()
+        {
+            return None;
+        }
+        self.first(QueueKind::Cleanup).map(|(key, _)| key.a)
+    }
+
     pub fn status(&self, now: Nanos) -> RolloutStatus {
         let s = &self.state;
         let rate = self.rate_per_minute(now);
