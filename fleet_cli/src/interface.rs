@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::error::CliError;
 use crate::manager::{self as mgr, Manager};
-use crate::wasm::WasmModule;
+use crate::wasm::{WasmModule, GZIP_MAGIC, WASM_HEADER};
 
 /// The metadata section holding a canister's service description.
 pub const SERVICE_METADATA: &str = "candid:service";
@@ -195,7 +195,7 @@ fn read_service(path: &Path) -> Result<Option<String>, CliError> {
     let bytes = std::fs::read(path)
         .map_err(|e| CliError::Io(format!("reading {}: {e}", path.display())))?;
     let shown = path.display().to_string();
-    if bytes.starts_with(b"\0asm") || bytes.starts_with(&[0x1f, 0x8b]) {
+    if bytes.starts_with(&WASM_HEADER[..4]) || bytes.starts_with(&GZIP_MAGIC) {
         let module = WasmModule::from_bytes(bytes, &shown, None)?;
         return service_of(&module, &shown);
     }

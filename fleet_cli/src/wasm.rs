@@ -8,8 +8,8 @@ use sha2::{Digest, Sha256};
 use crate::backend::mgmt::MAX_CHUNK_SIZE;
 
 /// Wasm module magic and version 1 (WebAssembly core spec, "Binary format: modules").
-const WASM_HEADER: [u8; 8] = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
-const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+pub(crate) const WASM_HEADER: [u8; 8] = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
+pub(crate) const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 /// Largest uncompressed module the IC accepts (IC interface spec, "ic_install_code": 100 MiB
 /// for chunked installs).
 pub const MAX_WASM_SIZE: u64 = 100 * 1024 * 1024;

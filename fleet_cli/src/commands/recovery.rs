@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use candid::Principal;
 
-use crate::backend::{Endpoints, Ic};
+use crate::backend::Ic;
 use crate::cli::{RecoveryCommand, Target};
 use crate::error::CliError;
 use crate::manager::{self as mgr, Manager};
@@ -266,19 +266,7 @@ fn write_secret_file(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
 
 /// `backup`, as the canister's controller or (`canisters backup`) through its manager.
 pub(super) fn backup(ic: &dyn Ic, canister: Principal, out: &Path) -> Result<Output, CliError> {
-    let st = recovery::status(ic, canister)?;
-    let release = ic
-        .call::<fleet_api::user::method::ReleaseSha256>(canister, ())
-        .ok()
-        .map(hex::encode);
-    let r = recovery::backup::backup(
-        ic,
-        canister,
-        out,
-        st.module_hash.clone(),
-        st.version.clone().ok(),
-        release,
-    )?;
+    let r = recovery::backup::backup(ic, canister, out)?;
     let text = format!(
         "{} bytes of {} (module {}, version {}) written to {}; the snapshot taken for it \
          was deleted",

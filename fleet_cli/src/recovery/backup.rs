@@ -114,15 +114,15 @@ impl<W: Write> Write for Hashing<W> {
 
 /// Takes a snapshot of `canister` (stopping it for the moment the IC takes it), downloads it
 /// into `out`, and deletes the snapshot it took: on the canister, nothing else changes.
-pub fn backup(
-    ic: &dyn Ic,
-    canister: Principal,
-    out: &Path,
-    module_hash: Option<String>,
-    version: Option<String>,
-    release_sha256: Option<String>,
-) -> Result<BackupReport, CliError> {
-    use crate::backend::Management;
+/// The header records the canister's module hash (`canister_status`), its `version` and the
+/// release it reports (`release_sha256`), when it answers them.
+pub fn backup(ic: &dyn Ic, canister: Principal, out: &Path) -> Result<BackupReport, CliError> {
+    use crate::backend::{Endpoints, Management};
+    let st = crate::recovery::status(ic, canister)?;
+    let release_sha256 = ic
+        .call::<fleet_api::user::method::ReleaseSha256>(canister, ())
+        .ok()
+        .map(hex::encode);
     let partial = partial_path(out);
     let resumed = resumable(ic, canister, &partial)?;
     let id = match &resumed {
@@ -135,7 +135,7 @@ pub fn backup(
             taken.map_err(call("take_canister_snapshot"))?.id.into_vec()
         }
     };
-    let info = (module_hash, version, release_sha256);
+    let info = (st.module_hash, st.version.ok(), release_sha256);
     let written = download(ic, canister, &id, out, &partial, info);
     if written.is_err() && partial.exists() {
         // Kept for the next run, which resumes from the partial file.
@@ -194,20 +194,42 @@ fn resumable(
 
 /// The header of a partial download and where its body starts.
 fn read_partial_header(path: &Path) -> Result<(BackupHeader, u64), CliError> {
-    let bad = || CliError::Usage(format!("{}: not a fleet download", path.display()));
     let mut file = File::open(path).map_err(io(path))?;
+    header_at_start(&mut file)
+        .map_err(|why| CliError::Usage(format!("{}: not a fleet download: {why}", path.display())))
+}
+
+/// [`MAGIC`], the header's length and the header, from the start of `file`; the header and
+/// where the body starts.
+fn header_at_start(file: &mut File) -> Result<(BackupHeader, u64), String> {
+    file.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
     let mut magic = [0u8; 8];
-    file.read_exact(&mut magic).map_err(|_| bad())?;
+    file.read_exact(&mut magic).map_err(|e| e.to_string())?;
     if &magic != MAGIC {
-        return Err(bad());
+        return Err("wrong magic".into());
     }
     let mut n = [0u8; 4];
-    file.read_exact(&mut n).map_err(|_| bad())?;
+    file.read_exact(&mut n).map_err(|e| e.to_string())?;
     let n = u32::from_le_bytes(n) as u64;
     let mut json = vec![0u8; n as usize];
-    file.read_exact(&mut json).map_err(|_| bad())?;
-    let header = serde_json::from_slice(&json).map_err(|_| bad())?;
+    file.read_exact(&mut json).map_err(|e| e.to_string())?;
+    let header = serde_json::from_slice(&json).map_err(|e| format!("header: {e}"))?;
     Ok((header, MAGIC.len() as u64 + 4 + n))
+}
+
+/// sha256 of the first `len` bytes of `file`, read a MiB at a time.
+fn sha256_prefix(file: &mut File, len: u64) -> std::io::Result<Sha256> {
+    file.seek(SeekFrom::Start(0))?;
+    let mut hash = Sha256::new();
+    let mut reader = BufReader::new(file).take(len);
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = reader.read(&mut buf)?;
+        if n == 0 {
+            return Ok(hash);
+        }
+        hash.update(&buf[..n]);
+    }
 }
 
 fn delete_snapshot(ic: &dyn Ic, canister: Principal, id: Vec<u8>) -> Result<(), CliError> {
@@ -262,20 +284,19 @@ fn download(
         .collect::<Result<_, _>>()?;
     let (header, mut w, mut skip) = if partial.exists() {
         let (header, body_start) = read_partial_header(partial)?;
-        let existing = std::fs::read(partial).map_err(io(partial))?;
-        let mut hash = Sha256::new();
-        hash.update(&existing);
-        let file = std::fs::OpenOptions::new()
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
             .append(true)
             .open(partial)
             .map_err(io(partial))?;
+        let existing = file.metadata().map_err(io(partial))?.len();
+        let hash = sha256_prefix(&mut file, existing).map_err(io(partial))?;
         let w = Hashing {
             inner: BufWriter::new(file),
             hash,
-            written: existing.len() as u64,
+            written: existing,
         };
-        let done = existing.len() as u64 - body_start;
-        (header, w, done)
+        (header, w, existing - body_start)
     } else {
         let header = BackupHeader {
             canister: canister.to_text(),
@@ -388,43 +409,22 @@ pub fn read_header(path: &Path) -> Result<(BackupHeader, u64), CliError> {
     if len < (MAGIC.len() + 4 + 32) as u64 {
         return Err(bad("too short"));
     }
-    let mut hash = Sha256::new();
-    let mut reader = BufReader::new(&mut file).take(len - 32);
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = reader.read(&mut buf).map_err(io(path))?;
-        if n == 0 {
-            break;
-        }
-        hash.update(&buf[..n]);
-    }
+    let hash = sha256_prefix(&mut file, len - 32).map_err(io(path))?;
     let mut trailer = [0u8; 32];
     file.seek(SeekFrom::Start(len - 32)).map_err(io(path))?;
     file.read_exact(&mut trailer).map_err(io(path))?;
     if hash.finalize().as_slice() != trailer {
         return Err(bad("its sha256 does not match (damaged or truncated)"));
     }
-    file.seek(SeekFrom::Start(0)).map_err(io(path))?;
-    let mut magic = [0u8; 8];
-    file.read_exact(&mut magic).map_err(io(path))?;
-    if &magic != MAGIC {
-        return Err(bad("wrong magic"));
-    }
-    let mut n = [0u8; 4];
-    file.read_exact(&mut n).map_err(io(path))?;
-    let n = u32::from_le_bytes(n) as u64;
-    let mut json = vec![0u8; n as usize];
-    file.read_exact(&mut json).map_err(io(path))?;
-    let header: BackupHeader =
-        serde_json::from_slice(&json).map_err(|e| bad(&format!("header: {e}")))?;
+    let (header, body_start) = header_at_start(&mut file).map_err(|why| bad(&why))?;
     let body = header.wasm_module_size
         + header.wasm_memory_size
         + header.stable_memory_size
         + header.chunks.iter().map(|c| c.1).sum::<u64>();
-    if MAGIC.len() as u64 + 4 + n + body + 32 != len {
+    if body_start + body + 32 != len {
         return Err(bad("its sections do not add up to its length"));
     }
-    Ok((header, MAGIC.len() as u64 + 4 + n))
+    Ok((header, body_start))
 }
 
 /// Uploads the backup in `path` as a snapshot of `canister` and loads it (stop, load, start),

@@ -24,7 +24,7 @@ use crate::backend::sim::SimIc;
 use crate::backend::Ic;
 use crate::commands::{connect_as, Connector};
 use crate::error::CliError;
-use crate::recovery::{self, backup};
+use crate::recovery::backup;
 use crate::wasm::WasmModule;
 
 use super::RehearseArgs;
@@ -169,8 +169,7 @@ fn download(
         Some(t) => t,
         None => ic.as_ref(),
     };
-    let st = recovery::status(ic, canister)?;
-    backup::backup(ic, canister, file, st.module_hash, st.version.ok(), None)?;
+    backup::backup(ic, canister, file)?;
     Ok(())
 }
 
