@@ -386,6 +386,12 @@ pub struct RolloutStatus {
     pub hold: Option<Hold>,
     pub deferrals: DeferralCounts,
     pub stop_deadline_ns: Option<u64>,
+    /// The plan's limits (in flight, starts): what `counts.in_flight` is read against.
+    /// Optional because replies of earlier releases lack it.
+    pub limits: Option<Limits>,
+    /// The plan's failure policy, the thresholds a `Halted` phase refers to. Optional like
+    /// `limits`.
+    pub failure: Option<FailurePolicy>,
 }
 
 /// Counts of canisters by state; they always add up to the number of records.

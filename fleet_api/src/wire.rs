@@ -115,7 +115,7 @@ structs! {
     eng::RolloutStatus => api::RolloutStatus {
         id, job, phase, target, counts, waves, requests, current_wave, next_wave_at,
         rate_per_minute, eta_ns, top_up_spent, created_at, finished_at, hold, deferrals,
-        stop_deadline_ns,
+        stop_deadline_ns, limits, failure,
     }
     eng::StateCounts => api::StateCounts {
         pending, in_flight, busy, done, restored, rolled_back, failed, skipped, cancelled,

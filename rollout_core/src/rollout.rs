@@ -352,6 +352,10 @@ pub struct RolloutStatus {
     pub hold: Option<Hold>,
     pub deferrals: DeferralCounts,
     pub stop_deadline_ns: Option<Nanos>,
+    /// The plan's limits, so that in-flight counts can be read against them.
+    pub limits: Option<Limits>,
+    /// The plan's failure policy, which a halt refers to.
+    pub failure: Option<FailurePolicy>,
 }
 
 /// A canister to restore from its fleet snapshot.
@@ -1088,6 +1092,8 @@ impl<S: RolloutStore> Rollout<S> {
             hold: s.hold.clone(),
             deferrals: s.deferrals.clone().unwrap_or_default(),
             stop_deadline_ns: s.stop_deadline_ns,
+            limits: Some(s.limits.clone()),
+            failure: Some(s.failure.clone()),
         }
     }
 
