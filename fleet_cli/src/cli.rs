@@ -52,6 +52,11 @@ pub enum Command {
     /// The release policy (approval quorum, notice), its requests, and pending releases.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Serve a web page on 127.0.0.1 that shows the manager's rollout as it happens (stages,
+    /// in flight, rate, failures by cause, events, cycles, the registry) and pauses, resumes,
+    /// aborts or rolls it back, until Ctrl-C. Only this command talks to the manager, with
+    /// the identity given here; the browser holds no key.
+    Dashboard(DashboardArgs),
     /// Rehearse a release on an embedded IC simulator: install a manager, create a fleet of
     /// user canisters holding data, roll the new release out in stages, check every canister
     /// from outside, and report.
@@ -210,6 +215,15 @@ pub struct RolloutRun {
     /// What the cost estimate assumes (used by `plan` and `--dry-run`).
     #[command(flatten)]
     pub assumed: crate::estimate::Assumed,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DashboardArgs {
+    #[command(flatten)]
+    pub target: ManagerTarget,
+    /// Port on 127.0.0.1; 0 picks a free one.
+    #[arg(long, default_value_t = crate::dashboard::DEFAULT_PORT)]
+    pub port: u16,
 }
 
 /// A manager and who calls it.

@@ -6,6 +6,7 @@
 pub mod backend;
 pub mod cli;
 pub mod commands;
+pub mod dashboard;
 pub mod error;
 pub mod estimate;
 pub mod identity;

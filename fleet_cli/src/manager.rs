@@ -28,10 +28,12 @@ use fleet_api::rollout::method::{
     Drain, EndDrain, GetRolloutStatus, Metrics, PlanRollout, Rollback, RolloutResults, StartRollout,
 };
 use fleet_api::rollout::{
-    DrainError, DrainStatus, FleetMetrics, Hold, RollbackArg, RollbackError, RolloutCanisterResult,
-    RolloutControlError, RolloutControlReply, RolloutPlanArg, RolloutPreview, RolloutResultsArg,
-    RolloutStarted, RolloutStatus, StartRolloutError, WaveLabel, MAX_ROLLOUT_PAGE,
+    DrainError, DrainStatus, Failure, FleetMetrics, Hold, OpKind, RollbackArg, RollbackError,
+    RolloutCanisterResult, RolloutControlError, RolloutControlReply, RolloutPlanArg,
+    RolloutPreview, RolloutResultsArg, RolloutStarted, RolloutStatus, StartRolloutError, WaveLabel,
+    MAX_ROLLOUT_PAGE,
 };
+use fleet_api::user::method::GetFleetHealth;
 use fleet_api::wire::Wire;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -925,6 +927,41 @@ pub fn rollout_json(s: &RolloutStatus) -> serde_json::Value {
     let mut v = serde_json::to_value(s).unwrap_or(serde_json::Value::Null);
     v["target"]["module_hash"] = serde_json::Value::String(hex::encode(&s.target.module_hash));
     v
+}
+
+/// The name of the management call (or query) an operation of a pipeline stands for, as
+/// errors report it.
+pub fn op_name(op: OpKind) -> &'static str {
+    match op {
+        OpKind::CanisterStatus => "canister_status",
+        OpKind::TopUp => "deposit_cycles",
+        OpKind::Stop => "stop_canister",
+        OpKind::Start => "start_canister",
+        OpKind::TakeSnapshot => "take_canister_snapshot",
+        OpKind::InstallChunked => "install_chunked_code",
+        OpKind::HealthCheck => GetFleetHealth::NAME,
+        OpKind::LoadSnapshot => "load_canister_snapshot",
+        OpKind::DeleteSnapshot => "delete_canister_snapshot",
+    }
+}
+
+/// How a pipeline failed, with what the IC said.
+pub fn failure_text(f: &Failure) -> String {
+    match f {
+        Failure::CallFailed { op, error }
+        | Failure::ManagerCall { op, error }
+        | Failure::RestoreFailed {
+            op,
+            error: Some(error),
+        } => format!("{}: {}", op_name(*op), error.message),
+        Failure::RestoreFailed { op, error: None } => {
+            format!("{} did not succeed", op_name(*op))
+        }
+        Failure::InstallFailed(error) => {
+            format!("{}: {}", op_name(OpKind::InstallChunked), error.message)
+        }
+        other => format!("{other:?}"),
+    }
 }
 
 /// The name of a stage: `canary` or `10%`.

@@ -55,6 +55,21 @@ fn fleet_within(limit: Duration, args: Vec<String>) -> Output {
         .unwrap_or_else(|e| panic!("the command failed: {e}"))
 }
 
+/// `fleet sim serve --fleet` in-process, `operator` holding every role of its manager.
+fn serve_fleet(operator: &Identity) -> (ic_sim_http::ServerHandle, serve::Ready) {
+    serve::start(&ServeArgs {
+        port: 0,
+        fleet: true,
+        operators: vec![operator.principal()],
+    })
+    .unwrap()
+}
+
+/// `args` followed by `flags`, as owned arguments for [`fleet_within`].
+fn with_flags(args: &[&str], flags: &[&str]) -> Vec<String> {
+    args.iter().chain(flags).map(|a| a.to_string()).collect()
+}
+
 /// Certified facts about a canister, read through ic-agent.
 struct Reader {
     agent: Agent,
@@ -95,12 +110,7 @@ fn operator_and_end_user_flows_run_over_http_against_fleet_sim_serve() {
     let (_, owner) = pem(&dir, "owner.pem", 0x32);
     let phrase_file = dir.file("phrase.txt", PHRASE.as_bytes());
     let recovery = principal_of(PHRASE);
-    let (server, ready) = serve::start(&ServeArgs {
-        port: 0,
-        fleet: true,
-        operators: vec![operator.principal()],
-    })
-    .unwrap();
+    let (server, ready) = serve_fleet(&operator);
     let url = ready.url.clone();
     let manager = Principal::from_text(ready.manager.as_deref().unwrap()).unwrap();
     let m = manager.to_text();
@@ -109,12 +119,11 @@ fn operator_and_end_user_flows_run_over_http_against_fleet_sim_serve() {
     let v1 = user_wasm(&[]);
     let v2 = user_wasm(&["v2"]);
     let v2_file = dir.file("v2.wasm", &v2);
-    let op = |args: &[&str]| -> Vec<String> {
-        let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        for a in ["--network", &url, "--manager", &m, "--pem-file", &op_pem] {
-            all.push(a.to_string());
-        }
-        all
+    let op = |args: &[&str]| {
+        with_flags(
+            args,
+            &["--network", &url, "--manager", &m, "--pem-file", &op_pem],
+        )
     };
     let minute = Duration::from_secs(60);
 
@@ -225,19 +234,19 @@ fn operator_and_end_user_flows_run_over_http_against_fleet_sim_serve() {
 
     // End user, by the recovery phrase alone: principal, status, rollback to the manager's
     // snapshot (1.0.0), upgrade again to 2.0.0.
-    let user = |args: &[&str]| -> Vec<String> {
-        let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        for a in ["--phrase-file", &phrase_file] {
-            all.push(a.to_string());
-        }
-        all
-    };
-    let on_canister = |args: &[&str]| -> Vec<String> {
-        let mut all = user(args);
-        for a in ["--network", &url, "--canister", &c] {
-            all.push(a.to_string());
-        }
-        all
+    let user = |args: &[&str]| with_flags(args, &["--phrase-file", &phrase_file]);
+    let on_canister = |args: &[&str]| {
+        with_flags(
+            args,
+            &[
+                "--phrase-file",
+                &phrase_file,
+                "--network",
+                &url,
+                "--canister",
+                &c,
+            ],
+        )
     };
     let principal = fleet_within(minute, user(&["--json", "recovery", "principal"]));
     assert_eq!(principal.json["principal"], recovery.to_text());
@@ -339,4 +348,113 @@ fn the_binary_serves_until_ctrl_c() {
     };
     assert!(status.success(), "{status:?}");
     assert_eq!(next_line("last"), "stopped");
+}
+
+/// `fleet dashboard` through ic-agent against `fleet sim serve --fleet`: the page reads the
+/// manager's rollout over HTTP, and its controls reach the manager (checked with `fleet rollout
+/// status` over HTTP, not from the page).
+#[test]
+fn the_dashboard_reads_and_controls_a_rollout_over_http() {
+    use fleet_cli::dashboard::Dashboard;
+
+    let dir = TempDir::new();
+    let (op_pem, operator) = pem(&dir, "operator.pem", 0x41);
+    let (server, ready) = serve_fleet(&operator);
+    let url = ready.url.clone();
+    let manager = Principal::from_text(ready.manager.as_deref().unwrap()).unwrap();
+    let m = manager.to_text();
+    for seed in [0x42, 0x43] {
+        let (_, owner) = pem(&dir, &format!("owner-{seed}.pem"), seed);
+        AgentIc::connect(&Network::Url(url.clone()), &owner)
+            .unwrap()
+            .call::<CreateUserCanister>(
+                manager,
+                (CreateUserCanisterArg {
+                    recovery_principal: principal_of(PHRASE),
+                    invite: None,
+                },),
+            )
+            .unwrap()
+            .into_result()
+            .unwrap();
+    }
+    let op = |args: &[&str]| {
+        with_flags(
+            args,
+            &["--network", &url, "--manager", &m, "--pem-file", &op_pem],
+        )
+    };
+    let minute = Duration::from_secs(60);
+    let v2_file = dir.file("v2.wasm", &user_wasm(&["v2"]));
+    fleet_within(
+        minute,
+        op(&["release", "publish", &v2_file, "--version", "2.0.0"]),
+    );
+    // The canary upgrades, then the rollout waits out an hour of bake time: a running rollout
+    // that stays put while the page is read.
+    fleet_within(
+        minute,
+        op(&[
+            "rollout",
+            "start",
+            "--version",
+            "2.0.0",
+            "--canary",
+            "1",
+            "--waves",
+            "100",
+            "--bake-secs",
+            "3600",
+        ]),
+    );
+    let status = || fleet_within(minute, op(&["--json", "rollout", "status"])).json;
+    let deadline = std::time::Instant::now() + minute;
+    while status()["waves"][0]["completed_at"].is_null() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the canary never ended"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let ic = AgentIc::connect(&Network::Url(url.clone()), &operator).unwrap();
+    let d = Dashboard::start(Box::new(ic), manager, 0).unwrap();
+    let host = dashboard_host(&d);
+    let (code, state) = dashboard_get(&d, "/api/state", &host);
+    assert_eq!(code, 200, "{state}");
+    let state = json_of(&state);
+    let r = &state["rollout"];
+    assert_eq!(r["phase"], "Running");
+    assert_eq!(r["target"], "2.0.0");
+    assert_eq!(r["waves"][0]["state"], "complete");
+    assert_eq!(r["waves"][0]["done"], 1);
+    assert_eq!(r["waves"][1]["state"], "baking");
+    assert!(r["next_wave_in"].as_str().unwrap().contains("min"), "{r}");
+    assert_eq!(state["user_canisters"], 2);
+
+    let token = dashboard_token(&d);
+    let control = |action: &str| {
+        let (code, body) = dashboard_post(
+            &d,
+            &format!("/api/control/{action}"),
+            &host,
+            Some(&token),
+            "{}",
+        );
+        assert_eq!(code, 200, "{action}: {body}");
+    };
+    control("pause");
+    assert_eq!(status()["phase"], "Paused");
+    control("resume");
+    assert_eq!(status()["phase"], "Running");
+    control("abort");
+    let deadline = std::time::Instant::now() + minute;
+    while status()["phase"] != "Aborted" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the abort never ended"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    server.stop();
 }

@@ -4,6 +4,7 @@
 
 mod admission;
 mod canisters;
+mod dashboard;
 mod manager;
 mod operators;
 mod policy;
@@ -105,6 +106,10 @@ pub fn run(
         Command::Manager(cmd) => manager::run(cmd, connector),
         Command::Admission(cmd) => admission::run(cmd, connector),
         Command::Policy(cmd) => policy::run(cmd, connector),
+        Command::Dashboard(args) => {
+            drop(bars);
+            dashboard::run(args, connector)
+        }
         #[cfg(feature = "sim")]
         Command::Rehearse(args) => {
             drop(bars);

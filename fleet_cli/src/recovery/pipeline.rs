@@ -17,8 +17,8 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use candid::Principal;
-use fleet_api::endpoint::Endpoint;
 use fleet_api::user::method::GetFleetHealth;
+use fleet_api::wire::Wire;
 use rollout_core::pipeline::{self, ActionResult, CanisterRecord, Ctx, Next, Op, OpKind, Step};
 use rollout_core::{CyclesPolicy, Failure, Nanos, Outcome, Release, RetryPolicy, SECOND};
 use serde_bytes::ByteBuf;
@@ -85,17 +85,7 @@ impl Finished {
 
 /// The name of the management call (or query) an op stands for, as errors report it.
 pub fn op_name(op: OpKind) -> &'static str {
-    match op {
-        OpKind::CanisterStatus => "canister_status",
-        OpKind::TopUp => "deposit_cycles",
-        OpKind::Stop => "stop_canister",
-        OpKind::Start => "start_canister",
-        OpKind::TakeSnapshot => "take_canister_snapshot",
-        OpKind::InstallChunked => "install_chunked_code",
-        OpKind::HealthCheck => GetFleetHealth::NAME,
-        OpKind::LoadSnapshot => "load_canister_snapshot",
-        OpKind::DeleteSnapshot => "delete_canister_snapshot",
-    }
+    crate::manager::op_name(op.wire())
 }
 
 /// Runs `rec` (a new upgrade or restore record of the caller) on `canister` to its end.
@@ -416,16 +406,5 @@ fn take_snapshot(
 
 /// How a finished run failed, as the CLI reports it.
 pub fn failure_text(f: &Failure) -> String {
-    match f {
-        Failure::CallFailed { op, error }
-        | Failure::ManagerCall { op, error }
-        | Failure::RestoreFailed {
-            op,
-            error: Some(error),
-        } => format!("{}: {}", op_name(*op), error.message),
-        Failure::RestoreFailed { op, error: None } => {
-            format!("{} did not succeed", op_name(*op))
-        }
-        other => format!("{other:?}"),
-    }
+    crate::manager::failure_text(&f.clone().wire())
 }

@@ -40,6 +40,7 @@ use fleet_api::rollout::{FailurePolicy, RolloutPlanArg};
 
 use crate::backend::sim::SimIc;
 use crate::cli::{IdentityArgs, NetworkArgs};
+use crate::dashboard::Dashboard;
 use crate::error::CliError;
 use crate::manager::Manager;
 use crate::plan::PlanArgs;
@@ -128,6 +129,17 @@ pub struct RehearseArgs {
     /// give less to demand headroom.
     #[arg(long, default_value_t = 300_000_000_000, value_name = "N")]
     pub max_upgrade_instructions: u64,
+    /// Serve `fleet dashboard`'s page for the rehearsal's manager on 127.0.0.1 while the
+    /// rehearsal runs, and after it until Ctrl-C (the report is printed then).
+    #[arg(long, conflicts_with_all = ["from_canister", "from_snapshot"])]
+    pub dashboard: bool,
+    /// Port of --dashboard; 0 picks a free one.
+    #[arg(long, default_value_t = crate::dashboard::DEFAULT_PORT, value_name = "PORT", requires = "dashboard")]
+    pub dashboard_port: u16,
+    /// With --dashboard, every simulated round (one second of simulated time) takes at least
+    /// this long, so that the page shows the rollout advancing.
+    #[arg(long, default_value_t = 50, value_name = "MS", requires = "dashboard")]
+    pub round_ms: u64,
 }
 
 /// A distinct principal per role and user (self-authenticating shape).
@@ -152,6 +164,16 @@ fn operator() -> Principal {
 
 /// Rehearses a release cycle, phase by phase; each phase's wall time is in the report.
 pub fn run(args: &RehearseArgs, show_progress: bool) -> Result<RehearsalReport, CliError> {
+    run_with(args, show_progress, None)
+}
+
+/// [`run`], with `dashboard` showing the rehearsal's manager from its installation on, and
+/// serving between the rounds.
+pub fn run_with(
+    args: &RehearseArgs,
+    show_progress: bool,
+    dashboard: Option<Rc<Dashboard>>,
+) -> Result<RehearsalReport, CliError> {
     let checked = check(args)?;
     let mut clock = Clock::start();
     let mut bars = Bars::new(show_progress);
@@ -163,12 +185,18 @@ pub fn run(args: &RehearseArgs, show_progress: bool) -> Result<RehearsalReport, 
     let installed = setup::install_manager(args, &modules.manager_wasm)?;
     let ops = SimIc::new(Rc::clone(&installed.sim), installed.admin);
     let m = Manager::new(&ops, installed.manager);
+    if let Some(d) = &dashboard {
+        d.attach(Box::new(ops.clone()), installed.manager);
+    }
     setup::publish_start(&m, &modules.from, &args.from_version, &mut bars)?;
     let setup_secs = clock.lap();
     bars.step("");
     drop(bars);
 
     let mut r = sim::Rehearsal::new(Rc::clone(&installed.sim), show_progress);
+    if let Some(d) = dashboard {
+        r.show(d, std::time::Duration::from_millis(args.round_ms));
+    }
     let fleet = setup::provision(&mut r, &installed, args.users)?;
     let provision_secs = clock.lap();
 

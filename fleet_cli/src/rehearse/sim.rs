@@ -4,7 +4,7 @@
 use std::fmt::Debug;
 use std::marker::PhantomData;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use candid::{decode_one, encode_args, Principal};
 use fleet_api::endpoint::Endpoint;
@@ -13,6 +13,7 @@ use ic_sim::{IcSim, RawMessageId};
 
 use super::faults::Injector;
 use super::SECOND_NS;
+use crate::dashboard::Dashboard;
 use crate::error::CliError;
 use crate::manager::{self as mgr, Manager};
 use crate::progress::count_bar;
@@ -33,6 +34,9 @@ pub(super) struct Rehearsal {
     pub rounds: u64,
     /// Progress bars on a terminal.
     pub show_progress: bool,
+    /// The dashboard served between rounds, the least wall time a round takes, and when the
+    /// last one ended.
+    dashboard: Option<(Rc<Dashboard>, Duration, Instant)>,
 }
 
 impl Rehearsal {
@@ -41,13 +45,27 @@ impl Rehearsal {
             sim,
             rounds: 0,
             show_progress,
+            dashboard: None,
         }
+    }
+
+    /// Serves `dashboard` between rounds, each of which then takes at least `pace`.
+    pub(super) fn show(&mut self, dashboard: Rc<Dashboard>, pace: Duration) {
+        self.dashboard = Some((dashboard, pace, Instant::now()));
     }
 
     fn step(&mut self) {
         self.sim.advance_time(ROUND);
         self.sim.tick();
         self.rounds += 1;
+        if let Some((dashboard, pace, last)) = &mut self.dashboard {
+            dashboard.serve_pending();
+            let due = *last + *pace;
+            while Instant::now() < due {
+                dashboard.serve_for(due.saturating_duration_since(Instant::now()));
+            }
+            *last = Instant::now();
+        }
     }
 
     pub(super) fn now(&self) -> u64 {

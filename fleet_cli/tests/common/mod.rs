@@ -3,9 +3,12 @@
 #![allow(dead_code)]
 
 use std::cell::Cell;
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
 use candid::{decode_one, encode_args, encode_one, Principal};
 use clap::Parser;
@@ -16,6 +19,7 @@ use fleet_cli::backend::sim::SimIc;
 use fleet_cli::backend::{CallError, Ic};
 use fleet_cli::cli::Cli;
 use fleet_cli::commands::{run, Output};
+use fleet_cli::dashboard::Dashboard;
 use fleet_cli::error::CliError;
 use fleet_cli::phrase::RecoveryPhrase;
 use ic_sim::management_canister::CanisterSettings;
@@ -261,4 +265,85 @@ impl Ic for FailsNth {
     fn sender(&self) -> Principal {
         self.inner.sender()
     }
+}
+
+/// `fleet dashboard`'s server: one HTTP/1.1 exchange with the dashboard from another thread while this one serves it;
+/// returns the status code and the body.
+pub fn dashboard_exchange(d: &Dashboard, request: String) -> (u16, String) {
+    let addr = d
+        .url()
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let client = std::thread::spawn(move || {
+        let mut s = TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        s.write_all(request.as_bytes()).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !client.is_finished() {
+        assert!(Instant::now() < deadline, "no answer from the dashboard");
+        d.serve_for(Duration::from_millis(20));
+    }
+    let raw = client.join().unwrap();
+    let status = raw
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = raw.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, body)
+}
+
+pub fn dashboard_get(d: &Dashboard, path: &str, host: &str) -> (u16, String) {
+    dashboard_exchange(
+        d,
+        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+    )
+}
+
+pub fn dashboard_post(
+    d: &Dashboard,
+    path: &str,
+    host: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, String) {
+    let token = token
+        .map(|t| format!("X-Fleet-Token: {t}\r\n"))
+        .unwrap_or_default();
+    dashboard_exchange(
+        d,
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: {host}\r\n{token}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+}
+
+/// The page's token, which actions must carry.
+pub fn dashboard_token(d: &Dashboard) -> String {
+    let (code, page) = dashboard_get(d, "/", &dashboard_host(d));
+    assert_eq!(code, 200, "{page}");
+    page.split("name=\"fleet-token\" content=\"")
+        .nth(1)
+        .and_then(|t| t.split('"').next())
+        .unwrap()
+        .to_string()
+}
+
+/// `127.0.0.1:PORT`, the only hosts the server answers besides `localhost:PORT`.
+pub fn dashboard_host(d: &Dashboard) -> String {
+    d.url()
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string()
+}
+
+/// A JSON body, or the test fails naming it.
+pub fn json_of(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
 }
