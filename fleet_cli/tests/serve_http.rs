@@ -456,5 +456,25 @@ fn the_dashboard_reads_and_controls_a_rollout_over_http() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+
+    // Roll back the canary's canister to the release the page offers.
+    let (_, state) = dashboard_get(&d, "/api/state", &host);
+    let state = json_of(&state);
+    assert_eq!(state["actions"]["rollback"]["enabled"], true, "{state}");
+    assert_eq!(state["rollback_to"][0], "1.0.0");
+    let (code, body) = dashboard_post(&d, "/api/control/rollback", &host, Some(&token), "{}");
+    assert_eq!(code, 400, "a rollback names its release: {body}");
+    let (code, body) = dashboard_post(
+        &d,
+        "/api/control/rollback",
+        &host,
+        Some(&token),
+        r#"{"to":"1.0.0"}"#,
+    );
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(json_of(&body)["ok"]["canisters"], 1);
+    let rollback = status();
+    assert_eq!(rollback["target"]["version"], "1.0.0");
+    assert_eq!(rollback["id"], 2);
     server.stop();
 }
