@@ -7,7 +7,7 @@
 //! `canister_status`, stop, snapshot, `install_chunked_code`, start, `fleet_health`), the
 //! execution of each reply and its own instructions, and itself the snapshot, the install's
 //! execution and the health check's. The manager's timer ticks every second while the rollout
-//! has work. Top-ups move cycles from the manager to user canisters: they are counted apart,
+//! has work, and sleeps through bake times. Top-ups move cycles from the manager to user canisters: they are counted apart,
 //! as moved, not burned.
 
 use candid::Principal;
@@ -174,11 +174,11 @@ pub struct Estimate {
     pub costs: CostTable,
 }
 
-/// Seconds the rollout takes when nothing fails, and the assumption behind it: per wave, its
-/// canisters at the lowest of the rates the limits allow (the start rate, the in-flight limit
-/// over a pipeline's duration, one snapshot per subnet round), plus one pipeline's duration;
-/// and the bake time between waves.
-fn eta(p: &RolloutPreview) -> (u64, String) {
+/// How long the rollout takes when nothing fails: seconds of work, seconds of bake time, and
+/// the assumption behind them. Per wave, its canisters at the lowest of the rates the limits
+/// allow (the start rate, the in-flight limit over a pipeline's duration, one snapshot per
+/// subnet round), plus one pipeline's duration; and the bake time between waves.
+fn eta(p: &RolloutPreview) -> (u64, u64, String) {
     let secs = PIPELINE_SECS[usize::from(p.take_snapshot)];
     let l = &p.limits;
     let mut per_sec = [
@@ -209,7 +209,7 @@ fn eta(p: &RolloutPreview) -> (u64, String) {
         },
         p.bake_secs
     );
-    (run.ceil() as u64 + bakes, assumes)
+    (run.ceil() as u64, bakes, assumes)
 }
 
 /// One timer tick of the manager's driver.
@@ -223,7 +223,15 @@ pub fn estimate(plan: &RolloutPlanArg, p: &RolloutPreview, assumed: &Assumed) ->
     let n = p.rollout.canisters;
     let snap = p.take_snapshot;
     let calls = 5 + u64::from(snap);
-    let (eta_secs, eta_assumes) = eta(p);
+    let (work_secs, bake_secs, eta_assumes) = eta(p);
+    let eta_secs = work_secs + bake_secs;
+    // The driver sleeps through bake times and wakes once at each one's end.
+    let bakes = if bake_secs > 0 {
+        (p.rollout.waves.len() as u64).saturating_sub(1)
+    } else {
+        0
+    };
+    let run_ticks = work_secs + bakes;
     let keep_secs = plan.keep_snapshot_secs.unwrap_or(7 * 24 * 3600);
     let arg_bytes = candid::encode_one(plan).map_or(0, |b| b.len() as u64);
     let mut lines = vec![
@@ -250,10 +258,10 @@ pub fn estimate(plan: &RolloutPlanArg, p: &RolloutPreview, assumed: &Assumed) ->
                     + c.instructions(MANAGER_INSTRUCTIONS_PER_UPGRADE)),
         },
         Line {
-            what: "timer ticks while the rollout runs (one a second)",
+            what: "timer ticks while the rollout works (one a second; none while baking)",
             payer: "manager",
-            count: eta_secs,
-            cycles: u128::from(eta_secs) * tick(c),
+            count: run_ticks,
+            cycles: u128::from(run_ticks) * tick(c),
         },
     ];
     if snap && plan.keep_snapshot_secs != Some(0) {
@@ -261,7 +269,7 @@ pub fn estimate(plan: &RolloutPlanArg, p: &RolloutPreview, assumed: &Assumed) ->
         // deletions come due in the order canisters finished, so it then ticks for about as
         // long as the rollout ran, at most twice per canister (a tick to issue, one to see
         // the result), and once more to stop.
-        let ticks = eta_secs.min(2 * n) + 1;
+        let ticks = work_secs.min(2 * n) + 1;
         lines.push(Line {
             what: "snapshot deletions, and timer ticks while they come due",
             payer: "manager",

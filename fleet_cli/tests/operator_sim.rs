@@ -620,6 +620,60 @@ fn the_driver_sleeps_until_kept_snapshots_are_due_for_deletion() {
     assert_eq!(seconds(20), done, "the timer stopped");
 }
 
+/// While a rollout waits out the bake time after a stage, the driver sleeps until the bake
+/// ends: the manager's balance does not move, and the next stage opens on time and completes
+/// (checked from outside: both canisters run 2.0.0).
+#[test]
+fn the_driver_sleeps_through_a_bake_time() {
+    let f = fleet();
+    let canisters = fleet_of_two(&f);
+    f.admin(&[
+        "rollout",
+        "start",
+        "--version",
+        "2.0.0",
+        "--canary",
+        "1",
+        "--waves",
+        "100",
+        "--bake-secs",
+        "300",
+    ]);
+    let balance = || f.world.sim.cycle_balance(f.manager);
+    let round = || {
+        f.world.sim.advance_time(std::time::Duration::from_secs(1));
+        f.world.sim.tick();
+    };
+    let mut baking = f.admin(&["rollout", "status"]);
+    for _ in 0..120 {
+        if baking["waves"][0]["completed_at"].is_u64() && baking["counts"]["in_flight"] == 0 {
+            break;
+        }
+        round();
+        baking = f.admin(&["rollout", "status"]);
+    }
+    let bake_end = baking["next_wave_at"].as_u64().expect("baking");
+    // The tick after the canary's last result puts the driver to sleep.
+    for _ in 0..3 {
+        round();
+    }
+    let asleep = balance();
+    for _ in 0..200 {
+        round();
+    }
+    assert_eq!(balance(), asleep, "no tick while the bake time runs");
+    let done = f.settle();
+    assert_eq!(done["phase"], "Completed");
+    assert!(done["waves"][1]["opened_at"].as_u64().unwrap() >= bake_end);
+    assert!(
+        done["waves"][1]["opened_at"].as_u64().unwrap() < bake_end + 5_000_000_000,
+        "the stage opens when the bake ends: {done}"
+    );
+    for (c, _) in &canisters {
+        assert_eq!(f.world.module_hash(*c), Some(sha256(&user_wasm(&["v2"]))));
+    }
+}
+
 /// Two canisters on 1.0.0 with 2.0.0 published: (canister, owner) pairs.
 fn fleet_of_two(f: &Fleet) -> Vec<(Principal, Principal)> {
     f.publish_file("v1.wasm", &user_wasm(&[]), "1.0.0");

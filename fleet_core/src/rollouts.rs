@@ -684,7 +684,8 @@ pub fn has_work() -> bool {
     with_engine(|e| e.rollout.as_ref().is_some_and(|r| r.has_work()))
 }
 
-/// When the driver next has work, if only kept snapshots wait for their deletion.
+/// When the driver next has work, if nothing can happen before then (a bake time, kept
+/// snapshots waiting for their deletion).
 pub fn idle_until() -> Option<u64> {
     with_engine(|e| e.rollout.as_ref().and_then(|r| r.idle_until()))
 }

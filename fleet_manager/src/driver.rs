@@ -27,8 +27,8 @@ thread_local! {
     static TICK_STATS: Cell<(u64, u64, u64)> = const { Cell::new((0, 0, 0)) };
     /// When the timer last ran, or was (re-)armed.
     static LAST_TICK: Cell<u64> = const { Cell::new(0) };
-    /// While the driver sleeps (only kept snapshots wait for deletion): when its one-shot
-    /// timer wakes it.
+    /// While the driver sleeps (nothing can happen before a bake time ends or a kept
+    /// snapshot is due for deletion): when its one-shot timer wakes it.
     static SLEEP_UNTIL: Cell<Option<u64>> = const { Cell::new(None) };
 }
 
@@ -147,9 +147,9 @@ fn stop_timer() {
     });
 }
 
-/// Replaces the one-second interval by one timer at `wake`: ticking through a week of kept
-/// snapshots would cost the manager a timer execution every second (each one a self-call of
-/// ic-cdk-timers), for nothing until the first deletion is due.
+/// Replaces the one-second interval by one timer at `wake`: ticking through a bake time or a
+/// week of kept snapshots would cost the manager a timer execution every second (each one a
+/// self-call of ic-cdk-timers), for nothing until the stage opens or the deletion is due.
 fn sleep_until(now: u64, wake: u64) {
     stop_timer();
     SLEEP_UNTIL.with(|s| s.set(Some(wake)));

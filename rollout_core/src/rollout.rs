@@ -1037,17 +1037,38 @@ impl<S: RolloutStore> Rollout<S> {
             || self.first(QueueKind::Outstanding).is_some()
     }
 
-    /// When ticks next have work, if all that is left is deleting kept snapshots: the due
-    /// time of the first deletion. `None` while anything else is left, so the driver may sleep
-    /// until then instead of ticking through the keep time (a week by default).
+    /// When ticks next have work, if nothing can happen before then: after the rollout, the
+    /// first kept snapshot's deletion; while a running rollout waits out the bake time after a
+    /// stage, the end of the bake time, or an earlier retry, wake-up or deletion. `None` while
+    /// anything may happen sooner (a call in flight, an owner's request, a hold that lifts by
+    /// itself, a paused or halted rollout), so the driver may sleep until then instead of
+    /// ticking through the keep time (a week by default) or a bake time (10 minutes).
     pub fn idle_until(&self) -> Option<Nanos> {
-        if !self.state.phase.is_finished()
-            || self.state.counts.in_flight > 0
-            || self.first(QueueKind::Outstanding).is_some()
-        {
+        let s = &self.state;
+        if s.counts.in_flight > 0 || self.first(QueueKind::Outstanding).is_some() {
             return None;
         }
-        self.first(QueueKind::Cleanup).map(|(key, _)| key.a)
+        let due = |queue| self.first(queue).map(|(key, _)| key.a);
+        if s.phase.is_finished() {
+            return due(QueueKind::Cleanup);
+        }
+        if s.phase != Phase::Running || s.hold.is_some() || due(QueueKind::Request).is_some() {
+            return None;
+        }
+        let cw = s.current_wave as usize;
+        if cw + 1 >= s.waves.len() {
+            return None;
+        }
+        let bake_end = s.waves[cw].completed_at?.saturating_add(s.bake_ns);
+        [
+            Some(bake_end),
+            due(QueueKind::Retry),
+            due(QueueKind::Wake),
+            due(QueueKind::Cleanup),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     pub fn status(&self, now: Nanos) -> RolloutStatus {

@@ -745,3 +745,78 @@ fn manager_faults_defer_and_hold_without_failing_canisters() {
     assert_eq!(st.counts.done, n, "{:?}", st.counts);
     sim.assert_none_stopped();
 }
+
+/// Between stages nothing can start before the bake time ends: `idle_until` names that time
+/// (so the manager's driver sleeps instead of ticking every second), ticks before it issue
+/// nothing, the tick at it opens the next stage; an owner's request or a pause is work sooner.
+#[test]
+fn idle_until_is_the_end_of_the_bake_time_and_earlier_ticks_do_nothing() {
+    let fleet = fleet(200);
+    let mut plan = fast_plan();
+    plan.canary = Canary::Count(10);
+    plan.waves_percent = vec![100];
+    plan.bake_ns = 10 * MINUTE;
+    plan.snapshot.keep_ns = Some(24 * 60 * MINUTE);
+    let mut sim = Sim::new(&fleet, &plan, T0);
+    assert_eq!(sim.rollout.idle_until(), None, "the canary has work");
+    sim.run_until(
+        |s| {
+            s.rollout.status(s.now).waves[0].completed_at.is_some()
+                && s.rollout.state().counts.in_flight == 0
+                && s.ic.outstanding() == 0
+        },
+        T0 + 60 * MINUTE,
+    );
+    let completed = sim.rollout.status(sim.now).waves[0].completed_at.unwrap();
+    let wake = sim.rollout.idle_until().expect("idle while baking");
+    assert_eq!(wake, completed + plan.bake_ns);
+
+    // A pause is work now (the driver wakes for it); a resume makes it idle again.
+    sim.rollout.pause(sim.now).unwrap();
+    assert_eq!(sim.rollout.idle_until(), None);
+    sim.rollout.resume(sim.now).unwrap();
+    assert_eq!(sim.rollout.idle_until(), Some(wake));
+
+    let mut t = sim.now;
+    while t + SECOND < wake {
+        t += SECOND;
+        assert!(sim.rollout.tick(t).is_empty(), "nothing to do at {t}");
+    }
+    let actions = sim.rollout.tick(wake);
+    assert!(
+        !actions.is_empty(),
+        "the next stage opens when the bake ends"
+    );
+    assert_eq!(sim.rollout.status(wake).current_wave, 1);
+    assert_eq!(sim.rollout.idle_until(), None, "the stage has work");
+    sim.now = wake;
+    for a in actions {
+        sim.ic.submit(a, wake);
+    }
+
+    // An owner's request during a bake is work at once.
+    let mut sim = Sim::new(&fleet, &plan, T0);
+    sim.run_until(
+        |s| s.rollout.idle_until().is_some() && s.ic.outstanding() == 0,
+        T0 + 60 * MINUTE,
+    );
+    let late = fleet
+        .iter()
+        .map(|c| c.id)
+        .find(|id| {
+            sim.rollout
+                .record(id)
+                .is_some_and(|r| r.outcome().is_none())
+        })
+        .unwrap();
+    sim.rollout.request(late, None, sim.now).unwrap();
+    assert_eq!(sim.rollout.idle_until(), None);
+    sim.run_until(
+        |s| s.rollout.state().phase == Phase::Completed,
+        T0 + 60 * MINUTE,
+    );
+    assert_eq!(sim.rollout.status(sim.now).counts.done, 200);
+    // Then only the kept snapshots wait: idle until the first is due for deletion.
+    let first_due = sim.rollout.idle_until().expect("idle after the rollout");
+    assert!(first_due >= T0 + plan.snapshot.keep_ns.unwrap());
+}
