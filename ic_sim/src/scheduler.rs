@@ -10,6 +10,15 @@
 //! management canister, and whatever the last inner round produced, are delivered in the next
 //! round (they take the path through message routing on the replica).
 //!
+//! With several subnets, a tick runs this round on each subnet in turn, each with its own
+//! budgets, queues and long executions. A message to a canister of another subnet (XNet) is
+//! never inducted within the round: it waits for the next round, as the replica's stream
+//! between two subnets carries only what a finalized block of the sender produced, so a request
+//! sent in round r runs in round r+1 at the earliest and its response reaches the caller in
+//! round r+2 (interface spec, "Abstract behavior": only the order of messages between two
+//! canisters is guaranteed, not their timing). A management call runs on the subnet of the
+//! canister its argument names, otherwise on the caller's (`create_canister` creates there).
+//!
 //! Simplifications, each chosen because a test cannot tell the difference:
 //! - Cores run one after the other, each with the budget that is left for the round; the round's
 //!   budget then goes down by what the busiest core used, as the replica accounts for its
@@ -36,7 +45,7 @@ use crate::exec::Outcome;
 use crate::management::{
     counts_toward_round_limit, effective_canister, installs_code, InstallWork,
 };
-use crate::sim::{canister_id_from_u64, empty_reply, Message, ReplyTo, Sim, Status};
+use crate::sim::{empty_reply, Message, ReplyTo, Sim, Status};
 
 /// The time a PocketIC round adds when time was not moved since the previous round:
 /// `StateMachine::EXECUTE_ROUND_TIME_INCREMENT`, 1 ns (dfinity/ic
@@ -150,29 +159,21 @@ impl Sim {
         self.active = 0;
     }
 
-    /// The canisters on the active subnet.
-    fn canisters_here(&self) -> usize {
-        if self.subnets.len() == 1 {
-            return self.canisters.len();
-        }
-        let range = self.subnets[self.active].range;
-        self.canisters
-            .range(canister_id_from_u64(range.0)..=canister_id_from_u64(range.1))
-            .count()
-    }
-
     /// The round of the active subnet.
     fn subnet_round(&mut self) {
         let mut subnet_budget = self.limits.subnet_budget();
         let mut budget = self.limits.round_budget();
         self.advance_long_installs(&mut subnet_budget);
         let finalization = self.limits.overhead_per_canister_for_finalization as i64;
+        // With several subnets, the active subnet's canisters are counted once per round.
+        let counted = (self.subnets.len() > 1).then(|| self.active_canisters().count());
         let mut first = true;
         for _ in 0..self.limits.max_inner_rounds {
             self.drain_subnet_queue(&mut subnet_budget);
             let consumed = self.execute_canisters(budget, first);
             budget -= consumed;
-            budget -= finalization.saturating_mul(self.canisters_here() as i64);
+            let canisters = counted.unwrap_or(self.canisters.len());
+            budget -= finalization.saturating_mul(canisters as i64);
             if consumed == 0 || budget <= 0 {
                 break;
             }
@@ -287,10 +288,7 @@ impl Sim {
     /// Heartbeats and due global timers of running, idle canisters.
     fn due_system_tasks(&self) -> BTreeMap<Principal, (bool, bool)> {
         let now = self.time;
-        let several = self.subnets.len() > 1;
-        self.canisters
-            .values()
-            .filter(|c| !several || self.subnet_of(&c.id) == self.active)
+        self.active_canisters()
             .filter(|c| c.status == Status::Running && !self.is_busy(&c.id))
             .filter_map(|c| {
                 let m = c.module.as_ref()?;

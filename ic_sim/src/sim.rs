@@ -30,7 +30,7 @@ pub(crate) const DEFAULT_FREEZING_THRESHOLD: u64 = 2_592_000;
 /// Stop requests fail after 5 minutes (IC configuration `stop_canister_timeout_duration`).
 pub(crate) const STOP_TIMEOUT_NANOS: u64 = 5 * 60 * 1_000_000_000;
 
-/// Tunable limits of the simulated subnet. The defaults are those of the replica's application
+/// Tunable limits of each simulated subnet (every subnet has all of them). The defaults are those of the replica's application
 /// subnet: `SchedulerConfig::application_subnet()` in dfinity/ic `rs/config/src/subnet_config.rs`
 /// (named after each field), unless another source is given.
 #[derive(Clone, Debug)]
@@ -696,6 +696,21 @@ impl Sim {
             .unwrap_or(0)
     }
 
+    /// The canisters of the active subnet (every canister when there is one subnet).
+    pub fn active_canisters(&self) -> impl Iterator<Item = &Canister> + '_ {
+        use std::ops::Bound;
+        let bounds = if self.subnets.len() == 1 {
+            (Bound::Unbounded, Bound::Unbounded)
+        } else {
+            let (lo, hi) = self.subnets[self.active].range;
+            (
+                Bound::Included(canister_id_from_u64(lo)),
+                Bound::Included(canister_id_from_u64(hi)),
+            )
+        };
+        self.canisters.range(bounds).map(|(_, c)| c)
+    }
+
     /// Whether `id` lies in the canister id range of some subnet.
     pub fn in_some_range(&self, id: &Principal) -> bool {
         self.subnets.len() == 1
@@ -1249,11 +1264,9 @@ impl Sim {
     pub(crate) fn progress_stops(&mut self) {
         let now = self.time;
         let stopping: Vec<Principal> = self
-            .canisters
-            .values()
+            .active_canisters()
             .filter(|c| c.status == Status::Stopping)
             .map(|c| c.id)
-            .filter(|id| self.subnet_of(id) == self.active)
             .collect();
         for id in stopping {
             let c = self.canisters.get_mut(&id).expect("listed");

@@ -4,10 +4,13 @@
 //! a round each way, where one within a subnet can complete in a single round.
 
 use candid::{decode_args, encode_args, encode_one, Principal};
+use ic_sim::management_canister::{
+    CanisterIdRecord, ProvisionalCreateCanisterWithCyclesArgs, UploadChunkArgs,
+};
 use ic_sim::management_canister::{CanisterInstallMode, CreateCanisterArgs};
 use ic_sim::{
-    query_candid, update_candid, ErrorCode, IcSim, IcSimBuilder, RawMessageId, RejectCode,
-    SimLimits,
+    call_candid, query_candid, update_candid, ErrorCode, IcSim, IcSimBuilder,
+    RawEffectivePrincipal, RawMessageId, RejectCode, SimLimits,
 };
 use sha2::Digest;
 
@@ -286,4 +289,96 @@ fn a_composite_query_calls_canisters_of_its_own_subnet_only() {
     let (code, message) = sum.unwrap_err();
     assert_eq!(code, RejectCode::CanisterReject as u32);
     assert!(message.contains("own subnet"), "{message}");
+}
+
+/// A canister controlling a canister of another subnet manages it through the management
+/// canister: the call runs on the target's subnet and completes, taking the rounds of message
+/// routing (request in the next round, response in the one after).
+#[test]
+fn a_management_call_about_a_canister_of_another_subnet_runs_there() {
+    let pic = sim_with_subnets(2, SimLimits::default());
+    let subnets = pic.get_app_subnets();
+    let admin = install_on(&pic, subnets[0]);
+    let managed = pic.create_canister_on_subnet(None, None, subnets[1]);
+    pic.set_controllers(managed, None, vec![admin]).unwrap();
+
+    let mgmt = Principal::management_canister();
+    let arg = encode_one(CanisterIdRecord {
+        canister_id: managed,
+    })
+    .unwrap();
+    let msg = submit(
+        &pic,
+        admin,
+        "call_raw",
+        call_raw_arg(mgmt, "stop_canister", arg),
+    );
+    assert_eq!(rounds_until_done(&pic, &msg), 3);
+    call_raw_reply(&pic, &msg);
+    assert_eq!(pic.is_running(managed), Some(false));
+}
+
+/// A provisional creation goes to the subnet its effective principal names (a subnet id, or the
+/// subnet of a chosen canister id); with several subnets a chosen id outside every subnet's
+/// range is refused.
+#[test]
+fn creations_go_to_the_subnet_their_effective_principal_or_id_names() {
+    let pic = sim_with_subnets(3, SimLimits::default());
+    let subnets = pic.get_app_subnets();
+    let (record,): (CanisterIdRecord,) = call_candid(
+        &pic,
+        Principal::management_canister(),
+        RawEffectivePrincipal::SubnetId(subnets[2].as_slice().to_vec()),
+        "provisional_create_canister_with_cycles",
+        (ProvisionalCreateCanisterWithCyclesArgs {
+            amount: None,
+            settings: None,
+            specified_id: None,
+            sender_canister_version: None,
+        },),
+    )
+    .unwrap();
+    assert_eq!(pic.get_subnet(record.canister_id), Some(subnets[2]));
+
+    let range = pic.topology().subnet_configs[&subnets[1]].canister_ranges[0].clone();
+    let chosen: Principal = range.end.into();
+    let id = pic.create_canister_with_id(None, None, chosen).unwrap();
+    assert_eq!(pic.get_subnet(id), Some(subnets[1]));
+
+    let outside = Principal::from_slice(&[0, 0, 0, 0, 0xff, 0, 0, 0, 1, 1]);
+    let err = pic
+        .create_canister_with_id(None, None, outside)
+        .unwrap_err();
+    assert!(err.contains("not in the canister id range"), "{err}");
+    assert!(!pic.canister_exists(outside));
+}
+
+/// Each subnet has its own budget for management messages: while ten `upload_chunk`s (200M
+/// instructions each, against 250M a round here) take a subnet five rounds, one submitted to a
+/// canister of another subnet after them runs in the first round.
+#[test]
+fn a_busy_subnet_does_not_delay_management_messages_of_another_subnet() {
+    let pic = sim_with_subnets(2, counted_limits());
+    let subnets = pic.get_app_subnets();
+    let busy = pic.create_canister_on_subnet(None, None, subnets[0]);
+    let other = pic.create_canister_on_subnet(None, None, subnets[1]);
+    let upload = |canister: Principal, byte: u8| {
+        let arg = encode_one(UploadChunkArgs {
+            canister_id: canister,
+            chunk: vec![byte; 100],
+        })
+        .unwrap();
+        submit(&pic, Principal::management_canister(), "upload_chunk", arg)
+    };
+    let load: Vec<_> = (0..10).map(|i| upload(busy, i)).collect();
+    let on_other = upload(other, 0);
+
+    assert_eq!(rounds_until_done(&pic, &on_other), 1);
+    let done = load
+        .iter()
+        .filter(|m| pic.ingress_status(m).is_some())
+        .count();
+    assert_eq!(done, 2, "two uploads spend a round's management budget");
+    let busy_rounds = 1 + rounds_until_done(&pic, load.last().unwrap());
+    assert_eq!(busy_rounds, 5);
 }
