@@ -911,8 +911,8 @@ impl IcSim {
 
     /// The DER-encoded public root key of this instance (pocket-ic's `root_key`; interface spec,
     /// "Certificate"): certificates it issues verify under this key. Always present: every
-    /// simulated subnet signs with the root key itself (no subnet keys or delegations), where pocket-ic answers `None` for an
-    /// instance without an NNS subnet.
+    /// simulated subnet signs with the root key itself (no subnet keys or delegations), where
+    /// pocket-ic answers `None` for an instance without an NNS subnet.
     pub fn root_key(&self) -> Option<Vec<u8>> {
         Some(self.sim.borrow().root_key.public_key_der().to_vec())
     }

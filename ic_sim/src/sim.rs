@@ -30,9 +30,10 @@ pub(crate) const DEFAULT_FREEZING_THRESHOLD: u64 = 2_592_000;
 /// Stop requests fail after 5 minutes (IC configuration `stop_canister_timeout_duration`).
 pub(crate) const STOP_TIMEOUT_NANOS: u64 = 5 * 60 * 1_000_000_000;
 
-/// Tunable limits of each simulated subnet (every subnet has all of them). The defaults are those of the replica's application
-/// subnet: `SchedulerConfig::application_subnet()` in dfinity/ic `rs/config/src/subnet_config.rs`
-/// (named after each field), unless another source is given.
+/// Tunable limits of each simulated subnet (every subnet has all of them). The defaults are
+/// those of the replica's application subnet: `SchedulerConfig::application_subnet()` in
+/// dfinity/ic `rs/config/src/subnet_config.rs` (named after each field), unless another source
+/// is given.
 #[derive(Clone, Debug)]
 pub struct SimLimits {
     /// Instructions per update message, callback, timer or heartbeat
@@ -430,7 +431,7 @@ pub(crate) fn canister_id_to_u64(p: &Principal) -> Option<u64> {
 
 /// Canister ids per subnet when there are several: mainnet allocates canister id ranges to
 /// subnets in blocks of 2^20 ids, and each subnet here gets one such block, the i-th subnet
-/// the i-th block. A single subnet holds the whole id space, as before subnets were modelled.
+/// the i-th block. A single subnet holds the whole id space.
 pub(crate) const SUBNET_RANGE_SIZE: u64 = 1 << 20;
 
 /// The scheduler state of one subnet: its own queues, long executions and installations, and
@@ -714,10 +715,8 @@ impl Sim {
     /// Whether `id` lies in the canister id range of some subnet.
     pub fn in_some_range(&self, id: &Principal) -> bool {
         self.subnets.len() == 1
-            || canister_id_to_u64(id).is_some_and(|n| {
-                self.subnets[self.subnet_of(id)].range.0 <= n
-                    && n <= self.subnets[self.subnet_of(id)].range.1
-            })
+            || canister_id_to_u64(id)
+                .is_some_and(|n| n / SUBNET_RANGE_SIZE < self.subnets.len() as u64)
     }
 
     /// The subnet a message goes to: a canister's own; for a request to the management

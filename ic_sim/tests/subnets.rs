@@ -118,8 +118,9 @@ fn four_subnets_have_disjoint_ranges_and_canisters_get_ids_from_their_subnet() {
     assert_eq!(topology.get_subnet(default), Some(subnets[0]));
 }
 
-/// Ingress messages and queries reach canisters on every subnet; a canister that creates a canister through the management canister gets one on
-/// its own subnet, as the replica creates it on the subnet that executes the call.
+/// Ingress messages and queries reach canisters on every subnet; a canister that creates a
+/// canister through the management canister gets one on its own subnet, as the replica creates
+/// it on the subnet that executes the call.
 #[test]
 fn ingress_queries_and_canister_creation_work_on_every_subnet() {
     let pic = sim_with_subnets(3, SimLimits::default());
