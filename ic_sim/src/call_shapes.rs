@@ -2,7 +2,7 @@
 //! (`update_call_with_effective_principal`, `call_candid`, `call_candid_as`).
 //!
 //! The effective principal routes a call (interface spec, "HTTPS Interface": the effective
-//! canister id of a call): with one subnet, a subnet id must be the simulator's and a canister
+//! canister id of a call): a subnet id must name one of the simulator's subnets and a canister
 //! id must name an existing canister; for a call to a canister it must be that canister, for
 //! a call to the management canister the canister the argument names. A call that cannot be
 //! routed is rejected before anything executes.
@@ -41,14 +41,15 @@ fn unroutable(code: ErrorCode, message: String) -> RejectResponse {
 }
 
 impl IcSim {
-    /// Checks that `effective_principal` routes a call to `canister_id` with `payload`.
+    /// Checks that `effective_principal` routes a call to `canister_id` with `payload`; returns
+    /// the subnet it names, if any.
     fn route(
         &self,
         canister_id: CanisterId,
         effective_principal: &RawEffectivePrincipal,
         method: &str,
         payload: &[u8],
-    ) -> Result<(), RejectResponse> {
+    ) -> Result<Option<usize>, RejectResponse> {
         let parse = |bytes: &[u8]| {
             Principal::try_from_slice(bytes).map_err(|e| {
                 unroutable(
@@ -59,11 +60,11 @@ impl IcSim {
         };
         let sim = self.sim.borrow();
         match effective_principal {
-            RawEffectivePrincipal::None => Ok(()),
+            RawEffectivePrincipal::None => Ok(None),
             RawEffectivePrincipal::SubnetId(bytes) => {
                 let subnet = parse(bytes)?;
-                if subnet == sim.subnet {
-                    Ok(())
+                if let Some(index) = sim.subnets.iter().position(|s| s.id == subnet) {
+                    Ok(Some(index))
                 } else {
                     Err(unroutable(
                         ErrorCode::SubnetNotFound,
@@ -83,7 +84,7 @@ impl IcSim {
                     canister_id
                 };
                 if target == effective {
-                    Ok(())
+                    Ok(Some(sim.subnet_of(&effective)))
                 } else {
                     Err(unroutable(
                         ErrorCode::CanisterNotFound,
@@ -106,8 +107,12 @@ impl IcSim {
         method: &str,
         payload: Vec<u8>,
     ) -> Result<RawMessageId, RejectResponse> {
-        self.route(canister_id, &effective_principal, method, &payload)?;
-        self.submit_call(canister_id, sender, method, payload)
+        let subnet = self.route(canister_id, &effective_principal, method, &payload)?;
+        // A provisional creation goes to the subnet the effective principal names.
+        self.sim.borrow_mut().provisional_subnet = subnet.unwrap_or(0);
+        let submitted = self.submit_call(canister_id, sender, method, payload);
+        self.sim.borrow_mut().provisional_subnet = 0;
+        submitted
     }
 
     /// An update call routed by `effective_principal`, awaited (pocket-ic's

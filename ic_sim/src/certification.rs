@@ -12,7 +12,8 @@
 //!   certificates").
 //! - [`RootKey::certify`]: a CBOR certificate `{tree, signature}` under the self-describing
 //!   tag 55799 for any witness (spec, "Encoding of certificates"). No delegation: the one
-//!   simulated subnet signs with the root key itself.
+//!   simulated subnet signs with the root key itself, each of several subnets too (no subnet
+//!   keys or delegations are modelled).
 //!
 //! Data certificates (spec, "Certified data") are cut from a state tree holding
 //! `/canister/<id>/certified_data` for every canister and `/time`.

@@ -1,6 +1,7 @@
 //! Composite queries (interface spec, "Composite queries"; "Overview of imports" for the CQ,
 //! CRy, CRt and CC modes): a `canister_composite_query` method may call query and composite
-//! query methods of canisters on its subnet, and its callbacks run on the state its own
+//! query methods of canisters on its subnet (a call to another subnet's canister is rejected),
+//! and its callbacks run on the state its own
 //! execution left. Nothing persists: every canister state in the call graph is a copy.
 //!
 //! The call graph is evaluated depth first, one call at a time, as the replica does: a node
@@ -196,6 +197,17 @@ impl Sim {
                 format!(
                     "Management canister method {} cannot be called from a composite query in ic_sim",
                     call.method
+                ),
+            )));
+        }
+        // A node has only its own subnet's canisters: a call to another subnet's is rejected
+        // with CANISTER_REJECT, as the replica rejects it.
+        if self.subnet_of(&call.callee) != self.subnet_of(&caller) {
+            return Ok(Err(RejectResponse::new(
+                ErrorCode::CanisterRejectedMessage,
+                format!(
+                    "Canister {} is not on the subnet of canister {caller}: a composite query calls canisters of its own subnet only",
+                    call.callee
                 ),
             )));
         }

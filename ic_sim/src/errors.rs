@@ -38,6 +38,7 @@ impl RejectCode {
 pub enum ErrorCode {
     CanisterQueueFull = 201,
     IngressMessageTimeout = 202,
+    SubnetOversubscribed = 203,
     StopCanisterRequestTimeout = 206,
     CanisterOutOfCycles = 207,
     CanisterNotFound = 301,

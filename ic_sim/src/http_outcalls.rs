@@ -173,7 +173,7 @@ impl Sim {
         let request_id = self.outcalls.next_id;
         self.outcalls.next_id += 1;
         let request = CanisterHttpRequest {
-            subnet_id: self.subnet,
+            subnet_id: self.subnets[self.subnet_of(&req.sender)].id,
             request_id,
             http_method: match args.method {
                 mgmt::HttpMethod::GET => CanisterHttpMethod::GET,
@@ -225,7 +225,7 @@ impl Sim {
             .outcalls
             .pending
             .get(&mock.request_id)
-            .filter(|_| mock.subnet_id == self.subnet)
+            .filter(|p| mock.subnet_id == self.subnets[self.subnet_of(&p.canister)].id)
             .ok_or_else(|| {
                 format!(
                     "no pending canister http request {} on subnet {}",
@@ -264,6 +264,8 @@ impl Sim {
             .pending
             .remove(&mock.request_id)
             .expect("found above");
+        // The response comes from the management canister of the caller's subnet.
+        self.active = self.subnet_of(&p.canister);
         self.respond(
             Principal::management_canister(),
             p.reply_to,
@@ -271,6 +273,7 @@ impl Sim {
             p.refund,
         );
         self.induct(false);
+        self.active = 0;
         self.tick();
         Ok(())
     }

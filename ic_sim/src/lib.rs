@@ -51,7 +51,7 @@ pub use sim::{SimLimits, DEFAULT_PROVISIONAL_CYCLES};
 pub use snapshots::{MAX_SNAPSHOTS, MAX_SNAPSHOT_SLICE};
 pub use topology::{
     CanisterIdRange, RawCanisterId, SubnetConfig, SubnetId, SubnetInstructionConfig, SubnetKind,
-    Topology,
+    Topology, MAX_APPLICATION_SUBNETS,
 };
 
 /// The types pocket-ic offers under `pocket_ic::common::rest` that the simulator uses.
@@ -166,16 +166,16 @@ impl IcSimBuilder {
     }
 }
 
-/// pocket-ic's builder methods that add a subnet. The simulator has one application subnet:
-/// one `with_application_subnet` is accepted, and [`IcSimBuilder::try_build`] refuses any other
-/// topology, naming it.
+/// pocket-ic's builder methods that add a subnet. The simulator has application subnets only:
+/// up to [`MAX_APPLICATION_SUBNETS`] `with_application_subnet` are accepted (none gives one),
+/// and [`IcSimBuilder::try_build`] refuses any other kind, naming it.
 macro_rules! subnet_options {
     ($($method:ident => $kind:ident),* $(,)?) => {
         impl IcSimBuilder {
             $(
                 #[doc = concat!(
-                    "Adds a subnet of kind `", stringify!($kind), "`; only a single application ",
-                    "subnet builds (see [`IcSimBuilder::try_build`])."
+                    "Adds a subnet of kind `", stringify!($kind), "`; only application subnets ",
+                    "build (see [`IcSimBuilder::try_build`])."
                 )]
                 pub fn $method(mut self) -> Self {
                     self.subnets.push(SubnetKind::$kind);
@@ -248,6 +248,8 @@ impl IcSimBuilder {
             },
         };
         let mut sim = sim::Sim::new(self.limits, self.time, self.print_logs);
+        let count = self.subnets.len().max(1);
+        sim.subnets = (0..count).map(|i| sim::Subnet::new(i, count)).collect();
         sim.round_nanos = round_nanos;
         sim.root_key = Arc::new(certification::RootKey::from_seed(
             self.root_key_seed.unwrap_or_else(next_instance_seed),
@@ -273,7 +275,8 @@ fn next_instance_seed() -> [u8; 32] {
     seed
 }
 
-/// An in-process IC with one application subnet. Methods take `&self` like pocket-ic's.
+/// An in-process IC with one or more application subnets. Methods take `&self` like
+/// pocket-ic's.
 pub struct IcSim {
     sim: RefCell<sim::Sim>,
 }
@@ -367,8 +370,18 @@ impl IcSim {
             specified_id,
             sender_canister_version: None,
         };
-        self.management_decoded(sender, "provisional_create_canister_with_cycles", &args)
-            .map(|r: CanisterIdRecord| r.canister_id)
+        // A chosen id is created by the subnet whose range holds it.
+        if let Some(id) = specified_id {
+            let mut sim = self.sim.borrow_mut();
+            sim.provisional_subnet = sim.subnet_of(&id);
+        }
+        let created = self
+            .management_decoded(sender, "provisional_create_canister_with_cycles", &args)
+            .map(|r: CanisterIdRecord| r.canister_id);
+        if specified_id.is_some() {
+            self.sim.borrow_mut().provisional_subnet = 0;
+        }
+        created
     }
 
     /// Adds cycles to a canister and returns its new balance.
@@ -897,9 +910,9 @@ impl IcSim {
     // ------------------------------------------------------------ subnet and metadata
 
     /// The DER-encoded public root key of this instance (pocket-ic's `root_key`; interface spec,
-    /// "Certificate"): certificates it issues verify under this key. Always present: the one
-    /// simulated subnet signs with the root key itself, where pocket-ic answers `None` for an
-    /// instance without an NNS subnet.
+    /// "Certificate"): certificates it issues verify under this key. Always present: every
+    /// simulated subnet signs with the root key itself (no subnet keys or delegations), where
+    /// pocket-ic answers `None` for an instance without an NNS subnet.
     pub fn root_key(&self) -> Option<Vec<u8>> {
         Some(self.sim.borrow().root_key.public_key_der().to_vec())
     }
@@ -919,13 +932,13 @@ impl IcSim {
         self.sim.borrow().root_key.certify(tree)
     }
 
-    /// The subnet of a canister (pocket-ic's `get_subnet`): the one simulated subnet, for every
-    /// existing canister.
+    /// The subnet of a canister (pocket-ic's `get_subnet`): the subnet whose range holds its id,
+    /// for every existing canister.
     pub fn get_subnet(&self, canister_id: CanisterId) -> Option<Principal> {
         let sim = self.sim.borrow();
         sim.canisters
             .contains_key(&canister_id)
-            .then_some(sim.subnet)
+            .then(|| sim.subnets[sim.subnet_of(&canister_id)].id)
     }
 
     /// Metadata section `name` of a canister's module as a read_state request of `sender` for

@@ -250,12 +250,15 @@ impl Sim {
         self.sender_version = None;
         if let Some(work) = self.install_hold.take() {
             // A long installation: answered when the scheduler commits its last slice.
-            self.held_installs.push(crate::scheduler::HeldInstall::new(
-                work,
-                req.reply_to,
-                req.cycles,
-                self.limits.install_slice_instructions,
-            ));
+            let active = self.active;
+            self.subnets[active]
+                .held_installs
+                .push(crate::scheduler::HeldInstall::new(
+                    work,
+                    req.reply_to,
+                    req.cycles,
+                    self.limits.install_slice_instructions,
+                ));
             return;
         }
         match result {
@@ -344,6 +347,13 @@ impl Sim {
                     if self.canisters.contains_key(&id) {
                         return Err(rejected(format!("Canister {id} is already installed")));
                     }
+                    // With several subnets, an id outside every subnet's range has no subnet
+                    // to live on (pocket-ic refuses such an id too).
+                    if !self.in_some_range(&id) {
+                        return Err(rejected(format!(
+                            "Canister id {id} is not in the canister id range of any subnet"
+                        )));
+                    }
                 }
                 let id = match args.specified_id {
                     Some(id) => {
@@ -403,6 +413,17 @@ impl Sim {
                 let args: mgmt::InstallChunkedCodeArgs = decode(arg)?;
                 self.controlled(&args.target_canister, &sender)?;
                 let store_id = args.store_canister.unwrap_or(args.target_canister);
+                // The store canister must be on the target's subnet (interface spec, "IC method
+                // install_chunked_code"); the replica does not find one elsewhere in its state.
+                let target_subnet = self.subnet_of(&args.target_canister);
+                if self.subnet_of(&store_id) != target_subnet
+                    && self.canisters.contains_key(&store_id)
+                {
+                    return Err(rejected(format!(
+                        "InstallChunkedCode Error: Store canister {store_id} was not found on subnet {} of target canister {}",
+                        self.subnets[target_subnet].id, args.target_canister
+                    )));
+                }
                 let store = self.controlled_or_self(&store_id, &sender)?;
                 let mut wasm = Vec::new();
                 for h in &args.chunk_hashes_list {
@@ -615,7 +636,7 @@ impl Sim {
         settings: Option<CanisterSettings>,
         cycles: u128,
     ) -> Result<Principal, RejectResponse> {
-        let id = self.new_canister_id();
+        let id = self.new_canister_id()?;
         self.create_with_id(id, sender, settings, cycles)?;
         Ok(id)
     }

@@ -127,7 +127,7 @@ impl Sim {
         &self,
         args: &mgmt::SubnetInfoArgs,
     ) -> Result<mgmt::SubnetInfoResult, RejectResponse> {
-        if args.subnet_id != self.subnet {
+        if !self.subnets.iter().any(|s| s.id == args.subnet_id) {
             return Err(RejectResponse::new(
                 ErrorCode::SubnetNotFound,
                 format!("Subnet {} not found", args.subnet_id),

@@ -10,6 +10,15 @@
 //! management canister, and whatever the last inner round produced, are delivered in the next
 //! round (they take the path through message routing on the replica).
 //!
+//! With several subnets, a tick runs this round on each subnet in turn, each with its own
+//! budgets, queues and long executions. A message to a canister of another subnet (XNet) is
+//! never inducted within the round: it waits for the next round, as the replica's stream
+//! between two subnets carries only what a finalized block of the sender produced, so a request
+//! sent in round r runs in round r+1 at the earliest and its response reaches the caller in
+//! round r+2 (interface spec, "Abstract behavior": only the order of messages between two
+//! canisters is guaranteed, not their timing). A management call runs on the subnet of the
+//! canister its argument names, otherwise on the caller's (`create_canister` creates there).
+//!
 //! Simplifications, each chosen because a test cannot tell the difference:
 //! - Cores run one after the other, each with the budget that is left for the round; the round's
 //!   budget then goes down by what the busiest core used, as the replica accounts for its
@@ -83,20 +92,23 @@ fn receiver(m: &Message) -> Principal {
 }
 
 impl Sim {
-    /// Makes a message ready to execute: requests to the management canister go to the subnet
-    /// queue, everything else to the canisters' queue.
+    /// Makes a message ready to execute on its destination subnet: requests to the management
+    /// canister go to the subnet queue, everything else to the canisters' queue.
     pub(crate) fn enqueue(&mut self, m: Message) {
+        let dest = self.destination(&m);
+        let subnet = &mut self.subnets[dest];
         match m {
             Message::Request(r) if r.receiver == Principal::management_canister() => {
-                self.subnet_queue.push_back(r)
+                subnet.subnet_queue.push_back(r)
             }
-            m => self.queue.push_back(m),
+            m => subnet.queue.push_back(m),
         }
     }
 
     /// Whether a canister is in the middle of a long execution or installation.
     pub(crate) fn is_busy(&self, id: &Principal) -> bool {
-        self.held.contains_key(id) || self.held_installs.iter().any(|h| h.work.id == *id)
+        let subnet = &self.subnets[self.subnet_of(id)];
+        subnet.held.contains_key(id) || subnet.held_installs.iter().any(|h| h.work.id == *id)
     }
 
     /// Settles an execution: at once when it fits in a slice (or is never sliced, as a
@@ -119,7 +131,8 @@ impl Sim {
                 cleanup,
                 started: self.round,
             };
-            self.held.insert(id, held);
+            let subnet = self.subnet_of(&id);
+            self.subnets[subnet].held.insert(id, held);
             return slice;
         }
         let used = out.instructions;
@@ -127,7 +140,9 @@ impl Sim {
         used
     }
 
-    /// One round.
+    /// One round on every subnet, one subnet after the other; each has its own budgets and
+    /// queues, so a busy subnet does not slow another. Messages between subnets reach the
+    /// other subnet in the next round (see [`Sim::induct`]), so the order does not matter.
     pub fn tick(&mut self) {
         // PocketIC's rule: a round's time is the current time, or 1 ns (here: the round
         // duration) later when time did not move since the previous round.
@@ -137,16 +152,28 @@ impl Sim {
         self.last_round_time = self.time;
         self.round += 1;
         self.release_delayed();
+        for subnet in 0..self.subnets.len() {
+            self.active = subnet;
+            self.subnet_round();
+        }
+        self.active = 0;
+    }
+
+    /// The round of the active subnet.
+    fn subnet_round(&mut self) {
         let mut subnet_budget = self.limits.subnet_budget();
         let mut budget = self.limits.round_budget();
         self.advance_long_installs(&mut subnet_budget);
         let finalization = self.limits.overhead_per_canister_for_finalization as i64;
+        // With several subnets, the active subnet's canisters are counted once per round.
+        let counted = (self.subnets.len() > 1).then(|| self.active_canisters().count());
         let mut first = true;
         for _ in 0..self.limits.max_inner_rounds {
             self.drain_subnet_queue(&mut subnet_budget);
             let consumed = self.execute_canisters(budget, first);
             budget -= consumed;
-            budget -= finalization.saturating_mul(self.canisters.len() as i64);
+            let canisters = counted.unwrap_or(self.canisters.len());
+            budget -= finalization.saturating_mul(canisters as i64);
             if consumed == 0 || budget <= 0 {
                 break;
             }
@@ -171,15 +198,27 @@ impl Sim {
         }
     }
 
-    /// Moves produced messages to the queues: only those between canisters when
-    /// `within_round`, all at the end of a round.
+    /// Moves the messages the active subnet produced to the queues: only those between its
+    /// canisters when `within_round`, all at the end of its round. A message to another subnet
+    /// (XNet: a request, or the response to one) waits for the next round: the replica's
+    /// message routing inducts a stream from another subnet only after the sending subnet has
+    /// certified the block that produced it, so a call between subnets takes a round each way
+    /// at least, where one within a subnet can complete in one round.
     pub(crate) fn induct(&mut self, within_round: bool) {
         let mut kept = Vec::new();
-        for (local, m) in std::mem::take(&mut self.outbox) {
-            if local || !within_round {
+        for (src, local, m) in std::mem::take(&mut self.outbox) {
+            if src != self.active {
+                kept.push((src, local, m));
+            } else if self.destination(&m) != src {
+                if !within_round {
+                    self.delayed.push((self.round + 1, m));
+                } else {
+                    kept.push((src, local, m));
+                }
+            } else if local || !within_round {
                 self.enqueue(m);
             } else {
-                kept.push((local, m));
+                kept.push((src, local, m));
             }
         }
         self.outbox = kept;
@@ -188,23 +227,22 @@ impl Sim {
     /// Runs one slice of each long installation in progress (the replica does so before the
     /// inner rounds, from the subnet messages' budget) and commits those that are done.
     fn advance_long_installs(&mut self, budget: &mut i64) {
-        if self.held_installs.is_empty() {
+        let active = self.active;
+        let held_installs = &mut self.subnets[active].held_installs;
+        if held_installs.is_empty() {
             return;
         }
         let slice = self.limits.install_slice_instructions;
-        let progressing = self
-            .held_installs
-            .len()
-            .min(self.limits.max_paused_install_code);
-        for h in &mut self.held_installs[..progressing] {
+        let progressing = held_installs.len().min(self.limits.max_paused_install_code);
+        for h in &mut held_installs[..progressing] {
             let step = h.remaining.min(slice);
             h.remaining -= step;
             *budget -= step as i64;
         }
-        let (done, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held_installs)
+        let (done, rest): (Vec<_>, Vec<_>) = std::mem::take(held_installs)
             .into_iter()
             .partition(|h| h.remaining == 0);
-        self.held_installs = rest;
+        self.subnets[active].held_installs = rest;
         for h in done {
             let result = self.commit_install(h.work).map(|()| empty_reply());
             self.respond(
@@ -223,11 +261,13 @@ impl Sim {
     /// long installation is in progress, or when its canister is busy with a long execution
     /// (`can_execute_subnet_msg` in the replica's scheduler).
     fn drain_subnet_queue(&mut self, budget: &mut i64) {
+        let active = self.active;
         let mut waiting = VecDeque::new();
-        while let Some(req) = self.subnet_queue.pop_front() {
+        while let Some(req) = self.subnets[active].subnet_queue.pop_front() {
             let blocked = (counts_toward_round_limit(&req.method) && *budget <= 0)
                 || (installs_code(&req.method)
-                    && self.held_installs.len() >= self.limits.max_paused_install_code)
+                    && self.subnets[active].held_installs.len()
+                        >= self.limits.max_paused_install_code)
                 || effective_canister(&req).is_some_and(|c| self.is_busy(&c));
             if blocked {
                 waiting.push_back(req);
@@ -240,15 +280,15 @@ impl Sim {
                 break;
             }
         }
-        waiting.extend(self.subnet_queue.drain(..));
-        self.subnet_queue = waiting;
+        let subnet = &mut self.subnets[active];
+        waiting.extend(subnet.subnet_queue.drain(..));
+        subnet.subnet_queue = waiting;
     }
 
     /// Heartbeats and due global timers of running, idle canisters.
     fn due_system_tasks(&self) -> BTreeMap<Principal, (bool, bool)> {
         let now = self.time;
-        self.canisters
-            .values()
+        self.active_canisters()
             .filter(|c| c.status == Status::Running && !self.is_busy(&c.id))
             .filter_map(|c| {
                 let m = c.module.as_ref()?;
@@ -295,13 +335,14 @@ impl Sim {
     /// Runs one slice of a canister's long execution; commits it after the last one.
     fn continue_long_execution(&mut self, id: Principal) -> u64 {
         let slice = self.limits.slice_instructions;
-        let Some(h) = self.held.get_mut(&id) else {
+        let held = &mut self.subnets[self.active].held;
+        let Some(h) = held.get_mut(&id) else {
             return 0;
         };
         let step = h.remaining.min(slice);
         h.remaining -= step;
         if h.remaining == 0 {
-            let h = self.held.remove(&id).expect("present");
+            let h = held.remove(&id).expect("present");
             self.finish(id, h.ctx_id, h.outcome, true, h.cleanup);
         }
         step
@@ -319,7 +360,11 @@ impl Sim {
         let mut inputs: HashMap<Principal, VecDeque<(usize, Message)>> = HashMap::new();
         let mut arrival: Vec<Principal> = Vec::new();
         let mut waiting: Vec<(usize, Message)> = Vec::new();
-        for (i, m) in std::mem::take(&mut self.queue).into_iter().enumerate() {
+        let active = self.active;
+        for (i, m) in std::mem::take(&mut self.subnets[active].queue)
+            .into_iter()
+            .enumerate()
+        {
             let to = receiver(&m);
             if !self.canisters.contains_key(&to) {
                 // Nothing executes: the reject is produced at once.
@@ -350,7 +395,11 @@ impl Sim {
             |sim: &Sim, id: &Principal| sim.canisters.get(id).map_or(0, |c| c.scheduled_round);
         arrival.sort_by_key(|id| round_of(self, id));
         let mut long: Vec<(u64, Principal)> = if first {
-            self.held.iter().map(|(id, h)| (h.started, *id)).collect()
+            self.subnets[active]
+                .held
+                .iter()
+                .map(|(id, h)| (h.started, *id))
+                .collect()
         } else {
             Vec::new()
         };
@@ -402,8 +451,9 @@ impl Sim {
         // What did not run waits for the next inner round, in arrival order.
         waiting.extend(inputs.into_values().flatten());
         waiting.sort_by_key(|(i, _)| *i);
-        let newer = std::mem::take(&mut self.queue);
-        self.queue = waiting.into_iter().map(|(_, m)| m).chain(newer).collect();
+        let subnet = &mut self.subnets[active];
+        let newer = std::mem::take(&mut subnet.queue);
+        subnet.queue = waiting.into_iter().map(|(_, m)| m).chain(newer).collect();
         busiest
     }
 }

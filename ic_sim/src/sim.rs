@@ -30,9 +30,10 @@ pub(crate) const DEFAULT_FREEZING_THRESHOLD: u64 = 2_592_000;
 /// Stop requests fail after 5 minutes (IC configuration `stop_canister_timeout_duration`).
 pub(crate) const STOP_TIMEOUT_NANOS: u64 = 5 * 60 * 1_000_000_000;
 
-/// Tunable limits of the simulated subnet. The defaults are those of the replica's application
-/// subnet: `SchedulerConfig::application_subnet()` in dfinity/ic `rs/config/src/subnet_config.rs`
-/// (named after each field), unless another source is given.
+/// Tunable limits of each simulated subnet (every subnet has all of them). The defaults are
+/// those of the replica's application subnet: `SchedulerConfig::application_subnet()` in
+/// dfinity/ic `rs/config/src/subnet_config.rs` (named after each field), unless another source
+/// is given.
 #[derive(Clone, Debug)]
 pub struct SimLimits {
     /// Instructions per update message, callback, timer or heartbeat
@@ -423,6 +424,62 @@ pub(crate) fn is_canister_id(p: &Principal) -> bool {
     bytes.len() == 10 && bytes[9] == 0x01
 }
 
+/// The number of a canister id (`canister_id_from_u64`'s inverse).
+pub(crate) fn canister_id_to_u64(p: &Principal) -> Option<u64> {
+    is_canister_id(p).then(|| u64::from_be_bytes(p.as_slice()[..8].try_into().expect("10 bytes")))
+}
+
+/// Canister ids per subnet when there are several: mainnet allocates canister id ranges to
+/// subnets in blocks of 2^20 ids, and each subnet here gets one such block, the i-th subnet
+/// the i-th block. A single subnet holds the whole id space.
+pub(crate) const SUBNET_RANGE_SIZE: u64 = 1 << 20;
+
+/// The scheduler state of one subnet: its own queues, long executions and installations, and
+/// canister id range. Every subnet's round has the full budgets of [`SimLimits`]; the canisters
+/// themselves live in [`Sim::canisters`], placed on a subnet by their id.
+pub(crate) struct Subnet {
+    pub id: Principal,
+    /// The first and last number of the subnet's canister ids.
+    pub range: (u64, u64),
+    /// Ids handed out so far, counted from the range's start.
+    pub next_canister: u64,
+    /// Messages to canisters that are ready to execute (inducted).
+    pub queue: VecDeque<Message>,
+    /// Requests to the management canister that are ready to execute.
+    pub subnet_queue: VecDeque<Request>,
+    /// Long executions in progress (deterministic time slicing), by canister.
+    pub held: BTreeMap<Principal, crate::scheduler::Held>,
+    /// Long `install_code` executions in progress.
+    pub held_installs: Vec<crate::scheduler::HeldInstall>,
+}
+
+impl Subnet {
+    /// Subnet `index` of `count`: the first keeps the id the simulator always had, the others
+    /// derive theirs from their index.
+    pub fn new(index: usize, count: usize) -> Self {
+        let id = if index == 0 {
+            Principal::self_authenticating(b"ic_sim application subnet")
+        } else {
+            Principal::self_authenticating(format!("ic_sim application subnet {index}"))
+        };
+        let range = if count == 1 {
+            (0, u64::MAX)
+        } else {
+            let start = index as u64 * SUBNET_RANGE_SIZE;
+            (start, start + SUBNET_RANGE_SIZE - 1)
+        };
+        Subnet {
+            id,
+            range,
+            next_canister: 0,
+            queue: VecDeque::new(),
+            subnet_queue: VecDeque::new(),
+            held: BTreeMap::new(),
+            held_installs: Vec::new(),
+        }
+    }
+}
+
 pub(crate) fn canister_id_from_u64(n: u64) -> Principal {
     let mut bytes = n.to_be_bytes().to_vec();
     bytes.extend_from_slice(&[0x01, 0x01]);
@@ -459,24 +516,25 @@ pub(crate) struct Sim {
     pub print_logs: bool,
     pub time: u64,
     pub round: u64,
-    pub subnet: Principal,
-    /// The instance's root key: it signs certificates of the subnet's state.
+    /// The application subnets, each with its own queues and scheduler state.
+    pub subnets: Vec<Subnet>,
+    /// The subnet whose round is running (or, between rounds, the subnet a message produced now
+    /// comes from).
+    pub active: usize,
+    /// The subnet a provisional creation by ingress goes to (pocket-ic routes it by its
+    /// effective canister id).
+    pub provisional_subnet: usize,
+    /// The instance's root key: it signs certificates of every subnet's state (no per-subnet
+    /// key and delegation are modelled).
     pub root_key: Arc<crate::certification::RootKey>,
     pub canisters: BTreeMap<Principal, Canister>,
-    /// Messages to canisters that are ready to execute (inducted).
-    pub queue: VecDeque<Message>,
-    /// Requests to the management canister that are ready to execute.
-    pub subnet_queue: VecDeque<Request>,
-    /// Messages produced in the current inner round, with whether they are inducted within the
-    /// round (between canisters of the subnet) or only at the next round (to and from the
-    /// management canister).
-    pub outbox: Vec<(bool, Message)>,
-    /// Messages held back by fault injection until a round.
+    /// Messages produced in the current inner round: the subnet that produced them, whether
+    /// they are inducted within the round (between canisters of that subnet) or only at the
+    /// end of the round (to and from the management canister, and to other subnets).
+    pub outbox: Vec<(usize, bool, Message)>,
+    /// Messages held back until a round: by fault injection, and messages between subnets
+    /// (XNet), which reach the other subnet in the next round.
     pub delayed: Vec<(u64, Message)>,
-    /// Long executions in progress (deterministic time slicing), by canister.
-    pub held: BTreeMap<Principal, crate::scheduler::Held>,
-    /// Long `install_code` executions in progress.
-    pub held_installs: Vec<crate::scheduler::HeldInstall>,
     /// A long installation just computed by `install`, to be held by the management dispatch.
     pub install_hold: Option<crate::management::InstallWork>,
     /// Instructions the management message being executed counts against the round.
@@ -487,7 +545,6 @@ pub(crate) struct Sim {
     pub last_round_time: u64,
     pub ingress: HashMap<u64, Option<Result<Vec<u8>, RejectResponse>>>,
     pub next_ingress: u64,
-    pub next_canister: u64,
     pub next_callback: u64,
     pub next_context: u64,
     pub next_snapshot: u64,
@@ -569,22 +626,19 @@ impl Sim {
             print_logs,
             time,
             round: 0,
-            subnet: Principal::self_authenticating(b"ic_sim application subnet"),
+            subnets: vec![Subnet::new(0, 1)],
+            active: 0,
+            provisional_subnet: 0,
             root_key: Arc::new(crate::certification::RootKey::from_seed([0; 32])),
             canisters: BTreeMap::new(),
-            queue: VecDeque::new(),
-            subnet_queue: VecDeque::new(),
             outbox: Vec::new(),
             delayed: Vec::new(),
-            held: BTreeMap::new(),
-            held_installs: Vec::new(),
             install_hold: None,
             mgmt_instructions: 0,
             round_nanos: crate::scheduler::POCKET_IC_ROUND_NANOS,
             last_round_time: time,
             ingress: HashMap::new(),
             next_ingress: 0,
-            next_canister: 0,
             next_callback: 0,
             next_context: 0,
             next_snapshot: 0,
@@ -611,13 +665,78 @@ impl Sim {
         })
     }
 
-    pub fn new_canister_id(&mut self) -> Principal {
+    /// The next free canister id of the active subnet's range.
+    pub fn new_canister_id(&mut self) -> Result<Principal, RejectResponse> {
+        let subnet = &mut self.subnets[self.active];
         loop {
-            let id = canister_id_from_u64(self.next_canister);
-            self.next_canister += 1;
+            let n = subnet.range.0.checked_add(subnet.next_canister);
+            let Some(n) = n.filter(|n| *n <= subnet.range.1) else {
+                return Err(RejectResponse::new(
+                    ErrorCode::SubnetOversubscribed,
+                    format!("Subnet {} has no canister ids left", subnet.id),
+                ));
+            };
+            let id = canister_id_from_u64(n);
+            subnet.next_canister += 1;
             if !self.canisters.contains_key(&id) {
-                return id;
+                return Ok(id);
             }
+        }
+    }
+
+    /// The index of the subnet whose range holds `id`. With one subnet that is every id; with
+    /// several, an id outside every range (not a canister id, or never allocated) is placed on
+    /// the first subnet, which rejects messages to it as to any missing canister.
+    pub fn subnet_of(&self, id: &Principal) -> usize {
+        if self.subnets.len() == 1 {
+            return 0;
+        }
+        canister_id_to_u64(id)
+            .map(|n| (n / SUBNET_RANGE_SIZE) as usize)
+            .filter(|i| *i < self.subnets.len())
+            .unwrap_or(0)
+    }
+
+    /// The canisters of the active subnet (every canister when there is one subnet).
+    pub fn active_canisters(&self) -> impl Iterator<Item = &Canister> + '_ {
+        use std::ops::Bound;
+        let bounds = if self.subnets.len() == 1 {
+            (Bound::Unbounded, Bound::Unbounded)
+        } else {
+            let (lo, hi) = self.subnets[self.active].range;
+            (
+                Bound::Included(canister_id_from_u64(lo)),
+                Bound::Included(canister_id_from_u64(hi)),
+            )
+        };
+        self.canisters.range(bounds).map(|(_, c)| c)
+    }
+
+    /// Whether `id` lies in the canister id range of some subnet.
+    pub fn in_some_range(&self, id: &Principal) -> bool {
+        self.subnets.len() == 1
+            || canister_id_to_u64(id)
+                .is_some_and(|n| n / SUBNET_RANGE_SIZE < self.subnets.len() as u64)
+    }
+
+    /// The subnet a message goes to: a canister's own; for a request to the management
+    /// canister, that of the canister its argument names, else the calling canister's (the
+    /// interface spec's routing of `aaaaa-aa` calls by effective canister id), else the
+    /// subnet provisional creations by ingress go to.
+    pub fn destination(&self, m: &Message) -> usize {
+        if self.subnets.len() == 1 {
+            return 0;
+        }
+        match m {
+            Message::Response(r) => self.subnet_of(&r.receiver),
+            Message::Request(r) if r.receiver == Principal::management_canister() => {
+                match crate::management::effective_canister(r) {
+                    Some(target) if self.canisters.contains_key(&target) => self.subnet_of(&target),
+                    _ if is_canister_id(&r.sender) => self.subnet_of(&r.sender),
+                    _ => self.provisional_subnet,
+                }
+            }
+            Message::Request(r) => self.subnet_of(&r.receiver),
         }
     }
 
@@ -633,7 +752,7 @@ impl Sim {
         h.canister_version = c.version;
         h.status = c.status_code();
         h.controllers = c.settings.controllers.clone();
-        h.subnet = self.subnet;
+        h.subnet = self.subnets[self.subnet_of(&c.id)].id;
         h.stable = StableMemory::new(c.stable.clone(), c.stable_pages);
         h.max_stable_pages = MAX_STABLE_BYTES / WASM_PAGE_SIZE;
         h.global_timer = c.global_timer;
@@ -766,11 +885,20 @@ impl Sim {
                 });
                 match delay {
                     Some(rounds) => self.delayed.push((self.round + rounds.max(1), msg)),
-                    // Responses between canisters are inducted within the round; those of the
-                    // management canister go through message routing, to the next round.
-                    None => self
-                        .outbox
-                        .push((from != Principal::management_canister(), msg)),
+                    // Responses between canisters of one subnet are inducted within the round;
+                    // those of the management canister go through message routing, to the next
+                    // round, and those to another subnet too (see `Sim::induct`). The
+                    // management canister answers from the subnet that executed the request.
+                    None => {
+                        let src = if from == Principal::management_canister() {
+                            self.active
+                        } else {
+                            self.subnet_of(&from)
+                        };
+                        let local = from != Principal::management_canister()
+                            && self.subnet_of(&canister) == src;
+                        self.outbox.push((src, local, msg))
+                    }
                 }
             }
         }
@@ -1051,7 +1179,6 @@ impl Sim {
         if let Some(d) = deadline {
             self.best_effort.push((d, from, callback));
         }
-        let local = call.callee != Principal::management_canister();
         let request = Message::Request(Request {
             sender: from,
             receiver: call.callee,
@@ -1066,8 +1193,11 @@ impl Sim {
             deadline: deadline.unwrap_or(0),
         });
         // Requests to the management canister go through message routing (the scheduler
-        // inducts only messages between canisters within a round).
-        self.outbox.push((local, request));
+        // inducts only messages between canisters of one subnet within a round).
+        let src = self.subnet_of(&from);
+        let local =
+            call.callee != Principal::management_canister() && self.destination(&request) == src;
+        self.outbox.push((src, local, request));
     }
 
     /// Closes a call context that has no outstanding calls left. A context closed without a
@@ -1102,7 +1232,13 @@ impl Sim {
             .into_iter()
             .partition(|(d, _, _)| *d <= now);
         self.best_effort = live;
-        for (_, canister, callback) in expired {
+        let mut later = Vec::new();
+        for (deadline, canister, callback) in expired {
+            // Each subnet expires its own canisters' callbacks in its round.
+            if self.subnet_of(&canister) != self.active {
+                later.push((deadline, canister, callback));
+                continue;
+            }
             let waiting = self
                 .canisters
                 .get(&canister)
@@ -1119,6 +1255,7 @@ impl Sim {
                 }));
             }
         }
+        self.best_effort.extend(later);
     }
 
     /// Stopping canisters become stopped once no call context is open; stop requests older
@@ -1126,8 +1263,7 @@ impl Sim {
     pub(crate) fn progress_stops(&mut self) {
         let now = self.time;
         let stopping: Vec<Principal> = self
-            .canisters
-            .values()
+            .active_canisters()
             .filter(|c| c.status == Status::Stopping)
             .map(|c| c.id)
             .collect();

@@ -2,10 +2,12 @@
 //! `SubnetKind` and `CanisterIdRange` (pocket-ic's `common/rest.rs`), and creation of a canister
 //! on a chosen subnet.
 //!
-//! The simulator runs one application subnet. It holds every canister id the IC allocates
-//! (eight bytes and `0x01 0x01`, interface spec, "Principals"), so its one canister range is
-//! that whole space; it signs with the instance's root key itself (no delegation). A topology of
-//! several subnets is refused when the simulator is built.
+//! The simulator runs one application subnet by default, or up to [`MAX_APPLICATION_SUBNETS`]
+//! of them. A single subnet holds every canister id the IC allocates (eight bytes and
+//! `0x01 0x01`, interface spec, "Principals"), so its one canister range is that whole space;
+//! with several, subnet i holds the i-th block of 2^20 ids. Every subnet signs with the
+//! instance's root key itself (no delegation). Subnets of other kinds are refused when the
+//! simulator is built.
 
 use std::collections::BTreeMap;
 
@@ -104,13 +106,17 @@ impl Topology {
         self.subnets_of(SubnetKind::Application)
     }
 
-    /// The subnets of one kind.
+    /// The subnets of one kind, in the order of their canister id ranges (so the default
+    /// subnet comes first).
     pub fn subnets_of(&self, kind: SubnetKind) -> Vec<SubnetId> {
-        self.subnet_configs
+        let mut subnets: Vec<_> = self
+            .subnet_configs
             .iter()
             .filter(|(_, c)| c.subnet_kind == kind)
-            .map(|(id, _)| *id)
-            .collect()
+            .map(|(id, c)| (c.canister_ranges.first().map(|r| r.start.clone()), *id))
+            .collect();
+        subnets.sort();
+        subnets.into_iter().map(|(_, id)| id).collect()
     }
 
     /// The NNS subnet, if there is one (never here).
@@ -119,46 +125,65 @@ impl Topology {
     }
 }
 
-/// Checks the subnets a builder asked for: none (the default) or one application subnet.
+/// Application subnets a simulator can have at most.
+pub const MAX_APPLICATION_SUBNETS: usize = 8;
+
+/// Checks the subnets a builder asked for: none (the default, one application subnet) or up to
+/// [`MAX_APPLICATION_SUBNETS`] application subnets.
 pub(crate) fn validate_subnets(kinds: &[SubnetKind]) -> Result<(), String> {
-    match kinds {
-        [] | [SubnetKind::Application] => Ok(()),
-        [kind] => Err(format!(
-            "ic_sim simulates one application subnet; a {kind:?} subnet is not supported yet"
-        )),
-        _ => Err(format!(
-            "ic_sim simulates one application subnet; multiple subnets ({} requested: {kinds:?}) \
-             are not supported yet",
-            kinds.len()
-        )),
+    if let Some(kind) = kinds.iter().find(|k| **k != SubnetKind::Application) {
+        return Err(format!(
+            "ic_sim simulates application subnets only; a {kind:?} subnet is not supported yet \
+             (requested: {kinds:?})"
+        ));
     }
+    if kinds.len() > MAX_APPLICATION_SUBNETS {
+        return Err(format!(
+            "ic_sim simulates at most {MAX_APPLICATION_SUBNETS} application subnets; {} requested",
+            kinds.len()
+        ));
+    }
+    Ok(())
 }
 
 impl IcSim {
-    /// The topology (pocket-ic's `topology`): the one application subnet, holding every
-    /// canister id the IC allocates.
+    /// The topology (pocket-ic's `topology`): every application subnet with its canister id
+    /// range. A single subnet holds every canister id the IC allocates; several hold one block
+    /// of 2^20 ids each, in order, as mainnet's routing table allocates them.
     pub fn topology(&self) -> Topology {
         let sim = self.sim.borrow();
-        let range = CanisterIdRange {
-            start: canister_id_from_u64(0).into(),
-            end: canister_id_from_u64(u64::MAX).into(),
-        };
-        let config = SubnetConfig {
-            subnet_kind: SubnetKind::Application,
-            subnet_seed: sim.root_key.seed(),
-            instruction_config: SubnetInstructionConfig::Production,
-            canister_ranges: vec![range],
-        };
+        let subnet_configs = sim
+            .subnets
+            .iter()
+            .map(|s| {
+                let range = CanisterIdRange {
+                    start: canister_id_from_u64(s.range.0).into(),
+                    end: canister_id_from_u64(s.range.1).into(),
+                };
+                let config = SubnetConfig {
+                    subnet_kind: SubnetKind::Application,
+                    subnet_seed: sim.root_key.seed(),
+                    instruction_config: SubnetInstructionConfig::Production,
+                    canister_ranges: vec![range],
+                };
+                (s.id, config)
+            })
+            .collect();
         Topology {
-            subnet_configs: BTreeMap::from([(sim.subnet, config)]),
-            default_effective_canister_id: canister_id_from_u64(0).into(),
+            subnet_configs,
+            default_effective_canister_id: canister_id_from_u64(sim.subnets[0].range.0).into(),
         }
     }
 
+    /// The application subnets, the first (where `create_canister` creates) first.
+    pub fn get_app_subnets(&self) -> Vec<SubnetId> {
+        self.sim.borrow().subnets.iter().map(|s| s.id).collect()
+    }
+
     /// Creates a canister on `subnet_id` (pocket-ic's `create_canister_on_subnet`), with the
-    /// cycles of [`IcSim::create_canister_with_settings`]. Panics when the subnet does not
-    /// exist or the creation is rejected, as pocket-ic does; see
-    /// [`IcSim::try_create_canister_on_subnet`] for an error instead.
+    /// cycles of [`IcSim::create_canister_with_settings`]; its id comes from the subnet's range.
+    /// Panics when the subnet does not exist or the creation is rejected, as pocket-ic does;
+    /// see [`IcSim::try_create_canister_on_subnet`] for an error instead.
     pub fn create_canister_on_subnet(
         &self,
         sender: Option<Principal>,
@@ -177,13 +202,21 @@ impl IcSim {
         settings: Option<CanisterSettings>,
         subnet_id: SubnetId,
     ) -> Result<CanisterId, RejectResponse> {
-        let subnet = self.sim.borrow().subnet;
-        if subnet_id != subnet {
+        let index = self
+            .sim
+            .borrow()
+            .subnets
+            .iter()
+            .position(|s| s.id == subnet_id);
+        let Some(index) = index else {
             return Err(RejectResponse::new(
                 ErrorCode::SubnetNotFound,
                 format!("Subnet {subnet_id} not found"),
             ));
-        }
-        self.provisional_create(sender, settings, None)
+        };
+        self.sim.borrow_mut().provisional_subnet = index;
+        let created = self.provisional_create(sender, settings, None);
+        self.sim.borrow_mut().provisional_subnet = 0;
+        created
     }
 }

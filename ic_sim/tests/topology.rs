@@ -1,7 +1,7 @@
 //! The topology in pocket-ic's shapes (`topology`, `get_subnet`, `create_canister_on_subnet`):
 //! one application subnet holding every canister (interface spec, "IC method subnet_info" and
 //! "The system state tree" name subnets by id), creation on a named subnet, and a clear refusal
-//! of topologies the simulator does not model yet.
+//! of topologies the simulator does not model yet (several subnets: `subnets.rs`).
 
 use candid::Principal;
 use ic_sim::{ErrorCode, IcSim, IcSimBuilder, RejectCode, SubnetInstructionConfig, SubnetKind};
@@ -66,20 +66,25 @@ fn an_unknown_subnet_is_refused() {
     assert_eq!(pic.canister_count(), 1);
 }
 
-/// One application subnet builds; any other topology is refused at build time with an error
-/// naming what is not supported.
+/// Up to `MAX_APPLICATION_SUBNETS` application subnets build; more, or a subnet of another kind,
+/// are refused at build time with an error naming what is not supported.
 #[test]
-fn only_a_single_application_subnet_builds() {
+fn only_application_subnets_build() {
     let pic = IcSimBuilder::new().with_application_subnet().build();
     assert_eq!(pic.topology().get_app_subnets().len(), 1);
 
-    let err = IcSimBuilder::new()
+    let pic = IcSimBuilder::new()
         .with_application_subnet()
         .with_application_subnet()
-        .try_build()
-        .err()
-        .expect("two subnets are refused");
-    assert!(err.contains("multiple subnets"), "{err}");
+        .build();
+    assert_eq!(pic.topology().get_app_subnets().len(), 2);
+
+    let mut builder = IcSimBuilder::new();
+    for _ in 0..=ic_sim::MAX_APPLICATION_SUBNETS {
+        builder = builder.with_application_subnet();
+    }
+    let err = builder.try_build().err().expect("too many subnets");
+    assert!(err.contains("at most"), "{err}");
 
     let err = IcSimBuilder::new()
         .with_nns_subnet()
