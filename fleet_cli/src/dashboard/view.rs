@@ -3,6 +3,7 @@
 //! confirmations) written here rather than in the page's script.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use candid::Principal;
 use fleet_api::rollout::method::RolloutEvents;
@@ -126,11 +127,18 @@ pub struct Action {
     pub confirm: String,
 }
 
-/// The per-canister results of a rollout, read again only when what they show may have
-/// changed: on mainnet a read is one query per 500 canisters.
+/// How long the failures table may lag behind a canister that is retrying after an error
+/// while no count changes.
+const RESULTS_MAX_AGE: Duration = Duration::from_secs(10);
+
+/// The per-canister results of a rollout (a read is one query per 500 canisters): read again
+/// when the failed, rolled back, deferred or retrying counts change, which is when the failures
+/// table and the causes change, and otherwise at most every [`RESULTS_MAX_AGE`] (a retrying
+/// canister's error changes no count).
 #[derive(Default)]
 pub struct ResultsCache {
-    key: Option<(u64, u64, u64, u64, u64, u64)>,
+    key: Option<(u64, u64, u64, u64, u64)>,
+    read_at: Option<Instant>,
     results: Vec<RolloutCanisterResult>,
 }
 
@@ -141,10 +149,14 @@ impl ResultsCache {
         s: &RolloutStatus,
     ) -> Result<&[RolloutCanisterResult], CliError> {
         let c = &s.counts;
-        let key = (s.id, c.failed, c.rolled_back, c.deferred(), c.busy, c.done);
-        if self.key != Some(key) {
+        let key = (s.id, c.failed, c.rolled_back, c.deferred(), c.busy);
+        let stale = self
+            .read_at
+            .is_none_or(|at| at.elapsed() >= RESULTS_MAX_AGE);
+        if self.key != Some(key) || stale {
             self.results = mgr::rollout_results(m)?;
             self.key = Some(key);
+            self.read_at = Some(Instant::now());
         }
         Ok(&self.results)
     }
