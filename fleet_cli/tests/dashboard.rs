@@ -479,16 +479,8 @@ fn the_rehearsal_serves_its_dashboard_while_it_runs() {
         let mut seen = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(300);
         while stop_rx.try_recv().is_err() && Instant::now() < deadline {
-            let mut s = std::net::TcpStream::connect(&host).unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-            write!(
-                s,
-                "GET /api/state HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-            )
-            .unwrap();
-            let mut raw = String::new();
-            let _ = std::io::Read::read_to_string(&mut s, &mut raw);
-            let body = raw.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+            let (_, body) = http_exchange(&host, &get_request("/api/state", &host))
+                .expect("the rehearsal serves its dashboard");
             if let Ok(v) = serde_json::from_str::<serde_json::Value>(&body) {
                 if let Some(r) = v.get("rollout").filter(|r| !r.is_null()) {
                     seen.push((

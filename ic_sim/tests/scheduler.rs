@@ -8,7 +8,7 @@ use ic_sim::management_canister::{CanisterInstallMode, InstallCodeArgs, UpgradeF
 use ic_sim::{query_candid, update_candid, IcSim, IcSimBuilder, RawMessageId, SimLimits};
 
 mod common;
-use common::{canister_info, install, probe, CallResult};
+use common::{canister_info, counted_limits, install, probe, CallResult};
 
 fn sim_with(limits: SimLimits) -> IcSim {
     IcSimBuilder::new().with_limits(limits).build()
@@ -71,21 +71,6 @@ fn a_call_and_its_response_complete_within_one_round() {
     let (r,): (CallResult,) = decode_args(&reply).unwrap();
     let (bytes,): (Vec<u8>,) = decode_args(&r.unwrap()).unwrap();
     assert_eq!(bytes.len(), 32);
-}
-
-/// Round accounting that is easy to follow: each execution counts 1B instructions of overhead,
-/// and a core starts the round with `round - max(slice, query) + 1` = 3B + 1 instructions.
-fn counted_limits(cores: usize) -> SimLimits {
-    SimLimits {
-        round_instructions: 4_000_000_000,
-        slice_instructions: 1_000_000_000,
-        query_instructions: 1_000_000_000,
-        overhead_per_execution: 1_000_000_000,
-        overhead_per_canister: 0,
-        overhead_per_canister_for_finalization: 0,
-        scheduler_cores: cores,
-        ..SimLimits::default()
-    }
 }
 
 /// The replica starts an execution on a core while the core's budget for the round is

@@ -15,7 +15,7 @@ use ic_sim::{
 use sha2::Digest;
 
 mod common;
-use common::{call_raw, probe, CallResult};
+use common::{call_raw, counted_limits, probe, CallResult};
 
 fn sim_with_subnets(n: usize, limits: SimLimits) -> IcSim {
     let mut builder = IcSimBuilder::new().with_limits(limits);
@@ -172,29 +172,13 @@ fn a_call_across_subnets_takes_a_round_each_way_and_one_within_a_subnet_does_not
     assert_eq!(n, 1);
 }
 
-/// Round accounting that is easy to follow (see `tests/scheduler.rs`): one core, each
-/// execution counts 1B instructions of overhead against a round of 3B + 1, so a core runs
-/// three executions per round.
-fn counted_limits() -> SimLimits {
-    SimLimits {
-        round_instructions: 4_000_000_000,
-        slice_instructions: 1_000_000_000,
-        query_instructions: 1_000_000_000,
-        overhead_per_execution: 1_000_000_000,
-        overhead_per_canister: 0,
-        overhead_per_canister_for_finalization: 0,
-        scheduler_cores: 1,
-        ..SimLimits::default()
-    }
-}
-
 /// Each subnet's round has its own instruction budget: while twelve busy canisters on one
 /// subnet need four rounds to get through their messages, a message to a canister on another
 /// subnet, submitted after them, completes in the first round; on the busy subnet the same
 /// message waits its turn.
 #[test]
 fn a_busy_subnet_does_not_delay_a_canister_on_another_subnet() {
-    let pic = sim_with_subnets(2, counted_limits());
+    let pic = sim_with_subnets(2, counted_limits(1));
     let subnets = pic.get_app_subnets();
     let busy: Vec<_> = (0..12).map(|_| install_on(&pic, subnets[0])).collect();
     let late_on_busy = install_on(&pic, subnets[0]);
@@ -359,7 +343,7 @@ fn creations_go_to_the_subnet_their_effective_principal_or_id_names() {
 /// canister of another subnet after them runs in the first round.
 #[test]
 fn a_busy_subnet_does_not_delay_management_messages_of_another_subnet() {
-    let pic = sim_with_subnets(2, counted_limits());
+    let pic = sim_with_subnets(2, counted_limits(1));
     let subnets = pic.get_app_subnets();
     let busy = pic.create_canister_on_subnet(None, None, subnets[0]);
     let other = pic.create_canister_on_subnet(None, None, subnets[1]);

@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use candid::Principal;
 use fleet_api::rollout::method::RolloutEvents;
 use fleet_api::rollout::{
     EventKind, Failure, FleetMetrics, HaltReason, Job, LogPageArg, OpKind, Outcome, Phase,
@@ -491,10 +490,6 @@ fn events(m: &Manager) -> Result<Vec<EventRow>, CliError> {
     Ok(rows)
 }
 
-fn short(p: &Principal) -> String {
-    p.to_text()
-}
-
 pub fn event_text(kind: &EventKind) -> String {
     match kind {
         EventKind::Started { canisters } => format!("started with {canisters} canisters"),
@@ -514,7 +509,7 @@ pub fn event_text(kind: &EventKind) -> String {
             failure,
         } => format!(
             "{} {:?}{}",
-            short(canister),
+            canister.to_text(),
             outcome,
             failure
                 .as_ref()
@@ -532,16 +527,16 @@ pub fn event_text(kind: &EventKind) -> String {
         EventKind::StartRetrying { canister, error } => {
             format!(
                 "{} does not start, retrying: {}",
-                short(canister),
+                canister.to_text(),
                 error.message
             )
         }
         EventKind::Requested { canister, ticket } => {
-            format!("owner request {ticket} for {}", short(canister))
+            format!("owner request {ticket} for {}", canister.to_text())
         }
         EventKind::SnapshotDeleteFailed { canister, error } => format!(
             "deleting the snapshot of {} failed: {}",
-            short(canister),
+            canister.to_text(),
             error.message
         ),
     }
@@ -634,6 +629,7 @@ fn actions(s: &RolloutStatus, can_roll_back: bool) -> Actions {
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
+    use candid::Principal;
     use fleet_api::rollout::{DeferralCounts, Release, StateCounts, WaveLabel};
 
     /// A halted rollout of 13 canisters in two stages, also the chart's test input.

@@ -267,42 +267,43 @@ impl Ic for FailsNth {
     }
 }
 
-/// `fleet dashboard`'s server: one HTTP/1.1 exchange with the dashboard from another thread while this one serves it;
-/// returns the status code and the body.
-pub fn dashboard_exchange(d: &Dashboard, request: String) -> (u16, String) {
-    let addr = d
-        .url()
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_string();
-    let client = std::thread::spawn(move || {
-        let mut s = TcpStream::connect(&addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        s.write_all(request.as_bytes()).unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        out
-    });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !client.is_finished() {
-        assert!(Instant::now() < deadline, "no answer from the dashboard");
-        d.serve_for(Duration::from_millis(20));
-    }
-    let raw = client.join().unwrap();
+/// An HTTP/1.1 GET of `path` from `host`, closing the connection after the answer.
+pub fn get_request(path: &str, host: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
+}
+
+/// Sends `request` to `host` (`127.0.0.1:PORT`) and returns the status code and the body. The
+/// server must be served meanwhile, by another thread than this one.
+pub fn http_exchange(host: &str, request: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect(host)?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    s.write_all(request.as_bytes())?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw)?;
     let status = raw
         .split(' ')
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
     let body = raw.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-    (status, body)
+    Ok((status, body))
+}
+
+/// `fleet dashboard`'s server: one HTTP/1.1 exchange with the dashboard from another thread
+/// while this one serves it; returns the status code and the body.
+pub fn dashboard_exchange(d: &Dashboard, request: String) -> (u16, String) {
+    let host = dashboard_host(d);
+    let client = std::thread::spawn(move || http_exchange(&host, &request).unwrap());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !client.is_finished() {
+        assert!(Instant::now() < deadline, "no answer from the dashboard");
+        d.serve_for(Duration::from_millis(20));
+    }
+    client.join().unwrap()
 }
 
 pub fn dashboard_get(d: &Dashboard, path: &str, host: &str) -> (u16, String) {
-    dashboard_exchange(
-        d,
-        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
-    )
+    dashboard_exchange(d, get_request(path, host))
 }
 
 pub fn dashboard_post(

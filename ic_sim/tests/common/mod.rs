@@ -3,7 +3,7 @@
 
 use candid::{decode_one, encode_one, Principal};
 use ic_sim::management_canister::{CanisterInfoArgs, CanisterInfoResult};
-use ic_sim::{update_candid, IcSim};
+use ic_sim::{update_candid, IcSim, SimLimits};
 
 /// What `sim_probe`'s `call_raw` returns: the reply, or the reject code and message.
 pub type CallResult = Result<Vec<u8>, (u32, String)>;
@@ -55,4 +55,20 @@ pub fn canister_info(
     )
     .expect("canister_info");
     decode_one(&reply).unwrap()
+}
+
+/// Round accounting that is easy to follow: each execution counts 1B instructions of overhead,
+/// and a core starts the round with `round - max(slice, query) + 1` = 3B + 1 instructions, so
+/// it runs three executions per round.
+pub fn counted_limits(cores: usize) -> SimLimits {
+    SimLimits {
+        round_instructions: 4_000_000_000,
+        slice_instructions: 1_000_000_000,
+        query_instructions: 1_000_000_000,
+        overhead_per_execution: 1_000_000_000,
+        overhead_per_canister: 0,
+        overhead_per_canister_for_finalization: 0,
+        scheduler_cores: cores,
+        ..SimLimits::default()
+    }
 }
