@@ -260,6 +260,9 @@ pub struct UserCanister {
     pub history: Vec<UpgradeEvent>,
     pub created_at_ns: u64,
     pub updated_at_ns: u64,
+    /// The subnet the canister lives on; `None` for a canister registered before the manager
+    /// recorded subnets, which is on the manager's own subnet.
+    pub subnet: Option<Principal>,
 }
 
 /// Which records `list_user_canisters` pages through.
@@ -378,6 +381,8 @@ pub enum CreateUserCanisterError {
     BudgetExhausted {
         retry_after_secs: u64,
     },
+    /// Under the `Fill` placement every subnet holds its limit of canisters.
+    NoSubnetWithRoom,
 }
 
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -385,6 +390,10 @@ pub struct AdoptCanisterArg {
     pub canister_id: Principal,
     /// The owner to record; default: the caller.
     pub owner: Option<Principal>,
+    /// The subnet the canister lives on, when it is not the manager's own: one the manager
+    /// uses (`add_subnet`), whose store its upgrades install from. A canister cannot learn
+    /// another's subnet, so the adopter names it.
+    pub subnet: Option<Principal>,
 }
 
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -412,6 +421,81 @@ pub enum AdoptCanisterError {
     UnknownModule {
         module_hash: Option<Vec<u8>>,
     },
+    /// The named subnet is not one the manager uses (`add_subnet` first).
+    UnknownSubnet(Principal),
+}
+
+// ---------------------------------------------------------------------------------------------
+// Subnets
+// ---------------------------------------------------------------------------------------------
+
+/// Most subnets a manager provisions on besides its own.
+pub const MAX_SUBNETS: usize = 8;
+
+/// Where `create_user_canister` places a new canister. The manager's own subnet comes first,
+/// then the added subnets in the order they were added.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// The manager's own subnet only (the default).
+    OwnSubnet,
+    /// Each subnet up to this many canisters, then the next one.
+    Fill { max_per_subnet: u64 },
+    /// The subnet with the fewest canisters (ties: the earlier one).
+    Spread,
+    /// Always this subnet (the manager's own or an added one).
+    Subnet(Principal),
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct AddSubnetArg {
+    pub subnet: Principal,
+    /// Cycles the new store canister receives, on top of what creating it costs.
+    pub store_cycles: u128,
+}
+
+/// One subnet the fleet uses, and the store canister installs there take their chunks from.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SubnetInfo {
+    pub subnet: Principal,
+    /// The canister whose IC chunk store holds the releases for this subnet: the manager
+    /// itself on its own subnet, else a code-free canister the manager alone controls
+    /// (`install_chunked_code` takes chunks only from a store on the target's subnet).
+    pub store: Principal,
+    /// True for the manager's own subnet.
+    pub own: bool,
+    /// Registered canisters on this subnet.
+    pub canisters: u64,
+    pub chunk_store: ChunkStoreStatus,
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SubnetsView {
+    pub placement: Placement,
+    /// The manager's own subnet first.
+    pub subnets: Vec<SubnetInfo>,
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum SubnetError {
+    NotAuthorized,
+    /// The subnet is the manager's own, or was added already.
+    AlreadyAdded,
+    TooManySubnets {
+        max: u32,
+    },
+    /// Not a subnet the manager uses.
+    UnknownSubnet(Principal),
+    /// `Fill` with a limit of 0.
+    InvalidPlacement(String),
+    InsufficientCycles {
+        available: u128,
+        needed: u128,
+    },
+    /// The cycles minting canister did not create the store canister (cycles refunded).
+    CreateFailed(String),
+    /// Mirroring the releases still needed into the new store failed; the subnet is added and
+    /// the store is filled again when a release is needed there.
+    Mirror(MirrorError),
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -584,6 +668,8 @@ crate::endpoint::reply! {
     GetUserCanisterReply(UserCanister, GetUserCanisterError);
     ListUserCanistersReply(UserCanisterPage, ListUserCanistersError);
     SetUpgradePolicyReply(UserCanister, SetUpgradePolicyError);
+    AddSubnetReply(SubnetInfo, SubnetError);
+    SetPlacementReply(SubnetsView, SubnetError);
 }
 
 /// The manager's settings, operators, releases and registry methods; the rollout methods are
@@ -625,5 +711,8 @@ pub mod method {
         query UserCanisterCount = "user_canister_count" () -> u64;
         update SetUpgradePolicy = "set_upgrade_policy" (SetUpgradePolicyArg)
             -> SetUpgradePolicyReply;
+        update AddSubnet = "add_subnet" (AddSubnetArg) -> AddSubnetReply;
+        update SetPlacement = "set_placement" (Placement) -> SetPlacementReply;
+        query ListSubnets = "list_subnets" () -> SubnetsView;
     }
 }

@@ -297,6 +297,45 @@ fn upgrade_by_phrase_installs_v2_keeps_notes_and_rollback_restores_v1() {
     assert_eq!(status.json["snapshots"].as_array().unwrap().len(), 1);
 }
 
+/// A canister on another subnet than its manager's is upgraded by its phrase all the same:
+/// the recovery controller stages the module in the canister's own chunk store, which is on
+/// the canister's subnet wherever that is.
+#[test]
+fn a_canister_on_another_subnet_than_its_manager_is_upgraded_by_its_phrase() {
+    let world = World::with_subnets(3);
+    let subnets = world.sim.get_app_subnets();
+    assert_eq!(subnets.len(), 3);
+    let manager = world.sim.create_canister_on_subnet(None, None, subnets[0]);
+    let owner = user(2);
+    let recovery = principal_of(PHRASE);
+    let canister = world.user_canister_on(Some(subnets[2]), manager, recovery, owner, manager);
+    assert_eq!(world.sim.get_subnet(canister), Some(subnets[2]));
+    world.put_note(canister, owner, "a", "kept across the upgrade");
+    let notes = world.notes(canister, owner);
+    let v2 = user_wasm(&["v2"]);
+    let wasm = world.dir.file("v2.wasm", &v2);
+    let phrase_file = world.dir.file("phrase.txt", PHRASE.as_bytes());
+    let id = canister.to_text();
+    let out = world
+        .fleet(&[
+            "--json",
+            "recovery",
+            "upgrade",
+            "--canister",
+            &id,
+            "--phrase-file",
+            &phrase_file,
+            "--wasm",
+            &wasm,
+        ])
+        .unwrap();
+    assert_eq!(out.json["outcome"], "upgraded");
+    assert_eq!(world.module_hash(canister), Some(sha256(&v2)));
+    assert_eq!(world.version(canister), "2.0.0");
+    assert_eq!(world.notes(canister, owner), notes);
+    assert_eq!(world.sim.get_subnet(canister), Some(subnets[2]));
+}
+
 #[test]
 fn gzipped_module_is_installed_and_reported_by_the_hash_of_the_file() {
     use std::io::Write;

@@ -168,7 +168,9 @@ pub fn ingress_rule(method: &str) -> Option<IngressRule> {
         | "update_allowlist"
         | "set_release_policy"
         | "shorten_notice"
-        | "manage_canister" => AnyRole(ADMIN),
+        | "manage_canister"
+        | "add_subnet"
+        | "set_placement" => AnyRole(ADMIN),
         // The handler checks the request's own role; cancelling is also the proposer's.
         "approve_request" | "cancel_request" => AnyRole(ANY),
         "begin_release"

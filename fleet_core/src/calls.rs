@@ -6,10 +6,11 @@
 //! health check is a bounded-wait call, so an unresponsive user canister cannot keep the
 //! manager from stopping (interface spec, "Bounded-wait calls").
 
-use crate::chunk_store::ensure_mirrored;
+use crate::chunk_store::ensure_mirrored_in;
 use crate::rollouts;
 use crate::runtime::{bad_reply, CallResult, Runtime};
 use crate::state;
+use crate::subnets;
 use crate::wire::{self, InstallMode};
 use candid::{Encode, Principal};
 use fleet_api::user::{UserCanisterArg, UserUpgradeArg};
@@ -150,7 +151,7 @@ fn upgrade_arg(module_hash: &[u8]) -> Vec<u8> {
     })
 }
 
-/// `install_chunked_code` in upgrade mode from the manager's own chunk store.
+/// `install_chunked_code` in upgrade mode from the chunk store of the canister's subnet.
 async fn install<R: Runtime>(rt: &R, canister: Principal, module_hash: &[u8]) -> ActionResult {
     let failed = |message: String| {
         ActionResult::InstallFailed(CallError {
@@ -158,14 +159,17 @@ async fn install<R: Runtime>(rt: &R, canister: Principal, module_hash: &[u8]) ->
             message,
         })
     };
-    let mirrored = match state::with(|s| s.mirror_state().get(module_hash).cloned()) {
+    let Some(store) = subnets::store_for_canister(rt, &canister) else {
+        return failed("the canister's subnet is not one the manager uses".into());
+    };
+    let mirrored = match subnets::mirror_of(&store).get(module_hash).cloned() {
         Some(m) => m,
         // Evicted from the chunk store since the rollout started: put it back first.
         None => {
             let Some(meta) = state::with(|s| s.store.get_by_sha256(module_hash)) else {
                 return failed("the target release is no longer in the manager's store".into());
             };
-            match ensure_mirrored(rt, &meta.version).await {
+            match ensure_mirrored_in(rt, &meta.version, &store).await {
                 Ok(m) => m,
                 Err(e) => return failed(format!("mirroring {}: {e:?}", meta.version)),
             }
@@ -175,6 +179,7 @@ async fn install<R: Runtime>(rt: &R, canister: Principal, module_hash: &[u8]) ->
     // bytes it sends.
     let args = rt.install_chunked_args(
         InstallMode::Upgrade,
+        store.canister,
         canister,
         &mirrored.chunk_hashes,
         module_hash,

@@ -1,9 +1,12 @@
-//! Mirror of releases into the manager's own IC chunk store.
+//! Mirror of releases into IC chunk stores: the manager's own, and one store canister per
+//! other subnet the fleet uses.
 //!
-//! Installing with `install_chunked_code` and `store_canister = manager` sends 32-byte hashes
-//! instead of the module (interface spec, "IC method `install_chunked_code`"), so each release
-//! is uploaded into the store once (`upload_chunk` on the manager itself) and reused for every
-//! install and upgrade.
+//! Installing with `install_chunked_code` and a `store_canister` sends 32-byte hashes instead
+//! of the module (interface spec, "IC method `install_chunked_code`"), so each release is
+//! uploaded into a store once (`upload_chunk`) and reused for every install and upgrade. The
+//! IC takes chunks only from a store on the target's subnet, so a canister on another subnet
+//! installs from that subnet's store canister ([`crate::subnets`]), which the manager fills
+//! the same way, as its controller. Each store has its own [`MirrorState`].
 //!
 //! Policy, as the store holds at most 100 chunks of 1 MiB (interface spec, "IC method
 //! `upload_chunk`"):
@@ -21,6 +24,7 @@
 use crate::runtime::{CallError, Runtime};
 use crate::state::{self, MirrorGuard};
 use crate::stored::{MirroredRelease, ReleaseRef};
+use crate::subnets::{self, StoreRef};
 use candid::CandidType;
 use fleet_api::manager::{ChunkStoreStatus, MirrorError, CHUNK_STORE_CAPACITY};
 use serde::{Deserialize, Serialize};
@@ -143,47 +147,74 @@ fn call_failed(method: &str) -> impl FnOnce(CallError) -> MirrorError + '_ {
     }
 }
 
-/// Mirrors the finalized release `version` into the chunk store according to the policy above
-/// and returns its chunk hashes.
+/// Mirrors the finalized release `version` into the manager's own chunk store according to
+/// the policy above and returns its chunk hashes.
 pub async fn ensure_mirrored<R: Runtime>(
     rt: &R,
     version: &str,
 ) -> Result<MirroredRelease, MirrorError> {
+    ensure_mirrored_in(rt, version, &subnets::own_store(rt)).await
+}
+
+/// [`ensure_mirrored`] into `store`'s chunk store.
+pub async fn ensure_mirrored_in<R: Runtime>(
+    rt: &R,
+    version: &str,
+    store: &StoreRef,
+) -> Result<MirroredRelease, MirrorError> {
     let target = state::with(|s| s.store.get(version))
         .map(|meta| Wanted::from(&meta))
         .ok_or(MirrorError::UnknownRelease)?;
-    if let Some(done) = state::with(|s| s.mirror_state().get(&target.release.sha256).cloned()) {
+    if let Some(done) = subnets::mirror_of(store)
+        .get(&target.release.sha256)
+        .cloned()
+    {
         return Ok(done);
     }
     let _guard = MirrorGuard::acquire().ok_or(MirrorError::Busy)?;
     let keep = releases_to_keep();
-    let current = state::with(|s| s.mirror_state());
+    let current = subnets::mirror_of(store);
     match plan(&current, &target, &keep, CHUNK_STORE_CAPACITY)? {
         Plan::Ready => {}
-        Plan::Upload => upload_release(rt, &target).await?,
+        Plan::Upload => upload_release(rt, store, &target).await?,
         Plan::ClearAndMirror(releases) => {
-            rt.clear_chunk_store()
+            rt.clear_chunk_store(store.canister)
                 .await
                 .map_err(call_failed("clear_chunk_store"))?;
-            state::with_mut(|s| s.set_mirror_state(MirrorState::default()));
+            subnets::set_mirror_of(store, MirrorState::default());
             for wanted in &releases {
-                upload_release(rt, wanted).await?;
+                upload_release(rt, store, wanted).await?;
             }
         }
     }
-    state::with(|s| s.mirror_state().get(&target.release.sha256).cloned())
+    subnets::mirror_of(store)
+        .get(&target.release.sha256)
+        .cloned()
         .ok_or(MirrorError::UnknownRelease)
 }
 
-async fn upload_release<R: Runtime>(rt: &R, wanted: &Wanted) -> Result<(), MirrorError> {
+/// Mirrors the releases still needed (the default release, a running rollout's target) into
+/// a store that has just been added.
+pub async fn mirror_needed<R: Runtime>(rt: &R, store: &StoreRef) -> Result<(), MirrorError> {
+    for wanted in releases_to_keep() {
+        ensure_mirrored_in(rt, &wanted.release.version, store).await?;
+    }
+    Ok(())
+}
+
+async fn upload_release<R: Runtime>(
+    rt: &R,
+    store: &StoreRef,
+    wanted: &Wanted,
+) -> Result<(), MirrorError> {
     for (index, hash) in wanted.chunk_hashes.iter().enumerate() {
-        if state::with(|s| s.mirror_state().stored.contains(hash)) {
+        if subnets::mirror_of(store).stored.contains(hash) {
             continue;
         }
         let bytes = state::with(|s| s.store.chunk(&wanted.release.version, index as u32))
             .map_err(|_| MirrorError::UnknownRelease)?;
         let returned = rt
-            .upload_chunk(bytes)
+            .upload_chunk(store.canister, bytes)
             .await
             .map_err(call_failed("upload_chunk"))?;
         if &returned != hash {
@@ -197,24 +228,20 @@ async fn upload_release<R: Runtime>(rt: &R, wanted: &Wanted) -> Result<(), Mirro
                 ),
             });
         }
-        state::with_mut(|s| {
-            let mut m = s.mirror_state();
-            if !m.stored.contains(&returned) {
-                m.stored.push(returned);
-            }
-            s.set_mirror_state(m);
+        let mut m = subnets::mirror_of(store);
+        if !m.stored.contains(&returned) {
+            m.stored.push(returned);
+        }
+        subnets::set_mirror_of(store, m);
+    }
+    let mut m = subnets::mirror_of(store);
+    if m.get(&wanted.release.sha256).is_none() {
+        m.releases.push(MirroredRelease {
+            release: wanted.release.clone(),
+            chunk_hashes: wanted.chunk_hashes.clone(),
         });
     }
-    state::with_mut(|s| {
-        let mut m = s.mirror_state();
-        if m.get(&wanted.release.sha256).is_none() {
-            m.releases.push(MirroredRelease {
-                release: wanted.release.clone(),
-                chunk_hashes: wanted.chunk_hashes.clone(),
-            });
-        }
-        s.set_mirror_state(m);
-    });
+    subnets::set_mirror_of(store, m);
     Ok(())
 }
 

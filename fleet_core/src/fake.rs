@@ -19,6 +19,8 @@ use std::task::{Context, Poll, Waker};
 
 /// Fee the fake charges for `create_canister`.
 pub const CREATE_FEE: u128 = 500_000_000_000;
+/// The manager's subnet in the fake.
+pub const OWN_SUBNET: Principal = Principal::from_slice(&[0xAA; 29]);
 /// Cycles of a canister the fake holds.
 pub const CANISTER_CYCLES: u128 = 10_000_000_000_000;
 
@@ -61,8 +63,10 @@ pub struct FakeIc {
     balance: Cell<u128>,
     next_id: Cell<u8>,
     canisters: RefCell<BTreeMap<Principal, Canister>>,
-    /// The manager's chunk store: hash → chunk.
-    chunks: RefCell<BTreeMap<Vec<u8>, Vec<u8>>>,
+    /// Chunk stores: (store canister, hash) → chunk.
+    chunks: RefCell<BTreeMap<(Principal, Vec<u8>), Vec<u8>>>,
+    /// The subnet of each canister not on [`OWN_SUBNET`].
+    subnet_of: RefCell<BTreeMap<Principal, Principal>>,
     /// The app version each module reports in `fleet_health`.
     versions: RefCell<BTreeMap<Vec<u8>, String>>,
     /// Modules whose `fleet_health` reports unhealthy.
@@ -86,6 +90,7 @@ impl FakeIc {
             next_id: Cell::new(0),
             canisters: RefCell::default(),
             chunks: RefCell::default(),
+            subnet_of: RefCell::default(),
             versions: RefCell::default(),
             broken: RefCell::default(),
             rejects: RefCell::default(),
@@ -142,11 +147,58 @@ impl FakeIc {
     /// Puts `chunk` into the manager's chunk store, as if uploaded earlier.
     pub fn put_chunk(&self, chunk: Vec<u8>) {
         let hash = Sha256::digest(&chunk).to_vec();
-        self.chunks.borrow_mut().insert(hash, chunk);
+        self.chunks.borrow_mut().insert((self.self_id, hash), chunk);
     }
 
+    /// Chunks in the manager's own chunk store.
     pub fn chunk_count(&self) -> usize {
-        self.chunks.borrow().len()
+        self.chunks_of(self.self_id)
+    }
+
+    /// Chunks in `store`'s chunk store.
+    pub fn chunks_of(&self, store: Principal) -> usize {
+        self.chunks
+            .borrow()
+            .keys()
+            .filter(|(s, _)| *s == store)
+            .count()
+    }
+
+    /// The subnet of `canister`.
+    pub fn subnet(&self, canister: Principal) -> Principal {
+        self.subnet_of
+            .borrow()
+            .get(&canister)
+            .copied()
+            .unwrap_or(OWN_SUBNET)
+    }
+
+    /// The cycles minting canister's `create_canister` on the subnet the argument selects
+    /// (its own candid types; any subnet id but [`OWN_SUBNET`] is another subnet).
+    fn cmc(&self, args: &[u8], cycles: u128) -> CallResult<Vec<u8>> {
+        self.calls
+            .borrow_mut()
+            .push((crate::subnets::CMC, "create_canister"));
+        if let Some(e) = self.injected("create_canister", crate::subnets::CMC) {
+            return Err(e);
+        }
+        let (subnet, controllers) = crate::subnets::decode_cmc_create_args(args)
+            .map_err(|e| reject(5, &format!("argument did not decode: {e}")))?;
+        if cycles < CREATE_FEE {
+            return Err(reject(4, "create_canister needs the creation fee"));
+        }
+        self.next_id.set(self.next_id.get() + 1);
+        let id = Principal::from_slice(&[self.next_id.get(), 0, 0, 0, 0, 0, 0, 0, 1, 1]);
+        self.add_canister(id, controllers, None);
+        self.canisters
+            .borrow_mut()
+            .get_mut(&id)
+            .expect("added")
+            .cycles = cycles - CREATE_FEE;
+        if subnet != OWN_SUBNET {
+            self.subnet_of.borrow_mut().insert(id, subnet);
+        }
+        Ok(crate::subnets::encode_cmc_created(id))
     }
 
     /// `module` reports `version` in `fleet_health`.
@@ -253,16 +305,15 @@ impl FakeIc {
             "install_chunked_code" => {
                 let a: mc::InstallChunkedCodeArgs = decode(args)?;
                 let id = target(a.target_canister)?;
-                assert_eq!(
-                    a.store_canister,
-                    Some(self.self_id),
-                    "the manager's own store"
-                );
+                let store = a.store_canister.unwrap_or(id);
+                if self.subnet(store) != self.subnet(id) {
+                    return Err(reject(3, "the store canister is on another subnet"));
+                }
                 let module = {
                     let chunks = self.chunks.borrow();
                     let mut module = Vec::new();
                     for h in &a.chunk_hashes_list {
-                        match chunks.get(&h.hash) {
+                        match chunks.get(&(store, h.hash.clone())) {
                             Some(c) => module.extend_from_slice(c),
                             None => return Err(reject(5, "a chunk is not in the store")),
                         }
@@ -291,16 +342,20 @@ impl FakeIc {
             }
             "upload_chunk" => {
                 let a: mc::UploadChunkArgs = decode(args)?;
-                target(a.canister_id)?;
-                assert_eq!(a.canister_id, self.self_id, "the manager's own store");
+                let store = target(a.canister_id)?;
+                if store != self.self_id {
+                    drop(self.controlled(store)?);
+                }
                 let hash = Sha256::digest(&a.chunk).to_vec();
-                self.chunks.borrow_mut().insert(hash.clone(), a.chunk);
+                self.chunks
+                    .borrow_mut()
+                    .insert((store, hash.clone()), a.chunk);
                 reply(&HashReply { hash })
             }
             "clear_chunk_store" => {
                 let a: mc::CanisterIdRecord = decode(args)?;
-                target(a.canister_id)?;
-                self.chunks.borrow_mut().clear();
+                let store = target(a.canister_id)?;
+                self.chunks.borrow_mut().retain(|(s, _), _| *s != store);
                 reply(&())
             }
             "canister_status" => {
@@ -429,6 +484,10 @@ impl Runtime for FakeIc {
         self.self_id
     }
 
+    fn subnet_self(&self) -> Principal {
+        OWN_SUBNET
+    }
+
     fn canister_version(&self) -> u64 {
         1
     }
@@ -483,6 +542,8 @@ impl Runtime for FakeIc {
         self.balance.set(left);
         let result = if callee == Principal::management_canister() {
             self.management(method, args, cycles)
+        } else if callee == crate::subnets::CMC {
+            self.cmc(args, cycles)
         } else {
             self.user_canister(callee, method)
         };

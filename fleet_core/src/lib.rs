@@ -24,6 +24,7 @@ pub mod rollouts;
 pub mod runtime;
 pub mod state;
 pub mod stored;
+pub mod subnets;
 pub mod wire;
 
 #[cfg(test)]

@@ -105,6 +105,10 @@ pub const REQUESTS: MemoryId = MemoryId::new(27);
 /// The release store's interfaces: module sha256 → `ReleaseInterface` (the fifth memory of
 /// `wasm_store`; an earlier manager never wrote it, so it starts empty without a migration).
 pub const RELEASE_INTERFACES: MemoryId = MemoryId::new(28);
+/// `StableCell<Stored<subnets::SubnetsState>>`: the placement and the subnets added besides
+/// the manager's own, each with its store canister, canister count and mirror state (new in
+/// a manager that had none, so it starts empty without a migration).
+pub const SUBNETS: MemoryId = MemoryId::new(29);
 
 thread_local! {
     static MEMORY_MANAGER: RefCell<MemoryManager<DefaultMemoryImpl>> =

@@ -6,13 +6,14 @@
 
 use crate::access::Caller;
 use crate::admission;
-use crate::chunk_store::ensure_mirrored;
+use crate::chunk_store::ensure_mirrored_in;
 use crate::registry::push_history;
 use crate::runtime::{Runtime, NOT_SENT};
 use crate::state::{self, CreationGuard, CreationRefused};
 use crate::stored::{
     CanisterStatus, RegistryRecord, ReleaseRef, UpgradeEvent, UpgradeOutcome, UpgradePolicy,
 };
+use crate::subnets;
 use crate::wire::InstallMode;
 use candid::{Encode, Principal};
 use fleet_api::manager::{
@@ -112,8 +113,13 @@ async fn create<R: Runtime>(
         admitted.undo();
         admission::release(reservation);
     };
-    // Mirror first: a chunk store problem then costs no canister.
-    if let Err(e) = ensure_mirrored(rt, &default.version).await {
+    // The placement, then the mirror: a chunk store problem then costs no canister.
+    let Some(store) = subnets::choose(rt).and_then(|subnet| subnets::store_of(rt, Some(subnet)))
+    else {
+        refund();
+        return Err(E::NoSubnetWithRoom);
+    };
+    if let Err(e) = ensure_mirrored_in(rt, &default.version, &store).await {
         refund();
         return Err(E::Mirror(e));
     }
@@ -124,10 +130,15 @@ async fn create<R: Runtime>(
         return Err(e);
     }
     let manager = rt.self_id();
-    let canister_id = match rt
-        .create_canister(vec![manager, recovery], settings.user_canister_cycles)
-        .await
-    {
+    let controllers = vec![manager, recovery];
+    let created = if store.own {
+        rt.create_canister(controllers, settings.user_canister_cycles)
+            .await
+    } else {
+        rt.create_canister_on(store.subnet, controllers, settings.user_canister_cycles)
+            .await
+    };
+    let canister_id = match created {
         Ok(id) => id,
         // Not sent: the manager's queue to the management canister is full (or it could not
         // pay); nothing was created, so the owner may simply try again.
@@ -160,8 +171,10 @@ async fn create<R: Runtime>(
         history: vec![],
         created_at_ns: now,
         updated_at_ns: now,
+        subnet: Some(store.subnet),
     };
     state::with_mut(|s| s.registry.put(record.clone()));
+    subnets::count_registered(rt, store.subnet);
     Ok(record)
 }
 
@@ -182,7 +195,8 @@ async fn install<R: Runtime>(
     use CreateUserCanisterError as E;
     let release: ReleaseRef =
         state::with(|s| s.settings().default_release).ok_or(E::NoDefaultRelease)?;
-    let mirrored = ensure_mirrored(rt, &release.version)
+    let store = subnets::store_of(rt, record.subnet).ok_or(E::NoSubnetWithRoom)?;
+    let mirrored = ensure_mirrored_in(rt, &release.version, &store)
         .await
         .map_err(E::Mirror)?;
     let init = UserCanisterArg::Init(UserInitArg {
@@ -195,6 +209,7 @@ async fn install<R: Runtime>(
     let result = rt
         .install_chunked(
             InstallMode::Install,
+            store.canister,
             record.canister_id,
             &mirrored.chunk_hashes,
             &release.sha256,
@@ -278,6 +293,14 @@ pub async fn adopt_canister<R: Runtime>(
         })
     };
     check_free()?;
+    let subnet = match arg.subnet {
+        None => rt.subnet_self(),
+        Some(s) => {
+            subnets::store_of(rt, Some(s))
+                .ok_or(E::UnknownSubnet(s))?
+                .subnet
+        }
+    };
     let _guard = CreationGuard::acquire(owner).map_err(|_| E::InProgress)?;
     let status = rt
         .canister_status(id)
@@ -321,6 +344,7 @@ pub async fn adopt_canister<R: Runtime>(
         history: vec![],
         created_at_ns: now,
         updated_at_ns: now,
+        subnet: Some(subnet),
     };
     push_history(
         &mut record,
@@ -332,6 +356,7 @@ pub async fn adopt_canister<R: Runtime>(
         },
     );
     state::with_mut(|s| s.registry.put(record.clone()));
+    subnets::count_registered(rt, subnet);
     Ok(record)
 }
 
@@ -524,6 +549,79 @@ mod tests {
         );
     }
 
+    /// An added subnet gets a code-free store canister, created through the CMC on it and
+    /// controlled by the manager alone, holding the default release; `Spread` then places
+    /// canisters on both subnets, each installed from its own subnet's store (the fake, like
+    /// the IC, refuses a store on another subnet), and the registry records each subnet.
+    #[test]
+    fn an_added_subnet_gets_a_store_and_spread_places_canisters_on_both() {
+        use fleet_api::manager::{AddSubnetArg, Placement, SubnetError};
+        let rt = fake();
+        publish_default(&rt);
+        let other = p(77);
+        assert_eq!(
+            subnets::set_placement(&rt, Placement::Subnet(other)),
+            Err(SubnetError::UnknownSubnet(other))
+        );
+        assert!(matches!(
+            subnets::set_placement(&rt, Placement::Fill { max_per_subnet: 0 }),
+            Err(SubnetError::InvalidPlacement(_))
+        ));
+        let info = block_on(subnets::add_subnet(
+            &rt,
+            AddSubnetArg {
+                subnet: other,
+                store_cycles: 1_000,
+            },
+        ))
+        .unwrap();
+        assert_eq!(info.subnet, other);
+        assert!(!info.own);
+        let store = rt.canister(info.store).expect("the store exists");
+        assert_eq!(store.controllers, vec![MANAGER]);
+        assert_eq!(store.module_hash, None, "a store runs no code");
+        assert_eq!(rt.subnet(info.store), other);
+        assert_eq!(
+            rt.chunks_of(info.store),
+            1,
+            "the default release is mirrored"
+        );
+        assert_eq!(info.chunk_store.releases.len(), 1);
+        assert_eq!(
+            block_on(subnets::add_subnet(
+                &rt,
+                AddSubnetArg {
+                    subnet: other,
+                    store_cycles: 0
+                }
+            )),
+            Err(SubnetError::AlreadyAdded)
+        );
+        subnets::set_placement(&rt, Placement::Spread).unwrap();
+        let records: Vec<RegistryRecord> = (1..=4)
+            .map(|n| block_on(create_user_canister(&rt, p(n), arg(p(100)))).unwrap())
+            .collect();
+        for r in &records {
+            assert_eq!(r.status, CanisterStatus::Active, "{r:?}");
+            assert_eq!(r.subnet, Some(rt.subnet(r.canister_id)));
+        }
+        let on_other = records.iter().filter(|r| r.subnet == Some(other)).count();
+        assert_eq!(on_other, 2, "spread evenly");
+        let view = subnets::view(&rt);
+        let counts: Vec<u64> = view.subnets.iter().map(|i| i.canisters).collect();
+        assert_eq!(counts, vec![2, 2]);
+        // `Fill` up to 3: the own subnet takes one more, then the other.
+        subnets::set_placement(&rt, Placement::Fill { max_per_subnet: 3 }).unwrap();
+        let fifth = block_on(create_user_canister(&rt, p(5), arg(p(100)))).unwrap();
+        assert_eq!(fifth.subnet, Some(crate::fake::OWN_SUBNET));
+        let sixth = block_on(create_user_canister(&rt, p(6), arg(p(100)))).unwrap();
+        assert_eq!(sixth.subnet, Some(other));
+        assert_eq!(
+            block_on(create_user_canister(&rt, p(7), arg(p(100)))),
+            Err(CreateUserCanisterError::NoSubnetWithRoom)
+        );
+    }
+
     #[test]
     fn creation_sets_controllers_installs_with_init_arg_and_records() {
         let rt = fake();
@@ -663,6 +761,7 @@ mod tests {
             AdoptCanisterArg {
                 canister_id: id,
                 owner: None,
+                subnet: None,
             },
         ))
     }

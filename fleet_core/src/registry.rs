@@ -518,6 +518,7 @@ mod tests {
             status,
             last_error: None,
             history: vec![],
+            subnet: None,
             created_at_ns: 1,
             updated_at_ns: 1,
         }

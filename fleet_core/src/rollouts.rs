@@ -392,9 +392,12 @@ pub async fn start_plan<R: Runtime>(
     arg: &RolloutPlanArg,
 ) -> Result<RolloutStarted, StartRolloutError> {
     let plan = startable(arg, rt.now_ns())?;
-    crate::chunk_store::ensure_mirrored(rt, &arg.target_version)
-        .await
-        .map_err(StartRolloutError::Mirror)?;
+    // Into every subnet's store, so that no pipeline waits on a mirror.
+    for store in crate::subnets::all_stores(rt) {
+        crate::chunk_store::ensure_mirrored_in(rt, &arg.target_version, &store)
+            .await
+            .map_err(StartRolloutError::Mirror)?;
+    }
     // The state may have changed while mirroring.
     check_idle().map_err(busy_start)?;
     let cohort = start_cohort(&plan)?;
@@ -1235,6 +1238,7 @@ mod fixtures {
                 history: Vec::new(),
                 created_at_ns: 0,
                 updated_at_ns: 0,
+                subnet: None,
             })
         });
         id

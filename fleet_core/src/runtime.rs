@@ -44,6 +44,8 @@ pub trait Runtime {
     fn now_ns(&self) -> u64;
     /// `ic0.canister_self`.
     fn self_id(&self) -> Principal;
+    /// `ic0.subnet_self`: the subnet this canister runs on.
+    fn subnet_self(&self) -> Principal;
     /// `ic0.canister_version`, sent as `sender_canister_version` so that canister history
     /// records who changed a canister (interface spec, "Canister history").
     fn canister_version(&self) -> u64;
@@ -116,12 +118,33 @@ pub trait Runtime {
         wire::canister_id_reply(&reply).map_err(|e| bad_reply(METHOD, e))
     }
 
-    /// The argument of `install_chunked_code` in `mode` from this canister's own chunk store:
-    /// the message carries chunk hashes, not the module (interface spec, "IC method
-    /// `install_chunked_code`").
+    /// `create_canister` of the cycles minting canister on `subnet`, the IC's way to create a
+    /// canister on a chosen subnet (the management canister creates on the caller's): `cycles`
+    /// for the new canister on top of the creation fee. A refusal comes back as a reject of
+    /// this call, with the CMC's reason; the CMC has refunded the cycles then.
+    async fn create_canister_on(
+        &self,
+        subnet: Principal,
+        controllers: Vec<Principal>,
+        cycles: u128,
+    ) -> CallResult<Principal> {
+        const METHOD: &str = "create_canister";
+        let args = crate::subnets::cmc_create_args(subnet, controllers);
+        let cycles = self.create_canister_fee().saturating_add(cycles);
+        let reply = self
+            .call(crate::subnets::CMC, METHOD, &args, cycles, None)
+            .await?;
+        crate::subnets::cmc_create_reply(&reply)
+    }
+
+    /// The argument of `install_chunked_code` in `mode` from `store`'s chunk store (on the
+    /// target's subnet): the message carries chunk hashes, not the module (interface spec, "IC
+    /// method `install_chunked_code`").
+    #[allow(clippy::too_many_arguments)]
     fn install_chunked_args(
         &self,
         mode: wire::InstallMode,
+        store: Principal,
         target: Principal,
         chunk_hashes: &[Vec<u8>],
         wasm_module_hash: &[u8],
@@ -130,7 +153,7 @@ pub trait Runtime {
         wire::install_chunked(&wire::InstallChunked {
             mode,
             target,
-            store: self.self_id(),
+            store,
             chunk_hashes,
             wasm_module_hash,
             arg,
@@ -142,22 +165,25 @@ pub trait Runtime {
     async fn install_chunked(
         &self,
         mode: wire::InstallMode,
+        store: Principal,
         target: Principal,
         chunk_hashes: &[Vec<u8>],
         wasm_module_hash: &[u8],
         arg: &[u8],
     ) -> CallResult<()> {
-        let args = self.install_chunked_args(mode, target, chunk_hashes, wasm_module_hash, arg);
+        let args =
+            self.install_chunked_args(mode, store, target, chunk_hashes, wasm_module_hash, arg);
         self.management("install_chunked_code", &args, 0, None)
             .await
             .map(drop)
     }
 
-    /// `upload_chunk` into this canister's own chunk store; returns the chunk's hash.
-    async fn upload_chunk(&self, chunk: Vec<u8>) -> CallResult<Vec<u8>> {
+    /// `upload_chunk` into `store`'s chunk store (the manager's own, or a store canister it
+    /// controls); returns the chunk's hash.
+    async fn upload_chunk(&self, store: Principal, chunk: Vec<u8>) -> CallResult<Vec<u8>> {
         const METHOD: &str = "upload_chunk";
         let arg = mc::UploadChunkArgs {
-            canister_id: self.self_id(),
+            canister_id: store,
             chunk,
         };
         let args = Encode!(&arg).expect("encoding upload_chunk's argument");
@@ -165,9 +191,9 @@ pub trait Runtime {
         wire::blob_field(&reply, wire::field("hash")).map_err(|e| bad_reply(METHOD, e))
     }
 
-    /// `clear_chunk_store` of this canister.
-    async fn clear_chunk_store(&self) -> CallResult<()> {
-        let args = wire::canister_id(&self.self_id());
+    /// `clear_chunk_store` of `store`.
+    async fn clear_chunk_store(&self, store: Principal) -> CallResult<()> {
+        let args = wire::canister_id(&store);
         self.management("clear_chunk_store", &args, 0, None)
             .await
             .map(drop)

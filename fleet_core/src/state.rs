@@ -48,6 +48,7 @@ pub struct State {
     pub admission: StableCell<Stored<AdmissionState>, Memory>,
     pub allowlist: Allowlist<Memory>,
     pub governance: Governance<Memory>,
+    pub subnets: StableCell<Stored<crate::subnets::SubnetsState>, Memory>,
     /// Layout version 2's fleet snapshots: read for a canister whose record holds none yet,
     /// emptied as records take theirs over.
     snapshots_v2: StableBTreeMap<Principal, Stored<FleetSnapshot>, Memory>,
@@ -181,6 +182,7 @@ impl State {
                 memory::get(memory::GOVERNANCE),
                 memory::get(memory::REQUESTS),
             ),
+            subnets: StableCell::init(memory::get(memory::SUBNETS), Stored(Default::default())),
         }
     }
 
@@ -209,6 +211,24 @@ impl State {
 
     pub fn set_mirror_state(&mut self, mirror: MirrorState) {
         self.mirror.set(Stored(mirror));
+    }
+
+    pub fn subnets_state(&self) -> crate::subnets::SubnetsState {
+        self.with_subnets(Clone::clone)
+    }
+
+    /// Reads the subnets' state from a copy on the heap, decoded once per module instance and
+    /// replaced at each write: the pipeline reads it at every install.
+    pub fn with_subnets<T>(&self, f: impl FnOnce(&crate::subnets::SubnetsState) -> T) -> T {
+        SUBNETS_CACHE.with(|c| {
+            let mut c = c.borrow_mut();
+            f(c.get_or_insert_with(|| self.subnets.get().0.clone()))
+        })
+    }
+
+    pub fn set_subnets_state(&mut self, subnets: crate::subnets::SubnetsState) {
+        SUBNETS_CACHE.with(|c| *c.borrow_mut() = Some(subnets.clone()));
+        self.subnets.set(Stored(subnets));
     }
 
     /// The canister's fleet snapshot: the one its record holds, or one layout version 2 kept.
@@ -316,6 +336,9 @@ thread_local! {
     static CREATING: RefCell<BTreeSet<Principal>> = const { RefCell::new(BTreeSet::new()) };
     /// Set while the chunk store is being changed.
     static MIRRORING: RefCell<bool> = const { RefCell::new(false) };
+    /// Memory 29, decoded (see [`State::with_subnets`]).
+    static SUBNETS_CACHE: RefCell<Option<crate::subnets::SubnetsState>> =
+        const { RefCell::new(None) };
 }
 
 pub fn with<R>(f: impl FnOnce(&State) -> R) -> R {
@@ -459,6 +482,7 @@ pub(crate) mod tests {
                 created_at_ns: 0,
                 updated_at_ns: 0,
                 snapshot: None,
+                subnet: None,
             };
             assert_eq!(s.fleet_snapshot(&record), None);
             s.snapshots_v2.insert(p(1), Stored(snapshot(1)));

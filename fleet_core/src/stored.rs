@@ -117,10 +117,24 @@ pub struct RegistryRecord {
     /// in the record, which every finished upgrade writes anyway, rather than in a map of its
     /// own that would cost another B-tree write per upgrade.
     pub snapshot: Option<crate::state::FleetSnapshot>,
+    /// The canister's subnet; `None` for a record written before subnets were recorded (the
+    /// manager's own subnet then).
+    pub subnet: Option<Principal>,
 }
 
 /// Tag of [`RegistryRecord`]'s shape with its snapshot.
 pub const REGISTRY_RECORD_V2: u8 = 0xC2;
+/// Tag of [`RegistryRecord`]'s shape with its subnet.
+pub const REGISTRY_RECORD_V3: u8 = 0xC3;
+
+/// Decodes the postcard bytes of a shape that lacks only a trailing `Option` field as the
+/// shape that has it, `None`: postcard writes `None` as one zero byte, and nothing else.
+fn with_trailing_none<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Option<T> {
+    let mut extended = Vec::with_capacity(bytes.len() + 1);
+    extended.extend_from_slice(bytes);
+    extended.push(0);
+    postcard::from_bytes(&extended).ok()
+}
 
 /// A release mirrored into the IC chunk store (inside memory 8's `MirrorState`).
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -176,16 +190,19 @@ impl StoredShape for Settings {
 }
 
 impl StoredShape for RegistryRecord {
-    const TAG: u8 = REGISTRY_RECORD_V2;
+    const TAG: u8 = REGISTRY_RECORD_V3;
 
-    /// The first shape is the wire record's, field for field (without a snapshot).
+    /// The first shape is the wire record's as it was then, field for field (without a
+    /// snapshot or a subnet); the second is this one without the subnet, its last field.
     fn from_older(tag: u8, bytes: &[u8]) -> Option<Self> {
-        if tag != COMPACT_V1 {
-            return None;
+        match tag {
+            COMPACT_V1 => with_trailing_none::<api::UserCanister>(bytes).map(|mut record| {
+                record.subnet = None;
+                Convert::convert(record)
+            }),
+            REGISTRY_RECORD_V2 => with_trailing_none(bytes),
+            _ => None,
         }
-        postcard::from_bytes::<api::UserCanister>(bytes)
-            .ok()
-            .map(Convert::convert)
     }
 }
 
@@ -323,7 +340,7 @@ structs! {
     stored::UpgradeEvent <=> api::UpgradeEvent { at_ns, from, to, outcome }
     stored::RegistryRecord <=> api::UserCanister {
         canister_id, owner, recovery_principal, current_release, policy, status, last_error,
-        history, created_at_ns, updated_at_ns; stored: snapshot = None,
+        history, created_at_ns, updated_at_ns, subnet; stored: snapshot = None,
     }
     stored::MirroredRelease <=> api::MirroredRelease { release, chunk_hashes }
     stored::PipelineLogEntry <=> api_rollout::PipelineLogEntry {
@@ -473,6 +490,7 @@ mod tests {
                 history: history[..n].to_vec(),
                 created_at_ns: 1_700_000_000_000_000_000 + n as u64,
                 updated_at_ns: u64::MAX - n as u64,
+                subnet: None,
             })
             .collect()
     }
@@ -594,11 +612,21 @@ mod tests {
                 Stored::<RegistryRecord>::from_bytes(Cow::Owned(candid)).0,
                 expected
             );
-            let mut rewritten = vec![REGISTRY_RECORD_V2];
+            // The wire record's last field is its subnet (`None` here, one zero byte); the
+            // stored one adds the snapshot before it.
+            let mut rewritten = vec![REGISTRY_RECORD_V3];
             rewritten.extend_from_slice(&compact[1..]);
             rewritten.push(0);
             assert_eq!(Stored(expected.clone()).to_bytes().as_ref(), &rewritten[..]);
+            // The same record as the second shape wrote it: no subnet field.
+            let mut second = vec![REGISTRY_RECORD_V2];
+            second.extend_from_slice(&rewritten[1..rewritten.len() - 1]);
+            assert_eq!(
+                Stored::<RegistryRecord>::from_bytes(Cow::Owned(second)).0,
+                expected
+            );
             let mut with_snapshot = expected;
+            with_snapshot.subnet = Some(Principal::from_slice(&[7; 29]));
             with_snapshot.snapshot = Some(FleetSnapshot {
                 id: vec![0, 0, 0, 1, 2],
                 release: Some(release(4).into()),

@@ -17,6 +17,10 @@ impl Runtime for Ic {
         ic_cdk::api::canister_self()
     }
 
+    fn subnet_self(&self) -> Principal {
+        ic_cdk::api::subnet_self()
+    }
+
     fn canister_version(&self) -> u64 {
         ic_cdk::api::canister_version()
     }

@@ -20,7 +20,7 @@ use fleet_api::wire::Wire;
 use fleet_core::access::{self, Caller};
 use fleet_core::{
     admission, chunk_store, governance, provisioning, rate_limit, registry, releases, rollouts,
-    state, stored,
+    state, stored, subnets,
 };
 use ic::Ic;
 use ic_cdk::{init, inspect_message, post_upgrade, pre_upgrade, query, update};
@@ -455,6 +455,39 @@ async fn adopt_canister_result(arg: AdoptCanisterArg) -> Result<UserCanister, Ad
     provisioning::adopt_canister(&Ic, caller, privileged, arg)
         .await
         .map(rollouts::with_status)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Subnets
+// ---------------------------------------------------------------------------------------------
+
+#[update(guard = "awake")]
+async fn add_subnet(arg: AddSubnetArg) -> AddSubnetReply {
+    add_subnet_result(arg).await.into()
+}
+
+async fn add_subnet_result(arg: AddSubnetArg) -> Result<SubnetInfo, SubnetError> {
+    if !has_role(caller(), Role::Admin) {
+        return Err(SubnetError::NotAuthorized);
+    }
+    subnets::add_subnet(&Ic, arg).await
+}
+
+#[update(guard = "awake")]
+fn set_placement(placement: Placement) -> SetPlacementReply {
+    set_placement_result(placement).into()
+}
+
+fn set_placement_result(placement: Placement) -> Result<SubnetsView, SubnetError> {
+    if !has_role(caller(), Role::Admin) {
+        return Err(SubnetError::NotAuthorized);
+    }
+    subnets::set_placement(&Ic, placement)
+}
+
+#[query]
+fn list_subnets() -> SubnetsView {
+    subnets::view(&Ic)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -524,6 +524,9 @@ pub(crate) struct Sim {
     /// The subnet a provisional creation by ingress goes to (pocket-ic routes it by its
     /// effective canister id).
     pub provisional_subnet: usize,
+    /// Set while `create_canister_on_subnet` runs: its subnet holds even for a canister
+    /// sender, whose own subnet a provisional creation would otherwise go to.
+    pub provisional_forced: bool,
     /// The instance's root key: it signs certificates of every subnet's state (no per-subnet
     /// key and delegation are modelled).
     pub root_key: Arc<crate::certification::RootKey>,
@@ -629,6 +632,7 @@ impl Sim {
             subnets: vec![Subnet::new(0, 1)],
             active: 0,
             provisional_subnet: 0,
+            provisional_forced: false,
             root_key: Arc::new(crate::certification::RootKey::from_seed([0; 32])),
             canisters: BTreeMap::new(),
             outbox: Vec::new(),
@@ -732,6 +736,8 @@ impl Sim {
             Message::Request(r) if r.receiver == Principal::management_canister() => {
                 match crate::management::effective_canister(r) {
                     Some(target) if self.canisters.contains_key(&target) => self.subnet_of(&target),
+                    // `create_canister_on_subnet` names the subnet whoever the sender is.
+                    _ if self.provisional_forced => self.provisional_subnet,
                     _ if is_canister_id(&r.sender) => self.subnet_of(&r.sender),
                     _ => self.provisional_subnet,
                 }

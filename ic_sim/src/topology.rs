@@ -214,9 +214,15 @@ impl IcSim {
                 format!("Subnet {subnet_id} not found"),
             ));
         };
-        self.sim.borrow_mut().provisional_subnet = index;
+        {
+            let mut sim = self.sim.borrow_mut();
+            sim.provisional_subnet = index;
+            sim.provisional_forced = true;
+        }
         let created = self.provisional_create(sender, settings, None);
-        self.sim.borrow_mut().provisional_subnet = 0;
+        let mut sim = self.sim.borrow_mut();
+        sim.provisional_subnet = 0;
+        sim.provisional_forced = false;
         created
     }
 }

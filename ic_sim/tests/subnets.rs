@@ -367,3 +367,21 @@ fn a_busy_subnet_does_not_delay_management_messages_of_another_subnet() {
     let busy_rounds = 1 + rounds_until_done(&pic, load.last().unwrap());
     assert_eq!(busy_rounds, 5);
 }
+
+/// `create_canister_on_subnet` creates on the named subnet whoever the sender is: a canister
+/// sender (a controller to be) does not pull the creation onto its own subnet.
+#[test]
+fn create_canister_on_subnet_honours_the_subnet_for_a_canister_sender() {
+    let pic = sim_with_subnets(2, SimLimits::default());
+    let subnets = pic.get_app_subnets();
+    let controller = install_on(&pic, subnets[0]);
+    let id = pic.create_canister_on_subnet(Some(controller), None, subnets[1]);
+    assert_eq!(pic.get_subnet(id), Some(subnets[1]));
+    assert_eq!(pic.get_controllers(id), vec![controller]);
+    let next = pic.create_canister_with_settings(Some(controller), None);
+    assert_eq!(
+        pic.get_subnet(next),
+        Some(subnets[0]),
+        "a later creation by the canister goes to its own subnet again"
+    );
+}

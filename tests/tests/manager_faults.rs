@@ -313,6 +313,7 @@ fn refusals_name_the_real_reason() {
     let arg = AdoptCanisterArg {
         canister_id: canisters[0].1,
         owner: None,
+        subnet: None,
     };
     let r = fleet.ask::<AdoptCanister>(fleet_tests::user(77), (arg,));
     assert_eq!(r.into_result(), Err(AdoptCanisterError::NotAuthorized));

@@ -110,6 +110,17 @@ impl World {
         }
     }
 
+    /// A simulated IC of `subnets` application subnets.
+    pub fn with_subnets(subnets: usize) -> Self {
+        let builder = (0..subnets).fold(ic_sim::IcSimBuilder::new(), |b, _| {
+            b.with_application_subnet()
+        });
+        World {
+            sim: Rc::new(builder.build()),
+            dir: TempDir::new(),
+        }
+    }
+
     /// Runs `fleet ARGS...` as the binary would (same parser, same command code), connecting
     /// every identity to this simulator. Confirmation prompts are answered "no".
     pub fn fleet(&self, args: &[&str]) -> Result<Output, CliError> {
@@ -168,13 +179,30 @@ impl World {
         owner: Principal,
         installer: Principal,
     ) -> Principal {
-        let canister = self.sim.create_canister_with_settings(
-            Some(installer),
-            Some(CanisterSettings {
-                controllers: Some(vec![manager, recovery]),
-                ..Default::default()
-            }),
-        );
+        self.user_canister_on(None, manager, recovery, owner, installer)
+    }
+
+    /// [`World::user_canister`] on `subnet` (`None`: the first application subnet).
+    pub fn user_canister_on(
+        &self,
+        subnet: Option<Principal>,
+        manager: Principal,
+        recovery: Principal,
+        owner: Principal,
+        installer: Principal,
+    ) -> Principal {
+        let settings = Some(CanisterSettings {
+            controllers: Some(vec![manager, recovery]),
+            ..Default::default()
+        });
+        let canister = match subnet {
+            Some(subnet) => self
+                .sim
+                .create_canister_on_subnet(Some(installer), settings, subnet),
+            None => self
+                .sim
+                .create_canister_with_settings(Some(installer), settings),
+        };
         self.sim.add_cycles(canister, CYCLES);
         let v1 = user_wasm(&[]);
         let arg = UserCanisterArg::Init(UserInitArg {

@@ -1,0 +1,432 @@
+//! The subnets a fleet uses: the manager's own, and up to [`MAX_SUBNETS`] more, each with a
+//! store canister whose IC chunk store holds the releases installed there.
+//!
+//! `install_chunked_code` takes chunks only from a store canister on the target's subnet
+//! (interface spec, "IC method `install_chunked_code`"), so a canister on another subnet than
+//! the manager's installs from that subnet's store. A store canister has no code: it exists
+//! for its chunk store, which only its controller, the manager, can fill (`upload_chunk`), and
+//! holds nothing anyone could call. The manager creates it through the cycles minting
+//! canister's `create_canister` with a subnet selection, the IC's way to create a canister on
+//! a chosen subnet (the management canister creates on the caller's own), and user canisters
+//! on other subnets the same way, where the placement policy puts them.
+//!
+//! Memory 29 holds the state: the placement, the added subnets in the order they were added,
+//! each with its store, its canister count and what its chunk store holds. The manager's own
+//! subnet keeps its mirror state in memory 8, as before subnets were added, and its canister
+//! count is the registry's size less the others'.
+
+use crate::chunk_store::{self, MirrorState};
+use crate::memory::StoredShape;
+use crate::runtime::{bad_reply, CallError, CallResult, Runtime};
+use crate::state;
+use candid::{CandidType, Decode, Encode, Nat, Principal};
+use fleet_api::manager::{
+    AddSubnetArg, Placement as ApiPlacement, SubnetError, SubnetInfo, SubnetsView, MAX_SUBNETS,
+};
+use rollout_core::codec::COMPACT_V1;
+use serde::{Deserialize, Serialize};
+
+/// The cycles minting canister (`rkp4c-7iaaa-aaaaa-aaaca-cai`).
+pub const CMC: Principal = Principal::from_slice(&[0, 0, 0, 0, 0, 0, 0, 4, 1, 1]);
+
+/// Where new canisters go (the manager's own type of [`ApiPlacement`]).
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub enum Placement {
+    #[default]
+    OwnSubnet,
+    Fill {
+        max_per_subnet: u64,
+    },
+    Spread,
+    Subnet(Principal),
+}
+
+/// An added subnet and its store.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SubnetStore {
+    pub subnet: Principal,
+    pub store: Principal,
+    /// Registered canisters on the subnet.
+    pub canisters: u64,
+    pub mirror: MirrorState,
+}
+
+/// Memory 29.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct SubnetsState {
+    pub placement: Placement,
+    /// In the order they were added.
+    pub subnets: Vec<SubnetStore>,
+}
+
+impl StoredShape for SubnetsState {
+    const TAG: u8 = COMPACT_V1;
+}
+
+/// A chunk store: the manager's own (`own`), or an added subnet's store canister.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreRef {
+    pub subnet: Principal,
+    pub canister: Principal,
+    pub own: bool,
+}
+
+pub fn own_store<R: Runtime>(rt: &R) -> StoreRef {
+    StoreRef {
+        subnet: rt.subnet_self(),
+        canister: rt.self_id(),
+        own: true,
+    }
+}
+
+/// The store of `subnet` (`None`: a record from before subnets were recorded, on the
+/// manager's own subnet), or `None` when the manager does not use that subnet.
+pub fn store_of<R: Runtime>(rt: &R, subnet: Option<Principal>) -> Option<StoreRef> {
+    let own = rt.subnet_self();
+    match subnet {
+        None => Some(own_store(rt)),
+        Some(s) if s == own => Some(own_store(rt)),
+        Some(s) => state::with(|st| {
+            st.with_subnets(|st| {
+                st.subnets.iter().find(|e| e.subnet == s).map(|e| StoreRef {
+                    subnet: e.subnet,
+                    canister: e.store,
+                    own: false,
+                })
+            })
+        }),
+    }
+}
+
+/// The store `canister` installs from: its subnet's, as its registry record says. With no
+/// subnet added, the manager's own, without reading the record.
+pub fn store_for_canister<R: Runtime>(rt: &R, canister: &Principal) -> Option<StoreRef> {
+    if state::with(|s| s.with_subnets(|st| st.subnets.is_empty())) {
+        return Some(own_store(rt));
+    }
+    let subnet = state::with(|s| s.registry.get(canister)).and_then(|r| r.subnet);
+    store_of(rt, subnet)
+}
+
+/// Every store the fleet uses, the manager's own first.
+pub fn all_stores<R: Runtime>(rt: &R) -> Vec<StoreRef> {
+    let mut stores = vec![own_store(rt)];
+    stores.extend(
+        state::with(|s| s.subnets_state())
+            .subnets
+            .into_iter()
+            .map(|e| StoreRef {
+                subnet: e.subnet,
+                canister: e.store,
+                own: false,
+            }),
+    );
+    stores
+}
+
+pub fn mirror_of(store: &StoreRef) -> MirrorState {
+    state::with(|s| {
+        if store.own {
+            s.mirror_state()
+        } else {
+            s.with_subnets(|st| {
+                st.subnets
+                    .iter()
+                    .find(|e| e.canister_is(store))
+                    .map(|e| e.mirror.clone())
+                    .unwrap_or_default()
+            })
+        }
+    })
+}
+
+pub fn set_mirror_of(store: &StoreRef, mirror: MirrorState) {
+    state::with_mut(|s| {
+        if store.own {
+            s.set_mirror_state(mirror);
+        } else {
+            let mut st = s.subnets_state();
+            if let Some(e) = st.subnets.iter_mut().find(|e| e.canister_is(store)) {
+                e.mirror = mirror;
+                s.set_subnets_state(st);
+            }
+        }
+    })
+}
+
+impl SubnetStore {
+    fn canister_is(&self, store: &StoreRef) -> bool {
+        self.store == store.canister
+    }
+}
+
+/// Counts a canister registered on `subnet` (for the placement).
+pub fn count_registered<R: Runtime>(rt: &R, subnet: Principal) {
+    if subnet == rt.subnet_self() {
+        return;
+    }
+    state::with_mut(|s| {
+        let mut st = s.subnets_state();
+        if let Some(e) = st.subnets.iter_mut().find(|e| e.subnet == subnet) {
+            e.canisters += 1;
+            s.set_subnets_state(st);
+        }
+    })
+}
+
+/// Canisters on each subnet the fleet uses, the manager's own first.
+fn counts<R: Runtime>(rt: &R) -> Vec<(Principal, u64)> {
+    let (total, st) = state::with(|s| (s.registry.len(), s.subnets_state()));
+    let others: u64 = st.subnets.iter().map(|e| e.canisters).sum();
+    let mut counts = vec![(rt.subnet_self(), total.saturating_sub(others))];
+    counts.extend(st.subnets.iter().map(|e| (e.subnet, e.canisters)));
+    counts
+}
+
+/// The subnet the placement puts the next canister on; `None` when every subnet is full
+/// under `Fill`.
+pub fn choose<R: Runtime>(rt: &R) -> Option<Principal> {
+    let placement = state::with(|s| s.subnets_state()).placement;
+    let counts = counts(rt);
+    match placement {
+        Placement::OwnSubnet => Some(rt.subnet_self()),
+        Placement::Subnet(s) => Some(s),
+        Placement::Fill { max_per_subnet } => counts
+            .iter()
+            .find(|(_, n)| *n < max_per_subnet)
+            .map(|(s, _)| *s),
+        Placement::Spread => counts
+            .iter()
+            .enumerate()
+            .min_by_key(|(i, (_, n))| (*n, *i))
+            .map(|(_, (s, _))| *s),
+    }
+}
+
+pub fn view<R: Runtime>(rt: &R) -> SubnetsView {
+    let busy = state::MirrorGuard::busy();
+    let st = state::with(|s| s.subnets_state());
+    let subnets = all_stores(rt)
+        .into_iter()
+        .zip(counts(rt))
+        .map(|(store, (_, canisters))| SubnetInfo {
+            subnet: store.subnet,
+            store: store.canister,
+            own: store.own,
+            canisters,
+            chunk_store: mirror_of(&store).status(busy),
+        })
+        .collect();
+    SubnetsView {
+        placement: to_api(st.placement),
+        subnets,
+    }
+}
+
+fn to_api(p: Placement) -> ApiPlacement {
+    match p {
+        Placement::OwnSubnet => ApiPlacement::OwnSubnet,
+        Placement::Fill { max_per_subnet } => ApiPlacement::Fill { max_per_subnet },
+        Placement::Spread => ApiPlacement::Spread,
+        Placement::Subnet(s) => ApiPlacement::Subnet(s),
+    }
+}
+
+/// Sets the placement; a named subnet must be one the fleet uses. The caller's role is
+/// checked by the endpoint.
+pub fn set_placement<R: Runtime>(
+    rt: &R,
+    placement: ApiPlacement,
+) -> Result<SubnetsView, SubnetError> {
+    let placement = match placement {
+        ApiPlacement::OwnSubnet => Placement::OwnSubnet,
+        ApiPlacement::Spread => Placement::Spread,
+        ApiPlacement::Fill { max_per_subnet: 0 } => {
+            return Err(SubnetError::InvalidPlacement(
+                "Fill needs a limit of at least 1 canister per subnet".into(),
+            ))
+        }
+        ApiPlacement::Fill { max_per_subnet } => Placement::Fill { max_per_subnet },
+        ApiPlacement::Subnet(s) => {
+            if store_of(rt, Some(s)).is_none() {
+                return Err(SubnetError::UnknownSubnet(s));
+            }
+            Placement::Subnet(s)
+        }
+    };
+    state::with_mut(|s| {
+        let mut st = s.subnets_state();
+        st.placement = placement;
+        s.set_subnets_state(st);
+    });
+    Ok(view(rt))
+}
+
+/// Adds `arg.subnet`: creates its store canister there through the CMC (controlled by the
+/// manager alone, with no code), records it, and mirrors the releases still needed into it.
+/// The caller's role is checked by the endpoint.
+pub async fn add_subnet<R: Runtime>(rt: &R, arg: AddSubnetArg) -> Result<SubnetInfo, SubnetError> {
+    let known = |subnet| store_of(rt, Some(subnet)).is_some();
+    if known(arg.subnet) {
+        return Err(SubnetError::AlreadyAdded);
+    }
+    if state::with(|s| s.subnets_state()).subnets.len() >= MAX_SUBNETS {
+        return Err(SubnetError::TooManySubnets {
+            max: MAX_SUBNETS as u32,
+        });
+    }
+    let needed = rt.create_canister_fee().saturating_add(arg.store_cycles);
+    let available = rt.liquid_cycles_balance();
+    if available < needed {
+        return Err(SubnetError::InsufficientCycles { available, needed });
+    }
+    let store = rt
+        .create_canister_on(arg.subnet, vec![rt.self_id()], arg.store_cycles)
+        .await
+        .map_err(|e| SubnetError::CreateFailed(e.message))?;
+    // Another call may have added the subnet while the creation was awaited: keep the first
+    // store (this one stays empty and is the operator's to delete).
+    if known(arg.subnet) {
+        return Err(SubnetError::AlreadyAdded);
+    }
+    state::with_mut(|s| {
+        let mut st = s.subnets_state();
+        st.subnets.push(SubnetStore {
+            subnet: arg.subnet,
+            store,
+            canisters: 0,
+            mirror: MirrorState::default(),
+        });
+        s.set_subnets_state(st);
+    });
+    let store_ref = StoreRef {
+        subnet: arg.subnet,
+        canister: store,
+        own: false,
+    };
+    chunk_store::mirror_needed(rt, &store_ref)
+        .await
+        .map_err(SubnetError::Mirror)?;
+    Ok(view(rt)
+        .subnets
+        .into_iter()
+        .find(|i| i.subnet == arg.subnet)
+        .expect("the subnet was just added"))
+}
+
+// --- The cycles minting canister's `create_canister` (its published candid interface) ---
+
+#[derive(CandidType, Deserialize)]
+struct CmcSettings {
+    controllers: Option<Vec<Principal>>,
+}
+
+#[derive(CandidType, Deserialize)]
+struct SubnetRecord {
+    subnet: Principal,
+}
+
+#[derive(CandidType, Deserialize)]
+struct SubnetFilter {
+    subnet_type: Option<String>,
+}
+
+#[derive(CandidType, Deserialize)]
+enum SubnetSelection {
+    Subnet(SubnetRecord),
+    #[allow(dead_code)]
+    Filter(SubnetFilter),
+}
+
+#[derive(CandidType, Deserialize)]
+struct CreateCanisterArg {
+    settings: Option<CmcSettings>,
+    subnet_type: Option<String>,
+    subnet_selection: Option<SubnetSelection>,
+}
+
+#[derive(CandidType, Deserialize)]
+enum CreateCanisterError {
+    Refunded {
+        refund_amount: Nat,
+        create_error: String,
+    },
+}
+
+#[derive(CandidType, Deserialize)]
+enum CreateCanisterResult {
+    Ok(Principal),
+    Err(CreateCanisterError),
+}
+
+/// Reject code of a CMC refusal as the manager records it: the canister's own reject
+/// (`CANISTER_REJECT`), since the CMC answered but created nothing.
+const CMC_REFUSED: u32 = 4;
+
+pub(crate) fn cmc_create_args(subnet: Principal, controllers: Vec<Principal>) -> Vec<u8> {
+    Encode!(&CreateCanisterArg {
+        settings: Some(CmcSettings {
+            controllers: Some(controllers),
+        }),
+        subnet_type: None,
+        subnet_selection: Some(SubnetSelection::Subnet(SubnetRecord { subnet })),
+    })
+    .expect("encoding the CMC's create_canister argument")
+}
+
+pub(crate) fn cmc_create_reply(reply: &[u8]) -> CallResult<Principal> {
+    match Decode!(reply, CreateCanisterResult).map_err(|e| bad_reply("create_canister", e))? {
+        CreateCanisterResult::Ok(id) => Ok(id),
+        CreateCanisterResult::Err(CreateCanisterError::Refunded {
+            refund_amount,
+            create_error,
+        }) => Err(CallError {
+            reject_code: CMC_REFUSED,
+            message: format!("{create_error} (refunded {refund_amount} cycles)"),
+        }),
+    }
+}
+
+/// The subnet and controllers of an encoded CMC `create_canister` argument (for the fake IC).
+#[cfg(test)]
+pub(crate) fn decode_cmc_create_args(
+    args: &[u8],
+) -> Result<(Principal, Vec<Principal>), candid::Error> {
+    let a = Decode!(args, CreateCanisterArg)?;
+    let subnet = match a.subnet_selection {
+        Some(SubnetSelection::Subnet(r)) => r.subnet,
+        _ => Principal::anonymous(),
+    };
+    let controllers = a.settings.and_then(|s| s.controllers).unwrap_or_default();
+    Ok((subnet, controllers))
+}
+
+#[cfg(test)]
+pub(crate) fn encode_cmc_created(id: Principal) -> Vec<u8> {
+    Encode!(&CreateCanisterResult::Ok(id)).expect("encoding a CMC reply")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cmc_id_is_the_mainnet_one() {
+        assert_eq!(CMC.to_text(), "rkp4c-7iaaa-aaaaa-aaaca-cai");
+    }
+
+    #[test]
+    fn a_refusal_is_an_error_naming_the_refund() {
+        let reply = Encode!(&CreateCanisterResult::Err(CreateCanisterError::Refunded {
+            refund_amount: Nat::from(7u32),
+            create_error: "no such subnet".into(),
+        }))
+        .unwrap();
+        let e = cmc_create_reply(&reply).unwrap_err();
+        assert_eq!(e.reject_code, CMC_REFUSED);
+        assert!(e.message.contains("no such subnet") && e.message.contains('7'));
+        let id = Principal::from_slice(&[9; 10]);
+        let ok = Encode!(&CreateCanisterResult::Ok(id)).unwrap();
+        assert_eq!(cmc_create_reply(&ok), Ok(id));
+    }
+}
