@@ -49,6 +49,10 @@ pub enum Command {
     /// Who may have the manager create a canister, and the provisioning budget.
     #[command(subcommand)]
     Admission(AdmissionCommand),
+    /// The subnets the fleet's canisters live on, their store canisters, and where new
+    /// canisters go.
+    #[command(subcommand)]
+    Subnets(SubnetsCommand),
     /// The release policy (approval quorum, notice), its requests, and pending releases.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -384,6 +388,54 @@ impl From<RoleArg> for Role {
             RoleArg::Admin => Role::Admin,
             RoleArg::Releaser => Role::Releaser,
             RoleArg::Deployer => Role::Deployer,
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SubnetsCommand {
+    /// Each subnet with its store canister, canisters and chunk store, and the placement.
+    List {
+        #[command(flatten)]
+        target: ManagerTarget,
+    },
+    /// Use another subnet: the manager creates a store canister there (through the cycles
+    /// minting canister) and mirrors the releases it needs into it.
+    Add {
+        #[command(flatten)]
+        target: ManagerTarget,
+        #[arg(value_name = "SUBNET_ID")]
+        subnet: Principal,
+        /// Cycles the store canister receives besides the creation fee.
+        #[arg(long, default_value_t = 1_000_000_000_000, value_name = "CYCLES")]
+        store_cycles: u128,
+    },
+    /// Where new canisters go: `own` (the manager's subnet), `spread` (the subnet with the
+    /// fewest), `fill:N` (each subnet up to N canisters, in order), or a subnet id.
+    Placement {
+        #[command(flatten)]
+        target: ManagerTarget,
+        #[arg(value_name = "PLACEMENT", value_parser = parse_placement)]
+        placement: fleet_api::manager::Placement,
+    },
+}
+
+/// `own`, `spread`, `fill:N` or a subnet id.
+pub fn parse_placement(text: &str) -> Result<fleet_api::manager::Placement, String> {
+    use fleet_api::manager::Placement;
+    match text {
+        "own" => Ok(Placement::OwnSubnet),
+        "spread" => Ok(Placement::Spread),
+        _ => {
+            if let Some(n) = text.strip_prefix("fill:") {
+                let max_per_subnet = n
+                    .parse()
+                    .map_err(|_| format!("fill:N needs a number of canisters, not {n:?}"))?;
+                return Ok(Placement::Fill { max_per_subnet });
+            }
+            Principal::from_text(text)
+                .map(Placement::Subnet)
+                .map_err(|_| format!("expected own, spread, fill:N or a subnet id, not {text:?}"))
         }
     }
 }

@@ -742,6 +742,36 @@ pub fn remove_operator(
     Ok(kept)
 }
 
+// ------------------------------------------------------------------------------ subnets
+
+impl EndpointError for fleet_api::manager::SubnetError {
+    fn not_authorized(&self) -> bool {
+        matches!(self, Self::NotAuthorized)
+    }
+    fn bad_input(&self) -> bool {
+        matches!(
+            self,
+            Self::UnknownSubnet(_) | Self::InvalidPlacement(_) | Self::AlreadyAdded
+        )
+    }
+    fn describe(&self) -> String {
+        match self {
+            Self::NotAuthorized => "not authorized".into(),
+            Self::AlreadyAdded => "the manager uses this subnet already".into(),
+            Self::TooManySubnets { max } => {
+                format!("the manager uses {max} subnets besides its own already")
+            }
+            Self::UnknownSubnet(s) => format!("subnet {s} is not one the manager uses"),
+            Self::InvalidPlacement(why) => why.clone(),
+            Self::InsufficientCycles { available, needed } => {
+                format!("the manager has {available} cycles, the store needs {needed}")
+            }
+            Self::CreateFailed(why) => format!("creating the store canister failed: {why}"),
+            Self::Mirror(e) => format!("the subnet is added, mirroring into its store failed: {e:?}"),
+        }
+    }
+}
+
 // ---------------------------------------------------------------- admission and the policy
 
 impl EndpointError for fleet_api::governance::AdmissionError {

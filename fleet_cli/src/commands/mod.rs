@@ -7,6 +7,7 @@ mod canisters;
 mod dashboard;
 mod manager;
 mod operators;
+mod subnets;
 mod policy;
 mod recovery;
 #[cfg(feature = "sim")]
@@ -102,6 +103,7 @@ pub fn run(
         Command::Release(cmd) => release::run(cmd, connector, &mut bars),
         Command::Canisters(cmd) => canisters::run(cmd, connector),
         Command::Operators(cmd) => operators::run(cmd, connector),
+        Command::Subnets(cmd) => subnets::run(cmd, connector),
         Command::Rollout(cmd) => rollout::run(cmd, connector, !cli.json),
         Command::Manager(cmd) => manager::run(cmd, connector),
         Command::Admission(cmd) => admission::run(cmd, connector),

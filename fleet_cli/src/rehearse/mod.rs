@@ -61,6 +61,11 @@ pub struct RehearseArgs {
     /// User canisters to create, each by its own owner with its own recovery principal.
     #[arg(long, default_value_t = 1000, value_name = "N")]
     pub users: u32,
+    /// Application subnets of the simulated IC (at most 8). The manager runs on the first;
+    /// it adds the others (a store canister on each, created through the cycles minting
+    /// canister) and spreads the users' canisters evenly over all of them.
+    #[arg(long, default_value_t = 1, value_name = "K")]
+    pub subnets: u32,
     /// The release the fleet starts on (.wasm or .wasm.gz) [default: the bundled user canister
     /// v1].
     #[arg(long, value_name = "FILE")]
@@ -189,6 +194,7 @@ pub fn run_with(
         d.attach(Box::new(ops.clone()), installed.manager);
     }
     setup::publish_start(&m, &modules.from, &args.from_version, &mut bars)?;
+    setup::add_subnets(&installed, &m)?;
     let setup_secs = clock.lap();
     bars.step("");
     drop(bars);
@@ -268,6 +274,12 @@ struct Checked {
 fn check(args: &RehearseArgs) -> Result<Checked, CliError> {
     if args.users == 0 {
         return Err(CliError::Usage("--users must be at least 1".into()));
+    }
+    if !(1..=ic_sim::MAX_APPLICATION_SUBNETS as u32).contains(&args.subnets) {
+        return Err(CliError::Usage(format!(
+            "--subnets must be between 1 and {}",
+            ic_sim::MAX_APPLICATION_SUBNETS
+        )));
     }
     let spec = FaultSpec::parse(&args.faults)?;
     let classes = assign(args.users, &spec)?;

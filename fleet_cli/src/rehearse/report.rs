@@ -554,6 +554,14 @@ fn verified_text(r: &RehearsalReport) -> String {
             v.wrong_module, v.not_running, v.wrong_controllers, v.data_changed, v.wrong_outcome
         );
     }
+    if v.subnets.len() > 1 {
+        let parts: Vec<String> = v
+            .subnets
+            .iter()
+            .map(|s| format!("{} {} ({} on {})", s.subnet, s.canisters, s.on_target, r.to_version))
+            .collect();
+        t += &format!("  by subnet: {}\n", parts.join("; "));
+    }
     for p in &v.problems {
         t += &format!("  {p}\n");
     }

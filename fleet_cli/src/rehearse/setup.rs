@@ -6,9 +6,10 @@ use std::rc::Rc;
 use candid::{encode_one, Principal};
 use fleet_api::endpoint::Endpoint;
 use fleet_api::governance::{Admission, AdmissionMode, ProvisioningBudget};
-use fleet_api::manager::method::{CreateUserCanister, SetDefaultRelease};
+use fleet_api::manager::method::{AddSubnet, CreateUserCanister, SetDefaultRelease, SetPlacement};
 use fleet_api::manager::{
-    CreateUserCanisterArg, CreateUserCanisterError, ManagerInitArg, RateLimit,
+    AddSubnetArg, CreateUserCanisterArg, CreateUserCanisterError, ManagerInitArg, Placement,
+    RateLimit,
 };
 use fleet_api::user::method::{GetFleetHealth, Put};
 use fleet_api::user::{FleetHealth, PutNoteArg};
@@ -107,12 +108,18 @@ pub(super) fn install_manager(
     args: &RehearseArgs,
     manager_wasm: &[u8],
 ) -> Result<Installed, CliError> {
-    let sim = Rc::new(IcSimBuilder::new().with_logs(args.canister_logs).build());
+    let builder = (0..args.subnets).fold(
+        IcSimBuilder::new().with_logs(args.canister_logs),
+        |b, _| b.with_application_subnet(),
+    );
+    let sim = Rc::new(builder.build());
     let admin = operator();
     let manager = sim.create_canister_with_settings(Some(admin), None);
     sim.add_cycles(
         manager,
-        u128::from(args.users) * 2 * USER_CYCLES + 100 * USER_CYCLES,
+        u128::from(args.users) * 2 * USER_CYCLES
+            + 100 * USER_CYCLES
+            + u128::from(args.subnets) * 2 * STORE_CYCLES,
     );
     let init = ManagerInitArg {
         admins: None,
@@ -142,6 +149,33 @@ pub(super) fn install_manager(
         admin,
         manager,
     })
+}
+
+/// Cycles of each store canister the manager creates on another subnet.
+const STORE_CYCLES: u128 = 1_000_000_000_000;
+
+/// Has the manager use every other subnet of the simulator (a store canister on each, which
+/// the starting release is mirrored into) and spread new canisters over all of them, as an
+/// operator does with `fleet subnets add` and `fleet subnets placement spread`.
+pub(super) fn add_subnets(installed: &Installed, m: &Manager) -> Result<(), CliError> {
+    let own = installed.sim.get_subnet(installed.manager);
+    let others: Vec<Principal> = installed
+        .sim
+        .get_app_subnets()
+        .into_iter()
+        .filter(|s| Some(*s) != own)
+        .collect();
+    if others.is_empty() {
+        return Ok(());
+    }
+    for subnet in others {
+        m.call_ok::<AddSubnet>((AddSubnetArg {
+            subnet,
+            store_cycles: STORE_CYCLES,
+        },))?;
+    }
+    m.call_ok::<SetPlacement>((Placement::Spread,))?;
+    Ok(())
 }
 
 /// Publishes the starting release through the code of `release publish` and makes it the

@@ -45,6 +45,16 @@ pub struct Verification {
     pub wrong_outcome: u64,
     /// The first failed checks, for people.
     pub problems: Vec<String>,
+    /// Per subnet (as the simulator places each canister), in the simulator's order.
+    pub subnets: Vec<SubnetCount>,
+}
+
+/// The canisters found on one subnet, and how many of them run the target.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SubnetCount {
+    pub subnet: String,
+    pub canisters: u64,
+    pub on_target: u64,
 }
 
 /// What the canisters are checked against.
@@ -110,7 +120,19 @@ pub(super) fn verify(
         ..Default::default()
     };
     let mut by_class: BTreeMap<FaultClass, ClassReport> = BTreeMap::new();
+    let mut by_subnet: Vec<SubnetCount> = sim
+        .get_app_subnets()
+        .iter()
+        .map(|s| SubnetCount {
+            subnet: s.to_text(),
+            ..Default::default()
+        })
+        .collect();
+    let subnets = sim.get_app_subnets();
     for (i, id) in fleet.canisters.iter().enumerate() {
+        let on_subnet = sim
+            .get_subnet(*id)
+            .and_then(|s| subnets.iter().position(|x| *x == s));
         let class = classes[i];
         let rep = by_class
             .entry(class)
@@ -125,7 +147,12 @@ pub(super) fn verify(
         } else {
             (e.from, e.from_version)
         };
-        match check_status(e, i as u32, *id, expected, &mut failed) {
+        let found = check_status(e, i as u32, *id, expected, &mut failed);
+        if let Some(k) = on_subnet {
+            by_subnet[k].canisters += 1;
+            by_subnet[k].on_target += u64::from(found == Found::Target);
+        }
+        match found {
             Found::Target => {
                 v.on_target += 1;
                 rep.on_target += 1;
@@ -142,6 +169,7 @@ pub(super) fn verify(
         }
         v.add(failed, rep, &format!("{id} (user {i})"));
     }
+    v.subnets = by_subnet;
     Verified {
         verification: v,
         classes: by_class.into_values().collect(),
