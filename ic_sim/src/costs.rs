@@ -3,8 +3,9 @@
 
 /// Nodes of the simulated subnet (`ic0.subnet_self_node_count`).
 pub(crate) const SUBNET_SIZE: u64 = 13;
-/// Fee for creating a canister, taken from the cycles sent with `create_canister`.
-pub(crate) const CANISTER_CREATION_FEE: u128 = 500_000_000_000;
+/// Fee for creating a canister, taken from the cycles sent with `create_canister` (of the
+/// management canister or of the CMC, [`crate::cmc`]).
+pub const CANISTER_CREATION_FEE: u128 = 500_000_000_000;
 /// Base fee of every update message execution.
 pub(crate) const UPDATE_MESSAGE_FEE: u128 = 5_000_000;
 /// Fee per 10 executed instructions.

@@ -3,11 +3,13 @@
 //! [`IcSim`] (alias [`PocketIc`]) has the shape of the pocket-ic crate's `PocketIc`, so that a
 //! test written for PocketIC compiles against it by changing the type. It executes modules
 //! built with ic-cdk on the wasmi interpreter, implements the `ic0` system API, the management
-//! canister, rounds, call contexts and callbacks, cycles and instruction metering. See the
+//! canister, the cycles minting canister's `create_canister` ([`cmc`]), rounds, call contexts
+//! and callbacks, cycles and instruction metering. See the
 //! crate's README for the model, its limits and measured figures.
 
 mod call_shapes;
 mod certification;
+pub mod cmc;
 mod composite;
 mod costs;
 mod errors;
@@ -36,9 +38,11 @@ use candid::{decode_args, encode_args, encode_one, Principal};
 
 pub use call_shapes::{call_candid, call_candid_as, RawEffectivePrincipal};
 pub use certification::{CertificationError, StateTree};
+pub use cmc::CMC_ID;
 pub use composite::{
     INSTRUCTION_OVERHEAD_PER_QUERY_CALL, MAX_QUERY_CALL_DEPTH, MAX_QUERY_CALL_GRAPH_INSTRUCTIONS,
 };
+pub use costs::CANISTER_CREATION_FEE;
 pub use errors::{ErrorCode, RejectCode, RejectResponse};
 pub use http_outcalls::{
     CanisterHttpHeader, CanisterHttpMethod, CanisterHttpReject, CanisterHttpReply,

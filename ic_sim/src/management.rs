@@ -344,7 +344,7 @@ impl Sim {
                     None => DEFAULT_PROVISIONAL_CYCLES,
                 };
                 if let Some(id) = args.specified_id {
-                    if self.canisters.contains_key(&id) {
+                    if self.canisters.contains_key(&id) || id == crate::cmc::CMC_ID {
                         return Err(rejected(format!("Canister {id} is already installed")));
                     }
                     // With several subnets, an id outside every subnet's range has no subnet

@@ -93,8 +93,14 @@ fn receiver(m: &Message) -> Principal {
 
 impl Sim {
     /// Makes a message ready to execute on its destination subnet: requests to the management
-    /// canister go to the subnet queue, everything else to the canisters' queue.
+    /// canister go to the subnet queue, everything else to the canisters' queue; requests to
+    /// the CMC execute at once (see `crate::cmc`).
     pub(crate) fn enqueue(&mut self, m: Message) {
+        // The CMC executes a request when it arrives, at the start of a round.
+        let m = match m {
+            Message::Request(r) if r.receiver == crate::cmc::CMC_ID => return self.deliver_cmc(r),
+            m => m,
+        };
         let dest = self.destination(&m);
         let subnet = &mut self.subnets[dest];
         match m {
@@ -209,7 +215,7 @@ impl Sim {
         for (src, local, m) in std::mem::take(&mut self.outbox) {
             if src != self.active {
                 kept.push((src, local, m));
-            } else if self.destination(&m) != src {
+            } else if crate::cmc::is_cmc_request(&m) || self.destination(&m) != src {
                 if !within_round {
                     self.delayed.push((self.round + 1, m));
                 } else {

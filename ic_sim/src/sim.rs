@@ -682,7 +682,8 @@ impl Sim {
             };
             let id = canister_id_from_u64(n);
             subnet.next_canister += 1;
-            if !self.canisters.contains_key(&id) {
+            // The built-in CMC's id lies in the first subnet's range but is never handed out.
+            if !self.canisters.contains_key(&id) && id != crate::cmc::CMC_ID {
                 return Ok(id);
             }
         }
@@ -891,6 +892,9 @@ impl Sim {
                 });
                 match delay {
                     Some(rounds) => self.delayed.push((self.round + rounds.max(1), msg)),
+                    // The CMC's responses cross subnets: they reach the caller's subnet in the
+                    // next round (see `crate::cmc`).
+                    None if from == crate::cmc::CMC_ID => self.delayed.push((self.round + 1, msg)),
                     // Responses between canisters of one subnet are inducted within the round;
                     // those of the management canister go through message routing, to the next
                     // round, and those to another subnet too (see `Sim::induct`). The
@@ -1201,8 +1205,9 @@ impl Sim {
         // Requests to the management canister go through message routing (the scheduler
         // inducts only messages between canisters of one subnet within a round).
         let src = self.subnet_of(&from);
-        let local =
-            call.callee != Principal::management_canister() && self.destination(&request) == src;
+        let local = call.callee != Principal::management_canister()
+            && call.callee != crate::cmc::CMC_ID
+            && self.destination(&request) == src;
         self.outbox.push((src, local, request));
     }
 
@@ -1316,6 +1321,9 @@ impl Sim {
     ) -> Result<u64, RejectResponse> {
         if receiver == Principal::management_canister() {
             self.check_management_ingress(sender, method, &arg)?;
+        } else if receiver == crate::cmc::CMC_ID {
+            // The CMC takes ingress messages; it executes them in the next round, as it
+            // executes requests from canisters (see `crate::cmc`).
         } else {
             let c = self.canister(&receiver)?;
             let module = c.module.clone().ok_or_else(|| {
@@ -1368,10 +1376,12 @@ impl Sim {
         let id = self.next_ingress;
         self.next_ingress += 1;
         self.ingress.insert(id, None);
-        if let Some(info) = sender_info.filter(|_| receiver != Principal::management_canister()) {
+        let canister =
+            receiver != Principal::management_canister() && receiver != crate::cmc::CMC_ID;
+        if let Some(info) = sender_info.filter(|_| canister) {
             self.sender_infos.insert(id, info);
         }
-        self.enqueue(Message::Request(Request {
+        let request = Message::Request(Request {
             sender,
             receiver,
             method: method.to_string(),
@@ -1379,7 +1389,12 @@ impl Sim {
             cycles: 0,
             reply_to: ReplyTo::Ingress(id),
             deadline: 0,
-        }));
+        });
+        if receiver == crate::cmc::CMC_ID {
+            self.delayed.push((self.round + 1, request));
+        } else {
+            self.enqueue(request);
+        }
         Ok(id)
     }
 
