@@ -114,7 +114,8 @@ async fn create<R: Runtime>(
         admission::release(reservation);
     };
     // The placement, then the mirror: a chunk store problem then costs no canister.
-    let Some(store) = subnets::choose(rt).and_then(|subnet| subnets::store_of(rt, Some(subnet)))
+    let Some((placed, store)) = subnets::place(rt)
+        .and_then(|placed| subnets::store_of(rt, Some(placed.subnet)).map(|s| (placed, s)))
     else {
         refund();
         return Err(E::NoSubnetWithRoom);
@@ -175,6 +176,7 @@ async fn create<R: Runtime>(
     };
     state::with_mut(|s| s.registry.put(record.clone()));
     subnets::count_registered(rt, store.subnet);
+    drop(placed);
     Ok(record)
 }
 

@@ -174,6 +174,32 @@ pub fn count_registered<R: Runtime>(rt: &R, subnet: Principal) {
     })
 }
 
+thread_local! {
+    /// Creations placed on each subnet and not yet registered: concurrent creations see each
+    /// other's choice, so that `Spread` and `Fill` hold while hundreds are in progress.
+    static PLACING: std::cell::RefCell<std::collections::BTreeMap<Principal, u64>> =
+        const { std::cell::RefCell::new(std::collections::BTreeMap::new()) };
+}
+
+/// A creation placed on a subnet, counted there until it is dropped (registered or failed).
+pub struct Placed {
+    pub subnet: Principal,
+}
+
+impl Drop for Placed {
+    fn drop(&mut self) {
+        PLACING.with(|p| {
+            let mut p = p.borrow_mut();
+            if let Some(n) = p.get_mut(&self.subnet) {
+                *n -= 1;
+                if *n == 0 {
+                    p.remove(&self.subnet);
+                }
+            }
+        })
+    }
+}
+
 /// Canisters on each subnet the fleet uses, the manager's own first.
 fn counts<R: Runtime>(rt: &R) -> Vec<(Principal, u64)> {
     let (total, st) = state::with(|s| (s.registry.len(), s.subnets_state()));
@@ -183,11 +209,21 @@ fn counts<R: Runtime>(rt: &R) -> Vec<(Principal, u64)> {
     counts
 }
 
-/// The subnet the placement puts the next canister on; `None` when every subnet is full
-/// under `Fill`.
-pub fn choose<R: Runtime>(rt: &R) -> Option<Principal> {
-    let placement = state::with(|s| s.subnets_state()).placement;
-    let counts = counts(rt);
+/// Places the next canister by the placement policy, counting creations in progress; `None`
+/// when every subnet is full under `Fill`.
+pub fn place<R: Runtime>(rt: &R) -> Option<Placed> {
+    let subnet = choose(rt)?;
+    PLACING.with(|p| *p.borrow_mut().entry(subnet).or_insert(0) += 1);
+    Some(Placed { subnet })
+}
+
+fn choose<R: Runtime>(rt: &R) -> Option<Principal> {
+    let placement = state::with(|s| s.with_subnets(|st| st.placement.clone()));
+    let placing = PLACING.with(|p| p.borrow().clone());
+    let counts: Vec<(Principal, u64)> = counts(rt)
+        .into_iter()
+        .map(|(s, n)| (s, n + placing.get(&s).copied().unwrap_or(0)))
+        .collect();
     match placement {
         Placement::OwnSubnet => Some(rt.subnet_self()),
         Placement::Subnet(s) => Some(s),
