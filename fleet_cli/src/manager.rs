@@ -767,7 +767,9 @@ impl EndpointError for fleet_api::manager::SubnetError {
                 format!("the manager has {available} cycles, the store needs {needed}")
             }
             Self::CreateFailed(why) => format!("creating the store canister failed: {why}"),
-            Self::Mirror(e) => format!("the subnet is added, mirroring into its store failed: {e:?}"),
+            Self::Mirror(e) => {
+                format!("the subnet is added, mirroring into its store failed: {e:?}")
+            }
         }
     }
 }

@@ -21,7 +21,11 @@ struct Fleet {
 }
 
 fn fleet() -> Fleet {
-    let world = World::new();
+    fleet_on(World::new())
+}
+
+/// [`fleet`] on `world`, the manager on its first subnet.
+fn fleet_on(world: World) -> Fleet {
     let admin = principal_of(PHRASE);
     let manager = world.sim.create_canister_with_settings(Some(admin), None);
     world.sim.add_cycles(manager, CYCLES);
@@ -433,6 +437,120 @@ fn rollout_upgrades_the_fleet_with_pause_and_resume() {
     let (code, e) = f.admin_err(&["rollout", "rollback", "--to", "9.9.9"]);
     assert_eq!(code, 2, "{e}");
     assert_eq!(f.admin(&["rollout", "status"])["id"], done["id"]);
+}
+
+/// A fleet over three subnets: `subnets add` creates a store canister on each other subnet
+/// (controlled by the manager alone, no code, holding the default release), `subnets
+/// placement spread` puts new canisters on all three, an adopted canister on another subnet
+/// is registered there, and a rollout upgrades every one from its own subnet's store (ic_sim,
+/// like the IC, refuses a store on another subnet). Bad input is refused with exit code 2.
+#[test]
+fn a_fleet_spread_over_three_subnets_is_provisioned_and_upgraded_from_each_subnets_store() {
+    use fleet_api::manager::method::AdoptCanister;
+    use fleet_api::manager::{AdoptCanisterArg, AdoptCanisterError};
+    let f = fleet_on(World::with_subnets(3));
+    let subnets = f.world.sim.get_app_subnets();
+    assert_eq!(f.world.sim.get_subnet(f.manager), Some(subnets[0]));
+    let v1 = user_wasm(&[]);
+    let v2 = user_wasm(&["v2"]);
+    f.publish_file("v1.wasm", &v1, "1.0.0");
+    f.set_default_release("1.0.0");
+    let (code, e) = f.admin_err(&["subnets", "add", &subnets[0].to_text()]);
+    assert_eq!(code, 2, "the manager's own subnet: {e}");
+    let mut stores = Vec::new();
+    for s in &subnets[1..] {
+        let added = f.admin(&["subnets", "add", &s.to_text()]);
+        assert_eq!(added["subnet"], s.to_text());
+        assert_eq!(added["releases"], serde_json::json!(["1.0.0"]));
+        let store = Principal::from_text(added["store"].as_str().unwrap()).unwrap();
+        assert_eq!(f.world.sim.get_subnet(store), Some(*s));
+        assert_eq!(f.world.sim.get_controllers(store), vec![f.manager]);
+        assert_eq!(f.world.module_hash(store), None, "a store runs no code");
+        stores.push(store);
+    }
+    let (code, e) = f.admin_err(&["subnets", "add", &subnets[1].to_text()]);
+    assert_eq!(code, 2, "added twice: {e}");
+    let (code, e) = f.admin_err(&["subnets", "placement", "fill:0"]);
+    assert_eq!(code, 2, "{e}");
+    let stranger = f
+        .run(&["subnets", "placement", "spread"], &f.stranger_phrase)
+        .unwrap_err();
+    assert_eq!(stranger.exit_code(), 3, "{stranger}");
+    f.admin(&["subnets", "placement", "spread"]);
+    let mut canisters: Vec<(Principal, Principal)> = Vec::new();
+    for n in 30u8..36 {
+        let c = f.create_user_canister(n);
+        f.world.put_note(c, user(n), "k", "v");
+        canisters.push((c, user(n)));
+    }
+    for s in &subnets {
+        let on = canisters
+            .iter()
+            .filter(|(c, _)| f.world.sim.get_subnet(*c) == Some(*s))
+            .count();
+        assert_eq!(on, 2, "two canisters on {s}");
+    }
+    // A canister created elsewhere on the third subnet, adopted there.
+    let recovery = user(140);
+    let adopted =
+        f.world
+            .user_canister_on(Some(subnets[2]), f.manager, recovery, user(40), recovery);
+    let adopt = |subnet| AdoptCanisterArg {
+        canister_id: adopted,
+        owner: Some(user(40)),
+        subnet,
+    };
+    let unknown = Principal::from_slice(&[7; 29]);
+    assert_eq!(
+        f.world
+            .call::<AdoptCanister>(f.manager, recovery, (adopt(Some(unknown)),))
+            .into_result(),
+        Err(AdoptCanisterError::UnknownSubnet(unknown))
+    );
+    let record = f
+        .world
+        .call::<AdoptCanister>(f.manager, recovery, (adopt(Some(subnets[2])),))
+        .into_result()
+        .unwrap();
+    assert_eq!(record.subnet, Some(subnets[2]));
+    canisters.push((adopted, user(40)));
+    f.world.put_note(adopted, user(40), "k", "v");
+    let listed = f.admin(&["subnets", "list"]);
+    let counts: Vec<u64> = listed["subnets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["canisters"].as_u64().unwrap())
+        .collect();
+    assert_eq!(counts, vec![2, 2, 3]);
+    assert_eq!(listed["subnets"][0]["own"], true);
+
+    f.publish_file("v2.wasm", &v2, "2.0.0");
+    f.admin(&[
+        "rollout",
+        "start",
+        "--version",
+        "2.0.0",
+        "--from",
+        "1.0.0",
+        "--canary",
+        "0",
+        "--waves",
+        "100",
+        "--bake-secs",
+        "0",
+    ]);
+    let done = f.settle();
+    assert_eq!(done["phase"], "Completed", "{done:#}");
+    assert_eq!(done["counts"]["done"], 7);
+    for (c, owner) in &canisters {
+        assert_eq!(f.world.module_hash(*c), Some(sha256(&v2)));
+        assert_eq!(f.world.notes(*c, *owner), vec![("k".into(), "v".into())]);
+    }
+    let listed = f.admin(&["subnets", "list"]);
+    for s in listed["subnets"].as_array().unwrap() {
+        assert_eq!(s["releases"], serde_json::json!(["1.0.0", "2.0.0"]), "{s}");
+    }
 }
 
 /// `rollout plan` and `rollout start --dry-run` start nothing, show the waves `rollout start`

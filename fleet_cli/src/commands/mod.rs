@@ -7,7 +7,6 @@ mod canisters;
 mod dashboard;
 mod manager;
 mod operators;
-mod subnets;
 mod policy;
 mod recovery;
 #[cfg(feature = "sim")]
@@ -16,6 +15,7 @@ mod release;
 mod rollout;
 #[cfg(feature = "sim")]
 mod sim;
+mod subnets;
 
 use std::io::{IsTerminal, Write};
 

@@ -558,7 +558,12 @@ fn verified_text(r: &RehearsalReport) -> String {
         let parts: Vec<String> = v
             .subnets
             .iter()
-            .map(|s| format!("{} {} ({} on {})", s.subnet, s.canisters, s.on_target, r.to_version))
+            .map(|s| {
+                format!(
+                    "{} {} ({} on {})",
+                    s.subnet, s.canisters, s.on_target, r.to_version
+                )
+            })
             .collect();
         t += &format!("  by subnet: {}\n", parts.join("; "));
     }

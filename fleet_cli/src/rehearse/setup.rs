@@ -108,10 +108,10 @@ pub(super) fn install_manager(
     args: &RehearseArgs,
     manager_wasm: &[u8],
 ) -> Result<Installed, CliError> {
-    let builder = (0..args.subnets).fold(
-        IcSimBuilder::new().with_logs(args.canister_logs),
-        |b, _| b.with_application_subnet(),
-    );
+    let builder = (0..args.subnets)
+        .fold(IcSimBuilder::new().with_logs(args.canister_logs), |b, _| {
+            b.with_application_subnet()
+        });
     let sim = Rc::new(builder.build());
     let admin = operator();
     let manager = sim.create_canister_with_settings(Some(admin), None);
