@@ -48,6 +48,7 @@ pub fn fleet(n: u64) -> Vec<FleetCanister> {
             module_hash: Some(hash(OLD)),
             recovery: recovery_of(i),
             snapshot: None,
+            subnet: None,
         })
         .collect()
 }
