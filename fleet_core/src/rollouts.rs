@@ -274,6 +274,7 @@ fn fleet_canister(s: &state::State, c: &RegistryRecord) -> Option<FleetCanister>
         module_hash: Some(release.sha256.clone()),
         recovery: c.recovery_principal,
         snapshot: s.fleet_snapshot(c).map(|f| f.id),
+        subnet: None,
     })
 }
 
@@ -299,6 +300,7 @@ pub fn select_cohort(plan: &RolloutPlan) -> Result<Cohort, rollout_core::PlanErr
                             module_hash: None,
                             recovery: c.recovery_principal,
                             snapshot: None,
+                            subnet: None,
                         })
                     }
                 }
@@ -507,6 +509,7 @@ pub fn restore_plan(
                 recovery: record.recovery_principal,
                 expected_module_hash: record.current_release.map(|r| r.sha256),
                 snapshot: snapshot.map(|f| f.id),
+                subnet: None,
             });
         }
         let release = release.ok_or(RollbackError::Plan(
@@ -775,6 +778,7 @@ pub fn request_upgrade(
             recovery: record.recovery_principal,
             expected_module_hash: record.current_release.as_ref().map(|r| r.sha256.clone()),
             snapshot: state::with(|s| s.fleet_snapshot(&record).map(|f| f.id)),
+            subnet: None,
         };
         if let Some(r) = e.active() {
             if active_target.as_ref() != Some(&meta.sha256) {
@@ -829,6 +833,8 @@ fn refusal(e: &rollout_core::RequestError) -> fleet_api::rollout::RequestRefusal
         rollout_core::RequestError::NotAnUpgrade => R::NotAnUpgrade,
         rollout_core::RequestError::AlreadyFinished { .. } => R::AlreadyFinished,
         rollout_core::RequestError::NotInCohort => R::NotInCohort,
+        // The rollout tracks no more subnets: it cannot take this canister now.
+        rollout_core::RequestError::TooManySubnets => R::NotAccepting,
     }
 }
 
@@ -1521,6 +1527,7 @@ mod rollout_tests {
             starts_per_minute: 60,
             burst: 10,
             max_starts_per_tick: 10,
+            per_subnet: None,
         })
     }
 
@@ -1677,6 +1684,7 @@ mod rollout_tests {
         arg.failure = Some(WireFailure {
             max_failed_percent: 100,
             max_consecutive_failures: 1,
+            halt_scope: None,
         });
         launch(&arg, ic.env());
         ic.run(10);
@@ -1735,6 +1743,7 @@ mod rollout_tests {
         arg.failure = Some(WireFailure {
             max_failed_percent: 0,
             max_consecutive_failures: 1,
+            halt_scope: None,
         });
         arg.retry = Some(WireRetry {
             stop_attempts: 2,
