@@ -54,6 +54,7 @@ impl LimitArgs {
                 starts_per_minute: self.starts_per_minute.unwrap_or(d.starts_per_minute),
                 burst: self.burst.unwrap_or(d.burst),
                 max_starts_per_tick: self.starts_per_tick.unwrap_or(d.max_starts_per_tick),
+                per_subnet: None,
             }
         })
     }
@@ -229,6 +230,7 @@ impl PlanArgs {
                 max_consecutive_failures: self
                     .max_consecutive_failures
                     .unwrap_or(d.failure.max_consecutive_failures),
+                halt_scope: None,
             });
         }
         plan.take_snapshot = self.no_snapshot.then_some(false);
