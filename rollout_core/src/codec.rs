@@ -374,7 +374,6 @@ impl From<RolloutState> for RolloutStateV1 {
 mod tests {
     use super::*;
     use crate::pipeline::{CanisterRecord, Failure, Job, Step};
-    use candid::Principal;
 
     fn record() -> CanisterRecord {
         let mut r = CanisterRecord::new(Job::Upgrade, 3, Principal::from_slice(&[7; 29]));
@@ -388,9 +387,9 @@ mod tests {
     #[test]
     fn compact_values_round_trip_and_are_smaller_than_candid() {
         let r = record();
-        let bytes = encode(&r);
-        assert_eq!(bytes[0], COMPACT_V1);
-        assert_eq!(decode::<CanisterRecord>(&bytes), r);
+        let bytes = encode_shape(&r);
+        assert_eq!(bytes[0], COMPACT_V2);
+        assert_eq!(decode_shape::<CanisterRecord>(&bytes), r);
         let candid = candid::encode_one(&r).unwrap();
         assert!(
             bytes.len() * 3 < candid.len(),
@@ -407,9 +406,40 @@ mod tests {
         assert_eq!(decode::<CanisterRecord>(&old), r);
     }
 
+    /// Events of the first shape read unchanged: the second only appended variants.
+    #[test]
+    fn events_of_the_first_shape_are_read() {
+        use crate::rollout::{Event, EventKind, HaltReason};
+        let event = Event {
+            at: 7,
+            kind: EventKind::Halted(HaltReason::ConsecutiveFailures { count: 3 }),
+        };
+        assert_eq!(decode_shape::<Event>(&encode(&event)), event);
+        let subnet = Event {
+            at: 8,
+            kind: EventKind::SubnetHalted {
+                subnet: Some(Principal::from_slice(&[4; 10])),
+                reason: HaltReason::WaveFailureThreshold {
+                    wave: 1,
+                    failed: 2,
+                    size: 3,
+                },
+            },
+        };
+        let bytes = encode_shape(&subnet);
+        assert_eq!(bytes[0], COMPACT_V2);
+        assert_eq!(decode_shape::<Event>(&bytes), subnet);
+    }
+
     #[test]
     #[should_panic(expected = "unknown format")]
     fn an_unknown_format_is_refused() {
         decode::<CanisterRecord>(&[0x00, 1, 2]);
+    }
+
+    #[test]
+    #[should_panic(expected = "unknown format (tag 0xc3)")]
+    fn an_unknown_tag_is_refused() {
+        decode_shape::<CanisterRecord>(&[0xC3, 1, 2]);
     }
 }

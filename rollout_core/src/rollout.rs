@@ -761,9 +761,10 @@ impl<S: RolloutStore> Rollout<S> {
 
     /// A timer tick: the calls to make now. Repeated calls whose backoff is over, due snapshot
     /// deletions, and as many new pipeline starts as the in-flight limit, the token bucket and
-    /// the per-tick cap allow. It opens a new tick: the cap counts starts from here until the
-    /// next call of `tick`, including those of [`Rollout::refill`] in between.
-    /// Cost: O(returned actions + cancellations), independent of the fleet.
+    /// the per-tick cap allow, overall and per subnet (the subnets with work take turns). It
+    /// opens a new tick: the cap counts starts from here until the next call of `tick`,
+    /// including those of [`Rollout::refill`] in between.
+    /// Cost: O(returned actions + cancellations + subnets × waves), independent of the fleet.
     pub fn tick(&mut self, now: Nanos) -> Vec<Action> {
         self.state.starts_since_tick = Some(0);
         let actions = self.step(now);
@@ -1012,7 +1013,8 @@ impl<S: RolloutStore> Rollout<S> {
         Ok(())
     }
 
-    /// Continues after a pause or a halt; the consecutive-failure count starts again. Also
+    /// Continues after a pause or a halt, of the rollout or of its subnets (which a running
+    /// rollout may have); the consecutive-failure counts start again. Also
     /// lifts a hold for manager faults (the operator says the manager is fine again); the other
     /// holds follow the manager's condition and stay.
     pub fn resume(&mut self, now: Nanos) -> Result<(), ControlError> {
@@ -1056,8 +1058,9 @@ impl<S: RolloutStore> Rollout<S> {
     }
 
     /// An owner asks for their canister to be upgraded now. `member` is the registry's entry,
-    /// needed when the canister is not in the cohort. The pipeline runs from the next ticks,
-    /// ahead of the waves but under the same limits.
+    /// needed when the canister is not in the cohort (its `subnet` places it; a subnet new to
+    /// the rollout joins its list while there is room). The pipeline runs from the next ticks,
+    /// ahead of its subnet's waves but under the same limits.
     pub fn request(
         &mut self,
         canister: Principal,
