@@ -580,3 +580,107 @@ fn records_and_state_of_the_first_shape_still_decode() {
     assert_eq!(r.status(now).counts.done, 30);
     assert_eq!(r.status(now).subnets[0].done, 30);
 }
+
+#[test]
+fn restores_reissues_and_idle_waits_work_across_subnets() {
+    let fleet = fleet_on_subnets(4, 3);
+    let mut p = plan();
+    p.limits.per_subnet = subnet_limits(1, 60_000, 1_000);
+    p.waves_percent = vec![50, 100];
+    p.bake_ns = 10 * MINUTE;
+    let mut d = Drive::new(&fleet, &p);
+    // While the bake time runs, nothing can happen before it ends.
+    d.run(T0 + 30 * MINUTE, |r| {
+        r.state().waves[0].completed_at.is_some()
+    });
+    let done_at = d.r.state().waves[0].completed_at.unwrap();
+    assert_eq!(d.r.idle_until(), Some(done_at + 10 * MINUTE));
+    d.run(T0 + 60 * MINUTE, |r| r.state().phase.is_finished());
+    assert_eq!(d.r.status(d.now).counts.done, 12);
+
+    // A restore of two canisters per subnet, one at a time on each.
+    let chosen: Vec<CohortMember> = fleet
+        .iter()
+        .take(6)
+        .map(|c| {
+            let r = d.r.record(&c.id).unwrap();
+            CohortMember {
+                id: c.id,
+                recovery: r.recovery,
+                expected_module_hash: Some(hash(NEW)),
+                snapshot: r.snapshot,
+                subnet: c.subnet,
+            }
+        })
+        .collect();
+    let restore = RestorePlan {
+        release: release(OLD),
+        canisters: chosen,
+        limits: p.limits.clone(),
+        failure: p.failure.clone(),
+        retry: p.retry.clone(),
+    };
+    d.r = Rollout::start_restore(2, manager(), restore, MemStore::new(), d.now).unwrap();
+    let first = d.tick();
+    assert_eq!(first.len(), 3);
+    assert!(starts_by_subnet(&d.r, &first).values().all(|&n| n == 1));
+    d.run(d.now + 60 * MINUTE, |r| r.state().phase.is_finished());
+    let s = d.r.status(d.now);
+    assert_eq!((s.phase, s.counts.restored), (Phase::Completed, 6));
+    assert!(s.subnets.iter().all(|p| p.total == 2));
+    for c in &fleet[..6] {
+        assert_eq!(d.ic.canisters[&c.id].module, hash(OLD));
+    }
+
+    // Calls whose callbacks were lost are issued again, each once, whatever the subnet.
+    let mut d = Drive::new(&fleet, &p);
+    d.withheld = fleet.iter().map(|c| c.id).collect();
+    let mut lost = d.tick();
+    assert_eq!(lost.len(), 3);
+    let mut again = d.r.reissue_outstanding(d.now + 1, d.now + SECOND, 100);
+    assert!(d
+        .r
+        .reissue_outstanding(d.now + 1, d.now + SECOND, 100)
+        .is_empty());
+    lost.sort_by_key(|a| a.canister);
+    again.sort_by_key(|a| a.canister);
+    assert_eq!(again, lost);
+}
+
+#[test]
+fn a_halted_subnet_lets_the_others_through_every_wave_and_catches_up_when_resumed() {
+    let fleet = fleet_on_subnets(10, 3);
+    let mut p = plan();
+    p.limits.per_subnet = subnet_limits(1, 60_000, 1_000);
+    p.waves_percent = vec![40, 100];
+    p.failure = FailurePolicy {
+        max_failed_percent: 20,
+        max_consecutive_failures: 0,
+        halt_scope: HaltScope::Subnet,
+    };
+    let mut d = Drive::new(&fleet, &p);
+    let bad: Vec<Principal> = fleet
+        .iter()
+        .filter(|c| c.subnet == Some(subnet_id(0)))
+        .map(|c| c.id)
+        .collect();
+    d.ic.faults.install_fails.insert(bad[0]);
+    d.run(T0 + 60 * MINUTE, halted);
+    let s = d.r.status(d.now);
+    // Subnet 0 halted on its first canister, in the first wave; both waves completed for
+    // the others.
+    assert!(s.waves.iter().all(|w| w.completed_at.is_some()), "{s:?}");
+    assert_eq!(progress(&s, 0).pending, 9);
+    assert_eq!(progress(&s, 1).done + progress(&s, 2).done, 20);
+    assert!(matches!(
+        s.phase,
+        Phase::Halted(HaltReason::SubnetWaveFailureThreshold { wave: 0, .. })
+    ));
+    // Resumed, it starts its canisters of the first wave again, then of the second.
+    d.r.resume(d.now).unwrap();
+    d.run(T0 + 120 * MINUTE, |r| r.state().phase.is_finished());
+    let s = d.r.status(d.now);
+    assert_eq!(s.phase, Phase::Completed);
+    assert_eq!(progress(&s, 0).done, 9);
+    assert_eq!(s.counts.done, 29);
+}
