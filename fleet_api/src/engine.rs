@@ -117,6 +117,11 @@ pub enum EventKind {
         canister: Principal,
         error: CallError,
     },
+    /// Under `HaltScope::Subnet`: the subnet starts nothing new; the others go on.
+    SubnetHalted {
+        subnet: Option<Principal>,
+        reason: HaltReason,
+    },
 }
 
 /// Why a canister was skipped, failed, rolled back or deferred.
@@ -169,12 +174,41 @@ pub struct FailurePolicy {
     pub max_failed_percent: u8,
     /// Halt after this many failures in a row (in completion order); 0 disables the check.
     pub max_consecutive_failures: u32,
+    /// Whether the checks count over the fleet or per subnet; `None`: `Fleet`.
+    pub halt_scope: Option<HaltScope>,
+}
+
+/// What a failure check halts: the whole rollout, or only the subnet whose failures it
+/// counted (the others go on; the rollout ends halted when nothing else is left).
+#[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HaltScope {
+    #[default]
+    Fleet,
+    Subnet,
 }
 
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub enum HaltReason {
-    WaveFailureThreshold { wave: u32, failed: u64, size: u64 },
-    ConsecutiveFailures { count: u32 },
+    WaveFailureThreshold {
+        wave: u32,
+        failed: u64,
+        size: u64,
+    },
+    ConsecutiveFailures {
+        count: u32,
+    },
+    /// A subnet's part of the wave failed beyond the threshold (halt scope `Subnet`).
+    SubnetWaveFailureThreshold {
+        subnet: Option<Principal>,
+        wave: u32,
+        failed: u64,
+        size: u64,
+    },
+    /// A subnet's failures in a row (halt scope `Subnet`).
+    SubnetConsecutiveFailures {
+        subnet: Option<Principal>,
+        count: u32,
+    },
 }
 
 #[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -222,6 +256,9 @@ pub enum LimitName {
     StartsPerMinute,
     Burst,
     MaxStartsPerTick,
+    SubnetMaxInFlight,
+    SubnetStartsPerMinute,
+    SubnetBurst,
 }
 
 /// Limits that bound the load a rollout puts on the fleet and on the manager.
@@ -237,6 +274,16 @@ pub struct Limits {
     pub burst: u32,
     /// Pipeline starts per timer tick, which bounds the instructions a tick spends.
     pub max_starts_per_tick: u32,
+    /// Limits of each subnet on top of the overall ones; `None`: overall limits only.
+    pub per_subnet: Option<SubnetLimits>,
+}
+
+/// The load a rollout may put on one subnet, like the overall `Limits`.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SubnetLimits {
+    pub max_in_flight: u32,
+    pub starts_per_minute: u32,
+    pub burst: u32,
 }
 
 #[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -342,6 +389,15 @@ pub enum PlanError {
     NoSnapshot {
         canister: Principal,
     },
+    /// The canisters live on more distinct subnets than a rollout tracks.
+    TooManySubnets {
+        count: u32,
+        max: u32,
+    },
+    /// A per-subnet limit exceeds its overall counterpart.
+    SubnetLimitAboveOverall {
+        limit: LimitName,
+    },
 }
 
 /// A published user-canister release.
@@ -392,6 +448,24 @@ pub struct RolloutStatus {
     /// The plan's failure policy, the thresholds a `Halted` phase refers to. Optional like
     /// `limits`.
     pub failure: Option<FailurePolicy>,
+    /// Progress per subnet (empty in replies of earlier releases).
+    pub subnets: Vec<SubnetProgress>,
+}
+
+/// Progress of the rollout's canisters on one subnet (`None`: unknown, the manager's own).
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SubnetProgress {
+    pub subnet: Option<Principal>,
+    pub total: u64,
+    pub done: u64,
+    pub failed: u64,
+    pub rolled_back: u64,
+    pub deferred: u64,
+    pub in_flight: u64,
+    pub pending: u64,
+    pub busy: u64,
+    /// Why the subnet starts nothing new, if it halted.
+    pub halted: Option<HaltReason>,
 }
 
 /// Counts of canisters by state; they always add up to the number of records.

@@ -108,14 +108,19 @@ structs! {
     eng::CyclesPolicy == api::CyclesPolicy { min_cycles, top_up_to, budget }
     eng::DeferralCounts => api::DeferralCounts { environment, manager }
     eng::Event => api::Event { at, kind }
-    eng::FailurePolicy == api::FailurePolicy { max_failed_percent, max_consecutive_failures }
-    eng::Limits == api::Limits { max_in_flight, starts_per_minute, burst, max_starts_per_tick }
+    eng::Limits == api::Limits {
+        max_in_flight, starts_per_minute, burst, max_starts_per_tick, per_subnet,
+    }
+    plan::SubnetLimits == api::SubnetLimits { max_in_flight, starts_per_minute, burst }
+    eng::SubnetProgress => api::SubnetProgress {
+        subnet, total, done, failed, rolled_back, deferred, in_flight, pending, busy, halted,
+    }
     eng::Release => api::Release { module_hash, version }
     eng::RetryPolicy == api::RetryPolicy { stop_attempts, backoff_base_ns, backoff_max_ns }
     eng::RolloutStatus => api::RolloutStatus {
         id, job, phase, target, counts, waves, requests, current_wave, next_wave_at,
         rate_per_minute, eta_ns, top_up_spent, created_at, finished_at, hold, deferrals,
-        stop_deadline_ns, limits, failure,
+        stop_deadline_ns, limits, failure, subnets,
     }
     eng::StateCounts => api::StateCounts {
         pending, in_flight, busy, done, restored, rolled_back, failed, skipped, cancelled,
@@ -147,6 +152,7 @@ enums! {
         StartRetrying { canister, error },
         Requested { canister, ticket },
         SnapshotDeleteFailed { canister, error },
+        SubnetHalted { subnet, reason },
     }
     eng::Failure => api::Failure {
         ManagerNotController,
@@ -165,7 +171,10 @@ enums! {
     eng::HaltReason => api::HaltReason {
         WaveFailureThreshold { wave, failed, size },
         ConsecutiveFailures { count },
+        SubnetWaveFailureThreshold { subnet, wave, failed, size },
+        SubnetConsecutiveFailures { subnet, count },
     }
+    plan::HaltScope == api::HaltScope { Fleet, Subnet }
     plan::HashField => api::HashField { Target, From }
     eng::Hold => api::Hold {
         Draining,
@@ -174,7 +183,10 @@ enums! {
     }
     eng::Ineligible => api::Ineligible { NotInFleet, Pinned, AlreadyOnTarget, OtherRelease }
     eng::Job => api::Job { Upgrade, Restore }
-    plan::LimitName => api::LimitName { MaxInFlight, StartsPerMinute, Burst, MaxStartsPerTick }
+    plan::LimitName => api::LimitName {
+        MaxInFlight, StartsPerMinute, Burst, MaxStartsPerTick, SubnetMaxInFlight,
+        SubnetStartsPerMinute, SubnetBurst,
+    }
     plan::ListName => api::ListName { Include, Exclude, Canary }
     eng::OpKind => api::OpKind {
         CanisterStatus, TopUp, Stop, Start, TakeSnapshot, InstallChunked, HealthCheck,
@@ -205,6 +217,8 @@ enums! {
         DuplicateCanister { canister },
         EmptyCohort,
         NoSnapshot { canister },
+        TooManySubnets { count, max },
+        SubnetLimitAboveOverall { limit },
     }
     eng::Step => api::Step {
         Pending,
@@ -221,6 +235,40 @@ enums! {
         Finished(outcome),
     }
     eng::WaveLabel => api::WaveLabel { Canary, Percent(percent) }
+}
+
+/// The failure policy both ways: the wire's `halt_scope` is optional, so that plans of clients
+/// that do not know it keep today's scope.
+impl Wire for eng::FailurePolicy {
+    type Out = api::FailurePolicy;
+    fn wire(self) -> api::FailurePolicy {
+        let eng::FailurePolicy {
+            max_failed_percent,
+            max_consecutive_failures,
+            halt_scope,
+        } = self;
+        api::FailurePolicy {
+            max_failed_percent,
+            max_consecutive_failures,
+            halt_scope: Some(halt_scope.wire()),
+        }
+    }
+}
+
+impl Wire for api::FailurePolicy {
+    type Out = eng::FailurePolicy;
+    fn wire(self) -> eng::FailurePolicy {
+        let api::FailurePolicy {
+            max_failed_percent,
+            max_consecutive_failures,
+            halt_scope,
+        } = self;
+        eng::FailurePolicy {
+            max_failed_percent,
+            max_consecutive_failures,
+            halt_scope: halt_scope.map(Wire::wire).unwrap_or_default(),
+        }
+    }
 }
 
 use wasm_store as store;
@@ -321,11 +369,27 @@ mod tests {
             starts_per_minute: 11,
             burst: 13,
             max_starts_per_tick: 17,
+            per_subnet: Some(api::SubnetLimits {
+                max_in_flight: 2,
+                starts_per_minute: 3,
+                burst: 4,
+            }),
         };
         let core: eng::Limits = limits.clone().wire();
         assert_eq!(core.max_in_flight, 7);
         assert_eq!(core.max_starts_per_tick, 17);
+        assert_eq!(core.per_subnet.as_ref().map(|l| l.burst), Some(4));
         assert_eq!(core.wire(), limits);
+        // A policy without a halt scope keeps the fleet's; one with it keeps it.
+        let mut failure = api::FailurePolicy {
+            max_failed_percent: 5,
+            max_consecutive_failures: 2,
+            halt_scope: None,
+        };
+        let core: eng::FailurePolicy = failure.clone().wire();
+        assert_eq!(core.halt_scope, eng::HaltScope::Fleet);
+        failure.halt_scope = Some(api::HaltScope::Subnet);
+        assert_eq!(failure.clone().wire().wire(), failure);
         let canary = api::Canary::List(vec![Principal::from_slice(&[9; 10])]);
         assert_eq!(canary.clone().wire().wire(), canary);
         let failure = eng::Failure::Unhealthy {

@@ -1029,7 +1029,36 @@ pub fn rollout_text(s: &RolloutStatus) -> String {
         s.eta_ns
             .map(|eta| format!(", about {} s left", eta / 1_000_000_000))
             .unwrap_or_default()
-    )
+    ) + &subnets_text(s)
+}
+
+/// One line per subnet, when the rollout spans several.
+fn subnets_text(s: &RolloutStatus) -> String {
+    if s.subnets.len() < 2 {
+        return String::new();
+    }
+    s.subnets
+        .iter()
+        .map(|p| {
+            format!(
+                "\n  subnet {}: done {} of {}, failed {}, rolled back {}, deferred {}, in flight {}, pending {}{}",
+                p.subnet
+                    .map(|s| s.to_text())
+                    .unwrap_or_else(|| "(the manager's)".into()),
+                p.done,
+                p.total,
+                p.failed,
+                p.rolled_back,
+                p.deferred,
+                p.in_flight,
+                p.pending,
+                p.halted
+                    .as_ref()
+                    .map(|h| format!(", halted: {h:?}"))
+                    .unwrap_or_default()
+            )
+        })
+        .collect()
 }
 
 /// Why no pipeline starts although the rollout runs.

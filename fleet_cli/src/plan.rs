@@ -34,6 +34,17 @@ pub struct LimitArgs {
     /// Pipeline starts per timer tick of the manager [default: 10].
     #[arg(long, value_name = "N")]
     pub starts_per_tick: Option<u32>,
+    /// Pipelines at once on each subnet, within --max-in-flight (fleets on several subnets;
+    /// a subnet at its limit does not hold the others back) [default: no per-subnet limits].
+    #[arg(long, value_name = "N")]
+    pub subnet_max_in_flight: Option<u32>,
+    /// Long-run rate of pipeline starts on each subnet [default with a per-subnet limit:
+    /// --starts-per-minute].
+    #[arg(long, value_name = "N")]
+    pub subnet_starts_per_minute: Option<u32>,
+    /// Token bucket size on each subnet [default with a per-subnet limit: --burst].
+    #[arg(long, value_name = "N")]
+    pub subnet_burst: Option<u32>,
 }
 
 impl LimitArgs {
@@ -42,6 +53,13 @@ impl LimitArgs {
             || self.starts_per_minute.is_some()
             || self.burst.is_some()
             || self.starts_per_tick.is_some()
+            || self.per_subnet()
+    }
+
+    fn per_subnet(&self) -> bool {
+        self.subnet_max_in_flight.is_some()
+            || self.subnet_starts_per_minute.is_some()
+            || self.subnet_burst.is_some()
     }
 
     /// The limits to send: `None` when no flag is given (the manager then uses its default,
@@ -49,11 +67,19 @@ impl LimitArgs {
     pub fn to_limits(&self) -> Option<Limits> {
         self.any().then(|| {
             let d = defaults().limits;
+            let starts_per_minute = self.starts_per_minute.unwrap_or(d.starts_per_minute);
+            let burst = self.burst.unwrap_or(d.burst);
+            let max_in_flight = self.max_in_flight.unwrap_or(d.max_in_flight);
             Limits {
-                max_in_flight: self.max_in_flight.unwrap_or(d.max_in_flight),
-                starts_per_minute: self.starts_per_minute.unwrap_or(d.starts_per_minute),
-                burst: self.burst.unwrap_or(d.burst),
+                max_in_flight,
+                starts_per_minute,
+                burst,
                 max_starts_per_tick: self.starts_per_tick.unwrap_or(d.max_starts_per_tick),
+                per_subnet: self.per_subnet().then(|| fleet_api::engine::SubnetLimits {
+                    max_in_flight: self.subnet_max_in_flight.unwrap_or(max_in_flight),
+                    starts_per_minute: self.subnet_starts_per_minute.unwrap_or(starts_per_minute),
+                    burst: self.subnet_burst.unwrap_or(burst),
+                }),
             }
         })
     }
@@ -112,6 +138,10 @@ pub struct PlanArgs {
     /// Halt after this many failures in a row; 0 disables the check [default: 5].
     #[arg(long, value_name = "N")]
     pub max_consecutive_failures: Option<u32>,
+    /// What a halt stops: the whole `fleet`, or only the `subnet` whose canisters failed
+    /// (failures then count per subnet, and the other subnets go on) [default: fleet].
+    #[arg(long, value_name = "SCOPE", value_parser = ["fleet", "subnet"])]
+    pub halt_scope: Option<String>,
     /// Do not snapshot canisters before upgrading them (a failed health check then cannot be
     /// rolled back).
     #[arg(long)]
@@ -221,7 +251,10 @@ impl PlanArgs {
         plan.waves_percent = self.waves.clone();
         plan.bake_secs = self.bake_secs;
         plan.limits = self.limits.to_limits();
-        if self.max_failed_percent.is_some() || self.max_consecutive_failures.is_some() {
+        if self.max_failed_percent.is_some()
+            || self.max_consecutive_failures.is_some()
+            || self.halt_scope.is_some()
+        {
             plan.failure = Some(FailurePolicy {
                 max_failed_percent: self
                     .max_failed_percent
@@ -229,6 +262,10 @@ impl PlanArgs {
                 max_consecutive_failures: self
                     .max_consecutive_failures
                     .unwrap_or(d.failure.max_consecutive_failures),
+                halt_scope: self.halt_scope.as_deref().map(|s| match s {
+                    "subnet" => fleet_api::engine::HaltScope::Subnet,
+                    _ => fleet_api::engine::HaltScope::Fleet,
+                }),
             });
         }
         plan.take_snapshot = self.no_snapshot.then_some(false);

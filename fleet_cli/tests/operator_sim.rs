@@ -526,7 +526,7 @@ fn a_fleet_spread_over_three_subnets_is_provisioned_and_upgraded_from_each_subne
     assert_eq!(listed["subnets"][0]["own"], true);
 
     f.publish_file("v2.wasm", &v2, "2.0.0");
-    f.admin(&[
+    let started = f.admin(&[
         "rollout",
         "start",
         "--version",
@@ -539,10 +539,41 @@ fn a_fleet_spread_over_three_subnets_is_provisioned_and_upgraded_from_each_subne
         "100",
         "--bake-secs",
         "0",
+        "--subnet-max-in-flight",
+        "1",
+        "--halt-scope",
+        "subnet",
     ]);
+    assert_eq!(started["canisters"], 7);
+    // One tick later: one pipeline per subnet, whatever the overall limit allows.
+    f.world.sim.advance_time(std::time::Duration::from_secs(1));
+    f.world.sim.tick();
+    let running = f.admin(&["rollout", "status"]);
+    let in_flight: Vec<u64> = running["subnets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["in_flight"].as_u64().unwrap())
+        .collect();
+    assert_eq!(in_flight, vec![1, 1, 1], "{running:#}");
     let done = f.settle();
     assert_eq!(done["phase"], "Completed", "{done:#}");
     assert_eq!(done["counts"]["done"], 7);
+    let per_subnet: Vec<(serde_json::Value, u64)> = done["subnets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["subnet"].clone(), s["done"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(
+        per_subnet,
+        vec![
+            (serde_json::Value::Null, 2),
+            (serde_json::json!(subnets[1].to_text()), 2),
+            (serde_json::json!(subnets[2].to_text()), 3),
+        ],
+        "the manager's own subnet is the rollout's unnamed one"
+    );
     for (c, owner) in &canisters {
         assert_eq!(f.world.module_hash(*c), Some(sha256(&v2)));
         assert_eq!(f.world.notes(*c, *owner), vec![("k".into(), "v".into())]);

@@ -187,9 +187,33 @@ impl<T: StoredShape> Storable for Stored<T> {
     const BOUND: Bound = Bound::Unbounded;
 }
 
-/// The rollout header, at the first shape (the one `rollout_core::codec` wrote).
+/// The rollout header: its second shape holds the engine state's second shape (with subnets),
+/// and its first shape is read through the engine's conversion of its state. The engine's
+/// [`rollout_core::codec::Shape`] is the one that decodes it (the cell holds it as
+/// `Encoded`); this one only says the same.
+impl rollout_core::codec::Shape for crate::state::RolloutMeta {
+    const TAG: u8 = rollout_core::codec::COMPACT_V2;
+
+    fn from_older(tag: u8, bytes: &[u8]) -> Option<Self> {
+        (tag == rollout_core::codec::COMPACT_V1)
+            .then(|| postcard::from_bytes::<crate::state::RolloutMetaV1>(bytes).ok())
+            .flatten()
+            .map(Into::into)
+    }
+
+    fn from_candid(bytes: &[u8]) -> Self {
+        candid::decode_one::<crate::state::RolloutMetaV1>(bytes)
+            .expect("a stored candid value")
+            .into()
+    }
+}
+
 impl StoredShape for crate::state::RolloutMeta {
-    const TAG: u8 = rollout_core::codec::COMPACT_V1;
+    const TAG: u8 = <Self as rollout_core::codec::Shape>::TAG;
+
+    fn from_older(tag: u8, bytes: &[u8]) -> Option<Self> {
+        <Self as rollout_core::codec::Shape>::from_older(tag, bytes)
+    }
 }
 
 #[cfg(test)]

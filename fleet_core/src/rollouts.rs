@@ -274,6 +274,7 @@ fn fleet_canister(s: &state::State, c: &RegistryRecord) -> Option<FleetCanister>
         module_hash: Some(release.sha256.clone()),
         recovery: c.recovery_principal,
         snapshot: s.fleet_snapshot(c).map(|f| f.id),
+        subnet: crate::subnets::rollout_subnet(c.subnet),
     })
 }
 
@@ -299,6 +300,7 @@ pub fn select_cohort(plan: &RolloutPlan) -> Result<Cohort, rollout_core::PlanErr
                             module_hash: None,
                             recovery: c.recovery_principal,
                             snapshot: None,
+                            subnet: crate::subnets::rollout_subnet(c.subnet),
                         })
                     }
                 }
@@ -510,6 +512,7 @@ pub fn restore_plan(
                 recovery: record.recovery_principal,
                 expected_module_hash: record.current_release.map(|r| r.sha256),
                 snapshot: snapshot.map(|f| f.id),
+                subnet: crate::subnets::rollout_subnet(record.subnet),
             });
         }
         let release = release.ok_or(RollbackError::Plan(
@@ -768,7 +771,10 @@ pub fn request_upgrade(
                 version: meta.version.clone(),
             });
         }
-        if state::with(|s| s.mirror_state().get(&meta.sha256).is_none()) {
+        if crate::subnets::mirror_for(record.subnet)
+            .get(&meta.sha256)
+            .is_none()
+        {
             return Err(E::NotMirrored {
                 version: meta.version.clone(),
             });
@@ -778,6 +784,7 @@ pub fn request_upgrade(
             recovery: record.recovery_principal,
             expected_module_hash: record.current_release.as_ref().map(|r| r.sha256.clone()),
             snapshot: state::with(|s| s.fleet_snapshot(&record).map(|f| f.id)),
+            subnet: crate::subnets::rollout_subnet(record.subnet),
         };
         if let Some(r) = e.active() {
             if active_target.as_ref() != Some(&meta.sha256) {
@@ -832,6 +839,8 @@ fn refusal(e: &rollout_core::RequestError) -> fleet_api::rollout::RequestRefusal
         rollout_core::RequestError::NotAnUpgrade => R::NotAnUpgrade,
         rollout_core::RequestError::AlreadyFinished { .. } => R::AlreadyFinished,
         rollout_core::RequestError::NotInCohort => R::NotInCohort,
+        // The rollout tracks no more subnets: it cannot take this canister now.
+        rollout_core::RequestError::TooManySubnets => R::NotAccepting,
     }
 }
 
@@ -1525,6 +1534,7 @@ mod rollout_tests {
             starts_per_minute: 60,
             burst: 10,
             max_starts_per_tick: 10,
+            per_subnet: None,
         })
     }
 
@@ -1681,6 +1691,7 @@ mod rollout_tests {
         arg.failure = Some(WireFailure {
             max_failed_percent: 100,
             max_consecutive_failures: 1,
+            halt_scope: None,
         });
         launch(&arg, ic.env());
         ic.run(10);
@@ -1739,6 +1750,7 @@ mod rollout_tests {
         arg.failure = Some(WireFailure {
             max_failed_percent: 0,
             max_consecutive_failures: 1,
+            halt_scope: None,
         });
         arg.retry = Some(WireRetry {
             stop_attempts: 2,

@@ -72,6 +72,45 @@ pub struct RolloutMeta {
     pub timer_ticks: Option<u64>,
 }
 
+/// [`RolloutMeta`] as its first shape (tag `0xC1`) stored it, with the engine state's first
+/// shape.
+#[derive(CandidType, Deserialize)]
+pub(crate) struct RolloutMetaV1 {
+    next_id: u64,
+    current: Option<rollout_core::codec::RolloutStateV1>,
+    draining: bool,
+    counters: RolloutCounters,
+    log_first: u64,
+    log_next: u64,
+    next_ticket: u64,
+    timer_ticks: Option<u64>,
+}
+
+impl From<RolloutMetaV1> for RolloutMeta {
+    fn from(m: RolloutMetaV1) -> Self {
+        let RolloutMetaV1 {
+            next_id,
+            current,
+            draining,
+            counters,
+            log_first,
+            log_next,
+            next_ticket,
+            timer_ticks,
+        } = m;
+        RolloutMeta {
+            next_id,
+            current: current.map(Into::into),
+            draining,
+            counters,
+            log_first,
+            log_next,
+            next_ticket,
+            timer_ticks,
+        }
+    }
+}
+
 /// [`RolloutMeta`] by reference: the same fields in the same order, so it encodes to the same
 /// bytes.
 #[derive(Serialize)]
@@ -451,6 +490,7 @@ pub(crate) mod tests {
                 module_hash: Some(vec![1; 32]),
                 recovery: p(200),
                 snapshot: None,
+                subnet: None,
             })
             .collect();
         let cohort = rollout_core::plan::select(&plan, &fleet).unwrap();

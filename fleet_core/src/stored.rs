@@ -689,14 +689,16 @@ mod tests {
         }
     }
 
+    /// Headers of the first shape (tag `0xC1` or candid: wire counters, the engine state before
+    /// subnets) are read, and written again under `0xC2`.
     #[test]
     fn a_rollout_header_written_with_wire_counters_is_read() {
-        use rollout_core::RolloutState;
+        use rollout_core::codec::{RolloutStateV1, COMPACT_V2};
         /// The header as the earlier layout stored it.
         #[derive(CandidType, Serialize)]
         struct WireRolloutMeta {
             next_id: u64,
-            current: Option<RolloutState>,
+            current: Option<RolloutStateV1>,
             draining: bool,
             counters: api_rollout::RolloutCounters,
             log_first: u64,
@@ -709,7 +711,7 @@ mod tests {
             let current = (n % 2 == 1).then(|| in_flight.clone());
             let wire = WireRolloutMeta {
                 next_id: 8,
-                current: current.clone(),
+                current: current.clone().map(RolloutStateV1::from),
                 draining: n % 2 == 0,
                 counters: counters.clone(),
                 log_first: 4,
@@ -727,7 +729,23 @@ mod tests {
                 next_ticket: 11,
                 timer_ticks: wire.timer_ticks,
             };
-            reads_bytes_of_the_wire_layout(&wire, &expected);
+            let compact = rollout_core::codec::encode(&wire);
+            assert_eq!(compact[0], COMPACT_V1);
+            assert_eq!(
+                Stored::<RolloutMeta>::from_bytes(Cow::Borrowed(&compact)).0,
+                expected
+            );
+            let candid = candid::encode_one(&wire).expect("candid");
+            let read: RolloutMeta =
+                rollout_core::stable::Encoded::<RolloutMeta>::from_bytes(Cow::Owned(candid))
+                    .decode();
+            assert_eq!(read, expected);
+            let rewritten = Stored(expected.clone()).to_bytes().into_owned();
+            assert_eq!(rewritten[0], COMPACT_V2);
+            assert_eq!(
+                Stored::<RolloutMeta>::from_bytes(Cow::Owned(rewritten)).0,
+                expected
+            );
         }
     }
 }

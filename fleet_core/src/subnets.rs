@@ -98,6 +98,30 @@ pub fn store_of<R: Runtime>(rt: &R, subnet: Option<Principal>) -> Option<StoreRe
     }
 }
 
+/// A registry record's subnet as rollouts group canisters: an added subnet, or `None` for the
+/// manager's own (which records of every age may name either way).
+pub fn rollout_subnet(subnet: Option<Principal>) -> Option<Principal> {
+    let subnet = subnet?;
+    state::with(|s| s.with_subnets(|st| st.subnets.iter().any(|e| e.subnet == subnet)))
+        .then_some(subnet)
+}
+
+/// What the chunk store of a registry record's subnet holds.
+pub fn mirror_for(subnet: Option<Principal>) -> MirrorState {
+    match rollout_subnet(subnet) {
+        None => state::with(|s| s.mirror_state()),
+        Some(subnet) => state::with(|s| {
+            s.with_subnets(|st| {
+                st.subnets
+                    .iter()
+                    .find(|e| e.subnet == subnet)
+                    .map(|e| e.mirror.clone())
+                    .unwrap_or_default()
+            })
+        }),
+    }
+}
+
 /// The store `canister` installs from: its subnet's, as its registry record says. With no
 /// subnet added, the manager's own, without reading the record.
 pub fn store_for_canister<R: Runtime>(rt: &R, canister: &Principal) -> Option<StoreRef> {

@@ -25,6 +25,7 @@ fn main() {
         starts_per_minute: 60_000,
         burst: 1_000,
         max_starts_per_tick: 1_000,
+        per_subnet: None,
     };
 
     let t = Instant::now();

@@ -10,7 +10,8 @@
 //! * [`pipeline`]: the state machine of one canister (precheck → stop → snapshot → install →
 //!   start → health check, with the failure paths that always start a stopped canister again).
 //! * [`rollout`]: the driver that starts pipelines under the in-flight limit, the token bucket
-//!   and the per-tick cap, halts on failures, and answers status queries.
+//!   and the per-tick cap (overall and per subnet, the subnets taking turns), halts on
+//!   failures (of the fleet or of one subnet), and answers status queries.
 //! * [`store`]: the storage the driver needs (records, ordered queues, event log), with an
 //!   in-memory implementation and one over ic-stable-structures.
 //!
@@ -41,13 +42,14 @@ pub use pipeline::{
 };
 pub use plan::{
     select, Canary, Cohort, CohortBuilder, CohortMember, CohortSummary, CyclesPolicy,
-    FailurePolicy, FleetCanister, Ineligible, Limits, PlanError, Release, RetryPolicy, RolloutPlan,
-    SnapshotPolicy, UpgradePolicy, WaveLabel, WavePlan,
+    FailurePolicy, FleetCanister, HaltScope, Ineligible, Limits, PlanError, Release, RetryPolicy,
+    RolloutPlan, SnapshotPolicy, SubnetLimits, UpgradePolicy, WaveLabel, WavePlan, MAX_SUBNETS,
 };
 pub use rollout::{
     ControlError, DeferralCounts, Event, EventKind, HaltReason, Hold, ManagerView, Phase,
     RequestError, RestorePlan, ResultError, Rollout, RolloutState, RolloutStatus, StateCounts,
-    Ticket, WaveProgress, MANAGER_FAULTS_TO_HOLD, REQUEST_WAVE,
+    SubnetProgress, SubnetState, SubnetWave, Ticket, WaveProgress, MANAGER_FAULTS_TO_HOLD,
+    REQUEST_WAVE,
 };
 pub use stable::StableStore;
 pub use store::{MemStore, QueueKey, QueueKind, RolloutStore};

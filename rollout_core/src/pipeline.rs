@@ -332,6 +332,9 @@ pub struct CanisterRecord {
     pub ticket: Option<u64>,
     /// The queue entry that refers to this record, so it can be removed without a scan.
     pub queued: Option<QueueKey>,
+    /// Index of the canister's subnet in [`crate::RolloutState::subnets`]: one byte instead of
+    /// a principal in every record.
+    pub subnet: u8,
 }
 
 impl CanisterRecord {
@@ -354,6 +357,7 @@ impl CanisterRecord {
             finished_at: None,
             ticket: None,
             queued: None,
+            subnet: 0,
         }
     }
 

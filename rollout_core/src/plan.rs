@@ -46,7 +46,14 @@ pub struct FleetCanister {
     pub recovery: Principal,
     /// The fleet snapshot kept from the previous upgrade; replaced by the next one.
     pub snapshot: Option<SnapshotId>,
+    /// The subnet the canister lives on; `None`: unknown, taken as the manager's own. Rollouts
+    /// limit load and may halt per subnet.
+    pub subnet: Option<Principal>,
 }
+
+/// Distinct subnets one rollout spans (besides `None`, the manager's own): each has its own
+/// counters and token bucket in the rollout's header, which must stay small.
+pub const MAX_SUBNETS: usize = 8;
 
 /// How the first stage is chosen.
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -72,6 +79,28 @@ pub struct Limits {
     pub burst: u32,
     /// Pipeline starts per timer tick, which bounds the instructions a tick spends.
     pub max_starts_per_tick: u32,
+    /// Limits of each subnet, on top of the overall ones: a subnet has its own capacity, and
+    /// one at its limit does not hold back the others. `None`: only the overall limits.
+    pub per_subnet: Option<SubnetLimits>,
+}
+
+/// The load a rollout may put on one subnet; the same meaning as the overall [`Limits`].
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SubnetLimits {
+    pub max_in_flight: u32,
+    pub starts_per_minute: u32,
+    pub burst: u32,
+}
+
+/// What a failure check trips: the whole rollout, or the subnet it counted.
+#[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HaltScope {
+    /// Failures anywhere count together and halt the whole rollout.
+    #[default]
+    Fleet,
+    /// Failures count per subnet and halt only their subnet, so that a subnet in trouble
+    /// does not stop the others; the rollout ends halted when nothing else is left.
+    Subnet,
 }
 
 /// When a rollout halts itself. Halting stops new starts; in-flight pipelines finish.
@@ -81,6 +110,8 @@ pub struct FailurePolicy {
     pub max_failed_percent: u8,
     /// Halt after this many failures in a row (in completion order); 0 disables the check.
     pub max_consecutive_failures: u32,
+    /// Whether the checks count over the fleet or per subnet.
+    pub halt_scope: HaltScope,
 }
 
 /// Snapshot before upgrade, so that a failed health check can restore the old state.
@@ -169,10 +200,12 @@ impl RolloutPlan {
                 starts_per_minute: 60,
                 burst: 10,
                 max_starts_per_tick: 10,
+                per_subnet: None,
             },
             failure: FailurePolicy {
                 max_failed_percent: 5,
                 max_consecutive_failures: 5,
+                halt_scope: HaltScope::Fleet,
             },
             snapshot: SnapshotPolicy {
                 take: true,
@@ -253,6 +286,29 @@ impl RolloutPlan {
                 return Err(PlanError::ZeroLimit { limit });
             }
         }
+        if let Some(sl) = &l.per_subnet {
+            for (value, overall, limit) in [
+                (
+                    sl.max_in_flight,
+                    l.max_in_flight,
+                    LimitName::SubnetMaxInFlight,
+                ),
+                (
+                    sl.starts_per_minute,
+                    l.starts_per_minute,
+                    LimitName::SubnetStartsPerMinute,
+                ),
+                (sl.burst, l.burst, LimitName::SubnetBurst),
+            ] {
+                if value == 0 {
+                    return Err(PlanError::ZeroLimit { limit });
+                }
+                // A subnet limit above the overall one never applies: a mistake in the plan.
+                if value > overall {
+                    return Err(PlanError::SubnetLimitAboveOverall { limit });
+                }
+            }
+        }
         if self.failure.max_failed_percent > 100 {
             return Err(PlanError::ThresholdOutOfRange {
                 percent: self.failure.max_failed_percent,
@@ -317,6 +373,9 @@ pub enum LimitName {
     StartsPerMinute,
     Burst,
     MaxStartsPerTick,
+    SubnetMaxInFlight,
+    SubnetStartsPerMinute,
+    SubnetBurst,
 }
 
 /// Why a canister the operator named explicitly cannot be part of the rollout.
@@ -379,6 +438,15 @@ pub enum PlanError {
     NoSnapshot {
         canister: Principal,
     },
+    /// The canisters live on more distinct subnets than a rollout tracks ([`MAX_SUBNETS`]).
+    TooManySubnets {
+        count: u32,
+        max: u32,
+    },
+    /// A per-subnet limit exceeds its overall counterpart.
+    SubnetLimitAboveOverall {
+        limit: LimitName,
+    },
 }
 
 /// A selected canister with what its pipeline needs to know.
@@ -389,6 +457,8 @@ pub struct CohortMember {
     /// The module hash precheck expects to find.
     pub expected_module_hash: Option<Vec<u8>>,
     pub snapshot: Option<SnapshotId>,
+    /// See [`FleetCanister::subnet`].
+    pub subnet: Option<Principal>,
 }
 
 /// Name of a stage, for status and events.
@@ -527,6 +597,7 @@ impl<'a> CohortBuilder<'a> {
             recovery: c.recovery,
             expected_module_hash: c.module_hash.clone(),
             snapshot: c.snapshot.clone(),
+            subnet: c.subnet,
         };
         if is_canary {
             self.canaries.push(member);

@@ -12,8 +12,8 @@ use crate::limiter::TokenBucket;
 use crate::pipeline::{self, Action, ActionResult, CallError, CanisterRecord, Ctx, Job, Next};
 use crate::pipeline::{classify, Cause, Failure, Op, Outcome, Step};
 use crate::plan::{
-    CohortMember, CyclesPolicy, FailurePolicy, Limits, PlanError, Release, RetryPolicy,
-    RolloutPlan, SnapshotPolicy, WaveLabel,
+    CohortMember, CyclesPolicy, FailurePolicy, HaltScope, Limits, PlanError, Release, RetryPolicy,
+    RolloutPlan, SnapshotPolicy, WaveLabel, MAX_SUBNETS,
 };
 use crate::store::{QueueKey, QueueKind, RolloutStore};
 use crate::{Cohort, Nanos, MINUTE};
@@ -30,6 +30,20 @@ const RATE_SAMPLE_EVERY: Nanos = 30 * crate::SECOND;
 const RATE_SAMPLES: usize = 16;
 /// Manager-caused failures in a row after which no pipeline starts for a backoff.
 pub const MANAGER_FAULTS_TO_HOLD: u32 = 3;
+/// Busy canisters whose retry is due that a step moves to their subnet's start lane.
+pub const RETRIES_MOVED_PER_TICK: u32 = 256;
+/// A subnet's index goes in the top byte of the key word that orders its queue entries
+/// (position in a Pending key's `b`, ticket in a Request key's `a`), so that each subnet's
+/// entries form one range the driver can take the first of. Keys written before subnets
+/// existed have index 0, the subnet of every canister of such a rollout.
+const SUBNET_SHIFT: u32 = 56;
+/// Position in a subnet's request lane of busy canisters whose retry is due: after its owner
+/// requests, in the order they became due (the key's `b` is a sequence number).
+const READY_RETRY: u64 = (1 << SUBNET_SHIFT) - 1;
+
+fn subnet_key(subnet: u8, n: u64) -> u64 {
+    (u64::from(subnet) << SUBNET_SHIFT) | n
+}
 
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub enum Phase {
@@ -100,8 +114,155 @@ pub struct DeferralCounts {
 
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub enum HaltReason {
-    WaveFailureThreshold { wave: u32, failed: u64, size: u64 },
-    ConsecutiveFailures { count: u32 },
+    WaveFailureThreshold {
+        wave: u32,
+        failed: u64,
+        size: u64,
+    },
+    ConsecutiveFailures {
+        count: u32,
+    },
+    /// Under [`HaltScope::Subnet`]: the subnet's part of the wave failed beyond the threshold,
+    /// and nothing was left to do on the other subnets.
+    SubnetWaveFailureThreshold {
+        subnet: Option<Principal>,
+        wave: u32,
+        failed: u64,
+        size: u64,
+    },
+    /// Under [`HaltScope::Subnet`]: the subnet's failures in a row, as above.
+    SubnetConsecutiveFailures {
+        subnet: Option<Principal>,
+        count: u32,
+    },
+}
+
+impl HaltReason {
+    /// The reason of the whole rollout when `subnet`, halted for `self`, is all that is left.
+    fn on_subnet(&self, subnet: Option<Principal>) -> HaltReason {
+        match *self {
+            HaltReason::WaveFailureThreshold { wave, failed, size } => {
+                HaltReason::SubnetWaveFailureThreshold {
+                    subnet,
+                    wave,
+                    failed,
+                    size,
+                }
+            }
+            HaltReason::ConsecutiveFailures { count } => {
+                HaltReason::SubnetConsecutiveFailures { subnet, count }
+            }
+            ref other => other.clone(),
+        }
+    }
+}
+
+/// One subnet's part of one wave.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct SubnetWave {
+    pub size: u64,
+    /// Not started yet: the driver looks up the subnet's queue only in waves with some left.
+    pub pending: u64,
+    pub finished: u64,
+    /// Failed or rolled back, for the wave threshold counted per subnet.
+    pub failures: u64,
+}
+
+/// What the driver keeps per subnet, in the header: small (a rollout spans at most
+/// [`MAX_SUBNETS`] subnets and `None`), and enough that neither starts nor status scan records.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SubnetState {
+    pub subnet: Option<Principal>,
+    pub counts: StateCounts,
+    /// Indexed like [`RolloutState::waves`].
+    pub waves: Vec<SubnetWave>,
+    pub consecutive_failures: u32,
+    /// The subnet's own token bucket, under [`Limits::per_subnet`].
+    pub bucket: Option<TokenBucket>,
+    /// Why the subnet starts nothing new (under [`HaltScope::Subnet`]), until a resume.
+    pub halted: Option<HaltReason>,
+}
+
+impl SubnetState {
+    fn new(subnet: Option<Principal>, waves: usize, limits: &Limits) -> Self {
+        SubnetState {
+            subnet,
+            counts: StateCounts::default(),
+            waves: vec![SubnetWave::default(); waves],
+            consecutive_failures: 0,
+            bucket: limits
+                .per_subnet
+                .as_ref()
+                .map(|l| TokenBucket::new(l.starts_per_minute, l.burst)),
+            halted: None,
+        }
+    }
+
+    /// The one subnet of a rollout stored before subnets: every canister, every count.
+    pub(crate) fn from_fleet(
+        counts: &StateCounts,
+        waves: &[WaveProgress],
+        consecutive_failures: u32,
+    ) -> Self {
+        SubnetState {
+            subnet: None,
+            counts: counts.clone(),
+            waves: waves
+                .iter()
+                .map(|w| SubnetWave {
+                    size: w.size,
+                    // At most this many are left in the queue (fewer after an abort's cancels).
+                    pending: w.size.saturating_sub(w.started),
+                    finished: w.outcomes.finished(),
+                    failures: w.failures(),
+                })
+                .collect(),
+            consecutive_failures,
+            bucket: None,
+            halted: None,
+        }
+    }
+
+    /// Whether the subnet's part of `wave` no longer holds the wave open: all finished, or the
+    /// subnet halted.
+    fn settled(&self, wave: usize) -> bool {
+        self.halted.is_some() || self.waves.get(wave).is_none_or(|w| w.finished == w.size)
+    }
+}
+
+/// Progress of one subnet, for status.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SubnetProgress {
+    pub subnet: Option<Principal>,
+    pub total: u64,
+    pub done: u64,
+    pub failed: u64,
+    pub rolled_back: u64,
+    pub deferred: u64,
+    pub in_flight: u64,
+    pub pending: u64,
+    /// Waiting for a retry after a deferral.
+    pub busy: u64,
+    /// Why the subnet starts nothing new, if it halted.
+    pub halted: Option<HaltReason>,
+}
+
+impl From<&SubnetState> for SubnetProgress {
+    fn from(s: &SubnetState) -> Self {
+        let c = &s.counts;
+        SubnetProgress {
+            subnet: s.subnet,
+            total: c.total(),
+            done: c.done,
+            failed: c.failed,
+            rolled_back: c.rolled_back,
+            deferred: c.deferred(),
+            in_flight: c.in_flight,
+            pending: c.pending,
+            busy: c.busy,
+            halted: s.halted.clone(),
+        }
+    }
 }
 
 /// Counts of canisters by state; they always add up to the number of records.
@@ -247,6 +408,11 @@ pub enum EventKind {
         canister: Principal,
         error: CallError,
     },
+    /// Under [`HaltScope::Subnet`]: the subnet starts nothing new; the others go on.
+    SubnetHalted {
+        subnet: Option<Principal>,
+        reason: HaltReason,
+    },
 }
 
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -278,6 +444,8 @@ pub enum RequestError {
     },
     /// The canister is not part of the rollout and no registry entry was given.
     NotInCohort,
+    /// The canister's subnet would be one more than a rollout tracks ([`MAX_SUBNETS`]).
+    TooManySubnets,
 }
 
 /// The persisted header of a rollout: configuration, phase, counters. Small and O(waves).
@@ -326,6 +494,13 @@ pub struct RolloutState {
     /// Manager-caused failures in a row.
     pub manager_faults: Option<u32>,
     pub deferrals: Option<DeferralCounts>,
+    /// The subnets of the rollout's canisters (a record's `subnet` indexes this list): `None`
+    /// first if any canister has no subnet, then the others in id order, then those owner
+    /// requests brought.
+    pub subnets: Vec<SubnetState>,
+    /// The subnet whose turn is next among those with work: the round robin that shares the
+    /// per-tick cap goes on across ticks.
+    pub subnet_cursor: u8,
 }
 
 /// Status for operators; computed from the header alone.
@@ -356,6 +531,8 @@ pub struct RolloutStatus {
     pub limits: Option<Limits>,
     /// The plan's failure policy, which a halt refers to.
     pub failure: Option<FailurePolicy>,
+    /// Progress per subnet, in the order of [`RolloutState::subnets`].
+    pub subnets: Vec<SubnetProgress>,
 }
 
 /// A canister to restore from its fleet snapshot.
@@ -367,12 +544,6 @@ pub struct RestorePlan {
     pub limits: Limits,
     pub failure: FailurePolicy,
     pub retry: RetryPolicy,
-}
-
-/// The queues ahead of the current wave that may still hold a canister to start.
-struct Lanes {
-    requests: bool,
-    retries: bool,
 }
 
 /// One rollout: its header and its store.
@@ -444,6 +615,8 @@ impl<S: RolloutStore> Rollout<S> {
             manager_view: None,
             manager_faults: Some(0),
             deferrals: Some(DeferralCounts::default()),
+            subnets: Vec::new(),
+            subnet_cursor: 0,
         }
     }
 
@@ -502,20 +675,46 @@ impl<S: RolloutStore> Rollout<S> {
             return Err(PlanError::DuplicateCanister { canister: w[0] });
         }
         drop(ids);
+        let subnets: std::collections::BTreeSet<Option<Principal>> = cohort
+            .waves
+            .iter()
+            .flat_map(|w| w.members.iter().map(|m| m.subnet))
+            .collect();
+        let named = subnets.iter().filter(|s| s.is_some()).count();
+        if named > MAX_SUBNETS {
+            return Err(PlanError::TooManySubnets {
+                count: named as u32,
+                max: MAX_SUBNETS as u32,
+            });
+        }
         store.clear();
         let job = state.job;
         state.waves = cohort.progress();
+        state.subnets = subnets
+            .into_iter()
+            .map(|s| SubnetState::new(s, cohort.waves.len(), &state.limits))
+            .collect();
         for (w, wave) in cohort.waves.into_iter().enumerate() {
-            let w = w as u32;
             for (pos, m) in wave.members.into_iter().enumerate() {
-                let key = QueueKey::new(QueueKind::Pending, w as u64, pos as u64);
-                let mut rec = CanisterRecord::new(job, w, m.recovery);
+                let index = state
+                    .subnets
+                    .iter()
+                    .position(|s| s.subnet == m.subnet)
+                    .expect("every member's subnet is listed") as u8;
+                let key =
+                    QueueKey::new(QueueKind::Pending, w as u64, subnet_key(index, pos as u64));
+                let mut rec = CanisterRecord::new(job, w as u32, m.recovery);
                 rec.expected_module_hash = m.expected_module_hash;
                 rec.snapshot = m.snapshot;
                 rec.queued = Some(key);
+                rec.subnet = index;
                 store.put(m.id, rec);
                 store.enqueue(key, m.id);
                 state.counts.pending += 1;
+                let sub = &mut state.subnets[index as usize];
+                sub.counts.pending += 1;
+                sub.waves[w].size += 1;
+                sub.waves[w].pending += 1;
             }
         }
         let mut rollout = Rollout {
@@ -562,9 +761,10 @@ impl<S: RolloutStore> Rollout<S> {
 
     /// A timer tick: the calls to make now. Repeated calls whose backoff is over, due snapshot
     /// deletions, and as many new pipeline starts as the in-flight limit, the token bucket and
-    /// the per-tick cap allow. It opens a new tick: the cap counts starts from here until the
-    /// next call of `tick`, including those of [`Rollout::refill`] in between.
-    /// Cost: O(returned actions + cancellations), independent of the fleet.
+    /// the per-tick cap allow, overall and per subnet (the subnets with work take turns). It
+    /// opens a new tick: the cap counts starts from here until the next call of `tick`,
+    /// including those of [`Rollout::refill`] in between.
+    /// Cost: O(returned actions + cancellations + subnets × waves), independent of the fleet.
     pub fn tick(&mut self, now: Nanos) -> Vec<Action> {
         self.state.starts_since_tick = Some(0);
         let actions = self.step(now);
@@ -593,6 +793,16 @@ impl<S: RolloutStore> Rollout<S> {
                 self.store.in_flight_len(),
                 "counts {counts:?}"
             );
+            let subnets = &self.state.subnets;
+            if !subnets.is_empty() {
+                let sum = |f: fn(&StateCounts) -> u64| -> u64 {
+                    subnets.iter().map(|s| f(&s.counts)).sum()
+                };
+                assert_eq!(sum(StateCounts::total), counts.total(), "{subnets:?}");
+                assert_eq!(sum(|c| c.in_flight), counts.in_flight, "{subnets:?}");
+                assert_eq!(sum(|c| c.pending), counts.pending, "{subnets:?}");
+                assert_eq!(sum(|c| c.busy), counts.busy, "{subnets:?}");
+            }
         }
     }
 
@@ -740,8 +950,10 @@ impl<S: RolloutStore> Rollout<S> {
             }
             Next::RetryAt(at) => {
                 self.count_deferral(&rec);
-                self.state.counts.in_flight -= 1;
-                self.state.counts.busy += 1;
+                self.count(rec.subnet, |c| {
+                    c.in_flight -= 1;
+                    c.busy += 1;
+                });
                 let key = self.key(QueueKind::Retry, at);
                 rec.queued = Some(key);
                 self.store.enqueue(key, canister);
@@ -751,7 +963,7 @@ impl<S: RolloutStore> Rollout<S> {
                 if rec.outcome() == Some(Outcome::Deferred) {
                     self.count_deferral(&rec);
                 }
-                self.state.counts.in_flight -= 1;
+                self.count(rec.subnet, |c| c.in_flight -= 1);
                 self.finished(canister, &mut rec, now);
                 None
             }
@@ -801,23 +1013,31 @@ impl<S: RolloutStore> Rollout<S> {
         Ok(())
     }
 
-    /// Continues after a pause or a halt; the consecutive-failure count starts again. Also
+    /// Continues after a pause or a halt, of the rollout or of its subnets (which a running
+    /// rollout may have); the consecutive-failure counts start again. Also
     /// lifts a hold for manager faults (the operator says the manager is fine again); the other
     /// holds follow the manager's condition and stay.
     pub fn resume(&mut self, now: Nanos) -> Result<(), ControlError> {
+        let subnets_halted = self.any_subnet_halted();
         if matches!(self.state.hold, Some(Hold::ManagerFaults { .. })) {
             self.state.hold = None;
             self.state.manager_faults = Some(0);
             self.log(now, EventKind::HoldLifted);
-            if self.state.phase == Phase::Running {
+            if self.state.phase == Phase::Running && !subnets_halted {
                 return Ok(());
             }
         }
-        if !matches!(self.state.phase, Phase::Paused | Phase::Halted(_)) {
+        let running_with_halts = self.state.phase == Phase::Running && subnets_halted;
+        if !running_with_halts && !matches!(self.state.phase, Phase::Paused | Phase::Halted(_)) {
             return Err(self.invalid());
         }
         self.state.phase = Phase::Running;
         self.state.consecutive_failures = 0;
+        for sub in &mut self.state.subnets {
+            if sub.halted.take().is_some() {
+                sub.consecutive_failures = 0;
+            }
+        }
         self.log(now, EventKind::Resumed);
         Ok(())
     }
@@ -838,8 +1058,9 @@ impl<S: RolloutStore> Rollout<S> {
     }
 
     /// An owner asks for their canister to be upgraded now. `member` is the registry's entry,
-    /// needed when the canister is not in the cohort. The pipeline runs from the next ticks,
-    /// ahead of the waves but under the same limits.
+    /// needed when the canister is not in the cohort (its `subnet` places it; a subnet new to
+    /// the rollout joins its list while there is room). The pipeline runs from the next ticks,
+    /// ahead of its subnet's waves but under the same limits.
     pub fn request(
         &mut self,
         canister: Principal,
@@ -869,7 +1090,7 @@ impl<S: RolloutStore> Rollout<S> {
                     if let Some(key) = rec.queued.take() {
                         self.store.dequeue(&key);
                     }
-                    let key = QueueKey::new(QueueKind::Request, number, 0);
+                    let key = QueueKey::new(QueueKind::Request, subnet_key(rec.subnet, number), 0);
                     rec.queued = Some(key);
                     rec.ticket = Some(number);
                     self.store.enqueue(key, canister);
@@ -894,17 +1115,19 @@ impl<S: RolloutStore> Rollout<S> {
             },
             None => {
                 let m = member.ok_or(RequestError::NotInCohort)?;
+                let subnet = self.subnet_index(m.subnet)?;
                 let number = self.new_ticket();
-                let key = QueueKey::new(QueueKind::Request, number, 0);
+                let key = QueueKey::new(QueueKind::Request, subnet_key(subnet, number), 0);
                 let mut rec = CanisterRecord::new(Job::Upgrade, REQUEST_WAVE, m.recovery);
                 rec.expected_module_hash = m.expected_module_hash;
                 rec.snapshot = m.snapshot;
                 rec.ticket = Some(number);
                 rec.queued = Some(key);
+                rec.subnet = subnet;
                 self.store.put(canister, rec);
                 self.store.enqueue(key, canister);
                 self.state.requests.size += 1;
-                self.state.counts.pending += 1;
+                self.count(subnet, |c| c.pending += 1);
                 self.log(
                     now,
                     EventKind::Requested {
@@ -1115,6 +1338,7 @@ impl<S: RolloutStore> Rollout<S> {
             stop_deadline_ns: s.stop_deadline_ns,
             limits: Some(s.limits.clone()),
             failure: Some(s.failure.clone()),
+            subnets: s.subnets.iter().map(SubnetProgress::from).collect(),
         }
     }
 
@@ -1124,6 +1348,33 @@ impl<S: RolloutStore> Rollout<S> {
     }
 
     // ----- internals -----
+
+    /// Applies `f` to the rollout's counts and to those of the record's subnet.
+    fn count(&mut self, subnet: u8, f: impl Fn(&mut StateCounts)) {
+        f(&mut self.state.counts);
+        if let Some(s) = self.state.subnets.get_mut(subnet as usize) {
+            f(&mut s.counts);
+        }
+    }
+
+    fn any_subnet_halted(&self) -> bool {
+        self.state.subnets.iter().any(|s| s.halted.is_some())
+    }
+
+    /// The index of `subnet`, listed now if it is new and the list has room.
+    fn subnet_index(&mut self, subnet: Option<Principal>) -> Result<u8, RequestError> {
+        let subnets = &mut self.state.subnets;
+        if let Some(i) = subnets.iter().position(|s| s.subnet == subnet) {
+            return Ok(i as u8);
+        }
+        if subnet.is_some() && subnets.iter().filter(|s| s.subnet.is_some()).count() >= MAX_SUBNETS
+        {
+            return Err(RequestError::TooManySubnets);
+        }
+        let waves = self.state.waves.len();
+        subnets.push(SubnetState::new(subnet, waves, &self.state.limits));
+        Ok((subnets.len() - 1) as u8)
+    }
 
     fn ctx(&self) -> Ctx<'_> {
         let s = &self.state;
@@ -1252,8 +1503,11 @@ impl<S: RolloutStore> Rollout<S> {
                 };
                 rec.queued = None;
                 match rec.step {
-                    Step::Pending => self.state.counts.pending -= 1,
-                    Step::Busy => self.state.counts.busy -= 1,
+                    Step::Pending => {
+                        self.count(rec.subnet, |c| c.pending -= 1);
+                        self.subnet_wave_started(&rec);
+                    }
+                    Step::Busy => self.count(rec.subnet, |c| c.busy -= 1),
                     _ => continue,
                 }
                 rec.step = Step::Finished(Outcome::Cancelled);
@@ -1301,14 +1555,15 @@ impl<S: RolloutStore> Rollout<S> {
             .map_or(u64::MAX, ManagerView::affordable);
         let room = room.min(affordable.saturating_sub(self.state.counts.in_flight));
         let mut allowed = room.min(left as u64);
-        // Starting only takes entries out of the queues: one found empty stays empty for
-        // the rest of this step, and is not looked up again for each start.
-        let mut lanes = Lanes {
-            requests: true,
-            retries: true,
-        };
+        if allowed == 0 || !self.state.bucket.available(now) {
+            return;
+        }
+        self.move_due_retries(now);
+        // Starting only takes entries out of the queues, and a subnet's limits only tighten
+        // during a step: a subnet found with nothing to start is not looked up again.
+        let mut exhausted = [false; MAX_SUBNETS + 1];
         while allowed > 0 && self.state.bucket.available(now) {
-            let Some((key, canister, from_busy)) = self.next_to_start(now, &mut lanes) else {
+            let Some((key, canister)) = self.next_to_start(now, &mut exhausted) else {
                 break;
             };
             self.store.dequeue(&key);
@@ -1319,44 +1574,138 @@ impl<S: RolloutStore> Rollout<S> {
                 continue;
             }
             self.state.bucket.try_take(now);
+            if let Some(bucket) = self
+                .state
+                .subnets
+                .get_mut(rec.subnet as usize)
+                .and_then(|s| s.bucket.as_mut())
+            {
+                bucket.try_take(now);
+            }
             allowed -= 1;
             let counted = self.state.starts_since_tick.unwrap_or(0);
             self.state.starts_since_tick = Some(counted.saturating_add(1));
             rec.queued = None;
-            if from_busy {
-                self.state.counts.busy -= 1;
+            if rec.step == Step::Busy {
+                self.count(rec.subnet, |c| c.busy -= 1);
             } else {
-                self.state.counts.pending -= 1;
+                self.count(rec.subnet, |c| c.pending -= 1);
+                self.subnet_wave_started(&rec);
                 self.wave_mut(rec.wave).started += 1;
             }
-            self.state.counts.in_flight += 1;
+            self.count(rec.subnet, |c| c.in_flight += 1);
             let op = pipeline::begin(&mut rec, now);
             actions.push(self.issue(canister, &mut rec, op, now));
             self.store.put(canister, rec);
         }
     }
 
-    fn next_to_start(&self, now: Nanos, lanes: &mut Lanes) -> Option<(QueueKey, Principal, bool)> {
-        if lanes.requests {
-            match self.first(QueueKind::Request) {
-                Some((k, c)) => return Some((k, c, false)),
-                None => lanes.requests = false,
+    /// A pending canister of `rec`'s wave and subnet left the queue.
+    fn subnet_wave_started(&mut self, rec: &CanisterRecord) {
+        if rec.wave == REQUEST_WAVE {
+            return;
+        }
+        if let Some(w) = self
+            .state
+            .subnets
+            .get_mut(rec.subnet as usize)
+            .and_then(|s| s.waves.get_mut(rec.wave as usize))
+        {
+            w.pending = w.pending.saturating_sub(1);
+        }
+    }
+
+    /// Moves busy canisters whose retry is due into their subnet's start lane (after its owner
+    /// requests), so that one subnet's retries never wait behind another's: the retry queue
+    /// is ordered by time, across subnets.
+    fn move_due_retries(&mut self, now: Nanos) {
+        for _ in 0..RETRIES_MOVED_PER_TICK {
+            let Some((key, canister)) = self.first_due(QueueKind::Retry, now) else {
+                break;
+            };
+            self.store.dequeue(&key);
+            let Some(mut rec) = self.store.get(&canister) else {
+                continue;
+            };
+            if rec.queued != Some(key) {
+                continue;
+            }
+            self.state.seq += 1;
+            let ready = QueueKey::new(
+                QueueKind::Request,
+                subnet_key(rec.subnet, READY_RETRY),
+                self.state.seq,
+            );
+            rec.queued = Some(ready);
+            self.store.enqueue(ready, canister);
+            self.store.put(canister, rec);
+        }
+    }
+
+    /// The next canister to start, round robin over the subnets that may start one: each
+    /// subnet's owner requests, then its due retries, then its canisters of the waves opened
+    /// so far, in wave order. O(subnets + waves) lookups, whatever the fleet's size.
+    fn next_to_start(
+        &mut self,
+        now: Nanos,
+        exhausted: &mut [bool; MAX_SUBNETS + 1],
+    ) -> Option<(QueueKey, Principal)> {
+        let n = self.state.subnets.len().clamp(1, MAX_SUBNETS + 1);
+        for _ in 0..n {
+            let s = self.state.subnet_cursor as usize % n;
+            self.state.subnet_cursor = ((s + 1) % n) as u8;
+            if exhausted[s] {
+                continue;
+            }
+            match self.next_in_subnet(s as u8, now) {
+                Some(found) => return Some(found),
+                None => exhausted[s] = true,
             }
         }
-        if lanes.retries {
-            match self.first_due(QueueKind::Retry, now) {
-                Some((k, c)) => return Some((k, c, true)),
-                None => lanes.retries = false,
+        None
+    }
+
+    fn next_in_subnet(&self, subnet: u8, now: Nanos) -> Option<(QueueKey, Principal)> {
+        let state = &self.state;
+        if let Some(sub) = state.subnets.get(subnet as usize) {
+            if sub.halted.is_some() {
+                return None;
+            }
+            if let Some(limits) = &state.limits.per_subnet {
+                if sub.counts.in_flight >= u64::from(limits.max_in_flight) {
+                    return None;
+                }
+            }
+            if sub.bucket.as_ref().is_some_and(|b| !b.available(now)) {
+                return None;
             }
         }
-        let cw = self.state.current_wave as u64;
-        self.state.waves[cw as usize].opened_at?;
-        self.store
-            .first_in(
-                QueueKey::new(QueueKind::Pending, cw, 0),
-                QueueKey::new(QueueKind::Pending, cw + 1, 0),
-            )
-            .map(|(k, c)| (k, c, false))
+        let (lo, hi) = (subnet_key(subnet, 0), subnet_key(subnet + 1, 0));
+        let request = self.store.first_in(
+            QueueKey::new(QueueKind::Request, lo, 0),
+            QueueKey::new(QueueKind::Request, hi, 0),
+        );
+        if request.is_some() {
+            return request;
+        }
+        let cw = state.current_wave as usize;
+        state.waves[cw].opened_at?;
+        let sub = state.subnets.get(subnet as usize);
+        for w in 0..=cw {
+            // Only waves with some of this subnet's canisters left (an earlier one when the
+            // subnet halted while it was current and resumed later).
+            if sub.is_some_and(|s| s.waves.get(w).is_none_or(|sw| sw.pending == 0)) {
+                continue;
+            }
+            let found = self.store.first_in(
+                QueueKey::new(QueueKind::Pending, w as u64, lo),
+                QueueKey::new(QueueKind::Pending, w as u64, hi),
+            );
+            if found.is_some() {
+                return found;
+            }
+        }
+        None
     }
 
     fn wave_mut(&mut self, wave: u32) -> &mut WaveProgress {
@@ -1382,6 +1731,20 @@ impl<S: RolloutStore> Rollout<S> {
             o if o.is_failure() => self.state.consecutive_failures += 1,
             _ => {}
         }
+        if let Some(sub) = self.state.subnets.get_mut(rec.subnet as usize) {
+            sub.counts.add_outcome(outcome);
+            if let Some(sw) = sub.waves.get_mut(wave as usize) {
+                sw.finished += 1;
+                if outcome.is_failure() {
+                    sw.failures += 1;
+                }
+            }
+            match outcome {
+                Outcome::Done | Outcome::Restored => sub.consecutive_failures = 0,
+                o if o.is_failure() => sub.consecutive_failures += 1,
+                _ => {}
+            }
+        }
         if outcome != Outcome::Done && outcome != Outcome::Restored {
             let quiet_cancel = outcome == Outcome::Cancelled && rec.started_at.is_none();
             if !quiet_cancel {
@@ -1403,7 +1766,10 @@ impl<S: RolloutStore> Rollout<S> {
             }
         }
         if outcome.is_failure() {
-            self.check_halt(wave, failures, size, now);
+            match self.state.failure.halt_scope {
+                HaltScope::Fleet => self.check_halt(wave, failures, size, now),
+                HaltScope::Subnet => self.check_subnet_halt(wave, rec.subnet, now),
+            }
         }
         if wave != REQUEST_WAVE {
             self.check_wave_complete(wave, now);
@@ -1414,32 +1780,67 @@ impl<S: RolloutStore> Rollout<S> {
         if !matches!(self.state.phase, Phase::Running | Phase::Paused) {
             return;
         }
-        let f = &self.state.failure;
-        let reason = if wave != REQUEST_WAVE && failures * 100 > f.max_failed_percent as u64 * size
-        {
-            Some(HaltReason::WaveFailureThreshold {
-                wave,
-                failed: failures,
-                size,
-            })
-        } else if f.max_consecutive_failures > 0
-            && self.state.consecutive_failures >= f.max_consecutive_failures
-        {
-            Some(HaltReason::ConsecutiveFailures {
-                count: self.state.consecutive_failures,
-            })
-        } else {
-            None
-        };
-        if let Some(reason) = reason {
+        let consecutive = self.state.consecutive_failures;
+        if let Some(reason) = self.trips(wave, failures, size, consecutive) {
             self.state.phase = Phase::Halted(reason.clone());
             self.log(now, EventKind::Halted(reason));
         }
     }
 
+    /// The failure policy's verdict on these counts.
+    fn trips(&self, wave: u32, failures: u64, size: u64, consecutive: u32) -> Option<HaltReason> {
+        let f = &self.state.failure;
+        if wave != REQUEST_WAVE && failures * 100 > f.max_failed_percent as u64 * size {
+            Some(HaltReason::WaveFailureThreshold {
+                wave,
+                failed: failures,
+                size,
+            })
+        } else if f.max_consecutive_failures > 0 && consecutive >= f.max_consecutive_failures {
+            Some(HaltReason::ConsecutiveFailures { count: consecutive })
+        } else {
+            None
+        }
+    }
+
+    /// Under [`HaltScope::Subnet`]: the checks over the subnet's own counts; a subnet that
+    /// trips them halts alone, and the phase stays.
+    fn check_subnet_halt(&mut self, wave: u32, subnet: u8, now: Nanos) {
+        if !matches!(self.state.phase, Phase::Running | Phase::Paused) {
+            return;
+        }
+        let Some(sub) = self.state.subnets.get(subnet as usize) else {
+            return;
+        };
+        if sub.halted.is_some() {
+            return;
+        }
+        let (failures, size) = sub
+            .waves
+            .get(wave as usize)
+            .map_or((0, 0), |w| (w.failures, w.size));
+        let Some(reason) = self.trips(wave, failures, size, sub.consecutive_failures) else {
+            return;
+        };
+        let sub = &mut self.state.subnets[subnet as usize];
+        sub.halted = Some(reason.clone());
+        let subnet = sub.subnet;
+        self.log(now, EventKind::SubnetHalted { subnet, reason });
+        // The halted subnet's canisters no longer hold the current wave open.
+        let cw = self.state.current_wave;
+        self.check_wave_complete(cw, now);
+    }
+
     fn check_wave_complete(&mut self, wave: u32, now: Nanos) {
+        let all_finished = {
+            let w = &self.state.waves[wave as usize];
+            w.outcomes.finished() == w.size
+        };
+        let settled = all_finished
+            || (self.any_subnet_halted()
+                && self.state.subnets.iter().all(|s| s.settled(wave as usize)));
         let w = &mut self.state.waves[wave as usize];
-        if w.completed_at.is_none() && w.outcomes.finished() == w.size {
+        if w.completed_at.is_none() && settled {
             w.completed_at = Some(now);
             let failures = w.failures();
             self.log(now, EventKind::WaveCompleted { wave, failures });
@@ -1448,7 +1849,32 @@ impl<S: RolloutStore> Rollout<S> {
 
     fn maybe_finish(&mut self, now: Nanos) {
         let c = &self.state.counts;
-        if c.in_flight > 0 || c.busy > 0 || c.pending > 0 {
+        if c.in_flight > 0 {
+            return;
+        }
+        let left = c.busy > 0 || c.pending > 0;
+        let halted = self.state.subnets.iter().find(|s| s.halted.is_some());
+        if left || (halted.is_some() && self.state.phase == Phase::Running) {
+            // What is left, if anything, belongs to halted subnets: the rollout halts once the
+            // others are done with every wave.
+            let Some(first) = halted else {
+                return;
+            };
+            let others_done = self
+                .state
+                .subnets
+                .iter()
+                .all(|s| s.halted.is_some() || s.counts.pending + s.counts.busy == 0);
+            let waves_done = self.state.waves.iter().all(|w| w.completed_at.is_some());
+            if self.state.phase == Phase::Running && others_done && waves_done {
+                let reason = first
+                    .halted
+                    .as_ref()
+                    .expect("a halted subnet")
+                    .on_subnet(first.subnet);
+                self.state.phase = Phase::Halted(reason.clone());
+                self.log(now, EventKind::Halted(reason));
+            }
             return;
         }
         let kind = match self.state.phase {

@@ -26,16 +26,16 @@ pub struct Encoded<T> {
     value: std::marker::PhantomData<T>,
 }
 
-impl<T: serde::Serialize + serde::de::DeserializeOwned + candid::CandidType> Encoded<T> {
+impl<T: codec::Shape> Encoded<T> {
     pub fn new(value: &T) -> Self {
         Encoded {
-            bytes: codec::encode(value),
+            bytes: codec::encode_shape(value),
             value: std::marker::PhantomData,
         }
     }
 
     pub fn decode(&self) -> T {
-        codec::decode(&self.bytes)
+        codec::decode_shape(&self.bytes)
     }
 
     /// The encoding of a value of `T` from `view`, a value that serializes as `T` does (the
@@ -43,7 +43,7 @@ impl<T: serde::Serialize + serde::de::DeserializeOwned + candid::CandidType> Enc
     /// copied first.
     pub fn encode_as<V: serde::Serialize>(view: &V) -> Self {
         Encoded {
-            bytes: codec::encode(view),
+            bytes: codec::encode_shape_as::<T, V>(view),
             value: std::marker::PhantomData,
         }
     }
@@ -101,15 +101,15 @@ impl Storable for QueueKey {
 /// Records and events in the compact stored encoding ([`crate::codec`]).
 impl Storable for CanisterRecord {
     fn to_bytes(&self) -> Cow<'_, [u8]> {
-        Cow::Owned(codec::encode(self))
+        Cow::Owned(codec::encode_shape(self))
     }
 
     fn into_bytes(self) -> Vec<u8> {
-        codec::encode(&self)
+        codec::encode_shape(&self)
     }
 
     fn from_bytes(bytes: Cow<[u8]>) -> Self {
-        codec::decode(bytes.as_ref())
+        codec::decode_shape(bytes.as_ref())
     }
 
     const BOUND: Bound = Bound::Unbounded;
@@ -117,15 +117,15 @@ impl Storable for CanisterRecord {
 
 impl Storable for Event {
     fn to_bytes(&self) -> Cow<'_, [u8]> {
-        Cow::Owned(codec::encode(self))
+        Cow::Owned(codec::encode_shape(self))
     }
 
     fn into_bytes(self) -> Vec<u8> {
-        codec::encode(&self)
+        codec::encode_shape(&self)
     }
 
     fn from_bytes(bytes: Cow<[u8]>) -> Self {
-        codec::decode(bytes.as_ref())
+        codec::decode_shape(bytes.as_ref())
     }
 
     const BOUND: Bound = Bound::Unbounded;
@@ -447,6 +447,7 @@ mod tests {
                 module_hash: Some(vec![1; 32]),
                 recovery: p(u32::MAX - 1),
                 snapshot: None,
+                subnet: None,
             })
             .collect();
         let cohort = plan::select(plan, &fleet).unwrap();

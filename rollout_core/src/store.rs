@@ -16,9 +16,11 @@ use crate::rollout::Event;
     CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash,
 )]
 pub enum QueueKind {
-    /// Owner requests, first come first served: `(ticket, 0)`.
+    /// Owner requests, first come first served within a subnet: `(subnet << 56 | ticket, 0)`;
+    /// then busy canisters whose retry is due: `(subnet << 56 | 2^56 - 1, sequence)`.
     Request,
-    /// Canisters not started yet: `(wave, position)`.
+    /// Canisters not started yet: `(wave, subnet << 56 | position)`, so that each subnet's
+    /// canisters of a wave are one range, in the wave's order.
     Pending,
     /// Busy canisters waiting to restart their pipeline: `(time, sequence)`.
     Retry,

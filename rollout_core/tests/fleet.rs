@@ -20,10 +20,12 @@ fn fast_plan() -> RolloutPlan {
         starts_per_minute: 60_000,
         burst: 1_000,
         max_starts_per_tick: 1_000,
+        per_subnet: None,
     };
     p.failure = FailurePolicy {
         max_failed_percent: 5,
         max_consecutive_failures: 0,
+        halt_scope: HaltScope::Fleet,
     };
     p.snapshot.keep_ns = Some(10 * MINUTE);
     p.retry.backoff_base_ns = 10 * SECOND;
@@ -206,6 +208,7 @@ fn slow_plan() -> RolloutPlan {
         starts_per_minute: 600,
         burst: 10,
         max_starts_per_tick: 10,
+        per_subnet: None,
     };
     p
 }
@@ -239,6 +242,7 @@ fn refills_between_ticks_share_the_tick_cap() {
         starts_per_minute: 100_000,
         burst: 100_000,
         max_starts_per_tick: 5,
+        per_subnet: None,
     };
     let mut sim = Sim::new(&fleet, &plan, T0);
     sim.refill_on_free = true;
@@ -301,6 +305,7 @@ fn halts_after_consecutive_failures() {
     plan.failure = FailurePolicy {
         max_failed_percent: 100,
         max_consecutive_failures: 4,
+        halt_scope: HaltScope::Fleet,
     };
     plan.limits.max_in_flight = 1;
     let mut sim = Sim::new(&fleet, &plan, T0);
@@ -424,6 +429,7 @@ fn owner_request_jumps_the_queue() {
         recovery: recovery_of(0),
         expected_module_hash: Some(hash(OLD)),
         snapshot: None,
+        subnet: None,
     };
     assert_eq!(
         sim.rollout.request(outsider.id, None, sim.now),
@@ -459,6 +465,7 @@ fn restore_rollout_loads_the_fleet_snapshots() {
                 recovery: r.recovery,
                 expected_module_hash: Some(hash(NEW)),
                 snapshot: r.snapshot,
+                subnet: None,
             }
         })
         .collect();

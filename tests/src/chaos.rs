@@ -328,10 +328,12 @@ impl World {
             starts_per_minute: rng.range(30, 600) as u32,
             burst: rng.range(1, 10) as u32,
             max_starts_per_tick: rng.range(1, 8) as u32,
+            per_subnet: None,
         });
         p.failure = Some(FailurePolicy {
             max_failed_percent: rng.range(20, 100) as u8,
             max_consecutive_failures: rng.range(0, 4) as u32,
+            halt_scope: None,
         });
         p.retry = Some(RetryPolicy {
             stop_attempts: rng.range(1, 4) as u32,

@@ -473,6 +473,7 @@ pub mod rollout {
             starts_per_minute: 1_000_000,
             burst: in_flight,
             max_starts_per_tick: in_flight,
+            per_subnet: None,
         });
         plan
     }

@@ -101,6 +101,7 @@ fn a_staged_rollout_upgrades_every_canister_and_keeps_its_data_and_a_snapshot() 
         starts_per_minute: 600,
         burst: 3,
         max_starts_per_tick: 3,
+        per_subnet: None,
     });
     d.ask::<StartRollout>(d.controller, (plan,))
         .into_result()

@@ -63,6 +63,7 @@ fn ending_a_drain_never_lifts_a_halt_or_a_pause() {
     p.failure = Some(FailurePolicy {
         max_failed_percent: 100,
         max_consecutive_failures: 2,
+        halt_scope: None,
     });
     fleet.start_rollout(p).expect("start");
     fleet.run_to_rest(500);
@@ -258,6 +259,7 @@ fn a_busy_canister_costs_the_stop_deadline_and_ends_deferred() {
     p.failure = Some(FailurePolicy {
         max_failed_percent: 0,
         max_consecutive_failures: 1,
+        halt_scope: None,
     });
     let started = fleet.start_rollout(p).expect("start");
     let rounds = fleet.run_to_rest(2_000);
@@ -325,6 +327,7 @@ fn refusals_name_the_real_reason() {
         starts_per_minute: 1,
         burst: 1,
         max_starts_per_tick: 1,
+        per_subnet: None,
     });
     fleet.start_rollout(slow).expect("start");
     assert_eq!(

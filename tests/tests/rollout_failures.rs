@@ -28,6 +28,7 @@ fn plan(version: &str, include: Option<Vec<Principal>>, canary: Canary) -> Rollo
         starts_per_minute: 600,
         burst: 5,
         max_starts_per_tick: 5,
+        per_subnet: None,
     });
     plan
 }
@@ -62,6 +63,7 @@ fn failing_releases_halt_roll_back_and_never_leave_a_canister_stopped() {
     p.failure = Some(FailurePolicy {
         max_failed_percent: 20,
         max_consecutive_failures: 0,
+        halt_scope: None,
     });
     let started = fleet.start_rollout(p).expect("start trap rollout");
     assert_eq!(started.canisters, CANISTERS as u64);
@@ -127,6 +129,7 @@ fn failing_releases_halt_roll_back_and_never_leave_a_canister_stopped() {
     p.failure = Some(FailurePolicy {
         max_failed_percent: 100,
         max_consecutive_failures: 0,
+        halt_scope: None,
     });
     fleet.start_rollout(p).expect("start unhealthy rollout");
     fleet.run_to_rest(2_000);
@@ -189,6 +192,7 @@ fn failing_releases_halt_roll_back_and_never_leave_a_canister_stopped() {
     p.failure = Some(FailurePolicy {
         max_failed_percent: 100,
         max_consecutive_failures: 0,
+        halt_scope: None,
     });
     let started = fleet
         .start_rollout(p)

@@ -37,6 +37,7 @@ fn limits(in_flight: u32, per_minute: u32, burst: u32, per_tick: u32) -> Limits 
         starts_per_minute: per_minute,
         burst,
         max_starts_per_tick: per_tick,
+        per_subnet: None,
     }
 }
 

@@ -149,6 +149,7 @@ mod tests {
             starts_per_minute: 60,
             burst: 10,
             max_starts_per_tick: 10,
+            per_subnet: None,
         });
         s
     }

@@ -247,7 +247,34 @@ pub fn halt_text(reason: &HaltReason, s: &RolloutStatus) -> String {
                     .unwrap_or_default()
             )
         }
+        HaltReason::SubnetConsecutiveFailures { subnet, count } => format!(
+            "on {}: {}",
+            subnet_text(subnet),
+            halt_text(&HaltReason::ConsecutiveFailures { count: *count }, s)
+        ),
+        HaltReason::SubnetWaveFailureThreshold {
+            subnet,
+            wave,
+            failed,
+            size,
+        } => format!(
+            "on {}: {}",
+            subnet_text(subnet),
+            halt_text(
+                &HaltReason::WaveFailureThreshold {
+                    wave: *wave,
+                    failed: *failed,
+                    size: *size,
+                },
+                s
+            )
+        ),
     }
+}
+
+/// A subnet as the rollout names it; `None` is the manager's own.
+pub fn subnet_text(subnet: &Option<fleet_api::Principal>) -> String {
+    subnet.map_or_else(|| "the manager's subnet".into(), |p| format!("subnet {p}"))
 }
 
 /// The short name of a failure's cause, the key the causes are counted by.
@@ -524,6 +551,9 @@ pub fn event_text(kind: &EventKind) -> String {
         EventKind::Aborted => "aborted".into(),
         EventKind::Completed => "completed".into(),
         EventKind::Halted(reason) => format!("halted: {reason:?}"),
+        EventKind::SubnetHalted { subnet, reason } => {
+            format!("{} halted: {reason:?}", subnet_text(subnet))
+        }
         EventKind::StartRetrying { canister, error } => {
             format!(
                 "{} does not start, retrying: {}",
@@ -686,7 +716,9 @@ pub(super) mod tests {
             failure: Some(fleet_api::rollout::FailurePolicy {
                 max_failed_percent: 5,
                 max_consecutive_failures: 2,
+                halt_scope: None,
             }),
+            subnets: vec![],
         }
     }
 

@@ -122,6 +122,20 @@ fn halt_text(r: &fleet_api::rollout::HaltReason) -> String {
         fleet_api::rollout::HaltReason::ConsecutiveFailures { count } => {
             format!("{count} failures in a row")
         }
+        fleet_api::rollout::HaltReason::SubnetWaveFailureThreshold {
+            subnet,
+            wave,
+            failed,
+            size,
+        } => format!(
+            "{failed} of {size} canisters of stage {} on {} failed, above the threshold",
+            wave + 1,
+            crate::dashboard::view::subnet_text(subnet)
+        ),
+        fleet_api::rollout::HaltReason::SubnetConsecutiveFailures { subnet, count } => format!(
+            "{count} failures in a row on {}",
+            crate::dashboard::view::subnet_text(subnet)
+        ),
     }
 }
 

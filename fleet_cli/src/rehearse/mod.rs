@@ -305,6 +305,7 @@ fn check(args: &RehearseArgs) -> Result<Checked, CliError> {
         plan.failure = Some(FailurePolicy {
             max_failed_percent: 100,
             max_consecutive_failures: 0,
+            halt_scope: None,
         });
         "halts off (max-failed-percent 100, max-consecutive-failures 0): release faults are \
          injected and no failure policy was given"

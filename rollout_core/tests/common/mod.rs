@@ -48,6 +48,7 @@ pub fn fleet(n: u64) -> Vec<FleetCanister> {
             module_hash: Some(hash(OLD)),
             recovery: recovery_of(i),
             snapshot: None,
+            subnet: None,
         })
         .collect()
 }
@@ -432,4 +433,24 @@ impl Sim {
             .count();
         assert_eq!(stopped, 0, "canisters left stopped");
     }
+}
+
+/// The id of test subnet `k`.
+pub fn subnet_id(k: u8) -> Principal {
+    Principal::from_slice(&[0x5B, k, 0, 0, 0, 0, 0, 0, 0, 2])
+}
+
+/// `per_subnet * subnets` canisters, canister `i` on subnet `i % subnets`.
+pub fn fleet_on_subnets(per_subnet: u64, subnets: u8) -> Vec<FleetCanister> {
+    let mut fleet = fleet(per_subnet * subnets as u64);
+    for (i, c) in fleet.iter_mut().enumerate() {
+        c.subnet = Some(subnet_id((i % subnets as usize) as u8));
+    }
+    fleet
+}
+
+/// The subnet of a canister of the rollout.
+pub fn subnet_of<S: RolloutStore>(r: &Rollout<S>, c: &Principal) -> Option<Principal> {
+    let index = r.record(c).expect("a record").subnet;
+    r.state().subnets[index as usize].subnet
 }
