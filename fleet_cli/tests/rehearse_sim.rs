@@ -107,11 +107,42 @@ fn injected_faults_are_rolled_back_and_halt_the_rollout() {
     );
 }
 
+/// `--subnets 3`: the fleet is spread evenly over three subnets (as the simulator places each
+/// canister, read from outside), and a rollout with a per-subnet in-flight limit and halts by
+/// subnet upgrades every canister from its own subnet's store.
+#[test]
+fn a_rehearsal_on_three_subnets_spreads_the_fleet_and_upgrades_it_on_each() {
+    let r = rehearse(&[
+        "--users",
+        "12",
+        "--subnets",
+        "3",
+        "--bake-secs",
+        "0",
+        "--subnet-max-in-flight",
+        "2",
+        "--halt-scope",
+        "subnet",
+    ]);
+    assert_eq!(r["phase"], "completed", "{r:#}");
+    assert_eq!(r["outcomes"]["upgraded"], 12);
+    let v = &r["verified"];
+    assert_eq!(v["failed_checks"], 0, "{v:#}");
+    let subnets = v["subnets"].as_array().unwrap();
+    assert_eq!(subnets.len(), 3);
+    for s in subnets {
+        assert_eq!(s["canisters"], 4, "{s}");
+        assert_eq!(s["on_target"], 4, "{s}");
+    }
+}
+
 #[test]
 fn bad_rehearsal_arguments_are_refused_before_anything_runs() {
     let w = World::new();
     for (args, wanted) in [
         (&["rehearse", "--users", "0"][..], "--users"),
+        (&["rehearse", "--subnets", "9"], "--subnets"),
+        (&["rehearse", "--subnets", "0"], "--subnets"),
         (&["rehearse", "--faults", "1.5"], "--faults"),
         (&["rehearse", "--faults", "bogus"], "unknown fault kind"),
         (&["rehearse", "--faults", "busy=2"], "busy=2"),

@@ -149,7 +149,11 @@ impl Fleet {
     }
 
     pub fn with_arg(arg: Option<ManagerInitArg>) -> Self {
-        let sim = IcSim::new();
+        Self::on(IcSim::new(), arg)
+    }
+
+    /// The manager installed on `sim`, on its first application subnet.
+    pub fn on(sim: IcSim, arg: Option<ManagerInitArg>) -> Self {
         let controller = user(200);
         let manager = sim.create_canister_with_settings(Some(controller), None);
         sim.add_cycles(manager, MANAGER_CYCLES);
