@@ -162,7 +162,7 @@ async fn install<R: Runtime>(rt: &R, canister: Principal, module_hash: &[u8]) ->
     let Some(store) = subnets::store_for_canister(rt, &canister) else {
         return failed("the canister's subnet is not one the manager uses".into());
     };
-    let mirrored = match subnets::mirror_of(&store).get(module_hash).cloned() {
+    let mirrored = match subnets::mirrored_in(&store, module_hash) {
         Some(m) => m,
         // Evicted from the chunk store since the rollout started: put it back first.
         None => {

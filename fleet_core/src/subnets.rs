@@ -19,6 +19,7 @@ use crate::chunk_store::{self, MirrorState};
 use crate::memory::StoredShape;
 use crate::runtime::{bad_reply, CallError, CallResult, Runtime};
 use crate::state;
+use crate::stored::MirroredRelease;
 use candid::{CandidType, Decode, Encode, Nat, Principal};
 use fleet_api::manager::{
     AddSubnetArg, Placement as ApiPlacement, SubnetError, SubnetInfo, SubnetsView, MAX_SUBNETS,
@@ -122,13 +123,16 @@ pub fn mirror_for(subnet: Option<Principal>) -> MirrorState {
     }
 }
 
-/// The store `canister` installs from: its subnet's, as its registry record says. With no
-/// subnet added, the manager's own, without reading the record.
+/// The store `canister` installs from: its subnet's, as the rollout's record (or else the
+/// registry's) says. With no subnet added, the manager's own, without reading a record.
 pub fn store_for_canister<R: Runtime>(rt: &R, canister: &Principal) -> Option<StoreRef> {
     if state::with(|s| s.with_subnets(|st| st.subnets.is_empty())) {
         return Some(own_store(rt));
     }
-    let subnet = state::with(|s| s.registry.get(canister)).and_then(|r| r.subnet);
+    let subnet = match crate::rollouts::rollout_subnet_of(canister) {
+        Some(subnet) => subnet,
+        None => state::with(|s| s.registry.get(canister)).and_then(|r| r.subnet),
+    };
     store_of(rt, subnet)
 }
 
@@ -159,6 +163,23 @@ pub fn mirror_of(store: &StoreRef) -> MirrorState {
                     .find(|e| e.canister_is(store))
                     .map(|e| e.mirror.clone())
                     .unwrap_or_default()
+            })
+        }
+    })
+}
+
+/// The chunk hashes of release `sha256` in `store`, if mirrored there, without copying the
+/// rest of the store's state (read at every install).
+pub fn mirrored_in(store: &StoreRef, sha256: &[u8]) -> Option<MirroredRelease> {
+    state::with(|s| {
+        if store.own {
+            s.mirror.get().0.get(sha256).cloned()
+        } else {
+            s.with_subnets(|st| {
+                st.subnets
+                    .iter()
+                    .find(|e| e.canister_is(store))
+                    .and_then(|e| e.mirror.get(sha256).cloned())
             })
         }
     })

@@ -241,6 +241,14 @@ pub fn prometheus(m: &FleetMetrics) -> String {
             .map(|(s, n)| (format!("{{state=\"{s}\"}}"), n.to_string()))
             .collect(),
         );
+        if r.subnets.len() > 1 {
+            metric(
+                "fleet_rollout_subnet_canisters",
+                "gauge",
+                "Canisters of the current rollout by subnet (\"own\": the manager's) and state.",
+                subnet_samples(&r.subnets),
+            );
+        }
         metric(
             "fleet_rollout_rate_per_minute",
             "gauge",
@@ -354,6 +362,31 @@ pub fn prometheus(m: &FleetMetrics) -> String {
     out
 }
 
+/// `{subnet="…",state="…"}` samples of each subnet's counts; a halted subnet also has
+/// `state="halted"` at 1.
+fn subnet_samples(subnets: &[fleet_api::rollout::SubnetProgress]) -> Vec<(String, String)> {
+    let mut samples = Vec::new();
+    for p in subnets {
+        let subnet = p.subnet.map_or_else(|| "own".to_string(), |s| s.to_text());
+        for (state, n) in [
+            ("total", p.total),
+            ("pending", p.pending),
+            ("in_flight", p.in_flight),
+            ("done", p.done),
+            ("failed", p.failed),
+            ("rolled_back", p.rolled_back),
+            ("deferred", p.deferred),
+            ("halted", u64::from(p.halted.is_some())),
+        ] {
+            samples.push((
+                format!("{{subnet=\"{}\",state=\"{state}\"}}", label(&subnet)),
+                n.to_string(),
+            ));
+        }
+    }
+    samples
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -420,5 +453,36 @@ mod tests {
             assert!(name.starts_with("fleet_"), "{line}");
             assert!(value.parse::<f64>().is_ok(), "{line}");
         }
+    }
+
+    #[test]
+    fn subnets_are_labelled_by_id_and_the_managers_own_as_own() {
+        use fleet_api::rollout::{HaltReason, SubnetProgress};
+        let other = candid::Principal::from_slice(&[7; 29]);
+        let progress = |subnet, done, halted| SubnetProgress {
+            subnet,
+            total: 4,
+            done,
+            failed: 0,
+            rolled_back: 0,
+            deferred: 0,
+            in_flight: 1,
+            pending: 3 - done,
+            busy: 0,
+            halted,
+        };
+        let halted = Some(HaltReason::ConsecutiveFailures { count: 2 });
+        let samples = subnet_samples(&[progress(None, 1, None), progress(Some(other), 2, halted)]);
+        let find = |subnet: &str, state: &str| {
+            samples
+                .iter()
+                .find(|(l, _)| *l == format!("{{subnet=\"{subnet}\",state=\"{state}\"}}"))
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(find("own", "done").as_deref(), Some("1"));
+        assert_eq!(find("own", "halted").as_deref(), Some("0"));
+        assert_eq!(find(&other.to_text(), "done").as_deref(), Some("2"));
+        assert_eq!(find(&other.to_text(), "halted").as_deref(), Some("1"));
+        assert_eq!(find(&other.to_text(), "pending").as_deref(), Some("1"));
     }
 }

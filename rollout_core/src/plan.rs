@@ -2,7 +2,8 @@
 //!
 //! Validation is separate from selection so that a bad plan is refused before anything is
 //! stored. Selection is deterministic: the same plan over the same registry yields the same
-//! waves (canary first, then percentage waves over the rest, each ordered by canister id), so an
+//! waves (canary first, then percentage waves over the rest, each ordered by canister id, the
+//! subnets of a fleet on several taken evenly: see [`interleave_subnets`]), so an
 //! operator's dry run shows exactly what the rollout will do.
 
 use std::collections::BTreeSet;
@@ -60,7 +61,8 @@ pub const MAX_SUBNETS: usize = 8;
 pub enum Canary {
     /// No canary stage: the first percentage wave comes first.
     None,
-    /// The first N selected canisters in id order.
+    /// The first N selected canisters in id order (taken evenly from each subnet of a fleet on
+    /// several).
     Count(u32),
     /// Exactly these canisters; each must be eligible, or the plan is refused.
     List(Vec<Principal>),
@@ -630,6 +632,7 @@ impl<'a> CohortBuilder<'a> {
                 reason: Ineligible::NotInFleet,
             });
         }
+        let mut rest = interleave_subnets(rest);
         if let Canary::Count(n) = self.plan.canary {
             let n = (n as usize).min(rest.len());
             canaries = rest.drain(..n).collect();
@@ -663,6 +666,42 @@ impl<'a> CohortBuilder<'a> {
             summary: self.summary,
         })
     }
+}
+
+/// Orders `members` (in id order) so that every prefix takes the same share of each subnet's
+/// canisters, each subnet's in id order: a canister ranked r (from 0) among the n of its subnet
+/// comes at (r + 1) / n, ties in subnet order. Canister ids are allocated per subnet range, so
+/// id order alone would put one subnet's canisters in the first waves and the next subnet's
+/// after them, and subnets could not progress in parallel; this way a 10% wave holds 10% of
+/// every subnet. One subnet keeps id order.
+pub fn interleave_subnets(members: Vec<CohortMember>) -> Vec<CohortMember> {
+    let mut subnets: Vec<Option<Principal>> = members.iter().map(|m| m.subnet).collect();
+    subnets.sort_unstable();
+    subnets.dedup();
+    if subnets.len() < 2 {
+        return members;
+    }
+    let index = |s: &Option<Principal>| subnets.binary_search(s).expect("listed above");
+    let mut sizes = vec![0u64; subnets.len()];
+    for m in &members {
+        sizes[index(&m.subnet)] += 1;
+    }
+    let mut seen = vec![0u64; subnets.len()];
+    let mut keyed: Vec<(u64, u64, usize, CohortMember)> = members
+        .into_iter()
+        .map(|m| {
+            let k = index(&m.subnet);
+            seen[k] += 1;
+            (seen[k], sizes[k], k, m)
+        })
+        .collect();
+    // (rank + 1) / size compared without division: a/b < c/d ⇔ a·d < c·b.
+    keyed.sort_by(|a, b| {
+        (u128::from(a.0) * u128::from(b.1))
+            .cmp(&(u128::from(b.0) * u128::from(a.1)))
+            .then(a.2.cmp(&b.2))
+    });
+    keyed.into_iter().map(|(_, _, _, m)| m).collect()
 }
 
 /// Validates `plan` and selects its cohort from `fleet` in one go.

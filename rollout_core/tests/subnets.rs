@@ -684,3 +684,66 @@ fn a_halted_subnet_lets_the_others_through_every_wave_and_catches_up_when_resume
     assert_eq!(progress(&s, 0).done, 9);
     assert_eq!(s.counts.done, 29);
 }
+
+/// Canister ids come from per-subnet ranges, so a fleet's ids run one subnet after another;
+/// the canary and every wave still take each subnet's share (each subnet in id order), so that
+/// subnets progress in parallel from the first stage on. One subnet keeps plain id order.
+#[test]
+fn waves_take_an_even_share_of_every_subnet_whatever_the_id_order() {
+    // Subnet k holds canisters 10k..10k+9: contiguous blocks, as the IC allocates them.
+    let mut fleet = fleet(30);
+    for (i, c) in fleet.iter_mut().enumerate() {
+        c.subnet = Some(subnet_id((i / 10) as u8));
+    }
+    let mut p = plan();
+    p.canary = Canary::Count(3);
+    p.waves_percent = vec![10, 50, 100];
+    let cohort = select(&p, &fleet).unwrap();
+    let per_wave: Vec<Vec<usize>> = cohort
+        .waves
+        .iter()
+        .map(|w| {
+            (0..3)
+                .map(|k| {
+                    w.members
+                        .iter()
+                        .filter(|m| m.subnet == Some(subnet_id(k)))
+                        .count()
+                })
+                .collect()
+        })
+        .collect();
+    // Canary 3, then 27 in waves of 3 (10%), 11 (50%) and 13 (100%).
+    assert_eq!(per_wave[0], vec![1, 1, 1], "canary");
+    assert_eq!(per_wave[1], vec![1, 1, 1], "10%");
+    for w in &per_wave[2..] {
+        assert!(
+            w.iter().max().unwrap() - w.iter().min().unwrap() <= 1,
+            "{per_wave:?}"
+        );
+    }
+    // Within a subnet, id order.
+    for k in 0..3 {
+        let ids: Vec<Principal> = cohort
+            .waves
+            .iter()
+            .flat_map(|w| &w.members)
+            .filter(|m| m.subnet == Some(subnet_id(k)))
+            .map(|m| m.id)
+            .collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_eq!(ids, sorted);
+    }
+    // One subnet: plain id order.
+    let cohort = select(&p, &common::fleet(30)).unwrap();
+    let ids: Vec<Principal> = cohort
+        .waves
+        .iter()
+        .flat_map(|w| &w.members)
+        .map(|m| m.id)
+        .collect();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(ids, sorted);
+}
