@@ -449,7 +449,7 @@ pub struct RolloutStatus {
     /// `limits`.
     pub failure: Option<FailurePolicy>,
     /// Progress per subnet (empty in replies of earlier releases).
-    pub subnets: Vec<SubnetProgress>,
+    pub subnets: Option<Vec<SubnetProgress>>,
 }
 
 /// Progress of the rollout's canisters on one subnet (`None`: unknown, the manager's own).

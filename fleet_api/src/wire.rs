@@ -117,11 +117,6 @@ structs! {
     }
     eng::Release => api::Release { module_hash, version }
     eng::RetryPolicy == api::RetryPolicy { stop_attempts, backoff_base_ns, backoff_max_ns }
-    eng::RolloutStatus => api::RolloutStatus {
-        id, job, phase, target, counts, waves, requests, current_wave, next_wave_at,
-        rate_per_minute, eta_ns, top_up_spent, created_at, finished_at, hold, deferrals,
-        stop_deadline_ns, limits, failure, subnets,
-    }
     eng::StateCounts => api::StateCounts {
         pending, in_flight, busy, done, restored, rolled_back, failed, skipped, cancelled,
         deferred,
@@ -235,6 +230,58 @@ enums! {
         Finished(outcome),
     }
     eng::WaveLabel => api::WaveLabel { Canary, Percent(percent) }
+}
+
+/// The status; the wire's `subnets` is optional, so that a client decodes the status of a
+/// manager from before subnets (candid decodes a missing field only as `opt`).
+impl Wire for eng::RolloutStatus {
+    type Out = api::RolloutStatus;
+    fn wire(self) -> api::RolloutStatus {
+        let eng::RolloutStatus {
+            id,
+            job,
+            phase,
+            target,
+            counts,
+            waves,
+            requests,
+            current_wave,
+            next_wave_at,
+            rate_per_minute,
+            eta_ns,
+            top_up_spent,
+            created_at,
+            finished_at,
+            hold,
+            deferrals,
+            stop_deadline_ns,
+            limits,
+            failure,
+            subnets,
+        } = self;
+        api::RolloutStatus {
+            id: id.wire(),
+            job: job.wire(),
+            phase: phase.wire(),
+            target: target.wire(),
+            counts: counts.wire(),
+            waves: waves.wire(),
+            requests: requests.wire(),
+            current_wave: current_wave.wire(),
+            next_wave_at: next_wave_at.wire(),
+            rate_per_minute: rate_per_minute.wire(),
+            eta_ns: eta_ns.wire(),
+            top_up_spent: top_up_spent.wire(),
+            created_at: created_at.wire(),
+            finished_at: finished_at.wire(),
+            hold: hold.wire(),
+            deferrals: deferrals.wire(),
+            stop_deadline_ns: stop_deadline_ns.wire(),
+            limits: limits.wire(),
+            failure: failure.wire(),
+            subnets: Some(subnets.wire()),
+        }
+    }
 }
 
 /// The failure policy both ways: the wire's `halt_scope` is optional, so that plans of clients

@@ -1034,10 +1034,11 @@ pub fn rollout_text(s: &RolloutStatus) -> String {
 
 /// One line per subnet, when the rollout spans several.
 fn subnets_text(s: &RolloutStatus) -> String {
-    if s.subnets.len() < 2 {
+    let subnets = s.subnets.as_deref().unwrap_or_default();
+    if subnets.len() < 2 {
         return String::new();
     }
-    s.subnets
+    subnets
         .iter()
         .map(|p| {
             format!(

@@ -241,12 +241,13 @@ pub fn prometheus(m: &FleetMetrics) -> String {
             .map(|(s, n)| (format!("{{state=\"{s}\"}}"), n.to_string()))
             .collect(),
         );
-        if r.subnets.len() > 1 {
+        let subnets = r.subnets.as_deref().unwrap_or_default();
+        if subnets.len() > 1 {
             metric(
                 "fleet_rollout_subnet_canisters",
                 "gauge",
                 "Canisters of the current rollout by subnet (\"own\": the manager's) and state.",
-                subnet_samples(&r.subnets),
+                subnet_samples(subnets),
             );
         }
         metric(

@@ -718,7 +718,7 @@ pub(super) mod tests {
                 max_consecutive_failures: 2,
                 halt_scope: None,
             }),
-            subnets: vec![],
+            subnets: None,
         }
     }
 
