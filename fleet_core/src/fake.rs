@@ -46,6 +46,9 @@ pub struct Canister {
     pub snapshot: Option<(Vec<u8>, Option<Vec<u8>>)>,
 }
 
+/// Every chunk store the fake holds: (store canister, hash) → chunk.
+type ChunkStores = BTreeMap<(Principal, Vec<u8>), Vec<u8>>;
+
 /// A reject the fake returns instead of answering.
 struct Reject {
     method: &'static str,
@@ -64,7 +67,7 @@ pub struct FakeIc {
     next_id: Cell<u8>,
     canisters: RefCell<BTreeMap<Principal, Canister>>,
     /// Chunk stores: (store canister, hash) → chunk.
-    chunks: RefCell<BTreeMap<(Principal, Vec<u8>), Vec<u8>>>,
+    chunks: RefCell<ChunkStores>,
     /// The subnet of each canister not on [`OWN_SUBNET`].
     subnet_of: RefCell<BTreeMap<Principal, Principal>>,
     /// The app version each module reports in `fleet_health`.
