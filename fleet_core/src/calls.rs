@@ -96,7 +96,9 @@ pub async fn perform<R: Runtime>(rt: &R, action: &Action) -> ActionResult {
                 Err(e) => failed(e),
             }
         }
-        Op::InstallChunked { module_hash } => install(rt, canister, module_hash).await,
+        Op::InstallChunked { module_hash } => {
+            install(rt, canister, action.subnet, module_hash).await
+        }
         Op::HealthCheck => {
             const METHOD: &str = "fleet_health";
             rollouts::add_bytes_sent(wire::NO_ARGS.len() as u64);
@@ -152,14 +154,19 @@ fn upgrade_arg(module_hash: &[u8]) -> Vec<u8> {
 }
 
 /// `install_chunked_code` in upgrade mode from the chunk store of the canister's subnet.
-async fn install<R: Runtime>(rt: &R, canister: Principal, module_hash: &[u8]) -> ActionResult {
+async fn install<R: Runtime>(
+    rt: &R,
+    canister: Principal,
+    subnet: Option<Principal>,
+    module_hash: &[u8],
+) -> ActionResult {
     let failed = |message: String| {
         ActionResult::InstallFailed(CallError {
             reject_code: 0,
             message,
         })
     };
-    let Some(store) = subnets::store_for_canister(rt, &canister) else {
+    let Some(store) = subnets::store_of(rt, subnet) else {
         return failed("the canister's subnet is not one the manager uses".into());
     };
     let mirrored = match subnets::mirrored_in(&store, module_hash) {

@@ -159,16 +159,6 @@ fn with_engine<R>(f: impl FnOnce(&mut Engine) -> R) -> R {
     })
 }
 
-/// The subnet of `canister` as the current rollout grouped it (`None`: the manager's own), if
-/// the rollout holds it: its compact record is cheaper to read than the registry's.
-pub fn rollout_subnet_of(canister: &Principal) -> Option<Option<Principal>> {
-    with_engine(|e| {
-        let r = e.rollout.as_ref()?;
-        let index = r.record(canister)?.subnet;
-        r.state().subnets.get(usize::from(index)).map(|s| s.subnet)
-    })
-}
-
 impl Engine {
     fn save(&self) {
         let current = self.rollout.as_ref().map(|r| r.state());

@@ -123,19 +123,6 @@ pub fn mirror_for(subnet: Option<Principal>) -> MirrorState {
     }
 }
 
-/// The store `canister` installs from: its subnet's, as the rollout's record (or else the
-/// registry's) says. With no subnet added, the manager's own, without reading a record.
-pub fn store_for_canister<R: Runtime>(rt: &R, canister: &Principal) -> Option<StoreRef> {
-    if state::with(|s| s.with_subnets(|st| st.subnets.is_empty())) {
-        return Some(own_store(rt));
-    }
-    let subnet = match crate::rollouts::rollout_subnet_of(canister) {
-        Some(subnet) => subnet,
-        None => state::with(|s| s.registry.get(canister)).and_then(|r| r.subnet),
-    };
-    store_of(rt, subnet)
-}
-
 /// Every store the fleet uses, the manager's own first.
 pub fn all_stores<R: Runtime>(rt: &R) -> Vec<StoreRef> {
     let mut stores = vec![own_store(rt)];

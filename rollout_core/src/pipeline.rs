@@ -22,6 +22,9 @@ use crate::{Nanos, SnapshotId};
 pub struct Action {
     pub canister: Principal,
     pub op: Op,
+    /// The canister's subnet as the rollout groups it (`None`: the manager's own): the shell
+    /// installs from that subnet's store without looking the canister up.
+    pub subnet: Option<Principal>,
 }
 
 /// The calls of the pipeline, all to the management canister except `HealthCheck`.

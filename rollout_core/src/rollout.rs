@@ -1187,6 +1187,7 @@ impl<S: RolloutStore> Rollout<S> {
         Some(Action {
             canister: *canister,
             op,
+            subnet: self.subnet_id(&rec),
         })
     }
 
@@ -1431,7 +1432,19 @@ impl<S: RolloutStore> Rollout<S> {
         now: Nanos,
     ) -> Action {
         rec.outstanding = Some(self.key(QueueKind::Outstanding, now));
-        Action { canister, op }
+        Action {
+            canister,
+            op,
+            subnet: self.subnet_id(rec),
+        }
+    }
+
+    /// The subnet of a canister's record (its index into the rollout's subnets).
+    fn subnet_id(&self, rec: &CanisterRecord) -> Option<Principal> {
+        self.state
+            .subnets
+            .get(usize::from(rec.subnet))
+            .and_then(|s| s.subnet)
     }
 
     /// Records a finished canister's snapshot deletion as outstanding, in the outstanding
@@ -1449,6 +1462,7 @@ impl<S: RolloutStore> Rollout<S> {
         Action {
             canister,
             op: Op::DeleteSnapshot { snapshot },
+            subnet: self.subnet_id(rec),
         }
     }
 
