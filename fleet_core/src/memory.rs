@@ -195,16 +195,11 @@ impl rollout_core::codec::Shape for crate::state::RolloutMeta {
     const TAG: u8 = rollout_core::codec::COMPACT_V2;
 
     fn from_older(tag: u8, bytes: &[u8]) -> Option<Self> {
-        (tag == rollout_core::codec::COMPACT_V1)
-            .then(|| postcard::from_bytes::<crate::state::RolloutMetaV1>(bytes).ok())
-            .flatten()
-            .map(Into::into)
+        rollout_core::codec::from_first_shape::<crate::state::RolloutMetaV1, _>(tag, bytes)
     }
 
     fn from_candid(bytes: &[u8]) -> Self {
-        candid::decode_one::<crate::state::RolloutMetaV1>(bytes)
-            .expect("a stored candid value")
-            .into()
+        rollout_core::codec::from_first_shape_candid::<crate::state::RolloutMetaV1, _>(bytes)
     }
 }
 

@@ -79,6 +79,27 @@ pub trait Shape: CandidType + Serialize + DeserializeOwned {
     }
 }
 
+/// [`Shape::from_older`] of a type whose only earlier shape is `V` under [`COMPACT_V1`].
+pub fn from_first_shape<V, T>(tag: u8, bytes: &[u8]) -> Option<T>
+where
+    V: DeserializeOwned + Into<T>,
+{
+    (tag == COMPACT_V1)
+        .then(|| postcard::from_bytes::<V>(bytes).ok())
+        .flatten()
+        .map(Into::into)
+}
+
+/// [`Shape::from_candid`] of a type whose candid bytes were written in its first shape `V`.
+pub fn from_first_shape_candid<V, T>(bytes: &[u8]) -> T
+where
+    V: CandidType + DeserializeOwned + Into<T>,
+{
+    candid::decode_one::<V>(bytes)
+        .expect("a stored candid value")
+        .into()
+}
+
 /// `value`'s stored bytes: its shape's tag, then postcard.
 pub fn encode_shape<T: Shape>(value: &T) -> Vec<u8> {
     encode_shape_as::<T, T>(value)
@@ -118,16 +139,11 @@ impl Shape for CanisterRecord {
     const TAG: u8 = COMPACT_V2;
 
     fn from_older(tag: u8, bytes: &[u8]) -> Option<Self> {
-        (tag == COMPACT_V1)
-            .then(|| postcard::from_bytes::<CanisterRecordV1>(bytes).ok())
-            .flatten()
-            .map(Into::into)
+        from_first_shape::<CanisterRecordV1, _>(tag, bytes)
     }
 
     fn from_candid(bytes: &[u8]) -> Self {
-        candid::decode_one::<CanisterRecordV1>(bytes)
-            .expect("a stored candid value")
-            .into()
+        from_first_shape_candid::<CanisterRecordV1, _>(bytes)
     }
 }
 
@@ -135,16 +151,11 @@ impl Shape for RolloutState {
     const TAG: u8 = COMPACT_V2;
 
     fn from_older(tag: u8, bytes: &[u8]) -> Option<Self> {
-        (tag == COMPACT_V1)
-            .then(|| postcard::from_bytes::<RolloutStateV1>(bytes).ok())
-            .flatten()
-            .map(Into::into)
+        from_first_shape::<RolloutStateV1, _>(tag, bytes)
     }
 
     fn from_candid(bytes: &[u8]) -> Self {
-        candid::decode_one::<RolloutStateV1>(bytes)
-            .expect("a stored candid value")
-            .into()
+        from_first_shape_candid::<RolloutStateV1, _>(bytes)
     }
 }
 
