@@ -110,6 +110,12 @@ pub const RELEASE_INTERFACES: MemoryId = MemoryId::new(28);
 /// a manager that had none, so it starts empty without a migration).
 pub const SUBNETS: MemoryId = MemoryId::new(29);
 
+/// `StableBTreeMap<u8, Stored<state::RolloutSubnet>>`: the current rollout's state per subnet,
+/// by its index in the rollout, apart from the header (memory 9) so that a step rewrites only
+/// the subnets it changed. A header written before it keeps its subnets inline, and is read
+/// as it is.
+pub const ROLLOUT_SUBNETS: MemoryId = MemoryId::new(31);
+
 thread_local! {
     static MEMORY_MANAGER: RefCell<MemoryManager<DefaultMemoryImpl>> =
         RefCell::new(MemoryManager::init(DefaultMemoryImpl::default()));

@@ -11,7 +11,7 @@
 use crate::memory::{self, Memory};
 use crate::registry::push_history;
 use crate::runtime::Runtime;
-use crate::state::{self, FleetSnapshot, RolloutMeta};
+use crate::state::{self, FleetSnapshot, RolloutMeta, SavedSubnets};
 use crate::stored::{
     CanisterStatus, PipelineLogEntry, PipelineLogKind, RegistryRecord, ReleaseRef, UpgradeEvent,
     UpgradeOutcome, UpgradePolicy as RecordPolicy,
@@ -43,6 +43,8 @@ struct Engine {
     rollout: Option<Rollout<Store>>,
     /// The persisted header without `current`, which is the rollout's own state.
     meta: RolloutMeta,
+    /// The rollout's subnets as stored apart from the header.
+    saved: SavedSubnets,
 }
 
 impl Engine {
@@ -149,20 +151,48 @@ fn with_engine<R>(f: impl FnOnce(&mut Engine) -> R) -> R {
         let mut slot = cell.borrow_mut();
         let engine = slot.get_or_insert_with(|| {
             let mut meta = state::with(|s| s.rollout_meta());
+            let saved = saved_subnets(meta.current.as_ref());
             let rollout = meta
                 .current
                 .take()
                 .map(|st| Rollout::from_parts(st, open_store()));
-            Engine { rollout, meta }
+            Engine {
+                rollout,
+                meta,
+                saved,
+            }
         });
         f(engine)
     })
 }
 
+/// What the subnets' store holds for `current`: nothing when its header held them inline.
+fn saved_subnets(current: Option<&rollout_core::RolloutState>) -> SavedSubnets {
+    SavedSubnets {
+        rollout: current.map(|c| c.id),
+        states: current.map_or_else(Vec::new, |c| state::with(|s| s.rollout_subnets(c.id))),
+    }
+}
+
 impl Engine {
-    fn save(&self) {
-        let current = self.rollout.as_ref().map(|r| r.state());
-        state::with_mut(|s| s.save_rollout_meta(&self.meta, current));
+    /// Writes the header, without the subnets, and the subnets the step changed: a step
+    /// (one call's result, mostly) changes one subnet, so its writes do not grow with the
+    /// subnets a rollout spans.
+    fn save(&mut self) {
+        let Engine {
+            rollout,
+            meta,
+            saved,
+        } = self;
+        match rollout.as_mut() {
+            None => state::with_mut(|s| s.save_rollout_meta(meta, None)),
+            Some(r) => r.with_subnets_apart(|current, subnets| {
+                state::with_mut(|s| {
+                    s.save_rollout_meta(meta, Some(current));
+                    s.save_rollout_subnets(current.id, subnets, saved);
+                })
+            }),
+        }
     }
 
     fn active(&self) -> Option<&Rollout<Store>> {
@@ -469,9 +499,9 @@ pub fn start_restore(plan: RestorePlan, env: Env) -> Result<RolloutStarted, Plan
 }
 
 fn reload(e: &mut Engine) {
-    e.rollout = state::with(|s| s.rollout_meta())
-        .current
-        .map(|st| Rollout::from_parts(st, open_store()));
+    let current = state::with(|s| s.rollout_meta()).current;
+    e.saved = saved_subnets(current.as_ref());
+    e.rollout = current.map(|st| Rollout::from_parts(st, open_store()));
 }
 
 pub enum PlanErrorOrBusy {
@@ -1823,6 +1853,63 @@ mod rollout_tests {
         ic.settle();
         assert_ne!(header(), stored);
         completes(&mut ic, &ids, &v2);
+    }
+
+    /// The header holds no subnet: each subnet's state is stored apart, so the header's size
+    /// does not grow with the subnets a rollout spans, and a manager whose heap was lost (an
+    /// upgrade) reads the subnets back from their own memory.
+    #[test]
+    fn a_rollouts_subnets_are_stored_apart_from_its_header_and_read_back() {
+        let (_, _, ids) = fleet(4);
+        let other = Principal::from_slice(&[9; 29]);
+        state::with_mut(|s| {
+            let mut st = s.subnets_state();
+            st.subnets.push(crate::subnets::SubnetStore {
+                subnet: other,
+                store: p(77),
+                canisters: 2,
+                mirror: s.mirror_state(),
+            });
+            s.set_subnets_state(st);
+            for id in &ids[2..] {
+                s.registry.update(id, |r| r.subnet = Some(other));
+            }
+        });
+        let mut ic = Ic::new(&ids, 1_000);
+        let mut arg = plan("2.0.0");
+        arg.limits = in_flight(1);
+        launch(&arg, ic.env());
+        assert_eq!(ic.tick().len(), 1);
+        ic.settle();
+
+        let stored = || state::with(|s| s.rollout_meta.get().decode());
+        let header: RolloutMeta = stored();
+        let current = header.current.expect("a rollout");
+        assert!(current.subnets.is_empty(), "{:?}", current.subnets);
+        let apart = state::with(|s| s.rollout_subnets(current.id));
+        assert_eq!(
+            apart.iter().map(|s| s.subnet).collect::<Vec<_>>(),
+            vec![None, Some(other)]
+        );
+        assert_eq!(apart.iter().map(|s| s.counts.total()).sum::<u64>(), 4);
+        assert_eq!(apart.iter().map(|s| s.counts.done).sum::<u64>(), 1);
+
+        let before = status(ic.now()).expect("a rollout");
+        reset_cache();
+        let after = status(ic.now()).expect("a rollout");
+        assert_eq!(after.subnets, before.subnets);
+        assert_eq!(after.subnets.map(|s| s.len()), Some(2));
+        // The reloaded engine goes on: the next canister, on the other subnet, is started and
+        // its end counted there (the fake IC has no store on that subnet: its install fails).
+        ic.run(10);
+        let end = status(ic.now()).expect("a rollout");
+        let by_subnet: Vec<_> = end
+            .subnets
+            .unwrap_or_default()
+            .iter()
+            .map(|s| (s.subnet, s.done, s.failed))
+            .collect();
+        assert_eq!(by_subnet, vec![(None, 1, 0), (Some(other), 0, 1)]);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use fleet_api::manager::ManagerInitArg;
 use ic_stable_structures::memory_manager::MemoryId;
 use ic_stable_structures::{StableBTreeMap, StableCell};
 use rollout_core::stable::Encoded;
-use rollout_core::RolloutState;
+use rollout_core::{RolloutState, SubnetState};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::collections::BTreeSet;
@@ -49,6 +49,8 @@ pub struct State {
     pub allowlist: Allowlist<Memory>,
     pub governance: Governance<Memory>,
     pub subnets: StableCell<Stored<crate::subnets::SubnetsState>, Memory>,
+    /// The current rollout's subnets, apart from its header (see `memory::ROLLOUT_SUBNETS`).
+    rollout_subnets: Memory,
     /// Layout version 2's fleet snapshots: read for a canister whose record holds none yet,
     /// emptied as records take theirs over.
     snapshots_v2: StableBTreeMap<Principal, Stored<FleetSnapshot>, Memory>,
@@ -151,6 +153,31 @@ impl<'a> MetaView<'a> {
     }
 }
 
+/// Bytes of a subnet's slot in memory 31: a little-endian `u32` length, then the
+/// `Stored<RolloutSubnet>` bytes.
+const SUBNET_SLOT_BYTES: u64 = 8 << 10;
+const WASM_PAGE_BYTES: u64 = 64 << 10;
+
+/// One subnet's state in the current rollout, stored apart from the header.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct RolloutSubnet {
+    /// The rollout it belongs to: entries of an earlier rollout are not read.
+    pub rollout: u64,
+    pub state: SubnetState,
+}
+
+impl crate::memory::StoredShape for RolloutSubnet {
+    const TAG: u8 = 0xC1;
+}
+
+/// The subnets' states as last written, kept on the heap beside the engine, so that a step
+/// writes only those it changed.
+#[derive(Clone, Debug, Default)]
+pub struct SavedSubnets {
+    pub rollout: Option<u64>,
+    pub states: Vec<SubnetState>,
+}
+
 /// The snapshot a rollout took before a canister's last upgrade, and the release it holds.
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct FleetSnapshot {
@@ -222,11 +249,100 @@ impl State {
                 memory::get(memory::REQUESTS),
             ),
             subnets: StableCell::init(memory::get(memory::SUBNETS), Stored(Default::default())),
+            rollout_subnets: memory::get(memory::ROLLOUT_SUBNETS),
         }
     }
 
+    /// The rollout header with the current rollout's subnets, wherever they are stored.
     pub fn rollout_meta(&self) -> RolloutMeta {
-        self.rollout_meta.get().decode()
+        let mut meta: RolloutMeta = self.rollout_meta.get().decode();
+        if let Some(current) = meta.current.as_mut() {
+            if current.subnets.is_empty() {
+                current.subnets = self.rollout_subnets(current.id);
+            }
+        }
+        meta
+    }
+
+    /// The subnets stored apart for rollout `id`, in their order; none if they belong to
+    /// another rollout (or its header holds them inline).
+    pub fn rollout_subnets(&self, id: u64) -> Vec<SubnetState> {
+        (0..=u8::MAX)
+            .map_while(|index| self.rollout_subnet(index))
+            .take_while(|s| s.rollout == id)
+            .map(|s| s.state)
+            .collect()
+    }
+
+    fn rollout_subnet(&self, index: u8) -> Option<RolloutSubnet> {
+        use ic_stable_structures::Memory as _;
+        let offset = u64::from(index) * SUBNET_SLOT_BYTES;
+        let size = self.rollout_subnets.size() * WASM_PAGE_BYTES;
+        if offset + SUBNET_SLOT_BYTES > size {
+            return None;
+        }
+        let mut len = [0; 4];
+        self.rollout_subnets.read(offset, &mut len);
+        let len = u32::from_le_bytes(len) as usize;
+        if len == 0 {
+            return None;
+        }
+        let mut bytes = vec![0; len];
+        self.rollout_subnets.read(offset + 4, &mut bytes);
+        Some(memory::decode_stored(&bytes))
+    }
+
+    /// Writes the subnets of rollout `id` whose state differs from `saved` (what was written
+    /// last, updated here): one slot each, rewritten in place, which costs a write of its
+    /// bytes where a B-tree entry would load and store whole nodes. A new rollout's subnets
+    /// overwrite the last rollout's; a stale slot after them names another rollout and is
+    /// not read.
+    pub fn save_rollout_subnets(
+        &mut self,
+        id: u64,
+        subnets: &[SubnetState],
+        saved: &mut SavedSubnets,
+    ) {
+        use ic_stable_structures::Memory as _;
+        if saved.rollout != Some(id) {
+            *saved = SavedSubnets {
+                rollout: Some(id),
+                states: Vec::new(),
+            };
+        }
+        for (i, state) in subnets.iter().enumerate() {
+            if saved.states.get(i) == Some(state) {
+                continue;
+            }
+            let entry = RolloutSubnet {
+                rollout: id,
+                state: state.clone(),
+            };
+            let bytes = memory::encode_stored(&entry);
+            // A state holds at most 101 waves (a canary and 100 increasing percentages) of
+            // four counts: a few KiB at most.
+            assert!(
+                bytes.len() as u64 + 4 <= SUBNET_SLOT_BYTES,
+                "a subnet's state of {} bytes",
+                bytes.len()
+            );
+            let offset = i as u64 * SUBNET_SLOT_BYTES;
+            let needed = (offset + SUBNET_SLOT_BYTES).div_ceil(WASM_PAGE_BYTES);
+            let size = self.rollout_subnets.size();
+            if needed > size {
+                assert!(
+                    self.rollout_subnets.grow(needed - size) >= 0,
+                    "stable memory exhausted"
+                );
+            }
+            self.rollout_subnets
+                .write(offset, &(bytes.len() as u32).to_le_bytes());
+            self.rollout_subnets.write(offset + 4, &bytes);
+            match saved.states.get_mut(i) {
+                Some(s) => *s = state.clone(),
+                None => saved.states.push(state.clone()),
+            }
+        }
     }
 
     /// Stores `meta` with `current` as its current rollout (`meta.current` is ignored), after

@@ -741,6 +741,18 @@ impl<S: RolloutStore> Rollout<S> {
         }
     }
 
+    /// Lends the state with its subnets set apart: a shell that stores each subnet's state on
+    /// its own writes the header without them, and only the subnets a step changed.
+    pub fn with_subnets_apart<R>(
+        &mut self,
+        f: impl FnOnce(&RolloutState, &[SubnetState]) -> R,
+    ) -> R {
+        let subnets = std::mem::take(&mut self.state.subnets);
+        let r = f(&self.state, &subnets);
+        self.state.subnets = subnets;
+        r
+    }
+
     pub fn into_parts(self) -> (RolloutState, S) {
         (self.state, self.store)
     }
