@@ -61,6 +61,19 @@ function render(s) {
       cell(tr, w.causes, "causes");
       cell(tr, w.state, "state");
     });
+    $("subnets-card").hidden = r.subnets.length === 0;
+    fillRows($("subnets"), r.subnets, (tr, n) => {
+      tr.dataset.subnet = n.subnet;
+      cell(tr, n.subnet, "mono");
+      cell(tr, n.total, "total");
+      cell(tr, n.done, "done");
+      cell(tr, n.failed, "failed");
+      cell(tr, n.rolled_back, "rolled-back");
+      cell(tr, n.deferred, "deferred");
+      cell(tr, n.in_flight, "in-flight");
+      cell(tr, n.pending, "pending");
+      cell(tr, n.state, "state");
+    });
   }
   $("chart").innerHTML = s.chart_svg;
   $("failures-count").textContent = s.failures_total > s.failures.length ? `(${s.failures.length} of ${s.failures_total})` : `(${s.failures_total})`;

@@ -74,6 +74,51 @@ pub struct RolloutView {
     pub eta: Option<String>,
     pub next_wave_in: Option<String>,
     pub waves: Vec<WaveRow>,
+    /// One row per subnet when the rollout spans two or more; empty otherwise.
+    pub subnets: Vec<SubnetRow>,
+}
+
+/// A subnet's part of the rollout.
+#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
+pub struct SubnetRow {
+    pub subnet: String,
+    pub total: u64,
+    pub done: u64,
+    pub failed: u64,
+    pub rolled_back: u64,
+    pub deferred: u64,
+    pub in_flight: u64,
+    pub pending: u64,
+    /// `halted: <why>` for a subnet halted under the plan's subnet scope, else `finished`
+    /// once nothing is left, else `running`.
+    pub state: String,
+}
+
+fn subnet_rows(s: &RolloutStatus) -> Vec<SubnetRow> {
+    let subnets = s.subnets.as_deref().unwrap_or_default();
+    if subnets.len() < 2 {
+        return Vec::new();
+    }
+    subnets
+        .iter()
+        .map(|p| SubnetRow {
+            subnet: p
+                .subnet
+                .map_or_else(|| "the manager's".into(), |id| id.to_text()),
+            total: p.total,
+            done: p.done,
+            failed: p.failed,
+            rolled_back: p.rolled_back,
+            deferred: p.deferred,
+            in_flight: p.in_flight + p.busy,
+            pending: p.pending,
+            state: match &p.halted {
+                Some(h) => format!("halted: {}", halt_text(h, s)),
+                None if p.in_flight + p.busy + p.pending == 0 => "finished".into(),
+                None => "running".into(),
+            },
+        })
+        .collect()
 }
 
 #[derive(Serialize, Debug, Clone, PartialEq, Eq)]
@@ -437,6 +482,7 @@ fn rollout_view(
             .next_wave_at
             .map(|at| duration_text(at.saturating_sub(now) / 1_000_000_000)),
         waves,
+        subnets: subnet_rows(s),
     }
 }
 
@@ -657,13 +703,13 @@ fn actions(s: &RolloutStatus, can_roll_back: bool) -> Actions {
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+pub(crate) mod tests {
     use super::*;
     use candid::Principal;
-    use fleet_api::rollout::{DeferralCounts, Release, StateCounts, WaveLabel};
+    use fleet_api::rollout::{DeferralCounts, Release, StateCounts, SubnetProgress, WaveLabel};
 
     /// A halted rollout of 13 canisters in two stages, also the chart's test input.
-    pub(in crate::dashboard) fn status() -> RolloutStatus {
+    pub(crate) fn status() -> RolloutStatus {
         let wave = |label, size, done, completed: bool| WaveProgress {
             label,
             size,
@@ -720,6 +766,49 @@ pub(super) mod tests {
             }),
             subnets: None,
         }
+    }
+
+    #[test]
+    fn a_rollout_on_several_subnets_has_a_row_per_subnet_with_its_halt() {
+        let mut s = status();
+        let other = Principal::from_slice(&[5; 29]);
+        let part = |subnet, done, in_flight, pending, halted| SubnetProgress {
+            subnet,
+            total: done + in_flight + pending,
+            done,
+            failed: 0,
+            rolled_back: 0,
+            deferred: 0,
+            in_flight,
+            pending,
+            busy: 0,
+            halted,
+        };
+        let halt = HaltReason::SubnetConsecutiveFailures {
+            subnet: Some(other),
+            count: 2,
+        };
+        s.subnets = Some(vec![
+            part(None, 4, 0, 0, None),
+            part(Some(other), 1, 1, 3, Some(halt)),
+        ]);
+        let v = rollout_view(&s, 0, &BTreeMap::new());
+        let rows: Vec<_> = v
+            .subnets
+            .iter()
+            .map(|r| (r.subnet.as_str(), r.done, r.total, r.state.as_str()))
+            .collect();
+        let halted =
+            format!("halted: on subnet {other}: 2 failures in a row (the plan halts at 2)");
+        assert_eq!(
+            rows,
+            vec![
+                ("the manager's", 4, 4, "finished"),
+                (other.to_text().as_str(), 1, 5, halted.as_str()),
+            ]
+        );
+        s.subnets.as_mut().unwrap().truncate(1);
+        assert!(rollout_view(&s, 0, &BTreeMap::new()).subnets.is_empty());
     }
 
     #[test]
