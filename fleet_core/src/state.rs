@@ -49,6 +49,7 @@ pub struct State {
     pub allowlist: Allowlist<Memory>,
     pub governance: Governance<Memory>,
     pub subnets: StableCell<Stored<crate::subnets::SubnetsState>, Memory>,
+    pub store_module: crate::subnets::StoreModule<Memory>,
     /// Layout version 2's fleet snapshots: read for a canister whose record holds none yet,
     /// emptied as records take theirs over.
     snapshots_v2: StableBTreeMap<Principal, Stored<FleetSnapshot>, Memory>,
@@ -222,6 +223,7 @@ impl State {
                 memory::get(memory::REQUESTS),
             ),
             subnets: StableCell::init(memory::get(memory::SUBNETS), Stored(Default::default())),
+            store_module: crate::subnets::StoreModule::init(memory::get(memory::STORE_MODULE)),
         }
     }
 
