@@ -26,7 +26,8 @@
 //! only then counts the release as mirrored there, so a failed record is retried by the next
 //! mirror of that release; before clearing its chunk store, the manager calls `forget_release`
 //! for every release it held, so the store never lists a release its chunk store lacks. A
-//! failure of either is a [`MirrorError::CallFailed`] naming the method.
+//! failure of either is a [`MirrorError::CallFailed`] naming the method. A store created
+//! before stores ran code gets the store module at its first record.
 
 use crate::runtime::{CallError, Runtime};
 use crate::state::{self, MirrorGuard};
@@ -290,8 +291,7 @@ async fn record_in_store<R: Runtime>(
         wasm_len: wanted.size,
     };
     let args = Encode!(&release).expect("encoding record_release's argument");
-    let reply = rt
-        .call(store.canister, RecordRelease::NAME, &args, 0, None)
+    let reply = call_store(rt, store, RecordRelease::NAME, &args)
         .await
         .map_err(call_failed(RecordRelease::NAME))?;
     match Decode!(&reply, RecordReleaseReply) {
@@ -311,8 +311,7 @@ async fn forget_in_store<R: Runtime>(
         return Ok(());
     }
     let args = Encode!(&version).expect("encoding forget_release's argument");
-    let reply = rt
-        .call(store.canister, ForgetRelease::NAME, &args, 0, None)
+    let reply = call_store(rt, store, ForgetRelease::NAME, &args)
         .await
         .map_err(call_failed(ForgetRelease::NAME))?;
     match Decode!(&reply, ForgetReleaseReply) {
@@ -321,6 +320,27 @@ async fn forget_in_store<R: Runtime>(
         Err(e) => Err(refused(ForgetRelease::NAME, e)),
     }
 }
+
+/// Calls `method` of the store canister. A store added before stores ran code rejects it as
+/// a canister without a module (IC0537, a canister error): it gets the store module, as
+/// `add_subnet` gives a new store, and the call is sent again.
+async fn call_store<R: Runtime>(
+    rt: &R,
+    store: &StoreRef,
+    method: &'static str,
+    args: &[u8],
+) -> Result<Vec<u8>, CallError> {
+    let reply = rt.call(store.canister, method, args, 0, None).await;
+    if matches!(&reply, Err(e) if e.reject_code == CANISTER_ERROR)
+        && subnets::install_missing_store_module(rt, store.canister).await
+    {
+        return rt.call(store.canister, method, args, 0, None).await;
+    }
+    reply
+}
+
+/// Reject code `CANISTER_ERROR` (interface spec, "Reject codes").
+const CANISTER_ERROR: u32 = 5;
 
 fn refused(method: &str, e: impl std::fmt::Debug) -> MirrorError {
     MirrorError::CallFailed {

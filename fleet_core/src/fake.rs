@@ -171,6 +171,11 @@ impl FakeIc {
             .count()
     }
 
+    /// Puts `canister` on `subnet`.
+    pub fn set_subnet(&self, canister: Principal, subnet: Principal) {
+        self.subnet_of.borrow_mut().insert(canister, subnet);
+    }
+
     /// The subnet of `canister`.
     pub fn subnet(&self, canister: Principal) -> Principal {
         self.subnet_of

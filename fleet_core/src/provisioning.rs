@@ -697,6 +697,40 @@ mod tests {
         assert_eq!(rt.store_releases(store.canister).len(), 1);
     }
 
+    /// A store created before stores ran code (no module) gets the store module at its first
+    /// record, and then lists what it holds.
+    #[test]
+    fn a_store_without_code_gets_the_store_module_at_its_next_record() {
+        let rt = fake();
+        publish_default(&rt);
+        let module = b"\0asm\x01\0\0\0store".to_vec();
+        subnets::set_store_module(&module).unwrap();
+        let other = p(77);
+        let store = Principal::from_slice(&[0x5A; 10]);
+        rt.add_canister(store, vec![MANAGER], None);
+        rt.set_subnet(store, other);
+        state::with_mut(|s| {
+            let mut st = s.subnets_state();
+            st.subnets.push(subnets::SubnetStore {
+                subnet: other,
+                store,
+                canisters: 0,
+                mirror: Default::default(),
+            });
+            s.set_subnets_state(st);
+        });
+        let store_ref = subnets::store_of(&rt, Some(other)).unwrap();
+        block_on(crate::chunk_store::ensure_mirrored_in(
+            &rt, "1.0.0", &store_ref,
+        ))
+        .unwrap();
+        assert_eq!(
+            rt.canister(store).unwrap().module_hash,
+            Some(Sha256::digest(&module).to_vec())
+        );
+        assert_eq!(rt.store_releases(store).len(), 1);
+    }
+
     #[test]
     fn creation_sets_controllers_installs_with_init_arg_and_records() {
         let rt = fake();

@@ -450,11 +450,7 @@ pub async fn add_subnet<R: Runtime>(rt: &R, arg: AddSubnetArg) -> Result<SubnetI
         .create_canister_on(arg.subnet, vec![rt.self_id()], arg.store_cycles)
         .await
         .map_err(|e| SubnetError::CreateFailed(e.message))?;
-    let init = Encode!(&StoreInit {
-        manager: rt.self_id()
-    })
-    .expect("encoding the store's init argument");
-    rt.install_code(store, module, init)
+    install_store(rt, store, module)
         .await
         .map_err(|e| SubnetError::StoreInstallFailed {
             store,
@@ -488,6 +484,29 @@ pub async fn add_subnet<R: Runtime>(rt: &R, arg: AddSubnetArg) -> Result<SubnetI
         .into_iter()
         .find(|i| i.subnet == arg.subnet)
         .expect("the subnet was just added"))
+}
+
+/// Installs the store module `module` in the empty canister `store` (mode `install`, which
+/// the IC refuses for a canister that has a module, so a store's records are never wiped).
+pub(crate) async fn install_store<R: Runtime>(
+    rt: &R,
+    store: Principal,
+    module: Vec<u8>,
+) -> CallResult<()> {
+    let init = Encode!(&StoreInit {
+        manager: rt.self_id()
+    })
+    .expect("encoding the store's init argument");
+    rt.install_code(store, module, init).await
+}
+
+/// A store added before stores ran code has no module: installs the store module in it, if one
+/// is set. Whether it was installed.
+pub(crate) async fn install_missing_store_module<R: Runtime>(rt: &R, store: Principal) -> bool {
+    let Some(module) = state::with(|s| s.store_module.module()) else {
+        return false;
+    };
+    install_store(rt, store, module).await.is_ok()
 }
 
 // --- The cycles minting canister's `create_canister` (its published candid interface) ---
