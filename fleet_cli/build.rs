@@ -7,7 +7,8 @@
 use std::path::PathBuf;
 
 /// Every module the rehearsal may need: the releases with and without the test-only
-/// `fault_switch` (`--faults`), and the manager.
+/// `fault_switch` (`--faults`), the manager, and the store canister (`--subnets`, and the
+/// store module `fleet subnets add` sets when the manager has none).
 #[cfg(feature = "sim")]
 const BUNDLED: &[(&str, &[&str])] = &[
     ("user_canister", &[]),
@@ -15,6 +16,7 @@ const BUNDLED: &[(&str, &[&str])] = &[
     ("user_canister", &["fault_switch"]),
     ("user_canister", &["v2", "fault_switch"]),
     ("fleet_manager", &[]),
+    ("store_canister", &[]),
 ];
 
 /// The crates whose change changes a bundled module.
@@ -22,6 +24,7 @@ const BUNDLED: &[(&str, &[&str])] = &[
 const SOURCES: &[&str] = &[
     "fleet_manager",
     "user_canister",
+    "store_canister",
     "fleet_api",
     "fleet_core",
     "rollout_core",

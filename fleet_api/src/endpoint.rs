@@ -1,4 +1,4 @@
-//! Each method of the two canisters' interfaces as a type: its name, its argument tuple and its
+//! Each method of the canisters' interfaces as a type: its name, its argument tuple and its
 //! reply. A client names a method through its type ([`Endpoint`]), so it can neither mistype the
 //! name nor decode the reply into the wrong type; the canister's handler returns the same reply
 //! type, and the checked-in `.did` files name every reply (no anonymous `Result_N`).

@@ -458,8 +458,10 @@ pub struct AddSubnetArg {
 pub struct SubnetInfo {
     pub subnet: Principal,
     /// The canister whose IC chunk store holds the releases for this subnet: the manager
-    /// itself on its own subnet, else a code-free canister the manager alone controls
-    /// (`install_chunked_code` takes chunks only from a store on the target's subnet).
+    /// itself on its own subnet, else a store canister the manager alone controls, running the
+    /// store module (`set_store_module`), whose public `releases` query lists what its chunk
+    /// store holds (`install_chunked_code` takes chunks only from a store on the target's
+    /// subnet; [`crate::store_canister`]).
     pub store: Principal,
     /// True for the manager's own subnet.
     pub own: bool,
@@ -491,11 +493,35 @@ pub enum SubnetError {
         available: u128,
         needed: u128,
     },
+    /// No store module is set (`set_store_module`): nothing was created.
+    NoStoreModule,
     /// The cycles minting canister did not create the store canister (cycles refunded).
     CreateFailed(String),
+    /// The store canister was created but the store module could not be installed in it; the
+    /// subnet is not added, and the empty canister `store` is the operator's to delete.
+    StoreInstallFailed {
+        store: Principal,
+        message: String,
+    },
     /// Mirroring the releases still needed into the new store failed; the subnet is added and
     /// the store is filled again when a release is needed there.
     Mirror(MirrorError),
+}
+
+/// Largest store module `set_store_module` takes: it travels whole in the `install_code` call
+/// to each new store, and an inter-canister call carries at most 2 MiB (interface spec,
+/// "Resource limits"), with room left for the rest of the argument.
+pub const MAX_STORE_MODULE_SIZE: u64 = 1_900_000;
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum SetStoreModuleError {
+    NotAuthorized,
+    /// Neither wasm (`\0asm`) nor gzip (`1f 8b`) magic bytes.
+    NotWasm,
+    TooLarge {
+        size: u64,
+        max: u64,
+    },
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -670,6 +696,8 @@ crate::endpoint::reply! {
     SetUpgradePolicyReply(UserCanister, SetUpgradePolicyError);
     AddSubnetReply(SubnetInfo, SubnetError);
     SetPlacementReply(SubnetsView, SubnetError);
+    /// The sha256 of the store module now set.
+    SetStoreModuleReply(serde_bytes::ByteBuf, SetStoreModuleError);
 }
 
 /// The manager's settings, operators, releases and registry methods; the rollout methods are
@@ -714,5 +742,9 @@ pub mod method {
         update AddSubnet = "add_subnet" (AddSubnetArg) -> AddSubnetReply;
         update SetPlacement = "set_placement" (Placement) -> SetPlacementReply;
         query ListSubnets = "list_subnets" () -> SubnetsView;
+        /// Admin: the module `add_subnet` installs in each new store canister.
+        update SetStoreModule = "set_store_module" (serde_bytes::ByteBuf) -> SetStoreModuleReply;
+        /// The sha256 of the store module, if one is set.
+        query StoreModule = "store_module" () -> Option<serde_bytes::ByteBuf>;
     }
 }

@@ -409,6 +409,10 @@ pub enum SubnetsCommand {
         /// Cycles the store canister receives besides the creation fee.
         #[arg(long, default_value_t = 1_000_000_000_000, value_name = "CYCLES")]
         store_cycles: u128,
+        /// The store canister's module (`store_canister`), set in the manager first when its
+        /// own differs; without it, the module bundled in this build of fleet, if any.
+        #[arg(long, value_name = "PATH")]
+        store_wasm: Option<PathBuf>,
     },
     /// Where new canisters go: `own` (the manager's subnet), `spread` (the subnet with the
     /// fewest), `fill:N` (each subnet up to N canisters, in order), or a subnet id.

@@ -766,9 +766,32 @@ impl EndpointError for fleet_api::manager::SubnetError {
             Self::InsufficientCycles { available, needed } => {
                 format!("the manager has {available} cycles, the store needs {needed}")
             }
+            Self::NoStoreModule => "the manager has no store module (set_store_module)".into(),
             Self::CreateFailed(why) => format!("creating the store canister failed: {why}"),
+            Self::StoreInstallFailed { store, message } => format!(
+                "installing the store module in the new store canister {store} failed (the \
+                 subnet is not added; the empty canister is yours to delete): {message}"
+            ),
             Self::Mirror(e) => {
                 format!("the subnet is added, mirroring into its store failed: {e:?}")
+            }
+        }
+    }
+}
+
+impl EndpointError for fleet_api::manager::SetStoreModuleError {
+    fn not_authorized(&self) -> bool {
+        matches!(self, Self::NotAuthorized)
+    }
+    fn bad_input(&self) -> bool {
+        !self.not_authorized()
+    }
+    fn describe(&self) -> String {
+        match self {
+            Self::NotAuthorized => "not authorized".into(),
+            Self::NotWasm => "the store module is neither wasm nor gzipped wasm".into(),
+            Self::TooLarge { size, max } => {
+                format!("the store module has {size} bytes, at most {max} are taken")
             }
         }
     }

@@ -10,6 +10,7 @@ use fleet_api::manager::method::{CreateUserCanister, SetDefaultRelease, UploadRe
 use fleet_api::manager::{CreateUserCanisterArg, ManagerInitArg};
 use fleet_api::rollout::method::PlanRollout;
 use fleet_api::rollout::{RolloutPlanArg, StartRolloutError};
+use fleet_api::store_canister::method::Releases;
 
 /// A manager whose controller is the principal of PHRASE (so the phrase holds every role).
 struct Fleet {
@@ -439,8 +440,10 @@ fn rollout_upgrades_the_fleet_with_pause_and_resume() {
     assert_eq!(f.admin(&["rollout", "status"])["id"], done["id"]);
 }
 
-/// A fleet over three subnets: `subnets add` creates a store canister on each other subnet
-/// (controlled by the manager alone, no code, holding the default release), `subnets
+/// A fleet over three subnets: `subnets add` sets the manager's store module (the one this
+/// build of fleet bundles) and creates a store canister on each other subnet (controlled by
+/// the manager alone, running the store module, holding the default release, which its public
+/// `releases` query lists with its chunk hashes), `subnets
 /// placement spread` puts new canisters on all three, an adopted canister on another subnet
 /// is registered there, and a rollout upgrades every one from its own subnet's store (ic_sim,
 /// like the IC, refuses a store on another subnet). Bad input is refused with exit code 2.
@@ -457,6 +460,24 @@ fn a_fleet_spread_over_three_subnets_is_provisioned_and_upgraded_from_each_subne
     f.set_default_release("1.0.0");
     let (code, e) = f.admin_err(&["subnets", "add", &subnets[0].to_text()]);
     assert_eq!(code, 2, "the manager's own subnet: {e}");
+    // A store module that is not wasm is refused as bad input, and nothing is created.
+    let bad = f.world.dir.path().join("store.wasm");
+    std::fs::write(&bad, b"not wasm").unwrap();
+    let canisters_before = f.world.sim.canister_count();
+    let (code, e) = f.admin_err(&[
+        "subnets",
+        "add",
+        &subnets[1].to_text(),
+        "--store-wasm",
+        bad.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{e}");
+    assert_eq!(f.world.sim.canister_count(), canisters_before);
+    let store_module = sha256(&wasm_build::wasm("store_canister", &[]));
+    let v1_chunks: Vec<serde_bytes::ByteBuf> = v1
+        .chunks(1024 * 1024)
+        .map(|c| serde_bytes::ByteBuf::from(sha256(c).to_vec()))
+        .collect();
     let mut stores = Vec::new();
     for s in &subnets[1..] {
         let added = f.admin(&["subnets", "add", &s.to_text()]);
@@ -465,7 +486,16 @@ fn a_fleet_spread_over_three_subnets_is_provisioned_and_upgraded_from_each_subne
         let store = Principal::from_text(added["store"].as_str().unwrap()).unwrap();
         assert_eq!(f.world.sim.get_subnet(store), Some(*s));
         assert_eq!(f.world.sim.get_controllers(store), vec![f.manager]);
-        assert_eq!(f.world.module_hash(store), None, "a store runs no code");
+        assert_eq!(
+            f.world.module_hash(store),
+            Some(store_module),
+            "a store runs the store module"
+        );
+        let held = f.world.call::<Releases>(store, user(99), ());
+        assert_eq!(held.len(), 1);
+        assert_eq!(held[0].version, "1.0.0");
+        assert_eq!(held[0].module_hash, sha256(&v1).to_vec());
+        assert_eq!(held[0].chunk_hashes, v1_chunks, "v1's 1 MiB chunks");
         stores.push(store);
     }
     let (code, e) = f.admin_err(&["subnets", "add", &subnets[1].to_text()]);
@@ -581,6 +611,15 @@ fn a_fleet_spread_over_three_subnets_is_provisioned_and_upgraded_from_each_subne
     let listed = f.admin(&["subnets", "list"]);
     for s in listed["subnets"].as_array().unwrap() {
         assert_eq!(s["releases"], serde_json::json!(["1.0.0", "2.0.0"]), "{s}");
+    }
+    for store in &stores {
+        let held: Vec<String> = f
+            .world
+            .call::<Releases>(*store, user(99), ())
+            .into_iter()
+            .map(|r| r.version)
+            .collect();
+        assert_eq!(held, ["1.0.0", "2.0.0"], "each store lists what it holds");
     }
 }
 

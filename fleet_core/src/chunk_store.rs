@@ -20,13 +20,25 @@
 //!
 //! Each confirmed upload is recorded at once, so that a failure halfway leaves a record of what
 //! the store really holds.
+//!
+//! A store canister's own record (its `releases` query, for anyone to audit) follows: once a
+//! release's chunks are all in its chunk store, the manager calls its `record_release`, and
+//! only then counts the release as mirrored there, so a failed record is retried by the next
+//! mirror of that release; before clearing its chunk store, the manager calls `forget_release`
+//! for every release it held, so the store never lists a release its chunk store lacks. A
+//! failure of either is a [`MirrorError::CallFailed`] naming the method. A store created
+//! before stores ran code gets the store module at its first record.
 
 use crate::runtime::{CallError, Runtime};
 use crate::state::{self, MirrorGuard};
 use crate::stored::{MirroredRelease, ReleaseRef};
 use crate::subnets::{self, StoreRef};
 use candid::CandidType;
+use candid::{Decode, Encode};
+use fleet_api::endpoint::Endpoint;
 use fleet_api::manager::{ChunkStoreStatus, MirrorError, CHUNK_STORE_CAPACITY};
+use fleet_api::store_canister::method::{ForgetRelease, RecordRelease};
+use fleet_api::store_canister::{ForgetReleaseReply, RecordReleaseReply, StoredRelease};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use wasm_store::ReleaseMeta;
@@ -60,6 +72,8 @@ impl MirrorState {
 pub struct Wanted {
     pub release: ReleaseRef,
     pub chunk_hashes: Vec<Vec<u8>>,
+    /// Size of the module as stored.
+    pub size: u64,
 }
 
 impl From<&ReleaseMeta> for Wanted {
@@ -70,6 +84,7 @@ impl From<&ReleaseMeta> for Wanted {
                 sha256: meta.sha256.clone(),
             },
             chunk_hashes: meta.chunk_hashes.iter().map(|h| h.to_vec()).collect(),
+            size: meta.size,
         }
     }
 }
@@ -178,6 +193,9 @@ pub async fn ensure_mirrored_in<R: Runtime>(
         Plan::Ready => {}
         Plan::Upload => upload_release(rt, store, &target).await?,
         Plan::ClearAndMirror(releases) => {
+            for held in &current.releases {
+                forget_in_store(rt, store, &held.release.version).await?;
+            }
             rt.clear_chunk_store(store.canister)
                 .await
                 .map_err(call_failed("clear_chunk_store"))?;
@@ -234,6 +252,13 @@ async fn upload_release<R: Runtime>(
         }
         subnets::set_mirror_of(store, m);
     }
+    if subnets::mirror_of(store)
+        .get(&wanted.release.sha256)
+        .is_some()
+    {
+        return Ok(());
+    }
+    record_in_store(rt, store, wanted).await?;
     let mut m = subnets::mirror_of(store);
     if m.get(&wanted.release.sha256).is_none() {
         m.releases.push(MirroredRelease {
@@ -243,6 +268,85 @@ async fn upload_release<R: Runtime>(
     }
     subnets::set_mirror_of(store, m);
     Ok(())
+}
+
+/// A store canister's `record_release` of `wanted`, all of whose chunks its chunk store now
+/// holds (nothing for the manager's own store, which is the manager).
+async fn record_in_store<R: Runtime>(
+    rt: &R,
+    store: &StoreRef,
+    wanted: &Wanted,
+) -> Result<(), MirrorError> {
+    if store.own {
+        return Ok(());
+    }
+    let release = StoredRelease {
+        version: wanted.release.version.clone(),
+        module_hash: wanted.release.sha256.clone(),
+        chunk_hashes: wanted
+            .chunk_hashes
+            .iter()
+            .map(|h| serde_bytes::ByteBuf::from(h.clone()))
+            .collect(),
+        wasm_len: wanted.size,
+    };
+    let args = Encode!(&release).expect("encoding record_release's argument");
+    let reply = call_store(rt, store, RecordRelease::NAME, &args)
+        .await
+        .map_err(call_failed(RecordRelease::NAME))?;
+    match Decode!(&reply, RecordReleaseReply) {
+        Ok(RecordReleaseReply::Ok(())) => Ok(()),
+        Ok(RecordReleaseReply::Err(e)) => Err(refused(RecordRelease::NAME, e)),
+        Err(e) => Err(refused(RecordRelease::NAME, e)),
+    }
+}
+
+/// A store canister's `forget_release` of `version`, before its chunk store is cleared.
+async fn forget_in_store<R: Runtime>(
+    rt: &R,
+    store: &StoreRef,
+    version: &str,
+) -> Result<(), MirrorError> {
+    if store.own {
+        return Ok(());
+    }
+    let args = Encode!(&version).expect("encoding forget_release's argument");
+    let reply = call_store(rt, store, ForgetRelease::NAME, &args)
+        .await
+        .map_err(call_failed(ForgetRelease::NAME))?;
+    match Decode!(&reply, ForgetReleaseReply) {
+        Ok(ForgetReleaseReply::Ok(_)) => Ok(()),
+        Ok(ForgetReleaseReply::Err(e)) => Err(refused(ForgetRelease::NAME, e)),
+        Err(e) => Err(refused(ForgetRelease::NAME, e)),
+    }
+}
+
+/// Calls `method` of the store canister. A store added before stores ran code rejects it as
+/// a canister without a module (IC0537, a canister error): it gets the store module, as
+/// `add_subnet` gives a new store, and the call is sent again.
+async fn call_store<R: Runtime>(
+    rt: &R,
+    store: &StoreRef,
+    method: &'static str,
+    args: &[u8],
+) -> Result<Vec<u8>, CallError> {
+    let reply = rt.call(store.canister, method, args, 0, None).await;
+    if matches!(&reply, Err(e) if e.reject_code == CANISTER_ERROR)
+        && subnets::install_missing_store_module(rt, store.canister).await
+    {
+        return rt.call(store.canister, method, args, 0, None).await;
+    }
+    reply
+}
+
+/// Reject code `CANISTER_ERROR` (interface spec, "Reject codes").
+const CANISTER_ERROR: u32 = 5;
+
+fn refused(method: &str, e: impl std::fmt::Debug) -> MirrorError {
+    MirrorError::CallFailed {
+        method: method.to_string(),
+        message: format!("{e:?}"),
+    }
 }
 
 pub fn status() -> ChunkStoreStatus {
@@ -260,6 +364,7 @@ mod tests {
                 sha256: vec![n; 32],
             },
             chunk_hashes: chunks.iter().map(|c| vec![*c; 32]).collect(),
+            size: chunks.len() as u64,
         }
     }
 

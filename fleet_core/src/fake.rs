@@ -9,6 +9,7 @@
 
 use crate::runtime::{CallError, CallResult, Runtime, NOT_SENT};
 use candid::{CandidType, Decode, Encode, Nat, Principal};
+use fleet_api::store_canister::{ForgetReleaseReply, RecordReleaseReply, StoreInit, StoredRelease};
 use ic_management_canister_types as mc;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
@@ -81,6 +82,8 @@ pub struct FakeIc {
     /// Cycles the current message attached and not yet accepted; and those accepted.
     attached: Cell<u128>,
     accepted: Cell<u128>,
+    /// What each store canister's code recorded (`record_release`), by version.
+    store_records: RefCell<BTreeMap<Principal, BTreeMap<String, StoredRelease>>>,
 }
 
 impl FakeIc {
@@ -101,6 +104,7 @@ impl FakeIc {
             calls: RefCell::default(),
             attached: Cell::new(0),
             accepted: Cell::new(0),
+            store_records: RefCell::default(),
         }
     }
 
@@ -167,6 +171,11 @@ impl FakeIc {
             .count()
     }
 
+    /// Puts `canister` on `subnet`.
+    pub fn set_subnet(&self, canister: Principal, subnet: Principal) {
+        self.subnet_of.borrow_mut().insert(canister, subnet);
+    }
+
     /// The subnet of `canister`.
     pub fn subnet(&self, canister: Principal) -> Principal {
         self.subnet_of
@@ -202,6 +211,61 @@ impl FakeIc {
             self.subnet_of.borrow_mut().insert(id, subnet);
         }
         Ok(crate::subnets::encode_cmc_created(id))
+    }
+
+    /// The releases store canister `store` recorded, in the order of their versions' text.
+    pub fn store_releases(&self, store: Principal) -> Vec<StoredRelease> {
+        self.store_records
+            .borrow()
+            .get(&store)
+            .map(|r| r.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// A store canister's methods, as its code answers them: only a store whose module was
+    /// installed with the manager as `StoreInit::manager` answers, and only the manager.
+    fn store_canister(
+        &self,
+        id: Principal,
+        method: &'static str,
+        args: &[u8],
+    ) -> CallResult<Vec<u8>> {
+        self.calls.borrow_mut().push((id, method));
+        if let Some(e) = self.injected(method, id) {
+            return Err(e);
+        }
+        let c = self
+            .canister(id)
+            .ok_or_else(|| reject(3, "canister not found"))?;
+        if c.module_hash.is_none() {
+            return Err(reject(5, &format!("{id} has no module installed")));
+        }
+        let init: StoreInit = decode(&c.arg)?;
+        assert_eq!(
+            init.manager, self.self_id,
+            "the store's manager is the manager"
+        );
+        let mut records = self.store_records.borrow_mut();
+        let records = records.entry(id).or_default();
+        match method {
+            "record_release" => {
+                let r: StoredRelease = decode(args)?;
+                assert_eq!(r.module_hash.len(), 32);
+                for h in &r.chunk_hashes {
+                    assert!(
+                        self.chunks.borrow().contains_key(&(id, h.to_vec())),
+                        "a release is recorded once all its chunks are stored"
+                    );
+                }
+                records.insert(r.version.clone(), r);
+                reply(&RecordReleaseReply::Ok(()))
+            }
+            "forget_release" => {
+                let version: String = decode(args)?;
+                reply(&ForgetReleaseReply::Ok(records.remove(&version).is_some()))
+            }
+            other => Err(reject(5, &format!("the store has no method {other}"))),
+        }
     }
 
     /// `module` reports `version` in `fleet_health`.
@@ -340,6 +404,21 @@ impl FakeIc {
                     _ => {}
                 }
                 c.module_hash = Some(a.wasm_module_hash);
+                c.arg = a.arg;
+                reply(&())
+            }
+            "install_code" => {
+                let a: mc::InstallCodeArgs = decode(args)?;
+                let id = target(a.canister_id)?;
+                let mut c = self.controlled(id)?;
+                match a.mode {
+                    mc::CanisterInstallMode::Install if c.module_hash.is_some() => {
+                        return Err(reject(5, "install on a canister with a module"));
+                    }
+                    mc::CanisterInstallMode::Install => {}
+                    _ => return Err(reject(5, "the fake IC installs whole modules only")),
+                }
+                c.module_hash = Some(Sha256::digest(&a.wasm_module).to_vec());
                 c.arg = a.arg;
                 reply(&())
             }
@@ -547,6 +626,8 @@ impl Runtime for FakeIc {
             self.management(method, args, cycles)
         } else if callee == crate::subnets::CMC {
             self.cmc(args, cycles)
+        } else if matches!(method, "record_release" | "forget_release") {
+            self.store_canister(callee, method, args)
         } else {
             self.user_canister(callee, method)
         };

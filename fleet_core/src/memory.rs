@@ -109,6 +109,10 @@ pub const RELEASE_INTERFACES: MemoryId = MemoryId::new(28);
 /// the manager's own, each with its store canister, canister count and mirror state (new in
 /// a manager that had none, so it starts empty without a migration).
 pub const SUBNETS: MemoryId = MemoryId::new(29);
+/// `subnets::StoreModule`: the module `add_subnet` installs in each new store canister, as
+/// raw bytes (its length, its sha256, the module), so that its hash is read without the module
+/// (new in a manager that had none, so it starts empty without a migration).
+pub const STORE_MODULE: MemoryId = MemoryId::new(30);
 
 /// `StableBTreeMap<u8, Stored<state::RolloutSubnet>>`: the current rollout's state per subnet,
 /// by its index in the rollout, apart from the header (memory 9) so that a step rewrites only

@@ -551,8 +551,9 @@ mod tests {
         );
     }
 
-    /// An added subnet gets a code-free store canister, created through the CMC on it and
-    /// controlled by the manager alone, holding the default release; `Spread` then places
+    /// An added subnet gets a store canister, created through the CMC on it, controlled by the
+    /// manager alone and running the store module, holding the default release, which its
+    /// code records; without a store module nothing is created. `Spread` then places
     /// canisters on both subnets, each installed from its own subnet's store (the fake, like
     /// the IC, refuses a store on another subnet), and the registry records each subnet.
     #[test]
@@ -569,19 +570,45 @@ mod tests {
             subnets::set_placement(&rt, Placement::Fill { max_per_subnet: 0 }),
             Err(SubnetError::InvalidPlacement(_))
         ));
-        let info = block_on(subnets::add_subnet(
-            &rt,
-            AddSubnetArg {
-                subnet: other,
-                store_cycles: 1_000,
-            },
-        ))
-        .unwrap();
+        let add = AddSubnetArg {
+            subnet: other,
+            store_cycles: 1_000,
+        };
+        assert_eq!(
+            block_on(subnets::add_subnet(&rt, add.clone())),
+            Err(SubnetError::NoStoreModule)
+        );
+        assert_eq!(rt.calls_of("create_canister"), 0, "nothing was created");
+        assert!(subnets::store_module_hash().is_none());
+        assert_eq!(
+            subnets::set_store_module(b"not wasm"),
+            Err(fleet_api::manager::SetStoreModuleError::NotWasm)
+        );
+        let too_large = vec![0; fleet_api::manager::MAX_STORE_MODULE_SIZE as usize + 1];
+        assert!(matches!(
+            subnets::set_store_module(&too_large),
+            Err(fleet_api::manager::SetStoreModuleError::TooLarge { .. })
+        ));
+        let store_module = b"\0asm\x01\0\0\0store".to_vec();
+        let store_hash = subnets::set_store_module(&store_module).unwrap();
+        assert_eq!(store_hash, Sha256::digest(&store_module).to_vec());
+        assert_eq!(subnets::store_module_hash(), Some(store_hash.clone()));
+        let info = block_on(subnets::add_subnet(&rt, add)).unwrap();
         assert_eq!(info.subnet, other);
         assert!(!info.own);
         let store = rt.canister(info.store).expect("the store exists");
         assert_eq!(store.controllers, vec![MANAGER]);
-        assert_eq!(store.module_hash, None, "a store runs no code");
+        assert_eq!(
+            store.module_hash,
+            Some(store_hash),
+            "the store runs the store module"
+        );
+        assert_eq!(
+            Decode!(&store.arg, fleet_api::store_canister::StoreInit)
+                .unwrap()
+                .manager,
+            MANAGER
+        );
         assert_eq!(rt.subnet(info.store), other);
         assert_eq!(
             rt.chunks_of(info.store),
@@ -589,6 +616,17 @@ mod tests {
             "the default release is mirrored"
         );
         assert_eq!(info.chunk_store.releases.len(), 1);
+        let recorded = rt.store_releases(info.store);
+        assert_eq!(recorded.len(), 1, "the store's code records the release");
+        assert_eq!(recorded[0].version, "1.0.0");
+        assert_eq!(
+            recorded[0]
+                .chunk_hashes
+                .iter()
+                .map(|h| h.to_vec())
+                .collect::<Vec<_>>(),
+            info.chunk_store.releases[0].chunk_hashes
+        );
         assert_eq!(
             block_on(subnets::add_subnet(
                 &rt,
@@ -622,6 +660,75 @@ mod tests {
             block_on(create_user_canister(&rt, p(7), arg(p(100)))),
             Err(CreateUserCanisterError::NoSubnetWithRoom)
         );
+    }
+
+    /// A store that refuses to record a release fails the mirror like a failed upload, with
+    /// the method named; the release does not count as mirrored there, so the next mirror
+    /// records it without uploading its chunks again.
+    #[test]
+    fn a_failed_record_in_a_store_is_a_mirror_error_and_is_retried() {
+        use fleet_api::manager::{AddSubnetArg, MirrorError, SubnetError};
+        let rt = fake();
+        publish_default(&rt);
+        subnets::set_store_module(b"\0asm\x01\0\0\0").unwrap();
+        rt.reject("record_release", None, 5, "store trapped", Some(1));
+        let e = block_on(subnets::add_subnet(
+            &rt,
+            AddSubnetArg {
+                subnet: p(77),
+                store_cycles: 0,
+            },
+        ))
+        .unwrap_err();
+        assert!(
+            matches!(&e, SubnetError::Mirror(MirrorError::CallFailed { method, .. }) if method == "record_release"),
+            "{e:?}"
+        );
+        let store = subnets::store_of(&rt, Some(p(77))).expect("the subnet is added");
+        assert!(rt.store_releases(store.canister).is_empty());
+        assert!(subnets::mirror_of(&store).releases.is_empty());
+        let uploads = rt.calls_of("upload_chunk");
+        block_on(crate::chunk_store::ensure_mirrored_in(&rt, "1.0.0", &store)).unwrap();
+        assert_eq!(
+            rt.calls_of("upload_chunk"),
+            uploads,
+            "the chunks were stored"
+        );
+        assert_eq!(rt.store_releases(store.canister).len(), 1);
+    }
+
+    /// A store created before stores ran code (no module) gets the store module at its first
+    /// record, and then lists what it holds.
+    #[test]
+    fn a_store_without_code_gets_the_store_module_at_its_next_record() {
+        let rt = fake();
+        publish_default(&rt);
+        let module = b"\0asm\x01\0\0\0store".to_vec();
+        subnets::set_store_module(&module).unwrap();
+        let other = p(77);
+        let store = Principal::from_slice(&[0x5A; 10]);
+        rt.add_canister(store, vec![MANAGER], None);
+        rt.set_subnet(store, other);
+        state::with_mut(|s| {
+            let mut st = s.subnets_state();
+            st.subnets.push(subnets::SubnetStore {
+                subnet: other,
+                store,
+                canisters: 0,
+                mirror: Default::default(),
+            });
+            s.set_subnets_state(st);
+        });
+        let store_ref = subnets::store_of(&rt, Some(other)).unwrap();
+        block_on(crate::chunk_store::ensure_mirrored_in(
+            &rt, "1.0.0", &store_ref,
+        ))
+        .unwrap();
+        assert_eq!(
+            rt.canister(store).unwrap().module_hash,
+            Some(Sha256::digest(&module).to_vec())
+        );
+        assert_eq!(rt.store_releases(store).len(), 1);
     }
 
     #[test]

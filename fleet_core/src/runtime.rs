@@ -137,6 +137,28 @@ pub trait Runtime {
         crate::subnets::cmc_create_reply(&reply)
     }
 
+    /// `install_code` in mode `install` of `wasm_module` (sent whole: for the store canister's
+    /// small module; releases go through the chunk store) into the empty `canister`, with the
+    /// candid-encoded init `arg` (interface spec, "IC method `install_code`").
+    async fn install_code(
+        &self,
+        canister: Principal,
+        wasm_module: Vec<u8>,
+        arg: Vec<u8>,
+    ) -> CallResult<()> {
+        let a = mc::InstallCodeArgs {
+            mode: mc::CanisterInstallMode::Install,
+            canister_id: canister,
+            wasm_module,
+            arg,
+            sender_canister_version: Some(self.canister_version()),
+        };
+        let args = Encode!(&a).expect("encoding install_code's argument");
+        self.management("install_code", &args, 0, None)
+            .await
+            .map(drop)
+    }
+
     /// The argument of `install_chunked_code` in `mode` from `store`'s chunk store (on the
     /// target's subnet): the message carries chunk hashes, not the module (interface spec, "IC
     /// method `install_chunked_code`").

@@ -49,6 +49,7 @@ pub struct State {
     pub allowlist: Allowlist<Memory>,
     pub governance: Governance<Memory>,
     pub subnets: StableCell<Stored<crate::subnets::SubnetsState>, Memory>,
+    pub store_module: crate::subnets::StoreModule<Memory>,
     /// The current rollout's subnets, apart from its header (see `memory::ROLLOUT_SUBNETS`).
     rollout_subnets: Memory,
     /// Layout version 2's fleet snapshots: read for a canister whose record holds none yet,
@@ -249,6 +250,7 @@ impl State {
                 memory::get(memory::REQUESTS),
             ),
             subnets: StableCell::init(memory::get(memory::SUBNETS), Stored(Default::default())),
+            store_module: crate::subnets::StoreModule::init(memory::get(memory::STORE_MODULE)),
             rollout_subnets: memory::get(memory::ROLLOUT_SUBNETS),
         }
     }

@@ -1,14 +1,18 @@
 //! The subnets a fleet uses: the manager's own, and up to [`MAX_SUBNETS`] more, each with a
 //! store canister whose IC chunk store holds the releases installed there.
 //!
-//! `install_chunked_code` takes chunks only from a store canister on the target's subnet
-//! (interface spec, "IC method `install_chunked_code`"), so a canister on another subnet than
-//! the manager's installs from that subnet's store. A store canister has no code: it exists
-//! for its chunk store, which only its controller, the manager, can fill (`upload_chunk`), and
-//! holds nothing anyone could call. The manager creates it through the cycles minting
+//! `install_chunked_code` takes chunks only from a store canister on the target's subnet,
+//! and only when the caller controls it (interface spec, "IC method `install_chunked_code`"),
+//! so a canister on another subnet than the manager's installs from that subnet's store, whose
+//! only controller is the manager. The manager creates it through the cycles minting
 //! canister's `create_canister` with a subnet selection, the IC's way to create a canister on
 //! a chosen subnet (the management canister creates on the caller's own), and user canisters
-//! on other subnets the same way, where the placement policy puts them.
+//! on other subnets the same way, where the placement policy puts them. It then installs the
+//! store module (`store_canister`, set by an admin with `set_store_module`, memory 30) with
+//! `install_code` (the module is small enough to travel whole in one call): the store exists
+//! for its chunk store, which only the manager can fill (`upload_chunk`), and its code records
+//! which releases that chunk store holds (`record_release`, `forget_release`, called by the
+//! mirror, [`crate::chunk_store`]), for anyone to read with its `releases` query.
 //!
 //! Memory 29 holds the state: the placement, the added subnets in the order they were added,
 //! each with its store, its canister count and what its chunk store holds. The manager's own
@@ -22,10 +26,14 @@ use crate::state;
 use crate::stored::MirroredRelease;
 use candid::{CandidType, Decode, Encode, Nat, Principal};
 use fleet_api::manager::{
-    AddSubnetArg, Placement as ApiPlacement, SubnetError, SubnetInfo, SubnetsView, MAX_SUBNETS,
+    AddSubnetArg, Placement as ApiPlacement, SetStoreModuleError, SubnetError, SubnetInfo,
+    SubnetsView, MAX_STORE_MODULE_SIZE, MAX_SUBNETS,
 };
+use fleet_api::store_canister::StoreInit;
+use ic_stable_structures::Memory;
 use rollout_core::codec::COMPACT_V1;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 /// The cycles minting canister (`rkp4c-7iaaa-aaaaa-aaaca-cai`).
 pub const CMC: Principal = Principal::from_slice(&[0, 0, 0, 0, 0, 0, 0, 4, 1, 1]);
@@ -62,6 +70,92 @@ pub struct SubnetsState {
 
 impl StoredShape for SubnetsState {
     const TAG: u8 = COMPACT_V1;
+}
+
+/// Memory 30: the store module, read and written as raw bytes: its length (8 bytes, little
+/// endian; 0 when none is set), its sha256 (32 bytes), the module. The hash is read without
+/// the module, which is read only when a store is installed.
+pub struct StoreModule<M: Memory> {
+    memory: M,
+}
+
+const STORE_MODULE_HEADER: u64 = 8 + 32;
+const WASM_PAGE: u64 = 65536;
+
+impl<M: Memory> StoreModule<M> {
+    pub fn init(memory: M) -> Self {
+        StoreModule { memory }
+    }
+
+    fn len(&self) -> u64 {
+        if self.memory.size() == 0 {
+            return 0;
+        }
+        let mut len = [0; 8];
+        self.memory.read(0, &mut len);
+        u64::from_le_bytes(len)
+    }
+
+    /// The module's sha256, if one is set.
+    pub fn hash(&self) -> Option<Vec<u8>> {
+        (self.len() > 0).then(|| {
+            let mut hash = vec![0; 32];
+            self.memory.read(8, &mut hash);
+            hash
+        })
+    }
+
+    pub fn module(&self) -> Option<Vec<u8>> {
+        let len = self.len();
+        (len > 0).then(|| {
+            let mut module = vec![0; len as usize];
+            self.memory.read(STORE_MODULE_HEADER, &mut module);
+            module
+        })
+    }
+
+    /// Replaces the module (the caller has checked it); returns its sha256.
+    pub fn set(&mut self, module: &[u8]) -> Vec<u8> {
+        let hash = Sha256::digest(module).to_vec();
+        let end = STORE_MODULE_HEADER + module.len() as u64;
+        let pages = end.div_ceil(WASM_PAGE);
+        if self.memory.size() < pages {
+            assert!(
+                self.memory.grow(pages - self.memory.size()) >= 0,
+                "stable memory cannot grow for the store module"
+            );
+        }
+        // The length last: a module half written is never read as whole.
+        self.memory.write(0, &0u64.to_le_bytes());
+        self.memory.write(8, &hash);
+        self.memory.write(STORE_MODULE_HEADER, module);
+        self.memory.write(0, &(module.len() as u64).to_le_bytes());
+        hash
+    }
+}
+
+/// Sets the module `add_subnet` installs in new store canisters: wasm, or gzipped wasm (which
+/// `install_code` takes too; interface spec, "IC method `install_code`"), at most
+/// [`MAX_STORE_MODULE_SIZE`]. Returns its sha256. Stores already installed keep theirs. The
+/// caller's role is checked by the endpoint.
+pub fn set_store_module(module: &[u8]) -> Result<Vec<u8>, SetStoreModuleError> {
+    const WASM_MAGIC: &[u8] = b"\0asm";
+    const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
+    if module.len() as u64 > MAX_STORE_MODULE_SIZE {
+        return Err(SetStoreModuleError::TooLarge {
+            size: module.len() as u64,
+            max: MAX_STORE_MODULE_SIZE,
+        });
+    }
+    if !module.starts_with(WASM_MAGIC) && !module.starts_with(GZIP_MAGIC) {
+        return Err(SetStoreModuleError::NotWasm);
+    }
+    Ok(state::with_mut(|s| s.store_module.set(module)))
+}
+
+/// The sha256 of the store module, if one is set.
+pub fn store_module_hash() -> Option<Vec<u8>> {
+    state::with(|s| s.store_module.hash())
 }
 
 /// A chunk store: the manager's own (`own`), or an added subnet's store canister.
@@ -331,8 +425,9 @@ pub fn set_placement<R: Runtime>(
 }
 
 /// Adds `arg.subnet`: creates its store canister there through the CMC (controlled by the
-/// manager alone, with no code), records it, and mirrors the releases still needed into it.
-/// The caller's role is checked by the endpoint.
+/// manager alone), installs the store module in it, records it, and mirrors the releases still
+/// needed into it. Without a store module nothing is created. The caller's role is checked by
+/// the endpoint.
 pub async fn add_subnet<R: Runtime>(rt: &R, arg: AddSubnetArg) -> Result<SubnetInfo, SubnetError> {
     let known = |subnet| store_of(rt, Some(subnet)).is_some();
     if known(arg.subnet) {
@@ -343,6 +438,9 @@ pub async fn add_subnet<R: Runtime>(rt: &R, arg: AddSubnetArg) -> Result<SubnetI
             max: MAX_SUBNETS as u32,
         });
     }
+    let Some(module) = state::with(|s| s.store_module.module()) else {
+        return Err(SubnetError::NoStoreModule);
+    };
     let needed = rt.create_canister_fee().saturating_add(arg.store_cycles);
     let available = rt.liquid_cycles_balance();
     if available < needed {
@@ -352,8 +450,14 @@ pub async fn add_subnet<R: Runtime>(rt: &R, arg: AddSubnetArg) -> Result<SubnetI
         .create_canister_on(arg.subnet, vec![rt.self_id()], arg.store_cycles)
         .await
         .map_err(|e| SubnetError::CreateFailed(e.message))?;
+    install_store(rt, store, module)
+        .await
+        .map_err(|e| SubnetError::StoreInstallFailed {
+            store,
+            message: e.message,
+        })?;
     // Another call may have added the subnet while the creation was awaited: keep the first
-    // store (this one stays empty and is the operator's to delete).
+    // store (this one holds no release and is the operator's to delete).
     if known(arg.subnet) {
         return Err(SubnetError::AlreadyAdded);
     }
@@ -380,6 +484,29 @@ pub async fn add_subnet<R: Runtime>(rt: &R, arg: AddSubnetArg) -> Result<SubnetI
         .into_iter()
         .find(|i| i.subnet == arg.subnet)
         .expect("the subnet was just added"))
+}
+
+/// Installs the store module `module` in the empty canister `store` (mode `install`, which
+/// the IC refuses for a canister that has a module, so a store's records are never wiped).
+pub(crate) async fn install_store<R: Runtime>(
+    rt: &R,
+    store: Principal,
+    module: Vec<u8>,
+) -> CallResult<()> {
+    let init = Encode!(&StoreInit {
+        manager: rt.self_id()
+    })
+    .expect("encoding the store's init argument");
+    rt.install_code(store, module, init).await
+}
+
+/// A store added before stores ran code has no module: installs the store module in it, if one
+/// is set. Whether it was installed.
+pub(crate) async fn install_missing_store_module<R: Runtime>(rt: &R, store: Principal) -> bool {
+    let Some(module) = state::with(|s| s.store_module.module()) else {
+        return false;
+    };
+    install_store(rt, store, module).await.is_ok()
 }
 
 // --- The cycles minting canister's `create_canister` (its published candid interface) ---

@@ -490,6 +490,27 @@ fn list_subnets() -> SubnetsView {
     subnets::view(&Ic)
 }
 
+/// Admin: the module `add_subnet` installs in each new store canister (`store_canister`).
+#[update(guard = "awake")]
+fn set_store_module(module: serde_bytes::ByteBuf) -> SetStoreModuleReply {
+    set_store_module_result(module)
+        .map(serde_bytes::ByteBuf::from)
+        .into()
+}
+
+fn set_store_module_result(module: serde_bytes::ByteBuf) -> Result<Vec<u8>, SetStoreModuleError> {
+    if !has_role(caller(), Role::Admin) {
+        return Err(SetStoreModuleError::NotAuthorized);
+    }
+    subnets::set_store_module(&module)
+}
+
+/// The sha256 of the store module, if one is set: public, as every store's module hash is.
+#[query]
+fn store_module() -> Option<serde_bytes::ByteBuf> {
+    subnets::store_module_hash().map(serde_bytes::ByteBuf::from)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Registry
 // ---------------------------------------------------------------------------------------------

@@ -52,6 +52,11 @@ pub fn sha256(bytes: &[u8]) -> Vec<u8> {
     Sha256::digest(bytes).to_vec()
 }
 
+/// The store canister's wasm: the module the manager installs in each added subnet's store.
+pub fn store_wasm() -> Vec<u8> {
+    wasm_build::wasm("store_canister", &[])
+}
+
 /// The user canister's wasm (`v2` selects the second app version).
 pub fn user_wasm(v2: bool) -> Vec<u8> {
     if v2 {

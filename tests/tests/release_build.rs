@@ -25,17 +25,17 @@ fn candid_metadata(wasm: Vec<u8>, arg: Vec<u8>) -> Vec<u8> {
 }
 
 /// The argument each canister is installed with: the manager's default settings, a user
-/// canister's owner and recovery principal.
+/// canister's owner and recovery principal, a store's manager.
 fn install_arg(package: &str, wasm: &[u8]) -> Vec<u8> {
-    let arg = if package == "user_canister" {
-        encode_one(UserCanisterArg::Init(UserInitArg {
+    let arg = match package {
+        "user_canister" => encode_one(UserCanisterArg::Init(UserInitArg {
             owner: user(2),
             recovery_principal: user(3),
             manager: user(4),
             release_sha256: sha256(wasm),
-        }))
-    } else {
-        encode_one(Option::<ManagerInitArg>::None)
+        })),
+        "store_canister" => encode_one(fleet_api::store_canister::StoreInit { manager: user(4) }),
+        _ => encode_one(Option::<ManagerInitArg>::None),
     };
     arg.expect("encoding the init argument")
 }
@@ -58,7 +58,11 @@ fn gzip(wasm: &[u8]) -> Vec<u8> {
 /// and the code section limit). The whole module is held under the code limit here.
 #[test]
 fn release_modules_fit_one_message_gzipped_and_carry_their_candid_interface() {
-    for (package, limit) in [("fleet_manager", 2 * MIB), ("user_canister", MIB)] {
+    for (package, limit) in [
+        ("fleet_manager", 2 * MIB),
+        ("user_canister", MIB),
+        ("store_canister", MIB),
+    ] {
         let wasm = release(package);
         let packed = gzip(&wasm);
         eprintln!(

@@ -46,6 +46,9 @@ mod stored;
 mod types;
 
 pub use store::{StoreMemories, WasmStore};
+/// Semver versions ordered by precedence: the key of the releases map, also the store
+/// canister's.
+pub use stored::VersionKey;
 pub use types::*;
 
 #[cfg(test)]

@@ -1,9 +1,13 @@
 //! `fleet subnets`: the subnets the fleet uses, their store canisters, and the placement of
 //! new canisters.
 
-use fleet_api::manager::method::{AddSubnet, ListSubnets, SetPlacement};
+use fleet_api::manager::method::{
+    AddSubnet, ListSubnets, SetPlacement, SetStoreModule, StoreModule,
+};
 use fleet_api::manager::{AddSubnetArg, Placement, SubnetInfo, SubnetsView};
 use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::path::Path;
 
 use crate::cli::SubnetsCommand;
 use crate::error::CliError;
@@ -86,6 +90,43 @@ fn view_output(view: &SubnetsView) -> Result<Output, CliError> {
     output(&json, text)
 }
 
+/// The store module to set in the manager: the file given, else the one this build bundles
+/// (feature `sim`), else none.
+fn local_store_module(path: Option<&Path>) -> Result<Option<Vec<u8>>, CliError> {
+    if let Some(path) = path {
+        return std::fs::read(path)
+            .map(Some)
+            .map_err(|e| CliError::Io(format!("reading {}: {e}", path.display())));
+    }
+    #[cfg(feature = "sim")]
+    {
+        crate::rehearse::bundled_store_module().map(|m| Some(m.to_vec()))
+    }
+    #[cfg(not(feature = "sim"))]
+    Ok(None)
+}
+
+/// Sets the manager's store module before a subnet is added, when it has none or another one
+/// than the module given (or bundled): `add_subnet` installs it in the new store canister.
+fn ensure_store_module(m: &Manager, path: Option<&Path>) -> Result<(), CliError> {
+    let current = m.call::<StoreModule>(())?.map(|h| h.into_vec());
+    match (local_store_module(path)?, current) {
+        (Some(module), current) => {
+            if current.as_deref() != Some(Sha256::digest(&module).as_slice()) {
+                m.call_ok::<SetStoreModule>((serde_bytes::ByteBuf::from(module),))?;
+            }
+            Ok(())
+        }
+        (None, Some(_)) => Ok(()),
+        (None, None) => Err(CliError::Usage(
+            "the manager has no store module and this build of fleet bundles none: give \
+             --store-wasm PATH (build it with `cargo run -p wasm_build --bin canister-wasm -- \
+             store_canister store_canister.wasm`)"
+                .into(),
+        )),
+    }
+}
+
 pub(super) fn run(cmd: &SubnetsCommand, connector: &Connector) -> Result<Output, CliError> {
     match cmd {
         SubnetsCommand::List { target } => {
@@ -97,9 +138,11 @@ pub(super) fn run(cmd: &SubnetsCommand, connector: &Connector) -> Result<Output,
             target,
             subnet,
             store_cycles,
+            store_wasm,
         } => {
             let ic = connect_manager(target, connector, false)?;
             let m = Manager::new(ic.as_ref(), target.manager);
+            ensure_store_module(&m, store_wasm.as_deref())?;
             let info = m.call_ok::<AddSubnet>((AddSubnetArg {
                 subnet: *subnet,
                 store_cycles: *store_cycles,

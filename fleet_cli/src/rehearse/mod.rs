@@ -27,6 +27,7 @@ pub mod live;
 mod report;
 mod rollout;
 mod setup;
+pub use setup::bundled_store_module;
 mod sim;
 mod verify;
 

@@ -6,7 +6,9 @@ use std::rc::Rc;
 use candid::{encode_one, Principal};
 use fleet_api::endpoint::Endpoint;
 use fleet_api::governance::{Admission, AdmissionMode, ProvisioningBudget};
-use fleet_api::manager::method::{AddSubnet, CreateUserCanister, SetDefaultRelease, SetPlacement};
+use fleet_api::manager::method::{
+    AddSubnet, CreateUserCanister, SetDefaultRelease, SetPlacement, SetStoreModule,
+};
 use fleet_api::manager::{
     AddSubnetArg, CreateUserCanisterArg, CreateUserCanisterError, ManagerInitArg, Placement,
     RateLimit,
@@ -66,6 +68,11 @@ fn embedded(name: &str) -> Result<&'static [u8], CliError> {
         .find(|(n, _)| *n == name)
         .map(|(_, bytes)| *bytes)
         .ok_or_else(|| CliError::Io(format!("this build of fleet bundles no {name} module")))
+}
+
+/// The store canister's module bundled in this build (`fleet subnets add` and `--subnets`).
+pub fn bundled_store_module() -> Result<&'static [u8], CliError> {
+    embedded("store_canister")
 }
 
 fn bundled(name: &str) -> Result<WasmModule, CliError> {
@@ -168,6 +175,8 @@ pub(super) fn add_subnets(installed: &Installed, m: &Manager) -> Result<(), CliE
     if others.is_empty() {
         return Ok(());
     }
+    let store_module = bundled_store_module()?.to_vec();
+    m.call_ok::<SetStoreModule>((serde_bytes::ByteBuf::from(store_module),))?;
     for subnet in others {
         m.call_ok::<AddSubnet>((AddSubnetArg {
             subnet,

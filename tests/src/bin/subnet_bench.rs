@@ -2,10 +2,10 @@
 //!
 //! `cargo run --release -p fleet_tests --bin subnet_bench [-- CANISTERS [SUBNETS]]` (default
 //! 10,000 canisters, 4 subnets) provisions v1 canisters through the manager, spread evenly over
-//! the subnets (`add_subnet` for each subnet but the manager's, placement `Spread`), rolls v2
-//! out with the same per-subnet limits in both runs, checks every canister's module hash and
-//! subnet from outside, and prints the rounds, their ratio, the manager's instructions per
-//! upgrade and the process's peak resident memory.
+//! the subnets (`set_store_module`, then `add_subnet` for each subnet but the manager's,
+//! placement `Spread`), rolls v2 out with the same per-subnet limits in both runs, checks every
+//! canister's module hash and subnet from outside, and prints the rounds, their ratio, the
+//! manager's instructions per upgrade and the process's peak resident memory.
 //!
 //! The plan: canary 50, waves 10%, 50%, 100%, a snapshot and a health check per upgrade, no
 //! bake, 50 pipelines in flight per subnet within 50 × SUBNETS overall. ic_sim's round admits
@@ -14,12 +14,13 @@
 //! of calls between the manager's subnet and the others (one each way).
 
 use fleet_api::engine::SubnetLimits;
-use fleet_api::manager::method::{AddSubnet, SetPlacement};
+use fleet_api::manager::method::{AddSubnet, SetPlacement, SetStoreModule};
 use fleet_api::manager::{AddSubnetArg, Placement};
 use fleet_api::rollout::*;
 use fleet_tests::rollout::*;
-use fleet_tests::{sha256, user_wasm, Fleet};
+use fleet_tests::{sha256, store_wasm, user_wasm, Fleet};
 use ic_sim::IcSimBuilder;
+use serde_bytes::ByteBuf;
 use std::time::Instant;
 
 const PER_SUBNET_IN_FLIGHT: u32 = 50;
@@ -64,6 +65,12 @@ fn run(size: u32, subnets: usize, max_subnets: usize) -> Run {
         .sim
         .get_subnet(fleet.manager)
         .expect("the manager's subnet");
+    if subnets > 1 {
+        fleet
+            .ask::<SetStoreModule>(fleet.controller, (ByteBuf::from(store_wasm()),))
+            .into_result()
+            .expect("set_store_module");
+    }
     for subnet in app.iter().filter(|s| **s != own) {
         let arg = AddSubnetArg {
             subnet: *subnet,

@@ -1,0 +1,197 @@
+//! Store canisters on the subnets a fleet uses, seen from outside on ic_sim: `add_subnet`
+//! installs the store module in each new store (controllers exactly the manager), the store's
+//! public `releases` lists what the manager mirrored into its chunk store, only the manager
+//! may change that list, and without a store module nothing is created.
+
+use candid::{encode_args, encode_one, Principal};
+use fleet_api::manager::method::{AddSubnet, ListSubnets, SetStoreModule, StoreModule};
+use fleet_api::manager::{AddSubnetArg, SetStoreModuleError, SubnetError};
+use fleet_api::store_canister::method::{ForgetRelease, RecordRelease, Releases, Status};
+use fleet_api::store_canister::{StoreCanisterError, StoredRelease};
+use fleet_tests::{call_on, refused_at_ingress, sha256, store_wasm, user, user_wasm, Fleet};
+use ic_sim::IcSimBuilder;
+use serde_bytes::ByteBuf;
+
+const STORE_CYCLES: u128 = 1_000_000_000_000;
+
+/// A manager on the first of two subnets, with a default release; the other subnet's id.
+fn fleet_on_two_subnets() -> (Fleet, Principal) {
+    let sim = IcSimBuilder::new()
+        .with_application_subnet()
+        .with_application_subnet()
+        .build();
+    let fleet = Fleet::on(sim, None);
+    fleet.publish_default("1.0.0", &user_wasm(false));
+    let own = fleet.sim.get_subnet(fleet.manager).expect("the manager's");
+    let other = fleet
+        .sim
+        .get_app_subnets()
+        .into_iter()
+        .find(|s| *s != own)
+        .expect("a second subnet");
+    (fleet, other)
+}
+
+fn add(fleet: &Fleet, subnet: Principal) -> Result<fleet_api::manager::SubnetInfo, SubnetError> {
+    fleet
+        .ask::<AddSubnet>(
+            fleet.controller,
+            (AddSubnetArg {
+                subnet,
+                store_cycles: STORE_CYCLES,
+            },),
+        )
+        .into_result()
+}
+
+fn set_store_module(
+    fleet: &Fleet,
+    sender: Principal,
+    module: Vec<u8>,
+) -> Result<ByteBuf, SetStoreModuleError> {
+    fleet
+        .ask::<SetStoreModule>(sender, (ByteBuf::from(module),))
+        .into_result()
+}
+
+#[test]
+fn without_a_store_module_add_subnet_is_refused_and_creates_nothing() {
+    let (fleet, other) = fleet_on_two_subnets();
+    assert_eq!(fleet.ask::<StoreModule>(user(1), ()), None);
+    let canisters = fleet.sim.canister_count();
+    assert_eq!(add(&fleet, other), Err(SubnetError::NoStoreModule));
+    assert_eq!(fleet.sim.canister_count(), canisters, "nothing was created");
+    assert_eq!(fleet.ask::<ListSubnets>(user(1), ()).subnets.len(), 1);
+    // Bad modules, and callers without the admin role, are refused.
+    assert_eq!(
+        set_store_module(&fleet, fleet.controller, b"not wasm".to_vec()),
+        Err(SetStoreModuleError::NotWasm)
+    );
+    assert!(matches!(
+        set_store_module(&fleet, fleet.controller, vec![0; 2_000_000]),
+        Err(SetStoreModuleError::TooLarge { .. })
+    ));
+    refused_at_ingress::<SetStoreModule>(
+        &fleet.sim,
+        fleet.manager,
+        user(9),
+        (ByteBuf::from(store_wasm()),),
+    );
+    assert_eq!(fleet.ask::<StoreModule>(user(1), ()), None);
+}
+
+#[test]
+fn an_added_subnets_store_runs_the_store_module_and_lists_the_mirrored_releases() {
+    let (fleet, other) = fleet_on_two_subnets();
+    let module = store_wasm();
+    eprintln!("store module: {} bytes", module.len());
+    let hash = set_store_module(&fleet, fleet.controller, module.clone()).unwrap();
+    assert_eq!(hash.to_vec(), sha256(&module));
+    assert_eq!(fleet.ask::<StoreModule>(user(1), ()), Some(hash.clone()));
+    let before = fleet.sim.instructions_total(fleet.manager);
+    let info = add(&fleet, other).unwrap();
+    eprintln!(
+        "add_subnet (create, install, mirror and record 1.0.0): {} manager instructions",
+        fleet.sim.instructions_total(fleet.manager) - before
+    );
+    let store = info.store;
+    assert_eq!(fleet.sim.get_subnet(store), Some(other));
+    assert_eq!(fleet.sim.get_controllers(store), vec![fleet.manager]);
+    assert_eq!(
+        fleet.sim.module_hash(store).map(|h| h.to_vec()),
+        Some(hash.to_vec()),
+        "the store runs the store module"
+    );
+    // Anyone reads what the store holds: the releases the manager mirrored there.
+    let mirrored = &info.chunk_store.releases;
+    assert_eq!(mirrored.len(), 1);
+    let listed = call_on::<Releases>(&fleet.sim, store, user(7), ());
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].version, "1.0.0");
+    assert_eq!(listed[0].module_hash, mirrored[0].release.sha256);
+    assert_eq!(
+        listed[0]
+            .chunk_hashes
+            .iter()
+            .map(|h| h.to_vec())
+            .collect::<Vec<_>>(),
+        mirrored[0].chunk_hashes
+    );
+    assert_eq!(listed[0].wasm_len, user_wasm(false).len() as u64);
+    let status = call_on::<Status>(&fleet.sim, store, user(7), ());
+    assert_eq!(status.manager, fleet.manager);
+    assert_eq!(status.releases, 1);
+
+    // A release mirrored later is recorded too: a rollout's start mirrors its target into
+    // every store (this fleet has no canister, so the start itself is then refused or ends at
+    // once; the stores hold the target either way).
+    let before = fleet.sim.instructions_total(fleet.manager);
+    fleet.publish(fleet.controller, "2.0.0", &user_wasm(true));
+    let publish = fleet.sim.instructions_total(fleet.manager) - before;
+    let before = fleet.sim.instructions_total(fleet.manager);
+    let sub = fleet.ask::<fleet_api::rollout::method::StartRollout>(
+        fleet.controller,
+        (fleet_tests::rollout::one_wave_plan("2.0.0", 10),),
+    );
+    let start = fleet.sim.instructions_total(fleet.manager) - before;
+    eprintln!("publish 2.0.0: {publish}; start_rollout (mirrors into both stores): {start}");
+    drop(sub);
+    let versions: Vec<String> = call_on::<Releases>(&fleet.sim, store, user(7), ())
+        .into_iter()
+        .map(|r| r.version)
+        .collect();
+    assert_eq!(versions, ["1.0.0", "2.0.0"]);
+}
+
+/// Only the manager changes what a store lists: an ingress update from anyone else is dropped
+/// before it is paid for, and a call from another canister gets `NotAuthorized` and changes
+/// nothing.
+#[test]
+fn a_store_refuses_anyone_but_the_manager() {
+    let (fleet, other) = fleet_on_two_subnets();
+    set_store_module(&fleet, fleet.controller, store_wasm()).unwrap();
+    let store = add(&fleet, other).unwrap().store;
+    let listed = call_on::<Releases>(&fleet.sim, store, user(7), ());
+    let forged = StoredRelease {
+        version: "9.9.9".into(),
+        module_hash: vec![1; 32],
+        chunk_hashes: vec![ByteBuf::from(vec![2; 32])],
+        wasm_len: 10,
+    };
+    for sender in [user(7), fleet.controller, Principal::anonymous()] {
+        refused_at_ingress::<RecordRelease>(&fleet.sim, store, sender, (forged.clone(),));
+        refused_at_ingress::<ForgetRelease>(&fleet.sim, store, sender, ("1.0.0".into(),));
+    }
+    // A canister's call is not inspected: the handler refuses it, typed.
+    let probe = fleet
+        .sim
+        .create_canister_with_settings(Some(fleet.controller), None);
+    fleet.sim.add_cycles(probe, 50_000_000_000_000);
+    fleet.sim.install_canister(
+        probe,
+        wasm_build::wasm("sim_probe", &[]),
+        encode_one(None::<u64>).unwrap(),
+        Some(fleet.controller),
+    );
+    let via_probe = |method: &str, arg: Vec<u8>| -> Vec<u8> {
+        let args = encode_args((store, method.to_string(), arg, 0u128)).unwrap();
+        let reply = fleet
+            .sim
+            .update_call(probe, fleet.controller, "call_raw", args)
+            .unwrap();
+        candid::decode_one::<Result<Vec<u8>, (u32, String)>>(&reply)
+            .unwrap()
+            .expect("the store replied")
+    };
+    let reply = via_probe("record_release", encode_one(&forged).unwrap());
+    assert_eq!(
+        fleet_tests::decode_reply::<RecordRelease>(&reply).into_result(),
+        Err(StoreCanisterError::NotAuthorized { caller: probe })
+    );
+    let reply = via_probe("forget_release", encode_one("1.0.0").unwrap());
+    assert_eq!(
+        fleet_tests::decode_reply::<ForgetRelease>(&reply).into_result(),
+        Err(StoreCanisterError::NotAuthorized { caller: probe })
+    );
+    assert_eq!(call_on::<Releases>(&fleet.sim, store, user(7), ()), listed);
+}
