@@ -480,7 +480,7 @@ pub struct SubnetsView {
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub enum SubnetError {
     NotAuthorized,
-    /// The subnet is the manager's own, or was added already.
+    /// The subnet is the manager's own, was added already, or another call is adding it.
     AlreadyAdded,
     TooManySubnets {
         max: u32,

@@ -433,7 +433,11 @@ pub async fn add_subnet<R: Runtime>(rt: &R, arg: AddSubnetArg) -> Result<SubnetI
     if known(arg.subnet) {
         return Err(SubnetError::AlreadyAdded);
     }
-    if state::with(|s| s.subnets_state()).subnets.len() >= MAX_SUBNETS {
+    let Some(_adding) = Adding::claim(arg.subnet) else {
+        return Err(SubnetError::AlreadyAdded);
+    };
+    let adding_others = ADDING.with(|a| a.borrow().len()) - 1;
+    if state::with(|s| s.subnets_state()).subnets.len() + adding_others >= MAX_SUBNETS {
         return Err(SubnetError::TooManySubnets {
             max: MAX_SUBNETS as u32,
         });
@@ -456,11 +460,6 @@ pub async fn add_subnet<R: Runtime>(rt: &R, arg: AddSubnetArg) -> Result<SubnetI
             store,
             message: e.message,
         })?;
-    // Another call may have added the subnet while the creation was awaited: keep the first
-    // store (this one holds no release and is the operator's to delete).
-    if known(arg.subnet) {
-        return Err(SubnetError::AlreadyAdded);
-    }
     state::with_mut(|s| {
         let mut st = s.subnets_state();
         st.subnets.push(SubnetStore {
@@ -484,6 +483,32 @@ pub async fn add_subnet<R: Runtime>(rt: &R, arg: AddSubnetArg) -> Result<SubnetI
         .into_iter()
         .find(|i| i.subnet == arg.subnet)
         .expect("the subnet was just added"))
+}
+
+thread_local! {
+    /// Subnets an `add_subnet` is creating a store on. The manager runs other messages while
+    /// one awaits the CMC, so a second call for the same subnet would otherwise create a
+    /// second store before the first is recorded.
+    static ADDING: std::cell::RefCell<std::collections::BTreeSet<Principal>> =
+        const { std::cell::RefCell::new(std::collections::BTreeSet::new()) };
+}
+
+/// A subnet being added, until dropped (added or failed).
+struct Adding(Principal);
+
+impl Adding {
+    /// `None` if another call is adding `subnet`.
+    fn claim(subnet: Principal) -> Option<Self> {
+        ADDING
+            .with(|a| a.borrow_mut().insert(subnet))
+            .then_some(Adding(subnet))
+    }
+}
+
+impl Drop for Adding {
+    fn drop(&mut self) {
+        ADDING.with(|a| a.borrow_mut().remove(&self.0));
+    }
 }
 
 /// Installs the store module `module` in the empty canister `store` (mode `install`, which

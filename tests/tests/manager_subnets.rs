@@ -8,7 +8,9 @@ use fleet_api::manager::method::{AddSubnet, ListSubnets, SetStoreModule, StoreMo
 use fleet_api::manager::{AddSubnetArg, SetStoreModuleError, SubnetError};
 use fleet_api::store_canister::method::{ForgetRelease, RecordRelease, Releases, Status};
 use fleet_api::store_canister::{StoreCanisterError, StoredRelease};
-use fleet_tests::{call_on, refused_at_ingress, sha256, store_wasm, user, user_wasm, Fleet};
+use fleet_tests::{
+    call_on, decode_reply, refused_at_ingress, sha256, store_wasm, submit, user, user_wasm, Fleet,
+};
 use ic_sim::IcSimBuilder;
 use serde_bytes::ByteBuf;
 
@@ -194,4 +196,34 @@ fn a_store_refuses_anyone_but_the_manager() {
         Err(StoreCanisterError::NotAuthorized { caller: probe })
     );
     assert_eq!(call_on::<Releases>(&fleet.sim, store, user(7), ()), listed);
+}
+
+/// Two `add_subnet` calls for one subnet, in the same round: the manager runs the second while
+/// the first awaits the CMC, and refuses it before it creates anything, so the subnet gets one
+/// store.
+#[test]
+fn two_concurrent_adds_of_a_subnet_create_one_store() {
+    let (fleet, other) = fleet_on_two_subnets();
+    set_store_module(&fleet, fleet.controller, store_wasm()).unwrap();
+    let before = fleet.sim.canister_count();
+    let arg = AddSubnetArg {
+        subnet: other,
+        store_cycles: STORE_CYCLES,
+    };
+    let first = submit::<AddSubnet>(&fleet.sim, fleet.manager, fleet.controller, (arg.clone(),));
+    let second = submit::<AddSubnet>(&fleet.sim, fleet.manager, fleet.controller, (arg,));
+    let reply = |id| {
+        let bytes = fleet.sim.await_call(id).expect("a reply");
+        decode_reply::<AddSubnet>(&bytes).into_result()
+    };
+    let (first, second) = (reply(first), reply(second));
+    assert!(first.is_ok(), "{first:?}");
+    assert_eq!(second, Err(SubnetError::AlreadyAdded));
+    assert_eq!(fleet.sim.canister_count(), before + 1, "one store created");
+    let subnets = fleet.ask::<ListSubnets>(user(1), ()).subnets;
+    assert_eq!(subnets.len(), 2);
+    let store = first.unwrap().store;
+    assert_eq!(fleet.sim.get_subnet(store), Some(other));
+    // Once the first is done, the subnet is known: a later add is refused the same way.
+    assert_eq!(add(&fleet, other), Err(SubnetError::AlreadyAdded));
 }
