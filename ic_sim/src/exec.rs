@@ -363,6 +363,16 @@ impl Instances {
         self.live.len()
     }
 
+    /// Bytes of linear memory held by live instances.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Canisters whose recent executions are counted.
+    pub fn counted(&self) -> usize {
+        self.counts.len()
+    }
+
     /// Executions between two halvings of the access counts.
     fn window(&self) -> u64 {
         (self.max_instances as u64 * 8).max(1024)

@@ -20,6 +20,7 @@ mod management;
 mod memory;
 mod metadata;
 mod module;
+mod report;
 mod scheduler;
 mod sender_info;
 mod sim;
@@ -50,6 +51,7 @@ pub use http_outcalls::{
 };
 pub use management::{MAX_CHUNKS, MAX_CHUNK_SIZE, MAX_CONTROLLERS};
 pub use metadata::{with_custom_section, REGISTRY_VERSION, REPLICA_VERSION};
+pub use report::MemoryReport;
 pub use sender_info::RawSenderInfo;
 pub use sim::{SimLimits, DEFAULT_PROVISIONAL_CYCLES};
 pub use snapshots::{MAX_SNAPSHOTS, MAX_SNAPSHOT_SLICE};
@@ -969,6 +971,11 @@ impl IcSim {
             .canisters
             .get(&canister_id)
             .map_or(0, |c| c.traps)
+    }
+
+    /// What the simulator holds, by category, summed over canisters (for benchmarks).
+    pub fn memory_report(&self) -> MemoryReport {
+        self.sim.borrow().memory_report()
     }
 
     /// Instructions executed by a canister so far, over all its messages (for benchmarks).

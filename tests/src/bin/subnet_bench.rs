@@ -5,7 +5,9 @@
 //! the subnets (`add_subnet` for each subnet but the manager's, placement `Spread`), rolls v2
 //! out with the same per-subnet limits in both runs, checks every canister's module hash and
 //! subnet from outside, and prints the rounds, their ratio, the manager's instructions per
-//! upgrade and the process's peak resident memory.
+//! upgrade and the process's peak resident memory, and after each run what the simulator holds
+//! by category ([`ic_sim::MemoryReport`]). With `--only` it makes the run on SUBNETS subnets
+//! alone (for fleets too large to run twice).
 //!
 //! The plan: canary 50, waves 10%, 50%, 100%, a snapshot and a health check per upgrade, no
 //! bake, 50 pipelines in flight per subnet within 50 × SUBNETS overall. ic_sim's round admits
@@ -33,6 +35,7 @@ struct Run {
     per_subnet: Vec<u64>,
     provision_secs: f64,
     rollout_secs: f64,
+    memory: ic_sim::MemoryReport,
 }
 
 fn plan(max_subnets: usize) -> RolloutPlanArg {
@@ -137,6 +140,7 @@ fn run(size: u32, subnets: usize, max_subnets: usize) -> Run {
         per_subnet,
         provision_secs,
         rollout_secs,
+        memory: fleet.sim.memory_report(),
     }
 }
 
@@ -161,7 +165,8 @@ fn main() {
     if std::env::var_os("BENCH_LOGS").is_none() {
         std::env::set_var("IC_SIM_QUIET", "1");
     }
-    let mut args = std::env::args().skip(1);
+    let only = std::env::args().any(|a| a == "--only");
+    let mut args = std::env::args().skip(1).filter(|a| a != "--only");
     let size: u32 = args
         .next()
         .map_or(10_000, |a| a.parse().expect("a fleet size"));
@@ -176,7 +181,13 @@ fn main() {
     println!("| subnets | rounds | manager instr/upgrade | canisters per subnet | wall (provision + rollout) | load | peak RSS |");
     println!("| --- | --- | --- | --- | --- | --- | --- |");
     let mut runs = Vec::new();
-    for k in [1, subnets] {
+    let ks = if only {
+        vec![subnets]
+    } else {
+        vec![1, subnets]
+    };
+    let mut reports = Vec::new();
+    for k in ks {
         let r = run(size, k, subnets);
         println!(
             "| {} | {} | {:.2}M | {:?} | {:.0} s + {:.0} s | {} | {} |",
@@ -189,9 +200,15 @@ fn main() {
             load(),
             peak_rss()
         );
+        reports.push(format!("on {} subnets: {}", r.subnets, r.memory));
         runs.push(r);
     }
-    let (one, many) = (&runs[0], &runs[1]);
+    for report in reports {
+        println!("{report}");
+    }
+    let [one, many] = &runs[..] else {
+        return;
+    };
     println!(
         "rounds on {} subnets / on 1: {:.3} (target at most 0.3); instructions per upgrade {:+.1}%",
         many.subnets,
