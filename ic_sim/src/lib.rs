@@ -607,13 +607,15 @@ impl IcSim {
         self.sim.borrow_mut().await_ingress(id)
     }
 
-    /// The result of a submitted message if it has completed, without ticking.
+    /// The result of a submitted message if it has completed, without ticking. Five minutes
+    /// after completion its status is `done` and this is a reject (interface spec, "Request
+    /// status").
     pub fn ingress_status(
         &self,
         message_id: &RawMessageId,
     ) -> Option<Result<Vec<u8>, RejectResponse>> {
         let id = u64::from_be_bytes(message_id.message_id.as_slice().try_into().ok()?);
-        self.sim.borrow().ingress.get(&id).cloned().flatten()
+        self.sim.borrow().ingress_status(id)
     }
 
     /// Executes a query on the current state; nothing it does persists.
