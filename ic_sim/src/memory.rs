@@ -18,7 +18,9 @@ pub(crate) static ZERO_PAGE: Page = [0; PAGE_SIZE];
 /// Committed pages by content hash, so that equal pages are held once: thousands of canisters
 /// running the same module write the same content to most of the pages they touch (allocator
 /// state, data they all initialize alike), and a snapshot or a later commit of an unchanged
-/// page then shares it too. Pages no map holds any more are swept when the table has doubled.
+/// page then shares it too. Pages no map holds any more are swept when the table has grown by an
+/// eighth since the last sweep: messages replace pages all the time, and a sweep costs one pass
+/// over the table, so dead pages stay few at an amortized cost of eight entries per insertion.
 #[derive(Default)]
 struct Interner {
     pages: HashMap<u64, Arc<Page>>,
@@ -46,7 +48,9 @@ pub(crate) fn intern(content: &[u8]) -> Arc<Page> {
     }
     let page: Arc<Page> = Arc::new(content.try_into().expect("a page"));
     interner.pages.insert(hash, page.clone());
-    if interner.pages.len() > 2 * interner.kept_after_sweep.max(1 << 12) {
+    if interner.pages.len()
+        > interner.kept_after_sweep + (interner.kept_after_sweep / 8).max(1 << 12)
+    {
         interner.pages.retain(|_, p| Arc::strong_count(p) > 1);
         interner.kept_after_sweep = interner.pages.len();
     }
