@@ -35,6 +35,8 @@ struct Run {
     per_subnet: Vec<u64>,
     provision_secs: f64,
     rollout_secs: f64,
+    /// Read before the memory report, whose own tables would count otherwise.
+    peak_rss: String,
     memory: ic_sim::MemoryReport,
 }
 
@@ -140,6 +142,7 @@ fn run(size: u32, subnets: usize, max_subnets: usize) -> Run {
         per_subnet,
         provision_secs,
         rollout_secs,
+        peak_rss: peak_rss(),
         memory: fleet.sim.memory_report(),
     }
 }
@@ -198,7 +201,7 @@ fn main() {
             r.provision_secs,
             r.rollout_secs,
             load(),
-            peak_rss()
+            r.peak_rss
         );
         reports.push(format!("on {} subnets: {}", r.subnets, r.memory));
         runs.push(r);
