@@ -20,7 +20,7 @@ use candid::Principal;
 use wasmi::{Extern, Global, Instance, Memory, Ref, Store, Val};
 
 use crate::errors::ErrorCode;
-use crate::memory::{Page, PageMap, StableMemory, ZERO_PAGE};
+use crate::memory::{intern, Page, PageMap, StableMemory, ZERO_PAGE};
 use crate::module::{cache, CanisterModule, MEMORY_EXPORT, PAGE_SIZE, TABLE_EXPORT};
 use crate::system_api::{Host, HostTrap};
 
@@ -76,7 +76,7 @@ impl Heap {
             }
             let page = content.get(&index).map_or(&ZERO_PAGE, |p| &**p);
             if page[..] != *initial_page(initial, index as usize) {
-                pages.insert(index, Arc::new(*page));
+                pages.insert(index, intern(page));
             }
         }
         Heap {
@@ -285,9 +285,7 @@ impl Live {
                 if current == initial_page(initial, i) {
                     new_heap.pages.remove(&(i as u64));
                 } else {
-                    let mut page = [0u8; PAGE_SIZE];
-                    page.copy_from_slice(current);
-                    new_heap.pages.insert(i as u64, Arc::new(page));
+                    new_heap.pages.insert(i as u64, intern(current));
                 }
             }
         }
@@ -361,6 +359,16 @@ impl Instances {
     /// Number of live instances.
     pub fn len(&self) -> usize {
         self.live.len()
+    }
+
+    /// Bytes of linear memory held by live instances.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Canisters whose recent executions are counted.
+    pub fn counted(&self) -> usize {
+        self.counts.len()
     }
 
     /// Executions between two halvings of the access counts.

@@ -20,6 +20,7 @@ mod management;
 mod memory;
 mod metadata;
 mod module;
+mod report;
 mod scheduler;
 mod sender_info;
 mod sim;
@@ -50,6 +51,7 @@ pub use http_outcalls::{
 };
 pub use management::{MAX_CHUNKS, MAX_CHUNK_SIZE, MAX_CONTROLLERS};
 pub use metadata::{with_custom_section, REGISTRY_VERSION, REPLICA_VERSION};
+pub use report::MemoryReport;
 pub use sender_info::RawSenderInfo;
 pub use sim::{SimLimits, DEFAULT_PROVISIONAL_CYCLES};
 pub use snapshots::{MAX_SNAPSHOTS, MAX_SNAPSHOT_SLICE};
@@ -605,13 +607,15 @@ impl IcSim {
         self.sim.borrow_mut().await_ingress(id)
     }
 
-    /// The result of a submitted message if it has completed, without ticking.
+    /// The result of a submitted message if it has completed, without ticking. Five minutes
+    /// after completion its status is `done` and this is a reject (interface spec, "Request
+    /// status").
     pub fn ingress_status(
         &self,
         message_id: &RawMessageId,
     ) -> Option<Result<Vec<u8>, RejectResponse>> {
         let id = u64::from_be_bytes(message_id.message_id.as_slice().try_into().ok()?);
-        self.sim.borrow().ingress.get(&id).cloned().flatten()
+        self.sim.borrow().ingress_status(id)
     }
 
     /// Executes a query on the current state; nothing it does persists.
@@ -969,6 +973,11 @@ impl IcSim {
             .canisters
             .get(&canister_id)
             .map_or(0, |c| c.traps)
+    }
+
+    /// What the simulator holds, by category, summed over canisters (for benchmarks).
+    pub fn memory_report(&self) -> MemoryReport {
+        self.sim.borrow().memory_report()
     }
 
     /// Instructions executed by a canister so far, over all its messages (for benchmarks).

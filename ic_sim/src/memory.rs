@@ -2,16 +2,60 @@
 //!
 //! A canister's memory is kept as the pages that differ from a base (the module's initial image
 //! for the heap, zeros for stable memory). Pages are reference-counted, so snapshots and
-//! per-message working copies share them until one side writes.
+//! per-message working copies share them until one side writes, and committed pages are
+//! interned by content ([`intern`]), so equal pages of different canisters are held once.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+use std::sync::{Arc, Mutex};
 
 use crate::module::{PAGE_SIZE, WASM_PAGE_SIZE};
 
 pub(crate) type Page = [u8; PAGE_SIZE];
 
 pub(crate) static ZERO_PAGE: Page = [0; PAGE_SIZE];
+
+/// Committed pages by content hash, so that equal pages are held once: thousands of canisters
+/// running the same module write the same content to most of the pages they touch (allocator
+/// state, data they all initialize alike), and a snapshot or a later commit of an unchanged
+/// page then shares it too. Pages no map holds any more are swept when the table has grown by an
+/// eighth since the last sweep: messages replace pages all the time, and a sweep costs one pass
+/// over the table, so dead pages stay few at an amortized cost of eight entries per insertion.
+#[derive(Default)]
+struct Interner {
+    pages: HashMap<u64, Arc<Page>>,
+    kept_after_sweep: usize,
+}
+
+static INTERNER: Mutex<Option<Interner>> = Mutex::new(None);
+
+/// Hashes with fixed keys: the same content gets the same hash in every run.
+fn content_hash(page: &[u8]) -> u64 {
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(page)
+}
+
+/// A committed page holding `content`: a page already held with that content, or a new one.
+pub(crate) fn intern(content: &[u8]) -> Arc<Page> {
+    let hash = content_hash(content);
+    let mut guard = INTERNER.lock().unwrap_or_else(|e| e.into_inner());
+    let interner = guard.get_or_insert_with(Interner::default);
+    if let Some(page) = interner.pages.get(&hash) {
+        if page[..] == *content {
+            return page.clone();
+        }
+        // A hash collision: the page is kept unshared.
+        return Arc::new(content.try_into().expect("a page"));
+    }
+    let page: Arc<Page> = Arc::new(content.try_into().expect("a page"));
+    interner.pages.insert(hash, page.clone());
+    if interner.pages.len()
+        > interner.kept_after_sweep + (interner.kept_after_sweep / 8).max(1 << 12)
+    {
+        interner.pages.retain(|_, p| Arc::strong_count(p) > 1);
+        interner.kept_after_sweep = interner.pages.len();
+    }
+    page
+}
 
 /// Pages that differ from the base, by page index.
 #[derive(Clone, Default, Debug)]
@@ -127,7 +171,7 @@ impl StableMemory {
                 if *page == ZERO_PAGE {
                     map.pages.remove(&index);
                 } else {
-                    map.pages.insert(index, Arc::new(*page));
+                    map.pages.insert(index, intern(&page[..]));
                 }
             }
         }
@@ -153,6 +197,25 @@ mod tests {
         assert_eq!(committed.pages.len(), 3);
         let again = StableMemory::new(committed.clone(), 1);
         assert_eq!(again.read(100, 10_000).unwrap(), data);
+    }
+
+    #[test]
+    fn equal_pages_committed_by_two_canisters_are_held_once() {
+        let data: Vec<u8> = (0..2 * PAGE_SIZE as u32)
+            .map(|i| (i % 253) as u8 + 1)
+            .collect();
+        let (mut a, mut b) = (Arc::new(PageMap::default()), Arc::new(PageMap::default()));
+        for map in [&mut a, &mut b] {
+            let mut mem = StableMemory::new(map.clone(), 1);
+            mem.write(0, &data).unwrap();
+            mem.commit(map);
+        }
+        assert_eq!((a.pages.len(), b.pages.len()), (2, 2));
+        for index in 0..2 {
+            assert!(Arc::ptr_eq(&a.pages[&index], &b.pages[&index]));
+        }
+        // Different content is never shared.
+        assert!(!Arc::ptr_eq(&a.pages[&0], &a.pages[&1]));
     }
 
     #[test]

@@ -157,6 +157,7 @@ impl Sim {
         }
         self.last_round_time = self.time;
         self.round += 1;
+        self.expire_ingress();
         self.release_delayed();
         for subnet in 0..self.subnets.len() {
             self.active = subnet;

@@ -546,7 +546,12 @@ pub(crate) struct Sim {
     pub round_nanos: u64,
     /// The time of the previous round.
     pub last_round_time: u64,
+    /// Statuses of ingress messages: `None` while processing, then the reply or reject until
+    /// [`INGRESS_STATUS_RETENTION_NANOS`] after completion; an id below `next_ingress` that is
+    /// absent is `done` (see [`Sim::expire_ingress`]).
     pub ingress: HashMap<u64, Option<Result<Vec<u8>, RejectResponse>>>,
+    /// Completed ingress messages in completion order, with their completion time.
+    pub ingress_completed: VecDeque<(u64, u64)>,
     pub next_ingress: u64,
     pub next_callback: u64,
     pub next_context: u64,
@@ -566,6 +571,20 @@ pub(crate) struct Sim {
     pub outcalls: crate::http_outcalls::Outcalls,
     /// Caller info of ingress messages not yet executed, by ingress id.
     pub sender_infos: HashMap<u64, RawSenderInfo>,
+}
+
+/// How long a completed ingress message's reply stays readable: the replica's
+/// `MAX_INGRESS_TTL` (5 minutes), after which its request status is `done` (interface spec,
+/// "Request status").
+pub(crate) const INGRESS_STATUS_RETENTION_NANOS: u64 = 5 * 60 * 1_000_000_000;
+
+/// What reading a `done` request yields: the IC no longer holds its reply.
+pub(crate) fn ingress_done() -> RejectResponse {
+    RejectResponse::new(
+        ErrorCode::IngressMessageTimeout,
+        "the request's status is done: its reply is no longer available (the IC keeps it \
+         for 5 minutes after completion)",
+    )
 }
 
 /// The candid encoding of `()`.
@@ -642,6 +661,7 @@ impl Sim {
             round_nanos: crate::scheduler::POCKET_IC_ROUND_NANOS,
             last_round_time: time,
             ingress: HashMap::new(),
+            ingress_completed: VecDeque::new(),
             next_ingress: 0,
             next_callback: 0,
             next_context: 0,
@@ -861,6 +881,7 @@ impl Sim {
             ReplyTo::Nobody => {}
             ReplyTo::Ingress(id) => {
                 self.ingress.insert(id, Some(result));
+                self.ingress_completed.push_back((self.time, id));
             }
             ReplyTo::Callback {
                 canister,
@@ -1454,6 +1475,33 @@ impl Sim {
         }
     }
 
+    /// Forgets the replies of ingress messages completed more than
+    /// [`INGRESS_STATUS_RETENTION_NANOS`] ago: their status is `done` from then on (interface
+    /// spec, "Request status": the IC keeps a completed request's status for a limited time,
+    /// then reports `done` without the reply).
+    pub fn expire_ingress(&mut self) {
+        while let Some(&(at, id)) = self.ingress_completed.front() {
+            if at.saturating_add(INGRESS_STATUS_RETENTION_NANOS) > self.time {
+                break;
+            }
+            self.ingress_completed.pop_front();
+            self.ingress.remove(&id);
+        }
+        if self.ingress.capacity() > 64 && self.ingress.capacity() > 4 * self.ingress.len() {
+            self.ingress.shrink_to_fit();
+        }
+    }
+
+    /// The status of ingress message `id`: `None` while it is processing (or unknown), its
+    /// result once completed, and a reject once it is `done` (its reply forgotten).
+    pub fn ingress_status(&self, id: u64) -> Option<Result<Vec<u8>, RejectResponse>> {
+        match self.ingress.get(&id) {
+            Some(status) => status.clone(),
+            None if id < self.next_ingress => Some(Err(ingress_done())),
+            None => None,
+        }
+    }
+
     /// Ticks until ingress message `id` has a result.
     pub fn await_ingress(&mut self, id: u64) -> Result<Vec<u8>, RejectResponse> {
         for _ in 0..=self.limits.max_rounds_per_call {
@@ -1461,6 +1509,9 @@ impl Sim {
                 return self.ingress.remove(&id).flatten().expect("checked");
             }
             if !self.ingress.contains_key(&id) {
+                if id < self.next_ingress {
+                    return Err(ingress_done());
+                }
                 return Err(RejectResponse::new(
                     ErrorCode::IngressMessageTimeout,
                     "unknown message id",

@@ -5,7 +5,9 @@
 //! the subnets (`set_store_module`, then `add_subnet` for each subnet but the manager's,
 //! placement `Spread`), rolls v2 out with the same per-subnet limits in both runs, checks every
 //! canister's module hash and subnet from outside, and prints the rounds, their ratio, the
-//! manager's instructions per upgrade and the process's peak resident memory.
+//! manager's instructions per upgrade and the process's peak resident memory, and after each
+//! run what the simulator holds by category ([`ic_sim::MemoryReport`]). With `--only` it makes
+//! the run on SUBNETS subnets alone (for fleets too large to run twice).
 //!
 //! The plan: canary 50, waves 10%, 50%, 100%, a snapshot and a health check per upgrade, no
 //! bake, 50 pipelines in flight per subnet within 50 × SUBNETS overall. ic_sim's round admits
@@ -34,6 +36,9 @@ struct Run {
     per_subnet: Vec<u64>,
     provision_secs: f64,
     rollout_secs: f64,
+    /// Read before the memory report, whose own tables would count otherwise.
+    peak_rss: String,
+    memory: ic_sim::MemoryReport,
 }
 
 fn plan(max_subnets: usize) -> RolloutPlanArg {
@@ -144,6 +149,8 @@ fn run(size: u32, subnets: usize, max_subnets: usize) -> Run {
         per_subnet,
         provision_secs,
         rollout_secs,
+        peak_rss: peak_rss(),
+        memory: fleet.sim.memory_report(),
     }
 }
 
@@ -168,7 +175,8 @@ fn main() {
     if std::env::var_os("BENCH_LOGS").is_none() {
         std::env::set_var("IC_SIM_QUIET", "1");
     }
-    let mut args = std::env::args().skip(1);
+    let only = std::env::args().any(|a| a == "--only");
+    let mut args = std::env::args().skip(1).filter(|a| a != "--only");
     let size: u32 = args
         .next()
         .map_or(10_000, |a| a.parse().expect("a fleet size"));
@@ -183,7 +191,13 @@ fn main() {
     println!("| subnets | rounds | manager instr/upgrade | canisters per subnet | wall (provision + rollout) | load | peak RSS |");
     println!("| --- | --- | --- | --- | --- | --- | --- |");
     let mut runs = Vec::new();
-    for k in [1, subnets] {
+    let ks = if only {
+        vec![subnets]
+    } else {
+        vec![1, subnets]
+    };
+    let mut reports = Vec::new();
+    for k in ks {
         let r = run(size, k, subnets);
         println!(
             "| {} | {} | {:.2}M | {:?} | {:.0} s + {:.0} s | {} | {} |",
@@ -194,11 +208,17 @@ fn main() {
             r.provision_secs,
             r.rollout_secs,
             load(),
-            peak_rss()
+            r.peak_rss
         );
+        reports.push(format!("on {} subnets: {}", r.subnets, r.memory));
         runs.push(r);
     }
-    let (one, many) = (&runs[0], &runs[1]);
+    for report in reports {
+        println!("{report}");
+    }
+    let [one, many] = &runs[..] else {
+        return;
+    };
     println!(
         "rounds on {} subnets / on 1: {:.3} (target at most 0.3); instructions per upgrade {:+.1}%",
         many.subnets,
