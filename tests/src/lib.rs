@@ -255,6 +255,18 @@ pub mod rollout {
 
     pub use crate::e2e::{owner, recovery, ROUND, USER_CYCLES};
 
+    /// A rollout run to its end by [`Fleet::roll`].
+    pub struct Rolled {
+        pub id: u64,
+        pub status: RolloutStatus,
+        /// Rounds from the start to the end.
+        pub rounds: u64,
+        /// The manager's instructions for `start_rollout` (cohort selection, queues).
+        pub start_instructions: u64,
+        /// The manager's instructions after the start, status polls left out.
+        pub instructions: u64,
+    }
+
     /// A manager ready for fleets of `n` canisters: no creation limit in the way, and cycles
     /// for every creation.
     pub fn fleet_for(n: u32) -> Fleet {
@@ -338,6 +350,35 @@ pub mod rollout {
         ) -> Result<RolloutStarted, StartRolloutError> {
             self.ask::<StartRollout>(self.controller, (plan,))
                 .into_result()
+        }
+
+        /// Starts `plan` and runs rounds until the rollout finishes, as the benchmarks do;
+        /// panics unless it completes. The status polled every round runs on the manager too:
+        /// its instructions are left out of [`Rolled::instructions`].
+        pub fn roll(&self, plan: RolloutPlanArg) -> Rolled {
+            let before = self.sim.instructions_total(self.manager);
+            let started = self.start_rollout(plan).expect("start_rollout");
+            let instr0 = self.sim.instructions_total(self.manager);
+            let mut polls = 0;
+            let mut rounds = 0;
+            let status = loop {
+                let polled = self.sim.instructions_total(self.manager);
+                let status = self.rollout_status();
+                polls += self.sim.instructions_total(self.manager) - polled;
+                if status.phase.is_finished() {
+                    break status;
+                }
+                self.step();
+                rounds += 1;
+            };
+            assert_eq!(status.phase, Phase::Completed, "{status:?}");
+            Rolled {
+                id: started.id,
+                status,
+                rounds,
+                start_instructions: instr0 - before,
+                instructions: self.sim.instructions_total(self.manager) - instr0 - polls,
+            }
         }
 
         pub fn rollout_status(&self) -> RolloutStatus {

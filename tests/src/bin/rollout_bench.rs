@@ -172,24 +172,8 @@ fn install_instructions(fleet: &Fleet, canister: candid::Principal) -> u64 {
 /// Starts `plan` and runs rounds until it finishes; returns the rollout's id, its final
 /// status, the rounds run and the manager's instructions meanwhile, the status polls left out.
 fn roll(fleet: &Fleet, plan: RolloutPlanArg) -> (u64, RolloutStatus, u64, u64) {
-    let started = fleet.start_rollout(plan).expect("start_rollout");
-    let instr0 = fleet.sim.instructions_total(fleet.manager);
-    // The status polled every round runs on the manager too: its cost is left out.
-    let mut polls = 0;
-    let mut rounds = 0;
-    let status = loop {
-        let polled = fleet.sim.instructions_total(fleet.manager);
-        let status = fleet.rollout_status();
-        polls += fleet.sim.instructions_total(fleet.manager) - polled;
-        if status.phase.is_finished() {
-            break status;
-        }
-        fleet.step();
-        rounds += 1;
-    };
-    let instr = fleet.sim.instructions_total(fleet.manager) - instr0 - polls;
-    assert_eq!(status.phase, Phase::Completed, "{status:?}");
-    (started.id, status, rounds, instr)
+    let r = fleet.roll(plan);
+    (r.id, r.status, r.rounds, r.instructions)
 }
 
 /// Rounds of one pipeline alone on the subnet: a rollout of `plan` to a fleet of one canister.

@@ -33,6 +33,8 @@ struct Run {
     subnets: usize,
     rounds: u64,
     instr_per_upgrade: u64,
+    /// `start_rollout`'s instructions: the one message whose cost grows with the fleet.
+    start_instr: u64,
     per_subnet: Vec<u64>,
     provision_secs: f64,
     rollout_secs: f64,
@@ -103,25 +105,13 @@ fn run(size: u32, subnets: usize, max_subnets: usize) -> Run {
 
     let t1 = Instant::now();
     let before = fleet.metrics();
-    fleet
-        .start_rollout(plan(max_subnets))
-        .expect("start_rollout");
-    let instr0 = fleet.sim.instructions_total(fleet.manager);
-    let mut polls = 0;
-    let mut rounds = 0;
-    let status = loop {
-        let polled = fleet.sim.instructions_total(fleet.manager);
-        let status = fleet.rollout_status();
-        polls += fleet.sim.instructions_total(fleet.manager) - polled;
-        if status.phase.is_finished() {
-            break status;
-        }
-        fleet.step();
-        rounds += 1;
-    };
-    let instr = fleet.sim.instructions_total(fleet.manager) - instr0 - polls;
+    let rolled = fleet.roll(plan(max_subnets));
+    eprintln!(
+        "{subnets} subnet(s): start_rollout took {} instructions",
+        rolled.start_instructions
+    );
+    let (status, rounds, instr) = (rolled.status, rolled.rounds, rolled.instructions);
     let rollout_secs = t1.elapsed().as_secs_f64();
-    assert_eq!(status.phase, Phase::Completed, "{status:?}");
     assert_eq!(status.counts.done, size as u64);
     let upgraded = fleet.metrics().counters.upgraded - before.counters.upgraded;
 
@@ -146,6 +136,7 @@ fn run(size: u32, subnets: usize, max_subnets: usize) -> Run {
         subnets,
         rounds,
         instr_per_upgrade: instr / upgraded.max(1),
+        start_instr: rolled.start_instructions,
         per_subnet,
         provision_secs,
         rollout_secs,
@@ -210,7 +201,12 @@ fn main() {
             load(),
             r.peak_rss
         );
-        reports.push(format!("on {} subnets: {}", r.subnets, r.memory));
+        reports.push(format!(
+            "on {} subnets: start_rollout {:.2}B instructions (limit 40B per message); {}",
+            r.subnets,
+            r.start_instr as f64 / 1e9,
+            r.memory
+        ));
         runs.push(r);
     }
     for report in reports {
