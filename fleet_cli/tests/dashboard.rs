@@ -501,7 +501,13 @@ fn the_rehearsal_serves_its_dashboard_while_it_runs() {
     let last = json_of(&last);
     assert_eq!(last["rollout"]["phase"], "Completed");
     assert_eq!(last["rollout"]["done"], 12);
+    // The poller may be waiting on an answer: serve until it has seen the stop and ended.
     stop_tx.send(()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !poller.is_finished() {
+        assert!(Instant::now() < deadline, "the poller did not stop");
+        d.serve_for(Duration::from_millis(20));
+    }
     let seen = poller.join().unwrap();
     let running: Vec<u64> = seen
         .iter()
