@@ -114,11 +114,16 @@ pub const SUBNETS: MemoryId = MemoryId::new(29);
 /// (new in a manager that had none, so it starts empty without a migration).
 pub const STORE_MODULE: MemoryId = MemoryId::new(30);
 
-/// `StableBTreeMap<u8, Stored<state::RolloutSubnet>>`: the current rollout's state per subnet,
-/// by its index in the rollout, apart from the header (memory 9) so that a step rewrites only
-/// the subnets it changed. A header written before it keeps its subnets inline, and is read
-/// as it is.
+/// Raw slots of 8 KiB, one per subnet by its index in the rollout, each a length and a
+/// `Stored<state::RolloutSubnet>`: the current rollout's state per subnet, apart from the
+/// header (memory 9) so that a step rewrites only the subnets it changed. A header written
+/// before it keeps its subnets inline, and is read as it is.
 pub const ROLLOUT_SUBNETS: MemoryId = MemoryId::new(31);
+
+/// `StableVec` of bounded entries (principal, record bytes): the records a rollout's start
+/// staged, written in place over the next ticks (`rollout_core::RolloutStore::stage`); empty
+/// once the cohort is loaded, and in a manager that had none.
+pub const ROLLOUT_STAGED: MemoryId = MemoryId::new(32);
 
 thread_local! {
     static MEMORY_MANAGER: RefCell<MemoryManager<DefaultMemoryImpl>> =

@@ -143,6 +143,7 @@ fn open_store() -> Store {
         memory::get(memory::ROLLOUT_EVENTS),
         memory::get(memory::ROLLOUT_IN_FLIGHT),
         memory::get(memory::ROLLOUT_SLOTS),
+        memory::get(memory::ROLLOUT_STAGED),
     )
 }
 
@@ -871,6 +872,8 @@ fn refusal(e: &rollout_core::RequestError) -> fleet_api::rollout::RequestRefusal
         rollout_core::RequestError::NotInCohort => R::NotInCohort,
         // The rollout tracks no more subnets: it cannot take this canister now.
         rollout_core::RequestError::TooManySubnets => R::NotAccepting,
+        // Ticks finish writing the cohort's records within a few rounds; asking again works.
+        rollout_core::RequestError::Loading { .. } => R::NotAccepting,
     }
 }
 

@@ -17,7 +17,9 @@
 //!
 //! # Protocol for the shell
 //!
-//! 1. Build a [`Cohort`] with [`CohortBuilder`] from the registry, then [`Rollout::start`].
+//! 1. Build a [`Cohort`] with [`CohortBuilder`] from the registry, then [`Rollout::start`]. It
+//!    writes the first [`rollout::LOAD_PER_STEP`] canisters' records and stages the others,
+//!    which the first ticks write ([`Rollout::is_loading`]) before the first wave opens.
 //! 2. On every timer tick call [`Rollout::tick`] and perform each returned [`Action`].
 //! 3. When a call returns, call [`Rollout::on_result`] with its [`ActionResult`]; if it returns
 //!    an action, perform it (it is the same canister's next step).

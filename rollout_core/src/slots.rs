@@ -23,9 +23,9 @@ use crate::stable::Encoded;
 /// Largest stored slot: a marker, the principal's length and bytes, the record's bytes.
 pub const SLOT_BYTES: u32 = 512;
 
-/// One slot's content.
+/// One slot's content (also an entry of [`crate::StableStore`]'s stage).
 #[derive(Clone, Debug, PartialEq, Eq)]
-enum Slot {
+pub(crate) enum Slot {
     Free,
     Held(Principal, Vec<u8>),
 }

@@ -1,18 +1,18 @@
 //! [`RolloutStore`] over ic-stable-structures, so that the manager keeps rollout state in
-//! stable memory and nothing is serialised in `pre_upgrade`. Give it five memories from the
-//! manager's `MemoryManager` (records, queues, events, in-flight overflow, in-flight slots)
-//! that no other structure uses.
+//! stable memory and nothing is serialised in `pre_upgrade`. Give it six memories from the
+//! manager's `MemoryManager` (records, queues, events, in-flight overflow, in-flight slots,
+//! stage) that no other structure uses.
 
 use std::borrow::Cow;
 
 use candid::Principal;
 use ic_stable_structures::storable::Bound;
-use ic_stable_structures::{BTreeMap, Memory, Storable};
+use ic_stable_structures::{BTreeMap, Memory, StableVec, Storable};
 
 use crate::codec;
 use crate::pipeline::CanisterRecord;
 use crate::rollout::Event;
-use crate::slots::InFlight;
+use crate::slots::{InFlight, Slot, SLOT_BYTES};
 use crate::store::{QueueKey, QueueKind, RolloutStore};
 
 const KEY_LEN: usize = 17;
@@ -197,18 +197,22 @@ pub struct StableStore<M: Memory> {
     queues: BTreeMap<QueueKey, Principal, M>,
     events: BTreeMap<u64, Event, M>,
     in_flight: InFlight<M>,
+    /// Records staged by a rollout's start and not yet written in place: bounded entries
+    /// appended to a `StableVec` and taken from its end.
+    staged: StableVec<Slot, M>,
     recent: std::collections::BTreeMap<Principal, CanisterRecord>,
     heads: std::cell::RefCell<Heads>,
 }
 
 impl<M: Memory> StableStore<M> {
     /// Opens the maps, keeping what the memories already hold (after an upgrade).
-    pub fn init(records: M, queues: M, events: M, in_flight: M, slots: M) -> Self {
+    pub fn init(records: M, queues: M, events: M, in_flight: M, slots: M, staged: M) -> Self {
         StableStore {
             records: BTreeMap::init(records),
             queues: BTreeMap::init(queues),
             events: BTreeMap::init(events),
             in_flight: InFlight::init(slots, in_flight),
+            staged: StableVec::init(staged),
             recent: std::collections::BTreeMap::new(),
             heads: std::cell::RefCell::new(Heads::unknown()),
         }
@@ -378,7 +382,38 @@ impl<M: Memory> RolloutStore for StableStore<M> {
             .collect()
     }
 
+    fn stage(&mut self, id: Principal, record: CanisterRecord) {
+        let bytes = Encoded::new(&record).into_bytes();
+        if 2 + id.as_slice().len() + bytes.len() > SLOT_BYTES as usize {
+            let key = record.queued.expect("a staged record is queued");
+            self.put(id, record);
+            self.enqueue(key, id);
+            return;
+        }
+        self.staged.push(&Slot::Held(id, bytes));
+    }
+
+    fn staged_len(&self) -> u64 {
+        self.staged.len()
+    }
+
+    fn take_staged(&mut self, limit: usize) -> Vec<(Principal, CanisterRecord)> {
+        let mut taken = Vec::new();
+        while taken.len() < limit {
+            match self.staged.pop() {
+                Some(Slot::Held(id, bytes)) => taken.push((
+                    id,
+                    Encoded::<CanisterRecord>::from_bytes(bytes.into()).decode(),
+                )),
+                Some(Slot::Free) => unreachable!("only held entries are staged"),
+                None => break,
+            }
+        }
+        taken
+    }
+
     fn clear(&mut self) {
+        while self.staged.pop().is_some() {}
         self.recent.clear();
         *self.heads.get_mut() = Heads([Head::Empty; QUEUE_KINDS]);
         self.records.clear_new();
@@ -480,10 +515,10 @@ mod tests {
     #[test]
     fn queue_heads_answer_first_in_as_the_tree_does() {
         let memories: Vec<DefaultMemoryImpl> =
-            (0..5).map(|_| DefaultMemoryImpl::default()).collect();
+            (0..6).map(|_| DefaultMemoryImpl::default()).collect();
         let open = || {
             let m = |i: usize| memories[i].clone();
-            StableStore::init(m(0), m(1), m(2), m(3), m(4))
+            StableStore::init(m(0), m(1), m(2), m(3), m(4), m(5))
         };
         let mut stable = open();
         let mut mem = MemStore::new();
@@ -552,7 +587,7 @@ mod tests {
     #[test]
     fn stable_store_behaves_like_the_memory_store() {
         let m = || DefaultMemoryImpl::default();
-        let stable = drive(StableStore::init(m(), m(), m(), m(), m()));
+        let stable = drive(StableStore::init(m(), m(), m(), m(), m(), m()));
         let mem = drive(MemStore::new());
         assert_eq!(stable.0.counts.done, 500);
         assert_eq!(stable.0.phase, Phase::Completed);
@@ -567,9 +602,9 @@ mod tests {
         plan.limits.max_in_flight = 20;
         plan.limits.max_starts_per_tick = 20;
         plan.limits.burst = 20;
-        let memories = [m(), m(), m(), m(), m()];
-        let [a, b, c, d, e] = memories.clone();
-        let mut r = start(&plan, 50, StableStore::init(a, b, c, d, e));
+        let memories = [m(), m(), m(), m(), m(), m()];
+        let [a, b, c, d, e, f] = memories.clone();
+        let mut r = start(&plan, 50, StableStore::init(a, b, c, d, e, f));
         let started = r.tick(SECOND);
         assert!(started.len() > 2, "{}", started.len());
         // Half of them answer once; their next calls are lost with their callbacks.
@@ -595,8 +630,8 @@ mod tests {
         );
         assert_eq!(r.store().first_in(outstanding.0, outstanding.1), None);
         // Stable memory alone (after an upgrade, without the heap copy) reads the same.
-        let [a, b, c, d, e] = memories;
-        let reopened = StableStore::init(a, b, c, d, e);
+        let [a, b, c, d, e, f] = memories;
+        let reopened = StableStore::init(a, b, c, d, e, f);
         for (id, record) in r.records(None, 1_000) {
             assert_eq!(reopened.get(&id), Some(record));
             assert_eq!(reopened.is_in_flight(&id), r.is_in_flight(&id));
@@ -647,13 +682,14 @@ mod tests {
     fn records_read_the_same_from_the_heap_copy_and_from_stable_memory() {
         let m = || DefaultMemoryImpl::default();
         let (records, queues, events, in_flight) = (m(), m(), m(), m());
-        let slots = m();
+        let (slots, staged) = (m(), m());
         let mut store = StableStore::init(
             records.clone(),
             queues.clone(),
             events.clone(),
             in_flight.clone(),
             slots.clone(),
+            staged.clone(),
         );
         let n = RECENT_CAPACITY as u32 + 10;
         for i in 0..n {
@@ -665,7 +701,7 @@ mod tests {
         let mut r = store.get(&p(3)).unwrap();
         r.started_at = Some(99);
         store.put(p(3), r);
-        let reopened = StableStore::init(records, queues, events, in_flight, slots);
+        let reopened = StableStore::init(records, queues, events, in_flight, slots, staged);
         assert!(reopened.recent.is_empty());
         for i in 0..n {
             assert_eq!(store.get(&p(i)), reopened.get(&p(i)), "{i}");
@@ -675,9 +711,59 @@ mod tests {
         assert!(store.get(&p(3)).is_none());
     }
 
+    /// Staged records survive a reopening of the store (a manager upgrade while a start's
+    /// cohort is being written) and come back as they went in; one too large for a stage
+    /// entry is written in place at once, with its queue entry.
+    #[test]
+    fn staged_records_are_read_back_after_reopening_and_large_ones_are_written_at_once() {
+        let memories: [DefaultMemoryImpl; 6] = Default::default();
+        let open = || {
+            let [a, b, c, d, e, f] = memories.clone();
+            StableStore::init(a, b, c, d, e, f)
+        };
+        let mut store = open();
+        let record = |i: u32| {
+            let mut r = CanisterRecord::new(Job::Upgrade, 1, p(u32::MAX - i));
+            r.expected_module_hash = Some(vec![7; 32]);
+            r.queued = Some(QueueKey::new(QueueKind::Pending, 1, u64::from(i)));
+            r
+        };
+        let mut staged = Vec::new();
+        for i in 0..300 {
+            store.stage(p(i), record(i));
+            staged.push((p(i), record(i)));
+        }
+        let mut large = record(300);
+        large.last_error = Some(CallError {
+            reject_code: 5,
+            message: "x".repeat(SLOT_BYTES as usize),
+        });
+        store.stage(p(300), large.clone());
+        assert_eq!(store.staged_len(), 300);
+        assert_eq!(store.get(&p(300)), Some(large.clone()));
+        let queued = large.queued.unwrap();
+        assert_eq!(
+            store.first_in(queued, QueueKey::new(QueueKind::Pending, 2, 0)),
+            Some((queued, p(300)))
+        );
+
+        let mut reopened = open();
+        assert_eq!(reopened.staged_len(), 300);
+        let mut taken = reopened.take_staged(200);
+        assert_eq!(taken.len(), 200);
+        assert_eq!(reopened.staged_len(), 100);
+        taken.extend(reopened.take_staged(1_000));
+        assert_eq!(reopened.staged_len(), 0);
+        taken.sort_by_key(|(id, _)| *id);
+        staged.sort_by_key(|(id, _)| *id);
+        assert_eq!(taken, staged);
+        // Taking writes nothing in place: the rollout does.
+        assert_eq!(reopened.get(&p(0)), None);
+    }
+
     fn fresh_store() -> StableStore<DefaultMemoryImpl> {
         let m = DefaultMemoryImpl::default;
-        StableStore::init(m(), m(), m(), m(), m())
+        StableStore::init(m(), m(), m(), m(), m(), m())
     }
 
     /// The check sees a heap queue head that no longer matches the tree (a write that went

@@ -111,6 +111,18 @@ pub trait RolloutStore {
     /// Size of the in-flight set.
     fn in_flight_len(&self) -> u64;
 
+    /// Keeps a record (with its [`CanisterRecord::queued`] entry) aside until
+    /// [`RolloutStore::take_staged`] hands it back to be written in place: an append, far
+    /// cheaper than the tree writes of [`RolloutStore::put`] and [`RolloutStore::enqueue`],
+    /// so that starting a rollout of any size fits in one message and the rest is written over
+    /// the next ticks. A store may write a record in place at once instead (one too large to
+    /// stage).
+    fn stage(&mut self, id: Principal, record: CanisterRecord);
+    /// Records staged and not taken yet.
+    fn staged_len(&self) -> u64;
+    /// Up to `limit` staged records, removed from the stage, in no particular order.
+    fn take_staged(&mut self, limit: usize) -> Vec<(Principal, CanisterRecord)>;
+
     fn push_event(&mut self, seq: u64, event: Event);
     fn drop_event(&mut self, seq: u64);
     /// Up to `limit` events with sequence number at least `from`, oldest first.
@@ -127,6 +139,7 @@ pub struct MemStore {
     queues: BTreeMap<QueueKey, Principal>,
     events: BTreeMap<u64, Event>,
     in_flight: BTreeSet<Principal>,
+    staged: Vec<(Principal, CanisterRecord)>,
 }
 
 impl MemStore {
@@ -189,6 +202,19 @@ impl RolloutStore for MemStore {
             .collect()
     }
 
+    fn stage(&mut self, id: Principal, record: CanisterRecord) {
+        self.staged.push((id, record));
+    }
+
+    fn staged_len(&self) -> u64 {
+        self.staged.len() as u64
+    }
+
+    fn take_staged(&mut self, limit: usize) -> Vec<(Principal, CanisterRecord)> {
+        let from = self.staged.len().saturating_sub(limit);
+        self.staged.split_off(from)
+    }
+
     fn push_event(&mut self, seq: u64, event: Event) {
         self.events.insert(seq, event);
     }
@@ -210,5 +236,6 @@ impl RolloutStore for MemStore {
         self.records.clear();
         self.queues.clear();
         self.events.clear();
+        self.staged.clear();
     }
 }

@@ -6,6 +6,7 @@ mod common;
 use std::time::Instant;
 
 use common::*;
+use rollout_core::rollout::LOAD_PER_STEP;
 use rollout_core::*;
 
 const T0: Nanos = 1_700_000_000 * SECOND;
@@ -68,6 +69,80 @@ fn upgrades_100k_canisters_within_limits() {
         sim.ic.ops,
         (sim.now - T0) as f64 / MINUTE as f64
     );
+}
+
+/// A start writes the records and queue entries of [`LOAD_PER_STEP`] members and stages the
+/// others; the ticks that follow write them, then open the first wave. Meanwhile status counts
+/// the whole cohort, nothing starts and requests are refused as such.
+#[test]
+fn a_large_cohort_is_written_over_several_ticks_before_its_first_wave_opens() {
+    let n = 2 * LOAD_PER_STEP as u64 + 123;
+    let fleet = fleet(n);
+    let plan = fast_plan();
+    let cohort = select(&plan, &fleet).unwrap();
+    let mut r = Rollout::start(1, manager(), &plan, cohort, MemStore::new(), T0).unwrap();
+    assert!(r.is_loading());
+    assert_eq!(r.store().len(), LOAD_PER_STEP as u64);
+    assert_eq!(r.store().staged_len(), n - LOAD_PER_STEP as u64);
+    let status = r.status(T0);
+    assert_eq!(status.counts.pending, n);
+    assert_eq!(status.waves.iter().map(|w| w.size).sum::<u64>(), n);
+    assert_eq!(status.waves[0].opened_at, None);
+    assert_eq!(
+        r.idle_until(),
+        None,
+        "the driver keeps ticking while it loads"
+    );
+    let last = pid(n - 1);
+    assert_eq!(
+        r.request(last, None, T0),
+        Err(RequestError::Loading {
+            left: n - LOAD_PER_STEP as u64
+        })
+    );
+
+    assert!(
+        r.tick(T0 + SECOND).is_empty(),
+        "nothing starts while loading"
+    );
+    assert!(r.is_loading());
+    assert_eq!(r.store().staged_len(), 123);
+
+    assert!(r.tick(T0 + 2 * SECOND).is_empty());
+    assert!(!r.is_loading());
+    assert_eq!(r.store().len(), n);
+    assert_eq!(r.status(T0).waves[0].opened_at, Some(T0 + 2 * SECOND));
+    assert_eq!(
+        r.tick(T0 + 3 * SECOND).len(),
+        100,
+        "the canary starts at the next tick"
+    );
+    for c in &fleet {
+        let rec = r.record(&c.id).expect("every member has its record");
+        assert_eq!(rec.recovery, c.recovery);
+    }
+    assert!(r.request(last, None, T0 + 2 * SECOND).is_ok());
+}
+
+/// An abort while the cohort's records are still being written: the ticks finish writing
+/// them, then cancel every one; nothing starts.
+#[test]
+fn an_abort_while_loading_cancels_the_whole_cohort() {
+    let n = LOAD_PER_STEP as u64 + 10;
+    let plan = fast_plan();
+    let cohort = select(&plan, &fleet(n)).unwrap();
+    let mut r = Rollout::start(1, manager(), &plan, cohort, MemStore::new(), T0).unwrap();
+    assert!(r.is_loading());
+    r.abort(T0).unwrap();
+    let mut now = T0;
+    while !r.state().phase.is_finished() {
+        now += SECOND;
+        assert!(now < T0 + MINUTE, "{:?}", r.status(now));
+        assert!(r.tick(now).is_empty(), "nothing starts");
+    }
+    let s = r.status(now);
+    assert_eq!(s.phase, Phase::Aborted);
+    assert_eq!((s.counts.cancelled, s.counts.pending), (n, 0));
 }
 
 #[test]
@@ -539,6 +614,15 @@ impl RolloutStore for Counting {
     fn in_flight_len(&self) -> u64 {
         self.inner.in_flight_len()
     }
+    fn stage(&mut self, id: Principal, record: CanisterRecord) {
+        self.inner.stage(id, record)
+    }
+    fn staged_len(&self) -> u64 {
+        self.inner.staged_len()
+    }
+    fn take_staged(&mut self, limit: usize) -> Vec<(Principal, CanisterRecord)> {
+        self.inner.take_staged(limit)
+    }
     fn push_event(&mut self, seq: u64, event: Event) {
         self.inner.push_event(seq, event)
     }
@@ -566,6 +650,10 @@ fn tick_cost_is_independent_of_fleet_size() {
         };
         let cohort = select(&plan, &fleet(n)).unwrap();
         let mut r = Rollout::start(1, manager(), &plan, cohort, store, T0).unwrap();
+        // A large cohort's records are written first, each tick a bounded batch.
+        while r.is_loading() {
+            assert!(r.tick(T0).is_empty());
+        }
         ops.set(0);
         let started = r.tick(T0).len();
         let idle = {

@@ -447,11 +447,11 @@ fn plans_with_bad_subnet_limits_or_too_many_subnets_are_refused() {
 use ic_stable_structures::{DefaultMemoryImpl, Storable};
 use rollout_core::codec::{self, CanisterRecordV1, RolloutStateV1, COMPACT_V1, COMPACT_V2};
 
-type Memories = [DefaultMemoryImpl; 5];
+type Memories = [DefaultMemoryImpl; 6];
 
 fn open(m: &Memories) -> StableStore<DefaultMemoryImpl> {
-    let [a, b, c, d, e] = m.clone();
-    StableStore::init(a, b, c, d, e)
+    let [a, b, c, d, e, f] = m.clone();
+    StableStore::init(a, b, c, d, e, f)
 }
 
 /// Answers every call of `actions` (and the calls they lead to) at once on `ic`.

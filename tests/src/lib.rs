@@ -66,6 +66,20 @@ pub fn user_wasm(v2: bool) -> Vec<u8> {
     }
 }
 
+/// A `sim_probe` canister controlled by `controller`, with cycles: a canister that relays any
+/// call (`call_raw`) or answers as an approver, for tests that need a canister as the caller.
+pub fn install_probe(sim: &IcSim, controller: Principal) -> Principal {
+    let probe = sim.create_canister_with_settings(Some(controller), None);
+    sim.add_cycles(probe, 50_000_000_000_000);
+    sim.install_canister(
+        probe,
+        wasm_build::wasm("sim_probe", &[]),
+        encode_one(None::<u64>).unwrap(),
+        Some(controller),
+    );
+    probe
+}
+
 /// `wasm` with a custom section of `extra` bytes appended: a valid module of the same code that
 /// is large enough to span several 1 MiB chunks. Runtimes ignore unknown custom sections.
 pub fn padded(wasm: &[u8], extra: usize) -> Vec<u8> {
@@ -263,6 +277,11 @@ pub mod rollout {
         pub rounds: u64,
         /// The manager's instructions for `start_rollout` (cohort selection, queues).
         pub start_instructions: u64,
+        /// Rounds after the start until the first wave opened: the ticks that write the
+        /// records a large cohort's start staged (0 when it wrote them all).
+        pub load_rounds: u64,
+        /// The manager's most instructions in one of those rounds.
+        pub load_round_max_instructions: u64,
         /// The manager's instructions after the start, status polls left out.
         pub instructions: u64,
     }
@@ -361,6 +380,8 @@ pub mod rollout {
             let instr0 = self.sim.instructions_total(self.manager);
             let mut polls = 0;
             let mut rounds = 0;
+            let mut loading = true;
+            let (mut load_rounds, mut load_round_max_instructions) = (0, 0);
             let status = loop {
                 let polled = self.sim.instructions_total(self.manager);
                 let status = self.rollout_status();
@@ -368,7 +389,25 @@ pub mod rollout {
                 if status.phase.is_finished() {
                     break status;
                 }
+                if loading && status.waves.first().is_some_and(|w| w.opened_at.is_some()) {
+                    loading = false;
+                    load_rounds = rounds;
+                    // Printed now: a benchmark's rollout may run for an hour after this.
+                    eprintln!(
+                        "rollout {}: {} canisters, start_rollout {} instructions, records \
+                         written {load_rounds} rounds later (at most {load_round_max_instructions} \
+                         instructions a round)",
+                        started.id,
+                        started.canisters,
+                        instr0 - before
+                    );
+                }
+                let stepped = self.sim.instructions_total(self.manager);
                 self.step();
+                if loading {
+                    load_round_max_instructions = load_round_max_instructions
+                        .max(self.sim.instructions_total(self.manager) - stepped);
+                }
                 rounds += 1;
             };
             assert_eq!(status.phase, Phase::Completed, "{status:?}");
@@ -377,6 +416,8 @@ pub mod rollout {
                 status,
                 rounds,
                 start_instructions: instr0 - before,
+                load_rounds,
+                load_round_max_instructions,
                 instructions: self.sim.instructions_total(self.manager) - instr0 - polls,
             }
         }

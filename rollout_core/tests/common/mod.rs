@@ -361,9 +361,10 @@ impl Sim {
             "in-flight limit"
         );
         self.max_in_flight_seen = self.max_in_flight_seen.max(counts.in_flight);
+        let store = self.rollout.store();
         assert_eq!(
             counts.total(),
-            rollout_core::RolloutStore::len(self.rollout.store())
+            rollout_core::RolloutStore::len(store) + rollout_core::RolloutStore::staged_len(store)
         );
     }
 
