@@ -34,11 +34,10 @@ use crate::state::{self, MirrorGuard};
 use crate::stored::{MirroredRelease, ReleaseRef};
 use crate::subnets::{self, StoreRef};
 use candid::CandidType;
-use candid::{Decode, Encode};
-use fleet_api::endpoint::Endpoint;
+use fleet_api::endpoint::{Endpoint, Reply};
 use fleet_api::manager::{ChunkStoreStatus, MirrorError, CHUNK_STORE_CAPACITY};
 use fleet_api::store_canister::method::{ForgetRelease, RecordRelease};
-use fleet_api::store_canister::{ForgetReleaseReply, RecordReleaseReply, StoredRelease};
+use fleet_api::store_canister::StoredRelease;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use wasm_store::ReleaseMeta;
@@ -277,9 +276,6 @@ async fn record_in_store<R: Runtime>(
     store: &StoreRef,
     wanted: &Wanted,
 ) -> Result<(), MirrorError> {
-    if store.own {
-        return Ok(());
-    }
     let release = StoredRelease {
         version: wanted.release.version.clone(),
         module_hash: wanted.release.sha256.clone(),
@@ -290,15 +286,7 @@ async fn record_in_store<R: Runtime>(
             .collect(),
         wasm_len: wanted.size,
     };
-    let args = Encode!(&release).expect("encoding record_release's argument");
-    let reply = call_store(rt, store, RecordRelease::NAME, &args)
-        .await
-        .map_err(call_failed(RecordRelease::NAME))?;
-    match Decode!(&reply, RecordReleaseReply) {
-        Ok(RecordReleaseReply::Ok(())) => Ok(()),
-        Ok(RecordReleaseReply::Err(e)) => Err(refused(RecordRelease::NAME, e)),
-        Err(e) => Err(refused(RecordRelease::NAME, e)),
-    }
+    store_update::<RecordRelease, R>(rt, store, (release,)).await
 }
 
 /// A store canister's `forget_release` of `version`, before its chunk store is cleared.
@@ -307,17 +295,31 @@ async fn forget_in_store<R: Runtime>(
     store: &StoreRef,
     version: &str,
 ) -> Result<(), MirrorError> {
+    store_update::<ForgetRelease, R>(rt, store, (version.to_string(),)).await
+}
+
+/// Calls endpoint `E` of a store canister (none for the manager's own store); a reject, a
+/// refusal or a reply that does not decode is a [`MirrorError`] naming the method.
+async fn store_update<E, R>(rt: &R, store: &StoreRef, args: E::Args) -> Result<(), MirrorError>
+where
+    E: Endpoint,
+    E::Reply: Reply,
+    <E::Reply as Reply>::Err: std::fmt::Debug,
+    R: Runtime,
+{
     if store.own {
         return Ok(());
     }
-    let args = Encode!(&version).expect("encoding forget_release's argument");
-    let reply = call_store(rt, store, ForgetRelease::NAME, &args)
+    let args = candid::encode_args(args).expect("encoding a store canister's argument");
+    let reply = call_store(rt, store, E::NAME, &args)
         .await
-        .map_err(call_failed(ForgetRelease::NAME))?;
-    match Decode!(&reply, ForgetReleaseReply) {
-        Ok(ForgetReleaseReply::Ok(_)) => Ok(()),
-        Ok(ForgetReleaseReply::Err(e)) => Err(refused(ForgetRelease::NAME, e)),
-        Err(e) => Err(refused(ForgetRelease::NAME, e)),
+        .map_err(call_failed(E::NAME))?;
+    match candid::decode_one::<E::Reply>(&reply) {
+        Ok(reply) => reply
+            .into_result()
+            .map(drop)
+            .map_err(|e| refused(E::NAME, e)),
+        Err(e) => Err(refused(E::NAME, e)),
     }
 }
 

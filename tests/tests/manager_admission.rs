@@ -149,17 +149,7 @@ fn the_allowlist_admits_listed_principals_and_invites_once() {
 }
 
 fn install_probe(fleet: &Fleet) -> Principal {
-    let probe = fleet
-        .sim
-        .create_canister_with_settings(Some(fleet.controller), None);
-    fleet.sim.add_cycles(probe, 50_000_000_000_000);
-    fleet.sim.install_canister(
-        probe,
-        wasm_build::wasm("sim_probe", &[]),
-        encode_one(None::<u64>).unwrap(),
-        Some(fleet.controller),
-    );
-    probe
+    fleet_tests::install_probe(&fleet.sim, fleet.controller)
 }
 
 /// The approver canister decides; an approver that cannot answer refuses, and nothing is
