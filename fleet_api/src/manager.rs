@@ -497,8 +497,9 @@ pub enum SubnetError {
     NoStoreModule,
     /// The cycles minting canister did not create the store canister (cycles refunded).
     CreateFailed(String),
-    /// The store canister was created but the store module could not be installed in it; the
-    /// subnet is not added, and the empty canister `store` is the operator's to delete.
+    /// The store canister was created but the store module could not be installed in it. The
+    /// subnet is added with `store`, whose chunk store serves installs without the module; the
+    /// manager installs the module (the one set then) when it next records a release there.
     StoreInstallFailed {
         store: Principal,
         message: String,

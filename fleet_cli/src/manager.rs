@@ -770,7 +770,8 @@ impl EndpointError for fleet_api::manager::SubnetError {
             Self::CreateFailed(why) => format!("creating the store canister failed: {why}"),
             Self::StoreInstallFailed { store, message } => format!(
                 "installing the store module in the new store canister {store} failed (the \
-                 subnet is not added; the empty canister is yours to delete): {message}"
+                 subnet is added; the manager installs the module when it next records a \
+                 release in the store, e.g. at the next rollout's start): {message}"
             ),
             Self::Mirror(e) => {
                 format!("the subnet is added, mirroring into its store failed: {e:?}")

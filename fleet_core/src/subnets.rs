@@ -454,12 +454,8 @@ pub async fn add_subnet<R: Runtime>(rt: &R, arg: AddSubnetArg) -> Result<SubnetI
         .create_canister_on(arg.subnet, vec![rt.self_id()], arg.store_cycles)
         .await
         .map_err(|e| SubnetError::CreateFailed(e.message))?;
-    install_store(rt, store, module)
-        .await
-        .map_err(|e| SubnetError::StoreInstallFailed {
-            store,
-            message: e.message,
-        })?;
+    // Recorded before its module is installed: a store whose install fails is not left behind
+    // with its cycles, and gets the module at its next record (`chunk_store::call_store`).
     state::with_mut(|s| {
         let mut st = s.subnets_state();
         st.subnets.push(SubnetStore {
@@ -470,6 +466,12 @@ pub async fn add_subnet<R: Runtime>(rt: &R, arg: AddSubnetArg) -> Result<SubnetI
         });
         s.set_subnets_state(st);
     });
+    install_store(rt, store, module)
+        .await
+        .map_err(|e| SubnetError::StoreInstallFailed {
+            store,
+            message: e.message,
+        })?;
     let store_ref = StoreRef {
         subnet: arg.subnet,
         canister: store,

@@ -1,7 +1,8 @@
 //! Store canisters on the subnets a fleet uses, seen from outside on ic_sim: `add_subnet`
 //! installs the store module in each new store (controllers exactly the manager), the store's
 //! public `releases` lists what the manager mirrored into its chunk store, only the manager
-//! may change that list, and without a store module nothing is created.
+//! may change that list, without a store module nothing is created, and a store whose install
+//! failed stays added and gets the module later.
 
 use candid::{encode_args, encode_one, Principal};
 use fleet_api::manager::method::{AddSubnet, ListSubnets, SetStoreModule, StoreModule};
@@ -145,6 +146,52 @@ fn an_added_subnets_store_runs_the_store_module_and_lists_the_mirrored_releases(
     assert_eq!(versions, ["1.0.0", "2.0.0"]);
 }
 
+/// A store whose module install fails stays added, so its cycles are not left in a canister
+/// nobody tracks, and it gets the store module set afterwards at its next record: here, when a
+/// rollout's start mirrors its target into every store.
+#[test]
+fn a_store_whose_install_failed_stays_added_and_gets_the_module_at_its_next_record() {
+    let (fleet, other) = fleet_on_two_subnets();
+    // The wasm magic and version, then a section that does not parse: taken, not installable.
+    set_store_module(
+        &fleet,
+        fleet.controller,
+        b"\0asm\x01\0\0\0\x01\xff".to_vec(),
+    )
+    .unwrap();
+    let before = fleet.sim.canister_count();
+    let store = match add(&fleet, other) {
+        Err(SubnetError::StoreInstallFailed { store, .. }) => store,
+        other => panic!("expected StoreInstallFailed, got {other:?}"),
+    };
+    assert_eq!(fleet.sim.canister_count(), before + 1);
+    assert_eq!(fleet.sim.module_hash(store), None);
+    let listed = fleet.ask::<ListSubnets>(user(1), ()).subnets;
+    assert!(
+        listed.iter().any(|s| s.subnet == other && s.store == store),
+        "{listed:?}"
+    );
+    assert_eq!(add(&fleet, other), Err(SubnetError::AlreadyAdded));
+    assert_eq!(fleet.sim.canister_count(), before + 1, "no second store");
+
+    let hash = set_store_module(&fleet, fleet.controller, store_wasm()).unwrap();
+    fleet.publish(fleet.controller, "2.0.0", &user_wasm(true));
+    drop(fleet.ask::<fleet_api::rollout::method::StartRollout>(
+        fleet.controller,
+        (fleet_tests::rollout::one_wave_plan("2.0.0", 10),),
+    ));
+    assert_eq!(
+        fleet.sim.module_hash(store).map(|h| h.to_vec()),
+        Some(hash.to_vec()),
+        "the store got the module at its record"
+    );
+    let versions: Vec<String> = call_on::<Releases>(&fleet.sim, store, user(7), ())
+        .into_iter()
+        .map(|r| r.version)
+        .collect();
+    assert_eq!(versions, ["2.0.0"]);
+}
+
 /// Only the manager changes what a store lists: an ingress update from anyone else is dropped
 /// before it is paid for, and a call from another canister gets `NotAuthorized` and changes
 /// nothing.
@@ -165,16 +212,7 @@ fn a_store_refuses_anyone_but_the_manager() {
         refused_at_ingress::<ForgetRelease>(&fleet.sim, store, sender, ("1.0.0".into(),));
     }
     // A canister's call is not inspected: the handler refuses it, typed.
-    let probe = fleet
-        .sim
-        .create_canister_with_settings(Some(fleet.controller), None);
-    fleet.sim.add_cycles(probe, 50_000_000_000_000);
-    fleet.sim.install_canister(
-        probe,
-        wasm_build::wasm("sim_probe", &[]),
-        encode_one(None::<u64>).unwrap(),
-        Some(fleet.controller),
-    );
+    let probe = fleet_tests::install_probe(&fleet.sim, fleet.controller);
     let via_probe = |method: &str, arg: Vec<u8>| -> Vec<u8> {
         let args = encode_args((store, method.to_string(), arg, 0u128)).unwrap();
         let reply = fleet
