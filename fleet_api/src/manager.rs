@@ -509,6 +509,26 @@ pub enum SubnetError {
     Mirror(MirrorError),
 }
 
+/// What `upgrade_stores` did with one added subnet's store.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct StoreUpgrade {
+    pub subnet: Principal,
+    pub store: Principal,
+    pub outcome: StoreUpgradeOutcome,
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum StoreUpgradeOutcome {
+    /// It ran the store module already.
+    Current,
+    /// Upgraded to the store module (mode `upgrade`: its recorded releases are kept).
+    Upgraded,
+    /// It had no module (its install had failed); the store module is installed.
+    Installed,
+    /// Its status could not be read, or the IC refused the install; it keeps what it ran.
+    Failed(String),
+}
+
 /// Largest store module `set_store_module` takes: it travels whole in the `install_code` call
 /// to each new store, and an inter-canister call carries at most 2 MiB (interface spec,
 /// "Resource limits"), with room left for the rest of the argument.
@@ -699,6 +719,8 @@ crate::endpoint::reply! {
     SetPlacementReply(SubnetsView, SubnetError);
     /// The sha256 of the store module now set.
     SetStoreModuleReply(serde_bytes::ByteBuf, SetStoreModuleError);
+    /// Each added subnet's store, in the order added.
+    UpgradeStoresReply(Vec<StoreUpgrade>, SubnetError);
 }
 
 /// The manager's settings, operators, releases and registry methods; the rollout methods are
@@ -747,5 +769,7 @@ pub mod method {
         update SetStoreModule = "set_store_module" (serde_bytes::ByteBuf) -> SetStoreModuleReply;
         /// The sha256 of the store module, if one is set.
         query StoreModule = "store_module" () -> Option<serde_bytes::ByteBuf>;
+        /// Admin: brings every added subnet's store to the store module set now.
+        update UpgradeStores = "upgrade_stores" () -> UpgradeStoresReply;
     }
 }

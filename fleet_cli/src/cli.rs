@@ -414,6 +414,15 @@ pub enum SubnetsCommand {
         #[arg(long, value_name = "PATH")]
         store_wasm: Option<PathBuf>,
     },
+    /// Bring every added subnet's store canister to the store module: the file given (or the
+    /// one this build bundles) is set in the manager first when it differs; stores that run
+    /// another module are upgraded (their recorded releases stay), stores without one get it.
+    UpgradeStores {
+        #[command(flatten)]
+        target: ManagerTarget,
+        #[arg(long, value_name = "PATH")]
+        store_wasm: Option<PathBuf>,
+    },
     /// Where new canisters go: `own` (the manager's subnet), `spread` (the subnet with the
     /// fewest), `fill:N` (each subnet up to N canisters, in order), or a subnet id.
     Placement {

@@ -443,7 +443,8 @@ fn rollout_upgrades_the_fleet_with_pause_and_resume() {
 /// A fleet over three subnets: `subnets add` sets the manager's store module (the one this
 /// build of fleet bundles) and creates a store canister on each other subnet (controlled by
 /// the manager alone, running the store module, holding the default release, which its public
-/// `releases` query lists with its chunk hashes), `subnets
+/// `releases` query lists with its chunk hashes; `subnets upgrade-stores` finds them current),
+/// `subnets
 /// placement spread` puts new canisters on all three, an adopted canister on another subnet
 /// is registered there, and a rollout upgrades every one from its own subnet's store (ic_sim,
 /// like the IC, refuses a store on another subnet). Bad input is refused with exit code 2.
@@ -500,6 +501,24 @@ fn a_fleet_spread_over_three_subnets_is_provisioned_and_upgraded_from_each_subne
     }
     let (code, e) = f.admin_err(&["subnets", "add", &subnets[1].to_text()]);
     assert_eq!(code, 2, "added twice: {e}");
+    // Every store runs the bundled module already: `upgrade-stores` leaves them as they are.
+    let upgraded = f.admin(&["subnets", "upgrade-stores"]);
+    let outcomes: Vec<(String, String)> = upgraded
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            (
+                u["store"].as_str().unwrap().to_string(),
+                u["outcome"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String)> = stores
+        .iter()
+        .map(|s| (s.to_text(), "current".to_string()))
+        .collect();
+    assert_eq!(outcomes, expected);
     let (code, e) = f.admin_err(&["subnets", "placement", "fill:0"]);
     assert_eq!(code, 2, "{e}");
     let stranger = f

@@ -171,7 +171,8 @@ pub fn ingress_rule(method: &str) -> Option<IngressRule> {
         | "manage_canister"
         | "add_subnet"
         | "set_placement"
-        | "set_store_module" => AnyRole(ADMIN),
+        | "set_store_module"
+        | "upgrade_stores" => AnyRole(ADMIN),
         // The handler checks the request's own role; cancelling is also the proposer's.
         "approve_request" | "cancel_request" => AnyRole(ANY),
         "begin_release"

@@ -137,17 +137,19 @@ pub trait Runtime {
         crate::subnets::cmc_create_reply(&reply)
     }
 
-    /// `install_code` in mode `install` of `wasm_module` (sent whole: for the store canister's
-    /// small module; releases go through the chunk store) into the empty `canister`, with the
-    /// candid-encoded init `arg` (interface spec, "IC method `install_code`").
+    /// `install_code` of `wasm_module` (sent whole: for the store canister's small module;
+    /// releases go through the chunk store) into `canister` in `mode`, with the candid-encoded
+    /// `arg` (interface spec, "IC method `install_code`": `install` only into a canister
+    /// without a module, `upgrade` keeps stable memory).
     async fn install_code(
         &self,
         canister: Principal,
+        mode: mc::CanisterInstallMode,
         wasm_module: Vec<u8>,
         arg: Vec<u8>,
     ) -> CallResult<()> {
         let a = mc::InstallCodeArgs {
-            mode: mc::CanisterInstallMode::Install,
+            mode,
             canister_id: canister,
             wasm_module,
             arg,

@@ -26,10 +26,11 @@ use crate::state;
 use crate::stored::MirroredRelease;
 use candid::{CandidType, Decode, Encode, Nat, Principal};
 use fleet_api::manager::{
-    AddSubnetArg, Placement as ApiPlacement, SetStoreModuleError, SubnetError, SubnetInfo,
-    SubnetsView, MAX_STORE_MODULE_SIZE, MAX_SUBNETS,
+    AddSubnetArg, Placement as ApiPlacement, SetStoreModuleError, StoreUpgrade,
+    StoreUpgradeOutcome, SubnetError, SubnetInfo, SubnetsView, MAX_STORE_MODULE_SIZE, MAX_SUBNETS,
 };
 use fleet_api::store_canister::StoreInit;
+use ic_management_canister_types::CanisterInstallMode;
 use ic_stable_structures::Memory;
 use rollout_core::codec::COMPACT_V1;
 use serde::{Deserialize, Serialize};
@@ -524,7 +525,8 @@ pub(crate) async fn install_store<R: Runtime>(
         manager: rt.self_id()
     })
     .expect("encoding the store's init argument");
-    rt.install_code(store, module, init).await
+    rt.install_code(store, CanisterInstallMode::Install, module, init)
+        .await
 }
 
 /// A store added before stores ran code has no module: installs the store module in it, if one
@@ -534,6 +536,47 @@ pub(crate) async fn install_missing_store_module<R: Runtime>(rt: &R, store: Prin
         return false;
     };
     install_store(rt, store, module).await.is_ok()
+}
+
+/// Brings every added subnet's store to the store module set now: one it runs already is left
+/// alone, one without a module gets it installed, any other is upgraded (mode `upgrade`, so
+/// the releases it recorded stay; the store's `post_upgrade` checks its layout and a trap
+/// keeps the previous module). One store's failure does not stop the others.
+pub async fn upgrade_stores<R: Runtime>(rt: &R) -> Result<Vec<StoreUpgrade>, SubnetError> {
+    let (Some(module), Some(hash)) =
+        state::with(|s| (s.store_module.module(), s.store_module.hash()))
+    else {
+        return Err(SubnetError::NoStoreModule);
+    };
+    let stores = state::with(|s| s.subnets_state()).subnets;
+    let mut done = Vec::with_capacity(stores.len());
+    for s in stores {
+        let outcome = match rt.canister_status(s.store).await {
+            Err(e) => StoreUpgradeOutcome::Failed(e.message),
+            Ok(status) if status.module_hash.as_deref() == Some(&hash[..]) => {
+                StoreUpgradeOutcome::Current
+            }
+            Ok(status) => match status.module_hash {
+                None => install_store(rt, s.store, module.clone())
+                    .await
+                    .map(|()| StoreUpgradeOutcome::Installed),
+                Some(_) => {
+                    let no_arg = Encode!().expect("encoding no argument");
+                    let upgrade = CanisterInstallMode::Upgrade(None);
+                    rt.install_code(s.store, upgrade, module.clone(), no_arg)
+                        .await
+                        .map(|()| StoreUpgradeOutcome::Upgraded)
+                }
+            }
+            .unwrap_or_else(|e| StoreUpgradeOutcome::Failed(e.message)),
+        };
+        done.push(StoreUpgrade {
+            subnet: s.subnet,
+            store: s.store,
+            outcome,
+        });
+    }
+    Ok(done)
 }
 
 // --- The cycles minting canister's `create_canister` (its published candid interface) ---

@@ -505,6 +505,20 @@ fn set_store_module_result(module: serde_bytes::ByteBuf) -> Result<Vec<u8>, SetS
     subnets::set_store_module(&module)
 }
 
+/// Admin: every added subnet's store brought to the store module set now (after
+/// `set_store_module` changed it, or to install it where an install failed).
+#[update(guard = "awake")]
+async fn upgrade_stores() -> UpgradeStoresReply {
+    upgrade_stores_result().await.into()
+}
+
+async fn upgrade_stores_result() -> Result<Vec<StoreUpgrade>, SubnetError> {
+    if !has_role(caller(), Role::Admin) {
+        return Err(SubnetError::NotAuthorized);
+    }
+    subnets::upgrade_stores(&Ic).await
+}
+
 /// The sha256 of the store module, if one is set: public, as every store's module hash is.
 #[query]
 fn store_module() -> Option<serde_bytes::ByteBuf> {

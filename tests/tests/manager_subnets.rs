@@ -1,12 +1,16 @@
 //! Store canisters on the subnets a fleet uses, seen from outside on ic_sim: `add_subnet`
 //! installs the store module in each new store (controllers exactly the manager), the store's
 //! public `releases` lists what the manager mirrored into its chunk store, only the manager
-//! may change that list, without a store module nothing is created, and a store whose install
-//! failed stays added and gets the module later.
+//! may change that list, without a store module nothing is created, a store whose install
+//! failed stays added, and `upgrade_stores` brings every store to the module set now.
 
 use candid::{encode_args, encode_one, Principal};
-use fleet_api::manager::method::{AddSubnet, ListSubnets, SetStoreModule, StoreModule};
-use fleet_api::manager::{AddSubnetArg, SetStoreModuleError, SubnetError};
+use fleet_api::manager::method::{
+    AddSubnet, ListSubnets, SetStoreModule, StoreModule, UpgradeStores,
+};
+use fleet_api::manager::{
+    AddSubnetArg, SetStoreModuleError, StoreUpgrade, StoreUpgradeOutcome, SubnetError,
+};
 use fleet_api::store_canister::method::{ForgetRelease, RecordRelease, Releases, Status};
 use fleet_api::store_canister::{StoreCanisterError, StoredRelease};
 use fleet_tests::{
@@ -45,6 +49,15 @@ fn add(fleet: &Fleet, subnet: Principal) -> Result<fleet_api::manager::SubnetInf
             },),
         )
         .into_result()
+}
+
+/// [`fleet_on_two_subnets`] with the store module set and the other subnet added: the fleet,
+/// that subnet and its store.
+fn fleet_with_a_store() -> (Fleet, Principal, Principal) {
+    let (fleet, other) = fleet_on_two_subnets();
+    set_store_module(&fleet, fleet.controller, store_wasm()).unwrap();
+    let store = add(&fleet, other).unwrap().store;
+    (fleet, other, store)
 }
 
 fn set_store_module(
@@ -147,10 +160,11 @@ fn an_added_subnets_store_runs_the_store_module_and_lists_the_mirrored_releases(
 }
 
 /// A store whose module install fails stays added, so its cycles are not left in a canister
-/// nobody tracks, and it gets the store module set afterwards at its next record: here, when a
-/// rollout's start mirrors its target into every store.
+/// nobody tracks; `upgrade_stores` fails on it while the module cannot be installed, and
+/// installs the working module set afterwards, so that the store records what a rollout's
+/// start mirrors into it.
 #[test]
-fn a_store_whose_install_failed_stays_added_and_gets_the_module_at_its_next_record() {
+fn a_store_whose_install_failed_stays_added_and_upgrade_stores_installs_it() {
     let (fleet, other) = fleet_on_two_subnets();
     // The wasm magic and version, then a section that does not parse: taken, not installable.
     set_store_module(
@@ -173,8 +187,22 @@ fn a_store_whose_install_failed_stays_added_and_gets_the_module_at_its_next_reco
     );
     assert_eq!(add(&fleet, other), Err(SubnetError::AlreadyAdded));
     assert_eq!(fleet.sim.canister_count(), before + 1, "no second store");
+    let outcomes = |fleet: &Fleet| -> Vec<StoreUpgradeOutcome> {
+        let done = fleet
+            .ask::<UpgradeStores>(fleet.controller, ())
+            .into_result()
+            .unwrap();
+        assert!(done.iter().all(|u| u.subnet == other && u.store == store));
+        done.into_iter().map(|u| u.outcome).collect()
+    };
+    assert!(
+        matches!(&outcomes(&fleet)[..], [StoreUpgradeOutcome::Failed(_)]),
+        "the broken module cannot be installed"
+    );
+    assert_eq!(fleet.sim.module_hash(store), None);
 
     let hash = set_store_module(&fleet, fleet.controller, store_wasm()).unwrap();
+    assert_eq!(outcomes(&fleet), [StoreUpgradeOutcome::Installed]);
     fleet.publish(fleet.controller, "2.0.0", &user_wasm(true));
     drop(fleet.ask::<fleet_api::rollout::method::StartRollout>(
         fleet.controller,
@@ -183,7 +211,7 @@ fn a_store_whose_install_failed_stays_added_and_gets_the_module_at_its_next_reco
     assert_eq!(
         fleet.sim.module_hash(store).map(|h| h.to_vec()),
         Some(hash.to_vec()),
-        "the store got the module at its record"
+        "the store runs the module"
     );
     let versions: Vec<String> = call_on::<Releases>(&fleet.sim, store, user(7), ())
         .into_iter()
@@ -192,14 +220,53 @@ fn a_store_whose_install_failed_stays_added_and_gets_the_module_at_its_next_reco
     assert_eq!(versions, ["2.0.0"]);
 }
 
+/// `upgrade_stores` after `set_store_module` changed the module: a store running the previous
+/// one is upgraded and keeps the releases it recorded; asked again, it is current; only an
+/// admin may ask.
+#[test]
+fn upgrade_stores_brings_each_store_to_the_module_set_now_and_keeps_its_records() {
+    let (fleet, other, store) = fleet_with_a_store();
+    let listed = call_on::<Releases>(&fleet.sim, store, user(7), ());
+    assert_eq!(listed.len(), 1);
+    // The same code with a custom section: another module, another hash.
+    let newer = fleet_tests::padded(&store_wasm(), 1_000);
+    let hash = set_store_module(&fleet, fleet.controller, newer).unwrap();
+    let running = |fleet: &Fleet| fleet.sim.module_hash(store).map(|h| h.to_vec());
+    assert_ne!(
+        running(&fleet),
+        Some(hash.to_vec()),
+        "set_store_module alone"
+    );
+    let upgrade = |fleet: &Fleet| {
+        fleet
+            .ask::<UpgradeStores>(fleet.controller, ())
+            .into_result()
+            .unwrap()
+    };
+    assert_eq!(
+        upgrade(&fleet),
+        [StoreUpgrade {
+            subnet: other,
+            store,
+            outcome: StoreUpgradeOutcome::Upgraded
+        }]
+    );
+    assert_eq!(running(&fleet), Some(hash.to_vec()));
+    assert_eq!(
+        call_on::<Releases>(&fleet.sim, store, user(7), ()),
+        listed,
+        "the upgrade keeps what the store recorded"
+    );
+    assert_eq!(upgrade(&fleet)[0].outcome, StoreUpgradeOutcome::Current);
+    refused_at_ingress::<UpgradeStores>(&fleet.sim, fleet.manager, user(9), ());
+}
+
 /// Only the manager changes what a store lists: an ingress update from anyone else is dropped
 /// before it is paid for, and a call from another canister gets `NotAuthorized` and changes
 /// nothing.
 #[test]
 fn a_store_refuses_anyone_but_the_manager() {
-    let (fleet, other) = fleet_on_two_subnets();
-    set_store_module(&fleet, fleet.controller, store_wasm()).unwrap();
-    let store = add(&fleet, other).unwrap().store;
+    let (fleet, _, store) = fleet_with_a_store();
     let listed = call_on::<Releases>(&fleet.sim, store, user(7), ());
     let forged = StoredRelease {
         version: "9.9.9".into(),

@@ -2,9 +2,11 @@
 //! new canisters.
 
 use fleet_api::manager::method::{
-    AddSubnet, ListSubnets, SetPlacement, SetStoreModule, StoreModule,
+    AddSubnet, ListSubnets, SetPlacement, SetStoreModule, StoreModule, UpgradeStores,
 };
-use fleet_api::manager::{AddSubnetArg, Placement, SubnetInfo, SubnetsView};
+use fleet_api::manager::{
+    AddSubnetArg, Placement, StoreUpgrade, StoreUpgradeOutcome, SubnetInfo, SubnetsView,
+};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::path::Path;
@@ -90,6 +92,54 @@ fn view_output(view: &SubnetsView) -> Result<Output, CliError> {
     output(&json, text)
 }
 
+/// One line per store `upgrade_stores` went through.
+fn upgrades_output(done: &[StoreUpgrade]) -> Result<Output, CliError> {
+    let rows: Vec<serde_json::Value> = done
+        .iter()
+        .map(|u| {
+            let (outcome, error) = match &u.outcome {
+                StoreUpgradeOutcome::Current => ("current", None),
+                StoreUpgradeOutcome::Upgraded => ("upgraded", None),
+                StoreUpgradeOutcome::Installed => ("installed", None),
+                StoreUpgradeOutcome::Failed(why) => ("failed", Some(why.clone())),
+            };
+            serde_json::json!({
+                "subnet": u.subnet.to_text(),
+                "store": u.store.to_text(),
+                "outcome": outcome,
+                "error": error,
+            })
+        })
+        .collect();
+    let mut text = if done.is_empty() {
+        "no subnet added besides the manager's: no store to upgrade".to_string()
+    } else {
+        format!("{} store(s):", done.len())
+    };
+    for r in &rows {
+        text.push_str(&format!(
+            "\n{}  store {}  {}{}",
+            r["subnet"].as_str().unwrap_or_default(),
+            r["store"].as_str().unwrap_or_default(),
+            r["outcome"].as_str().unwrap_or_default(),
+            r["error"]
+                .as_str()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
+        ));
+    }
+    let failed = done
+        .iter()
+        .filter(|u| matches!(u.outcome, StoreUpgradeOutcome::Failed(_)))
+        .count();
+    if failed > 0 {
+        return Err(CliError::Refused(format!(
+            "{text}\n{failed} store(s) not upgraded"
+        )));
+    }
+    output(&rows, text)
+}
+
 /// The store module to set in the manager: the file given, else the one this build bundles
 /// (feature `sim`), else none.
 fn local_store_module(path: Option<&Path>) -> Result<Option<Vec<u8>>, CliError> {
@@ -150,6 +200,12 @@ pub(super) fn run(cmd: &SubnetsCommand, connector: &Connector) -> Result<Output,
             let line = SubnetLine::from(&info);
             let text = format!("added {}", line.text());
             output(&line, text)
+        }
+        SubnetsCommand::UpgradeStores { target, store_wasm } => {
+            let ic = connect_manager(target, connector, false)?;
+            let m = Manager::new(ic.as_ref(), target.manager);
+            ensure_store_module(&m, store_wasm.as_deref())?;
+            upgrades_output(&m.call_ok::<UpgradeStores>(())?)
         }
         SubnetsCommand::Placement { target, placement } => {
             let ic = connect_manager(target, connector, false)?;
