@@ -539,6 +539,7 @@ impl Sim {
                     Status::Running | Status::Stopping => {
                         c.status = Status::Stopping;
                         c.stop_requests.push((req.reply_to.clone(), deadline));
+                        self.stopping.insert(args.canister_id);
                         Ok(None)
                     }
                 }
@@ -862,6 +863,7 @@ impl Sim {
             }),
         );
         c.module = Some(p.module);
+        self.may_have_system_tasks(id);
         Ok(())
     }
 

@@ -292,18 +292,39 @@ impl Sim {
         subnet.subnet_queue = waiting;
     }
 
-    /// Heartbeats and due global timers of running, idle canisters.
-    fn due_system_tasks(&self) -> BTreeMap<Principal, (bool, bool)> {
+    /// Heartbeats and due global timers of running, idle canisters of the active subnet, from
+    /// the canisters that may have either ([`Sim::system_tasks`]); those that have neither any
+    /// more are dropped from it.
+    fn due_system_tasks(&mut self) -> BTreeMap<Principal, (bool, bool)> {
         let now = self.time;
-        self.active_canisters()
-            .filter(|c| c.status == Status::Running && !self.is_busy(&c.id))
-            .filter_map(|c| {
-                let m = c.module.as_ref()?;
-                let heartbeat = m.exports("canister_heartbeat");
-                let timer = c.global_timer != 0 && c.global_timer <= now;
-                (heartbeat || timer).then_some((c.id, (heartbeat, timer)))
-            })
-            .collect()
+        let mut due = BTreeMap::new();
+        let mut none = Vec::new();
+        for id in self.system_tasks.range(self.active_range()) {
+            let Some(c) = self.canisters.get(id) else {
+                none.push(*id);
+                continue;
+            };
+            let heartbeat = c
+                .module
+                .as_ref()
+                .is_some_and(|m| m.exports("canister_heartbeat"));
+            if !heartbeat && c.global_timer == 0 {
+                none.push(*id);
+                continue;
+            }
+            let timer = c.global_timer != 0 && c.global_timer <= now;
+            if c.module.is_some()
+                && (heartbeat || timer)
+                && c.status == Status::Running
+                && !self.is_busy(id)
+            {
+                due.insert(*id, (heartbeat, timer));
+            }
+        }
+        for id in none {
+            self.system_tasks.remove(&id);
+        }
+        due
     }
 
     /// Runs a canister's heartbeat and global timer; returns their instructions and executions.

@@ -6,7 +6,7 @@
 //! message passing is asynchronous). Each delivery is one atomic execution; its effects
 //! (state, outgoing calls, response) are committed only when it does not trap.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use candid::Principal;
@@ -571,6 +571,13 @@ pub(crate) struct Sim {
     pub outcalls: crate::http_outcalls::Outcalls,
     /// Caller info of ingress messages not yet executed, by ingress id.
     pub sender_infos: HashMap<u64, RawSenderInfo>,
+    /// Every canister that may have a heartbeat or a global timer to run: added when its module
+    /// exports `canister_heartbeat` or its timer is set, dropped by the round that finds
+    /// neither. A round looks at these instead of at every canister of its subnet.
+    pub system_tasks: BTreeSet<Principal>,
+    /// Every canister a stop request made `Stopping`, dropped once it is not: the round that
+    /// stops canisters looks at these instead of at every canister of its subnet.
+    pub stopping: BTreeSet<Principal>,
 }
 
 /// How long a completed ingress message's reply stays readable: the replica's
@@ -677,6 +684,8 @@ impl Sim {
             ),
             outcalls: Default::default(),
             sender_infos: HashMap::new(),
+            system_tasks: BTreeSet::new(),
+            stopping: BTreeSet::new(),
         }
     }
 
@@ -724,8 +733,13 @@ impl Sim {
 
     /// The canisters of the active subnet (every canister when there is one subnet).
     pub fn active_canisters(&self) -> impl Iterator<Item = &Canister> + '_ {
+        self.canisters.range(self.active_range()).map(|(_, c)| c)
+    }
+
+    /// The ids of the active subnet's canisters (all ids when there is one subnet).
+    pub fn active_range(&self) -> (std::ops::Bound<Principal>, std::ops::Bound<Principal>) {
         use std::ops::Bound;
-        let bounds = if self.subnets.len() == 1 {
+        if self.subnets.len() == 1 {
             (Bound::Unbounded, Bound::Unbounded)
         } else {
             let (lo, hi) = self.subnets[self.active].range;
@@ -733,8 +747,21 @@ impl Sim {
                 Bound::Included(canister_id_from_u64(lo)),
                 Bound::Included(canister_id_from_u64(hi)),
             )
+        }
+    }
+
+    /// Notes that `id`'s module or timer changed: it may have system tasks now.
+    pub(crate) fn may_have_system_tasks(&mut self, id: Principal) {
+        let Some(c) = self.canisters.get(&id) else {
+            return;
         };
-        self.canisters.range(bounds).map(|(_, c)| c)
+        let heartbeat = c
+            .module
+            .as_ref()
+            .is_some_and(|m| m.exports("canister_heartbeat"));
+        if heartbeat || c.global_timer != 0 {
+            self.system_tasks.insert(id);
+        }
     }
 
     /// Whether `id` lies in the canister id range of some subnet.
@@ -815,6 +842,9 @@ impl Sim {
                 c.global_timer = out.host.global_timer;
                 c.certified_data = std::mem::take(&mut out.host.certified_data);
                 c.version += 1;
+                if c.global_timer != 0 {
+                    self.system_tasks.insert(*id);
+                }
             }
             _ => {}
         }
@@ -1294,14 +1324,19 @@ impl Sim {
     /// than 5 minutes are rejected with SYS_TRANSIENT and the canister stays stopping.
     pub(crate) fn progress_stops(&mut self) {
         let now = self.time;
-        let stopping: Vec<Principal> = self
-            .active_canisters()
-            .filter(|c| c.status == Status::Stopping)
-            .map(|c| c.id)
-            .collect();
-        for id in stopping {
-            let c = self.canisters.get_mut(&id).expect("listed");
+        let candidates: Vec<Principal> =
+            self.stopping.range(self.active_range()).copied().collect();
+        for id in candidates {
+            let Some(c) = self
+                .canisters
+                .get_mut(&id)
+                .filter(|c| c.status == Status::Stopping)
+            else {
+                self.stopping.remove(&id);
+                continue;
+            };
             if c.open_call_contexts() == 0 {
+                self.stopping.remove(&id);
                 c.status = Status::Stopped;
                 c.version += 1;
                 for (reply_to, _) in std::mem::take(&mut c.stop_requests) {

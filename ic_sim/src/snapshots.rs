@@ -579,6 +579,7 @@ impl Sim {
                 source,
             }),
         );
+        self.may_have_system_tasks(id);
         Ok(())
     }
 }
