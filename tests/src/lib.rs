@@ -282,8 +282,11 @@ pub mod rollout {
         pub load_rounds: u64,
         /// The manager's most instructions in one of those rounds.
         pub load_round_max_instructions: u64,
-        /// The manager's instructions after the start, status polls left out.
+        /// The manager's instructions once the cohort's records are written (after the start
+        /// and [`Rolled::load_instructions`]), status polls left out: what upgrading costs.
         pub instructions: u64,
+        /// The manager's instructions in the rounds that wrote the records the start staged.
+        pub load_instructions: u64,
     }
 
     /// A manager ready for fleets of `n` canisters: no creation limit in the way, and cycles
@@ -382,6 +385,7 @@ pub mod rollout {
             let mut rounds = 0;
             let mut loading = true;
             let (mut load_rounds, mut load_round_max_instructions) = (0, 0);
+            let mut load_instructions = 0;
             let status = loop {
                 let polled = self.sim.instructions_total(self.manager);
                 let status = self.rollout_status();
@@ -405,8 +409,9 @@ pub mod rollout {
                 let stepped = self.sim.instructions_total(self.manager);
                 self.step();
                 if loading {
-                    load_round_max_instructions = load_round_max_instructions
-                        .max(self.sim.instructions_total(self.manager) - stepped);
+                    let round = self.sim.instructions_total(self.manager) - stepped;
+                    load_instructions += round;
+                    load_round_max_instructions = load_round_max_instructions.max(round);
                 }
                 rounds += 1;
             };
@@ -418,7 +423,11 @@ pub mod rollout {
                 start_instructions: instr0 - before,
                 load_rounds,
                 load_round_max_instructions,
-                instructions: self.sim.instructions_total(self.manager) - instr0 - polls,
+                instructions: self.sim.instructions_total(self.manager)
+                    - instr0
+                    - polls
+                    - load_instructions,
+                load_instructions,
             }
         }
 

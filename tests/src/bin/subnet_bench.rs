@@ -5,7 +5,9 @@
 //! the subnets (`set_store_module`, then `add_subnet` for each subnet but the manager's,
 //! placement `Spread`), rolls v2 out with the same per-subnet limits in both runs, checks every
 //! canister's module hash and subnet from outside, and prints the rounds, their ratio, the
-//! manager's instructions per upgrade and the process's peak resident memory, and after each
+//! manager's instructions per upgrade (once the cohort's records are written: `start_rollout`
+//! and the ticks that write what it staged are printed apart) and the process's peak resident
+//! memory, and after each
 //! run what the simulator holds by category ([`ic_sim::MemoryReport`]). With `--only` it makes
 //! the run on SUBNETS subnets alone (for fleets too large to run twice). With
 //! `--rollout-max N` the fleet is upgraded by one rollout per N canisters (in id order, named
